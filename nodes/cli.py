@@ -1,0 +1,158 @@
+"""The `geoplat` command: up, down, status, load, config validate/schema."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from nodes import settings as settings_mod
+from nodes.settings import ConfigError
+
+
+def _load(args: argparse.Namespace) -> settings_mod.FederationSettings:
+    return settings_mod.load(args.config)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from nodes import supervisor
+
+    s = _load(args)
+    procs, started_cluster = supervisor.up(s, only=args.node or None)
+    if args.detach:
+        print("all nodes healthy; stop them with: geoplat down")
+        return 0
+    return supervisor.foreground(s, procs, stop_cluster=started_cluster)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from nodes import supervisor
+
+    supervisor.down(_load(args), stop_cluster=not args.keep_db)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from nodes import federation, supervisor
+
+    s = _load(args)
+    running = supervisor.running_nodes(s)
+    rows = []
+    worst = 0
+    for node in s.nodes:
+        h = supervisor.health(node) if node.id in running else None
+        status = h.get("status", "down") if h else ("down" if node.id in running else "stopped")
+        checks = ", ".join(f"{k}={v.get('status')}" for k, v in (h or {}).get("checks", {}).items())
+        rows.append({"node": node.id, "tier": node.tier, "url": node.base_url, "status": status,
+                     "checks": (h or {}).get("checks", {})})
+        if not args.json:
+            print(f"{node.id:10} {node.tier:4} {status:8} {node.base_url:28} {checks}")
+        worst = max(worst, 0 if status == "ok" else 1)
+    if federation.needs_cluster(s):
+        cluster = federation.managed_cluster(s)
+        pg = "running" if cluster.is_running() else "stopped"
+        if not args.json:
+            print(f"{'postgis':10} {'':4} {pg:8} {cluster.host}:{cluster.port}")
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    return worst
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from nodes import federation
+
+    s = _load(args)
+    if federation.needs_cluster(s):
+        federation.managed_cluster(s).start()
+    for node in s.nodes:
+        if args.node and node.id not in args.node:
+            continue
+        for r in federation.load_node_layers(s, node, force=args.force):
+            state = "unchanged" if r.skipped else "loaded"
+            print(f"{node.id}.{r.id}: {r.feature_count} features {state}")
+    return 0
+
+
+def cmd_config_validate(args: argparse.Namespace) -> int:
+    """Syntax, schema, cross-references, layer files, then a trial build of pygeoapi configs."""
+    try:
+        s = _load(args)
+        problems: list[tuple[str, str, str]] = []
+        for node in s.nodes:
+            try:
+                settings_mod.load_layers(s, node)
+            except ConfigError as exc:
+                problems += exc.problems
+        if problems:
+            raise ConfigError(problems)
+    except ConfigError as exc:
+        for f, key, msg in exc.problems:
+            print(f"{f}: {key}: {msg}", file=sys.stderr)
+        return 1
+    print(f"{args.config or settings_mod.DEFAULT_CONFIG}: ok ({len(s.nodes)} nodes)")
+    return 0
+
+
+def cmd_config_schema(args: argparse.Namespace) -> int:
+    from nodes.schema import write_schemas
+
+    for path in write_schemas(Path(args.out) if args.out else None):
+        print(path)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="geoplat", description=__doc__)
+    p.add_argument("--config", help="federation config (default config/federation.yml or $GEOPLAT_CONFIG)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="load data and serve the federation")
+    up.add_argument("--detach", action="store_true", help="return once every node is healthy")
+    up.add_argument("--node", action="append", help="only this node (repeatable)")
+    up.set_defaults(func=cmd_up)
+
+    down = sub.add_parser("down", help="stop the nodes and the managed PostGIS")
+    down.add_argument("--keep-db", action="store_true", help="leave the managed PostGIS running")
+    down.set_defaults(func=cmd_down)
+
+    st = sub.add_parser("status", help="show each node and component")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
+    ld = sub.add_parser("load", help="load (or confirm) the sample layers of nodes")
+    ld.add_argument("--node", action="append")
+    ld.add_argument("--force", action="store_true", help="reload even when unchanged")
+    ld.set_defaults(func=cmd_load)
+
+    cfg = sub.add_parser("config", help="configuration tools")
+    csub = cfg.add_subparsers(dest="config_command", required=True)
+    v = csub.add_parser("validate", help="check a federation config")
+    v.add_argument("file", nargs="?", help="config file (default: --config or config/federation.yml)")
+    v.set_defaults(func=cmd_config_validate)
+    sc = csub.add_parser("schema", help="write JSON Schemas of the config files")
+    sc.add_argument("--out", help="directory (default config/schema)")
+    sc.set_defaults(func=cmd_config_schema)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if getattr(args, "file", None):
+        args.config = args.file
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        for f, key, msg in exc.problems:
+            print(f"{f}: {key}: {msg}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:
+        print(f"geoplat: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Preparing a federation's databases: the managed cluster, one database per node, sample data."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from layers.load import LayerSpec, LoadResult, load_layer
+from nodes.postgres import Cluster, ensure_database, ensure_postgis
+from nodes.settings import FederationSettings, LayerSettings, NodeSettings, load_layers
+
+
+def managed_cluster(settings: FederationSettings, *, fast: bool = False) -> Cluster:
+    pg = settings.postgres
+    return Cluster(data_dir=settings.resolve(pg.data_dir), port=pg.port, host=pg.host, fast=fast)
+
+
+def needs_cluster(settings: FederationSettings) -> bool:
+    return any(n.database_url is None for n in settings.nodes)
+
+
+def node_dsn(settings: FederationSettings, node: NodeSettings) -> str:
+    """The node's database: its own `database_url`, or `geoplat_<id>` in the managed cluster."""
+    if node.database_url:
+        return node.database_url
+    return managed_cluster(settings).dsn(f"geoplat_{node.id}")
+
+
+def ensure_node_database(settings: FederationSettings, node: NodeSettings) -> str:
+    dsn = node_dsn(settings, node)
+    if node.database_url:
+        ensure_postgis(dsn)
+    else:
+        ensure_database(managed_cluster(settings).dsn(), f"geoplat_{node.id}")
+    return dsn
+
+
+def layer_spec(settings: FederationSettings, layer: LayerSettings) -> LayerSpec:
+    path = Path(layer.file)
+    if not path.is_absolute():
+        path = settings.resolve(settings.data_dir) / path
+    return LayerSpec(id=layer.id, title=layer.title, path=path, geometry_type=layer.geometry_type,
+                     source_layer=layer.source_layer, id_column=layer.id_column)
+
+
+def load_node_layers(settings: FederationSettings, node: NodeSettings, *, force: bool = False,
+                     show_progress: bool = True) -> list[LoadResult]:
+    """Load (or confirm unchanged) every layer of a node, with a progress bar per layer."""
+    dsn = ensure_node_database(settings, node)
+    results = []
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), disable=not show_progress or not sys.stderr.isatty(),
+                  transient=False) as progress:
+        for layer in load_layers(settings, node):
+            task = progress.add_task(f"{node.id}.{layer.id}", total=None)
+            res = load_layer(
+                dsn, layer_spec(settings, layer), force=force,
+                progress=lambda n, t=task: progress.advance(t, n),
+                on_total=lambda total, t=task: progress.update(t, total=total))
+            progress.update(task, total=res.feature_count, completed=res.feature_count,
+                            description=f"{node.id}.{layer.id}" + (" (unchanged)" if res.skipped else ""))
+            results.append(res)
+    return results

@@ -1,0 +1,211 @@
+"""Building and running the nodes of a federation: one process group per node.
+
+`geoplat up` builds every node (database, layers, generated pygeoapi config) and starts one
+uvicorn process group per node; state lives in `var/run/` so `geoplat down`/`status` find it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from nodes import federation
+from nodes.pygeoapi_config import build_config, node_dir, write_config
+from nodes.settings import FederationSettings, NodeSettings, load_layers
+from nodes.templates import prepare_templates
+
+
+@dataclass
+class NodeProcess:
+    node: NodeSettings
+    proc: subprocess.Popen
+
+    @property
+    def pgid(self) -> int:
+        return self.proc.pid  # started with start_new_session: leader of its group
+
+
+def run_dir(settings: FederationSettings) -> Path:
+    d = settings.resolve(settings.var_dir) / "run"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def build_node(settings: FederationSettings, node: NodeSettings, *, show_progress: bool = True) -> Path:
+    """Load the node's layers and generate its pygeoapi config; returns the node's directory."""
+    federation.load_node_layers(settings, node, show_progress=show_progress)
+    dsn = federation.node_dsn(settings, node)
+    out = node_dir(settings, node)
+    templates = prepare_templates(settings, node)
+    config = build_config(settings, node, load_layers(settings, node), dsn, templates)
+    write_config(config, out)
+    meta = {
+        "node": {"id": node.id, "title": node.title, "tier": node.tier, "parent": node.parent,
+                 "base_url": node.base_url, "extent": node.extent.as_list(),
+                 "scale": {"finest": node.scale.finest, "coarsest": node.scale.coarsest}},
+        "dsn": dsn,
+    }
+    path = out / "node.json"
+    path.write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
+    os.chmod(path, 0o600)  # holds the database password
+    return out
+
+
+def start_node(settings: FederationSettings, node: NodeSettings, ndir: Path) -> NodeProcess:
+    log = open(settings.resolve(settings.var_dir) / "run" / f"{node.id}.log", "ab")
+    env = {**os.environ, "GEOPLAT_NODE_DIR": str(ndir), "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "nodes.asgi:create_app",
+           "--host", node.host, "--port", str(node.port), "--workers", str(node.workers),
+           "--no-access-log", "--no-server-header", "--timeout-graceful-shutdown", "5",
+           "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True,
+                            cwd=str(Path(__file__).resolve().parent.parent))
+    (run_dir(settings) / f"{node.id}.pid").write_text(str(proc.pid))
+    return NodeProcess(node, proc)
+
+
+def health(node: NodeSettings, timeout: float = 2.0) -> dict | None:
+    try:
+        r = httpx.get(f"http://{node.host}:{node.port}/health", timeout=timeout)
+        return r.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def wait_healthy(procs: list[NodeProcess], timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    pending = {p.node.id: p for p in procs}
+    while pending:
+        for nid, p in list(pending.items()):
+            if p.proc.poll() is not None:
+                raise RuntimeError(f"node {nid} exited (code {p.proc.returncode}); "
+                                   f"see var/run/{nid}.log")
+            h = health(p.node, timeout=1.0)
+            if h and h.get("status") == "ok":
+                del pending[nid]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nodes not healthy after {timeout:.0f} s: {', '.join(pending)}")
+        time.sleep(0.3)
+
+
+def stop_group(pgid: int, grace: float = 10.0) -> None:
+    """SIGTERM a process group, then SIGKILL what is left after `grace` seconds."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        try:  # reap our own child if it is one
+            os.waitpid(pgid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def running_nodes(settings: FederationSettings) -> dict[str, int]:
+    """Node id -> pgid of process groups recorded in var/run and still alive."""
+    out = {}
+    for pidfile in run_dir(settings).glob("*.pid"):
+        try:
+            pgid = int(pidfile.read_text())
+            os.killpg(pgid, 0)
+            out[pidfile.stem] = pgid
+        except (ValueError, ProcessLookupError, PermissionError):
+            pidfile.unlink(missing_ok=True)
+    return out
+
+
+def up(settings: FederationSettings, *, only: list[str] | None = None,
+       echo=print) -> tuple[list[NodeProcess], bool]:
+    """Prepare and start the federation (or the named nodes).
+
+    Returns the node processes and whether this call started the managed PostGIS.
+    """
+    nodes = [n for n in settings.nodes if not only or n.id in only]
+    already = running_nodes(settings)
+    if any(n.id in already for n in nodes):
+        raise RuntimeError("nodes already running: " + ", ".join(sorted(set(already) & {n.id for n in nodes}))
+                           + " (geoplat down first)")
+    if federation.needs_cluster(settings):
+        cluster = federation.managed_cluster(settings)
+        echo(f"PostGIS: managed cluster {cluster.data_dir} on {cluster.host}:{cluster.port}")
+        started_cluster = not cluster.is_running()
+        cluster.start()
+    else:
+        started_cluster = False
+    procs = []
+    try:
+        for node in nodes:
+            echo(f"[{node.id}] loading layers and generating config")
+            ndir = build_node(settings, node)
+            procs.append(start_node(settings, node, ndir))
+        wait_healthy(procs)
+    except BaseException:
+        for p in procs:
+            stop_group(p.pgid)
+            (run_dir(settings) / f"{p.node.id}.pid").unlink(missing_ok=True)
+        if started_cluster:
+            federation.managed_cluster(settings).stop()
+        raise
+    for node in nodes:
+        echo(f"[{node.id}] {node.tier:4} {node.base_url}/  OGC API: {node.base_url}/ogc  "
+             f"health: {node.base_url}/health")
+    return procs, started_cluster
+
+
+def down(settings: FederationSettings, echo=print, *, stop_cluster: bool = True) -> None:
+    for nid, pgid in running_nodes(settings).items():
+        echo(f"stopping {nid}")
+        stop_group(pgid)
+        (run_dir(settings) / f"{nid}.pid").unlink(missing_ok=True)
+    if stop_cluster and federation.needs_cluster(settings):
+        cluster = federation.managed_cluster(settings)
+        if cluster.is_running():
+            echo("stopping managed PostGIS")
+            cluster.stop()
+
+
+def foreground(settings: FederationSettings, procs: list[NodeProcess], echo=print, *,
+               stop_cluster: bool = True) -> int:
+    """Wait until Ctrl-C/SIGTERM or a node dies, then stop everything started."""
+    stop = {"flag": False}
+
+    def handler(signum, frame):
+        stop["flag"] = True
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    echo("serving; press Ctrl-C to stop")
+    code = 0
+    while not stop["flag"]:
+        for p in procs:
+            if p.proc.poll() is not None:
+                echo(f"node {p.node.id} exited with code {p.proc.returncode}; stopping")
+                stop["flag"], code = True, 1
+        time.sleep(0.3)
+    echo("stopping")
+    for p in procs:
+        stop_group(p.pgid)
+        (run_dir(settings) / f"{p.node.id}.pid").unlink(missing_ok=True)
+    down(settings, echo, stop_cluster=stop_cluster)
+    return code

@@ -1,0 +1,79 @@
+"""Session fixtures: a private PostGIS cluster on a free port and the demo federation on free ports."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nodes import settings as settings_mod
+from nodes import supervisor
+from nodes.postgres import Cluster
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_federation(base: Path, cluster: Cluster, ports: dict[str, int] | None = None,
+                     nodes: list[str] | None = None) -> Path:
+    """A copy of config/federation.yml with var/, PostGIS and ports of this test run."""
+    raw = yaml.safe_load((ROOT / "config" / "federation.yml").read_text(encoding="utf-8"))
+    raw["var_dir"] = str(base / "var")
+    raw["data_dir"] = str(ROOT / "data-samples")
+    raw["postgres"] = {"data_dir": str(cluster.data_dir), "port": cluster.port}
+    kept = []
+    for node in raw["nodes"]:
+        if nodes and node["id"] not in nodes:
+            continue
+        node["host"] = "127.0.0.1"
+        node["port"] = (ports or {}).get(node["id"]) or free_port()
+        node["database_url"] = ""
+        kept.append(node)
+    raw["nodes"] = kept
+    cfg_dir = base / "config"
+    cfg_dir.mkdir(parents=True, exist_ok=True)
+    if (cfg_dir / "layers").exists():
+        shutil.rmtree(cfg_dir / "layers")
+    shutil.copytree(ROOT / "config" / "layers", cfg_dir / "layers")
+    path = cfg_dir / "federation.yml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    # Not under pytest's tmp dir: that is mode 0700 and the server runs as `postgres`.
+    base = Path(tempfile.mkdtemp(prefix="geoplat-test-pg-"))
+    base.chmod(0o755)
+    cluster = Cluster(data_dir=base / "cluster", port=free_port(), fast=True)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def federation(tmp_path_factory: pytest.TempPathFactory,
+               pg_cluster: Cluster) -> Iterator[settings_mod.FederationSettings]:
+    """The three demo nodes, loaded with the sample data and serving on loopback."""
+    base = tmp_path_factory.mktemp("fed")
+    settings = settings_mod.load(write_federation(base, pg_cluster))
+    procs, _ = supervisor.up(settings, echo=lambda *a: None)
+    yield settings
+    for p in procs:
+        supervisor.stop_group(p.pgid)
+
+
+@pytest.fixture(scope="session")
+def urls(federation: settings_mod.FederationSettings) -> dict[str, str]:
+    return {n.id: n.base_url for n in federation.nodes}
