@@ -118,7 +118,7 @@ class Health:
         except psycopg2.Error:
             return {"status": "down", "detail": "database unreachable"}
 
-    async def __call__(self, request: Request) -> Response:
+    async def endpoint(self, request: Request) -> Response:
         import anyio
 
         db = await anyio.to_thread.run_sync(self._db_check)
@@ -156,14 +156,12 @@ def create_app(node_dir: str | os.PathLike | None = None) -> Starlette:
             ],
         })
 
-    app = Starlette(routes=[
-        Route("/", landing),
-        Route("/health", health),
-        Mount("/ogc", app=starlette_app.APP),
-    ])
-
-    @app.exception_handler(404)
     async def not_found(request: Request, exc: Exception) -> Response:
         return problem(404, "Not Found", "No such resource on this node.")
 
+    app = Starlette(routes=[
+        Route("/", landing),
+        Route("/health", health.endpoint),
+        Mount("/ogc", app=starlette_app.APP),
+    ], exception_handlers={404: not_found})
     return GuardMiddleware(app)  # type: ignore[return-value]

@@ -77,3 +77,9 @@ def federation(tmp_path_factory: pytest.TempPathFactory,
 @pytest.fixture(scope="session")
 def urls(federation: settings_mod.FederationSettings) -> dict[str, str]:
     return {n.id: n.base_url for n in federation.nodes}
+
+
+@pytest.fixture(scope="session")
+def make_federation():
+    """`write_federation` for tests that start their own nodes."""
+    return write_federation
