@@ -83,16 +83,17 @@ def test_up_then_ctrl_c_leaves_nothing_running(tmp_path: Path, pg_cluster, make_
 
 
 def test_detach_status_down_and_fast_second_start(tmp_path: Path, pg_cluster, make_federation) -> None:
-    config = make_federation(tmp_path, pg_cluster, nodes=["national"])
+    config = make_federation(tmp_path, pg_cluster)
     t0 = time.monotonic()
-    res = geoplat(config, "up", "--detach")
+    res = geoplat(config, "up", "--detach", "--node", "national")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "all nodes healthy" in res.stdout
     try:
         st = geoplat(config, "status")
-        assert st.returncode == 0
-        assert "national" in st.stdout and " ok " in st.stdout
-        again = geoplat(config, "up", "--detach")
+        rows = {line.split()[0]: line.split()[2] for line in st.stdout.splitlines() if line.strip()}
+        assert rows["national"] == "ok" and rows["hangzhou"] == "stopped"
+        assert st.returncode == 1  # not every node is up
+        again = geoplat(config, "up", "--detach", "--node", "national")
         assert again.returncode == 1 and "already running" in again.stderr
     finally:
         down = geoplat(config, "down", "--keep-db")
@@ -105,9 +106,9 @@ def test_detach_status_down_and_fast_second_start(tmp_path: Path, pg_cluster, ma
 
 
 def test_load_is_idempotent(tmp_path: Path, pg_cluster, make_federation) -> None:
-    config = make_federation(tmp_path, pg_cluster, nodes=["hangzhou"])
-    first = geoplat(config, "load")
-    second = geoplat(config, "load")
+    config = make_federation(tmp_path, pg_cluster)
+    first = geoplat(config, "load", "--node", "hangzhou")
+    second = geoplat(config, "load", "--node", "hangzhou")
     assert first.returncode == 0 and second.returncode == 0
     assert "poi:" in second.stdout and "unchanged" in second.stdout
     assert "loaded" not in second.stdout

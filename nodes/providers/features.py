@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import threading
 from datetime import date, datetime, time, timedelta
@@ -406,6 +407,11 @@ class PostGISFeatureProvider(BaseProvider):
         a, b, c, d = (float(v) for v in bbox)
         # pygeoapi transformed the bbox into the storage CRS's authority axis order
         minx, miny, maxx, maxy = (b, a, d, c) if is_lat_first(self.storage_crs) else (a, b, c, d)
+        if not all(map(math.isfinite, (minx, miny, maxx, maxy))):
+            raise _bad("bbox coordinates must be finite numbers")
+        if minx > maxx or miny > maxy:
+            # boxes across the antimeridian are not supported: no layer here crosses it
+            raise _bad("bbox: the lower corner must not exceed the upper corner")
         env = sa.func.ST_MakeEnvelope(
             sa.literal(minx),
             sa.literal(miny),
