@@ -255,3 +255,12 @@ def raise_for_db_error(err: Exception) -> None:
             "(check value types and geometries)"
         ) from None
     raise ProviderQueryError(user_msg="query error") from None
+
+
+def table_settings(provider_def: dict, data: Any) -> tuple[str, str, str, str, str]:
+    """(dsn, schema, table, id field, geometry field) of a provider definition."""
+    table = provider_def.get("table")
+    if not table:
+        raise RuntimeError("provider needs 'table'")
+    return (dsn_from_data(data), provider_def.get("schema", "public"), table,
+            provider_def.get("id_field") or "fid", provider_def.get("geom_field", "geom"))

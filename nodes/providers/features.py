@@ -342,13 +342,8 @@ class PostGISFeatureProvider(BaseProvider):
 
     def __init__(self, provider_def: dict):
         super().__init__(provider_def)
-        self.dsn = _sql.dsn_from_data(self.data)
-        self.table = provider_def.get("table")
-        if not self.table:
-            raise RuntimeError("provider needs 'table'")
-        self.schema = provider_def.get("schema", "public")
-        self.id_field = self.id_field or "fid"
-        self.geom_field = provider_def.get("geom_field", "geom")
+        self.dsn, self.schema, self.table, self.id_field, self.geom_field = _sql.table_settings(
+            provider_def, self.data)
         self.storage_crs = provider_def.get("storage_crs", CRS84_URI)
         self.count_limit = int(provider_def.get("count_limit", COUNT_LIMIT))
         self.engine = _sql.get_engine(self.dsn)

@@ -64,13 +64,8 @@ class PostGISMVTProvider(BaseMVTProvider):
 
     def __init__(self, provider_def: dict):
         super().__init__(provider_def)
-        self.dsn = _sql.dsn_from_data(self.data)
-        self.table = provider_def.get("table")
-        if not self.table:
-            raise RuntimeError("provider needs 'table'")
-        self.schema = provider_def.get("schema", "public")
-        self.id_field = provider_def.get("id_field") or "fid"
-        self.geom_field = provider_def.get("geom_field", "geom")
+        self.dsn, self.schema, self.table, self.id_field, self.geom_field = _sql.table_settings(
+            provider_def, self.data)
         self.layer = provider_def.get("layer") or self.table
         opts = self.options = dict(self.options or {})
         zoom = dict(opts.get("zoom") or {})
