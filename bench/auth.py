@@ -1,0 +1,203 @@
+"""What sign-on and access control cost: requests/s with a bearer token or an API key versus
+anonymous, on the same public resources, plus the in-process cost of one access check.
+
+Run from the repository root:  .venv/bin/python bench/auth.py [--seconds 5] [--concurrency 16]
+Starts a private PostGIS and the demo federation on free ports (nothing else is touched), runs
+each case in alternating rounds, prints a table and appends it to bench/results/auth.md.
+Goals (issue 4): bearer/anonymous >= 0.95 on features; key/anonymous >= 0.9 on tiles. The cached
+tile fast path through nginx is measured by the tiles front door once it exists (see README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from nodes import federation as federation_mod
+from nodes import settings as settings_mod
+from nodes import supervisor
+from nodes.postgres import Cluster
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(base: Path, cluster: Cluster) -> Path:
+    raw = yaml.safe_load((ROOT / "config" / "federation.yml").read_text(encoding="utf-8"))
+    raw.update(var_dir=str(base / "var"), data_dir=str(ROOT / "data-samples"),
+               postgres={"data_dir": str(cluster.data_dir), "port": cluster.port})
+    for node in raw["nodes"]:
+        node.update(host="127.0.0.1", port=free_port(), database_url="")
+    (base / "config").mkdir(parents=True, exist_ok=True)
+    shutil.copytree(ROOT / "config" / "layers", base / "config" / "layers")
+    path = base / "config" / "federation.yml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+async def load(urls: list[str], headers: dict[str, str], seconds: float, concurrency: int
+               ) -> tuple[float, int]:
+    """requests/s over `seconds`; returns (rate, non-200 count)."""
+    done, bad = 0, 0
+    stop = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30, headers=headers) as client:
+        async def worker(i: int) -> None:
+            nonlocal done, bad
+            k = i
+            while time.perf_counter() < stop:
+                r = await client.get(urls[k % len(urls)])
+                k += concurrency
+                done += 1
+                bad += r.status_code not in (200, 204)
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+        return done / (time.perf_counter() - t0), bad
+
+
+def tile_urls(base: str, layer: str, lon: float, lat: float, z: int = 15) -> list[str]:
+    x0 = int((lon + 180) / 360 * 2**z)
+    y0 = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * 2**z)
+    return [f"{base}/ogc/collections/{layer}/tiles/WebMercatorQuad/{z}/{y0 + dy}/{x0 + dx}?f=mvt"
+            for dx in range(-2, 3) for dy in range(-2, 3)]
+
+
+async def check_cost(node_dir: Path, token: str, key: str) -> dict[str, float]:
+    """Microseconds per `services.access.check` call inside one process (warm caches)."""
+    import json
+
+    from services.access import AccessControl
+    from services.apikeys import KeyChecker
+    from services.app import JwksStore
+    from services.db import Database
+    from services.node_routes import NodeClient
+    from services.tokens import TokenValidator
+
+    meta = json.loads((node_dir / "node.json").read_text())
+    auth = meta["auth"]
+    db = Database(meta["dsn"])
+    control = AccessControl(auth["node_id"], auth["levels"], db,
+                            TokenValidator(auth["issuer"], auth["jwks_url"], auth["audience"],
+                                           store=JwksStore(db)))
+    control.keys = KeyChecker(db, auth["node_id"], main_db=None, auth=auth,
+                              node_client=NodeClient(auth), public_requires_key=False)
+
+    def scope(headers: list[tuple[bytes, bytes]], qs: bytes = b"") -> dict:
+        return {"type": "http", "method": "GET", "path": "/ogc/collections/poi/items",
+                "query_string": qs, "headers": headers, "client": ("127.0.0.1", 1)}
+
+    out = {}
+    for name, make in [
+        ("anonymous", lambda: scope([])),
+        ("bearer", lambda: scope([(b"authorization", f"Bearer {token}".encode())])),
+        ("tk", lambda: scope([], f"tk={key}".encode())),
+    ]:
+        await control.check(make(), "poi", "metadata")  # warm JWKS / key cache
+        n = 2000
+        t0 = time.perf_counter()
+        for _ in range(n):
+            await control.check(make(), "poi", "metadata")
+        out[name] = (time.perf_counter() - t0) / n * 1e6
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+
+    base = Path(tempfile.mkdtemp(prefix="geoplat-bench-auth-"))
+    base.chmod(0o755)
+    cluster = Cluster(data_dir=base / "cluster", port=free_port(), fast=True)
+    cluster.start()
+    procs = []
+    try:
+        settings = settings_mod.load(write_config(base, cluster))
+        procs, _ = supervisor.up(settings, only=["national", "hangzhou"], echo=lambda *a: None)
+        main_node, hz = settings.node("national"), settings.node("hangzhou").base_url
+
+        from services import accounts
+        from services.apikeys import create_key
+        from services.db import Database
+        from services.testing import login_pkce
+
+        db = Database(federation_mod.node_dsn(settings, main_node))
+        user = accounts.create(db, "bench_dev", "bench-password-1", roles=["developer"])
+        key, _ = create_key(db, "bench", user.id, "bench", "server", ["127.0.0.0/8"],
+                            quotas={"tiles": 10**9, "features": 10**9}, rate_per_second=100000)
+        token = login_pkce(main_node.base_url, "bench_dev", "bench-password-1")["access_token"]
+        feature_urls = [f"{hz}/ogc/collections/poi/items/{i}?f=json" for i in range(1, 51)]
+        poi = httpx.get(f"{hz}/ogc/collections/poi/items?f=json&limit=1").json()["features"][0]
+        lon, lat = poi["geometry"]["coordinates"]
+        tiles = tile_urls(hz, "poi", lon, lat)
+
+        cases = {
+            "features anonymous": (feature_urls, {}),
+            "features bearer": (feature_urls, {"Authorization": f"Bearer {token}"}),
+            "features tk": ([u + f"&tk={key}" for u in feature_urls], {}),
+            "tiles anonymous": (tiles, {}),
+            "tiles tk": ([u + f"&tk={key}" for u in tiles], {}),
+            "tiles bearer": (tiles, {"Authorization": f"Bearer {token}"}),
+        }
+        rates: dict[str, list[float]] = {c: [] for c in cases}
+        for r in range(args.rounds):
+            for name, (urls, headers) in cases.items():
+                rate, bad = asyncio.run(load(urls, headers, args.seconds, args.concurrency))
+                if bad:
+                    print(f"{name}: {bad} failed requests", file=sys.stderr)
+                    return 1
+                rates[name].append(rate)
+                print(f"round {r + 1} {name:20} {rate:8.1f} req/s", flush=True)
+        best = {k: max(v) for k, v in rates.items()}
+        micro = asyncio.run(check_cost(settings.resolve(settings.var_dir) / "nodes" / "hangzhou",
+                                       token, key))
+        lines = [
+            f"\n## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {args.concurrency} connections, "
+            f"{args.seconds:.0f} s x {args.rounds} rounds (best round)\n",
+            "| case | req/s | ratio to anonymous | goal |", "|---|---|---|---|",
+        ]
+        for name in cases:
+            kind = name.split()[0]
+            ratio = best[name] / best[f"{kind} anonymous"]
+            goal = {"features bearer": ">= 0.95", "tiles tk": ">= 0.9"}.get(name, "")
+            lines.append(f"| {name} | {best[name]:.1f} | {ratio:.3f} | {goal} |")
+        lines.append("")
+        lines.append("In-process `services.access.check` (warm caches): " + ", ".join(
+            f"{k} {v:.1f} µs" for k, v in micro.items()))
+        text = "\n".join(lines)
+        print(text)
+        out = ROOT / "bench" / "results" / "auth.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("a", encoding="utf-8") as f:
+            if f.tell() == 0:
+                f.write("# bench/auth.py results\n")
+            f.write(text + "\n")
+        return 0
+    finally:
+        for p in procs:
+            supervisor.stop_group(p.pgid)
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
