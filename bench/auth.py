@@ -66,7 +66,9 @@ async def load(urls: list[str], headers: dict[str, str], seconds: float, concurr
                 r = await client.get(urls[k % len(urls)])
                 k += concurrency
                 done += 1
-                bad += r.status_code not in (200, 204)
+                if r.status_code not in (200, 204):
+                    bad += 1
+                    print(f"  {r.status_code} {r.text[:120]}", file=sys.stderr)
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(i) for i in range(concurrency)))
         return done / (time.perf_counter() - t0), bad

@@ -59,10 +59,19 @@ class GuardMiddleware:
             return
         started = False
 
+        no_body = False
+
         async def guarded_send(message: dict) -> None:
-            nonlocal started
+            nonlocal started, no_body
             if message["type"] == "http.response.start":
                 started = True
+                if message["status"] in (204, 304):
+                    # pygeoapi sends a body with its 204 (empty tile); HTTP forbids one
+                    no_body = True
+                    message = {**message, "headers": [
+                        (k, v) for k, v in message.get("headers", []) if k.lower() != b"content-length"]}
+            elif message["type"] == "http.response.body" and no_body:
+                message = {**message, "body": b""}
             await send(message)
 
         try:
@@ -76,6 +85,8 @@ class GuardMiddleware:
     @staticmethod
     def _refuse(path: str, method: str, scope: Scope) -> Response | None:
         sub = path[len("/ogc"):] if path.startswith("/ogc") else None
+        if path.startswith(("/sso/", "/auth/")) and method in ("GET", "HEAD", "POST"):
+            return None  # sign-on, registration and grant endpoints (services/, issue 4)
         if sub is not None and (sub == "/admin" or sub.startswith("/admin/")):
             return problem(403, "Forbidden", "The configuration API is not available.")
         if method in READ_METHODS:
@@ -159,9 +170,14 @@ def create_app(node_dir: str | os.PathLike | None = None) -> Starlette:
     async def not_found(request: Request, exc: Exception) -> Response:
         return problem(404, "Not Found", "No such resource on this node.")
 
+    from tiles.service import tile_routes  # WMTS/WMS/TMS and Tianditu routes (issue 3)
+
     app = Starlette(routes=[
         Route("/", landing),
         Route("/health", health.endpoint),
         Mount("/ogc", app=starlette_app.APP),
+        *tile_routes(node_dir),
     ], exception_handlers={404: not_found})
-    return GuardMiddleware(app)  # type: ignore[return-value]
+    from services.app import install_auth  # /sso, /auth and layer access control (issue 4)
+
+    return GuardMiddleware(install_auth(app, meta))  # type: ignore[return-value]

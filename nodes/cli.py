@@ -133,7 +133,28 @@ def parser() -> argparse.ArgumentParser:
     sc = csub.add_parser("schema", help="write JSON Schemas of the config files")
     sc.add_argument("--out", help="directory (default config/schema)")
     sc.set_defaults(func=cmd_config_schema)
+
+    from nodes.pygeoapi_config import node_dir
+    from tiles.cli import add_commands as add_tiles_commands  # tiles seed|clean (issue 3)
+
+    add_tiles_commands(sub, _load, node_dir)
+
+    from services.cli import add_commands  # users, grants, audit, sso (issue 4)
+
+    add_commands(sub, _node_dsn)
     return p
+
+
+def _node_dsn(args: argparse.Namespace, node_id: str | None) -> tuple[str, str]:
+    """(id, database URL) of a node, default the main node: for the services commands."""
+    from nodes import federation
+
+    s = _load(args)
+    try:
+        node = s.node(node_id) if node_id else next(n for n in s.nodes if n.tier == "main")
+    except KeyError:
+        raise RuntimeError(f"unknown node {node_id!r}") from None
+    return node.id, federation.node_dsn(s, node)
 
 
 def main(argv: list[str] | None = None) -> int:

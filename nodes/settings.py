@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from services.config import NodeAuth
+from tiles.settings import TileCache
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "federation.yml"
@@ -133,6 +137,8 @@ class NodeSettings(_Model):
     layers_file: str | None = Field(
         default=None, description="layer file below config/; default layers/{id}.yml"
     )
+    auth: NodeAuth = NodeAuth()
+    tile_cache: TileCache = TileCache()
 
     @field_validator("database_url", "parent", "public_url", mode="before")
     @classmethod
@@ -196,11 +202,11 @@ class ConfigError(Exception):
 
 def substitute(text: str, env: dict[str, str] | None = None) -> str:
     """Replace `${VAR}` and `${VAR:-default}` from the environment."""
-    env = os.environ if env is None else env
+    source: Mapping[str, str] = os.environ if env is None else env
 
     def repl(m: re.Match[str]) -> str:
         name, default = m.group(1), m.group(2)
-        value = env.get(name)
+        value = source.get(name)
         if value is None or (value == "" and default is not None):
             if default is None:
                 raise KeyError(name)

@@ -47,12 +47,21 @@ def build_node(settings: FederationSettings, node: NodeSettings, *, show_progres
     templates = prepare_templates(settings, node)
     config = build_config(settings, node, load_layers(settings, node), dsn, templates)
     write_config(config, out)
+    from tiles.build import build_tiles  # e-map: Mapnik XML, MapProxy and nginx config (issue 3)
+
+    build_tiles(node, settings.children(node.id), load_layers(settings, node), dsn, out,
+                settings.resolve(settings.data_dir))
     meta = {
         "node": {"id": node.id, "title": node.title, "tier": node.tier, "parent": node.parent,
                  "base_url": node.base_url, "extent": node.extent.as_list(),
                  "scale": {"finest": node.scale.finest, "coarsest": node.scale.coarsest}},
         "dsn": dsn,
     }
+    from services.setup import prepare_node  # auth tables, OIDC client, access levels (issue 4)
+
+    main = next(n for n in settings.nodes if n.tier == "main")
+    meta["auth"] = prepare_node(settings, node, load_layers(settings, node), dsn, main,
+                                federation.node_dsn(settings, main))
     path = out / "node.json"
     path.write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
     os.chmod(path, 0o600)  # holds the database password
@@ -62,10 +71,17 @@ def build_node(settings: FederationSettings, node: NodeSettings, *, show_progres
 def start_node(settings: FederationSettings, node: NodeSettings, ndir: Path) -> NodeProcess:
     log = open(settings.resolve(settings.var_dir) / "run" / f"{node.id}.log", "ab")
     env = {**os.environ, "GEOPLAT_NODE_DIR": str(ndir), "PYTHONUNBUFFERED": "1"}
+    from tiles.frontdoor import FrontDoor  # nginx on the public port, app behind it (issue 3)
+
+    door = FrontDoor(ndir, node.host, node.port)
+    door = door if door.available() and door.conf.exists() else None
+    bind = door.app_args() if door else ["--host", node.host, "--port", str(node.port)]
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "nodes.asgi:create_app",
-           "--host", node.host, "--port", str(node.port), "--workers", str(node.workers),
+           *bind, "--workers", str(node.workers),
            "--no-access-log", "--no-server-header", "--timeout-graceful-shutdown", "5",
            "--log-level", "warning"]
+    if door:  # nginx then uvicorn, both in the node's new session and process group
+        cmd = door.wrap(cmd)
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True,
                             cwd=str(Path(__file__).resolve().parent.parent))
@@ -111,8 +127,9 @@ def stop_group(pgid: int, grace: float = 10.0) -> None:
             os.killpg(pgid, 0)
         except ProcessLookupError:
             return
-        try:  # reap our own child if it is one
-            os.waitpid(pgid, os.WNOHANG)
+        try:  # reap our own children in the group (uvicorn, nginx) if they are ours
+            while os.waitpid(-pgid, os.WNOHANG)[0]:
+                pass
         except ChildProcessError:
             pass
         time.sleep(0.1)
@@ -170,6 +187,10 @@ def up(settings: FederationSettings, *, only: list[str] | None = None,
     for node in nodes:
         echo(f"[{node.id}] {node.tier:4} {node.base_url}/  OGC API: {node.base_url}/ogc  "
              f"health: {node.base_url}/health")
+    from services.setup import demo_banner  # demo developer account and its keys (issue 4)
+
+    for line in demo_banner(settings):
+        echo(line)
     return procs, started_cluster
 
 

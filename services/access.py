@@ -1,0 +1,243 @@
+"""Access control of a node: who may see which layer, on every surface.
+
+`AccessControl` decides; `AccessMiddleware` enforces it on the node app (pygeoapi under /ogc);
+`check()` is the hook for other engines of the node (MapProxy routes, Tianditu routes,
+capabilities). Levels: `public`, `registered` (any signed-in user), `restricted` (a grant at
+this node, or node admin / publisher of this node, or platform admin).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+from starlette.requests import HTTPConnection
+
+from services.db import Database
+from services.errors import AuthError
+from services.tokens import Principal, TokenValidator
+
+Kind = Literal["features", "tiles", "search", "maps", "metadata"]
+TOKEN_COOKIE = "geoplat_at"
+GRANT_CACHE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer for one request and layer: `allowed`, else `status` 401/403/429 and why."""
+
+    allowed: bool
+    status: int = 200
+    title: str = "OK"
+    detail: str = ""
+    principal: Principal | None = None
+
+    def error(self) -> AuthError:
+        return AuthError(self.status, self.title, self.detail)
+
+
+ALLOW = Decision(True)
+
+
+def token_cookie(node_id: str) -> str:
+    """Cookie names carry the node: browsers share cookies between ports of one host."""
+    return f"{TOKEN_COOKIE}_{node_id}"
+
+
+def bearer(conn: HTTPConnection | dict, cookie: str | None = None) -> str | None:
+    """The access token of a request: `Authorization: Bearer`, else the node's session cookie."""
+    headers = conn.headers if isinstance(conn, HTTPConnection) else HTTPConnection(conn).headers
+    auth = headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    cookies = conn.cookies if isinstance(conn, HTTPConnection) else HTTPConnection(conn).cookies
+    return (cookies.get(cookie) or None) if cookie else None
+
+
+class AccessControl:
+    """Decisions for one node: its layers' levels, its grants, tokens of its federation."""
+
+    def __init__(self, node_id: str, levels: dict[str, str], db: Database,
+                 validator: TokenValidator, *, public_requires_key: bool = False):
+        self.node_id, self.levels, self.db, self.validator = node_id, dict(levels), db, validator
+        self.public_requires_key = public_requires_key
+        self._grant_cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self.keys: Any = None  # services.apikeys.KeyChecker, when installed
+
+    @property
+    def non_public(self) -> set[str]:
+        return {k for k, v in self.levels.items() if v != "public"}
+
+    async def principal(self, conn: HTTPConnection | dict) -> Principal | None:
+        """The caller, or None when anonymous; AuthError 401 for a bad token."""
+        scope = conn.scope if isinstance(conn, HTTPConnection) else conn
+        if "geoplat.principal" in scope:
+            return scope["geoplat.principal"]
+        token = bearer(conn, token_cookie(self.node_id))
+        p = await self.validator.validate(token) if token else None
+        scope["geoplat.principal"] = p
+        return p
+
+    def _granted_sync(self, sub: str) -> frozenset[str]:
+        rows = self.db.all("SELECT DISTINCT layer_id FROM auth.grants WHERE user_sub = %s AND "
+                           "status = 'approved' AND (expires_at IS NULL OR expires_at > now())",
+                           (sub,))
+        return frozenset(r["layer_id"] for r in rows)
+
+    async def granted(self, p: Principal) -> frozenset[str]:
+        """Restricted layers of this node the principal holds a live grant for."""
+        hit = self._grant_cache.get(p.sub)
+        now = time.monotonic()
+        if hit and now - hit[0] < GRANT_CACHE_SECONDS:
+            return hit[1]
+        layers = await anyio.to_thread.run_sync(self._granted_sync, p.sub)
+        self._grant_cache[p.sub] = (now, layers)
+        if len(self._grant_cache) > 10000:
+            self._grant_cache.clear()
+        return layers
+
+    def is_admin(self, p: Principal) -> bool:
+        return p.is_user and (p.platform_admin or p.has(self.node_id, "admin"))
+
+    def is_privileged(self, p: Principal) -> bool:
+        return p.platform_admin or p.has(self.node_id, "admin") or p.has(self.node_id, "publisher")
+
+    async def decide(self, p: Principal | None, layer_id: str, level: str | None = None) -> Decision:
+        level = level or self.levels.get(layer_id, "public")
+        if level == "public":
+            return Decision(True, principal=p)
+        if p is None:
+            return Decision(False, 401, "Unauthorized",
+                            "This layer needs a signed-in user; send a bearer token.")
+        if level == "registered":
+            if p.is_user:
+                return Decision(True, principal=p)
+            return Decision(False, 403, "Forbidden", "This layer is for signed-in users.")
+        if p.is_user and (self.is_privileged(p) or layer_id in await self.granted(p)):
+            return Decision(True, principal=p)
+        return Decision(False, 403, "Forbidden",
+                        "This layer is restricted; request a grant from the node that provides it.")
+
+    async def hidden(self, p: Principal | None) -> frozenset[str]:
+        """Layers this caller must not even see named."""
+        out = set()
+        for layer in self.non_public:
+            if not (await self.decide(p, layer)).allowed:
+                out.add(layer)
+        return frozenset(out)
+
+    async def check(self, conn: HTTPConnection | dict, layer_id: str | None, kind: Kind,
+                    level: str | None = None) -> Decision:
+        """Token, API key/quota and layer level for one request (layer None: no layer)."""
+        try:
+            p = await self.principal(conn)
+        except AuthError as exc:
+            return Decision(False, exc.status, exc.title, exc.detail)
+        if self.keys is not None:
+            key_decision = await self.keys.check(conn, kind, p)
+            if not key_decision.allowed:
+                return key_decision
+        elif self.public_requires_key and p is None:
+            return Decision(False, 401, "Unauthorized", "Send an API key (tk) or a bearer token.")
+        if layer_id is None:
+            return Decision(True, principal=p)
+        return await self.decide(p, layer_id, level)
+
+
+_CURRENT: AccessControl | None = None
+
+
+def install(control: AccessControl) -> None:
+    global _CURRENT
+    _CURRENT = control
+
+
+def current() -> AccessControl:
+    if _CURRENT is None:
+        raise RuntimeError("access control not installed in this process")
+    return _CURRENT
+
+
+async def check(request: HTTPConnection | dict, layer_id: str | None, kind: Kind = "tiles",
+                level: str | None = None) -> Decision:
+    """Hook for other engines of this node: may this request use `layer_id` for `kind`?
+
+    `request` is a Starlette Request or an ASGI scope. `level` overrides the layer's configured
+    level (e.g. e-map layers not in config/layers: None means public).
+    """
+    return await current().check(request, layer_id, kind, level)
+
+
+async def visible(request: HTTPConnection | dict, layer_ids: list[str]) -> list[str]:
+    """The subset of `layer_ids` the caller may see (for capabilities documents)."""
+    control = current()
+    try:
+        p = await control.principal(request)
+    except AuthError:
+        p = None
+    hidden = await control.hidden(p)
+    return [layer for layer in layer_ids if layer not in hidden]
+
+
+# --- the middleware around pygeoapi ---------------------------------------------------------
+
+COLLECTION = re.compile(r"^/ogc/collections/([^/]+)(/.*)?$")
+LISTINGS = {"/ogc": "landing", "/ogc/": "landing", "/ogc/collections": "collections",
+            "/ogc/collections/": "collections", "/ogc/openapi": "openapi"}
+
+
+def kind_of(sub: str) -> Kind:
+    if sub.startswith("/tiles"):
+        return "tiles"
+    if sub.startswith("/items"):
+        return "features"
+    return "metadata"
+
+
+class AccessMiddleware:
+    """Enforces layer levels on pygeoapi: per-layer paths and per-caller filtered listings."""
+
+    def __init__(self, app: Any, control: AccessControl, views: Any):
+        self.app, self.control, self.views = app, control, views
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/ogc"):
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        m = COLLECTION.match(path)
+        layer = m.group(1) if m else None
+        kind = kind_of(m.group(2) or "") if m else "metadata"
+        decision = await self.control.check(scope, layer if layer in self.control.levels else None,
+                                            kind)
+        if not decision.allowed:
+            headers = {}
+            if decision.status == 401:
+                headers["WWW-Authenticate"] = 'Bearer realm="geoplat"' + (
+                    ', error="invalid_token"' if bearer(scope, token_cookie(self.control.node_id))
+                    else "")
+            await decision.error().response(headers)(scope, receive, send)
+            return
+        view = LISTINGS.get(path)
+        if view is not None:
+            hidden = await self.control.hidden(decision.principal)
+            if hidden:
+                await self.views.serve(view, hidden, scope, receive, send)
+                return
+        if layer in self.control.non_public:
+            # answers that depend on who asks must never be served from a shared cache
+            async def private_send(message: dict) -> None:
+                if message["type"] == "http.response.start":
+                    headers = [(k, v) for k, v in message.get("headers", [])
+                               if k.lower() != b"cache-control"]
+                    headers += [(b"cache-control", b"private, no-store"),
+                                (b"vary", b"Authorization, Cookie")]
+                    message = {**message, "headers": headers}
+                await send(message)
+
+            await self.app(scope, receive, private_send)
+            return
+        await self.app(scope, receive, send)

@@ -1,0 +1,264 @@
+"""Developer API keys (`tk`, like Tianditu's): created at the main node, checked at every node.
+
+Browser keys are bound to origins (Origin or Referer header), server keys to IP ranges. Each
+key has a daily quota per service kind (tiles, features, search) at each node and a rate
+limit. Checks are cheap: the key record is cached in-process for a short TTL (looked up at the
+main node over HTTP with the node's client credentials, or in its database on the main node);
+usage is counted in memory and flushed to `auth.key_usage` of the node in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import httpx
+from starlette.requests import HTTPConnection
+
+from services import audit
+from services.db import Database
+from services.errors import AuthError
+
+KINDS = ("tiles", "features", "search")
+DEFAULT_QUOTAS = {"tiles": 100000, "features": 20000, "search": 10000}
+DEFAULT_RATE = 50
+KEY_TTL = 30.0
+FLUSH_SECONDS = 5.0
+
+
+def key_hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    key_id: str
+    user_id: int
+    kind: str
+    allowed: tuple[str, ...]
+    quotas: dict[str, int]
+    rate_per_second: int
+    revoked: bool
+
+    def permits(self, origin: str | None, ip: str) -> bool:
+        if self.kind == "browser":
+            return origin is not None and origin in self.allowed
+        try:
+            addr = ipaddress.ip_address(ip)
+            return any(addr in ipaddress.ip_network(net, strict=False) for net in self.allowed)
+        except ValueError:
+            return False
+
+
+# --- management at the main node ----------------------------------------------------------
+
+def create_key(db: Database, node_id: str, user_id: int, name: str, kind: str,
+               allowed: list[str], quotas: dict[str, int] | None = None,
+               rate_per_second: int = DEFAULT_RATE, actor: str = "") -> tuple[str, dict]:
+    """A new key; returns (the key value, shown once, and its record)."""
+    if kind not in ("browser", "server"):
+        raise AuthError(422, "Invalid key", "kind is browser or server")
+    clean: list[str] = []
+    for item in allowed:
+        item = str(item).strip()
+        if kind == "browser":
+            parts = urlsplit(item)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+                raise AuthError(422, "Invalid key", f"not an origin: {item[:80]!r}")
+            clean.append(f"{parts.scheme}://{parts.netloc}")
+        else:
+            try:
+                clean.append(str(ipaddress.ip_network(item, strict=False)))
+            except ValueError:
+                raise AuthError(422, "Invalid key", f"not an IP range: {item[:80]!r}") from None
+    if not clean:
+        raise AuthError(422, "Invalid key", "a key needs at least one allowed origin or IP range")
+    q = {**DEFAULT_QUOTAS, **{k: int(v) for k, v in (quotas or {}).items() if k in KINDS}}
+    value = secrets.token_hex(16)
+    key_id = value[:8]
+    import json
+
+    db.execute("INSERT INTO auth.api_keys (key_id, key_hash, user_id, name, kind, allowed, quotas, "
+               "rate_per_second) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+               (key_id, key_hash(value), user_id, name[:100], kind, clean, json.dumps(q),
+                int(rate_per_second)))
+    audit.record(db, node_id, "key.create", actor=actor or str(user_id), subject=key_id,
+                 kind=kind, allowed=clean)
+    return value, {"key_id": key_id, "name": name, "kind": kind, "allowed": clean, "quotas": q,
+                   "rate_per_second": rate_per_second}
+
+
+def revoke_key(db: Database, node_id: str, key_id: str, *, user_id: int | None,
+               actor: str) -> bool:
+    sql = "UPDATE auth.api_keys SET revoked_at = now() WHERE key_id = %s AND revoked_at IS NULL"
+    args: tuple = (key_id,)
+    if user_id is not None:
+        sql += " AND user_id = %s"
+        args = (key_id, user_id)
+    done = db.execute(sql, args) == 1
+    if done:
+        audit.record(db, node_id, "key.revoke", actor=actor, subject=key_id)
+    return done
+
+
+def lookup(db: Database, hashed: str) -> dict | None:
+    row = db.one("SELECT key_id, user_id, kind, allowed, quotas, rate_per_second, "
+                 "revoked_at IS NOT NULL AS revoked FROM auth.api_keys WHERE key_hash = %s",
+                 (hashed,))
+    return dict(row) if row else None
+
+
+# --- checking at every node -----------------------------------------------------------------
+
+class KeyChecker:
+    """Validates `tk` on requests of this node; counts usage; enforces quota and rate."""
+
+    def __init__(self, db: Database, node_id: str, *, main_db: Database | None,
+                 auth: dict[str, Any], node_client: Any, public_requires_key: bool):
+        self.db, self.node_id, self.main_db = db, node_id, main_db
+        self.auth, self.node_client = auth, node_client
+        self.public_requires_key = public_requires_key
+        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        self._inflight: dict[str, asyncio.Future] = {}
+        self._counts: dict[tuple[str, str], int] = {}   # unflushed, (key_id, kind)
+        self._base: dict[tuple[str, str], tuple[float, int]] = {}  # from the DB, today
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+        self._last_flush = time.monotonic()
+
+    async def _fetch(self, hashed: str) -> dict | None:
+        if self.main_db is not None:
+            return await anyio.to_thread.run_sync(lookup, self.main_db, hashed)
+        async with httpx.AsyncClient(timeout=3.0) as client:
+            token = await self.node_client.token(client, scope="keys")
+            r = await client.get(self.auth["main_url"] + "/sso/api/keys/lookup",
+                                 params={"hash": hashed},
+                                 headers={"Authorization": f"Bearer {token}"})
+            if r.status_code == 404:
+                return None
+            r.raise_for_status()
+            return r.json()
+
+    async def key(self, value: str) -> ApiKey | None:
+        hashed = key_hash(value)
+        hit = self._cache.get(hashed)
+        if hit and time.monotonic() - hit[0] < KEY_TTL:
+            return hit[1]
+        # one lookup per key at a time: concurrent requests wait for it (no thundering herd)
+        pending = self._inflight.get(hashed)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._inflight[hashed] = future
+        try:
+            key = await self._lookup(hashed, hit)
+            future.set_result(key)
+            return key
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it
+            raise
+        finally:
+            self._inflight.pop(hashed, None)
+
+    async def _lookup(self, hashed: str, hit: tuple[float, ApiKey | None] | None) -> ApiKey | None:
+        now = time.monotonic()
+        try:
+            row = await self._fetch(hashed)
+        except (httpx.HTTPError, AuthError, ValueError):
+            if hit:  # main node unreachable: keep trusting what we knew
+                return hit[1]
+            raise AuthError(503, "Service Unavailable", "Keys cannot be checked just now.") from None
+        key = None
+        if row:
+            key = ApiKey(row["key_id"], row["user_id"], row["kind"], tuple(row["allowed"]),
+                         dict(row["quotas"]), int(row["rate_per_second"]), bool(row["revoked"]))
+        if len(self._cache) > 50000:
+            self._cache.clear()
+        self._cache[hashed] = (now, key)
+        return key
+
+    def _rate_ok(self, key: ApiKey) -> bool:
+        now = time.monotonic()
+        tokens, last = self._buckets.get(key.key_id, (float(key.rate_per_second), now))
+        tokens = min(float(key.rate_per_second), tokens + (now - last) * key.rate_per_second)
+        if tokens < 1.0:
+            self._buckets[key.key_id] = (tokens, now)
+            return False
+        self._buckets[key.key_id] = (tokens - 1.0, now)
+        return True
+
+    async def _used_today(self, key_id: str, kind: str) -> int:
+        now = time.monotonic()
+        base = self._base.get((key_id, kind))
+        if base is None or now - base[0] > FLUSH_SECONDS:
+            if base is not None:  # others keep using the old figure meanwhile
+                self._base[(key_id, kind)] = (now, base[1])
+            row = await anyio.to_thread.run_sync(lambda: self.db.one(
+                "SELECT coalesce(sum(count), 0) AS n FROM auth.key_usage WHERE key_id = %s AND "
+                "kind = %s AND day = current_date", (key_id, kind)))
+            base = (now, int(row["n"]))
+            self._base[(key_id, kind)] = base
+        return base[1] + self._counts.get((key_id, kind), 0)
+
+    def _flush_sync(self) -> None:
+        with self._lock:
+            counts, self._counts = self._counts, {}
+        for (key_id, kind), n in counts.items():
+            self.db.execute("INSERT INTO auth.key_usage VALUES (%s, current_date, %s, %s) "
+                            "ON CONFLICT (key_id, day, kind) DO UPDATE SET "
+                            "count = auth.key_usage.count + EXCLUDED.count", (key_id, kind, n))
+            self._base.pop((key_id, kind), None)
+
+    async def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        if self._counts:
+            await anyio.to_thread.run_sync(self._flush_sync)
+
+    async def check(self, conn: HTTPConnection | dict, kind: str, principal: Any) -> Any:
+        from services.access import ALLOW, Decision
+
+        c = conn if isinstance(conn, HTTPConnection) else HTTPConnection(conn)
+        value = c.query_params.get("tk") or c.headers.get("x-api-key")
+        if not value:
+            if principal is None and self.public_requires_key:
+                return Decision(False, 401, "Unauthorized",
+                                "Send an API key (tk=...) or sign in.")
+            return Decision(True, principal=principal)
+        try:
+            key = await self.key(value)
+        except AuthError as exc:
+            return Decision(False, exc.status, exc.title, exc.detail)
+        if key is None or key.revoked:
+            return Decision(False, 403, "Invalid key", "This API key is unknown or revoked.")
+        origin = c.headers.get("origin")
+        if not origin and c.headers.get("referer"):
+            parts = urlsplit(c.headers["referer"])
+            origin = f"{parts.scheme}://{parts.netloc}" if parts.netloc else None
+        ip = c.client.host if c.client else ""
+        if not key.permits(origin, ip):
+            return Decision(False, 403, "Key not allowed here",
+                            "This key is bound to other origins or addresses.")
+        if not self._rate_ok(key):
+            return Decision(False, 429, "Too Many Requests",
+                            f"Rate limit of {key.rate_per_second} requests per second exceeded.")
+        if kind in KINDS:
+            used = await self._used_today(key.key_id, kind)
+            if used >= key.quotas.get(kind, 0):
+                return Decision(False, 429, "Quota exceeded",
+                                f"The daily {kind} quota of this key ({key.quotas.get(kind, 0)}) "
+                                "is used up at this node; it resets at midnight.")
+            with self._lock:
+                self._counts[(key.key_id, kind)] = self._counts.get((key.key_id, kind), 0) + 1
+            if time.monotonic() - self._last_flush > FLUSH_SECONDS or \
+                    sum(self._counts.values()) > 500:
+                await self.flush()
+        return Decision(True, principal=principal) if principal else ALLOW

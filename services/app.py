@@ -1,0 +1,65 @@
+"""Assembling auth into a node app: `/sso` (main node), `/auth` (every node), enforcement."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from services import access
+from services.access import AccessControl, AccessMiddleware
+from services.apikeys import KeyChecker
+from services.db import Database, secret
+from services.node_routes import NodeAuthRoutes
+from services.tokens import TokenValidator
+from services.views import FilteredViews
+
+
+class JwksStore:
+    """The last JWKS fetched from the main node, in this node's `auth.secrets`."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def load(self) -> dict | None:
+        row = self.db.one("SELECT value FROM auth.secrets WHERE name = 'jwks-cache'")
+        return json.loads(row["value"]) if row else None
+
+    def save(self, jwks: dict) -> None:
+        self.db.execute("INSERT INTO auth.secrets VALUES ('jwks-cache', %s) ON CONFLICT (name) "
+                        "DO UPDATE SET value = EXCLUDED.value", (json.dumps(jwks),))
+
+
+def install_auth(app: Any, meta: dict[str, Any]) -> Any:
+    """Add the auth routes to the Starlette `app` and return it wrapped in access control."""
+    auth = meta["auth"]
+    settings = auth["settings"]
+    db = Database(meta["dsn"])
+    validator = TokenValidator(auth["issuer"], auth["jwks_url"], auth["audience"],
+                               cache_seconds=settings["jwks_cache_seconds"], store=JwksStore(db))
+    control = AccessControl(auth["node_id"], auth["levels"], db, validator,
+                            public_requires_key=settings["public_requires_key"])
+    access.install(control)
+    node_secret = secret(db, "node-web")
+    register_locally = None
+    main_db = None
+    if auth["is_main"]:
+        from services.oidc import Provider
+        from services.signing import Signer
+        from services.sso import SSO
+        from services.sso import register_locally as reg
+
+        main_db = db if auth["main_dsn"] == meta["dsn"] else Database(auth["main_dsn"])
+        provider = Provider(main_db, Signer(main_db), auth["issuer"], auth["audience"],
+                            settings["access_token_ttl"], settings["refresh_token_ttl"])
+        sso = SSO(provider, validator, meta["node"], secret(main_db, "sso-web"), settings)
+        app.router.routes.extend(sso.routes())
+
+        async def register_locally(data: dict, via: str, ip: str) -> Any:
+            return await reg(main_db, auth["node_id"], data, via, ip)
+
+    routes = NodeAuthRoutes(meta["node"], auth, control, node_secret, register_locally)
+    control.keys = KeyChecker(db, auth["node_id"], main_db=main_db if auth["is_main"] else None,
+                              auth=auth, node_client=routes.client,
+                              public_requires_key=settings["public_requires_key"])
+    app.router.routes.extend(routes.routes())
+    return AccessMiddleware(app, control, FilteredViews())

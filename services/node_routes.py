@@ -1,0 +1,278 @@
+"""Routes every node serves under `/auth`: registration (forwarded to the main node), sign-in
+through the main node (OIDC relying party), the caller's identity, and access grants."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import anyio
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from services import grants
+from services.access import AccessControl, token_cookie
+from services.errors import AuthError, problem
+from services.web import MESSAGE, REGISTER, Csrf, client_ip, render
+
+STATE_COOKIE = "geoplat_oidc_state"
+
+
+class MainUnavailable(AuthError):
+    def __init__(self) -> None:
+        super().__init__(503, "Service Unavailable",
+                         "The main node, where accounts are kept, cannot be reached; nothing was "
+                         "stored. Please try again later.")
+
+
+class NodeClient:
+    """This node as an OAuth client of the main node (client credentials), for forwarding."""
+
+    def __init__(self, auth: dict[str, Any]):
+        self.auth = auth
+        self._tokens: dict[str, tuple[float, str]] = {}
+
+    async def token(self, client: httpx.AsyncClient, scope: str = "register") -> str:
+        hit = self._tokens.get(scope)
+        if hit and hit[0] > time.time() + 30:
+            return hit[1]
+        r = await client.post(self.auth["token_url"],
+                              data={"grant_type": "client_credentials", "scope": scope},
+                              auth=(self.auth["client_id"], self.auth["client_secret"]))
+        if r.status_code != 200:
+            raise MainUnavailable()
+        body = r.json()
+        self._tokens[scope] = (time.time() + int(body.get("expires_in", 60)), body["access_token"])
+        return body["access_token"]
+
+    async def forward_registration(self, data: dict[str, Any]) -> httpx.Response:
+        try:
+            async with httpx.AsyncClient(timeout=5.0) as client:
+                token = await self.token(client)
+                return await client.post(self.auth["main_url"] + "/sso/api/users", json=data,
+                                         headers={"Authorization": f"Bearer {token}"})
+        except (httpx.HTTPError, ValueError, KeyError):
+            raise MainUnavailable() from None
+
+
+class NodeAuthRoutes:
+    def __init__(self, node: dict[str, Any], auth: dict[str, Any], control: AccessControl,
+                 secret: str, register_locally: Any = None):
+        self.node, self.auth, self.control = node, auth, control
+        self.db = control.db
+        self.csrf = Csrf(secret)
+        self.client = NodeClient(auth)
+        self.register_locally = register_locally  # set on the main node
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/auth/register", self.register, methods=["GET", "POST"]),
+            Route("/auth/login", self.login, methods=["GET"]),
+            Route("/auth/callback", self.callback, methods=["GET"]),
+            Route("/auth/logout", self.logout, methods=["GET", "POST"]),
+            Route("/auth/me", self.me, methods=["GET"]),
+            Route("/auth/check", self.check, methods=["GET"]),
+            Route("/auth/grants", self.grants, methods=["GET", "POST"]),
+            Route("/auth/grants/{grant_id:int}/{action}", self.decide, methods=["POST"]),
+        ]
+
+    def _form_page(self, request: Request, *, status: int = 200, error: str = "",
+                   fields: dict | None = None, values: dict | None = None) -> Response:
+        csrf, cookies = self.csrf.issue(request)
+        return render(REGISTER, title="注册 Register", node_title=self.node["title"],
+                      status=status, error=error, fields=fields, csrf=csrf, cookies=cookies,
+                      action="/auth/register", values=values or {})
+
+    async def register(self, request: Request) -> Response:
+        if request.method == "GET":
+            return self._form_page(request)
+        is_json = request.headers.get("content-type", "").split(";")[0].strip() == "application/json"
+        if is_json:
+            try:
+                data = await request.json()
+            except ValueError:
+                return problem(400, "Bad request", "A JSON object is expected.")
+            if not isinstance(data, dict):
+                return problem(400, "Bad request", "A JSON object is expected.")
+        else:
+            form = await request.form()
+            data = {k: v for k, v in form.items() if isinstance(v, str)}
+            try:
+                self.csrf.verify(request, data.get("csrf_token"))
+            except AuthError as exc:
+                return self._form_page(request, status=403, error=exc.detail)
+        fields = {k: str(data.get(k) or "")[:300] for k in
+                  ("username", "email", "display_name", "password")}
+        fields["client_ip"] = client_ip(request)
+        try:
+            if self.register_locally is not None:
+                response = await self.register_locally(fields, self.node["id"], fields["client_ip"])
+                status, body = response.status_code, _json(response.body)
+            else:
+                r = await self.client.forward_registration(fields)
+                status, body = r.status_code, _json(r.content)
+                if status >= 500:
+                    raise MainUnavailable()
+        except AuthError as exc:
+            if is_json:
+                return exc.response()
+            return self._form_page(request, status=exc.status, error=exc.detail,
+                                   values={k: fields[k] for k in ("username", "email", "display_name")})
+        if is_json:
+            return JSONResponse(body, status_code=status,
+                                media_type="application/json" if status < 400 else
+                                "application/problem+json")
+        if status == 201:
+            return render(MESSAGE, title="注册成功 Registered", node_title=self.node["title"],
+                          status=201, message=f"Account {body.get('username')} created.",
+                          link="/auth/login", link_text="Sign in")
+        return self._form_page(request, status=status, error=str(body.get("detail", "")),
+                               fields=body.get("fields"),
+                               values={k: fields[k] for k in ("username", "email", "display_name")})
+
+    async def _main_reachable(self) -> bool:
+        try:
+            async with httpx.AsyncClient(timeout=2.0) as client:
+                r = await client.get(self.auth["issuer"] + "/.well-known/openid-configuration")
+                return r.status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    async def login(self, request: Request) -> Response:
+        if not await self._main_reachable():
+            return MainUnavailable().response()
+        state, verifier = secrets.token_urlsafe(16), secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()
+                                             ).rstrip(b"=").decode()
+        params = {"response_type": "code", "client_id": self.auth["client_id"],
+                  "redirect_uri": self.node["base_url"] + "/auth/callback",
+                  "scope": "openid profile geoplat", "state": state,
+                  "code_challenge": challenge, "code_challenge_method": "S256"}
+        response = RedirectResponse(self.auth["issuer"] + "/authorize?" + urlencode(params), 302)
+        response.set_cookie(STATE_COOKIE, f"{state}.{verifier}", max_age=600, httponly=True,
+                            samesite="lax", path="/auth")
+        return response
+
+    async def callback(self, request: Request) -> Response:
+        state, _, verifier = (request.cookies.get(STATE_COOKIE) or "").partition(".")
+        if not state or not secrets.compare_digest(state, request.query_params.get("state", "")):
+            return problem(400, "Bad request", "The sign-in state does not match; start again.")
+        try:
+            async with httpx.AsyncClient(timeout=5.0) as client:
+                r = await client.post(self.auth["token_url"], data={
+                    "grant_type": "authorization_code", "code": request.query_params.get("code", ""),
+                    "redirect_uri": self.node["base_url"] + "/auth/callback",
+                    "code_verifier": verifier},
+                    auth=(self.auth["client_id"], self.auth["client_secret"]))
+        except httpx.HTTPError:
+            return MainUnavailable().response()
+        if r.status_code != 200:
+            return problem(401, "Sign-in failed", "The main node did not issue a token.")
+        token = r.json()
+        response = RedirectResponse("/ogc", 303)
+        response.set_cookie(token_cookie(self.node["id"]), token["access_token"], max_age=int(token["expires_in"]),
+                            httponly=True, samesite="lax", path="/")
+        response.delete_cookie(STATE_COOKIE, path="/auth")
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        response = RedirectResponse(self.auth["issuer"] + "/logout", 303)
+        response.delete_cookie(token_cookie(self.node["id"]), path="/")
+        return response
+
+    async def _principal(self, request: Request) -> Any:
+        p = await self.control.principal(request)
+        if p is None:
+            raise AuthError(401, "Unauthorized", "Send a bearer token.")
+        return p
+
+    async def me(self, request: Request) -> Response:
+        try:
+            p = await self._principal(request)
+        except AuthError as exc:
+            return exc.response()
+        hidden = await self.control.hidden(p)
+        return JSONResponse({"sub": p.sub, "username": p.username, "roles": sorted(p.roles),
+                             "node": self.node["id"],
+                             "layers": sorted(set(self.control.levels) - hidden)})
+
+    async def check(self, request: Request) -> Response:
+        """For nginx `auth_request` on the cached-tile fast path: 204 if the original request
+        (its `X-Original-URI` query carries `tk`) may use `layer` for `kind`, else the problem."""
+        from urllib.parse import urlsplit
+
+        original = request.headers.get("x-original-uri", "")
+        scope = dict(request.scope)
+        scope["query_string"] = urlsplit(original).query.encode("latin-1", "replace")
+        scope.pop("geoplat.principal", None)
+        layer = request.query_params.get("layer") or None
+        kind = request.query_params.get("kind") or "tiles"
+        if kind not in ("tiles", "features", "search", "maps", "metadata"):
+            return problem(400, "Bad request", "unknown kind")
+        decision = await self.control.check(scope, layer, kind)  # type: ignore[arg-type]
+        if decision.allowed:
+            return Response(status_code=204, headers={"Cache-Control": "no-store"})
+        return decision.error().response()
+
+    async def grants(self, request: Request) -> Response:
+        try:
+            p = await self._principal(request)
+            if not p.is_user:
+                raise AuthError(403, "Forbidden", "Grants are for users.")
+            if request.method == "GET":
+                admin = self.control.is_admin(p)
+                everyone = admin and request.query_params.get("all") in ("1", "true")
+                rows = await anyio.to_thread.run_sync(lambda: grants.listing(
+                    self.db, user_sub=None if everyone else p.sub,
+                    status=request.query_params.get("status") or None))
+                return JSONResponse({"grants": [grants.jsonable(r) for r in rows]})
+            try:
+                data = await request.json()
+            except ValueError:
+                raise AuthError(400, "Bad request", "A JSON object is expected.") from None
+            if not isinstance(data, dict):
+                raise AuthError(400, "Bad request", "A JSON object is expected.")
+            row = await anyio.to_thread.run_sync(lambda: grants.request_grant(
+                self.db, self.node["id"], p, str(data.get("layer") or ""),
+                str(data.get("reason") or ""), self.control.levels))
+        except AuthError as exc:
+            return exc.response()
+        return JSONResponse(grants.jsonable(row), status_code=201)
+
+    async def decide(self, request: Request) -> Response:
+        try:
+            p = await self._principal(request)
+            if not self.control.is_admin(p):
+                raise AuthError(403, "Forbidden", "Only this node's administrators decide grants.")
+            try:
+                data = await request.json() if await request.body() else {}
+            except ValueError:
+                raise AuthError(400, "Bad request", "A JSON object is expected.") from None
+            days = data.get("days") if isinstance(data, dict) else None
+            expires = data.get("expires_at") if isinstance(data, dict) else None
+            if days is not None and not isinstance(days, (int, float)):
+                raise AuthError(400, "Bad request", "days must be a number")
+            row = await anyio.to_thread.run_sync(lambda: grants.decide(
+                self.db, self.node["id"], request.path_params["grant_id"],
+                request.path_params["action"], p.username or p.sub,
+                days=days if days is not None else self.auth["settings"]["grant_default_days"],
+                expires_at=str(expires) if expires else None))
+        except AuthError as exc:
+            return exc.response()
+        return JSONResponse(grants.jsonable(row))
+
+
+def _json(raw: bytes) -> dict:
+    import json
+
+    try:
+        value = json.loads(raw or b"{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,95 @@
+"""Token signing keys of the main node: generated at first start, rotated, published as JWKS.
+
+Keys live in `auth.signing_keys` of the main node's database. The newest active key signs;
+every key not yet retired stays in the JWKS so tokens signed before a rotation still verify.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+from services.db import Database
+
+ALGORITHMS = ("RS256",)
+
+
+def create_key(db: Database) -> str:
+    """Generate a new RSA signing key, make it the one that signs; returns its kid."""
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    kid = time.strftime("%Y%m%d") + "-" + secrets.token_hex(4)
+    jwk = json.loads(RSAAlgorithm.to_jwk(private.public_key()))
+    jwk.update({"kid": kid, "alg": "RS256", "use": "sig"})
+    db.execute("INSERT INTO auth.signing_keys (kid, alg, private_pem, public_jwk) "
+               "VALUES (%s, 'RS256', %s, %s)", (kid, pem, json.dumps(jwk)))
+    return kid
+
+
+def ensure_key(db: Database) -> None:
+    if db.one("SELECT kid FROM auth.signing_keys WHERE active AND retired_at IS NULL") is None:
+        create_key(db)
+
+
+def rotate(db: Database, *, retire_older_than_days: float | None = None) -> str:
+    """A new signing key; old keys stay published (verify only) until retired."""
+    kid = create_key(db)
+    db.execute("UPDATE auth.signing_keys SET active = false WHERE kid <> %s", (kid,))
+    if retire_older_than_days is not None:
+        db.execute("UPDATE auth.signing_keys SET retired_at = now() WHERE NOT active AND "
+                   "retired_at IS NULL AND created_at < now() - %s * interval '1 day'",
+                   (retire_older_than_days,))
+    return kid
+
+
+class Signer:
+    """Signs JWTs with the current key; re-reads keys every few seconds (rotation by CLI)."""
+
+    def __init__(self, db: Database, refresh_seconds: float = 10.0):
+        self.db, self.refresh_seconds = db, refresh_seconds
+        self._lock = threading.Lock()
+        self._loaded = 0.0
+        self._current: tuple[str, str] | None = None
+        self._jwks: dict[str, Any] = {"keys": []}
+
+    def _load(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._loaded < self.refresh_seconds and self._current:
+                return
+            rows = self.db.all("SELECT kid, private_pem, public_jwk, active FROM auth.signing_keys "
+                               "WHERE retired_at IS NULL ORDER BY created_at DESC")
+            active = [r for r in rows if r["active"]] or rows
+            self._current = (active[0]["kid"], active[0]["private_pem"])
+            self._jwks = {"keys": [r["public_jwk"] for r in rows]}
+            self._loaded = time.monotonic()
+
+    @property
+    def kid(self) -> str:
+        self._load()
+        assert self._current
+        return self._current[0]
+
+    @property
+    def private_pem(self) -> str:
+        self._load()
+        assert self._current
+        return self._current[1]
+
+    def jwks(self) -> dict[str, Any]:
+        self._load()
+        return self._jwks
+
+    def sign(self, claims: dict[str, Any], typ: str = "JWT") -> str:
+        self._load()
+        assert self._current
+        kid, pem = self._current
+        return jwt.encode(claims, pem, algorithm="RS256", headers={"kid": kid, "typ": typ})

@@ -1,0 +1,196 @@
+"""Access matrix (issue 4): roles x surfaces x access levels on the Hangzhou node.
+
+Hangzhou's `poi` is public, `addresses` registered, `parcels` restricted. Each cell asserts the
+exact status, and that a layer the caller may not use is never named in a listing, the landing
+page, the OpenAPI document or an HTML page.
+"""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from nodes import federation as federation_mod
+from services import accounts
+from services.db import Database
+from services.testing import bearer, login_pkce
+
+PASSWORD = "matrix-password-1"
+ROLES = {  # role -> (roles given at the main node, platform admin)
+    "anonymous": None,
+    "user": ([], False),
+    "developer": (["developer"], False),
+    "publisher": (["hangzhou:publisher"], False),
+    "other_node_admin": (["zhejiang:admin"], False),
+    "node_admin": (["hangzhou:admin"], False),
+    "platform_admin": ([], True),
+}
+LAYERS = {"poi": "public", "addresses": "registered", "parcels": "restricted"}
+TITLES = {"addresses": "门牌地址", "parcels": "地籍宗地", "poi": "兴趣点"}
+PRIVILEGED = {"publisher", "node_admin", "platform_admin"}
+
+
+def expected(role: str, level: str) -> int:
+    if level == "public":
+        return 200
+    if role == "anonymous":
+        return 401
+    if level == "registered" or role in PRIVILEGED:
+        return 200
+    return 403
+
+
+@pytest.fixture(scope="module")
+def headers(federation, urls) -> dict[str, dict[str, str]]:
+    main = next(n for n in federation.nodes if n.tier == "main")
+    db = Database(federation_mod.node_dsn(federation, main), maxconn=2)
+    out: dict[str, dict[str, str]] = {}
+    for role, spec in ROLES.items():
+        if spec is None:
+            out[role] = {}
+            continue
+        accounts.create(db, f"matrix_{role}", PASSWORD, roles=spec[0], platform_admin=spec[1])
+        out[role] = bearer(login_pkce(urls["national"], f"matrix_{role}", PASSWORD))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tile_of(urls, headers) -> dict[str, str]:
+    """A z15 WebMercatorQuad tile holding a feature of each layer (found as node admin)."""
+    import math
+
+    out = {}
+    for layer in LAYERS:
+        f = requests.get(f"{urls['hangzhou']}/ogc/collections/{layer}/items?f=json&limit=1",
+                         headers=headers["node_admin"], timeout=30).json()["features"][0]
+        coords = f["geometry"]["coordinates"]
+        while isinstance(coords[0], list):
+            coords = coords[0]
+        lon, lat = coords[0], coords[1]
+        z = 15
+        x = int((lon + 180) / 360 * 2**z)
+        y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * 2**z)
+        out[layer] = f"WebMercatorQuad/{z}/{y}/{x}?f=mvt"
+    return out
+
+
+@pytest.mark.parametrize("role", list(ROLES))
+def test_access_matrix(urls, headers, tile_of, role) -> None:
+    hz, h = urls["hangzhou"], headers[role]
+
+    def get(path: str) -> requests.Response:
+        r = requests.get(hz + path, headers=h, timeout=60)
+        r.encoding = "utf-8"  # pygeoapi's HTML declares no charset in the header
+        return r
+
+    visible = {layer for layer, level in LAYERS.items() if expected(role, level) == 200}
+    hidden = set(LAYERS) - visible
+
+    listing = get("/ogc/collections?f=json")
+    assert listing.status_code == 200
+    assert {c["id"] for c in listing.json()["collections"]} & set(LAYERS) == visible
+    pages = {
+        "landing": get("/ogc?f=json"),
+        "landing.html": get("/ogc?f=html"),
+        "collections": listing,
+        "collections.html": get("/ogc/collections?f=html"),
+        "openapi": get("/ogc/openapi?f=json"),
+    }
+    for name, r in pages.items():
+        assert r.status_code == 200, (name, r.status_code)
+        for layer in hidden:
+            assert f"collections/{layer}" not in r.text, (name, layer)
+            assert TITLES[layer] not in r.text, (name, layer)
+    paths = pages["openapi"].json()["paths"]
+    for layer in visible:
+        assert f"/collections/{layer}/items" in paths
+        assert TITLES[layer] in pages["collections.html"].text
+
+    for layer, level in LAYERS.items():
+        want = expected(role, level)
+        surfaces = {
+            "collection": f"/ogc/collections/{layer}?f=json",
+            "items": f"/ogc/collections/{layer}/items?f=json&limit=2",
+            "item": f"/ogc/collections/{layer}/items/1?f=json",
+            "tilesets": f"/ogc/collections/{layer}/tiles?f=json",
+            "tile": f"/ogc/collections/{layer}/tiles/{tile_of[layer]}",
+            "items.html": f"/ogc/collections/{layer}/items?f=html&limit=2",
+            "queryables": f"/ogc/collections/{layer}/queryables?f=json",
+        }
+        for surface, path in surfaces.items():
+            r = get(path)
+            assert r.status_code == want, (role, layer, surface, r.status_code, r.text[:200])
+            if want != 200:
+                assert r.headers["Content-Type"].startswith("application/problem+json")
+                if want == 401:
+                    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+            elif surface == "tile":
+                assert len(r.content) > 0
+
+
+def test_cql_post_search_is_checked_too(urls, headers) -> None:
+    body = {"op": "=", "args": [{"property": "fid"}, 1]}
+    r = requests.post(urls["hangzhou"] + "/ogc/collections/parcels/items?f=json", json=body,
+                      headers={"Content-Type": "application/query-cql-json"}, timeout=30)
+    assert r.status_code == 401
+    r = requests.post(urls["hangzhou"] + "/ogc/collections/parcels/items?f=json", json=body,
+                      headers={"Content-Type": "application/query-cql-json",
+                               **headers["node_admin"]}, timeout=30)
+    assert r.status_code == 200, r.text[:300]
+
+
+def test_other_nodes_have_their_own_levels(urls, headers) -> None:
+    zj = urls["zhejiang"]
+    r = requests.get(zj + "/ogc/collections/contours/items?f=json&limit=1",
+                     headers=headers["node_admin"], timeout=30)
+    assert r.status_code == 403  # Hangzhou's admin has no say over Zhejiang's layers
+    r = requests.get(zj + "/ogc/collections/contours/items?f=json&limit=1",
+                     headers=headers["other_node_admin"], timeout=30)
+    assert r.status_code == 200
+    r = requests.get(urls["national"] + "/ogc/collections/places/items?f=json&limit=1", timeout=30)
+    assert r.status_code == 401
+    r = requests.get(urls["national"] + "/ogc/collections/places/items?f=json&limit=1",
+                     headers=headers["user"], timeout=30)
+    assert r.status_code == 200
+
+
+def test_hook_for_tile_services(federation, urls, headers) -> None:
+    """`services.access.check`/`visible`, as the WMTS/WMS/TMS and Tianditu routes call them."""
+    import asyncio
+    import json
+    from pathlib import Path
+
+    from services import access
+    from services.app import JwksStore
+    from services.tokens import TokenValidator
+
+    meta = json.loads((Path(federation.resolve(federation.var_dir)) / "nodes" / "hangzhou" /
+                       "node.json").read_text())
+    auth = meta["auth"]
+    db = Database(meta["dsn"], maxconn=2)
+
+    def scope(h: dict[str, str]) -> dict:
+        return {"type": "http", "method": "GET", "path": "/wmts", "query_string": b"",
+                "headers": [(k.lower().encode(), v.encode()) for k, v in h.items()],
+                "client": ("127.0.0.1", 1)}
+
+    async def run(requires_key: bool) -> None:
+        access.install(access.AccessControl(
+            auth["node_id"], auth["levels"], db,
+            TokenValidator(auth["issuer"], auth["jwks_url"], auth["audience"], store=JwksStore(db)),
+            public_requires_key=requires_key))
+        anon, admin, user = scope({}), scope(headers["node_admin"]), scope(headers["user"])
+        d = await access.check(anon, "vec", "tiles")  # e-map layer, not in the layer config
+        assert d.allowed is (not requires_key) and (d.allowed or d.status == 401)
+        assert (await access.check(admin, "vec", "tiles")).allowed
+        assert (await access.check(anon, "parcels", "tiles")).status == 401
+        assert (await access.check(user, "parcels", "tiles")).status == 403
+        assert (await access.check(user, "vec", "tiles", level="restricted")).status == 403
+        assert (await access.check(admin, "parcels", "maps")).allowed
+        assert await access.visible(anon, ["vec", "parcels", "poi"]) == ["vec", "poi"]
+        assert await access.visible(admin, ["vec", "parcels"]) == ["vec", "parcels"]
+        bad = scope({"Authorization": "Bearer x.y.z"})
+        assert (await access.check(bad, "vec", "tiles")).status == 401
+
+    asyncio.run(run(False))
+    asyncio.run(run(True))

@@ -1,0 +1,107 @@
+"""Developer API keys (`tk`): origin/IP binding, quotas and rate limits (issue 4)."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from nodes import federation as federation_mod
+from services import accounts
+from services.db import Database
+from services.testing import bearer, login_pkce
+
+PASSWORD = "developer-password-1"
+
+
+@pytest.fixture(scope="module")
+def dev(federation, urls) -> dict:
+    main = next(n for n in federation.nodes if n.tier == "main")
+    db = Database(federation_mod.node_dsn(federation, main), maxconn=2)
+    accounts.create(db, "key_dev", PASSWORD, roles=["developer"])
+    accounts.create(db, "key_plain", PASSWORD)
+    return {"db": db, "token": login_pkce(urls["national"], "key_dev", PASSWORD),
+            "plain": login_pkce(urls["national"], "key_plain", PASSWORD)}
+
+
+def make_key(urls, dev, **body) -> dict:
+    r = requests.post(urls["national"] + "/sso/api/keys", json=body, headers=bearer(dev["token"]),
+                      timeout=10)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_only_developers_create_keys(urls, dev) -> None:
+    r = requests.post(urls["national"] + "/sso/api/keys", headers=bearer(dev["plain"]),
+                      json={"kind": "server", "allowed": ["127.0.0.1/32"]}, timeout=10)
+    assert r.status_code == 403
+    r = requests.post(urls["national"] + "/sso/api/keys", headers=bearer(dev["token"]),
+                      json={"kind": "browser", "allowed": ["javascript:alert(1)"]}, timeout=10)
+    assert r.status_code == 422
+
+
+def test_server_and_browser_keys_at_every_node(urls, dev) -> None:
+    server = make_key(urls, dev, name="srv", kind="server", allowed=["127.0.0.0/8"])
+    foreign_ip = make_key(urls, dev, name="far", kind="server", allowed=["10.0.0.0/8"])
+    browser = make_key(urls, dev, name="web", kind="browser", allowed=["https://portal.example.cn"])
+    for node in ("hangzhou", "zhejiang", "national"):
+        items = urls[node] + "/ogc/collections?f=json"
+        assert requests.get(items, params={"tk": server["key"]}, timeout=30).status_code == 200
+        r = requests.get(items, params={"tk": foreign_ip["key"]}, timeout=30)
+        assert r.status_code == 403 and r.headers["Content-Type"].startswith("application/problem")
+        r = requests.get(items, params={"tk": browser["key"]},
+                         headers={"Origin": "https://portal.example.cn"}, timeout=30)
+        assert r.status_code == 200
+        r = requests.get(items, params={"tk": browser["key"]},
+                         headers={"Referer": "https://evil.example/page"}, timeout=30)
+        assert r.status_code == 403
+        assert requests.get(items, params={"tk": "0" * 32}, timeout=30).status_code == 403
+    # a key opens public layers only; restricted layers still need a grant
+    r = requests.get(urls["hangzhou"] + "/ogc/collections/parcels/items?f=json",
+                     params={"tk": server["key"]}, timeout=30)
+    assert r.status_code == 401
+
+
+def test_daily_quota_and_rate_limit(urls, dev) -> None:
+    quota = make_key(urls, dev, name="q", kind="server", allowed=["127.0.0.1/32"],
+                     quotas={"features": 3})
+    url = urls["zhejiang"] + "/ogc/collections/counties/items?f=json&limit=1"
+    statuses = [requests.get(url, params={"tk": quota["key"]}, timeout=30).status_code
+                for _ in range(12)]
+    assert statuses[:3] == [200, 200, 200]
+    assert 429 in statuses  # counted per worker, batched to the database: may overshoot a little
+    r = requests.get(url, params={"tk": quota["key"]}, timeout=30)
+    assert r.status_code == 429 and "quota" in r.json()["detail"]
+    rate = make_key(urls, dev, name="r", kind="server", allowed=["127.0.0.1/32"], rate_per_second=1)
+    tiles = urls["zhejiang"] + "/ogc/collections?f=json"
+    got = [requests.get(tiles, params={"tk": rate["key"]}, timeout=30).status_code
+           for _ in range(8)]
+    assert 429 in got and got[0] == 200
+
+
+def test_key_revocation_is_audited(urls, dev) -> None:
+    key = make_key(urls, dev, name="gone", kind="server", allowed=["127.0.0.1/32"])
+    r = requests.post(f"{urls['national']}/sso/api/keys/{key['key_id']}/revoke",
+                      headers=bearer(dev["token"]), timeout=10)
+    assert r.status_code == 200
+    events = dev["db"].all("SELECT event FROM auth.audit WHERE subject = %s ORDER BY id",
+                           (key["key_id"],))
+    assert [e["event"] for e in events] == ["key.create", "key.revoke"]
+    listing = requests.get(urls["national"] + "/sso/api/keys", headers=bearer(dev["token"]),
+                           timeout=10).json()["keys"]
+    assert any(k["key_id"] == key["key_id"] and k["revoked_at"] for k in listing)
+
+
+def test_auth_check_route_for_the_nginx_fast_path(urls, dev) -> None:
+    key = make_key(urls, dev, name="door", kind="server", allowed=["127.0.0.1/32"])
+    check = urls["hangzhou"] + "/auth/check"
+    r = requests.get(check, params={"layer": "vec", "kind": "tiles"},
+                     headers={"X-Original-URI": f"/vec_c/wmts?REQUEST=GetTile&tk={key['key']}"},
+                     timeout=10)
+    assert r.status_code == 204
+    r = requests.get(check, params={"layer": "vec"},
+                     headers={"X-Original-URI": "/vec_c/wmts?tk=" + "f" * 32}, timeout=10)
+    assert r.status_code == 403
+    r = requests.get(check, params={"layer": "parcels"},
+                     headers={"X-Original-URI": f"/tms/1.0.0/parcels/1/2/3.png?tk={key['key']}"},
+                     timeout=10)
+    assert r.status_code == 401  # a key is not a grant

