@@ -170,13 +170,14 @@ def create_app(node_dir: str | os.PathLike | None = None) -> Starlette:
     async def not_found(request: Request, exc: Exception) -> Response:
         return problem(404, "Not Found", "No such resource on this node.")
 
+    from services.emap_keys import emap_key_check  # tk on the Tianditu routes (issue 4)
     from tiles.service import tile_routes  # WMTS/WMS/TMS and Tianditu routes (issue 3)
 
     app = Starlette(routes=[
         Route("/", landing),
         Route("/health", health.endpoint),
         Mount("/ogc", app=starlette_app.APP),
-        *tile_routes(node_dir),
+        *tile_routes(node_dir, key_check=emap_key_check),
     ], exception_handlers={404: not_found})
     from services.app import install_auth  # /sso, /auth and layer access control (issue 4)
 

@@ -62,6 +62,9 @@ def build_node(settings: FederationSettings, node: NodeSettings, *, show_progres
     main = next(n for n in settings.nodes if n.tier == "main")
     meta["auth"] = prepare_node(settings, node, load_layers(settings, node), dsn, main,
                                 federation.node_dsn(settings, main))
+    from services.emap_keys import write_nginx_key_conf
+
+    write_nginx_key_conf(out, node.auth.public_requires_key)
     path = out / "node.json"
     path.write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
     os.chmod(path, 0o600)  # holds the database password

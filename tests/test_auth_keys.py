@@ -105,3 +105,22 @@ def test_auth_check_route_for_the_nginx_fast_path(urls, dev) -> None:
                      headers={"X-Original-URI": f"/tms/1.0.0/parcels/1/2/3.png?tk={key['key']}"},
                      timeout=10)
     assert r.status_code == 401  # a key is not a grant
+
+
+def test_tk_on_tianditu_routes_including_cached_tiles(urls, dev) -> None:
+    """`tk` is checked on the Tianditu routes, also when nginx holds the tile in its cache."""
+    server = make_key(urls, dev, name="tdt", kind="server", allowed=["127.0.0.0/8"])
+    foreign = make_key(urls, dev, name="tdt-far", kind="server", allowed=["10.0.0.0/8"])
+    url = urls["national"] + "/vec_c/wmts"
+    params = {"SERVICE": "WMTS", "REQUEST": "GetTile", "VERSION": "1.0.0", "LAYER": "vec",
+              "STYLE": "default", "TILEMATRIXSET": "c", "FORMAT": "tiles", "TILEMATRIX": "3",
+              "TILEROW": "1", "TILECOL": "6"}
+    first = requests.get(url, params=params, timeout=60)  # keyless public request, now cached
+    assert first.status_code == 200 and first.headers["Content-Type"] == "image/png"
+    assert requests.get(url, params=params, timeout=60).headers.get("X-Tile-Cache") == "hit"
+    ok = requests.get(url, params={**params, "tk": server["key"]}, timeout=60)
+    assert ok.status_code == 200 and ok.content == first.content
+    for bad in (foreign["key"], "0" * 32):
+        r = requests.get(url, params={**params, "tk": bad}, timeout=60)
+        assert r.status_code in (401, 403), (r.status_code, r.text[:200])
+        assert "ExceptionReport" in r.text and r.headers.get("X-Tile-Cache") != "hit"
