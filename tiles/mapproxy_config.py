@@ -51,7 +51,9 @@ def build_mapproxy_config(node: Any, children: list[Any], tiles_dir: Path,
     """The MapProxy YAML dict; `node`/`children` are NodeSettings, mapfiles in `tiles_dir`."""
     cut = OWN_MAX_LEVEL[node.tier]
     cut_res_m = GRIDS["w"].res_m(cut) * 0.75  # between level `cut` and `cut + 1`
-    world = {"bbox": [-180, -90, 180, 90], "srs": "EPSG:4490"}
+    # Web Mercator's latitude limit: a whole-globe extent makes the `w` layer's bounding box
+    # infinite in EPSG:3857 (GDAL then reports no usable extent)
+    world = {"bbox": [-180, -85.0511287798, 180, 85.0511287798], "srs": "EPSG:4490"}
     sources: dict[str, Any] = {}
     caches: dict[str, Any] = {}
     layers = []
