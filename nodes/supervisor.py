@@ -47,10 +47,6 @@ def build_node(settings: FederationSettings, node: NodeSettings, *, show_progres
     templates = prepare_templates(settings, node)
     config = build_config(settings, node, load_layers(settings, node), dsn, templates)
     write_config(config, out)
-    from tiles.build import build_tiles  # e-map: Mapnik XML, MapProxy and nginx config (issue 3)
-
-    build_tiles(node, settings.children(node.id), load_layers(settings, node), dsn, out,
-                settings.resolve(settings.data_dir))
     meta = {
         "node": {"id": node.id, "title": node.title, "tier": node.tier, "parent": node.parent,
                  "base_url": node.base_url, "extent": node.extent.as_list(),
@@ -62,6 +58,14 @@ def build_node(settings: FederationSettings, node: NodeSettings, *, show_progres
     main = next(n for n in settings.nodes if n.tier == "main")
     meta["auth"] = prepare_node(settings, node, load_layers(settings, node), dsn, main,
                                 federation.node_dsn(settings, main))
+    from services.setup import ensure_node_key
+    from tiles.build import build_tiles  # e-map: Mapnik XML, MapProxy and nginx config (issue 3)
+
+    children = settings.children(node.id)
+    child_key = ensure_node_key(federation.node_dsn(settings, main), settings, node) if children \
+        else None
+    build_tiles(node, children, load_layers(settings, node), dsn, out,
+                settings.resolve(settings.data_dir), child_key=child_key)
     from services.emap_keys import write_nginx_key_conf
 
     write_nginx_key_conf(out, node.auth.public_requires_key)

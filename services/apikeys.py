@@ -118,14 +118,25 @@ def lookup(db: Database, hashed: str) -> dict | None:
 
 # --- checking at every node -----------------------------------------------------------------
 
+def request_origin(c: HTTPConnection) -> str | None:
+    """The browser origin of a request: `Origin`, else the origin of its `Referer`."""
+    origin = c.headers.get("origin")
+    if not origin and c.headers.get("referer"):
+        parts = urlsplit(c.headers["referer"])
+        origin = f"{parts.scheme}://{parts.netloc}" if parts.netloc else None
+    return origin
+
+
 class KeyChecker:
     """Validates `tk` on requests of this node; counts usage; enforces quota and rate."""
 
     def __init__(self, db: Database, node_id: str, *, main_db: Database | None,
-                 auth: dict[str, Any], node_client: Any, public_requires_key: bool):
+                 auth: dict[str, Any], node_client: Any, public_requires_key: bool,
+                 own_origin: str | None = None):
         self.db, self.node_id, self.main_db = db, node_id, main_db
         self.auth, self.node_client = auth, node_client
         self.public_requires_key = public_requires_key
+        self.own_origin = own_origin
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
         self._inflight: dict[str, asyncio.Future] = {}
         self._counts: dict[tuple[str, str], int] = {}   # unflushed, (key_id, kind)
@@ -223,13 +234,27 @@ class KeyChecker:
         if self._counts:
             await anyio.to_thread.run_sync(self._flush_sync)
 
+    def own_page(self, c: HTTPConnection) -> bool:
+        """The node's own HTML pages, their static files, and what those pages fetch.
+
+        Pages are for people, not an API, and carry the node's own browser key in the sense
+        Tianditu's browser keys do: requests whose Referer/Origin is this node's own origin.
+        Like every browser-key binding this rests on headers a non-browser client can forge.
+        """
+        if c.url.path.startswith("/ogc/static/"):
+            return True
+        fmt = c.query_params.get("f")
+        if fmt == "html" or (fmt is None and "text/html" in c.headers.get("accept", "")):
+            return True
+        return bool(self.own_origin) and request_origin(c) == self.own_origin
+
     async def check(self, conn: HTTPConnection | dict, kind: str, principal: Any) -> Any:
         from services.access import ALLOW, Decision
 
         c = conn if isinstance(conn, HTTPConnection) else HTTPConnection(conn)
         value = c.query_params.get("tk") or c.headers.get("x-api-key")
         if not value:
-            if principal is None and self.public_requires_key:
+            if principal is None and self.public_requires_key and not self.own_page(c):
                 return Decision(False, 401, "Unauthorized",
                                 "Send an API key (tk=...) or sign in.")
             return Decision(True, principal=principal)
@@ -239,10 +264,7 @@ class KeyChecker:
             return Decision(False, exc.status, exc.title, exc.detail)
         if key is None or key.revoked:
             return Decision(False, 403, "Invalid key", "This API key is unknown or revoked.")
-        origin = c.headers.get("origin")
-        if not origin and c.headers.get("referer"):
-            parts = urlsplit(c.headers["referer"])
-            origin = f"{parts.scheme}://{parts.netloc}" if parts.netloc else None
+        origin = request_origin(c)
         ip = c.client.host if c.client else ""
         if not key.permits(origin, ip):
             return Decision(False, 403, "Key not allowed here",

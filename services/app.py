@@ -60,6 +60,7 @@ def install_auth(app: Any, meta: dict[str, Any]) -> Any:
     routes = NodeAuthRoutes(meta["node"], auth, control, node_secret, register_locally)
     control.keys = KeyChecker(db, auth["node_id"], main_db=main_db if auth["is_main"] else None,
                               auth=auth, node_client=routes.client,
-                              public_requires_key=settings["public_requires_key"])
+                              public_requires_key=settings["public_requires_key"],
+                              own_origin=meta["node"]["base_url"].rstrip("/"))
     app.router.routes.extend(routes.routes())
     return AccessMiddleware(app, control, FilteredViews())

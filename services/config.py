@@ -11,7 +11,7 @@ class NodeAuth(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     public_requires_key: bool = Field(
-        default=False,
+        default=True,
         description="public layers need an API key (tk) or a signed-in session on the APIs")
     access_token_ttl: int = Field(default=600, ge=30, le=86400,
                                   description="seconds an access token lives (main node)")

@@ -117,3 +117,38 @@ def demo_banner(settings: Any) -> list[str]:
             f"demo API key (server, 127.0.0.1): tk={demo['server_key']}  e.g. "
             f"{main.base_url}/ogc/collections?f=json&tk={demo['server_key']}",
             f"demo API key (browser, the nodes' own pages): tk={demo['browser_key']}"]
+
+
+def ensure_node_key(main_dsn: str, settings: Any, node: Any) -> str:
+    """The server key a node's tile engine sends to its children (the e-map cascade).
+
+    Made once at the main node for a service account `node_<id>`, bound to loopback and the
+    node's own address, with quotas and rate no e-map seeding reaches; kept in
+    var/nodes/<id>/node-key.json (0600) and reused.
+    """
+    import ipaddress
+
+    from services import accounts, apikeys
+    from services.db import Database
+
+    path = settings.resolve(settings.var_dir) / "nodes" / node.id / "node-key.json"
+    if path.exists():
+        return json.loads(path.read_text())["key"]
+    allowed = ["127.0.0.0/8", "::1/128"]
+    try:
+        ip = ipaddress.ip_address(node.host)
+        if not ip.is_loopback and not ip.is_unspecified:
+            allowed.append(f"{ip}/{ip.max_prefixlen}")
+    except ValueError:
+        pass  # a host name: the operator adds the address with `geoplat` key tools
+    db = Database(main_dsn, maxconn=1)
+    name = f"node_{node.id}"
+    user = accounts.by_name(db, name) or accounts.create(db, name, secrets.token_urlsafe(24),
+                                                          via="install")
+    key, _ = apikeys.create_key(db, "install", user.id, f"{name} e-map cascade", "server", allowed,
+                                quotas={k: 10**9 for k in apikeys.KINDS}, rate_per_second=100000,
+                                actor="install")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"key": key}))
+    os.chmod(path, 0o600)
+    return key

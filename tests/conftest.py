@@ -24,8 +24,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_federation(base: Path, cluster: Cluster, ports: dict[str, int] | None = None) -> Path:
-    """A copy of config/federation.yml with var/, PostGIS and ports of this test run."""
+def write_federation(base: Path, cluster: Cluster, ports: dict[str, int] | None = None,
+                     require_keys: bool = False) -> Path:
+    """A copy of config/federation.yml with var/, PostGIS and ports of this test run.
+
+    Most suites call public layers anonymously, so keys are optional unless `require_keys`
+    (the shipped default, tested in test_auth_default_keys.py).
+    """
     raw = yaml.safe_load((ROOT / "config" / "federation.yml").read_text(encoding="utf-8"))
     raw["var_dir"] = str(base / "var")
     raw["data_dir"] = str(ROOT / "data-samples")
@@ -34,6 +39,7 @@ def write_federation(base: Path, cluster: Cluster, ports: dict[str, int] | None 
         node["host"] = "127.0.0.1"
         node["port"] = (ports or {}).get(node["id"]) or free_port()
         node["database_url"] = ""
+        node["auth"] = {**(node.get("auth") or {}), "public_requires_key": require_keys}
     cfg_dir = base / "config"
     cfg_dir.mkdir(parents=True, exist_ok=True)
     if (cfg_dir / "layers").exists():

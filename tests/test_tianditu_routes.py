@@ -25,10 +25,26 @@ def _cmdline(proc: Path) -> bytes:
         return b""
 
 
-def tdt_url(base: str, layer: str, grid: str, z: str, row: int, col: int) -> str:
+KEY = {"tk": ""}  # a real developer key, made once per module (keys are checked)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def developer_key(federation) -> None:
+    from nodes import federation as federation_mod
+    from services import accounts, apikeys
+    from services.db import Database
+
+    db = Database(federation_mod.node_dsn(federation, federation.node("national")), maxconn=1)
+    user = accounts.create(db, "tdt_dev", "tdt-dev-password-1", roles=["developer"])
+    KEY["tk"], _ = apikeys.create_key(db, "test", user.id, "tianditu tests", "server",
+                                      ["127.0.0.0/8"], actor="test")
+
+
+def tdt_url(base: str, layer: str, grid: str, z: str, row: int, col: int,
+            tk: str | None = None) -> str:
     return (f"{base}/{layer}_{grid}/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER={layer}"
             f"&STYLE=default&TILEMATRIXSET={grid}&FORMAT=tiles&TILEMATRIX={z}&TILEROW={row}"
-            f"&TILECOL={col}&tk=0123456789abcdef")
+            f"&TILECOL={col}&tk={tk or KEY['tk']}")
 
 
 def image(resp: requests.Response) -> np.ndarray:
@@ -143,8 +159,8 @@ def test_tk_hook_can_refuse_before_any_tile_work(federation) -> None:
 
     async def run() -> tuple[int, int]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-            bad = await c.get(tdt_url("", "vec", "c", "1", 0, 1).replace("tk=0123456789abcdef", "tk=bad"))
-            good = await c.get(tdt_url("", "vec", "c", "1", 0, 1).replace("tk=0123456789abcdef", "tk=good"))
+            bad = await c.get(tdt_url("", "vec", "c", "1", 0, 1, tk="bad"))
+            good = await c.get(tdt_url("", "vec", "c", "1", 0, 1, tk="good"))
             return bad.status_code, good.status_code
 
     assert asyncio.run(run()) == (403, 200)

@@ -75,7 +75,8 @@ def raster_files(node_id: str, data_dir: Path, out_dir: Path, styles_dir: Path =
 
 
 def build_tiles(node: Any, children: list[Any], layers: list[Any], dsn: str, node_dir: Path,
-                data_dir: Path, styles_dir: Path = STYLES_DIR) -> TilePaths:
+                data_dir: Path, styles_dir: Path = STYLES_DIR,
+                child_key: str | None = None) -> TilePaths:
     """Write mapfiles and the MapProxy config of `node`; returns where they are."""
     from tiles import compat
 
@@ -98,7 +99,8 @@ def build_tiles(node: Any, children: list[Any], layers: list[Any], dsn: str, nod
         check_no_sensitive(xml, forbidden)
         _write(paths.tiles_dir / f"{lid}.xml", xml)
         formats[lid] = lay.format
-    conf = build_mapproxy_config(node, children, paths.tiles_dir, formats, paths.cache_dir)
+    conf = build_mapproxy_config(node, children, paths.tiles_dir, formats, paths.cache_dir,
+                                 child_key)
     _write(paths.mapproxy_yaml, yaml.safe_dump(conf, allow_unicode=True, sort_keys=False))
     validate_mapproxy(paths.mapproxy_yaml)
     from tiles.frontdoor import FrontDoor

@@ -39,16 +39,20 @@ def redis_prefix(node_id: str, cache: str) -> str:
     return f"geoplat:{node_id}:{cache}"
 
 
-def tianditu_url(base_url: str, layer: str, grid: str) -> str:
+def tianditu_url(base_url: str, layer: str, grid: str, tk: str | None = None) -> str:
     """A MapProxy tile-source URL template for a node's Tianditu-compatible route."""
     return (f"{base_url}/{layer}_{grid}/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0"
             f"&LAYER={layer}&STYLE=default&TILEMATRIXSET={grid}&FORMAT=tiles"
-            "&TILEMATRIX=%(z)s&TILEROW=%(y)s&TILECOL=%(x)s")
+            "&TILEMATRIX=%(z)s&TILEROW=%(y)s&TILECOL=%(x)s" + (f"&tk={tk}" if tk else ""))
 
 
 def build_mapproxy_config(node: Any, children: list[Any], tiles_dir: Path,
-                          layer_formats: dict[str, str], cache_dir: Path) -> dict[str, Any]:
-    """The MapProxy YAML dict; `node`/`children` are NodeSettings, mapfiles in `tiles_dir`."""
+                          layer_formats: dict[str, str], cache_dir: Path,
+                          child_key: str | None = None) -> dict[str, Any]:
+    """The MapProxy YAML dict; `node`/`children` are NodeSettings, mapfiles in `tiles_dir`.
+
+    `child_key` is the node's own API key, sent (`tk`) to children that require keys.
+    """
     cut = OWN_MAX_LEVEL[node.tier]
     cut_res_m = GRIDS["w"].res_m(cut) * 0.75  # between level `cut` and `cut + 1`
     # Web Mercator's latitude limit: a whole-globe extent makes the `w` layer's bounding box
@@ -95,7 +99,7 @@ def build_mapproxy_config(node: Any, children: list[Any], tiles_dir: Path,
                 for child in children:
                     src = f"{lid}_{grid}_from_{child.id}"
                     sources[src] = {
-                        "type": "tile", "grid": grid, "url": tianditu_url(child.base_url, lid, grid),
+                        "type": "tile", "grid": grid, "url": tianditu_url(child.base_url, lid, grid, child_key),
                         "transparent": True, "min_res": cut_res_m,
                         "coverage": {"bbox": child.extent.as_list(), "srs": "EPSG:4490"},
                         "http": {"client_timeout": 20},
