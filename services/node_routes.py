@@ -204,9 +204,13 @@ class NodeAuthRoutes:
 
     async def check(self, request: Request) -> Response:
         """For nginx `auth_request` on the cached-tile fast path: 204 if the original request
-        (its `X-Original-URI` query carries `tk`) may use `layer` for `kind`, else the problem."""
+        (its `X-Original-URI` query carries `tk`) may use `layer` for `kind`, else the problem
+        (`f=ogc`: the OGC exception)."""
         from urllib.parse import urlsplit
 
+        from services.emap_keys import fold_nginx_usage
+
+        await fold_nginx_usage(self.control.keys)  # keyed tiles nginx sent on a cached allow
         original = request.headers.get("x-original-uri", "")
         scope = dict(request.scope)
         scope["query_string"] = urlsplit(original).query.encode("latin-1", "replace")
@@ -218,6 +222,11 @@ class NodeAuthRoutes:
         decision = await self.control.check(scope, layer, kind)  # type: ignore[arg-type]
         if decision.allowed:
             return Response(status_code=204, headers={"Cache-Control": "no-store"})
+        if request.query_params.get("f") == "ogc":  # nginx sends it as the tile's answer
+            from services.errors import ogc_exception
+
+            return ogc_exception(decision.status, decision.error().ogc_code,
+                                 decision.detail or decision.title)
         return decision.error().response()
 
     async def grants(self, request: Request) -> Response:

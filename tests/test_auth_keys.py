@@ -118,9 +118,82 @@ def test_tk_on_tianditu_routes_including_cached_tiles(urls, dev) -> None:
     first = requests.get(url, params=params, timeout=60)  # keyless public request, now cached
     assert first.status_code == 200 and first.headers["Content-Type"] == "image/png"
     assert requests.get(url, params=params, timeout=60).headers.get("X-Tile-Cache") == "hit"
-    ok = requests.get(url, params={**params, "tk": server["key"]}, timeout=60)
-    assert ok.status_code == 200 and ok.content == first.content
-    for bad in (foreign["key"], "0" * 32):
+    for _ in range(2):  # checked by the app, then allowed from nginx's auth cache
+        ok = requests.get(url, params={**params, "tk": server["key"]}, timeout=60)
+        assert ok.status_code == 200 and ok.content == first.content
+        assert ok.headers.get("X-Tile-Cache") == "hit"  # sent by nginx, not MapProxy
+    for bad in (foreign["key"], "0" * 32, foreign["key"], "0" * 32):  # also when cached
         r = requests.get(url, params={**params, "tk": bad}, timeout=60)
         assert r.status_code in (401, 403), (r.status_code, r.text[:200])
         assert "ExceptionReport" in r.text and r.headers.get("X-Tile-Cache") != "hit"
+
+
+def test_keyed_cached_wmts_tiles_through_the_nginx_auth_cache(urls, dev) -> None:
+    """A valid key gets nginx's cached tile; an unknown key, a key bound to other addresses
+    or a browser key from another origin never does, also once answers are in the cache."""
+    server = make_key(urls, dev, name="door-srv", kind="server", allowed=["127.0.0.0/8"])
+    foreign = make_key(urls, dev, name="door-far", kind="server", allowed=["10.0.0.0/8"])
+    browser = make_key(urls, dev, name="door-web", kind="browser",
+                       allowed=["https://portal.example.cn"])
+    url = urls["national"] + "/wmts/vec/c/3/6/1.png"
+    first = requests.get(url, timeout=60)
+    assert first.status_code == 200
+    plain = requests.get(url, timeout=60)
+    assert plain.headers.get("X-Tile-Cache") == "hit"
+    for _ in range(3):
+        r = requests.get(url, params={"tk": server["key"]}, timeout=60)
+        assert r.status_code == 200 and r.headers.get("X-Tile-Cache") == "hit"
+        assert r.content == plain.content
+        r = requests.get(url, params={"tk": browser["key"]},
+                         headers={"Origin": "https://portal.example.cn"}, timeout=60)
+        assert r.status_code == 200 and r.headers.get("X-Tile-Cache") == "hit"
+        r = requests.get(url, params={"tk": browser["key"]},
+                         headers={"Referer": "https://portal.example.cn/map.html"}, timeout=60)
+        assert r.status_code == 200 and r.headers.get("X-Tile-Cache") == "hit"
+    for _ in range(2):
+        for params, headers in [({"tk": "1" * 32}, {}), ({"tk": foreign["key"]}, {}),
+                                ({"tk": browser["key"]}, {"Origin": "https://evil.example"}),
+                                ({"tk": browser["key"]}, {"Referer": "https://evil.example/x"}),
+                                ({"tk": browser["key"]}, {})]:
+            r = requests.get(url, params=params, headers=headers, timeout=60)
+            assert r.status_code in (401, 403), (params, headers, r.status_code)
+            assert r.headers.get("X-Tile-Cache") != "hit" and r.content != plain.content
+            assert "ExceptionReport" in r.text or \
+                r.headers["Content-Type"].startswith("application/problem")
+
+
+def test_nginx_usage_log_is_folded_into_key_counters(tmp_path) -> None:
+    """Keyed tiles nginx sent on a cached allow are counted from its usage log."""
+    import asyncio
+    import subprocess
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from services import emap_keys
+
+    logs = tmp_path / "nginx" / "logs"
+    logs.mkdir(parents=True)
+    (logs / emap_keys.USAGE_LOG).write_text("aa%2Bb\t-\naa%2Bb\t-\n-\thdr\nzz\t-\n")
+    stand_in = subprocess.Popen(["sleep", "30"])  # gets the "reopen your logs" signal
+    try:
+        (tmp_path / "nginx" / "nginx.pid").write_text(str(stand_in.pid))
+        assert emap_keys.take_nginx_usage(tmp_path) == {}  # rotated, read next time
+        assert stand_in.wait(timeout=5) != 0
+        (logs / emap_keys.USAGE_LOG).write_text("later\t-\n")
+        assert emap_keys.take_nginx_usage(tmp_path) == {}  # nginx may still write to it
+        time.sleep(emap_keys._ROTATED_SETTLE + 0.1)
+
+        class Keys:
+            def __init__(self) -> None:
+                self._lock, self._counts = threading.Lock(), {}
+
+            async def key(self, value):
+                return SimpleNamespace(key_id="k-" + value) if value != "zz" else None
+
+        keys = Keys()
+        n = asyncio.run(emap_keys.fold_nginx_usage(keys, tmp_path, force=True))
+        assert n == 3 and keys._counts == {("k-aa+b", "tiles"): 2, ("k-hdr", "tiles"): 1}
+    finally:
+        stand_in.kill()
+        stand_in.wait()

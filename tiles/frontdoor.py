@@ -5,7 +5,9 @@ and temp dirs (`-p` prefix, `daemon off`), in the node's process group, so stopp
 stops it. Tile URLs whose file exists in the MapProxy cache (WMTS REST, TMS, Tianditu
 `/{layer}_{c|w}/wmts?...`) are sent with sendfile; misses and every other path go to the node's
 app on a unix socket. Access checks for tiles go in `nginx/tiles-auth.d/*.conf` (included in
-every tile location, e.g. an `auth_request`), so a key check keeps the static fast path.
+every tile location, e.g. an `auth_request`), so a key check keeps the static fast path; what
+those need at http and server level (cache zones, maps, internal locations) goes in
+`nginx/http.d/*.conf` and `nginx/server.d/*.conf`.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class FrontDoor:
 
     def write_config(self, cache_dir: Path, *, fast_path: bool = True) -> Path:
         """Write nginx.conf; without `fast_path` (tiles not on disk) everything is proxied."""
-        for d in ("logs", "tmp", "tiles-auth.d"):
+        for d in ("logs", "tmp", "tiles-auth.d", "http.d", "server.d"):
             (self.prefix / d).mkdir(parents=True, exist_ok=True)
         self.conf.write_text(render_config(self, cache_dir, fast_path), encoding="utf-8")
         return self.conf
@@ -146,6 +148,7 @@ http {{
     client_max_body_size 10m;
 
     upstream geoplat_app {{ server unix:{fd.socket}; keepalive 32; }}
+    include {fd.prefix / 'http.d'}/*.conf;
 
     # Tianditu KVP -> cache file parts; anything unusual leaves them empty (-> the app).
     map "$arg_request:$arg_tilematrix" $tdt_z {{ "~*^gettile:0*(?<tdtz>{_LEVEL})$" $tdtz; default "-"; }}
@@ -170,6 +173,7 @@ http {{
         proxy_read_timeout 180s;
         location @app {{ proxy_pass http://geoplat_app; }}
         location / {{ proxy_pass http://geoplat_app; }}
+        include {fd.prefix / 'server.d'}/*.conf;
 {tile_locations}    }}
 }}
 """
