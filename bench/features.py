@@ -302,6 +302,23 @@ def table(rows: list[tuple[Case, Result, Result]]) -> str:
     return "\n".join(lines)
 
 
+def bench_key(fed) -> str:
+    """A server key with quotas and rate no benchmark reaches (account `bench`, loopback)."""
+    from nodes import federation
+    from services import accounts, apikeys
+    from services.db import Database
+
+    main = next(n for n in fed.nodes if n.tier == "main")
+    db = Database(federation.node_dsn(fed, main), maxconn=1)
+    user = accounts.by_name(db, "bench") or accounts.create(
+        db, "bench", os.urandom(16).hex(), roles=["developer"], via="install")
+    key, _ = apikeys.create_key(db, "install", user.id, "benchmark", "server",
+                                ["127.0.0.0/8", "::1/128"],
+                                quotas={k: 10**9 for k in apikeys.KINDS},
+                                rate_per_second=10**6, actor="bench")
+    return key
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--duration", type=float, default=10.0, help="seconds per case and server")
@@ -340,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         db_running = (federation.needs_cluster(fed)
                       and federation.managed_cluster(fed).is_running())
         stop_cmd = ensure_federation(needed, db_running)
+        # nodes require a key by default: measure with one, as a real client sends it
+        headers["X-Api-Key"] = bench_key(fed)
         ensure_tipg_venv()
         for node in sorted(needed):
             tipgs[node] = start_tipg(node, node_meta(node)["dsn"], fed.node(node).workers)
