@@ -83,3 +83,13 @@ def urls(federation: settings_mod.FederationSettings) -> dict[str, str]:
 def make_federation():
     """`write_federation` for tests that start their own nodes."""
     return write_federation
+
+
+@pytest.fixture(scope="session")
+def main_db(federation: settings_mod.FederationSettings):
+    """The main node's database (accounts, keys) of the shared federation."""
+    from nodes import federation as federation_mod
+    from services.db import Database
+
+    main = next(n for n in federation.nodes if n.tier == "main")
+    return Database(federation_mod.node_dsn(federation, main), maxconn=2)

@@ -12,18 +12,10 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from nodes import federation as federation_mod
 from services import accounts
-from services.db import Database
 from services.testing import CLI_CLIENT, CLI_REDIRECT, bearer, form_fields, login_pkce
 
 PASSWORD = "attack-password-1"
-
-
-@pytest.fixture(scope="module")
-def main_db(federation) -> Database:
-    main = next(n for n in federation.nodes if n.tier == "main")
-    return Database(federation_mod.node_dsn(federation, main), maxconn=2)
 
 
 @pytest.fixture(scope="module")

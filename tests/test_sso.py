@@ -11,18 +11,10 @@ import requests
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 
-from nodes import federation as federation_mod
 from services import accounts
-from services.db import Database
 from services.testing import CLI_CLIENT, bearer, form_fields, login_pkce
 
 PASSWORD = "correct-horse-battery"
-
-
-@pytest.fixture(scope="module")
-def main_db(federation) -> Database:
-    main = next(n for n in federation.nodes if n.tier == "main")
-    return Database(federation_mod.node_dsn(federation, main), maxconn=2)
 
 
 @pytest.fixture(scope="module")

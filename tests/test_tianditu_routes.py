@@ -29,14 +29,11 @@ KEY = {"tk": ""}  # a real developer key, made once per module (keys are checked
 
 
 @pytest.fixture(scope="module", autouse=True)
-def developer_key(federation) -> None:
-    from nodes import federation as federation_mod
+def developer_key(main_db) -> None:
     from services import accounts, apikeys
-    from services.db import Database
 
-    db = Database(federation_mod.node_dsn(federation, federation.node("national")), maxconn=1)
-    user = accounts.create(db, "tdt_dev", "tdt-dev-password-1", roles=["developer"])
-    KEY["tk"], _ = apikeys.create_key(db, "test", user.id, "tianditu tests", "server",
+    user = accounts.create(main_db, "tdt_dev", "tdt-dev-password-1", roles=["developer"])
+    KEY["tk"], _ = apikeys.create_key(main_db, "test", user.id, "tianditu tests", "server",
                                       ["127.0.0.0/8"], actor="test")
 
 
