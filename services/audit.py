@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Any
 
-from services.db import Database
+from services.db import Database, where
 
 LOGGER = logging.getLogger("geoplat.audit")
 
@@ -27,16 +27,8 @@ def record(db: Database, node_id: str, event: str, *, actor: str | None = None,
 def query(db: Database, *, event: str | None = None, actor: str | None = None,
           since: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
     """Newest events first, optionally filtered."""
-    where, args = [], []
-    if event:
-        where.append("event = %s")
-        args.append(event)
-    if actor:
-        where.append("actor = %s")
-        args.append(actor)
-    if since:
-        where.append("at >= %s::timestamptz")
-        args.append(since)
+    clause, args = where(("event = %s", event), ("actor = %s", actor),
+                         ("at >= %s::timestamptz", since))
     sql = ("SELECT id, at, node_id, event, actor, subject, ok, ip, detail FROM auth.audit"
-           + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC LIMIT %s")
+           + clause + " ORDER BY id DESC LIMIT %s")
     return db.all(sql, (*args, limit))

@@ -228,3 +228,11 @@ class Database:
         with self.cursor() as cur:
             cur.execute(sql, args)
             return cur.rowcount
+
+
+def where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """` WHERE a AND b` from (SQL with one %s, value) pairs whose value is not None/empty."""
+    kept = [(cond, value) for cond, value in conditions if value not in (None, "")]
+    if not kept:
+        return "", []
+    return " WHERE " + " AND ".join(c for c, _ in kept), [v for _, v in kept]

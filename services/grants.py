@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from services import audit
-from services.db import Database
+from services.db import Database, where
 from services.errors import AuthError
 from services.tokens import Principal
 
@@ -63,15 +63,9 @@ def decide(db: Database, node_id: str, grant_id: int, action: str, by: str,
 
 def listing(db: Database, *, user_sub: str | None = None, status: str | None = None,
             limit: int = 200) -> list[dict[str, Any]]:
-    where, args = [], []
-    if user_sub:
-        where.append("user_sub = %s")
-        args.append(user_sub)
-    if status:
-        where.append("status = %s")
-        args.append(status)
-    sql = f"SELECT {COLUMNS} FROM auth.grants" + (" WHERE " + " AND ".join(where) if where else "")
-    return db.all(sql + " ORDER BY id DESC LIMIT %s", (*args, limit))
+    clause, args = where(("user_sub = %s", user_sub), ("status = %s", status))
+    return db.all(f"SELECT {COLUMNS} FROM auth.grants{clause} ORDER BY id DESC LIMIT %s",
+                  (*args, limit))
 
 
 def jsonable(row: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from services import accounts, audit
+from services.access import bearer
 from services.errors import AuthError, problem
 from services.oidc import Provider, oauth2_request
 from services.tokens import TokenValidator
@@ -150,11 +151,8 @@ class SSO:
         return await self._run(self.p.create_endpoint_response, "revocation", req)
 
     async def userinfo(self, request: Request) -> Response:
-        auth = request.headers.get("authorization", "")
         try:
-            if auth[:7].lower() != "bearer ":
-                raise AuthError(401, "Unauthorized", "Send a bearer token.")
-            principal = await self.validator.validate(auth[7:].strip())
+            principal = await self._bearer(request)
             user = await self._run(accounts.get, self.db, principal.sub) if principal.is_user else None
             if user is None:
                 raise AuthError(401, "Invalid token", "No user for this token.")
@@ -176,11 +174,8 @@ class SSO:
 
     async def api_register(self, request: Request) -> Response:
         """Registration forwarded by a node (client-credentials token with scope `register`)."""
-        auth = request.headers.get("authorization", "")
         try:
-            if auth[:7].lower() != "bearer ":
-                raise AuthError(401, "Unauthorized", "Nodes forward registrations with a token.")
-            principal = await self.validator.validate(auth[7:].strip())
+            principal = await self._bearer(request, "Nodes forward registrations with a token.")
             if principal.is_user or "register" not in principal.claims.get("scope", "").split():
                 raise AuthError(403, "Forbidden", "Only federation nodes may forward registrations.")
             data = await request.json()
@@ -195,11 +190,12 @@ class SSO:
                                       str(data.get("client_ip") or ""))
 
 
-    async def _bearer(self, request: Request) -> Any:
-        auth = request.headers.get("authorization", "")
-        if auth[:7].lower() != "bearer ":
-            raise AuthError(401, "Unauthorized", "Send a bearer token.")
-        return await self.validator.validate(auth[7:].strip())
+    async def _bearer(self, request: Request, missing: str = "Send a bearer token.") -> Any:
+        """The validated principal of the request's `Authorization: Bearer` token."""
+        token = bearer(request)
+        if not token:
+            raise AuthError(401, "Unauthorized", missing)
+        return await self.validator.validate(token)
 
     async def _developer(self, request: Request) -> Any:
         p = await self._bearer(request)
