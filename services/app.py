@@ -63,4 +63,11 @@ def install_auth(app: Any, meta: dict[str, Any]) -> Any:
                               public_requires_key=settings["public_requires_key"],
                               own_origin=meta["node"]["base_url"].rstrip("/"))
     app.router.routes.extend(routes.routes())
-    return AccessMiddleware(app, control, FilteredViews())
+    import os
+    from pathlib import Path
+
+    from services.emap_fastpath import Sweeper, SweeperLifespan
+
+    node_dir = os.environ.get("GEOPLAT_NODE_DIR")  # learned keys for nginx's fast path
+    sweeper = Sweeper(Path(node_dir), control.keys) if node_dir else None
+    return SweeperLifespan(AccessMiddleware(app, control, FilteredViews()), sweeper)

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import anyio
 import httpx
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
@@ -221,6 +221,8 @@ class NodeAuthRoutes:
             return problem(400, "Bad request", "unknown kind")
         decision = await self.control.check(scope, layer, kind)  # type: ignore[arg-type]
         if decision.allowed:
+            if kind == "tiles" and decision.principal is None:
+                await self._learn(scope, layer)
             return Response(status_code=204, headers={"Cache-Control": "no-store"})
         if request.query_params.get("f") == "ogc":  # nginx sends it as the tile's answer
             from services.errors import ogc_exception
@@ -228,6 +230,28 @@ class NodeAuthRoutes:
             return ogc_exception(decision.status, decision.error().ogc_code,
                                  decision.detail or decision.title)
         return decision.error().response()
+
+    async def _learn(self, scope: dict, layer: str | None) -> None:
+        """A keyed tile allowed without a token: let nginx answer this exact case itself."""
+        import os
+        from pathlib import Path
+
+        from services import emap_fastpath
+        from services.apikeys import request_origin
+
+        node_dir = os.environ.get("GEOPLAT_NODE_DIR")
+        keys = self.control.keys
+        c = HTTPConnection(scope)
+        value = c.query_params.get("tk") or c.headers.get("x-api-key")
+        if not node_dir or keys is None or not value or c.headers.get("authorization"):
+            return
+        key = await keys.key(value)  # cached by the check that just allowed it
+        if key is None or key.revoked:
+            return
+        case = emap_fastpath.case_of(value, layer, key.kind, request_origin(c),
+                                     c.client.host if c.client else "")
+        if case is not None:
+            await anyio.to_thread.run_sync(emap_fastpath.learn, Path(node_dir), case, value)
 
     async def grants(self, request: Request) -> Response:
         try:

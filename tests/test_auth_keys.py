@@ -197,3 +197,102 @@ def test_nginx_usage_log_is_folded_into_key_counters(tmp_path) -> None:
     finally:
         stand_in.kill()
         stand_in.wait()
+
+
+def _node_dir(federation, node_id: str):
+    from nodes.pygeoapi_config import node_dir
+
+    return node_dir(federation, federation.node(node_id))
+
+
+def _wait_learned(federation, node_id: str, needle: str, present: bool = True) -> None:
+    import time
+
+    maps = _node_dir(federation, node_id) / "nginx" / "keys-fast"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        text = "".join(p.read_text() for p in maps.glob("*.map"))
+        if (needle in text) == present:
+            time.sleep(1.5)  # nginx reloads gracefully: new workers take over
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{needle[:12]}... {'not ' if present else ''}learned in 15 s")
+
+
+def test_learned_keys_are_answered_from_nginx_memory(federation, urls, dev) -> None:
+    """After one check by the app, nginx answers the same key case itself (X-Key-Check:
+    memory), exactly: another case, other letter case, a token or a foreign origin still go to
+    the app and are refused as before."""
+    server = make_key(urls, dev, name="mem-srv", kind="server", allowed=["127.0.0.0/8"])
+    browser = make_key(urls, dev, name="mem-web", kind="browser",
+                       allowed=["https://hall.example.cn"])
+    url = urls["zhejiang"] + "/wmts/vec/c/3/6/1.png"
+    plain = requests.get(url, timeout=60)
+    assert plain.status_code == 200
+    assert requests.get(url, timeout=60).headers.get("X-Tile-Cache") == "hit"
+    web = {"Origin": "https://hall.example.cn"}
+    first = requests.get(url, params={"tk": server["key"]}, timeout=60)
+    assert first.status_code == 200 and first.headers.get("X-Key-Check") != "memory"
+    assert requests.get(url, params={"tk": browser["key"]}, headers=web,
+                        timeout=60).status_code == 200
+    _wait_learned(federation, "zhejiang", f'"{server["key"]}|vec|i:127.0.0.1"')
+    _wait_learned(federation, "zhejiang", f'"{browser["key"]}|vec|o:https://hall.example.cn"')
+    for params, headers in (({"tk": server["key"]}, {}), ({}, {"X-Api-Key": server["key"]}),
+                            ({"tk": browser["key"]}, web),
+                            ({"tk": browser["key"]}, {"Referer": "https://hall.example.cn/a"})):
+        r = requests.get(url, params=params, headers=headers, timeout=60)
+        assert r.status_code == 200 and r.content == plain.content
+        assert r.headers.get("X-Tile-Cache") == "hit" and r.headers.get("X-Key-Check") == "memory"
+    # only the learned layer, only the exact strings, never with a token
+    other = requests.get(urls["zhejiang"] + "/wmts/cva/c/3/6/1.png", params={"tk": server["key"]},
+                         timeout=60)
+    assert other.headers.get("X-Key-Check") != "memory"
+    for params, headers, status in (
+            ({"tk": server["key"].upper()}, {}, 403),
+            ({"tk": browser["key"]}, {"Origin": "https://HALL.example.cn"}, 403),
+            ({"tk": browser["key"]}, {"Origin": "https://evil.example"}, 403),
+            ({"tk": browser["key"]}, {}, 403),
+            ({"tk": server["key"]}, {"Authorization": "Bearer not-a-token"}, 401)):
+        r = requests.get(url, params=params, headers=headers, timeout=60)
+        assert r.status_code == status, (params, headers, r.status_code)
+        assert r.headers.get("X-Key-Check") != "memory" and r.content != plain.content
+
+
+def test_sweeper_drops_revoked_keys_from_nginx_memory(federation, main_db, urls, dev,
+                                                      tmp_path) -> None:
+    """The sweeper keeps a learned case while the key is good and drops it once the key is
+    revoked or its tile quota is used up (checked against the main node's real key table)."""
+    import asyncio
+
+    from services import emap_fastpath
+    from services.apikeys import KeyChecker
+
+    key = make_key(urls, dev, name="sweep", kind="server", allowed=["127.0.0.0/8"])
+    spent = make_key(urls, dev, name="spent", kind="server", allowed=["127.0.0.0/8"],
+                     quotas={"tiles": 2})
+    emap_fastpath.reset(tmp_path)
+    cases = {}
+    for k in (key, spent):
+        cases[k["key"]] = emap_fastpath.case_of(k["key"], "vec", "server", None, "127.0.0.1")
+        emap_fastpath.learn(tmp_path, cases[k["key"]], k["key"])
+    assert emap_fastpath.case_of("x" * 32, "vec", "server", None, "127.0.0.1") is None
+    assert emap_fastpath.case_of(key["key"], "vec", "browser", 'https://a"b', "") is None
+
+    def checker() -> KeyChecker:  # a fresh one: no cached key records
+        return KeyChecker(main_db, "national", main_db=main_db, auth={}, node_client=None,
+                          public_requires_key=True)
+
+    maps = emap_fastpath.fast_dir(tmp_path) / "ip.map"
+    assert asyncio.run(emap_fastpath.Sweeper(tmp_path, checker()).tick(force=True))
+    assert all(c in maps.read_text() for c in cases.values())
+    main_db.execute("INSERT INTO auth.key_usage VALUES (%s, current_date, 'tiles', 2) "
+                    "ON CONFLICT (key_id, day, kind) DO UPDATE SET count = 2",
+                    (spent["key_id"],))
+    assert asyncio.run(emap_fastpath.Sweeper(tmp_path, checker()).tick(force=True))
+    assert cases[key["key"]] in maps.read_text()
+    assert cases[spent["key"]] not in maps.read_text()
+    r = requests.post(f"{urls['national']}/sso/api/keys/{key['key_id']}/revoke",
+                      headers=bearer(dev["token"]), timeout=10)
+    assert r.status_code == 200
+    assert asyncio.run(emap_fastpath.Sweeper(tmp_path, checker()).tick(force=True))
+    assert maps.read_text() == ""

@@ -1,0 +1,283 @@
+"""Key answers kept in nginx's memory for the cached-tile fast path ("learned" keys).
+
+The auth_request path (services/emap_keys.py) costs every keyed cached tile a subrequest and a
+lookup in nginx's auth cache. Instead, when the app allows a keyed e-map tile request (a key,
+no token), it learns the exact case it allowed: (key, layer, origin) for a browser key,
+(key, layer, client IP) for a server key. A sweeper in the app writes the learned cases into
+two nginx `map` include files and reloads nginx gracefully, so nginx answers the same case from
+memory with no subrequest. Only an exact, case-sensitive match is trusted (the map hashes
+ignore case, a backreference check restores it) and only without an `Authorization` header or
+token cookie; everything else keeps going through auth_request and the app.
+
+The sweeper re-validates learned keys every SWEEP_SECONDS: revoked or unknown keys, a binding
+that no longer admits the case, or a used-up daily tile quota remove the key's cases and
+nginx is reloaded, so what the app would refuse is refused again within about
+SWEEP_SECONDS + the key cache TTL (services.apikeys.KEY_TTL). Usage of keyed tiles nginx sends
+itself is counted from its usage log as before (`emap_keys.fold_nginx_usage`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+LOGGER = logging.getLogger("geoplat.auth")
+
+FAST_DIR = "keys-fast"
+MAX_CASES = 200_000
+SWEEP_SECONDS = 5.0
+TICK_SECONDS = 1.0
+# what may be written into an nginx map: hex keys, layer ids, plain origins and IP addresses
+_CASE = re.compile(r"^[0-9a-f]{32}\|[a-z][a-z0-9_]{0,62}\|"
+                   r"(o:https?://[a-z0-9.\-]{1,100}(:[0-9]{1,5})?|i:[0-9a-f.:]{2,45})$")
+
+
+def fast_dir(node_dir: Path) -> Path:
+    return node_dir / "nginx" / FAST_DIR
+
+
+def nginx_maps(node_dir: Path) -> str:
+    """http level: `$geoplat_fast` is 1 when this request is a learned case."""
+    d = fast_dir(node_dir)
+    return f"""# learned key cases (services/emap_fastpath.py): exact match only
+map $arg_tk $geoplat_anykey {{
+    "" $http_x_api_key;
+    default $arg_tk;
+}}
+map $http_origin $geoplat_origin {{
+    "" $geoplat_referer;
+    default $http_origin;
+}}
+map "$geoplat_anykey|$geoplat_layer|o:$geoplat_origin" $geoplat_fast_o {{
+    default "";
+    include {d}/origin*.map;
+}}
+map "$geoplat_anykey|$geoplat_layer|i:$remote_addr" $geoplat_fast_i {{
+    default "";
+    include {d}/ip*.map;
+}}
+# map strings ignore case: the learned case must equal the request's exactly
+map "$geoplat_fast_o#$geoplat_anykey|$geoplat_layer|o:$geoplat_origin" $geoplat_fast_o_ok {{
+    "~^(.+)#\\1$" 1;
+    default "";
+}}
+map "$geoplat_fast_i#$geoplat_anykey|$geoplat_layer|i:$remote_addr" $geoplat_fast_i_ok {{
+    "~^(.+)#\\1$" 1;
+    default "";
+}}
+map $http_cookie $geoplat_token_cookie {{
+    "~geoplat_at_" 1;
+    default "";
+}}
+map "$geoplat_fast_o_ok$geoplat_fast_i_ok:$http_authorization$geoplat_token_cookie" $geoplat_fast {{
+    "~^1+:$" 1;
+    default 0;
+}}
+# says which answers came from memory (`X-Key-Check: memory`), for operators and tests
+map $geoplat_fast $geoplat_key_via {{
+    1 memory;
+    default "";
+}}
+"""
+
+
+def nginx_map_sizes() -> str:
+    """http level, before any `map`: hash sizes for learned cases (each < 256 bytes)."""
+    return f"map_hash_bucket_size 256;\nmap_hash_max_size {2 * MAX_CASES};\n"
+
+
+def case_of(value: str, layer: str | None, kind: str, origin: str | None, ip: str) -> str | None:
+    """The learned-case string for an allowed request, or None if it cannot be expressed."""
+    if not layer:
+        return None
+    where = f"o:{origin}" if kind == "browser" else f"i:{ip}"
+    case = f"{value}|{layer}|{where}"
+    return case if _CASE.match(case) else None
+
+
+def learn(node_dir: Path, case: str, value: str) -> None:
+    """Queue a case for the sweeper (one short line appended under a lock)."""
+    d = fast_dir(node_dir)
+    if not d.is_dir():
+        return
+    with open(d / "pending", "a", encoding="utf-8") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write(json.dumps([case, value]) + "\n")
+
+
+def reset(node_dir: Path) -> None:
+    """Start with nothing learned (at build time): empty maps, no state."""
+    d = fast_dir(node_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    for name in ("pending", "state.json"):
+        (d / name).unlink(missing_ok=True)
+    _write_maps(d, {})
+
+
+def _write_maps(d: Path, cases: dict[str, str]) -> None:
+    for name, tag in (("origin.map", "|o:"), ("ip.map", "|i:")):
+        lines = [f'"{c}" "{c}";\n' for c in sorted(cases) if tag in c and _CASE.match(c)]
+        tmp = d / (name + ".tmp")
+        tmp.write_text("".join(lines), encoding="utf-8")
+        os.chmod(tmp, 0o600)  # the keys themselves: readable by the node's user only
+        os.replace(tmp, d / name)
+
+
+def _reload_nginx(node_dir: Path) -> bool:
+    """Test the config with the new maps, then reload nginx gracefully (no dropped request)."""
+    from tiles.frontdoor import NGINX
+
+    prefix = node_dir / "nginx"
+    try:
+        pid = int((prefix / "nginx.pid").read_text().strip())
+    except (OSError, ValueError):
+        return False
+    test = subprocess.run([NGINX, "-t", "-q", "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
+                           "-e", str(prefix / "logs" / "error.log")],
+                          capture_output=True, text=True, timeout=30)
+    if test.returncode != 0:
+        LOGGER.error("learned key maps refused by nginx, not reloaded: %s", test.stderr[-500:])
+        return False
+    try:
+        os.kill(pid, signal.SIGHUP)
+        return True
+    except OSError:
+        return False
+
+
+class Sweeper:
+    """Merges learned cases into nginx's maps and drops what the app would now refuse."""
+
+    def __init__(self, node_dir: Path, keys: Any):
+        self.node_dir, self.keys = node_dir, keys
+        self.dir = fast_dir(node_dir)
+        self._last_sweep = 0.0
+
+    def _take(self) -> tuple[dict[str, str], bool]:
+        """(cases, changed) after merging the pending queue into the state file."""
+        state = self.dir / "state.json"
+        try:
+            cases: dict[str, str] = json.loads(state.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            cases = {}
+        changed = False
+        pending = self.dir / "pending"
+        if pending.exists():
+            with open(pending, "r+", encoding="utf-8") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                lines = f.read().splitlines()
+                f.seek(0)
+                f.truncate()
+            for line in lines:
+                try:
+                    case, value = json.loads(line)
+                except (ValueError, TypeError):
+                    continue
+                if isinstance(case, str) and _CASE.match(case) and case not in cases \
+                        and len(cases) < MAX_CASES:
+                    cases[case] = value
+                    changed = True
+        return cases, changed
+
+    async def _still_allowed(self, cases: dict[str, str]) -> dict[str, str]:
+        from services.errors import AuthError
+
+        keep: dict[str, str] = {}
+        verdict: dict[str, Any] = {}
+        for case, value in cases.items():
+            if value not in verdict:
+                try:
+                    key = await self.keys.key(value)
+                except AuthError:  # main node unreachable: keep trusting what we knew
+                    verdict[value] = "keep"
+                    continue
+                if key is None or key.revoked:
+                    verdict[value] = None
+                else:
+                    used = await self.keys._used_today(key.key_id, "tiles")
+                    verdict[value] = key if used < key.quotas.get("tiles", 0) else None
+            key = verdict[value]
+            if key == "keep":
+                keep[case] = value
+            elif key is not None:
+                where = case.rsplit("|", 1)[1]
+                origin, ip = (where[2:], "") if where.startswith("o:") else (None, where[2:])
+                if key.permits(origin, ip):
+                    keep[case] = value
+        return keep
+
+    async def tick(self, *, force: bool = False) -> bool:
+        """One round; returns True if nginx's maps changed (and nginx was told to reload)."""
+        import anyio
+
+        if not self.dir.is_dir():
+            return False
+        lock = open(self.dir / "sweep.lock", "a+")
+        try:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # another worker of this node is sweeping
+            cases, changed = await anyio.to_thread.run_sync(self._take)
+            now = time.monotonic()
+            if force or now - self._last_sweep >= SWEEP_SECONDS:
+                self._last_sweep = now
+                from services.emap_keys import fold_nginx_usage
+
+                await fold_nginx_usage(self.keys, self.node_dir, force=True)
+                await self.keys.flush()  # the quota check below reads the node's counters
+                kept = await self._still_allowed(cases)
+                changed = changed or len(kept) != len(cases)
+                cases = kept
+            if not changed:
+                return False
+            state = self.dir / "state.json"
+            await anyio.to_thread.run_sync(lambda: (
+                state.write_text(json.dumps(cases), encoding="utf-8"), os.chmod(state, 0o600),
+                _write_maps(self.dir, cases)))
+            await anyio.to_thread.run_sync(_reload_nginx, self.node_dir)
+            return True
+        finally:
+            lock.close()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a failed round must not stop the next ones
+                LOGGER.exception("key fast-path sweep failed")
+            await asyncio.sleep(TICK_SECONDS)
+
+
+class SweeperLifespan:
+    """ASGI wrapper: runs the node's `Sweeper` from application start-up to shutdown."""
+
+    def __init__(self, app: Any, sweeper: Sweeper | None):
+        self.app, self.sweeper = app, sweeper
+        self._task: asyncio.Task | None = None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan" or self.sweeper is None:
+            await self.app(scope, receive, send)
+            return
+
+        async def lifespan_receive() -> dict:
+            message = await receive()
+            if message["type"] == "lifespan.startup" and self._task is None:
+                self._task = asyncio.get_running_loop().create_task(self.sweeper.run())
+            elif message["type"] == "lifespan.shutdown" and self._task is not None:
+                self._task.cancel()
+            return message
+
+        await self.app(scope, lifespan_receive, send)
