@@ -80,6 +80,8 @@ class NodeAuthRoutes:
             Route("/auth/check", self.check, methods=["GET"]),
             Route("/auth/grants", self.grants, methods=["GET", "POST"]),
             Route("/auth/grants/{grant_id:int}/{action}", self.decide, methods=["POST"]),
+            Route("/auth/audit", self.audit, methods=["GET"]),
+            Route("/auth/usage", self.usage, methods=["GET"]),
         ]
 
     def _form_page(self, request: Request, *, status: int = 200, error: str = "",
@@ -252,6 +254,62 @@ class NodeAuthRoutes:
                                      c.client.host if c.client else "")
         if case is not None:
             await anyio.to_thread.run_sync(emap_fastpath.learn, Path(node_dir), case, value)
+
+    async def _admin(self, request: Request) -> Any:
+        p = await self._principal(request)
+        if not self.control.is_admin(p):
+            raise AuthError(403, "Forbidden", "Only this node's administrators read its audit.")
+        return p
+
+    async def audit(self, request: Request) -> Response:
+        """This node's audit trail, newest first (`event`, `actor`, `since`, `limit`)."""
+        from datetime import datetime
+
+        from services import audit
+
+        q = request.query_params
+        try:
+            await self._admin(request)
+            since = q.get("since") or None
+            if since is not None:
+                try:
+                    datetime.fromisoformat(since)
+                except ValueError:
+                    raise AuthError(400, "Bad request", "since is an ISO 8601 timestamp") from None
+            try:
+                limit = int(q.get("limit") or 100)
+            except ValueError:
+                raise AuthError(400, "Bad request", "limit is an integer") from None
+            if not 1 <= limit <= 1000:
+                raise AuthError(400, "Bad request", "limit is between 1 and 1000")
+            rows = await anyio.to_thread.run_sync(lambda: audit.query(
+                self.db, event=q.get("event") or None, actor=q.get("actor") or None,
+                since=since, limit=limit))
+        except AuthError as exc:
+            return exc.response()
+        return JSONResponse({"node": self.node["id"], "events": [
+            {**r, "at": r["at"].isoformat()} for r in rows]})
+
+    async def usage(self, request: Request) -> Response:
+        """Requests per API key, day and kind counted at this node (`key_id`, `days`)."""
+        q = request.query_params
+        try:
+            await self._admin(request)
+            try:
+                days = int(q.get("days") or 7)
+            except ValueError:
+                raise AuthError(400, "Bad request", "days is an integer") from None
+            if not 1 <= days <= 366:
+                raise AuthError(400, "Bad request", "days is between 1 and 366")
+            key_id = q.get("key_id") or None
+            rows = await anyio.to_thread.run_sync(lambda: self.db.all(
+                "SELECT key_id, day, kind, count FROM auth.key_usage WHERE "
+                "day > current_date - %s AND (%s::text IS NULL OR key_id = %s) "
+                "ORDER BY day DESC, key_id, kind LIMIT 10000", (days, key_id, key_id)))
+        except AuthError as exc:
+            return exc.response()
+        return JSONResponse({"node": self.node["id"], "usage": [
+            {**r, "day": r["day"].isoformat()} for r in rows]})
 
     async def grants(self, request: Request) -> Response:
         try:

@@ -132,8 +132,16 @@ def ensure_node_key(main_dsn: str, settings: Any, node: Any) -> str:
     from services.db import Database
 
     path = settings.resolve(settings.var_dir) / "nodes" / node.id / "node-key.json"
+    db = Database(main_dsn, maxconn=1)
     if path.exists():
-        return json.loads(path.read_text())["key"]
+        try:
+            kept = json.loads(path.read_text())["key"]
+        except (ValueError, KeyError):
+            kept = None
+        record = apikeys.lookup(db, apikeys.key_hash(kept)) if kept else None
+        if record and not record["revoked"]:
+            return kept
+        # the main database was recreated (or the key revoked): make a new one
     allowed = ["127.0.0.0/8", "::1/128"]
     try:
         ip = ipaddress.ip_address(node.host)
@@ -141,7 +149,6 @@ def ensure_node_key(main_dsn: str, settings: Any, node: Any) -> str:
             allowed.append(f"{ip}/{ip.max_prefixlen}")
     except ValueError:
         pass  # a host name: the operator adds the address with `geoplat` key tools
-    db = Database(main_dsn, maxconn=1)
     name = f"node_{node.id}"
     user = accounts.by_name(db, name) or accounts.create(db, name, secrets.token_urlsafe(24),
                                                           via="install")
