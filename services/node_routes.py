@@ -184,7 +184,9 @@ class NodeAuthRoutes:
         return response
 
     async def logout(self, request: Request) -> Response:
-        response = RedirectResponse(self.auth["issuer"] + "/logout", 303)
+        back = {"client_id": self.auth["client_id"],
+                "post_logout_redirect_uri": self.node["base_url"].rstrip("/") + "/"}
+        response = RedirectResponse(self.auth["issuer"] + "/logout?" + urlencode(back), 303)
         response.delete_cookie(token_cookie(self.node["id"]), path="/")
         return response
 

@@ -167,10 +167,37 @@ class SSO:
                 "UPDATE auth.refresh_tokens SET revoked = true WHERE user_id = %s", (session["uid"],)))
             await self._run(lambda: audit.record(self.db, self.node["id"], "logout",
                                                  actor=str(session["uid"]), ip=client_ip(request)))
-        response = render(MESSAGE, title="已退出 Signed out", node_title=self.node["title"],
-                          message="You are signed out of the federation.")
+        target = await self._run(self._post_logout_target, request)
+        if target:
+            response: Response = RedirectResponse(target, 303)
+        else:
+            response = render(MESSAGE, title="已退出 Signed out", node_title=self.node["title"],
+                              message="You are signed out of the federation.")
         response.delete_cookie(SESSION_COOKIE, path="/sso")
         return response
+
+    def _post_logout_target(self, request: Request) -> str | None:
+        """OIDC RP-initiated logout: `post_logout_redirect_uri` is followed only when it lies on
+        the origin of one of the registered redirect URIs of `client_id` (no open redirect)."""
+        from urllib.parse import urlencode, urlsplit
+
+        q = request.query_params
+        uri, client_id = q.get("post_logout_redirect_uri"), q.get("client_id")
+        if not uri or not client_id or len(uri) > 2000:
+            return None
+        parts = urlsplit(uri)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
+            return None
+        row = self.db.one("SELECT redirect_uris FROM auth.clients WHERE client_id = %s",
+                          (client_id,))
+        origins = {f"{urlsplit(r).scheme}://{urlsplit(r).netloc}"
+                   for r in (row["redirect_uris"] if row else [])}
+        if f"{parts.scheme}://{parts.netloc}" not in origins:
+            return None
+        state = q.get("state")
+        if state:
+            uri += ("&" if parts.query else "?") + urlencode({"state": state[:500]})
+        return uri
 
     async def api_register(self, request: Request) -> Response:
         """Registration forwarded by a node (client-credentials token with scope `register`)."""

@@ -122,3 +122,24 @@ def test_sign_in_once_use_hangzhou_pages(main_db, urls, hz_admin) -> None:
 def test_login_page_has_csrf_and_exact_redirects(urls) -> None:
     r = requests.get(urls["national"] + "/sso/login", timeout=10)
     assert "csrf_token" in form_fields(r.text)
+
+
+def test_logout_redirects_only_to_registered_client_origins(urls) -> None:
+    """RP-initiated logout: back to the node that asked, never to a foreign site."""
+    sso = urls["national"] + "/sso/logout"
+    home = urls["hangzhou"] + "/"
+    r = requests.get(urls["hangzhou"] + "/auth/logout", allow_redirects=False, timeout=10)
+    assert r.status_code == 303 and r.headers["Location"].startswith(sso + "?")
+    r = requests.get(r.headers["Location"], allow_redirects=False, timeout=10)
+    assert r.status_code == 303 and r.headers["Location"] == home
+    r = requests.get(sso, params={"client_id": "node-hangzhou", "post_logout_redirect_uri": home,
+                                  "state": "s1"}, allow_redirects=False, timeout=10)
+    assert r.status_code == 303 and r.headers["Location"] == home + "?state=s1"
+    for client, uri in (("node-hangzhou", "https://evil.example/"),
+                        ("node-hangzhou", "javascript:alert(1)"),
+                        ("node-hangzhou", urls["zhejiang"] + "/"),  # another client's origin
+                        ("no-such-client", home), ("", home)):
+        r = requests.get(sso, params={"client_id": client, "post_logout_redirect_uri": uri},
+                         allow_redirects=False, timeout=10)
+        assert r.status_code == 200 and "Location" not in r.headers, (client, uri)
+        assert "Signed out" in r.text
