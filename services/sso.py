@@ -17,6 +17,8 @@ from starlette.routing import Route
 from services import accounts, audit
 from services.access import bearer
 from services.errors import AuthError, problem
+from services.keys_page import PATH as KEYS_PATH
+from services.keys_page import KeysPage
 from services.oidc import Provider, oauth2_request
 from services.tokens import TokenValidator
 from services.web import LOGIN, MESSAGE, Csrf, client_ip, render
@@ -46,6 +48,7 @@ class SSO:
             Route("/sso/userinfo", self.userinfo, methods=["GET", "POST"]),
             Route("/sso/logout", self.logout, methods=["GET", "POST"]),
             Route("/sso/api/users", self.api_register, methods=["POST"]),
+            Route("/sso/keys", KeysPage(self).page, methods=["GET", "POST"]),
             Route("/sso/api/keys", self.keys, methods=["GET", "POST"]),
             Route("/sso/api/keys/lookup", self.key_lookup, methods=["GET"]),
             Route("/sso/api/keys/{key_id}/revoke", self.key_revoke, methods=["POST"]),
@@ -131,7 +134,9 @@ class SSO:
                                              actor=user.username, ip=ip))
         # `next` is only ever a query string for our own /sso/authorize: no open redirect.
         response: Response
-        if nxt:
+        if nxt == KEYS_PATH:  # the developer keys page
+            response = RedirectResponse(KEYS_PATH, status_code=303)
+        elif nxt:
             query = urlencode(parse_qsl(nxt, keep_blank_values=True))
             response = RedirectResponse("/sso/authorize?" + query, status_code=303)
         else:

@@ -296,3 +296,52 @@ def test_sweeper_drops_revoked_keys_from_nginx_memory(federation, main_db, urls,
     assert r.status_code == 200
     assert asyncio.run(emap_fastpath.Sweeper(tmp_path, checker()).tick(force=True))
     assert maps.read_text() == ""
+
+
+def _page_session(urls, username: str) -> requests.Session:
+    from services.testing import form_fields
+
+    s = requests.Session()
+    r = s.get(urls["national"] + "/sso/keys", allow_redirects=False, timeout=10)
+    assert r.status_code == 303 and r.headers["Location"] == "/sso/login?next=/sso/keys"
+    login = s.get(urls["national"] + r.headers["Location"], timeout=10)
+    r = s.post(urls["national"] + "/sso/login", data={**form_fields(login.text),
+               "username": username, "password": PASSWORD}, allow_redirects=False, timeout=10)
+    assert r.status_code == 303 and r.headers["Location"] == "/sso/keys"
+    return s
+
+
+def test_key_management_page(urls, dev) -> None:
+    """A developer creates, uses and revokes a key on the page; CSRF and roles are enforced."""
+    import re
+
+    from services.testing import form_fields
+
+    page = urls["national"] + "/sso/keys"
+    s = _page_session(urls, "key_dev")
+    listing = s.get(page, timeout=10)
+    assert listing.status_code == 200 and "Developer keys" in listing.text
+    fields = {k: v for k, v in form_fields(listing.text).items() if k == "csrf_token"}
+    r = s.post(page, data={"action": "create", "name": "<script>alert(1)</script>",
+                           "kind": "server", "allowed": "127.0.0.0/8"}, timeout=10)  # no CSRF
+    assert r.status_code == 403 and "<script>alert" not in r.text
+    r = s.post(page, data={**fields, "action": "create", "name": "<script>alert(1)</script>",
+                           "kind": "server", "allowed": "127.0.0.0/8\n"}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert "<script>alert(1)</script>" not in r.text and "&lt;script&gt;" in r.text
+    value = re.search(r'<code id="new-key">([0-9a-f]{32})</code>', r.text).group(1)
+    key_id = value[:8]
+    assert r.text.count("<script>alert(1)</script>") == 0 and key_id in r.text
+    assert requests.get(urls["hangzhou"] + "/ogc/collections?f=json", params={"tk": value},
+                        timeout=30).status_code == 200
+    r = s.post(page, data={**fields, "action": "create", "name": "bad", "kind": "browser",
+                           "allowed": "javascript:alert(1)"}, timeout=10)
+    assert r.status_code == 422 and "not an origin" in r.text
+    r = s.post(page, data={**fields, "action": "revoke", "key_id": key_id}, timeout=10)
+    assert r.status_code == 200 and f"Key {key_id} revoked." in r.text
+    row = dev["db"].one("SELECT revoked_at FROM auth.api_keys WHERE key_id = %s", (key_id,))
+    assert row["revoked_at"] is not None
+    # another user's page cannot revoke it, and users without the developer role get 403
+    plain = _page_session(urls, "key_plain")
+    r = plain.get(page, timeout=10)
+    assert r.status_code == 403 and "developer role" in r.text
