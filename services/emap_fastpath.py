@@ -37,6 +37,7 @@ MAX_CASES = 200_000
 SWEEP_SECONDS = 5.0
 TICK_SECONDS = 1.0
 # what may be written into an nginx map: hex keys, layer ids, plain origins and IP addresses
+_KEY = re.compile(r"^[0-9a-f]{32}$")
 _CASE = re.compile(r"^[0-9a-f]{32}\|[a-z][a-z0-9_]{0,62}\|"
                    r"(o:https?://[a-z0-9.\-]{1,100}(:[0-9]{1,5})?|i:[0-9a-f.:]{2,45})$")
 
@@ -90,6 +91,56 @@ map $geoplat_fast $geoplat_key_via {{
 """
 
 
+# nginx cannot give each key its own rate: a learned key is limited at the largest of these
+# classes that does not exceed its own rate_per_second (a leaky bucket with that burst)
+RATE_CLASSES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 100000)
+
+
+def rate_class(rate_per_second: int) -> int:
+    fitting = [c for c in RATE_CLASSES if c <= max(1, rate_per_second)]
+    return fitting[-1]
+
+
+def nginx_rate_limits(node_dir: Path) -> str:
+    """http level: one limit_req zone per rate class, keyed by learned keys of that class."""
+    d = fast_dir(node_dir)
+    out = [f"""map $geoplat_anykey $geoplat_key_rate {{
+    default "";
+    include {d}/rates*.map;
+}}
+"""]
+    for c in RATE_CLASSES:
+        out.append(f"""map "$geoplat_fast:$geoplat_key_rate" $geoplat_rl_{c} {{
+    "1:c{c}" $geoplat_anykey;
+    default "";
+}}
+limit_req_zone $geoplat_rl_{c} zone=geoplat_rl_{c}:1m rate={c}r/s;
+""")
+    return "".join(out)
+
+
+def nginx_location_limits() -> str:
+    """In each tile location: the rate limits of learned keys (429 as an OGC exception)."""
+    return "".join(f"limit_req zone=geoplat_rl_{c} burst={c} nodelay;\n" for c in RATE_CLASSES) + \
+        "limit_req_status 429;\nlimit_req_log_level warn;\nerror_page 429 = @geoplat_rate;\n"
+
+
+RATE_EXCEEDED = ('<?xml version="1.0" encoding="UTF-8"?>\n<ows:ExceptionReport '
+                 'xmlns:ows="http://www.opengis.net/ows/1.1" version="2.0.0"><ows:Exception '
+                 'exceptionCode="NoApplicableCode"><ows:ExceptionText>Rate limit of this API key '
+                 'exceeded.</ows:ExceptionText></ows:Exception></ows:ExceptionReport>')
+
+
+def nginx_rate_location() -> str:
+    """server level: the answer to a learned key over its rate."""
+    return f"""location @geoplat_rate {{
+    default_type application/xml;
+    add_header Cache-Control no-store always;
+    return 429 '{RATE_EXCEEDED}';
+}}
+"""
+
+
 def nginx_map_sizes() -> str:
     """http level, before any `map`: hash sizes for learned cases (each < 256 bytes)."""
     return f"map_hash_bucket_size 256;\nmap_hash_max_size {2 * MAX_CASES};\n"
@@ -120,14 +171,17 @@ def reset(node_dir: Path) -> None:
     d.mkdir(parents=True, exist_ok=True)
     for name in ("pending", "state.json"):
         (d / name).unlink(missing_ok=True)
-    _write_maps(d, {})
+    _write_maps(d, {}, {})
 
 
-def _write_maps(d: Path, cases: dict[str, str]) -> None:
-    for name, tag in (("origin.map", "|o:"), ("ip.map", "|i:")):
-        lines = [f'"{c}" "{c}";\n' for c in sorted(cases) if tag in c and _CASE.match(c)]
+def _write_maps(d: Path, cases: dict[str, str], rates: dict[str, int] | None = None) -> None:
+    files = {name: "".join(f'"{c}" "{c}";\n' for c in sorted(cases) if tag in c and _CASE.match(c))
+             for name, tag in (("origin.map", "|o:"), ("ip.map", "|i:"))}
+    files["rates.map"] = "".join(f'"{v}" "c{rate_class(r)}";\n'
+                                 for v, r in sorted((rates or {}).items()) if _KEY.match(v))
+    for name, text in files.items():
         tmp = d / (name + ".tmp")
-        tmp.write_text("".join(lines), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
         os.chmod(tmp, 0o600)  # the keys themselves: readable by the node's user only
         os.replace(tmp, d / name)
 
@@ -162,13 +216,14 @@ class Sweeper:
         self.dir = fast_dir(node_dir)
         self._last_sweep = 0.0
 
-    def _take(self) -> tuple[dict[str, str], bool]:
-        """(cases, changed) after merging the pending queue into the state file."""
-        state = self.dir / "state.json"
+    def _take(self) -> tuple[dict[str, str], dict[str, int], bool]:
+        """(cases, key rates, changed) after merging the pending queue into the state."""
         try:
-            cases: dict[str, str] = json.loads(state.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            cases = {}
+            state = json.loads((self.dir / "state.json").read_text(encoding="utf-8"))
+            cases: dict[str, str] = dict(state["cases"])
+            rates: dict[str, int] = dict(state["rates"])
+        except (OSError, ValueError, KeyError, TypeError):
+            cases, rates = {}, {}
         changed = False
         pending = self.dir / "pending"
         if pending.exists():
@@ -186,34 +241,33 @@ class Sweeper:
                         and len(cases) < MAX_CASES:
                     cases[case] = value
                     changed = True
-        return cases, changed
+        return cases, rates, changed
 
-    async def _still_allowed(self, cases: dict[str, str]) -> dict[str, str]:
+    async def _verdicts(self, values: set[str], *, quotas: bool) -> dict[str, Any]:
+        """value -> its key record, None (refuse now), or "keep" (main node unreachable)."""
         from services.errors import AuthError
 
-        keep: dict[str, str] = {}
         verdict: dict[str, Any] = {}
-        for case, value in cases.items():
-            if value not in verdict:
-                try:
-                    key = await self.keys.key(value)
-                except AuthError:  # main node unreachable: keep trusting what we knew
-                    verdict[value] = "keep"
-                    continue
-                if key is None or key.revoked:
-                    verdict[value] = None
-                else:
-                    used = await self.keys._used_today(key.key_id, "tiles")
-                    verdict[value] = key if used < key.quotas.get("tiles", 0) else None
-            key = verdict[value]
-            if key == "keep":
-                keep[case] = value
-            elif key is not None:
-                where = case.rsplit("|", 1)[1]
-                origin, ip = (where[2:], "") if where.startswith("o:") else (None, where[2:])
-                if key.permits(origin, ip):
-                    keep[case] = value
-        return keep
+        for value in values:
+            try:
+                key = await self.keys.key(value)
+            except AuthError:  # main node unreachable: keep trusting what we knew
+                verdict[value] = "keep"
+                continue
+            if key is None or key.revoked:
+                verdict[value] = None
+            elif quotas and await self.keys._used_today(key.key_id, "tiles") >= \
+                    key.quotas.get("tiles", 0):
+                verdict[value] = None
+            else:
+                verdict[value] = key
+        return verdict
+
+    @staticmethod
+    def _admits(key: Any, case: str) -> bool:
+        where = case.rsplit("|", 1)[1]
+        origin, ip = (where[2:], "") if where.startswith("o:") else (None, where[2:])
+        return key.permits(origin, ip)
 
     async def tick(self, *, force: bool = False) -> bool:
         """One round; returns True if nginx's maps changed (and nginx was told to reload)."""
@@ -227,23 +281,38 @@ class Sweeper:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return False  # another worker of this node is sweeping
-            cases, changed = await anyio.to_thread.run_sync(self._take)
+            cases, rates, changed = await anyio.to_thread.run_sync(self._take)
             now = time.monotonic()
-            if force or now - self._last_sweep >= SWEEP_SECONDS:
+            full = force or now - self._last_sweep >= SWEEP_SECONDS
+            if full:
                 self._last_sweep = now
                 from services.emap_keys import fold_nginx_usage
 
                 await fold_nginx_usage(self.keys, self.node_dir, force=True)
                 await self.keys.flush()  # the quota check below reads the node's counters
-                kept = await self._still_allowed(cases)
-                changed = changed or len(kept) != len(cases)
-                cases = kept
+            # new keys (rate unknown) on every round, all keys on a full sweep
+            values = set(cases.values()) if full else set(cases.values()) - set(rates)
+            verdict = await self._verdicts(values, quotas=full)
+            for case, value in list(cases.items()):
+                key = verdict.get(value, "keep")
+                if key is None or (key != "keep" and not self._admits(key, case)):
+                    del cases[case]
+                    changed = True
+            for value, key in verdict.items():
+                if key not in (None, "keep") and rates.get(value) != key.rate_per_second:
+                    rates[value] = key.rate_per_second
+                    changed = True
+            for value in set(rates) - set(cases.values()):
+                del rates[value]
+                changed = True
             if not changed:
                 return False
+            # a case is served from memory only once its key's rate limit is known
+            served = {c: v for c, v in cases.items() if v in rates}
             state = self.dir / "state.json"
             await anyio.to_thread.run_sync(lambda: (
-                state.write_text(json.dumps(cases), encoding="utf-8"), os.chmod(state, 0o600),
-                _write_maps(self.dir, cases)))
+                state.write_text(json.dumps({"cases": cases, "rates": rates}), encoding="utf-8"),
+                os.chmod(state, 0o600), _write_maps(self.dir, served, rates)))
             await anyio.to_thread.run_sync(_reload_nginx, self.node_dir)
             return True
         finally:

@@ -29,7 +29,8 @@ from urllib.parse import unquote_plus
 from starlette.responses import Response
 
 from services.access import check
-from services.emap_fastpath import nginx_map_sizes, nginx_maps, reset
+from services.emap_fastpath import (nginx_location_limits, nginx_map_sizes, nginx_maps,
+                                    nginx_rate_limits, nginx_rate_location, reset)
 from services.errors import AuthError, ogc_exception
 
 AUTH_CACHE_SECONDS = 30
@@ -69,7 +70,7 @@ map "$geoplat_fast:$geoplat_auth_cache:$sent_http_x_tile_cache:$geoplat_tk$http_
     default 0;
 }}
 log_format geoplat_keys '$geoplat_tk\\t$http_x_api_key';
-""" + nginx_maps(prefix.parent)
+""" + nginx_maps(prefix.parent) + nginx_rate_limits(prefix.parent)
 
 
 def _ask_app(cache_valid: bool) -> str:
@@ -110,7 +111,7 @@ def nginx_server_conf() -> str:
 {_ask_app(True)}}}
 location @geoplat_denied {{
 {_ask_app(True)}}}
-"""
+""" + nginx_rate_location()
 
 
 def nginx_key_conf(public_requires_key: bool, log: Path | None = None) -> str:
@@ -127,7 +128,7 @@ def nginx_key_conf(public_requires_key: bool, log: Path | None = None) -> str:
            "add_header X-Key-Check $geoplat_key_via;\n"
            "auth_request /__geoplat_auth;\n"
            "auth_request_set $geoplat_auth_cache $upstream_cache_status;\n"
-           "error_page 401 403 500 = @geoplat_denied;\n")
+           "error_page 401 403 500 = @geoplat_denied;\n" + nginx_location_limits())
     if log is not None:
         out += f"access_log {log} geoplat_keys if=$geoplat_key_counted buffer=32k flush=2s;\n"
     return out

@@ -223,9 +223,12 @@ def test_learned_keys_are_answered_from_nginx_memory(federation, urls, dev) -> N
     """After one check by the app, nginx answers the same key case itself (X-Key-Check:
     memory), exactly: another case, other letter case, a token or a foreign origin still go to
     the app and are refused as before."""
-    server = make_key(urls, dev, name="mem-srv", kind="server", allowed=["127.0.0.0/8"])
+    server = make_key(urls, dev, name="mem-srv", kind="server", allowed=["127.0.0.0/8"],
+                      rate_per_second=1000)
     browser = make_key(urls, dev, name="mem-web", kind="browser",
-                       allowed=["https://hall.example.cn"])
+                       allowed=["https://hall.example.cn"], rate_per_second=1000)
+    slow = make_key(urls, dev, name="mem-slow", kind="server", allowed=["127.0.0.0/8"],
+                    rate_per_second=5)
     url = urls["zhejiang"] + "/wmts/vec/c/3/6/1.png"
     plain = requests.get(url, timeout=60)
     assert plain.status_code == 200
@@ -235,6 +238,8 @@ def test_learned_keys_are_answered_from_nginx_memory(federation, urls, dev) -> N
     assert first.status_code == 200 and first.headers.get("X-Key-Check") != "memory"
     assert requests.get(url, params={"tk": browser["key"]}, headers=web,
                         timeout=60).status_code == 200
+    assert requests.get(url, params={"tk": slow["key"]}, timeout=60).status_code == 200
+    _wait_learned(federation, "zhejiang", f'"{slow["key"]}|vec|i:127.0.0.1"')
     _wait_learned(federation, "zhejiang", f'"{server["key"]}|vec|i:127.0.0.1"')
     _wait_learned(federation, "zhejiang", f'"{browser["key"]}|vec|o:https://hall.example.cn"')
     for params, headers in (({"tk": server["key"]}, {}), ({}, {"X-Api-Key": server["key"]}),
@@ -243,6 +248,12 @@ def test_learned_keys_are_answered_from_nginx_memory(federation, urls, dev) -> N
         r = requests.get(url, params=params, headers=headers, timeout=60)
         assert r.status_code == 200 and r.content == plain.content
         assert r.headers.get("X-Tile-Cache") == "hit" and r.headers.get("X-Key-Check") == "memory"
+    # nginx holds a learned key to its rate (5/s, burst 5): an OGC exception beyond it
+    with requests.Session() as http:
+        answers = [http.get(url, params={"tk": slow["key"]}, timeout=60) for _ in range(30)]
+    limited = [r for r in answers if r.status_code == 429]
+    assert limited and len(limited) < 30 and answers[0].status_code == 200
+    assert "ExceptionReport" in limited[0].text and "Rate limit" in limited[0].text
     # only the learned layer, only the exact strings, never with a token
     other = requests.get(urls["zhejiang"] + "/wmts/cva/c/3/6/1.png", params={"tk": server["key"]},
                          timeout=60)
@@ -285,6 +296,8 @@ def test_sweeper_drops_revoked_keys_from_nginx_memory(federation, main_db, urls,
     maps = emap_fastpath.fast_dir(tmp_path) / "ip.map"
     assert asyncio.run(emap_fastpath.Sweeper(tmp_path, checker()).tick(force=True))
     assert all(c in maps.read_text() for c in cases.values())
+    rates = (emap_fastpath.fast_dir(tmp_path) / "rates.map").read_text()
+    assert f'"{key["key"]}" "c50";' in rates  # the default rate, 50/s
     main_db.execute("INSERT INTO auth.key_usage VALUES (%s, current_date, 'tiles', 2) "
                     "ON CONFLICT (key_id, day, kind) DO UPDATE SET count = 2",
                     (spent["key_id"],))
