@@ -5,9 +5,9 @@ Run from the repository root:  .venv/bin/python bench/auth.py [--seconds 5] [--c
 Starts a private PostGIS and the demo federation on free ports (nothing else is touched), runs
 each case in alternating rounds, prints a table and appends it to bench/results/auth.md.
 Goals (issue 4): bearer/anonymous >= 0.95 on features; key/anonymous >= 0.9 on tiles. Cached
-e-map tiles through the nginx front door (wrk): with a valid key (auth_request answered from
-nginx's auth cache) versus the same node with no check at all (tiles-auth.d emptied, nginx
-reloaded); goal >= 0.9.
+e-map tiles through the nginx front door (wrk): with a valid key (after the app's first
+answer, a learned case answered from nginx's memory, rate limit included) versus the same node
+with no check at all (the key-check lines removed from tiles-auth.d, nginx reloaded); goal >= 0.9.
 """
 
 from __future__ import annotations
@@ -157,6 +157,11 @@ def front_door_tiles(base: str, node_dir: Path, key: str, seconds: float, connec
     if not paths:
         raise RuntimeError("no cached tiles to measure")
     keyed = [f"{p}?tk={key}" for p in paths]
+    deadline = time.monotonic() + 20  # the app's first answers are learned into nginx's memory
+    while time.monotonic() < deadline and not all(
+            httpx.get(base + p, params={"tk": key}).headers.get("X-Key-Check") == "memory"
+            for p in paths):
+        time.sleep(0.5)
     conf = node_dir / "nginx" / "tiles-auth.d" / "keys.conf"
     saved = conf.read_text(encoding="utf-8")
     pid = int((node_dir / "nginx" / "nginx.pid").read_text().strip())
@@ -175,9 +180,10 @@ def front_door_tiles(base: str, node_dir: Path, key: str, seconds: float, connec
             if bad:
                 raise RuntimeError(f"{bad} failed keyed tile requests")
             rates["tiles via nginx, valid tk"].append(rate)
-            # no check: the same variables, no auth_request and no usage log
+            # no check: the same variables; no key check, rate limit or usage log
             reload("".join(line for line in saved.splitlines(keepends=True)
-                           if not line.startswith(("auth_request ", "access_log "))))
+                           if not line.startswith(("auth_request ", "access_log ", "limit_req",
+                                                   "if (", "add_header X-Key-Check"))))
             try:
                 rate, bad = wrk(base, paths, seconds, connections, tmp)
             finally:
@@ -263,7 +269,7 @@ def main() -> int:
         door_ratio = door["tiles via nginx, valid tk"] / door["tiles via nginx, no check"]
         lines.append(f"| cached tiles via nginx, no check ({door['tiles']:.0f} tiles, wrk 64 conn.) "
                      f"| {door['tiles via nginx, no check']:.1f} | | |")
-        lines.append(f"| cached tiles via nginx, valid tk (auth cache) "
+        lines.append(f"| cached tiles via nginx, valid tk (learned: from nginx's memory) "
                      f"| {door['tiles via nginx, valid tk']:.1f} | {door_ratio:.3f} (to no check) "
                      f"| >= 0.9 |")
         lines.append("")
