@@ -278,12 +278,7 @@ class NodeAuthRoutes:
                     datetime.fromisoformat(since)
                 except ValueError:
                     raise AuthError(400, "Bad request", "since is an ISO 8601 timestamp") from None
-            try:
-                limit = int(q.get("limit") or 100)
-            except ValueError:
-                raise AuthError(400, "Bad request", "limit is an integer") from None
-            if not 1 <= limit <= 1000:
-                raise AuthError(400, "Bad request", "limit is between 1 and 1000")
+            limit = _int_param(q, "limit", 100, 1, 1000)
             rows = await anyio.to_thread.run_sync(lambda: audit.query(
                 self.db, event=q.get("event") or None, actor=q.get("actor") or None,
                 since=since, limit=limit))
@@ -297,12 +292,7 @@ class NodeAuthRoutes:
         q = request.query_params
         try:
             await self._admin(request)
-            try:
-                days = int(q.get("days") or 7)
-            except ValueError:
-                raise AuthError(400, "Bad request", "days is an integer") from None
-            if not 1 <= days <= 366:
-                raise AuthError(400, "Bad request", "days is between 1 and 366")
+            days = _int_param(q, "days", 7, 1, 366)
             key_id = q.get("key_id") or None
             rows = await anyio.to_thread.run_sync(lambda: self.db.all(
                 "SELECT key_id, day, kind, count FROM auth.key_usage WHERE "
@@ -369,3 +359,14 @@ def _json(raw: bytes) -> dict:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _int_param(q: Any, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within [low, high], else a 400 problem."""
+    try:
+        value = int(q.get(name) or default)
+    except ValueError:
+        raise AuthError(400, "Bad request", f"{name} is an integer") from None
+    if not low <= value <= high:
+        raise AuthError(400, "Bad request", f"{name} is between {low} and {high}")
+    return value
