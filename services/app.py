@@ -34,8 +34,11 @@ def install_auth(app: Any, meta: dict[str, Any]) -> Any:
     auth = meta["auth"]
     settings = auth["settings"]
     db = Database(meta["dsn"])
+    from services.revocations import RevocationList
+
     validator = TokenValidator(auth["issuer"], auth["jwks_url"], auth["audience"],
-                               cache_seconds=settings["jwks_cache_seconds"], store=JwksStore(db))
+                               cache_seconds=settings["jwks_cache_seconds"], store=JwksStore(db),
+                               revocations=RevocationList(auth["issuer"] + "/revocations"))
     control = AccessControl(auth["node_id"], auth["levels"], db, validator,
                             public_requires_key=settings["public_requires_key"])
     access.install(control)

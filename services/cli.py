@@ -153,8 +153,13 @@ def cmd_users_flag(args: argparse.Namespace, resolve: Resolver, action: str) -> 
     if action == "unlock":
         ok = accounts.unlock(db, args.username)
     else:
+        from services.revocations import revoke_subject
+
+        user = accounts.by_name(db, args.username)
         ok = db.execute("UPDATE auth.users SET disabled = true WHERE username = %s",
                         (args.username.lower(),)) == 1
+        if ok and user is not None:  # its access tokens stop working at every node
+            revoke_subject(db, user.id, 24 * 3600)
     if ok:
         audit.record(db, node_id, f"admin.{action}", actor=_actor(), subject=args.username)
     else:

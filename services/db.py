@@ -134,6 +134,17 @@ CREATE TABLE IF NOT EXISTS auth.api_keys (
     created_at timestamptz NOT NULL DEFAULT now(),
     revoked_at timestamptz
 );
+-- access tokens revoked before they expire (services/revocations.py): one token by `jti`, or
+-- every token of `sub` issued before `not_before` (sign-out, disabled account, role removed)
+CREATE TABLE IF NOT EXISTS auth.token_revocations (
+    id bigserial PRIMARY KEY,
+    jti text,
+    sub text,
+    not_before double precision,
+    expires_at timestamptz NOT NULL,
+    at timestamptz NOT NULL DEFAULT now(),
+    CHECK (jti IS NOT NULL OR (sub IS NOT NULL AND not_before IS NOT NULL))
+);
 """
 
 

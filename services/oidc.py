@@ -137,6 +137,18 @@ class RefreshToken:
         return self.revoked
 
 
+@dataclass
+class AccessToken:
+    """An access token presented for revocation (RFC 7009)."""
+
+    jti: str
+    exp: float
+    client_id: str
+
+    def check_client(self, client: Client) -> bool:
+        return client.client_id == self.client_id
+
+
 class Provider(rfc6749.AuthorizationServer):
     """Authlib's authorization server over our tables."""
 
@@ -196,9 +208,16 @@ class Provider(rfc6749.AuthorizationServer):
             CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
             def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
-                return provider.query_refresh(token_string)
+                token = None if token_type_hint == "access_token" else \
+                    provider.query_refresh(token_string)
+                return token or provider.query_access(token_string)
 
-            def revoke_token(self, token: RefreshToken, request: Any) -> None:
+            def revoke_token(self, token: Any, request: Any) -> None:
+                if isinstance(token, AccessToken):  # nodes learn it from /sso/revocations
+                    from services.revocations import revoke_token
+
+                    revoke_token(provider.db, token.jti, token.exp)
+                    return
                 provider.db.execute("UPDATE auth.refresh_tokens SET revoked = true "
                                     "WHERE token_hash = %s", (token.token_hash,))
 
@@ -237,6 +256,23 @@ class Provider(rfc6749.AuthorizationServer):
                           "auth_method, node_id FROM auth.clients WHERE client_id = %s",
                           (client_id,))
         return Client(**row) if row else None
+
+    def query_access(self, value: str) -> AccessToken | None:
+        """An access token this provider signed (any of its published keys), still unexpired."""
+        import jwt
+
+        from services.tokens import TokenValidator
+
+        try:
+            kid = jwt.get_unverified_header(value).get("kid")
+            key = TokenValidator._parse(self.signer.jwks()).get(kid)
+            if key is None:
+                return None
+            claims = jwt.decode(value, key, algorithms=["RS256"], audience=self.audience,
+                                issuer=self.issuer, options={"require": ["exp", "jti"]})
+        except jwt.PyJWTError:
+            return None
+        return AccessToken(str(claims["jti"]), float(claims["exp"]), str(claims.get("client_id", "")))
 
     def query_refresh(self, value: str) -> RefreshToken | None:
         row = self.db.one("SELECT token_hash, client_id, user_id, scope, "

@@ -49,6 +49,7 @@ class SSO:
             Route("/sso/logout", self.logout, methods=["GET", "POST"]),
             Route("/sso/api/users", self.api_register, methods=["POST"]),
             Route("/sso/keys", KeysPage(self).page, methods=["GET", "POST"]),
+            Route("/sso/revocations", self.revocations, methods=["GET"]),
             Route("/sso/api/keys", self.keys, methods=["GET", "POST"]),
             Route("/sso/api/keys/lookup", self.key_lookup, methods=["GET"]),
             Route("/sso/api/keys/{key_id}/revoke", self.key_revoke, methods=["POST"]),
@@ -168,8 +169,13 @@ class SSO:
     async def logout(self, request: Request) -> Response:
         session = self.session_user(request)
         if session:
+            from services.revocations import revoke_subject
+
             await self._run(lambda: self.db.execute(
                 "UPDATE auth.refresh_tokens SET revoked = true WHERE user_id = %s", (session["uid"],)))
+            # single sign-out: the user's access tokens stop working at every node too
+            await self._run(revoke_subject, self.db, session["uid"],
+                            self.settings["access_token_ttl"])
             await self._run(lambda: audit.record(self.db, self.node["id"], "logout",
                                                  actor=str(session["uid"]), ip=client_ip(request)))
         target = await self._run(self._post_logout_target, request)
@@ -203,6 +209,17 @@ class SSO:
         if state:
             uri += ("&" if parts.query else "?") + urlencode({"state": state[:500]})
         return uri
+
+    async def revocations(self, request: Request) -> Response:
+        """Access tokens revoked before expiry, for the nodes' validators (`after`: last id)."""
+        from services.revocations import listing
+
+        try:
+            after = int(request.query_params.get("after") or 0)
+        except ValueError:
+            return problem(400, "Bad request", "after is an integer")
+        rows = await self._run(listing, self.db, max(0, after))
+        return JSONResponse({"revocations": rows}, headers={"Cache-Control": "no-store"})
 
     async def api_register(self, request: Request) -> Response:
         """Registration forwarded by a node (client-credentials token with scope `register`)."""

@@ -50,8 +50,10 @@ class TokenValidator:
     """Checks signature (RS256 only, keys from JWKS), iss, aud, exp, typ of access tokens."""
 
     def __init__(self, issuer: str, jwks_url: str, audience: str, cache_seconds: float = 300,
-                 store: Any = None):
+                 store: Any = None, revocations: Any = None):
         self.issuer, self.jwks_url, self.audience = issuer, jwks_url, audience
+        # `revocations` (services.revocations.RevocationList): tokens revoked before expiry
+        self.revocations = revocations
         self.cache_seconds = cache_seconds
         # `store` (load() -> dict | None, save(dict)) keeps the last JWKS in the node's database,
         # so every worker, and a restarted node, can verify while the main node is down.
@@ -107,11 +109,15 @@ class TokenValidator:
         A verified token is remembered until it expires (signature checks cost ~0.1-1 ms).
         """
         hit = self._verified.get(token)
-        if hit is not None:
-            if hit.claims["exp"] > time.time():
-                return hit
+        if hit is not None and hit.claims["exp"] <= time.time():
             self._verified.pop(token, None)
-        principal = await self._verify(token)
+            hit = None
+        principal = hit or await self._verify(token)
+        if self.revocations is not None and self.revocations.covers(principal.claims):
+            self._verified.pop(token, None)
+            raise invalid("The token has been revoked.")
+        if hit is not None:
+            return hit
         if len(self._verified) >= 10000:
             self._verified.clear()
         self._verified[token] = principal

@@ -143,3 +143,46 @@ def test_logout_redirects_only_to_registered_client_origins(urls) -> None:
                          allow_redirects=False, timeout=10)
         assert r.status_code == 200 and "Location" not in r.headers, (client, uri)
         assert "Signed out" in r.text
+
+
+def _until_refused(url: str, token: dict, seconds: float = 15.0) -> requests.Response:
+    deadline = time.monotonic() + seconds
+    while True:
+        r = requests.get(url, headers=bearer(token), timeout=10)
+        if r.status_code != 200 or time.monotonic() > deadline:
+            return r
+        time.sleep(0.5)
+
+
+def test_revoked_access_tokens_stop_working_at_every_node(main_db, urls) -> None:
+    """RFC 7009 revocation of an access token, and signing out at the main node, reach the
+    other nodes within seconds (they validate tokens locally)."""
+    accounts.create(main_db, "revoke_at", "revoke-password-1")
+    me = urls["hangzhou"] + "/auth/me"
+    first = login_pkce(urls["national"], "revoke_at", "revoke-password-1")
+    second = login_pkce(urls["national"], "revoke_at", "revoke-password-1")
+    assert requests.get(me, headers=bearer(first), timeout=10).status_code == 200
+    r = requests.post(urls["national"] + "/sso/revoke", timeout=10, data={
+        "token": first["access_token"], "token_type_hint": "access_token",
+        "client_id": CLI_CLIENT})
+    assert r.status_code == 200
+    r = _until_refused(me, first)
+    assert r.status_code == 401 and "revoked" in r.json()["detail"]
+    assert requests.get(me, headers=bearer(second), timeout=10).status_code == 200  # only that one
+    # a forged "token" is not revoked (and not an error): RFC 7009 answers 200 for unknown tokens
+    assert requests.post(urls["national"] + "/sso/revoke", timeout=10, data={
+        "token": "x.y.z", "client_id": CLI_CLIENT}).status_code == 200
+
+    # single sign-out: the browser signs out at the main node, every token of the user stops
+    browser = requests.Session()
+    third = login_pkce(urls["national"], "revoke_at", "revoke-password-1", browser=browser)
+    assert requests.get(me, headers=bearer(third), timeout=10).status_code == 200
+    assert browser.get(urls["national"] + "/sso/logout", timeout=10).status_code == 200
+    for token in (second, third):
+        r = _until_refused(me, token)
+        assert r.status_code == 401 and "revoked" in r.json()["detail"]
+    time.sleep(1.1)  # a token issued after the sign-out (a later second) is good
+    fresh = login_pkce(urls["national"], "revoke_at", "revoke-password-1")
+    assert requests.get(me, headers=bearer(fresh), timeout=10).status_code == 200
+    assert requests.get(urls["national"] + "/sso/revocations", params={"after": "x"},
+                        timeout=10).status_code == 400

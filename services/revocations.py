@@ -1,0 +1,100 @@
+"""Revoking access tokens before they expire, across the federation.
+
+Access tokens are JWTs checked locally at every node, so revoking one needs a list the nodes
+can consult. The main node keeps `auth.token_revocations`: a single token (its `jti`, from
+RFC 7009 revocation of an access token) or every token of a user issued before a moment
+(sign-out at the main node, a disabled account, a removed role). Entries live only until the
+tokens they cover have expired. `GET /sso/revocations?after=<id>` lists them (like a CRL it
+names no secret: token ids and user ids). Each node's `RevocationList` polls it every
+`POLL_SECONDS` in the background (never on a request's path) and the token validator refuses
+what it covers; if the main node is unreachable, the list keeps what it had.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import httpx
+
+from services.db import Database
+
+LOGGER = logging.getLogger("geoplat.auth")
+POLL_SECONDS = 3.0
+
+
+def revoke_token(db: Database, jti: str, exp: float) -> None:
+    db.execute("INSERT INTO auth.token_revocations (jti, expires_at) VALUES "
+               "(%s, to_timestamp(%s))", (jti, exp))
+
+
+def revoke_subject(db: Database, sub: str | int, ttl_seconds: float) -> None:
+    """Every access token of `sub` issued until now (they live at most `ttl_seconds`)."""
+    now = time.time()
+    db.execute("INSERT INTO auth.token_revocations (sub, not_before, expires_at) VALUES "
+               "(%s, %s, to_timestamp(%s))", (str(sub), now, now + ttl_seconds + 60))
+
+
+def listing(db: Database, after: int, limit: int = 5000) -> list[dict[str, Any]]:
+    """Unexpired entries with an id above `after`, oldest first."""
+    return db.all("SELECT id, jti, sub, not_before, extract(epoch from expires_at)::float8 AS exp "
+                  "FROM auth.token_revocations WHERE id > %s AND expires_at > now() "
+                  "ORDER BY id LIMIT %s", (after, limit))
+
+
+class RevocationList:
+    """A node's copy of the main node's revocations, refreshed in the background."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.after = 0
+        self.jti: dict[str, float] = {}          # jti -> exp
+        self.not_before: dict[str, tuple[float, float]] = {}  # sub -> (issued before, exp)
+        self._polled = 0.0
+        self._task: asyncio.Task | None = None
+
+    def covers(self, claims: dict[str, Any]) -> bool:
+        self._maybe_poll()
+        jti = claims.get("jti")
+        if isinstance(jti, str) and jti in self.jti:
+            return True
+        nb = self.not_before.get(str(claims.get("sub")))
+        return nb is not None and float(claims.get("iat", 0)) <= nb[0]
+
+    def _maybe_poll(self) -> None:
+        if time.monotonic() - self._polled < POLL_SECONDS or \
+                (self._task is not None and not self._task.done()):
+            return
+        self._polled = time.monotonic()
+        try:
+            self._task = asyncio.get_running_loop().create_task(self.poll())
+        except RuntimeError:  # no loop (a synchronous caller): next time
+            pass
+
+    async def poll(self) -> None:
+        try:
+            async with httpx.AsyncClient(timeout=3.0) as client:
+                while True:
+                    r = await client.get(self.url, params={"after": self.after})
+                    r.raise_for_status()
+                    rows = r.json()["revocations"]
+                    self.apply(rows)
+                    if len(rows) < 5000:
+                        break
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            LOGGER.debug("revocation list not refreshed (main node unreachable?)")
+
+    def apply(self, rows: list[dict[str, Any]]) -> None:
+        now = time.time()
+        for row in rows:
+            self.after = max(self.after, int(row["id"]))
+            if row.get("jti"):
+                self.jti[str(row["jti"])] = float(row["exp"])
+            elif row.get("sub") is not None and row.get("not_before") is not None:
+                sub, old = str(row["sub"]), self.not_before.get(str(row["sub"]), (0.0, 0.0))
+                self.not_before[sub] = (max(old[0], float(row["not_before"])),
+                                        max(old[1], float(row["exp"])))
+        self.jti = {k: v for k, v in self.jti.items() if v > now}
+        self.not_before = {k: v for k, v in self.not_before.items() if v[1] > now}
