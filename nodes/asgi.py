@@ -87,6 +87,10 @@ class GuardMiddleware:
         sub = path[len("/ogc"):] if path.startswith("/ogc") else None
         if path.startswith(("/sso/", "/auth/")) and method in ("GET", "HEAD", "POST"):
             return None  # sign-on, registration and grant endpoints (services/, issue 4)
+        if path.startswith("/registry/") and method in ("GET", "HEAD", "POST"):
+            return None  # service registry: its routes check roles and node tokens (issue 5)
+        if path.startswith("/api/layers") and method in ("GET", "HEAD", "POST", "DELETE"):
+            return None  # layer publishing (layers/web.py, issue 6): its own role checks
         if sub is not None and (sub == "/admin" or sub.startswith("/admin/")):
             return problem(403, "Forbidden", "The configuration API is not available.")
         if method in READ_METHODS:
@@ -179,6 +183,11 @@ def create_app(node_dir: str | os.PathLike | None = None) -> Starlette:
         Mount("/ogc", app=starlette_app.APP),
         *tile_routes(node_dir, key_check=emap_key_check),
     ], exception_handlers={404: not_found})
+    from services.registry.web import install_registry  # service registry (issue 5)
+
+    install_registry(app, meta)
     from services.app import install_auth  # /sso, /auth and layer access control (issue 4)
 
-    return GuardMiddleware(install_auth(app, meta))  # type: ignore[return-value]
+    from layers.web import install_publishing  # /api/layers, /publish, hot reload (issue 6)
+
+    return GuardMiddleware(install_publishing(install_auth(app, meta), app, meta, node_dir))  # type: ignore[return-value]

@@ -54,9 +54,25 @@ def cmd_status(args: argparse.Namespace) -> int:
         pg = "running" if cluster.is_running() else "stopped"
         if not args.json:
             print(f"{'postgis':10} {'':4} {pg:8} {cluster.host}:{cluster.port}")
+    main = next(n for n in s.nodes if n.tier == "main")
+    tree = _health_tree(main) if main.id in running and not args.json else None  # issue 5
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
+    elif tree:
+        from services.registry.cli import print_tree
+
+        print("federation health (registry of the main node):")
+        print_tree(tree)
     return worst
+
+
+def _health_tree(node: settings_mod.NodeSettings) -> dict | None:
+    import httpx
+
+    try:
+        return httpx.get(f"{node.base_url}/registry/api/health", timeout=3.0).json()["tree"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return None
 
 
 def cmd_load(args: argparse.Namespace) -> int:
@@ -138,10 +154,16 @@ def parser() -> argparse.ArgumentParser:
     from tiles.cli import add_commands as add_tiles_commands  # tiles seed|clean (issue 3)
 
     add_tiles_commands(sub, _load, node_dir)
+    from layers.cli import add_commands as add_layers_commands  # layers publish|... (issue 6)
+
+    add_layers_commands(sub, _load, node_dir)
 
     from services.cli import add_commands  # users, grants, audit, sso (issue 4)
 
     add_commands(sub, _node_dsn)
+    from services.registry.cli import add_commands as add_registry_commands  # issue 5
+
+    add_registry_commands(sub, _load, _node_dsn)
     return p
 
 

@@ -118,8 +118,15 @@ def build_config(settings: FederationSettings, node: NodeSettings, layers: list[
         "resources": {
             layer.id: _resource(layer, dsn, extents[layer.id], node)
             for layer in layers if layer.id in extents
-        },
+        } | _catalogue(node, dsn),
     }
+
+
+def _catalogue(node: NodeSettings, dsn: str) -> dict[str, Any]:
+    """The registry's OGC API Records collection (services/registry, issue 5)."""
+    from services.registry.local import CATALOGUE, catalogue_resource
+
+    return {CATALOGUE: catalogue_resource(node, dsn)}
 
 
 def write_config(config: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:

@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.config import NodeAuth
+from layers.settings import PublishSettings
+from services.registry.settings import RegistrySettings
 from tiles.settings import TileCache
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -139,6 +141,8 @@ class NodeSettings(_Model):
     )
     auth: NodeAuth = NodeAuth()
     tile_cache: TileCache = TileCache()
+    registry: RegistrySettings = RegistrySettings()
+    publish: PublishSettings = PublishSettings()
 
     @field_validator("database_url", "parent", "public_url", mode="before")
     @classmethod

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,10 @@ from nodes import federation
 from nodes.pygeoapi_config import build_config, node_dir, write_config
 from nodes.settings import FederationSettings, NodeSettings, load_layers
 from nodes.templates import prepare_templates
+
+
+# Prefixes a node's command line, e.g. to run it in another network namespace (tests/netns.py).
+Wrap = Callable[[NodeSettings, list[str]], list[str]]
 
 
 @dataclass
@@ -52,6 +57,7 @@ def build_node(settings: FederationSettings, node: NodeSettings, *, show_progres
                  "base_url": node.base_url, "extent": node.extent.as_list(),
                  "scale": {"finest": node.scale.finest, "coarsest": node.scale.coarsest}},
         "dsn": dsn,
+        "publish": node.publish.model_dump(),  # layer publishing limits (issue 6)
     }
     from services.setup import prepare_node  # auth tables, OIDC client, access levels (issue 4)
 
@@ -69,13 +75,19 @@ def build_node(settings: FederationSettings, node: NodeSettings, *, show_progres
     from services.emap_keys import write_nginx_key_conf
 
     write_nginx_key_conf(out, node.auth.public_requires_key)
+    from services.registry.local import registry_meta, sync_local_services  # issue 5
+
+    meta["registry"] = registry_meta(settings, node)
+    sync_local_services(dsn, meta, config, meta["auth"]["levels"])
     path = out / "node.json"
     path.write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
     os.chmod(path, 0o600)  # holds the database password
     return out
 
 
-def start_node(settings: FederationSettings, node: NodeSettings, ndir: Path) -> NodeProcess:
+def start_node(settings: FederationSettings, node: NodeSettings, ndir: Path, *,
+               wrap: Wrap | None = None) -> NodeProcess:
+    """Start the node's process group; `wrap` may prefix the command (e.g. `ip netns exec`)."""
     log = open(settings.resolve(settings.var_dir) / "run" / f"{node.id}.log", "ab")
     env = {**os.environ, "GEOPLAT_NODE_DIR": str(ndir), "PYTHONUNBUFFERED": "1"}
     from tiles.frontdoor import FrontDoor  # nginx on the public port, app behind it (issue 3)
@@ -89,6 +101,8 @@ def start_node(settings: FederationSettings, node: NodeSettings, ndir: Path) -> 
            "--log-level", "warning"]
     if door:  # nginx then uvicorn, both in the node's new session and process group
         cmd = door.wrap(cmd)
+    if wrap is not None:  # must exec the command, so its pid stays the group leader
+        cmd = wrap(node, cmd)
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True,
                             cwd=str(Path(__file__).resolve().parent.parent))
@@ -160,7 +174,7 @@ def running_nodes(settings: FederationSettings) -> dict[str, int]:
 
 
 def up(settings: FederationSettings, *, only: list[str] | None = None,
-       echo=print) -> tuple[list[NodeProcess], bool]:
+       echo=print, wrap: Wrap | None = None) -> tuple[list[NodeProcess], bool]:
     """Prepare and start the federation (or the named nodes).
 
     Returns the node processes and whether this call started the managed PostGIS.
@@ -182,7 +196,7 @@ def up(settings: FederationSettings, *, only: list[str] | None = None,
         for node in nodes:
             echo(f"[{node.id}] loading layers and generating config")
             ndir = build_node(settings, node)
-            procs.append(start_node(settings, node, ndir))
+            procs.append(start_node(settings, node, ndir, wrap=wrap))
         wait_healthy(procs)
     except BaseException:
         for p in procs:

@@ -1,0 +1,178 @@
+"""Publishing speed: our loader (`layers.publish`) against `ogr2ogr -f PostgreSQL` (PG_USE_COPY).
+
+Run from the repository root:  .venv/bin/python bench/publish.py [--points 1000000 --polygons 100000]
+
+In one run: generates a GeoPackage of points and one of polygons (seeded, EPSG:4490), starts a
+private PostGIS cluster, then for each file loads it with ogr2ogr and publishes it with ours,
+each in its own child process (peak memory = the child's max RSS), alternating the order.
+Prints seconds, ours/ogr2ogr speed ratio (goal >= 0.8) and peak memory, and appends the table to
+bench/results/publish.md. Both sides end with a primary key, a GIST index and ANALYZE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "bench" / "results" / "publish.md"
+
+OURS = """
+import logging, sys
+from pathlib import Path
+logging.disable(logging.CRITICAL)
+from layers.publish import NodeContext, publish
+ctx = NodeContext(id="bench", dsn=sys.argv[1], node_dir=Path(sys.argv[3]))
+[r] = publish(ctx, Path(sys.argv[2]), sys.argv[4])
+print(r.feature_count)
+"""
+
+
+def generate(out: Path, points: int, polygons: int) -> tuple[Path, Path]:
+    import geopandas as gpd
+    import numpy as np
+    import pyogrio
+    import shapely
+
+    rng = np.random.default_rng(42)
+    pts_path, poly_path = out / "points.gpkg", out / "polygons.gpkg"
+    x = 118 + rng.random(points) * 4
+    y = 28 + rng.random(points) * 3
+    gdf = gpd.GeoDataFrame({"code": np.arange(points), "kind": rng.choice(["a", "b", "c"], points),
+                            "value": rng.random(points).round(4)},
+                           geometry=shapely.points(x, y), crs="EPSG:4490")
+    pyogrio.write_dataframe(gdf, pts_path, layer="points")
+    cx = 118 + rng.random(polygons) * 4
+    cy = 28 + rng.random(polygons) * 3
+    r = 0.0005 + rng.random(polygons) * 0.002
+    ang = np.linspace(0, 2 * np.pi, 9)[:-1]
+    rings = np.stack([cx[:, None] + r[:, None] * np.cos(ang), cy[:, None] + r[:, None] * np.sin(ang)],
+                     axis=-1)
+    polys = shapely.polygons(np.concatenate([rings, rings[:, :1]], axis=1))
+    gdf = gpd.GeoDataFrame({"code": np.arange(polygons), "name": [f"地块{i}" for i in range(polygons)],
+                            "area": rng.random(polygons).round(3)},
+                           geometry=polys, crs="EPSG:4490")
+    pyogrio.write_dataframe(gdf, poly_path, layer="polygons")
+    return pts_path, poly_path
+
+
+def run_child(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
+    """(seconds, peak RSS MiB) of one child process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{cmd[0]} failed: {err[-2000:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def ogr2ogr(dsn_parts: dict, path: Path, table: str) -> tuple[float, float]:
+    pg = (f"PG:host={dsn_parts['host']} port={dsn_parts['port']} dbname={dsn_parts['dbname']} "
+          f"user={dsn_parts['user']} password={dsn_parts.get('password', '')}")
+    env = {**os.environ, "PG_USE_COPY": "YES"}
+    return run_child(["ogr2ogr", "-f", "PostgreSQL", pg, str(path), "-nln", table,
+                      "-lco", "GEOMETRY_NAME=geom", "-lco", "FID=fid", "-lco", "SPATIAL_INDEX=GIST",
+                      "-a_srs", "EPSG:4490", "-overwrite", "-gt", "65536"], env)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--points", type=int, default=1_000_000)
+    ap.add_argument("--polygons", type=int, default=100_000)
+    ap.add_argument("--generate", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.generate:
+        generate(Path(args.generate), args.points, args.polygons)
+        return 0
+
+    import psycopg2
+    from rich.console import Console
+
+    from nodes.postgres import Cluster, ensure_database
+
+    console = Console()
+    base = Path(tempfile.mkdtemp(prefix="geoplat-bench-publish-"))
+    base.chmod(0o755)
+    cluster = Cluster(data_dir=base / "cluster", port=_free_port(), fast=False)
+    try:
+        with console.status("generating files"):
+            # in a child: a big parent would make every forked child's peak RSS look big
+            subprocess.run([sys.executable, __file__, "--generate", str(base),
+                            "--points", str(args.points), "--polygons", str(args.polygons)],
+                           check=True)
+            files = (base / "points.gpkg", base / "polygons.gpkg")
+        cluster.start()
+        dsn = cluster.dsn("bench")
+        ensure_database(cluster.dsn(), "bench")
+        parts = psycopg2.extensions.parse_dsn(dsn)
+        rows = []
+        for path, n in zip(files, (args.points, args.polygons)):
+            stem = path.stem
+            results = {}
+            # alternate the order so neither side always gets a warm cache
+            for order, who in enumerate(("ogr2ogr", "ours") if stem == "points" else ("ours", "ogr2ogr")):
+                with console.status(f"{stem}: {who}"):
+                    if who == "ogr2ogr":
+                        results[who] = ogr2ogr(parts, path, f"ogr_{stem}")
+                    else:
+                        results[who] = run_child([sys.executable, "-c", OURS, dsn, str(path),
+                                                  str(base / "node"), f"ours_{stem}"])
+                console.print(f"{stem} {who}: {results[who][0]:.2f} s, peak {results[who][1]:.0f} MiB")
+            conn = psycopg2.connect(dsn)
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT (SELECT count(*) FROM ogr_{stem}), (SELECT count(*) FROM ours_{stem})")
+                a, b = cur.fetchone()
+            conn.close()
+            assert a == b == n, (a, b, n)
+            ratio = results["ogr2ogr"][0] / results["ours"][0]
+            rows.append((stem, n, results["ogr2ogr"], results["ours"], ratio))
+        lines = [(f"\n## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {os.cpu_count()} cores · "
+                  f"load {os.getloadavg()[0]:.2f} · commit {_commit()}\n"),
+                 ("| file | features | ogr2ogr s | ogr2ogr peak MiB | ours s | ours peak MiB | "
+                  "speed ours/ogr2ogr (goal >= 0.8) |"),
+                 "|---|---:|---:|---:|---:|---:|---:|"]
+        for stem, n, (os_, om), (us, um), ratio in rows:
+            lines.append(f"| {stem} | {n:,} | {os_:.2f} | {om:.0f} | {us:.2f} | {um:.0f} | {ratio:.2f} |")
+        text = "\n".join(lines) + "\n"
+        console.print(text)
+        if not RESULTS.exists():
+            RESULTS.write_text("# Publishing: ours vs ogr2ogr -f PostgreSQL (PG_USE_COPY=YES)\n\n"
+                               "Written by bench/publish.py. Ours includes reading, CRS check, "
+                               "validity check/repair, COPY, primary key, GIST index, ANALYZE and "
+                               "the catalogue swap.\n", encoding="utf-8")
+        with open(RESULTS, "a", encoding="utf-8") as f:
+            f.write(text)
+        return 0
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=5, check=False).stdout.strip() or "-"
+    except OSError:
+        return "-"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

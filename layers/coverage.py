@@ -1,0 +1,40 @@
+"""The coverage provider of published GeoTIFF layers (pygeoapi's rasterio provider, fenced).
+
+Mapnik, loaded in every node process, points PROJ_LIB at a directory without proj.db; rasterio
+then knows no EPSG code. Each call runs in a rasterio environment aimed at rasterio's own data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from pygeoapi.provider.rasterio_ import RasterioProvider
+
+
+@contextlib.contextmanager
+def proj_env() -> Iterator[None]:
+    import rasterio
+
+    from layers.formats import rasterio_ready
+
+    with rasterio.Env():
+        rasterio_ready()
+        yield
+
+
+class COGProvider(RasterioProvider):
+    """pygeoapi `RasterioProvider` whose calls see rasterio's proj.db."""
+
+    def __init__(self, provider_def: dict):
+        with proj_env():
+            super().__init__(provider_def)
+
+    def get_fields(self) -> dict:
+        with proj_env():
+            return super().get_fields()
+
+    def query(self, *args: Any, **kwargs: Any) -> Any:
+        with proj_env():
+            return super().query(*args, **kwargs)

@@ -1,0 +1,472 @@
+"""Reading what users upload: zipped Shapefile, GeoPackage, GeoJSON, CSV, GeoTIFF.
+
+Everything here is about turning one file into checked data (attributes + geometries in
+EPSG:4490, or a Cloud-Optimised GeoTIFF in EPSG:4490) with a report of what was repaired or
+dropped, or raising `PublishError` with a message that names the problem. Archives are unpacked
+by us, never by GDAL, after checking every entry (paths, symlinks, sizes, ratio).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import shapely
+
+from layers.load import STORAGE_SRID, _normalise_geometries
+from layers.settings import PublishSettings
+
+VECTOR_SUFFIXES = {".zip", ".gpkg", ".geojson", ".json", ".csv", ".shp"}
+RASTER_SUFFIXES = {".tif", ".tiff"}
+LON_NAMES = ("lon", "lng", "long", "longitude", "x", "经度", "东经")
+LAT_NAMES = ("lat", "latitude", "y", "纬度", "北纬")
+_SAFE = re.compile(r"[^a-z0-9_]")
+
+
+class PublishError(Exception):
+    """A publish refused or failed; nothing changed. `status` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int = 422):
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+@dataclass
+class VectorData:
+    """A vector layer ready to load: attributes with safe names, geometries in EPSG:4490."""
+
+    attrs: pd.DataFrame
+    geoms: np.ndarray
+    geometry_type: str
+    titles: dict[str, str]  # safe column name -> original attribute name
+    source_crs: str
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+# --- archives -------------------------------------------------------------------------------
+
+def _bad_entry(name: str) -> bool:
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        return True
+    parts = re.split(r"[/\\]", name)
+    return any(p == ".." for p in parts)
+
+
+def safe_unzip(path: Path, dest: Path, limits: PublishSettings) -> list[Path]:
+    """Unpack a zip archive after checking every entry; returns the files written."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        raise PublishError(f"{path.name}: not a valid zip archive (corrupted or truncated)") from None
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > limits.max_zip_entries:
+            raise PublishError(f"{path.name}: the archive holds {len(infos)} entries "
+                               f"(limit {limits.max_zip_entries})")
+        total = 0
+        for info in infos:
+            if _bad_entry(info.filename):
+                raise PublishError(f"{path.name}: unsafe entry {info.filename!r} "
+                                   "(absolute path or '..' in the archive)")
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                raise PublishError(f"{path.name}: the archive contains a symbolic link "
+                                   f"({info.filename!r}); links are not accepted")
+            total += info.file_size
+        packed = max(path.stat().st_size, 1)
+        if total > limits.max_unpacked_bytes:
+            raise PublishError(f"{path.name}: the archive unpacks to {total} bytes, over the limit "
+                               f"of {limits.max_unpacked_bytes} bytes (zip bomb?)", 413)
+        if total / packed > limits.max_zip_ratio:
+            raise PublishError(f"{path.name}: compression ratio {total / packed:.0f}:1 is over the "
+                               f"limit of {limits.max_zip_ratio:.0f}:1 (zip bomb?)", 413)
+        out: list[Path] = []
+        written = 0
+        dest.mkdir(parents=True, exist_ok=True)
+        root = dest.resolve()
+        try:
+            for info in infos:
+                target = (dest / info.filename).resolve()
+                if root not in target.parents:
+                    raise PublishError(f"{path.name}: unsafe entry {info.filename!r}")
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                # the header sizes may lie: count what really comes out
+                with zf.open(info) as src, open(target, "wb") as dst:
+                    while chunk := src.read(1 << 20):
+                        written += len(chunk)
+                        if written > limits.max_unpacked_bytes or written / packed > limits.max_zip_ratio:
+                            raise PublishError(f"{path.name}: the archive unpacks beyond the size "
+                                               "or ratio limit (zip bomb?)", 413)
+                        dst.write(chunk)
+                out.append(target)
+        except (zipfile.BadZipFile, zlib_error(), EOFError, NotImplementedError):
+            raise PublishError(f"{path.name}: not a valid zip archive (corrupted data)") from None
+        return out
+
+
+def zlib_error() -> type[Exception]:
+    import zlib
+
+    return zlib.error
+
+
+# --- names ----------------------------------------------------------------------------------
+
+def safe_names(names: list[str], reserved: set[str] = frozenset({"fid", "geom"})) -> dict[str, str]:
+    """original -> SQL/OGC-safe lowercase unique name (non-ASCII names become attr_<n>)."""
+    taken: set[str] = set()
+    out: dict[str, str] = {}
+    for i, name in enumerate(names, start=1):
+        base = _SAFE.sub("_", str(name).strip().lower()).strip("_")
+        if not re.search(r"[a-z0-9]", base):
+            base = f"attr_{i}"
+        if base[0].isdigit():
+            base = "c_" + base
+        base = base[:55]
+        if base in reserved:
+            base += "_src"
+        cand, n = base, 1
+        while cand in taken:
+            n += 1
+            cand = f"{base}_{n}"
+        taken.add(cand)
+        out[name] = cand
+    return out
+
+
+# --- CRS ------------------------------------------------------------------------------------
+
+def parse_crs(value: Any, what: str) -> Any:
+    """A pyproj CRS for a geographic or projected CRS, else PublishError."""
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        crs = CRS.from_user_input(value)
+    except (CRSError, TypeError, ValueError):
+        raise PublishError(f"{what}: unknown CRS {str(value)[:80]!r}") from None
+    if not (crs.is_geographic or crs.is_projected):
+        raise PublishError(f"{what}: CRS {crs.name!r} is neither geographic nor projected")
+    return crs
+
+
+def _label(crs: Any) -> str:
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else crs.name
+
+
+def to_storage(geoms: np.ndarray, crs: Any) -> np.ndarray:
+    """Geometries from `crs` to EPSG:4490 (lon/lat)."""
+    from pyproj import CRS, Transformer
+
+    if crs.to_epsg() in (STORAGE_SRID, 4326) and crs.is_geographic:
+        return geoms  # CGCS2000 and WGS 84 agree to the centimetre: no datum shift defined
+    tr = Transformer.from_crs(crs, CRS.from_epsg(STORAGE_SRID), always_xy=True)
+    return shapely.transform(geoms, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+
+
+# --- encodings ------------------------------------------------------------------------------
+
+def detect_dbf_encoding(dbf: Path) -> str:
+    """The text encoding of a .dbf without .cpg: UTF-8, else GB18030 (GBK), else Latin-1."""
+    data = dbf.read_bytes()
+    if len(data) > 32:
+        header_len = int.from_bytes(data[8:10], "little")
+        data = data[header_len:]
+    for enc in ("utf-8", "gb18030"):
+        try:
+            data.decode(enc)
+            return enc.upper()
+        except UnicodeDecodeError:
+            continue
+    return "ISO-8859-1"
+
+
+def _text_encoding(path: Path) -> str:
+    data = path.read_bytes()[: 4 << 20]
+    for enc in ("utf-8-sig", "gb18030"):
+        try:
+            data.decode(enc)
+            return enc
+        except UnicodeDecodeError:
+            continue
+    return "latin-1"
+
+
+# --- vector readers -------------------------------------------------------------------------
+
+def geometry_kind(geoms: np.ndarray, what: str) -> str:
+    """The declared type for a set of geometries: single kind, or its Multi when mixed."""
+    ids = set(shapely.get_type_id(geoms).tolist())
+    kinds = {0: "Point", 4: "Point", 1: "LineString", 2: "LineString", 5: "LineString",
+             3: "Polygon", 6: "Polygon"}
+    base = {kinds.get(i, "Other") for i in ids}
+    if "Other" in base:
+        if ids & {7}:  # collections: take the kind of their parts when it is one
+            parts = shapely.get_parts(geoms[shapely.get_type_id(geoms) == 7])
+            base |= {kinds.get(i, "Other") for i in set(shapely.get_type_id(parts).tolist())}
+            base.discard("Other")
+        if "Other" in base or not base:
+            raise PublishError(f"{what}: unsupported geometry type")
+    if len(base) != 1:
+        raise PublishError(f"{what}: mixed geometry kinds ({', '.join(sorted(base))}); "
+                           "publish one kind per layer")
+    kind = base.pop()
+    single = {"Point": 0, "LineString": 1, "Polygon": 3}[kind]
+    return kind if ids == {single} else "Multi" + kind
+
+
+def _clean(attrs: pd.DataFrame, geoms: np.ndarray, crs: Any, what: str,
+           ids: pd.Series | None = None) -> VectorData:
+    """Transform, repair, drop empties, name columns safely; report what was done."""
+    if len(geoms) == 0:
+        raise PublishError(f"{what}: the file holds zero features")
+    labels = (ids if ids is not None else pd.Series(np.arange(1, len(geoms) + 1))).astype(str).tolist()
+    geoms = np.asarray(geoms, dtype=object)
+    missing = shapely.is_missing(geoms)
+    present = ~missing
+    empty = missing.copy()
+    empty[present] = shapely.is_empty(geoms[present])
+    keep = ~empty
+    if not keep.any():
+        raise PublishError(f"{what}: the file holds zero features with geometry")
+    geoms = to_storage(geoms[keep], crs)
+    if not np.isfinite(shapely.bounds(geoms)).all():
+        raise PublishError(f"{what}: coordinates cannot be transformed to EPSG:4490 "
+                           "(wrong CRS for the data?)")
+    kept_labels = [lab for lab, k in zip(labels, keep) if k]
+    invalid = ~shapely.is_valid(geoms)
+    gtype = geometry_kind(geoms, what)
+    if invalid.any() and gtype in ("LineString", "Polygon"):
+        gtype = "Multi" + gtype  # a repair may split a part in two
+    geoms = _normalise_geometries(geoms, gtype)
+    broken = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+    minx, miny, maxx, maxy = shapely.total_bounds(geoms[~broken]) if (~broken).any() else (0, 0, 0, 0)
+    if (~broken).any() and (minx < -180.0001 or maxx > 180.0001 or miny < -90.0001 or maxy > 90.0001):
+        raise PublishError(f"{what}: coordinates fall outside -180..180 / -90..90 after "
+                           "transformation: the declared CRS does not match the data")
+    attrs = pd.DataFrame(attrs).loc[keep].reset_index(drop=True)
+    if broken.any():
+        attrs = attrs.loc[~broken].reset_index(drop=True)
+        geoms = geoms[~broken]
+    if len(geoms) == 0:
+        raise PublishError(f"{what}: no feature has a usable geometry")
+    rename = safe_names([str(c) for c in attrs.columns])
+    attrs.columns = [rename[str(c)] for c in attrs.columns]
+    for c in attrs.columns:  # object columns of mixed content go in as text
+        if attrs[c].dtype == object and pd.api.types.infer_dtype(attrs[c], skipna=True) not in (
+                "string", "empty"):
+            attrs[c] = attrs[c].map(lambda v: v if v is None or isinstance(v, str) else str(v))
+    report = {
+        "repaired": int(invalid.sum()),
+        "repaired_examples": [kept_labels[i] for i in np.nonzero(invalid)[0][:5]],
+        "dropped_empty": int(empty.sum()) + int(broken.sum()),
+        "dropped_examples": [lab for lab, e in zip(labels, empty) if e][:5],
+    }
+    return VectorData(attrs, geoms, gtype, {v: k for k, v in rename.items()}, _label(crs), report)
+
+
+def _ogr(path: Path, what: str, crs_override: str | None, layer: str | None = None,
+         encoding: str | None = None) -> VectorData:
+    import pyogrio
+
+    try:
+        info = pyogrio.read_info(path, layer=layer, encoding=encoding)
+        df = pyogrio.read_dataframe(path, layer=layer, encoding=encoding, fid_as_index=True)
+    except Exception as exc:  # noqa: BLE001 - pyogrio raises several DataSourceError kinds
+        text = str(exc).split("\n")[0].replace(str(path.parent), "")[:200]
+        raise PublishError(f"{what}: cannot read the file ({text})") from None
+    if crs_override:
+        crs = parse_crs(crs_override, what)
+    elif info.get("crs"):
+        crs = parse_crs(info["crs"], what)
+    else:
+        raise PublishError(f"{what}: the file declares no CRS (missing .prj?); pass --crs EPSG:xxxx")
+    if df.geometry is None or len(df) == 0:
+        raise PublishError(f"{what}: the file holds zero features")
+    geoms = np.asarray(df.geometry.values, dtype=object)
+    attrs = pd.DataFrame(df.drop(columns=df.geometry.name))
+    return _clean(attrs, geoms, crs, what, pd.Series(df.index.values))
+
+
+def _shapefile(shp: Path, what: str, crs: str | None) -> VectorData:
+    cpg = [p for p in shp.parent.glob(shp.stem + ".*") if p.suffix.lower() == ".cpg"]
+    dbf = [p for p in shp.parent.glob(shp.stem + ".*") if p.suffix.lower() == ".dbf"]
+    encoding = None
+    if not cpg and dbf:
+        encoding = detect_dbf_encoding(dbf[0])
+    return _ogr(shp, what, crs, encoding=encoding)
+
+
+def _csv(path: Path, what: str, crs: str | None) -> VectorData:
+    try:
+        df = pd.read_csv(path, encoding=_text_encoding(path), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        raise PublishError(f"{what}: not a readable CSV file (or empty)") from None
+    lowered = {str(c).strip().lower(): c for c in df.columns}
+    lon = next((lowered[n] for n in LON_NAMES if n in lowered), None)
+    lat = next((lowered[n] for n in LAT_NAMES if n in lowered), None)
+    if lon is None or lat is None:
+        raise PublishError(f"{what}: no longitude/latitude columns found (expected one of "
+                           f"{', '.join(LON_NAMES)} and {', '.join(LAT_NAMES)})")
+    if not crs:
+        raise PublishError(f"{what}: a CSV file declares no CRS; pass --crs (e.g. EPSG:4490)")
+    if len(df) == 0:
+        raise PublishError(f"{what}: the file holds zero features")
+    x = pd.to_numeric(df[lon], errors="coerce").to_numpy()
+    y = pd.to_numeric(df[lat], errors="coerce").to_numpy()
+    ok = np.isfinite(x) & np.isfinite(y)
+    geoms = np.full(len(df), None, dtype=object)
+    geoms[ok] = shapely.points(x[ok], y[ok])
+    attrs = df.drop(columns=[lon, lat])
+    for c in attrs.columns:  # numbers stay numbers
+        num = pd.to_numeric(attrs[c], errors="coerce")
+        if num.notna().sum() == (attrs[c] != "").sum() and (attrs[c] != "").any():
+            attrs[c] = num
+        else:
+            attrs[c] = attrs[c].replace("", None)
+    return _clean(attrs, geoms, parse_crs(crs, what), what)
+
+
+def gpkg_layers(path: Path) -> list[str]:
+    import pyogrio
+
+    try:
+        return [str(r[0]) for r in pyogrio.list_layers(path)]
+    except Exception:  # noqa: BLE001
+        raise PublishError(f"{path.name}: not a readable GeoPackage") from None
+
+
+def find_in_archive(files: list[Path], what: str) -> Path:
+    """The one dataset inside an unpacked archive (a .shp, else a .gpkg/.geojson/.csv/.tif)."""
+    for suffixes in ({".shp"}, {".gpkg"}, {".geojson", ".json"}, {".csv"}, RASTER_SUFFIXES):
+        found = [f for f in files if f.suffix.lower() in suffixes and not f.name.startswith(".")]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise PublishError(f"{what}: the archive holds several datasets "
+                               f"({', '.join(f.name for f in found[:5])}); zip one per layer")
+    raise PublishError(f"{what}: the archive holds no .shp, .gpkg, .geojson, .csv or .tif")
+
+
+def read_vector(path: Path, what: str, crs: str | None, layer: str | None = None) -> VectorData:
+    """One vector dataset (already unpacked) into checked data."""
+    suffix = path.suffix.lower()
+    if path.stat().st_size == 0:
+        raise PublishError(f"{what}: the file is empty")
+    if suffix == ".shp":
+        return _shapefile(path, what, crs)
+    if suffix == ".csv":
+        return _csv(path, what, crs)
+    if suffix == ".gpkg":
+        names = gpkg_layers(path)
+        if layer is None:
+            if len(names) != 1:
+                raise PublishError(f"{what}: the GeoPackage holds layers {', '.join(names)}; "
+                                   "choose one (--layer) or publish all (--all-layers)")
+            layer = names[0]
+        elif layer not in names:
+            raise PublishError(f"{what}: no layer {layer!r} in the GeoPackage "
+                               f"(it holds {', '.join(names)})")
+        return _ogr(path, f"{what}:{layer}", crs, layer=layer)
+    if suffix in (".geojson", ".json"):
+        return _ogr(path, what, crs)
+    raise PublishError(f"{what}: unsupported file type {suffix or '(none)'}; accepted: zipped "
+                       "Shapefile, GeoPackage, GeoJSON, CSV, GeoTIFF", 415)
+
+
+# --- rasters --------------------------------------------------------------------------------
+
+@dataclass
+class RasterData:
+    path: Path  # the COG written, EPSG:4490
+    bbox: list[float]
+    bands: int
+    source_crs: str
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def rasterio_ready() -> None:
+    """Point rasterio's GDAL at its own proj.db.
+
+    The Mapnik wheel bundles a PROJ without data; when Mapnik was imported first (node
+    processes, the CLI after building tiles) rasterio finds no proj.db and knows no EPSG code.
+    """
+    import os
+
+    import rasterio
+    from rasterio._env import set_proj_data_search_path
+
+    data = os.path.join(os.path.dirname(rasterio.__file__), "proj_data")
+    if os.path.isdir(data):
+        set_proj_data_search_path(data)
+
+
+def write_cog(path: Path, out: Path, what: str, crs: str | None) -> RasterData:
+    """A georeferenced GeoTIFF into a Cloud-Optimised GeoTIFF in EPSG:4490."""
+    import rasterio
+
+    with rasterio.Env():
+        rasterio_ready()
+        return _write_cog(path, out, what, crs)
+
+
+def _write_cog(path: Path, out: Path, what: str, crs: str | None) -> RasterData:
+    import rasterio
+    from rasterio.crs import CRS as RioCRS
+    from rasterio.enums import Resampling
+    from rasterio.errors import RasterioIOError
+    from rasterio.vrt import WarpedVRT
+
+    if path.stat().st_size == 0:
+        raise PublishError(f"{what}: the file is empty")
+    try:
+        src = rasterio.open(path)
+    except RasterioIOError:
+        raise PublishError(f"{what}: not a readable GeoTIFF") from None
+    with src:
+        if src.transform.is_identity or (src.gcps[0] if src.gcps else None):
+            raise PublishError(f"{what}: the GeoTIFF is not georeferenced (no geotransform)")
+        src_crs = crs or src.crs
+        if not src_crs:
+            raise PublishError(f"{what}: the GeoTIFF declares no CRS; pass --crs EPSG:xxxx")
+        pcrs = parse_crs(src_crs.to_wkt() if hasattr(src_crs, "to_wkt") else src_crs, what)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with WarpedVRT(src, src_crs=RioCRS.from_wkt(pcrs.to_wkt()), crs="EPSG:4490",
+                       resampling=Resampling.bilinear) as vrt:
+            from rasterio.shutil import copy as rio_copy
+
+            rio_copy(vrt, out, driver="COG", compress="DEFLATE", overview_resampling="average")
+    with rasterio.open(out) as cog:
+        b = cog.bounds
+        return RasterData(out, [b.left, b.bottom, b.right, b.top], cog.count, _label(pcrs))
+
+
+def unpack(path: Path, work: Path, limits: PublishSettings) -> Path:
+    """The dataset to read: `path` itself, or the one dataset inside a zip archive."""
+    if not path.exists() or path.stat().st_size == 0:
+        raise PublishError(f"{path.name}: the file is empty")
+    if path.stat().st_size > limits.max_upload_bytes:
+        raise PublishError(f"{path.name}: {path.stat().st_size} bytes is over the limit of "
+                           f"{limits.max_upload_bytes} bytes", 413)
+    if path.suffix.lower() == ".zip":
+        files = safe_unzip(path, work / "unzipped", limits)
+        return find_in_archive(files, path.name)
+    if path.suffix.lower() not in VECTOR_SUFFIXES | RASTER_SUFFIXES:
+        raise PublishError(f"{path.name}: unsupported file type {path.suffix or '(none)'}; "
+                           "accepted: zipped Shapefile, GeoPackage, GeoJSON, CSV, GeoTIFF", 415)
+    return path
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,610 @@
+"""Publishing a layer: validated, versioned, swapped in atomically, then served and announced.
+
+Storage per layer `<name>`: one table (or COG file for rasters) per version, `<name>__v<k>`,
+and a view `<name>` over the current one (for SQL users and the e-map styles). pygeoapi serves
+the versioned table directly, so a worker still on the previous configuration keeps reading
+the previous version (kept, never dropped while it may be served) until it picks up the new
+one: a reader sees the old or the new layer, never a mix or an error.
+
+A publish is one database transaction: the new version's table is created, filled with COPY,
+keyed, indexed and analysed, then the view, catalogue and serving generation change, and it
+commits. An error or Ctrl-C before the commit rolls everything back: no staging table is left.
+An advisory lock per layer refuses a second concurrent publish of the same layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+from psycopg2 import sql
+
+from layers.formats import (
+    RASTER_SUFFIXES,
+    PublishError,
+    RasterData,
+    VectorData,
+    gpkg_layers,
+    read_vector,
+    remove_tree,
+    unpack,
+    write_cog,
+)
+from layers.load import CATALOGUE_DDL, create_layer_table
+from layers.settings import PublishSettings
+
+LOGGER = logging.getLogger("geoplat.publish")
+NAME = re.compile(r"^[a-z][a-z0-9_]{0,44}$")
+RESERVED = {
+    "spatial_ref_sys", "geometry_columns", "geography_columns", "raster_columns",
+    "raster_overviews", "topology", "layer", "auth", "public", "information_schema",
+    "collections", "conformance", "openapi", "processes", "jobs", "stac", "api", "admin",
+    "tiger", "tiger_data", "us_gaz", "us_lex", "us_rules",
+}
+LEVELS = ("public", "registered", "restricted")
+
+DDL = """
+CREATE TABLE IF NOT EXISTS geoplat_published (
+    name text PRIMARY KEY,
+    kind text NOT NULL,
+    title text NOT NULL,
+    access text NOT NULL,
+    keywords jsonb NOT NULL DEFAULT '[]',
+    emap boolean NOT NULL DEFAULT false,
+    current_version int,
+    last_version int NOT NULL DEFAULT 0,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS geoplat_layer_versions (
+    name text NOT NULL REFERENCES geoplat_published (name) ON DELETE CASCADE,
+    version int NOT NULL,
+    storage text NOT NULL,
+    geometry_type text NOT NULL,
+    feature_count bigint NOT NULL,
+    bbox double precision[] NOT NULL,
+    columns jsonb NOT NULL,
+    checksum text NOT NULL,
+    source text NOT NULL,
+    source_crs text NOT NULL,
+    report jsonb NOT NULL DEFAULT '{}',
+    published_by text,
+    published_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS geoplat_publish_generation (
+    id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+    generation bigint NOT NULL
+);
+INSERT INTO geoplat_publish_generation VALUES (1, 0) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS geoplat_publish_workers (
+    worker text PRIMARY KEY,
+    generation bigint NOT NULL,
+    seen_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+WORKER_STALE_SECONDS = 6
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    """What publishing needs to know about the node it publishes to."""
+
+    id: str
+    dsn: str
+    node_dir: Path
+    settings: PublishSettings = field(default_factory=PublishSettings)
+    config_layers: frozenset[str] = frozenset()  # ids defined in config/layers/<node>.yml
+    cache_dirs: tuple[Path, ...] = ()  # this node's dir and its ancestors' (tile caches)
+    node_meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def work_root(self) -> Path:
+        return self.node_dir / "publish-tmp"
+
+    @property
+    def raster_dir(self) -> Path:
+        return self.node_dir / "rasters"
+
+
+@dataclass
+class PublishResult:
+    name: str
+    version: int
+    kind: str
+    feature_count: int
+    bbox: list[float]
+    report: dict[str, Any]
+    urls: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "kind": self.kind,
+                "feature_count": self.feature_count, "bbox": self.bbox, "report": self.report,
+                "urls": self.urls}
+
+
+Progress = Callable[[str, int | None, int | None], None]  # (stage, done, total)
+
+
+def _noop(stage: str, done: int | None = None, total: int | None = None) -> None:
+    return None
+
+
+def version_table(name: str, version: int) -> str:
+    return f"{name}__v{version}"
+
+
+def ensure_catalogue(conn: Any) -> None:
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('geoplat.publish.ddl'))")
+        cur.execute(CATALOGUE_DDL)
+        cur.execute(DDL)
+
+
+def validate_name(name: str, ctx: NodeContext) -> None:
+    if not NAME.match(name or "") or "__" in name:
+        raise PublishError(f"layer name {name!r} is not a valid identifier: lowercase letters, "
+                           "digits and single underscores, starting with a letter, at most 45 "
+                           "characters", 400)
+    if name in RESERVED or name.startswith(("geoplat", "pg_", "_", "staging")):
+        raise PublishError(f"layer name {name!r} collides with a system name", 409)
+    if name in ctx.config_layers:
+        raise PublishError(f"layer name {name!r} is already a configured layer of node {ctx.id} "
+                           "(config/layers); choose another name", 409)
+
+
+def _check_db_name(cur: Any, name: str) -> None:
+    cur.execute("SELECT 1 FROM geoplat_published WHERE name = %s", (name,))
+    ours = cur.fetchone() is not None
+    if ours:
+        return
+    cur.execute("SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relname = %s OR (n.nspname = %s)", (name, name))
+    if cur.fetchone() is not None:
+        raise PublishError(f"layer name {name!r} collides with an existing table or schema", 409)
+    cur.execute("SELECT 1 FROM geoplat_layers WHERE id = %s", (name,))
+    if cur.fetchone() is not None:
+        raise PublishError(f"layer name {name!r} is a loaded configured layer", 409)
+
+
+class LayerLock:
+    """A session advisory lock per (node database, layer): a second publisher is refused."""
+
+    def __init__(self, dsn: str, name: str):
+        self.dsn, self.name = dsn, name
+        self.conn: Any = None
+
+    def __enter__(self) -> LayerLock:  # noqa: PYI034
+        self.conn = psycopg2.connect(self.dsn, application_name="geoplat-publish-lock")
+        self.conn.autocommit = True
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT pg_try_advisory_lock(hashtext('geoplat.layer'), hashtext(%s))",
+                        (self.name,))
+            if not cur.fetchone()[0]:
+                self.conn.close()
+                raise PublishError(f"layer {self.name!r} is being published or changed by another "
+                                   "request right now; try again when it has finished", 409)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()  # closing the session releases the lock
+
+
+def _checksum(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _bump(cur: Any) -> int:
+    cur.execute("UPDATE geoplat_publish_generation SET generation = generation + 1 WHERE id = 1"
+                " RETURNING generation")
+    return int(cur.fetchone()[0])
+
+
+def wait_served(ctx: NodeContext, generation: int, timeout: float = 15.0) -> bool:
+    """Wait until every live worker of the node serves `generation` (True), or time out.
+
+    Workers report the generation they serve (layers/serving.py); a node that is not running
+    has no live workers, and the change is served when it starts.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    conn = psycopg2.connect(ctx.dsn, application_name="geoplat-publish")
+    conn.autocommit = True
+    try:
+        while True:
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM geoplat_publish_workers WHERE generation < %s"
+                            " AND seen_at > now() - make_interval(secs => %s)",
+                            (generation, WORKER_STALE_SECONDS))
+                if cur.fetchone()[0] == 0:
+                    return True
+            if time.monotonic() > deadline:
+                LOGGER.warning("not every worker serves generation %s after %s s", generation, timeout)
+                return False
+            time.sleep(0.1)
+    finally:
+        conn.close()
+
+
+def _point_view(cur: Any, name: str, table: str | None) -> None:
+    cur.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier(name)))
+    if table:
+        cur.execute(sql.SQL("CREATE VIEW {} AS SELECT * FROM {}").format(
+            sql.Identifier(name), sql.Identifier(table)))
+
+
+def _set_catalogue(cur: Any, name: str, title: str, version: dict[str, Any] | None) -> None:
+    """`geoplat_layers` (the node's loaded-layer catalogue) follows the current version."""
+    if version is None:
+        cur.execute("DELETE FROM geoplat_layers WHERE id = %s", (name,))
+        return
+    cur.execute(
+        "INSERT INTO geoplat_layers (id, title, geometry_type, feature_count, bbox, columns, checksum)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
+        " title = EXCLUDED.title, geometry_type = EXCLUDED.geometry_type,"
+        " feature_count = EXCLUDED.feature_count, bbox = EXCLUDED.bbox,"
+        " columns = EXCLUDED.columns, checksum = EXCLUDED.checksum, loaded_at = now()",
+        (name, title, version["geometry_type"], version["feature_count"], version["bbox"],
+         json.dumps(version["columns"], ensure_ascii=False), version["checksum"]))
+
+
+def _prune(cur: Any, name: str, keep: int, protect: set[int]) -> list[str]:
+    """Drop versions beyond the newest `keep` (never those in `protect`); returns raster files."""
+    cur.execute("SELECT version, storage FROM geoplat_layer_versions WHERE name = %s "
+                "ORDER BY version DESC", (name,))
+    rows = cur.fetchall()
+    kept = set(protect)
+    for v, _ in rows:
+        if len(kept) >= keep:
+            break
+        kept.add(v)
+    files = []
+    for v, storage in rows:
+        if v in kept:
+            continue
+        if storage.startswith("file:"):
+            files.append(storage[5:])
+        else:
+            cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(storage)))
+        cur.execute("DELETE FROM geoplat_layer_versions WHERE name = %s AND version = %s", (name, v))
+    return files
+
+
+def _current(cur: Any, name: str) -> dict[str, Any] | None:
+    cur.execute("SELECT p.title, p.access, p.current_version, v.bbox FROM geoplat_published p "
+                "LEFT JOIN geoplat_layer_versions v ON v.name = p.name AND v.version = p.current_version "
+                "WHERE p.name = %s", (name,))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    return {"title": row[0], "access": row[1], "version": row[2],
+            "bbox": list(row[3]) if row[3] else None}
+
+
+def publish(ctx: NodeContext, path: Path, name: str, *, title: str | None = None,
+            access: str = "public", crs: str | None = None, keywords: list[str] | None = None,
+            layer: str | None = None, all_layers: bool = False, actor: str | None = None,
+            progress: Progress = _noop, emap: bool | None = None) -> list[PublishResult]:
+    """Publish `path` as layer `name` (or `name_<layer>` for every layer of a GeoPackage)."""
+    if access not in LEVELS:
+        raise PublishError(f"access must be one of {', '.join(LEVELS)}", 400)
+    path = Path(path)
+    work = ctx.work_root / uuid.uuid4().hex
+    results: list[PublishResult] = []
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        validate_name(name, ctx)
+        data_path = unpack(path, work, ctx.settings)
+        if all_layers and data_path.suffix.lower() == ".gpkg":
+            from layers.formats import safe_names
+
+            names = gpkg_layers(data_path)
+            targets = [(f"{name}_{safe_names([n])[n]}"[:45], n) for n in names]
+            for target, _ in targets:
+                validate_name(target, ctx)
+        else:
+            targets = [(name, layer)]
+        for target, src_layer in targets:
+            results.append(_publish_one(ctx, data_path, path.name, work, target, src_layer,
+                                        title=(title or target) + (f" ({src_layer})" if all_layers else ""),
+                                        access=access, crs=crs, keywords=keywords or [],
+                                        actor=actor, progress=progress, emap=emap))
+    except PublishError as exc:
+        _audit(ctx, "layer.publish", name, actor, ok=False, error=exc.message, source=path.name)
+        raise
+    finally:
+        remove_tree(work)
+    return results
+
+
+def _publish_one(ctx: NodeContext, data_path: Path, source_name: str, work: Path, name: str,
+                 src_layer: str | None, *, title: str, access: str, crs: str | None,
+                 keywords: list[str], actor: str | None, progress: Progress,
+                 emap: bool | None) -> PublishResult:
+    conn = psycopg2.connect(ctx.dsn, application_name="geoplat-publish")
+    cog_final: Path | None = None
+    try:
+        ensure_catalogue(conn)
+        with LayerLock(ctx.dsn, name):
+            with conn, conn.cursor() as cur:
+                _check_db_name(cur, name)
+                before = _current(cur, name)
+            progress("reading", None, None)
+            raster = data_path.suffix.lower() in RASTER_SUFFIXES
+            data: VectorData | RasterData
+            if raster:
+                data = write_cog(data_path, work / "cog.tif", source_name, crs)
+            else:
+                data = read_vector(data_path, source_name, crs, src_layer)
+            checksum = _checksum(data_path)
+            with conn, conn.cursor() as cur:
+                cur.execute("INSERT INTO geoplat_published (name, kind, title, access) "
+                            "VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO NOTHING",
+                            (name, "raster" if raster else "vector", title, access))
+                cur.execute("SELECT kind, last_version FROM geoplat_published WHERE name = %s "
+                            "FOR UPDATE", (name,))
+                kind, last = cur.fetchone()
+                if kind != ("raster" if raster else "vector"):
+                    raise PublishError(f"layer {name!r} is a {kind} layer; publish a {kind} file "
+                                       "or choose another name", 409)
+                version = last + 1
+                if raster:
+                    assert isinstance(data, RasterData)
+                    ctx.raster_dir.mkdir(parents=True, exist_ok=True)
+                    cog_final = ctx.raster_dir / f"{version_table(name, version)}.tif"
+                    data.path.replace(cog_final)
+                    storage, count, bbox = f"file:{cog_final}", 0, data.bbox
+                    gtype, columns, report = "Raster", {}, {"bands": data.bands}
+                else:
+                    assert isinstance(data, VectorData)
+                    storage = version_table(name, version)
+                    total = len(data.geoms)
+                    done = 0
+
+                    def step(n: int) -> None:
+                        nonlocal done
+                        done += n
+                        progress("loading", done, total)
+
+                    progress("loading", 0, total)
+                    count, bbox = create_layer_table(cur, storage, data.attrs, data.geoms,
+                                                     data.geometry_type, step)
+                    gtype, columns, report = data.geometry_type, data.titles, data.report
+                progress("swapping", None, None)
+                row = {"geometry_type": gtype, "feature_count": count, "bbox": bbox,
+                       "columns": columns, "checksum": checksum}
+                cur.execute(
+                    "INSERT INTO geoplat_layer_versions (name, version, storage, geometry_type,"
+                    " feature_count, bbox, columns, checksum, source, source_crs, report, published_by)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (name, version, storage, gtype, count, bbox,
+                     json.dumps(columns, ensure_ascii=False), checksum,
+                     source_name + (f":{src_layer}" if src_layer else ""), data.source_crs,
+                     json.dumps(report, ensure_ascii=False), actor))
+                cur.execute("UPDATE geoplat_published SET title = %s, access = %s, keywords = %s,"
+                            " current_version = %s, last_version = %s, updated_at = now(),"
+                            " emap = COALESCE(%s, emap) WHERE name = %s",
+                            (title, access, json.dumps(keywords, ensure_ascii=False), version,
+                             version, emap, name))
+                _point_view(cur, name, None if raster else storage)
+                _set_catalogue(cur, name, title, None if raster else row)
+                protect = {version} | ({before["version"]} if before and before["version"] else set())
+                stale_files = _prune(cur, name, ctx.settings.keep_versions, protect)
+                gen = _bump(cur)
+            cog_final = None  # committed: the file belongs to the version now
+            wait_served(ctx, gen)
+            for f in stale_files:
+                Path(f).unlink(missing_ok=True)
+        result = PublishResult(name, version, "raster" if raster else "vector", count, bbox, report,
+                               layer_urls(ctx, name, raster))
+        after_change(ctx, "layer.publish", name, actor, bbox, before["bbox"] if before else None,
+                     version=version, features=count, source=source_name, report=report)
+        return result
+    except psycopg2.Error as exc:
+        LOGGER.exception("publish of %s failed", name)
+        raise PublishError(f"layer {name!r}: the database refused the data "
+                           f"({exc.pgcode or 'error'}); nothing was changed", 500) from None
+    finally:
+        if cog_final is not None:
+            cog_final.unlink(missing_ok=True)
+        conn.close()
+
+
+def layer_urls(ctx: NodeContext, name: str, raster: bool) -> dict[str, str]:
+    base = ctx.node_meta.get("base_url", "").rstrip("/") + f"/ogc/collections/{name}"
+    if raster:
+        return {"collection": base, "coverage": base + "/coverage"}
+    return {"collection": base, "items": base + "/items",
+            "tiles": base + "/tiles/WebMercatorQuad/{tileMatrix}/{tileRow}/{tileCol}?f=mvt"}
+
+
+def _connect_ready(ctx: NodeContext) -> Any:
+    conn = psycopg2.connect(ctx.dsn, application_name="geoplat-publish")
+    ensure_catalogue(conn)
+    return conn
+
+
+def versions(ctx: NodeContext, name: str) -> list[dict[str, Any]]:
+    conn = _connect_ready(ctx)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT v.version, v.feature_count, v.bbox, v.source, v.source_crs,"
+                        " v.published_by, v.published_at, v.report, p.current_version = v.version"
+                        " FROM geoplat_layer_versions v JOIN geoplat_published p USING (name)"
+                        " WHERE v.name = %s ORDER BY v.version DESC", (name,))
+            rows = cur.fetchall()
+        if not rows:
+            raise PublishError(f"no published layer {name!r} on node {ctx.id}", 404)
+        return [{"version": r[0], "feature_count": r[1], "bbox": list(r[2]), "source": r[3],
+                 "source_crs": r[4], "published_by": r[5], "published_at": r[6].isoformat(),
+                 "report": r[7], "current": bool(r[8])} for r in rows]
+    finally:
+        conn.close()
+
+
+def list_layers(ctx: NodeContext) -> list[dict[str, Any]]:
+    conn = _connect_ready(ctx)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT p.name, p.kind, p.title, p.access, p.keywords, p.current_version,"
+                        " v.feature_count, v.bbox FROM geoplat_published p LEFT JOIN"
+                        " geoplat_layer_versions v ON v.name = p.name AND v.version = p.current_version"
+                        " ORDER BY p.name")
+            return [{"name": r[0], "kind": r[1], "title": r[2], "access": r[3], "keywords": r[4],
+                     "current_version": r[5], "status": "published" if r[5] else "retired",
+                     "feature_count": r[6], "bbox": list(r[7]) if r[7] else None,
+                     "urls": layer_urls(ctx, r[0], r[1] == "raster") if r[5] else {}}
+                    for r in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def rollback(ctx: NodeContext, name: str, version: int | None = None, *,
+             actor: str | None = None) -> dict[str, Any]:
+    """Serve an earlier kept version again (default: the one before the current)."""
+    conn = _connect_ready(ctx)
+    try:
+        with LayerLock(ctx.dsn, name), conn, conn.cursor() as cur:
+            before = _current(cur, name)
+            if before is None:
+                raise PublishError(f"no published layer {name!r} on node {ctx.id}", 404)
+            if version is None:
+                cur.execute("SELECT max(version) FROM geoplat_layer_versions WHERE name = %s"
+                            " AND version < %s", (name, before["version"] or 1 << 30))
+                version = cur.fetchone()[0]
+                if version is None:
+                    raise PublishError(f"layer {name!r} has no earlier version to roll back to", 409)
+            cur.execute("SELECT storage, geometry_type, feature_count, bbox, columns, checksum"
+                        " FROM geoplat_layer_versions WHERE name = %s AND version = %s",
+                        (name, version))
+            row = cur.fetchone()
+            if row is None:
+                raise PublishError(f"layer {name!r} has no kept version {version}", 404)
+            storage = row[0]
+            v = {"geometry_type": row[1], "feature_count": row[2], "bbox": list(row[3]),
+                 "columns": row[4], "checksum": row[5]}
+            cur.execute("UPDATE geoplat_published SET current_version = %s, updated_at = now()"
+                        " WHERE name = %s", (version, name))
+            raster = storage.startswith("file:")
+            _point_view(cur, name, None if raster else storage)
+            _set_catalogue(cur, name, before["title"], None if raster else v)
+            gen = _bump(cur)
+    except psycopg2.Error as exc:
+        raise PublishError(f"layer {name!r}: rollback failed ({exc.pgcode or 'error'}); "
+                           "nothing was changed", 500) from None
+    finally:
+        conn.close()
+    wait_served(ctx, gen)
+    after_change(ctx, "layer.rollback", name, actor, v["bbox"], before["bbox"], version=version)
+    return {"name": name, "version": version, "previous_version": before["version"]}
+
+
+def retire(ctx: NodeContext, name: str, *, actor: str | None = None,
+           purge: bool = False) -> dict[str, Any]:
+    """Stop serving a layer (its versions are kept for a later rollback unless `purge`)."""
+    conn = _connect_ready(ctx)
+    files: list[str] = []
+    try:
+        with LayerLock(ctx.dsn, name), conn, conn.cursor() as cur:
+            before = _current(cur, name)
+            if before is None:
+                raise PublishError(f"no published layer {name!r} on node {ctx.id}", 404)
+            cur.execute("UPDATE geoplat_published SET current_version = NULL, updated_at = now()"
+                        " WHERE name = %s", (name,))
+            _point_view(cur, name, None)
+            _set_catalogue(cur, name, before["title"], None)
+            if purge:
+                # workers may still serve the current version for up to a second: keep nothing
+                # but let the tables go only after the generation bump is seen (dropped below)
+                cur.execute("SELECT storage FROM geoplat_layer_versions WHERE name = %s", (name,))
+                files = [r[0] for r in cur.fetchall()]
+            gen = _bump(cur)
+    finally:
+        conn.close()
+    wait_served(ctx, gen)
+    if purge and files:
+        conn = psycopg2.connect(ctx.dsn)
+        try:
+            with conn, conn.cursor() as cur:
+                for storage in files:
+                    if storage.startswith("file:"):
+                        Path(storage[5:]).unlink(missing_ok=True)
+                    else:
+                        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(
+                            sql.Identifier(storage)))
+                cur.execute("DELETE FROM geoplat_published WHERE name = %s", (name,))
+        finally:
+            conn.close()
+    after_change(ctx, "layer.retire", name, actor, None, before["bbox"], purge=purge)
+    return {"name": name, "retired_version": before["version"], "purged": purge}
+
+
+# --- after a change: audit, tile caches, registry ------------------------------------------
+
+def _union(a: list[float] | None, b: list[float] | None) -> tuple[float, float, float, float] | None:
+    boxes = [x for x in (a, b) if x]
+    if not boxes:
+        return None
+    return (min(x[0] for x in boxes), min(x[1] for x in boxes),
+            max(x[2] for x in boxes), max(x[3] for x in boxes))
+
+
+def after_change(ctx: NodeContext, event: str, name: str, actor: str | None,
+                 new_bbox: list[float] | None, old_bbox: list[float] | None, **detail: Any) -> None:
+    """Audit, invalidate cached e-map tiles in old ∪ new bbox, refresh the node's registry."""
+    _audit(ctx, event, name, actor, **detail)
+    box = _union(new_bbox, old_bbox)
+    if box and ctx.cache_dirs:
+        try:
+            from tiles.seed import invalidate
+
+            invalidate([d for d in ctx.cache_dirs if d.exists()], box)
+        except Exception:
+            LOGGER.exception("tile cache invalidation after %s %s failed", event, name)
+    sync_registry(ctx)
+
+
+def _audit(ctx: NodeContext, event: str, name: str, actor: str | None, ok: bool = True,
+           **detail: Any) -> None:
+    """Append to the node's audit trail; never fails the caller."""
+    try:
+        from services import audit
+        from services.db import Database
+
+        db = Database(ctx.dsn, maxconn=1)
+        try:
+            audit.record(db, ctx.id, event, actor=actor, subject=name, ok=ok, **detail)
+        finally:
+            if db._pool is not None:
+                db._pool.closeall()
+    except Exception:
+        LOGGER.exception("audit of %s %s failed", event, name)
+
+
+def sync_registry(ctx: NodeContext) -> None:
+    """Hand the node's services to the registry (issue 5), when that module exists."""
+    try:
+        from services.registry.local import sync_local_services  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    try:
+        from layers.serving import full_config
+
+        config, levels = full_config(ctx.node_dir, ctx.dsn)
+        # the registry reads node.json as a whole (its "node" entry and registry settings)
+        meta = json.loads((ctx.node_dir / "node.json").read_text(encoding="utf-8"))
+        sync_local_services(ctx.dsn, meta, config, levels)
+    except Exception:
+        LOGGER.exception("registry sync failed")

@@ -1,0 +1,209 @@
+"""Serving published layers without a restart, in every worker of a node.
+
+The node's generated `pygeoapi.yml` holds the configured layers; published layers live in the
+node database (`geoplat_published`). Each worker polls `geoplat_publish_generation` (one tiny
+query, twice a second, in a daemon thread); when it changes, the worker builds a new pygeoapi
+`API` over the base config plus the published resources and swaps it in
+(`pygeoapi.starlette_app.api_`, read on every request). Requests already running keep the old
+object. Access levels are updated in the same swap: a new or tightened level before the new API
+is visible, a removed layer's level only after.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import yaml
+
+LOGGER = logging.getLogger("geoplat.publish")
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+EPSG = "http://www.opengis.net/def/crs/EPSG/0/{}"
+SUPPORTED_CRS = [CRS84, EPSG.format(4490), EPSG.format(4326), EPSG.format(3857)]
+FEATURE_PROVIDER = "nodes.providers.features.PostGISFeatureProvider"
+MVT_PROVIDER = "nodes.providers.mvt.PostGISMVTProvider"
+POLL_SECONDS = 0.5
+HEARTBEAT_SECONDS = 2.0  # publishers treat a worker silent for 6 s as gone
+
+
+def generation(dsn: str, conn: Any = None) -> int:
+    """The node's publish generation (0 before anything was published)."""
+    own = conn is None
+    if own:
+        conn = psycopg2.connect(dsn, application_name="geoplat-publish-poll", connect_timeout=3)
+        conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('public.geoplat_publish_generation')")
+            if cur.fetchone()[0] is None:
+                return 0
+            cur.execute("SELECT generation FROM geoplat_publish_generation WHERE id = 1")
+            row = cur.fetchone()
+            return int(row[0]) if row else 0
+    finally:
+        if own:
+            conn.close()
+
+
+def resource(name: str, row: dict[str, Any], dsn: str) -> dict[str, Any]:
+    """The pygeoapi collection of one published layer version."""
+    bbox = [float(v) for v in row["bbox"]]
+    keywords = list(row["keywords"] or []) or [name]
+    base = {"type": "collection", "title": row["title"], "description": row["title"],
+            "keywords": keywords, "links": [],
+            "extents": {"spatial": {"bbox": bbox, "crs": CRS84}}}
+    storage: str = row["storage"]
+    if storage.startswith("file:"):
+        base["providers"] = [{
+            "type": "coverage", "name": "layers.coverage.COGProvider", "data": storage[5:],
+            "options": {"DATA_ENCODING": "COG"},
+            "format": {"name": "GTiff", "mimetype": "application/tiff"},
+        }]
+        return base
+    common = {"data": {"dsn": dsn}, "table": storage, "id_field": "fid", "geom_field": "geom"}
+    base["providers"] = [
+        {"type": "feature", "name": FEATURE_PROVIDER, **common,
+         "storage_crs": EPSG.format(4490), "crs": SUPPORTED_CRS},
+        {"type": "tile", "name": MVT_PROVIDER, **common,
+         "options": {"zoom": {"min": 0, "max": 22}, "schemes": ["WebMercatorQuad"],
+                     "max_features": 5000},
+         "format": {"name": "pbf", "mimetype": "application/vnd.mapbox-vector-tile"}},
+    ]
+    return base
+
+
+def published(dsn: str) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """(resources, levels) of the layers currently published in the node database."""
+    conn = psycopg2.connect(dsn, application_name="geoplat-publish-poll", connect_timeout=3)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('public.geoplat_published')")
+            if cur.fetchone()[0] is None:
+                return {}, {}
+            cur.execute("SELECT p.name, p.title, p.access, p.keywords, v.storage, v.bbox"
+                        " FROM geoplat_published p JOIN geoplat_layer_versions v"
+                        " ON v.name = p.name AND v.version = p.current_version ORDER BY p.name")
+            cols = [d[0] for d in cur.description]
+            rows = [dict(zip(cols, r)) for r in cur.fetchall()]
+    finally:
+        conn.close()
+    return ({r["name"]: resource(r["name"], r, dsn) for r in rows},
+            {r["name"]: r["access"] for r in rows})
+
+
+def merged(base: dict[str, Any], resources: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    config = dict(base)
+    config["resources"] = {**base.get("resources", {}),
+                           **{k: v for k, v in resources.items() if k not in base.get("resources", {})}}
+    return config
+
+
+def full_config(node_dir: Path, dsn: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The node's whole pygeoapi config (configured + published) and its access levels."""
+    base = yaml.safe_load((node_dir / "pygeoapi.yml").read_text(encoding="utf-8"))
+    meta = json.loads((node_dir / "node.json").read_text(encoding="utf-8"))
+    resources, levels = published(dsn)
+    base_levels = dict((meta.get("auth") or {}).get("levels") or {})
+    return merged(base, resources), {**levels, **base_levels}
+
+
+class Reloader:
+    """Keeps this worker's pygeoapi and access levels in step with the published layers."""
+
+    def __init__(self, dsn: str, control: Any = None, views: Any = None):
+        from pygeoapi import starlette_app
+
+        self.dsn, self.control, self.views = dsn, control, views
+        self.base_config = copy.deepcopy(starlette_app.CONFIG)
+        self.base_levels = dict(control.levels) if control is not None else {}
+        self.seen = -1
+        self.published_levels: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._conn: Any = None
+        self._reported = 0.0
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    def check(self) -> bool:
+        """Reload when the generation changed; True when a new API was swapped in."""
+        with self._lock:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg2.connect(self.dsn, application_name="geoplat-publish-poll",
+                                              connect_timeout=3)
+                self._conn.autocommit = True
+            try:
+                gen = generation(self.dsn, self._conn)
+                changed = gen != self.seen
+                if changed:
+                    resources, levels = published(self.dsn)
+                    self._swap(resources, levels)
+                    self.seen = gen
+                if gen and (changed or time.monotonic() - self._reported > HEARTBEAT_SECONDS):
+                    self._report(gen)
+            except psycopg2.Error:
+                self._conn.close()
+                raise
+            return changed
+
+    def _report(self, gen: int) -> None:
+        """Tell publishers which generation this worker serves (they wait for all workers)."""
+        with self._conn.cursor() as cur:
+            cur.execute("INSERT INTO geoplat_publish_workers (worker, generation, seen_at)"
+                        " VALUES (%s, %s, now()) ON CONFLICT (worker) DO UPDATE SET"
+                        " generation = EXCLUDED.generation, seen_at = now()", (self.worker, gen))
+        self._reported = time.monotonic()
+
+    def _swap(self, resources: dict[str, dict[str, Any]], levels: dict[str, str]) -> None:
+        from pygeoapi import starlette_app
+        from pygeoapi.api import API
+        from pygeoapi.openapi import get_oas
+
+        config = merged(self.base_config, resources)
+        oas = get_oas(config)
+        api = API(config, oas)
+        levels = {k: v for k, v in levels.items() if k not in self.base_levels}
+        if self.control is not None:
+            # stricter of old and new until the new API is in place
+            rank = {"public": 0, "registered": 1, "restricted": 2}
+            interim = dict(self.control.levels)
+            for k, v in levels.items():
+                if rank[v] >= rank.get(interim.get(k, "public"), 0):
+                    interim[k] = v
+            self.control.levels = interim
+        starlette_app.CONFIG = config
+        starlette_app.OPENAPI = oas
+        starlette_app.api_ = api
+        if self.views is not None:
+            with self.views._lock:
+                self.views._apis.clear()
+        if self.control is not None:
+            self.control.levels = {**levels, **self.base_levels}
+            self.control._grant_cache.clear()
+        self.published_levels = levels
+        LOGGER.info("serving %d published layers", len(resources))
+
+    def run(self) -> None:
+        while not self._stop.wait(POLL_SECONDS):
+            try:
+                self.check()
+            except Exception:
+                LOGGER.exception("reloading published layers failed")
+
+    def start(self) -> None:
+        try:
+            self.check()
+        except Exception:
+            LOGGER.exception("loading published layers failed")
+        threading.Thread(target=self.run, name="geoplat-publish-reload", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+

@@ -1,0 +1,111 @@
+"""`geoplat registry ...`: register external services, review them, show the health tree."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from services.db import Database
+from services.errors import AuthError
+from services.registry.db import SERVICE_TYPES, ensure_schema
+
+
+def node_meta(settings: Any, node: Any) -> dict[str, Any]:
+    from services.registry.local import registry_meta
+
+    return {"node": {"id": node.id, "title": node.title, "tier": node.tier, "parent": node.parent,
+                     "base_url": node.base_url, "extent": node.extent.as_list()},
+            "registry": registry_meta(settings, node)}
+
+
+def _context(args: argparse.Namespace, load: Callable,
+             node_dsn: Callable) -> tuple[Database, dict[str, Any]]:
+    settings = load(args)
+    _, dsn = node_dsn(args, args.node)  # RuntimeError for an unknown node
+    node = settings.node(args.node)
+    ensure_schema(dsn)
+    return Database(dsn, maxconn=1), node_meta(settings, node)
+
+
+def _print(rec: dict[str, Any]) -> None:
+    print(f"{rec['id']:28} {rec['status']:9} {rec['type']:16} {rec['health']:8} {rec['title']}  "
+          f"{rec['url']}")
+
+
+def add_commands(sub: Any, load: Callable, node_dsn: Callable) -> None:
+    """`load(args)` gives the federation settings, `node_dsn(args, id)` (id, database URL)."""
+    reg = sub.add_parser("registry", help="service registry: register and review services")
+    rsub = reg.add_subparsers(dest="registry_command", required=True)
+
+    def cmd_register(args: argparse.Namespace) -> int:
+        from services.registry.review import register_external
+
+        db, meta = _context(args, load, node_dsn)
+        try:
+            rec = register_external(
+                db, meta, args.url, wanted=args.type, title=args.title,
+                description=args.description, access=args.access, actor=args.actor)
+        except AuthError as exc:
+            print(f"geoplat: {exc.title}: {exc.detail}", file=sys.stderr)
+            return 1
+        _print(rec)
+        print(f"pending review: geoplat registry approve {rec['id']} --node {args.node}")
+        return 0
+
+    def cmd_decide(args: argparse.Namespace) -> int:
+        from services.registry.review import decide
+
+        db, meta = _context(args, load, node_dsn)
+        try:
+            rec = decide(db, meta, args.id, args.registry_command, actor=args.actor)
+        except AuthError as exc:
+            print(f"geoplat: {exc.title}: {exc.detail}", file=sys.stderr)
+            return 1
+        _print(rec)
+        return 0
+
+    def cmd_list(args: argparse.Namespace) -> int:
+        from services.registry.review import listing
+
+        db, meta = _context(args, load, node_dsn)
+        rows = listing(db, meta["node"]["id"], args.status)
+        if args.json:
+            print(json.dumps(rows, ensure_ascii=False, indent=2))
+        for rec in [] if args.json else rows:
+            _print(rec)
+        return 0
+
+    r = rsub.add_parser("register", help="register an external service (stays pending)")
+    r.add_argument("url")
+    r.add_argument("--node", required=True, help="the node of the service's area")
+    r.add_argument("--type", choices=SERVICE_TYPES[:-1])
+    r.add_argument("--title")
+    r.add_argument("--description")
+    r.add_argument("--access", default="public", choices=["public", "registered", "restricted"])
+    r.add_argument("--actor", default="cli", help="name recorded in the audit log")
+    r.set_defaults(func=cmd_register)
+    for action in ("approve", "reject", "retire"):
+        d = rsub.add_parser(action, help=f"{action} an external service (audited)")
+        d.add_argument("id")
+        d.add_argument("--node", required=True)
+        d.add_argument("--actor", default="cli")
+        d.set_defaults(func=cmd_decide)
+    ls = rsub.add_parser("list", help="external services registered at a node")
+    ls.add_argument("--node", required=True)
+    ls.add_argument("--status", choices=["pending", "approved", "rejected", "retired"])
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_list)
+
+
+def print_tree(tree: dict[str, Any], indent: int = 0) -> None:
+    """The health tree as `geoplat status` shows it (lines start with '-': not node rows)."""
+    services = ", ".join(f"{k}={v}" for k, v in sorted(tree.get("services", {}).items()))
+    latency = tree.get("latency_ms")
+    ms = f"{round(latency)} ms" if latency is not None else "-"
+    print(f"{'  ' * indent}- {tree['id']} health={tree.get('health', '?')} latency={ms} "
+          f"services: {services or '-'}")
+    for child in tree.get("children", []):
+        print_tree(child, indent + 1)

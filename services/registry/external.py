@@ -1,0 +1,279 @@
+"""External services: reading capabilities safely (SSRF guard) and filling a record from them.
+
+The fetcher resolves the host itself and refuses loopback, private, link-local, multicast,
+reserved and unspecified addresses unless they lie in the node's `registry.allow_networks`;
+it then connects to the address it checked (no second DNS answer can swap it). Redirects are
+followed by hand, each hop checked again; only http/https. Connect/read timeouts, a total
+deadline, and a size cap applied while streaming.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import httpx
+
+from services.errors import AuthError
+from services.registry.settings import RegistrySettings
+
+USER_AGENT = "geoplat-registry/1.0"
+
+
+class HarvestError(AuthError):
+    """A capabilities URL we refuse or cannot read: 400 (or 422) with a safe message."""
+
+    def __init__(self, detail: str, status: int = 400, title: str = "Bad service URL"):
+        super().__init__(status, title, detail)
+
+
+@dataclass
+class Fetched:
+    url: str
+    status: int
+    content_type: str
+    body: bytes
+    elapsed_ms: float
+
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _check_address(ip: Address, allowed: list[Network]) -> bool:
+    if any(ip in net for net in allowed if net.version == ip.version):
+        return True
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return _check_address(ip.ipv4_mapped, allowed)  # ::ffff:127.0.0.1
+    refused = (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast
+               or ip.is_reserved or ip.is_unspecified)
+    if isinstance(ip, ipaddress.IPv6Address):
+        refused = refused or ip.is_site_local
+    return not refused
+
+
+def resolve_checked(url: str, cfg: RegistrySettings) -> tuple[str, str]:
+    """(host, checked IP) for an http(s) URL; HarvestError if the scheme or address is refused."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise HarvestError("Only http and https URLs can be registered.")
+    host = parts.hostname
+    if not host:
+        raise HarvestError("The URL has no host.")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise HarvestError("The URL's port is not valid.") from None
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise HarvestError("The URL's host name does not resolve.") from None
+    allowed: list[Network] = [ipaddress.ip_network(n, strict=False) for n in cfg.allow_networks]
+    ips = []
+    for info in infos:
+        ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not _check_address(ip, allowed):
+            raise HarvestError("The URL points to an address this node does not contact "
+                               "(loopback, private, link-local or multicast).")
+        ips.append(str(ip))
+    if not ips:
+        raise HarvestError("The URL's host name does not resolve.")
+    return host, ips[0]
+
+
+def safe_get(url: str, cfg: RegistrySettings, *, accept: str = "*/*") -> Fetched:
+    """GET `url` under the SSRF rules; HarvestError on refusal, timeout, oversize or bad status."""
+    started = time.monotonic()
+    deadline = started + cfg.fetch_timeout * 2
+    timeout = httpx.Timeout(cfg.fetch_timeout, connect=min(cfg.fetch_timeout, 5.0))
+    current = url
+    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        for _hop in range(cfg.max_redirects + 1):
+            host, ip = resolve_checked(current, cfg)
+            parts = urlsplit(current)
+            netloc_ip = f"[{ip}]" if ":" in ip else ip
+            if parts.port:
+                netloc_ip += f":{parts.port}"
+            pinned = urlunsplit((parts.scheme, netloc_ip, parts.path or "/", parts.query, ""))
+            headers = {"Host": parts.netloc.rsplit("@", 1)[-1], "User-Agent": USER_AGENT,
+                       "Accept": accept}
+            ext = {"sni_hostname": host} if parts.scheme == "https" else {}
+            try:
+                with client.stream("GET", pinned, headers=headers, extensions=ext) as r:
+                    if r.status_code in (301, 302, 303, 307, 308):
+                        location = r.headers.get("location")
+                        if not location:
+                            raise HarvestError("The service answered a redirect without a target.")
+                        current = urljoin(current, location)
+                        continue
+                    declared = r.headers.get("content-length")
+                    if declared and declared.isdigit() and int(declared) > cfg.max_document_bytes:
+                        raise HarvestError("The capabilities document is too large.", 413,
+                                           "Document too large")
+                    chunks, size = [], 0
+                    for chunk in r.iter_bytes():
+                        size += len(chunk)
+                        if size > cfg.max_document_bytes:
+                            raise HarvestError("The capabilities document is too large.", 413,
+                                               "Document too large")
+                        if time.monotonic() > deadline:
+                            raise HarvestError("The service did not answer in time.", 504,
+                                               "Service timeout")
+                        chunks.append(chunk)
+                    return Fetched(current, r.status_code, r.headers.get("content-type", ""),
+                                   b"".join(chunks), (time.monotonic() - started) * 1000)
+            except httpx.TimeoutException:
+                raise HarvestError("The service did not answer in time.", 504,
+                                   "Service timeout") from None
+            except httpx.HTTPError:
+                raise HarvestError("The service could not be reached.", 502,
+                                   "Service unreachable") from None
+        raise HarvestError("Too many redirects.")
+
+
+# --- reading capabilities -------------------------------------------------------------------
+
+def _local_name(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _union(boxes: list[list[float]]) -> list[float] | None:
+    good = [b for b in boxes if b and len(b) == 4 and all(isinstance(v, (int, float)) for v in b)]
+    if not good:
+        return None
+    box = [min(b[0] for b in good), min(b[1] for b in good), max(b[2] for b in good),
+           max(b[3] for b in good)]
+    box = [max(-180.0, box[0]), max(-90.0, box[1]), min(180.0, box[2]), min(90.0, box[3])]
+    return box if box[0] < box[2] and box[1] < box[3] else None
+
+
+def _from_xml(url: str, body: bytes, wanted: str | None) -> dict[str, Any]:
+    from lxml import etree
+
+    if b"<!ENTITY" in body[:65536] or b"<!DOCTYPE" in body[:65536] and b"SYSTEM" in body[:65536]:
+        raise HarvestError("Documents with entity declarations are not accepted.")
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+    try:
+        root = etree.fromstring(body, parser)
+    except etree.XMLSyntaxError:
+        raise HarvestError("The URL did not answer a service capabilities document.") from None
+    name = _local_name(root.tag)
+    if name in ("WMS_Capabilities", "WMT_MS_Capabilities"):
+        from owslib.wms import WebMapService
+
+        try:
+            wms = WebMapService(url, xml=body, version=root.get("version") or "1.3.0")
+        except Exception:  # noqa: BLE001 - a broken document from a third party
+            raise HarvestError("The WMS capabilities document could not be read.") from None
+        layers = list(wms.contents.values())
+        return {"type": "WMS", "title": wms.identification.title or "WMS",
+                "description": wms.identification.abstract or "",
+                "keywords": [k for k in (wms.identification.keywords or []) if k][:30],
+                "bbox": _union([list(lay.boundingBoxWGS84) for lay in layers
+                                if lay.boundingBoxWGS84]),
+                "layers": [lay.name for lay in layers][:200]}
+    if name == "Capabilities" and "wmts" in (root.nsmap.get(None) or ""):
+        from owslib.wmts import WebMapTileService
+
+        try:
+            wmts = WebMapTileService(url, xml=body)
+        except Exception:  # noqa: BLE001
+            raise HarvestError("The WMTS capabilities document could not be read.") from None
+        layers = list(wmts.contents.values())
+        return {"type": "WMTS", "title": wmts.identification.title or "WMTS",
+                "description": wmts.identification.abstract or "",
+                "keywords": [k for k in (wmts.identification.keywords or []) if k][:30],
+                "bbox": _union([list(lay.boundingBoxWGS84) for lay in layers
+                                if getattr(lay, "boundingBoxWGS84", None)]),
+                "layers": [lay.id for lay in layers][:200]}
+    raise HarvestError("The URL did not answer a WMS or WMTS capabilities document.")
+
+
+def _from_json(url: str, doc: Any, cfg: RegistrySettings, wanted: str | None) -> dict[str, Any]:
+    if not isinstance(doc, dict) or not isinstance(doc.get("links"), list):
+        raise HarvestError("The URL did not answer an OGC API document.")
+    title = str(doc.get("title") or "OGC API")
+    description = str(doc.get("description") or "")
+    keywords = [str(k) for k in doc.get("keywords") or [] if isinstance(k, str)][:30]
+    item_type = str(doc.get("itemType") or "")
+    if "extent" in doc or item_type:  # a collection
+        stype = {"record": "OGCAPI-Records"}.get(item_type, "OGCAPI-Features")
+        if wanted == "OGCAPI-Tiles":
+            stype = wanted
+        bbox = ((doc.get("extent") or {}).get("spatial") or {}).get("bbox")
+        if bbox and isinstance(bbox[0], list):
+            bbox = bbox[0]
+        return {"type": stype, "title": title, "description": description, "keywords": keywords,
+                "bbox": _union([bbox]) if bbox else None}
+    rels = {str(link.get("rel")): link.get("href") for link in doc["links"]
+            if isinstance(link, dict)}
+    if not ({"conformance", "data", "http://www.opengis.net/def/rel/ogc/1.0/conformance"}
+            & set(rels)):
+        raise HarvestError("The URL did not answer an OGC API landing page.")
+    conf_href = rels.get("conformance") or rels.get(
+        "http://www.opengis.net/def/rel/ogc/1.0/conformance")
+    classes: list[str] = []
+    if conf_href:
+        try:
+            got = safe_get(urljoin(url, conf_href), cfg, accept="application/json")
+            classes = [str(c) for c in json.loads(got.body).get("conformsTo", [])]
+        except (HarvestError, ValueError, AttributeError):
+            classes = []
+    found = [t for t, key in (("OGCAPI-Features", "ogcapi-features"),
+                              ("OGCAPI-Records", "ogcapi-records"),
+                              ("OGCAPI-Tiles", "ogcapi-tiles")) if any(key in c for c in classes)]
+    if wanted:
+        if found and wanted not in found:
+            raise HarvestError(f"The service does not conform to {wanted}.")
+        stype = wanted
+    else:
+        stype = found[0] if found else "OGCAPI-Features"
+    return {"type": stype, "title": title, "description": description, "keywords": keywords,
+            "bbox": None}
+
+
+def harvest(url: str, cfg: RegistrySettings, wanted: str | None = None) -> dict[str, Any]:
+    """Read the service at `url` and describe it: type, title, description, keywords, bbox."""
+    if wanted in ("WMS", "WMTS") and "request=" not in url.lower() and not url.lower().endswith(
+            ".xml"):
+        sep = "&" if "?" in url else "?"
+        url = f"{url}{sep}SERVICE={wanted}&REQUEST=GetCapabilities"
+    got = safe_get(url, cfg, accept="application/json, application/xml, text/xml")
+    if got.status >= 400:
+        raise HarvestError(f"The service answered HTTP {got.status}.", 422,
+                           "Not a usable service")
+    body = got.body.lstrip()
+    if body.startswith(b"<"):
+        info = _from_xml(url, body, wanted)
+    else:
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise HarvestError("The URL did not answer a service capabilities document.") from None
+        info = _from_json(got.url, doc, cfg, wanted)
+    if wanted and wanted != info["type"] and info["type"] in ("WMS", "WMTS"):
+        raise HarvestError(f"The URL answered a {info['type']} document, not {wanted}.")
+    info["url"] = url
+    info["latency_ms"] = round(got.elapsed_ms, 1)
+    return info
+
+
+def new_record(node: dict[str, Any], path: str, info: dict[str, Any], *,
+               title: str | None = None, description: str | None = None,
+               keywords: list[str] | None = None, access: str = "public",
+               submitted_by: str = "") -> dict[str, Any]:
+    """A pending record for an external service of this node's area."""
+    return {"id": f"{node['id']}:ext:{uuid.uuid4().hex[:12]}", "origin_node": node["id"],
+            "origin_path": path, "type": info["type"], "url": info["url"],
+            "title": (title or info["title"])[:300],
+            "description": (description if description is not None else info["description"])[:4000],
+            "keywords": list(keywords if keywords is not None else info["keywords"])[:30],
+            "bbox": info.get("bbox"), "scale": None, "access": access, "layer_id": None,
+            "status": "pending", "version": 1, "health": "up",
+            "latency_ms": info.get("latency_ms"), "submitted_by": submitted_by}

@@ -1,0 +1,155 @@
+"""The node's own services as registry records (source `local`), kept equal to what it serves.
+
+`sync_local_services` is called when a node is built and after every publish, rollback or
+retire: it adds what is new, updates what changed and retires what is gone, writing outbox
+entries in the same transaction so the parent hears of every change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.db import Database
+from services.registry.db import COLUMNS, ensure_schema, outbox_add, record_of, write_record
+
+CATALOGUE = "catalogue"
+RECORD_PROVIDER = "services.registry.provider.RegistryRecordProvider"
+COMPARED = ("type", "url", "title", "description", "keywords", "bbox", "scale", "access",
+            "layer_id", "status", "origin_path")
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+
+
+def origin_path(settings: Any, node: Any) -> str:
+    """`national/zhejiang/hangzhou`: the node's ancestors and itself."""
+    chain = [node.id]
+    cur = node
+    while cur.parent:
+        cur = settings.node(cur.parent)
+        chain.append(cur.id)
+    return "/".join(reversed(chain))
+
+
+def registry_meta(settings: Any, node: Any) -> dict[str, Any]:
+    """What the node app needs at run time (written into node.json by build_node)."""
+    parent = settings.node(node.parent) if node.parent else None
+    return {
+        "path": origin_path(settings, node),
+        "parent": {"id": parent.id, "base_url": parent.base_url} if parent else None,
+        "children": [{"id": c.id, "base_url": c.base_url, "path": origin_path(settings, c)}
+                     for c in settings.children(node.id)],
+        "settings": node.registry.model_dump(),
+    }
+
+
+def catalogue_resource(node: Any, dsn: str) -> dict[str, Any]:
+    """The pygeoapi collection `catalogue` (itemType record) served by our provider."""
+    return {
+        "type": "collection",
+        "title": f"{node.title}: service catalogue 服务目录",
+        "description": "Services registered in this node's part of the federation "
+                       "(OGC API Records; q, bbox, type, datetime).",
+        "keywords": ["catalogue", "registry", "服务目录"],
+        "links": [],
+        "extents": {"spatial": {"bbox": node.extent.as_list(), "crs": CRS84}},
+        "providers": [{"type": "record", "name": RECORD_PROVIDER, "data": dsn, "id_field": "id",
+                       "time_field": "updated", "title_field": "title", "node_id": node.id}],
+    }
+
+
+def _rec(node: dict, path: str, rid: str, stype: str, url: str, title: str, *,
+         description: str = "", keywords: list[str] | None = None, bbox: list[float] | None = None,
+         access: str = "public", layer_id: str | None = None) -> dict[str, Any]:
+    return {"id": rid, "origin_node": node["id"], "origin_path": path, "type": stype, "url": url,
+            "title": title, "description": description, "keywords": list(keywords or []),
+            "bbox": [round(float(v), 7) for v in bbox] if bbox else None,
+            "scale": {"finest": node["scale"]["finest"], "coarsest": node["scale"]["coarsest"]},
+            "access": access, "layer_id": layer_id, "status": "approved"}
+
+
+def desired_records(node_meta: dict[str, Any], pygeoapi_config: dict[str, Any],
+                    levels: dict[str, str]) -> list[dict[str, Any]]:
+    """Every service this node serves, as records."""
+    from tiles.mapproxy_config import TITLES
+    from tiles.styles import EMAP_LAYERS
+
+    node = node_meta["node"]
+    nid, base = node["id"], node["base_url"].rstrip("/")
+    path = (node_meta.get("registry") or {}).get("path") or (
+        f"{node['parent']}/{nid}" if node.get("parent") else nid)
+    extent = node["extent"]
+    out = [_rec(node, path, f"{nid}:node", "node", base, node["title"], bbox=extent,
+                description=f"geoplat node {nid} (tier {node['tier']})",
+                keywords=["node", node["tier"]])]
+    for cid, res in (pygeoapi_config.get("resources") or {}).items():
+        if res.get("type") != "collection":
+            continue
+        kinds = {p.get("type") for p in res.get("providers", [])}
+        bbox = ((res.get("extents") or {}).get("spatial") or {}).get("bbox") or extent
+        if bbox and isinstance(bbox[0], list):
+            bbox = bbox[0]
+        common = {"description": str(res.get("description") or ""),
+                  "keywords": [str(k) for k in res.get("keywords") or []], "bbox": bbox,
+                  "access": levels.get(cid, "public"), "layer_id": cid}
+        title = str(res.get("title") or cid)
+        if "feature" in kinds:
+            out.append(_rec(node, path, f"{nid}:features:{cid}", "OGCAPI-Features",
+                            f"{base}/ogc/collections/{cid}", title, **common))
+        if "tile" in kinds:
+            out.append(_rec(node, path, f"{nid}:tiles:{cid}", "OGCAPI-Tiles",
+                            f"{base}/ogc/collections/{cid}/tiles", title + " (vector tiles)",
+                            **common))
+        if "record" in kinds:
+            out.append(_rec(node, path, f"{nid}:records:{cid}", "OGCAPI-Records",
+                            f"{base}/ogc/collections/{cid}", title, **common))
+    for lid in EMAP_LAYERS:
+        title = f"{TITLES.get(lid, lid)} ({node['title']})"
+        kw = ["e-map", "政务电子地图", lid]
+        out.append(_rec(node, path, f"{nid}:wmts:{lid}", "WMTS",
+                        f"{base}/wmts/1.0.0/WMTSCapabilities.xml", title, keywords=kw,
+                        bbox=extent, layer_id=lid, description="government e-map WMTS layer"))
+        out.append(_rec(node, path, f"{nid}:wms:{lid}", "WMS",
+                        f"{base}/wms?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.3.0", title,
+                        keywords=kw, bbox=extent, layer_id=lid,
+                        description="government e-map WMS layer"))
+    return out
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return all(a.get(k) == b.get(k) for k in COMPARED)
+
+
+def sync_local_services(dsn: str, node_meta: dict, pygeoapi_config: dict,
+                        levels: dict[str, str]) -> None:
+    """Make the node's own (source=local) records match what it serves; idempotent."""
+    ensure_schema(dsn)
+    desired = {r["id"]: r for r in desired_records(node_meta, pygeoapi_config, levels)}
+    node = node_meta["node"]
+    upward = bool(node.get("parent"))
+    db = Database(dsn, maxconn=1)
+    try:
+        with db.transaction() as cur:
+            # one sync at a time per node (publishing may run while the node starts)
+            cur.execute("SELECT pg_advisory_xact_lock(4244)")
+            cur.execute(f"SELECT {COLUMNS} FROM registry.services WHERE source = 'local' "
+                        "AND origin_node = %s FOR UPDATE", (node["id"],))
+            current = {r["id"]: record_of(r) for r in cur.fetchall()}
+            changed = []
+            for rid, rec in desired.items():
+                old = current.get(rid)
+                if old is not None and _same(old, rec):
+                    continue
+                rec = {**rec, "version": (old["version"] + 1) if old else 1}
+                changed.append(rec)
+            for rid, old in current.items():
+                if rid not in desired and old["status"] != "retired":
+                    changed.append({**old, "status": "retired", "version": old["version"] + 1,
+                                    "updated": None})
+            for rec in changed:
+                write_record(cur, rec, "local")
+                if upward:
+                    cur.execute(f"SELECT {COLUMNS} FROM registry.services WHERE id = %s",
+                                (rec["id"],))
+                    outbox_add(cur, "upsert", rec["id"], record_of(cur.fetchone()))
+    finally:
+        if db._pool is not None:
+            db._pool.closeall()

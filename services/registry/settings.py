@@ -1,0 +1,38 @@
+"""The `registry:` key of a node in config/federation.yml."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class RegistrySettings(BaseModel):
+    """Service registry of a node: health probes, pushes to the parent, harvesting limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    health_interval: float = Field(default=30.0, gt=0, le=3600,
+                                   description="seconds between health probes of the node's area")
+    push_interval: float = Field(default=2.0, gt=0, le=600,
+                                 description="seconds between outbox pushes to the parent")
+    full_sync_interval: float = Field(default=300.0, gt=0,
+                                      description="seconds between full reconciliations with the parent")
+    history: int = Field(default=10, ge=1, le=100, description="health checks kept per record")
+    degraded_ms: float = Field(default=2000.0, gt=0,
+                               description="a slower probe answer marks a service degraded")
+    allow_networks: list[str] = Field(
+        default=[], description="networks (CIDR) external services may live in even though they "
+                                "are loopback/private; public addresses are always allowed")
+    fetch_timeout: float = Field(default=10.0, gt=0, le=120,
+                                 description="connect/read timeout when reading capabilities (s)")
+    max_document_bytes: int = Field(default=5_000_000, ge=10_000,
+                                    description="capabilities documents larger than this are refused")
+    max_redirects: int = Field(default=5, ge=0, le=20)
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)
+        return value

@@ -1,0 +1,190 @@
+"""Routes under `/registry` and the per-caller view of the catalogue in pygeoapi.
+
+- `GET  /registry/api/services[?status=]`: this node's external services (its admins, publishers)
+- `POST /registry/api/services`: register an external service ({url, type?, title?, ...})
+- `POST /registry/api/services/{id}/{approve|reject|retire}`: review (this node's admins)
+- `POST /registry/api/push`, `POST /registry/api/sync`: from direct child nodes only
+- `GET  /registry/api/health`: the health tree of the federation below this node
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from services.access import AccessControl
+from services.db import Database
+from services.errors import AuthError, problem
+from services.registry import federation, health, review
+from services.registry.provider import ANONYMOUS, VIEWER, Viewer
+from services.web import client_ip
+
+MAX_BODY = 64 * 1024 * 1024
+
+
+async def viewer_of(control: AccessControl, request: Request) -> Viewer:
+    try:
+        p = await control.principal(request)
+    except AuthError:
+        return ANONYMOUS
+    if p is None or not p.is_user:
+        return ANONYMOUS
+    privileged = frozenset(r.split(":", 1)[0] for r in p.roles
+                           if r.endswith((":admin", ":publisher")))
+    return Viewer(is_user=True, platform_admin=p.platform_admin, privileged_nodes=privileged,
+                  granted=await control.granted(p))
+
+
+def execute_with_viewer(original: Any, control_getter: Any) -> Any:
+    """Wrap pygeoapi's `execute_from_starlette`: catalogue calls run with the caller's VIEWER.
+
+    pygeoapi runs the API function in a thread pool without copying context variables, so the
+    viewer is set inside the function that runs in the thread.
+    """
+
+    async def execute(api_function: Any, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if request.path_params.get("collection_id") != "catalogue":
+            return await original(api_function, request, *args, **kwargs)
+        viewer = await viewer_of(control_getter(), request)
+
+        def call(*a: Any, **k: Any) -> Any:
+            token = VIEWER.set(viewer)
+            try:
+                return api_function(*a, **k)
+            finally:
+                VIEWER.reset(token)
+
+        response = await original(call, request, *args, **kwargs)
+        response.headers["Cache-Control"] = "private, no-store"
+        response.headers["Vary"] = "Authorization, Cookie"
+        return response
+
+    execute.__wrapped__ = original  # type: ignore[attr-defined]
+    return execute
+
+
+class RegistryRoutes:
+    def __init__(self, meta: dict[str, Any], control_getter: Any):
+        self.meta, self._control = meta, control_getter
+        self.db = Database(meta["dsn"], maxconn=4)
+        self.node_id = meta["node"]["id"]
+
+    @property
+    def control(self) -> AccessControl:
+        return self._control()  # installed by services.app.install_auth, maybe after us
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/registry/api/services", self.services, methods=["GET", "POST"]),
+            Route("/registry/api/services/{record_id}/{action}", self.decide, methods=["POST"]),
+            Route("/registry/api/push", self.push, methods=["POST"]),
+            Route("/registry/api/sync", self.sync, methods=["POST"]),
+            Route("/registry/api/health", self.health, methods=["GET"]),
+        ]
+
+    async def _user(self, request: Request, *, admin_only: bool) -> Any:
+        p = await self.control.principal(request)
+        if p is None:
+            raise AuthError(401, "Unauthorized", "Sign in, or send a bearer token.")
+        ok = self.control.is_admin(p) if admin_only else (
+            p.is_user and self.control.is_privileged(p))
+        if not ok:
+            raise AuthError(403, "Forbidden", "Only this node's administrators" + (
+                "" if admin_only else " and publishers") + " may do this.")
+        return p
+
+    async def _json(self, request: Request) -> Any:
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            raise AuthError(413, "Payload too large", "The request body is too large.")
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise AuthError(400, "Bad request", "A JSON body is expected.") from None
+
+    async def services(self, request: Request) -> Response:
+        try:
+            p = await self._user(request, admin_only=False)
+            if request.method == "GET":
+                status = request.query_params.get("status") or None
+                rows = await anyio.to_thread.run_sync(
+                    lambda: review.listing(self.db, self.node_id, status))
+                return JSONResponse({"services": rows}, headers={"Cache-Control": "no-store"})
+            data = await self._json(request)
+            if not isinstance(data, dict):
+                raise AuthError(400, "Bad request", "A JSON object is expected.")
+            keywords = data.get("keywords")
+            if keywords is not None and not (isinstance(keywords, list) and all(
+                    isinstance(k, str) for k in keywords)):
+                raise AuthError(400, "Bad request", "keywords must be a list of strings")
+            for key in ("url", "type", "title", "description", "access"):
+                if data.get(key) is not None and not isinstance(data[key], str):
+                    raise AuthError(400, "Bad request", f"{key} must be a string")
+            rec = await anyio.to_thread.run_sync(lambda: review.register_external(
+                self.db, self.meta, data.get("url") or "", wanted=data.get("type"),
+                title=data.get("title"), description=data.get("description"),
+                keywords=keywords, access=data.get("access") or "public",
+                actor=p.username or p.sub, ip=client_ip(request)))
+        except AuthError as exc:
+            return exc.response()
+        return JSONResponse(rec, status_code=201)
+
+    async def decide(self, request: Request) -> Response:
+        try:
+            p = await self._user(request, admin_only=True)
+            rec = await anyio.to_thread.run_sync(lambda: review.decide(
+                self.db, self.meta, request.path_params["record_id"],
+                request.path_params["action"], actor=p.username or p.sub,
+                ip=client_ip(request)))
+        except AuthError as exc:
+            return exc.response()
+        return JSONResponse(rec)
+
+    async def _node_call(self, request: Request, fn: Any) -> Response:
+        try:
+            p = await self.control.principal(request)
+            if p is None:
+                raise AuthError(401, "Unauthorized", "Pushes need a node's token.")
+            body = await self._json(request)
+            result = await anyio.to_thread.run_sync(lambda: fn(self.db, self.meta, p, body))
+        except AuthError as exc:
+            return exc.response()
+        return JSONResponse(result)
+
+    async def push(self, request: Request) -> Response:
+        return await self._node_call(request, federation.apply_push)
+
+    async def sync(self, request: Request) -> Response:
+        return await self._node_call(request, federation.apply_sync)
+
+    async def health(self, request: Request) -> Response:
+        tree = await anyio.to_thread.run_sync(lambda: health.health_tree(self.db, self.meta))
+        return JSONResponse({"node": self.node_id, "tree": tree},
+                            headers={"Cache-Control": "no-store"})
+
+
+def install_registry(app: Any, meta: dict[str, Any]) -> None:
+    """Mount the routes, wrap pygeoapi's executor, start the background worker.
+
+    Access control is looked up per request, so this may run before or after install_auth.
+    """
+    if "registry" not in meta:
+        return
+    from pygeoapi import starlette_app
+
+    from services import access
+    from services.registry.worker import start
+
+    app.router.routes.extend(RegistryRoutes(meta, access.current).routes())
+    if not hasattr(starlette_app.execute_from_starlette, "__wrapped__"):
+        starlette_app.execute_from_starlette = execute_with_viewer(
+            starlette_app.execute_from_starlette, access.current)
+    start(meta)
+
+
+__all__ = ["install_registry", "problem"]

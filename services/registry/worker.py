@@ -1,0 +1,216 @@
+"""The registry's background work on a node: push the outbox, probe health, full sync.
+
+A node runs several worker processes; each starts this thread, and only the one holding a
+PostgreSQL advisory lock (on a session of its own) works. If that process dies its session
+ends, the lock is free, and another process takes over within a few seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import httpx
+import psycopg2
+
+from services.db import Database
+from services.registry import federation, health
+from services.registry.db import state_get, state_set
+from services.registry.settings import RegistrySettings
+
+LOGGER = logging.getLogger("geoplat.registry")
+LOCK_KEY = 4245
+BATCH = 500
+MAX_BACKOFF = 15.0
+
+
+class Pusher:
+    """Sends this node's outbox to its parent, in order, with retries and backoff."""
+
+    def __init__(self, db: Database, meta: dict[str, Any]):
+        self.db, self.meta = db, meta
+        self.parent = meta["registry"]["parent"]
+        self.auth = meta["auth"]
+        self._token: tuple[float, str] | None = None
+        self.failures = 0
+        self.next_try = 0.0
+
+    def token(self, client: httpx.Client) -> str:
+        if self._token and self._token[0] > time.time() + 30:
+            return self._token[1]
+        r = client.post(self.auth["token_url"], data={"grant_type": "client_credentials",
+                                                      "scope": "geoplat"},
+                        auth=(self.auth["client_id"], self.auth["client_secret"]))
+        r.raise_for_status()
+        body = r.json()
+        self._token = (time.time() + int(body.get("expires_in", 60)), body["access_token"])
+        return body["access_token"]
+
+    def _post(self, client: httpx.Client, path: str, body: dict) -> httpx.Response:
+        url = self.parent["base_url"].rstrip("/") + path
+        r = client.post(url, json=body, headers={"Authorization": f"Bearer {self.token(client)}"})
+        if r.status_code == 401:  # token expired or keys rotated: once more with a new one
+            self._token = None
+            r = client.post(url, json=body,
+                            headers={"Authorization": f"Bearer {self.token(client)}"})
+        return r
+
+    def push_once(self, client: httpx.Client) -> int:
+        """Send one batch; returns how many changes were acknowledged."""
+        pushed = int(state_get(self.db, "pushed_seq", 0))
+        rows = self.db.all("SELECT seq, op, record_id, payload FROM registry.outbox WHERE seq > %s "
+                           "ORDER BY seq LIMIT %s", (pushed, BATCH))
+        if not rows:
+            return 0
+        changes = []
+        for row in rows:
+            if row["op"] == "upsert":
+                changes.append({"op": "upsert", "record": row["payload"]})
+            else:
+                changes.append({"op": row["op"], **row["payload"]})
+        batch = rows[-1]["seq"]
+        r = self._post(client, "/registry/api/push",
+                       {"sender": self.meta["node"]["id"], "batch": batch, "changes": changes})
+        acked = r.status_code == 200 or (
+            r.status_code == 409 and _json(r).get("last_batch", 0) >= batch)
+        if not acked:
+            raise RuntimeError(f"push refused: HTTP {r.status_code} {r.text[:200]}")
+        with self.db.transaction() as cur:
+            state_set(cur, "pushed_seq", batch)
+            cur.execute("DELETE FROM registry.outbox WHERE seq <= %s", (batch,))
+        return len(rows)
+
+    def flushed(self) -> bool:
+        pushed = int(state_get(self.db, "pushed_seq", 0))
+        row = self.db.one("SELECT count(*) AS n FROM registry.outbox WHERE seq > %s", (pushed,))
+        return row is not None and row["n"] == 0
+
+    def full_sync(self, client: httpx.Client) -> dict[str, Any]:
+        """Reconcile with the parent: digest first, the whole subtree only when they differ."""
+        if not self.flushed():
+            return {"skipped": "outbox not empty"}
+        root = self.meta["registry"]["path"]
+        me = self.meta["node"]["id"]
+        r = self._post(client, "/registry/api/sync",
+                       {"sender": me, "digest": federation.subtree_digest(self.db, root)})
+        if r.status_code != 200:
+            raise RuntimeError(f"sync refused: HTTP {r.status_code}")
+        if _json(r).get("in_sync"):
+            return {"in_sync": True}
+        records = federation.snapshot(self.db, root)
+        snap = self._post(client, "/registry/api/sync", {
+            "sender": me, "as_of_batch": int(state_get(self.db, "pushed_seq", 0)),
+            "records": records})
+        if snap.status_code != 200:
+            raise RuntimeError(f"sync refused: HTTP {snap.status_code}")
+        return _json(snap)
+
+    def failed(self) -> None:
+        self.failures += 1
+        self.next_try = time.monotonic() + min(MAX_BACKOFF, 0.5 * 2 ** min(self.failures, 10))
+
+    def succeeded(self) -> None:
+        self.failures, self.next_try = 0, 0.0
+
+
+def _json(r: httpx.Response) -> dict:
+    try:
+        body = r.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+class RegistryWorker(threading.Thread):
+    """One per process; works only while holding the node's advisory lock."""
+
+    def __init__(self, meta: dict[str, Any]):
+        super().__init__(name="geoplat-registry", daemon=True)
+        self.meta = meta
+        self.cfg = RegistrySettings(**meta["registry"]["settings"])
+        self.db = Database(meta["dsn"], maxconn=3)
+        self.stop_event = threading.Event()
+        self._lock_conn: Any = None
+
+    def _acquire(self) -> bool:
+        try:
+            if self._lock_conn is None or self._lock_conn.closed:
+                self._lock_conn = psycopg2.connect(self.meta["dsn"], connect_timeout=3,
+                                                   application_name="geoplat-registry-worker")
+                self._lock_conn.autocommit = True
+            with self._lock_conn.cursor() as cur:
+                cur.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
+                return bool(cur.fetchone()[0])
+        except psycopg2.Error:
+            self._lock_conn = None
+            return False
+
+    def _holding(self) -> bool:
+        try:
+            with self._lock_conn.cursor() as cur:
+                cur.execute("SELECT 1")
+            return True
+        except (psycopg2.Error, AttributeError):
+            self._lock_conn = None
+            return False
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            if self._acquire():
+                try:
+                    self._work()
+                except Exception:
+                    LOGGER.exception("registry worker failed; retrying")
+            self.stop_event.wait(2.0)
+
+    def _work(self) -> None:
+        """Probe and push in two threads: a parent that hangs must not delay the probes."""
+        done = threading.Event()
+        prober = threading.Thread(target=self._probe_loop, args=(done,), daemon=True,
+                                  name="geoplat-registry-probes")
+        prober.start()
+        try:
+            self._push_loop()
+        finally:
+            done.set()
+            prober.join(timeout=30)
+
+    def _probe_loop(self, done: threading.Event) -> None:
+        while not (done.is_set() or self.stop_event.is_set()):
+            started = time.monotonic()
+            try:
+                health.probe_area(self.db, self.meta)
+            except Exception:
+                LOGGER.exception("health probes failed")
+            wait = self.cfg.health_interval - (time.monotonic() - started)
+            done.wait(max(0.05, wait))
+
+    def _push_loop(self) -> None:
+        pusher = Pusher(self.db, self.meta) if self.meta["registry"]["parent"] else None
+        next_sync = time.monotonic() + min(self.cfg.full_sync_interval, 5.0)
+        with httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0), trust_env=False) as client:
+            while not self.stop_event.is_set() and self._holding():
+                now = time.monotonic()
+                if pusher is not None and now >= pusher.next_try:
+                    try:
+                        while pusher.push_once(client) == BATCH:
+                            pass
+                        if now >= next_sync:
+                            pusher.full_sync(client)
+                            next_sync = now + self.cfg.full_sync_interval
+                        pusher.succeeded()
+                    except Exception as exc:  # noqa: BLE001 - parent down, refused, ...
+                        LOGGER.warning("registry push to %s failed: %s",
+                                       self.meta["registry"]["parent"]["id"], exc)
+                        pusher.failed()
+                self.stop_event.wait(self.cfg.push_interval)
+
+
+def start(meta: dict[str, Any]) -> RegistryWorker | None:
+    if "registry" not in meta:
+        return None
+    worker = RegistryWorker(meta)
+    worker.start()
+    return worker

@@ -1,0 +1,94 @@
+"""Shared helpers of the publishing tests: node contexts, generated files, reading back."""
+
+from __future__ import annotations
+
+import json
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psycopg2
+import requests
+
+from layers.web import node_context
+from nodes.pygeoapi_config import node_dir
+
+
+def ctx_of(settings, node_id: str):
+    node = settings.node(node_id)
+    ndir = node_dir(settings, node)
+    meta = json.loads((ndir / "node.json").read_text(encoding="utf-8"))
+    return node_context(meta, ndir)
+
+
+def wait_for(fn, timeout: float = 15.0, every: float = 0.2):
+    """Poll `fn` until it returns something truthy; return it (or fail)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+        except Exception as exc:  # noqa: BLE001 - not served yet
+            last = exc
+            time.sleep(every)
+            continue
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"condition not met in {timeout} s (last: {last!r})")
+
+
+def served(base: str, name: str, headers: dict | None = None) -> bool:
+    r = requests.get(f"{base}/ogc/collections/{name}?f=json", headers=headers or {}, timeout=10)
+    return r.status_code == 200
+
+
+def items(base: str, name: str, headers: dict | None = None, limit: int = 1000) -> list[dict]:
+    r = requests.get(f"{base}/ogc/collections/{name}/items?f=json&limit={limit}",
+                     headers=headers or {}, timeout=30)
+    r.raise_for_status()
+    return r.json()["features"]
+
+
+def read_gdal(base: str, name: str):
+    """The collection read back by GDAL's OGC API Features driver (pyogrio)."""
+    import pyogrio
+
+    return pyogrio.read_dataframe(f"OAPIF:{base}/ogc/collections/{name}")
+
+
+def tables_like(dsn: str, pattern: str) -> list[str]:
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT relname FROM pg_class WHERE relname LIKE %s AND relkind IN ('r', 'v')"
+                        " ORDER BY 1", (pattern,))
+            return [r[0] for r in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def zip_dir(files: list[Path], out: Path) -> Path:
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in files:
+            zf.write(f, f.name)
+    return out
+
+
+def points_frame(n: int = 20, seed: int = 1, x0: float = 120.10, y0: float = 30.20) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    names = ["西湖", "灵隐寺", "断桥", "雷峰塔", "钱塘江", "拱宸桥", "河坊街", "六和塔"]
+    return pd.DataFrame({
+        "名称": [f"{names[i % len(names)]}{i}" for i in range(n)],
+        "code": np.arange(n, dtype="int64"),
+        "area": rng.uniform(1, 100, n).round(3),
+        "lon": x0 + rng.uniform(0, 0.05, n),
+        "lat": y0 + rng.uniform(0, 0.05, n),
+    })
+
+
+def work_dir_empty(ctx) -> bool:
+    root = ctx.work_root
+    return not root.exists() or not any(root.iterdir())
