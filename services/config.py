@@ -23,3 +23,7 @@ class NodeAuth(BaseModel):
                                     description="how long a node trusts its cached JWKS")
     grant_default_days: int = Field(default=365, ge=1,
                                     description="validity of an approved grant without expiry")
+    node_key_networks: list[str] = Field(
+        default=[], description="extra IP ranges the node's e-map cascade key is accepted from "
+                                "(the addresses this node reaches its children from, when they "
+                                "are not its own host/public_url addresses)")

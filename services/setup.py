@@ -119,20 +119,45 @@ def demo_banner(settings: Any) -> list[str]:
             f"demo API key (browser, the nodes' own pages): tk={demo['browser_key']}"]
 
 
+def node_key_networks(node: Any) -> list[str]:
+    """Where a node's cascade requests come from: loopback, the addresses of its `host` and
+    `public_url` (names resolved now; 0.0.0.0 stands for no particular one), and
+    `auth.node_key_networks`."""
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    allowed = {"127.0.0.0/8", "::1/128"}
+    for host in {node.host, urlsplit(node.base_url).hostname or ""}:
+        try:
+            addrs = [ipaddress.ip_address(host)]
+        except ValueError:
+            try:
+                addrs = [ipaddress.ip_address(info[4][0]) for info in
+                         socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)]
+            except (OSError, ValueError):
+                addrs = []
+        for ip in addrs:
+            if not ip.is_loopback and not ip.is_unspecified:
+                allowed.add(f"{ip}/{ip.max_prefixlen}")
+    for net in node.auth.node_key_networks:
+        allowed.add(str(ipaddress.ip_network(net, strict=False)))
+    return sorted(allowed)
+
+
 def ensure_node_key(main_dsn: str, settings: Any, node: Any) -> str:
     """The server key a node's tile engine sends to its children (the e-map cascade).
 
-    Made once at the main node for a service account `node_<id>`, bound to loopback and the
-    node's own address, with quotas and rate no e-map seeding reaches; kept in
-    var/nodes/<id>/node-key.json (0600) and reused.
+    Made once at the main node for a service account `node_<id>`, bound to
+    `node_key_networks(node)` (rebound when they change), with quotas and rate no e-map seeding
+    reaches; kept in var/nodes/<id>/node-key.json (0600) and reused.
     """
-    import ipaddress
-
     from services import accounts, apikeys
     from services.db import Database
 
     path = settings.resolve(settings.var_dir) / "nodes" / node.id / "node-key.json"
     db = Database(main_dsn, maxconn=1)
+    allowed = node_key_networks(node)
     if path.exists():
         try:
             kept = json.loads(path.read_text())["key"]
@@ -140,15 +165,11 @@ def ensure_node_key(main_dsn: str, settings: Any, node: Any) -> str:
             kept = None
         record = apikeys.lookup(db, apikeys.key_hash(kept)) if kept else None
         if record and not record["revoked"]:
+            if sorted(record["allowed"]) != sorted(allowed):  # the node moved: rebind its key
+                db.execute("UPDATE auth.api_keys SET allowed = %s WHERE key_id = %s",
+                           (allowed, record["key_id"]))
             return kept
         # the main database was recreated (or the key revoked): make a new one
-    allowed = ["127.0.0.0/8", "::1/128"]
-    try:
-        ip = ipaddress.ip_address(node.host)
-        if not ip.is_loopback and not ip.is_unspecified:
-            allowed.append(f"{ip}/{ip.max_prefixlen}")
-    except ValueError:
-        pass  # a host name: the operator adds the address with `geoplat` key tools
     name = f"node_{node.id}"
     user = accounts.by_name(db, name) or accounts.create(db, name, secrets.token_urlsafe(24),
                                                           via="install")
