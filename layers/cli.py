@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from layers.formats import PublishError
+from layers.errors import PublishError
 
 
 def add_commands(sub: Any, load: Callable[[argparse.Namespace], Any],
@@ -35,6 +35,9 @@ def add_commands(sub: Any, load: Callable[[argparse.Namespace], Any],
     p.add_argument("--keywords", help="comma separated")
     p.add_argument("--layer", help="GeoPackage layer to publish")
     p.add_argument("--all-layers", action="store_true", help="publish every GeoPackage layer")
+    p.add_argument("--emap", action=argparse.BooleanOptionalAction, default=None,
+                   help="draw the layer on the node's e-map (vec) and offer it as a WMS layer; "
+                        "public layers only (default: off, or as the previous version)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=lambda a: cmd_publish(a, _ctx(a, load, node_dir)))
 
@@ -132,7 +135,7 @@ def cmd_publish(args: argparse.Namespace, ctx: Any) -> int:
         results = _run(lambda: publish(ctx, Path(args.source), args.name, title=args.title,
                                        access=args.access, crs=args.crs, keywords=keywords,
                                        layer=args.layer, all_layers=args.all_layers,
-                                       actor=_actor(), progress=progress))
+                                       actor=_actor(), progress=progress, emap=args.emap))
     if args.json:
         return _print([r.as_dict() for r in results])
     for r in results:

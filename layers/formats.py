@@ -12,6 +12,7 @@ import re
 import shutil
 import stat
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from layers.errors import PublishError
 from layers.load import STORAGE_SRID, _normalise_geometries
 from layers.settings import PublishSettings
 
@@ -28,14 +30,6 @@ RASTER_SUFFIXES = {".tif", ".tiff"}
 LON_NAMES = ("lon", "lng", "long", "longitude", "x", "经度", "东经")
 LAT_NAMES = ("lat", "latitude", "y", "纬度", "北纬")
 _SAFE = re.compile(r"[^a-z0-9_]")
-
-
-class PublishError(Exception):
-    """A publish refused or failed; nothing changed. `status` is the HTTP status to answer."""
-
-    def __init__(self, message: str, status: int = 422):
-        super().__init__(message)
-        self.message, self.status = message, status
 
 
 @dataclass
@@ -48,6 +42,14 @@ class VectorData:
     titles: dict[str, str]  # safe column name -> original attribute name
     source_crs: str
     report: dict[str, Any] = field(default_factory=dict)
+    # large files: the rows come batch by batch while they are loaded (`attrs` is then the
+    # first batch, for column names and types; `report` fills in as batches are read)
+    batches: Iterator[tuple[pd.DataFrame, np.ndarray]] | None = None
+    count_hint: int | None = None
+
+    @property
+    def total(self) -> int:
+        return self.count_hint if self.count_hint is not None else len(self.geoms)
 
 
 # --- archives -------------------------------------------------------------------------------
@@ -249,7 +251,7 @@ def _clean(attrs: pd.DataFrame, geoms: np.ndarray, crs: Any, what: str,
     gtype = geometry_kind(geoms, what)
     if invalid.any() and gtype in ("LineString", "Polygon"):
         gtype = "Multi" + gtype  # a repair may split a part in two
-    geoms = _normalise_geometries(geoms, gtype)
+    geoms = _normalise_geometries(geoms, gtype, invalid)
     broken = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     minx, miny, maxx, maxy = shapely.total_bounds(geoms[~broken]) if (~broken).any() else (0, 0, 0, 0)
     if (~broken).any() and (minx < -180.0001 or maxx > 180.0001 or miny < -90.0001 or maxy > 90.0001):
@@ -276,27 +278,147 @@ def _clean(attrs: pd.DataFrame, geoms: np.ndarray, crs: Any, what: str,
     return VectorData(attrs, geoms, gtype, {v: k for k, v in rename.items()}, _label(crs), report)
 
 
+BATCH_ROWS = 25_000  # files with more features are read and loaded in batches of this size
+_DECLARED = {"Point": "Point", "MultiPoint": "MultiPoint", "LineString": "MultiLineString",
+             "MultiLineString": "MultiLineString", "Polygon": "MultiPolygon",
+             "MultiPolygon": "MultiPolygon"}
+
+
+def _read_error(exc: Exception, path: Path, what: str) -> PublishError:
+    text = str(exc).split("\n")[0].replace(str(path.parent), "")[:200]
+    return PublishError(f"{what}: cannot read the file ({text})")
+
+
 def _ogr(path: Path, what: str, crs_override: str | None, layer: str | None = None,
          encoding: str | None = None) -> VectorData:
     import pyogrio
 
     try:
         info = pyogrio.read_info(path, layer=layer, encoding=encoding)
-        df = pyogrio.read_dataframe(path, layer=layer, encoding=encoding, fid_as_index=True)
     except Exception as exc:  # noqa: BLE001 - pyogrio raises several DataSourceError kinds
-        text = str(exc).split("\n")[0].replace(str(path.parent), "")[:200]
-        raise PublishError(f"{what}: cannot read the file ({text})") from None
+        raise _read_error(exc, path, what) from None
     if crs_override:
         crs = parse_crs(crs_override, what)
     elif info.get("crs"):
         crs = parse_crs(info["crs"], what)
     else:
         raise PublishError(f"{what}: the file declares no CRS (missing .prj?); pass --crs EPSG:xxxx")
+    declared = _DECLARED.get(str(info.get("geometry_type") or "").replace(" Z", "").replace(" M", ""))
+    count = int(info.get("features") or -1)
+    if declared and count > BATCH_ROWS:
+        return _ogr_batched(path, what, crs, layer, encoding, count, declared)
+    try:
+        df = pyogrio.read_dataframe(path, layer=layer, encoding=encoding, fid_as_index=True)
+    except Exception as exc:  # noqa: BLE001
+        raise _read_error(exc, path, what) from None
     if df.geometry is None or len(df) == 0:
         raise PublishError(f"{what}: the file holds zero features")
     geoms = np.asarray(df.geometry.values, dtype=object)
     attrs = pd.DataFrame(df.drop(columns=df.geometry.name))
     return _clean(attrs, geoms, crs, what, pd.Series(df.index.values))
+
+
+def _conform(attrs: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
+    """A batch's attributes in the column types of the first batch (the table's)."""
+    out = {}
+    for c in like.columns:
+        col, kind = attrs[c] if c in attrs else pd.Series([None] * len(attrs)), like[c].dtype.kind
+        if col.dtype == like[c].dtype:
+            out[c] = col
+        elif kind in "iu":
+            out[c] = pd.to_numeric(col, errors="coerce").astype("Int64")
+        elif kind == "f":
+            out[c] = pd.to_numeric(col, errors="coerce").astype("float64")
+        elif kind == "b":
+            out[c] = col.astype("boolean")
+        elif kind == "M":
+            out[c] = pd.to_datetime(col, errors="coerce", utc=True)
+        else:
+            out[c] = col.map(lambda v: v if v is None or isinstance(v, str) else str(v),
+                             na_action="ignore").astype(object)
+    return pd.DataFrame(out, index=attrs.index)
+
+
+def _promote(geoms: np.ndarray, gtype: str, what: str) -> np.ndarray:
+    """Single parts to the layer's Multi type (vectorised)."""
+    if not gtype.startswith("Multi"):
+        if (shapely.get_type_id(geoms) >= 4).any():
+            raise PublishError(f"{what}: the layer declares {gtype} but holds multi-part "
+                               "geometries")
+        return geoms
+    single = {"MultiPoint": 0, "MultiLineString": 1, "MultiPolygon": 3}[gtype]
+    ctor = {0: shapely.multipoints, 1: shapely.multilinestrings, 3: shapely.multipolygons}[single]
+    idx = np.nonzero(shapely.get_type_id(geoms) == single)[0]
+    if len(idx):
+        geoms = geoms.copy()
+        geoms[idx] = ctor(geoms[idx], indices=np.arange(len(idx)))
+    return geoms
+
+
+def _ogr_batched(path: Path, what: str, crs: Any, layer: str | None, encoding: str | None,
+                 count: int, gtype: str) -> VectorData:
+    """A large layer read BATCH_ROWS features at a time; each batch checked like a small file."""
+    import pyogrio
+
+    def read(skip: int) -> pd.DataFrame:
+        try:
+            return pyogrio.read_dataframe(path, layer=layer, encoding=encoding, fid_as_index=True,
+                                          skip_features=skip, max_features=BATCH_ROWS)
+        except Exception as exc:  # noqa: BLE001
+            raise _read_error(exc, path, what) from None
+
+    report: dict[str, Any] = {"repaired": 0, "repaired_examples": [], "dropped_empty": 0,
+                              "dropped_examples": []}
+
+    def clean(df: pd.DataFrame) -> VectorData | None:
+        geoms = np.asarray(df.geometry.values, dtype=object)
+        attrs = pd.DataFrame(df.drop(columns=df.geometry.name))
+        missing = shapely.is_missing(geoms)
+        if (missing | shapely.is_empty(geoms)).all():
+            labels = [str(v) for v in df.index.values]
+            report["dropped_empty"] += len(df)
+            report["dropped_examples"] = (report["dropped_examples"] + labels)[:5]
+            return None
+        v = _clean(attrs, geoms, crs, what, pd.Series(df.index.values))
+        for k in ("repaired", "dropped_empty"):
+            report[k] += v.report[k]
+        for k in ("repaired_examples", "dropped_examples"):
+            report[k] = (report[k] + v.report[k])[:5]
+        v.geoms = _promote(v.geoms, gtype, what)
+        return v
+
+    first_df = read(0)
+    first = None
+    skip = len(first_df)
+    while first is None:
+        if len(first_df) == 0:
+            raise PublishError(f"{what}: the file holds zero features with geometry")
+        first = clean(first_df)
+        if first is None:
+            first_df = read(skip)
+            skip += len(first_df)
+    del first_df
+    template = first.attrs.iloc[:0].copy()  # the table's columns and types
+    titles, source_crs = first.titles, first.source_crs
+    head: list[VectorData] = [first]
+    del first
+
+    def batches() -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
+        v = head.pop()  # hold no batch longer than the COPY needs it
+        yield v.attrs, v.geoms
+        del v
+        pos = skip
+        while pos < count:
+            df = read(pos)
+            if len(df) == 0:
+                break
+            pos += len(df)
+            part = clean(df)
+            if part is not None:
+                yield _conform(part.attrs, template), part.geoms
+
+    return VectorData(template, np.empty(0, dtype=object), gtype, titles, source_crs, report,
+                      batches=batches(), count_hint=count)
 
 
 def _shapefile(shp: Path, what: str, crs: str | None) -> VectorData:

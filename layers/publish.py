@@ -10,6 +10,11 @@ A publish is one database transaction: the new version's table is created, fille
 keyed, indexed and analysed, then the view, catalogue and serving generation change, and it
 commits. An error or Ctrl-C before the commit rolls everything back: no staging table is left.
 An advisory lock per layer refuses a second concurrent publish of the same layer.
+
+`emap` (CLI `--emap`, form field `emap=true`, stored in `geoplat_published.emap`, default off)
+draws a public layer on the node's `vec` e-map and offers it as a WMS layer; a non-public layer
+with `emap` is refused (400). Public GeoTIFFs are also raster tile layers. Every worker swaps
+its tile services when the generation changes (layers/emap.py).
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ RESERVED = {
     "raster_overviews", "topology", "layer", "auth", "public", "information_schema",
     "collections", "conformance", "openapi", "processes", "jobs", "stac", "api", "admin",
     "tiger", "tiger_data", "us_gaz", "us_lex", "us_rules",
+    # e-map layers and tile service paths (published rasters become tile layers of their name)
+    "vec", "cva", "img", "cia", "ter", "cta", "wms", "wmts", "tms", "service",
 }
 LEVELS = ("public", "registered", "restricted")
 
@@ -144,8 +151,26 @@ def version_table(name: str, version: int) -> str:
 def ensure_catalogue(conn: Any) -> None:
     with conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('geoplat.publish.ddl'))")
+        cur.execute("SELECT to_regclass('public.geoplat_publish_workers')")
+        created = cur.fetchone()[0] is None
         cur.execute(CATALOGUE_DDL)
         cur.execute(DDL)
+    if created and _live_pollers(conn):
+        import time
+
+        from layers.serving import POLL_SECONDS
+
+        # running workers report the generation they serve once the table exists (next poll);
+        # give them that poll so the node's very first publish waits for them too
+        time.sleep(POLL_SECONDS * 3)
+
+
+def _live_pollers(conn: Any) -> bool:
+    """Whether workers of a running node watch this database (layers/serving.py)."""
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND application_name = 'geoplat-publish-poll'")
+        return bool(cur.fetchone()[0])
 
 
 def validate_name(name: str, ctx: NodeContext) -> None:
@@ -300,6 +325,9 @@ def publish(ctx: NodeContext, path: Path, name: str, *, title: str | None = None
     """Publish `path` as layer `name` (or `name_<layer>` for every layer of a GeoPackage)."""
     if access not in LEVELS:
         raise PublishError(f"access must be one of {', '.join(LEVELS)}", 400)
+    if emap and access != "public":
+        raise PublishError("only public layers can be drawn on the e-map (emap): publish with "
+                           "access public, or without emap", 400)
     path = Path(path)
     work = ctx.work_root / uuid.uuid4().hex
     results: list[PublishResult] = []
@@ -370,7 +398,7 @@ def _publish_one(ctx: NodeContext, data_path: Path, source_name: str, work: Path
                 else:
                     assert isinstance(data, VectorData)
                     storage = version_table(name, version)
-                    total = len(data.geoms)
+                    total = data.total
                     done = 0
 
                     def step(n: int) -> None:
@@ -380,7 +408,9 @@ def _publish_one(ctx: NodeContext, data_path: Path, source_name: str, work: Path
 
                     progress("loading", 0, total)
                     count, bbox = create_layer_table(cur, storage, data.attrs, data.geoms,
-                                                     data.geometry_type, step)
+                                                     data.geometry_type, step, data.batches)
+                    if count == 0:
+                        raise PublishError(f"{source_name}: no feature has a usable geometry")
                     gtype, columns, report = data.geometry_type, data.titles, data.report
                 progress("swapping", None, None)
                 row = {"geometry_type": gtype, "feature_count": count, "bbox": bbox,
@@ -395,9 +425,9 @@ def _publish_one(ctx: NodeContext, data_path: Path, source_name: str, work: Path
                      json.dumps(report, ensure_ascii=False), actor))
                 cur.execute("UPDATE geoplat_published SET title = %s, access = %s, keywords = %s,"
                             " current_version = %s, last_version = %s, updated_at = now(),"
-                            " emap = COALESCE(%s, emap) WHERE name = %s",
+                            " emap = (%s = 'public' AND COALESCE(%s, emap)) WHERE name = %s",
                             (title, access, json.dumps(keywords, ensure_ascii=False), version,
-                             version, emap, name))
+                             version, access, emap, name))
                 _point_view(cur, name, None if raster else storage)
                 _set_catalogue(cur, name, title, None if raster else row)
                 protect = {version} | ({before["version"]} if before and before["version"] else set())
@@ -565,6 +595,7 @@ def after_change(ctx: NodeContext, event: str, name: str, actor: str | None,
                  new_bbox: list[float] | None, old_bbox: list[float] | None, **detail: Any) -> None:
     """Audit, invalidate cached e-map tiles in old ∪ new bbox, refresh the node's registry."""
     _audit(ctx, event, name, actor, **detail)
+    _drop_tile_caches(ctx, name, detail.get("version") if new_bbox else None)
     box = _union(new_bbox, old_bbox)
     if box and ctx.cache_dirs:
         try:
@@ -574,6 +605,17 @@ def after_change(ctx: NodeContext, event: str, name: str, actor: str | None,
         except Exception:
             LOGGER.exception("tile cache invalidation after %s %s failed", event, name)
     sync_registry(ctx)
+
+
+def _drop_tile_caches(ctx: NodeContext, name: str, current: int | None) -> None:
+    """Remove a raster layer's tile caches of versions no longer served (layers/emap.py)."""
+    cache = ctx.node_dir / "cache"
+    if not cache.is_dir():
+        return
+    keep = f"{name}__v{current}_" if current is not None else None
+    for d in cache.glob(f"{name}__v*_*"):
+        if keep is None or not d.name.startswith(keep):
+            remove_tree(d)
 
 
 def _audit(ctx: NodeContext, event: str, name: str, actor: str | None, ok: bool = True,

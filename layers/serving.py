@@ -118,10 +118,11 @@ def full_config(node_dir: Path, dsn: str) -> tuple[dict[str, Any], dict[str, str
 class Reloader:
     """Keeps this worker's pygeoapi and access levels in step with the published layers."""
 
-    def __init__(self, dsn: str, control: Any = None, views: Any = None):
+    def __init__(self, dsn: str, control: Any = None, views: Any = None, tiles: Any = None):
         from pygeoapi import starlette_app
 
         self.dsn, self.control, self.views = dsn, control, views
+        self.tiles = tiles  # layers.emap.TileReloader of this worker, if the node serves tiles
         self.base_config = copy.deepcopy(starlette_app.CONFIG)
         self.base_levels = dict(control.levels) if control is not None else {}
         self.seen = -1
@@ -130,6 +131,7 @@ class Reloader:
         self._stop = threading.Event()
         self._conn: Any = None
         self._reported = 0.0
+        self._can_report = False  # geoplat_publish_workers exists (created by the first publish)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def check(self) -> bool:
@@ -145,13 +147,24 @@ class Reloader:
                 if changed:
                     resources, levels = published(self.dsn)
                     self._swap(resources, levels)
+                    self._swap_tiles(gen)
                     self.seen = gen
-                if gen and (changed or time.monotonic() - self._reported > HEARTBEAT_SECONDS):
+                if (changed or time.monotonic() - self._reported > HEARTBEAT_SECONDS
+                        or not self._can_report) and self._reportable(gen):
                     self._report(gen)
             except psycopg2.Error:
                 self._conn.close()
                 raise
             return changed
+
+    def _reportable(self, gen: int) -> bool:
+        # report even generation 0 as soon as the table exists: a node's first publish must
+        # wait for its workers like every other one (layers/publish.py wait_served)
+        if not self._can_report:
+            with self._conn.cursor() as cur:
+                cur.execute("SELECT to_regclass('public.geoplat_publish_workers')")
+                self._can_report = cur.fetchone()[0] is not None
+        return self._can_report
 
     def _report(self, gen: int) -> None:
         """Tell publishers which generation this worker serves (they wait for all workers)."""
@@ -189,6 +202,16 @@ class Reloader:
             self.control._grant_cache.clear()
         self.published_levels = levels
         LOGGER.info("serving %d published layers", len(resources))
+
+    def _swap_tiles(self, gen: int) -> None:
+        if self.tiles is None:
+            return
+        try:
+            self.tiles.check(gen)
+        except psycopg2.Error:
+            raise
+        except Exception:  # a bad tile config must not stop features serving; the old one stays
+            LOGGER.exception("reloading the tile services for generation %s failed", gen)
 
     def run(self) -> None:
         while not self._stop.wait(POLL_SECONDS):

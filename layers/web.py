@@ -1,6 +1,7 @@
 """The publishing API and upload page of a node: `/api/layers`, `/publish`.
 
-- `POST /api/layers` (multipart: file + name, title, access, crs, keywords, layer, all_layers)
+- `POST /api/layers` (multipart: file + name, title, access, crs, keywords, layer, all_layers,
+  emap: `true` draws a public layer on the node's e-map and offers it as a WMS layer)
   streams the upload to disk in chunks, refusing it (413) as soon as it passes the size limit;
 - `GET /api/layers`, `GET /api/layers/{name}/versions`, `POST /api/layers/{name}/rollback`,
   `DELETE /api/layers/{name}` (retire);
@@ -27,7 +28,8 @@ from layers.formats import PublishError, remove_tree
 from layers.settings import PublishSettings
 from services.errors import AuthError, problem
 
-FIELDS = {"name", "title", "access", "crs", "keywords", "layer", "all_layers", "csrf_token"}
+FIELDS = {"name", "title", "access", "crs", "keywords", "layer", "all_layers", "emap", "csrf_token"}
+TRUE = ("1", "true", "on", "yes")
 MULTIPART_SLACK = 64 * 1024  # form fields and part headers around the file
 
 
@@ -199,8 +201,9 @@ class PublishRoutes:
                         self.ctx, src, f["name"].strip(), title=f.get("title") or None,
                         access=f.get("access") or "public", crs=f.get("crs") or None,
                         keywords=keywords, layer=f.get("layer") or None,
-                        all_layers=f.get("all_layers", "").lower() in ("1", "true", "on", "yes"),
-                        actor=p.username)
+                        all_layers=f.get("all_layers", "").lower() in TRUE,
+                        actor=p.username,
+                        emap=None if "emap" not in f else f["emap"].strip().lower() in TRUE)
 
                 results = await anyio.to_thread.run_sync(run)
             finally:
@@ -294,6 +297,7 @@ input,select{width:100%;padding:.3em}progress{width:100%}pre{white-space:pre-wra
 <label>坐标系 CRS (if the file has none) <input name="crs" placeholder="EPSG:4490"></label>
 <label>关键词 Keywords (comma separated) <input name="keywords"></label>
 <label>GeoPackage layer <input name="layer"></label>
+<label><input type="checkbox" name="emap" value="true" style="width:auto"> 叠加到电子地图 Draw on the e-map (vec) and offer as a WMS layer (public layers only)</label>
 <button>发布 Publish</button></form>
 <progress id="p" value="0" max="1" hidden></progress><pre id="out"></pre>
 <script>
@@ -321,5 +325,9 @@ def install_publishing(auth_app: Any, app: Any, meta: dict[str, Any], node_dir: 
     ctx = node_context(meta, Path(node_dir))
     csrf = Csrf(secret(Database(meta["dsn"], maxconn=1), "node-web"))
     app.router.routes.extend(PublishRoutes(ctx, control, csrf).routes())
-    Reloader(meta["dsn"], control, getattr(auth_app, "views", None)).start()
+    from layers.emap import TileReloader, find_tile_service
+
+    service = find_tile_service(app)
+    tiles = TileReloader(service, Path(node_dir), meta["dsn"]) if service is not None else None
+    Reloader(meta["dsn"], control, getattr(auth_app, "views", None), tiles).start()
     return auth_app

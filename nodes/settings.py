@@ -311,6 +311,12 @@ def check_references(settings: FederationSettings, fname: str) -> list[tuple[str
             problems.append(
                 (fname, f"nodes.{i}.extent", f"extent lies outside parent {parent.id!r}'s extent")
             )
+    for i, node in enumerate(settings.nodes):  # composite services name known nodes
+        for j, comp in enumerate(node.registry.compositions):
+            for k, part in enumerate(comp.parts):
+                if part.node not in by_id:
+                    problems.append((fname, f"nodes.{i}.registry.compositions.{j}.parts.{k}.node",
+                                     f"unknown node {part.node!r}"))
     for i, node in enumerate(settings.nodes):  # cycles
         seen, cur = {node.id}, node
         while cur.parent is not None and cur.parent in by_id:

@@ -68,20 +68,29 @@ def build_node(settings: FederationSettings, node: NodeSettings, *, show_progres
     from tiles.build import build_tiles  # e-map: Mapnik XML, MapProxy and nginx config (issue 3)
 
     children = settings.children(node.id)
-    child_key = ensure_node_key(federation.node_dsn(settings, main), settings, node) if children \
-        else None
+    # composite services (services/registry): layers of several nodes stacked into one
+    compositions = [{"id": c.id, "title": c.title, "format": c.format,
+                     "parts": [{"base_url": settings.node(part.node).base_url,
+                                "layer": part.layer, "via": part.via} for part in c.parts]}
+                    for c in node.registry.compositions]
+    meta["compositions"] = [{"id": c["id"], "title": c["title"]} for c in compositions]
+    child_key = ensure_node_key(federation.node_dsn(settings, main), settings, node) \
+        if children or compositions else None
     build_tiles(node, children, load_layers(settings, node), dsn, out,
-                settings.resolve(settings.data_dir), child_key=child_key)
+                settings.resolve(settings.data_dir), child_key=child_key,
+                compositions=compositions)
     from services.emap_keys import write_nginx_key_conf
 
     write_nginx_key_conf(out, node.auth.public_requires_key)
     from services.registry.local import registry_meta, sync_local_services  # issue 5
 
     meta["registry"] = registry_meta(settings, node)
-    sync_local_services(dsn, meta, config, meta["auth"]["levels"])
     path = out / "node.json"
     path.write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
     os.chmod(path, 0o600)  # holds the database password
+    from layers.serving import full_config  # configured plus published layers (issue 6)
+
+    sync_local_services(dsn, meta, *full_config(out, dsn))
     return out
 
 

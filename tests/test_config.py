@@ -59,6 +59,10 @@ def _set(path: list, value):
     (_set(["nodes", 1, "colour"], "red"), "nodes.1.colour", "unknown key"),
     (_set(["nodes", 0, "extent"], {"minx": 136, "miny": 3, "maxx": 73, "maxy": 54}),
      "nodes.0.extent", "minx < maxx"),
+    (_set(["nodes", 0, "registry", "compositions", 0, "parts", 1, "node"], "shanghai"),
+     "nodes.0.registry.compositions.0.parts.1.node", "unknown node"),
+    (_set(["nodes", 0, "registry", "compositions", 0, "id"], "vec"),
+     "nodes.0.registry.compositions.0", "e-map layer name"),
 ])
 def test_broken_config_names_file_and_key(tmp_path: Path, mutate, key: str, words: str) -> None:
     path = broken(tmp_path, mutate)

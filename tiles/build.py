@@ -76,7 +76,8 @@ def raster_files(node_id: str, data_dir: Path, out_dir: Path, styles_dir: Path =
 
 def build_tiles(node: Any, children: list[Any], layers: list[Any], dsn: str, node_dir: Path,
                 data_dir: Path, styles_dir: Path = STYLES_DIR,
-                child_key: str | None = None) -> TilePaths:
+                child_key: str | None = None,
+                compositions: list[dict] | None = None) -> TilePaths:
     """Write mapfiles and the MapProxy config of `node`; returns where they are."""
     from tiles import compat
 
@@ -100,7 +101,7 @@ def build_tiles(node: Any, children: list[Any], layers: list[Any], dsn: str, nod
         _write(paths.tiles_dir / f"{lid}.xml", xml)
         formats[lid] = lay.format
     conf = build_mapproxy_config(node, children, paths.tiles_dir, formats, paths.cache_dir,
-                                 child_key)
+                                 child_key, compositions)
     _write(paths.mapproxy_yaml, yaml.safe_dump(conf, allow_unicode=True, sort_keys=False))
     validate_mapproxy(paths.mapproxy_yaml)
     from tiles.frontdoor import FrontDoor
@@ -124,3 +125,105 @@ def validate_mapproxy(path: Path) -> None:
     if errors:
         raise ValueError(f"{path}: " + "; ".join(errors))
     load_configuration(str(path)).configured_services()  # builds caches, sources, grids
+
+
+# --- published layers on the e-map (driven by layers/emap.py in every worker) --------------
+
+@dataclass(frozen=True)
+class PublishedTiles:
+    """A MapProxy config with the node's published layers, and what it serves besides the e-map."""
+
+    mapproxy_yaml: Path
+    tiled: dict[str, str]  # published raster tile layer -> tile extension
+    wms: tuple[str, ...]  # published WMS layers
+    digest: str
+
+
+def published_tiles(node_dir: Path, dsn: str, vectors: list[dict[str, Any]],
+                    rasters: list[dict[str, Any]], generation: int) -> PublishedTiles:
+    """The node's tile config plus published layers, in new files under `tiles/published/`.
+
+    `vectors` ({name, title, geometry_type}) are public layers published with `emap`: drawn on
+    top of `vec` and offered as a WMS layer each; `rasters` ({name, title, path, version}) are
+    public GeoTIFFs offered as tile layers (WMTS/TMS in both grids, and WMS). The files are
+    derived from the node's generated mapfiles and MapProxy config and are never rewritten
+    once a worker may read them: a new generation gets a new directory, named by generation
+    and content digest (identical content, identical files, whichever worker writes them).
+    """
+    import hashlib
+    import json
+    import shutil
+    import time
+
+    from tiles.styles import (
+        published_layer,
+        published_style,
+        raster_layer_xml,
+        single_map_xml,
+        with_published,
+    )
+
+    paths = TilePaths(node_dir)
+    base_text = paths.mapproxy_yaml.read_text(encoding="utf-8")
+    vec_xml = paths.tiles_dir / "vec.xml"
+    spec = json.dumps([vectors, rasters], sort_keys=True, default=str)
+    digest = hashlib.sha256((base_text + vec_xml.read_text(encoding="utf-8") + spec)
+                            .encode()).hexdigest()[:12]
+    if not vectors and not rasters:
+        return PublishedTiles(paths.mapproxy_yaml, {}, (), digest)
+    root = paths.tiles_dir / "published"
+    out = root / f"g{generation}-{digest}"
+    tiled = {r["name"]: "png" for r in rasters}
+    wms = tuple(v["name"] for v in vectors) + tuple(tiled)
+    result = PublishedTiles(out / "mapproxy.yaml", tiled, wms, digest)
+    if result.mapproxy_yaml.exists():
+        return result
+    tmp = root / f".{out.name}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    dsn_parts = psycopg2.extensions.parse_dsn(dsn)
+    conf = yaml.safe_load(base_text)
+    caches, sources, layers = conf["caches"], conf["sources"], conf["layers"]
+    if vectors:
+        styles = [published_style(v["name"], v["geometry_type"]) for v in vectors]
+        lays = [published_layer(v["name"], dsn_parts) for v in vectors]
+        _write(tmp / "vec.xml", with_published(vec_xml.read_text(encoding="utf-8"), styles, lays))
+        for src in sources.values():
+            if src.get("type") == "mapnik" and Path(src["mapfile"]) == vec_xml:
+                src["mapfile"] = str(out / "vec.xml")
+        for v, st, lay in zip(vectors, styles, lays, strict=True):
+            _write(tmp / f"pub_{v['name']}.xml", single_map_xml([st], [lay]))
+            sources[f"pub_{v['name']}"] = {"type": "mapnik", "mapfile": str(out / f"pub_{v['name']}.xml"),
+                                           "multithreaded": True, "transparent": True}
+            layers.append({"name": v["name"], "title": v["title"], "sources": [f"pub_{v['name']}"]})
+    storage = dict(caches["vec_c"]["cache"])
+    for r in rasters:
+        st, lay = raster_layer_xml(r["name"], Path(r["path"]))
+        _write(tmp / f"pub_{r['name']}.xml", single_map_xml([st], [lay]))
+        src = f"pub_{r['name']}"
+        sources[src] = {"type": "mapnik", "mapfile": str(out / f"pub_{r['name']}.xml"),
+                        "multithreaded": True, "transparent": True,
+                        "coverage": {"bbox": [float(b) for b in r["bbox"]], "srs": "EPSG:4490"}}
+        names = []
+        for grid in conf["grids"]:
+            # the cache is per version: a republish or rollback starts from an empty cache
+            name = f"{r['name']}__v{r['version']}_{grid}"
+            cache = dict(storage)
+            if cache.get("type") == "redis":
+                cache["prefix"] = f"{cache['prefix'].rsplit(':', 1)[0]}:{name}"
+            caches[name] = {"grids": [grid], "sources": [src], "format": "image/png",
+                            "cache": cache}
+            names.append(name)
+        layers.append({"name": r["name"], "title": r["title"], "sources": [names[0]],
+                       "tile_sources": names})
+    _write(tmp / "mapproxy.yaml", yaml.safe_dump(conf, allow_unicode=True, sort_keys=False))
+    try:
+        tmp.rename(out)
+    except OSError:  # another worker wrote the same directory first
+        shutil.rmtree(tmp, ignore_errors=True)
+    # old generations: kept a while for requests still running on them
+    now = time.time()
+    for old in root.iterdir():
+        if old != out and old.name.startswith(("g", ".g")) and now - old.stat().st_mtime > 600:
+            shutil.rmtree(old, ignore_errors=True)
+    return result

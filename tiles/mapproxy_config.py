@@ -46,12 +46,54 @@ def tianditu_url(base_url: str, layer: str, grid: str, tk: str | None = None) ->
             "&TILEMATRIX=%(z)s&TILEROW=%(y)s&TILECOL=%(x)s" + (f"&tk={tk}" if tk else ""))
 
 
+def add_compositions(conf: dict[str, Any], compositions: list[dict[str, Any]],
+                     storage: Any, key: str | None) -> None:
+    """Composite layers: parts from several nodes stacked (bottom first) into one cached layer.
+
+    Each entry: {id, title, format, parts: [{base_url, layer, via}]}; `via` "tiles" reads the
+    part node's Tianditu route (with the node key `key`), "wms" its WMS GetMap. A part that is
+    down gives a transparent, uncached tile, like a child in the e-map cascade.
+    """
+    for comp in compositions:
+        cid = comp["id"]
+        tile_sources = []
+        for grid in GRIDS:
+            stack = []
+            for i, part in enumerate(comp["parts"]):
+                name = f"{cid}_{grid}_part{i}"
+                down = {"other": {"response": "transparent", "cache": False}}
+                if part["via"] == "wms":
+                    req = {"url": part["base_url"] + "/wms", "layers": part["layer"],
+                           "transparent": True, "format": "image/png"}
+                    if key:
+                        req["tk"] = key
+                    conf["sources"][name] = {
+                        "type": "wms", "req": req, "wms_opts": {"version": "1.1.1"},
+                        "supported_srs": ["EPSG:4490", "EPSG:3857"],
+                        "http": {"client_timeout": 20}, "on_error": down}
+                else:
+                    conf["sources"][name] = {
+                        "type": "tile", "grid": grid, "transparent": True,
+                        "url": tianditu_url(part["base_url"], part["layer"], grid, key),
+                        "http": {"client_timeout": 20}, "on_error": down}
+                stack.append(name)
+            cache = cache_name(cid, grid)
+            conf["caches"][cache] = {"grids": [grid], "sources": stack, "format": comp["format"],
+                                     "cache": storage(cache), "meta_size": [1, 1],
+                                     "meta_buffer": 0}
+            tile_sources.append(cache)
+        conf["layers"].append({"name": cid, "title": comp["title"],
+                               "sources": [cache_name(cid, "c")], "tile_sources": tile_sources})
+
+
 def build_mapproxy_config(node: Any, children: list[Any], tiles_dir: Path,
                           layer_formats: dict[str, str], cache_dir: Path,
-                          child_key: str | None = None) -> dict[str, Any]:
+                          child_key: str | None = None,
+                          compositions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The MapProxy YAML dict; `node`/`children` are NodeSettings, mapfiles in `tiles_dir`.
 
-    `child_key` is the node's own API key, sent (`tk`) to children that require keys.
+    `child_key` is the node's own API key, sent (`tk`) to children that require keys and to
+    the nodes of `compositions` (see `add_compositions`).
     """
     cut = OWN_MAX_LEVEL[node.tier]
     cut_res_m = GRIDS["w"].res_m(cut) * 0.75  # between level `cut` and `cut + 1`
@@ -116,7 +158,7 @@ def build_mapproxy_config(node: Any, children: list[Any], tiles_dir: Path,
     md = {"title": f"{node.title} e-map", "abstract": "政务电子地图 government e-map (geoplat)",
           "online_resource": node.base_url + "/service",
           "access_constraints": "Sample data for demonstration only; see data-samples/SOURCES.md"}
-    return {
+    conf = {
         "globals": {
             "cache": {"base_dir": str(cache_dir), "lock_dir": str(cache_dir / "locks"),
                       "tile_lock_dir": str(cache_dir / "tile_locks"),
@@ -140,3 +182,5 @@ def build_mapproxy_config(node: Any, children: list[Any], tiles_dir: Path,
         "caches": caches,
         "layers": layers,
     }
+    add_compositions(conf, compositions or [], storage, child_key)
+    return conf

@@ -15,8 +15,10 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from starlette.responses import Response
@@ -46,9 +48,10 @@ def _params(scope: Scope) -> dict[str, str]:
     return {k.upper(): v for k, v in parse_qsl(qs, keep_blank_values=True)}
 
 
-def check_tile(layer: str, grid: str, z: str, x: str, y: str, *, min_level: int = 0) -> tuple[int, int, int]:
+def check_tile(layer: str, grid: str, z: str, x: str, y: str, *, min_level: int = 0,
+               layers: Collection[str] = EMAP_LAYERS) -> tuple[int, int, int]:
     """Validate a tile address; returns (z, x, y) as ints."""
-    if layer not in EMAP_LAYERS:
+    if layer not in layers:
         raise OGCError("InvalidParameterValue", "Unknown layer.", "LAYER")
     if grid not in GRIDS:
         raise OGCError("InvalidParameterValue", "Unknown tile matrix set (use c or w).",
@@ -77,7 +80,7 @@ def _bbox(value: str) -> list[float]:
     return parts
 
 
-def check_wms(p: dict[str, str]) -> None:
+def check_wms(p: dict[str, str], wms_layers: Collection[str] = EMAP_LAYERS) -> None:
     """Validate the parts of a WMS request MapProxy would otherwise answer loosely."""
     request = p.get("REQUEST", "").lower()
     if request not in ("getmap", "getcapabilities", "getfeatureinfo", "getlegendgraphic"):
@@ -93,7 +96,7 @@ def check_wms(p: dict[str, str]) -> None:
     if p.get("FORMAT", "").lower() not in WMS_FORMATS:
         raise OGCError("InvalidFormat", "Unsupported FORMAT (use image/png or image/jpeg).", "FORMAT")
     layers = [v for v in p.get("LAYERS", "").split(",") if v]
-    if not layers or any(v not in EMAP_LAYERS for v in layers):
+    if not layers or any(v not in wms_layers for v in layers):
         raise OGCError("LayerNotDefined", "Unknown layer in LAYERS.", "LAYERS")
     crs = p.get("CRS") or p.get("SRS") or ""
     if crs.upper() not in ("EPSG:4490", "EPSG:3857", "EPSG:4326", "CRS:84", "EPSG:900913"):
@@ -101,7 +104,7 @@ def check_wms(p: dict[str, str]) -> None:
                        "Unsupported CRS/SRS.", "CRS")
 
 
-def check_wmts_kvp(p: dict[str, str]) -> None:
+def check_wmts_kvp(p: dict[str, str], layers: Collection[str] = EMAP_LAYERS) -> None:
     request = p.get("REQUEST", "").lower()
     if request == "getcapabilities":
         return
@@ -111,50 +114,107 @@ def check_wmts_kvp(p: dict[str, str]) -> None:
     if fmt not in ("image/png", "image/jpeg"):
         raise OGCError("InvalidParameterValue", "Unsupported FORMAT.", "FORMAT")
     check_tile(p.get("LAYER", ""), p.get("TILEMATRIXSET", ""), p.get("TILEMATRIX", ""),
-               p.get("TILECOL", ""), p.get("TILEROW", ""))
+               p.get("TILECOL", ""), p.get("TILEROW", ""), layers=layers)
+
+
+def yaml_layers(mapproxy_yaml: Path) -> dict[str, str]:
+    """Tiled layers of a MapProxy config beyond the e-map ones -> tile extension."""
+    import yaml
+
+    from tiles.mapproxy_config import EXT
+
+    conf = yaml.safe_load(Path(mapproxy_yaml).read_text(encoding="utf-8")) or {}
+    caches = conf.get("caches") or {}
+    out = {}
+    for layer in conf.get("layers") or []:
+        name, sources = layer.get("name"), layer.get("tile_sources") or []
+        if name and name not in LAYER_FORMAT and sources and sources[0] in caches:
+            out[name] = EXT.get(caches[sources[0]].get("format", "image/png"), "png")
+    return out
+
+
+@dataclass(frozen=True)
+class _Served:
+    """One MapProxy app and the layers it serves, swapped as a whole by `reload`."""
+
+    wsgi: Any
+    yaml: Path
+    tiled: dict[str, str]  # WMTS/TMS layer -> tile extension
+    wms: frozenset[str]  # WMS layers
 
 
 class TileService:
-    """ASGI app for the tile paths of one node."""
+    """ASGI app for the tile paths of one node.
+
+    `reload(yaml, tiled, wms)` builds a new MapProxy app (published layers, see
+    layers/emap.py) and swaps it in at once: a request reads the served state once when it
+    starts, so requests in flight finish on the app they started with.
+    """
 
     def __init__(self, mapproxy_yaml: Path, key_check: KeyCheck | None = None):
         from a2wsgi import WSGIMiddleware
+
+        self.base_yaml = Path(mapproxy_yaml)
+        extra = yaml_layers(self.base_yaml)  # e.g. composite layers (services/registry)
+        self.served = _Served(self._make(self.base_yaml), self.base_yaml,
+                              {**LAYER_FORMAT, **extra}, frozenset(EMAP_LAYERS) | frozenset(extra))
+        # one thread pool for every generation; the WSGI callable is looked up per request
+        self.mapproxy = WSGIMiddleware(self._dispatch, workers=8)  # type: ignore[arg-type]
+        self.key_check = key_check
+
+    @staticmethod
+    def _make(mapproxy_yaml: Path) -> Any:
         from mapproxy.wsgiapp import make_wsgi_app
 
         from tiles import compat
 
         compat.install()
-        self.mapproxy = WSGIMiddleware(make_wsgi_app(str(mapproxy_yaml)), workers=8)
-        self.key_check = key_check
+        return make_wsgi_app(str(mapproxy_yaml))
+
+    def reload(self, mapproxy_yaml: Path, tiled: dict[str, str] | None = None,
+               wms: Collection[str] | None = None) -> None:
+        """Serve `mapproxy_yaml` from now on (raises, keeping the old app, if it is invalid)."""
+        mapproxy_yaml = Path(mapproxy_yaml)
+        app = self._make(mapproxy_yaml)
+        tiled = {**LAYER_FORMAT, **yaml_layers(mapproxy_yaml), **(tiled or {})}
+        self.served = _Served(app, mapproxy_yaml, tiled,
+                              frozenset(EMAP_LAYERS) | frozenset(wms or ()) | frozenset(tiled))
+        LOGGER.info("tile service now serves %s", mapproxy_yaml)
+
+    def _dispatch(self, environ: dict[str, Any], start_response: Any) -> Any:
+        served = (environ.get("asgi.scope") or {}).get("geoplat.served") or self.served
+        return served.wsgi(environ, start_response)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         raw = scope.get("raw_path") or path.encode()
         p = _params(scope)
         wms = path.rstrip("/") == "/wms"
+        served = self.served  # this request's app and layers, whatever a reload does meanwhile
+        scope = {**scope, "geoplat.served": served}
         try:
             if ".." in path or b"%2e" in raw.lower() or "\\" in path or "//" in path:
                 raise OGCError("InvalidParameterValue", "Invalid path.", None, 400)
             tdt = _TDT_PATH.match(path)
             if tdt:
-                await self._tianditu(tdt["layer"], tdt["grid"], p, scope, receive, send)
+                await self._tianditu(tdt["layer"], tdt["grid"], p, scope, receive, send, served)
                 return
             if path.endswith("/wmts") and path.count("/") == 2:  # "/{x}/wmts", x not layer_grid
                 raise OGCError("InvalidParameterValue", "Unknown layer or tile matrix set.",
                                "LAYER", 404)
             if wms:
-                check_wms(p)
+                check_wms(p, served.wms)
             elif path.rstrip("/") in ("/wmts", "/service"):
                 if path.rstrip("/") == "/service" and p.get("SERVICE", "").upper() == "WMS":
-                    check_wms(p)
+                    check_wms(p, served.wms)
                     wms = True
                 else:
-                    check_wmts_kvp(p)
+                    check_wmts_kvp(p, served.tiled)
             elif path.startswith("/wmts/") and path != "/wmts/1.0.0/WMTSCapabilities.xml":
                 m = _REST.match(unquote(path))
                 if not m:
                     raise OGCError("InvalidParameterValue", "Invalid WMTS RESTful path.", None, 404)
-                check_tile(m["layer"], m["grid"], m["z"], m["x"], m["y"])
+                check_tile(m["layer"], m["grid"], m["z"], m["x"], m["y"], layers=served.tiled)
                 if m["ext"] not in TILE_EXT:
                     raise OGCError("InvalidParameterValue", "Unsupported format.", "FORMAT")
         except OGCError as err:
@@ -169,13 +229,13 @@ class TileService:
         await self._mapproxy(scope, receive, send, wms=wms, version=p.get("VERSION", "1.3.0"))
 
     async def _tianditu(self, layer: str, grid: str, p: dict[str, str], scope: Scope,
-                        receive: Receive, send: Send) -> None:
+                        receive: Receive, send: Send, served: _Served) -> None:
         if self.key_check is not None:
             refusal = await self.key_check(scope, p)
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
-        if layer not in EMAP_LAYERS or grid not in GRIDS:
+        if layer not in served.tiled or grid not in GRIDS:
             raise OGCError("InvalidParameterValue", "Unknown layer or tile matrix set.",
                            "LAYER", 404)
         if p.get("SERVICE", "WMTS").upper() != "WMTS":
@@ -195,8 +255,8 @@ class TileService:
         if p.get("FORMAT", "tiles").lower() not in TDT_FORMATS:
             raise OGCError("InvalidParameterValue", "Unsupported FORMAT.", "FORMAT")
         z, x, y = check_tile(layer, grid, p.get("TILEMATRIX", ""), p.get("TILECOL", ""),
-                             p.get("TILEROW", ""), min_level=1)
-        rest = f"/wmts/{layer}/{grid}/{z:02d}/{x}/{y}.{LAYER_FORMAT[layer]}"
+                             p.get("TILEROW", ""), min_level=1, layers=served.tiled)
+        rest = f"/wmts/{layer}/{grid}/{z:02d}/{x}/{y}.{served.tiled[layer]}"
         await self._mapproxy({**scope, "path": rest, "raw_path": rest.encode(), "query_string": b""},
                              receive, send)
 

@@ -215,3 +215,53 @@ def check_no_sensitive(xml: str, forbidden: set[str]) -> None:
     for t in forbidden:
         if f'FROM "{t}"' in xml:
             raise SensitiveContentError(f"e-map style would draw restricted table {t!r}")
+
+
+# --- published layers (layers/emap.py): drawn on vec and offered as their own WMS layer -----
+
+PUBLISHED_STYLE = {"fill": "#e8846b", "fill-opacity": "0.55", "stroke": "#b23b1e"}
+
+
+def published_style(name: str, geometry_type: str) -> str:
+    """A generic Mapnik style for a published vector layer, by geometry type."""
+    g = geometry_type.lower()
+    s = PUBLISHED_STYLE
+    if "polygon" in g:
+        sym = (f'<PolygonSymbolizer fill="{s["fill"]}" fill-opacity="{s["fill-opacity"]}"/>'
+               f'<LineSymbolizer stroke="{s["stroke"]}" stroke-width="1.2"/>')
+    elif "line" in g:
+        sym = f'<LineSymbolizer stroke="{s["stroke"]}" stroke-width="2" stroke-linejoin="round"/>'
+    else:
+        sym = (f'<MarkersSymbolizer fill="{s["fill"]}" width="7" height="7" stroke="{s["stroke"]}"'
+               ' stroke-width="1" allow-overlap="true" ignore-placement="true"/>')
+    return f'<Style name="published__{name}"><Rule>{sym}</Rule></Style>'
+
+
+def published_layer(name: str, dsn: dict[str, str]) -> str:
+    """The Mapnik layer of a published vector layer (its view `name`, the current version)."""
+    return (f'<Layer name="published__{name}" srs="epsg:4490"><StyleName>published__{name}'
+            f'</StyleName><Datasource>{_postgis(dsn, _sql(name, None, None))}</Datasource></Layer>')
+
+
+def with_published(base_xml: str, styles: list[str], layers: list[str]) -> str:
+    """`base_xml` (a generated e-map mapfile) with published layers drawn on top."""
+    head, sep, rest = base_xml.partition("</FontSet>")
+    if not sep:
+        head, sep, rest = base_xml.partition(">\n")  # after <Map ...>
+    body, end, tail = rest.rpartition("</Map>")
+    return head + sep + "\n" + "\n".join(styles) + body + "\n".join(layers) + "\n" + end + tail
+
+
+def single_map_xml(styles: list[str], layers: list[str]) -> str:
+    """A transparent map of the given styles and layers (a published layer on its own)."""
+    head = f'<?xml version="1.0" encoding="utf-8"?>\n<Map srs="epsg:4490" buffer-size="{META_BUFFER}">'
+    return "\n".join([head, *styles, *layers, "</Map>\n"])
+
+
+def raster_layer_xml(name: str, path: Path) -> tuple[str, str]:
+    """(style, layer) drawing one GeoTIFF (a published raster) with Mapnik's gdal plugin."""
+    style = '<Style name="raster"><Rule><RasterSymbolizer scaling="bilinear"/></Rule></Style>'
+    layer = (f'<Layer name="published__{name}" srs="epsg:4490"><StyleName>raster</StyleName>'
+             f'<Datasource><Parameter name="type">gdal</Parameter>'
+             f'<Parameter name="file">{escape(str(path))}</Parameter></Datasource></Layer>')
+    return style, layer

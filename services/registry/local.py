@@ -111,6 +111,16 @@ def desired_records(node_meta: dict[str, Any], pygeoapi_config: dict[str, Any],
                         f"{base}/wms?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.3.0", title,
                         keywords=kw, bbox=extent, layer_id=lid,
                         description="government e-map WMS layer"))
+    for comp in node_meta.get("compositions") or []:  # composite services (registry settings)
+        cid, title = comp["id"], f"{comp['title']} ({node['title']})"
+        kw = ["composite", "组合服务", cid]
+        out.append(_rec(node, path, f"{nid}:wmts:{cid}", "WMTS",
+                        f"{base}/wmts/1.0.0/WMTSCapabilities.xml", title, keywords=kw,
+                        bbox=extent, layer_id=cid, description="composite WMTS layer"))
+        out.append(_rec(node, path, f"{nid}:wms:{cid}", "WMS",
+                        f"{base}/wms?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.3.0", title,
+                        keywords=kw, bbox=extent, layer_id=cid,
+                        description="composite WMS layer"))
     return out
 
 

@@ -4,7 +4,40 @@ from __future__ import annotations
 
 import ipaddress
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class CompositionPart(BaseModel):
+    """One service of a composite: a layer of a node, by its tiles or its WMS."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    node: str = Field(description="id of the node that serves the layer")
+    layer: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$",
+                       description="an e-map layer (vec, cva, img, cia, ter) or a WMS layer of it")
+    via: Literal["tiles", "wms"] = Field(
+        default="tiles", description="tiles: the node's Tianditu tile route (e-map layers); "
+                                     "wms: GetMap of the node's WMS (e.g. a published layer)")
+
+
+class Composition(BaseModel):
+    """A composite service: layers of several nodes stacked into one WMTS/WMS layer (bottom first),
+    the way the e-map cascade stacks a node's own tiles and its children's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    title: str
+    format: Literal["image/png", "image/jpeg"] = "image/png"
+    parts: list[CompositionPart] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _not_emap(self) -> "Composition":
+        if self.id in ("vec", "cva", "img", "cia", "ter", "cta"):
+            raise ValueError(f"composition id {self.id!r} is an e-map layer name")
+        return self
 
 
 class RegistrySettings(BaseModel):
@@ -29,6 +62,8 @@ class RegistrySettings(BaseModel):
     max_document_bytes: int = Field(default=5_000_000, ge=10_000,
                                     description="capabilities documents larger than this are refused")
     max_redirects: int = Field(default=5, ge=0, le=20)
+    compositions: list[Composition] = Field(
+        default=[], description="composite WMTS/WMS layers this node serves from several nodes")
 
     @field_validator("allow_networks")
     @classmethod
