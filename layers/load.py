@@ -67,6 +67,19 @@ class LoadResult:
     skipped: bool  # unchanged input, nothing written
 
 
+def upsert_catalogue(cur: Any, layer_id: str, title: str, geometry_type: str, count: int,
+                     bbox: list[float], columns: dict[str, str], checksum: str) -> None:
+    """Record (or update) a layer in the node's `geoplat_layers` catalogue."""
+    cur.execute(
+        "INSERT INTO geoplat_layers (id, title, geometry_type, feature_count, bbox, columns, checksum)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
+        " title = EXCLUDED.title, geometry_type = EXCLUDED.geometry_type,"
+        " feature_count = EXCLUDED.feature_count, bbox = EXCLUDED.bbox,"
+        " columns = EXCLUDED.columns, checksum = EXCLUDED.checksum, loaded_at = now()",
+        (layer_id, title, geometry_type, count, bbox, json.dumps(columns, ensure_ascii=False),
+         checksum))
+
+
 def safe_column_name(name: str, taken: set[str]) -> str:
     """An SQL/OGC-safe lowercase name for `name`, unique within `taken`."""
     base = _SAFE.sub("_", name.strip().lower()) or "col"
@@ -244,14 +257,8 @@ def load_layer(dsn: str, spec: LayerSpec, *, force: bool = False,
             cur.execute(sql.SQL("ALTER TABLE {} RENAME CONSTRAINT {} TO {}").format(
                 sql.Identifier(spec.id), sql.Identifier(f"{staging}_pkey"[:63]),
                 sql.Identifier(f"{spec.id}_pkey"[:63])))
-            cur.execute(
-                "INSERT INTO geoplat_layers (id, title, geometry_type, feature_count, bbox, columns, checksum)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
-                " title = EXCLUDED.title, geometry_type = EXCLUDED.geometry_type,"
-                " feature_count = EXCLUDED.feature_count, bbox = EXCLUDED.bbox,"
-                " columns = EXCLUDED.columns, checksum = EXCLUDED.checksum, loaded_at = now()",
-                (spec.id, spec.title, spec.geometry_type, count, bbox,
-                 json.dumps({v: str(k) for k, v in rename.items()}, ensure_ascii=False), checksum))
+            upsert_catalogue(cur, spec.id, spec.title, spec.geometry_type, count, bbox,
+                             {v: str(k) for k, v in rename.items()}, checksum)
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(spec.id)))

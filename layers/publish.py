@@ -275,14 +275,10 @@ def _set_catalogue(cur: Any, name: str, title: str, version: dict[str, Any] | No
     if version is None:
         cur.execute("DELETE FROM geoplat_layers WHERE id = %s", (name,))
         return
-    cur.execute(
-        "INSERT INTO geoplat_layers (id, title, geometry_type, feature_count, bbox, columns, checksum)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
-        " title = EXCLUDED.title, geometry_type = EXCLUDED.geometry_type,"
-        " feature_count = EXCLUDED.feature_count, bbox = EXCLUDED.bbox,"
-        " columns = EXCLUDED.columns, checksum = EXCLUDED.checksum, loaded_at = now()",
-        (name, title, version["geometry_type"], version["feature_count"], version["bbox"],
-         json.dumps(version["columns"], ensure_ascii=False), version["checksum"]))
+    from layers.load import upsert_catalogue
+
+    upsert_catalogue(cur, name, title, version["geometry_type"], version["feature_count"],
+                     version["bbox"], version["columns"], version["checksum"])
 
 
 def _prune(cur: Any, name: str, keep: int, protect: set[int]) -> list[str]:

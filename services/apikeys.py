@@ -32,6 +32,7 @@ DEFAULT_QUOTAS = {"tiles": 100000, "features": 20000, "search": 10000}
 DEFAULT_RATE = 50
 KEY_TTL = 30.0
 FLUSH_SECONDS = 5.0
+NEAR_QUOTA = 10  # within this many (or 5 %) of a quota, requests are counted exactly
 
 
 def key_hash(value: str) -> str:
@@ -220,6 +221,24 @@ class KeyChecker:
             self._base[(key_id, kind)] = base
         return base[1] + self._counts.get((key_id, kind), 0)
 
+    def _count_exact(self, key_id: str, kind: str, limit: int) -> bool:
+        """Count one request in the database if the key is under `limit` today (with this
+        worker's uncounted requests of the key added first); False when over quota."""
+        with self._lock:
+            pending = self._counts.pop((key_id, kind), 0)
+        if pending:
+            self.db.execute(
+                "INSERT INTO auth.key_usage AS u VALUES (%(k)s, current_date, %(kind)s, %(n)s) "
+                "ON CONFLICT (key_id, day, kind) DO UPDATE SET count = u.count + EXCLUDED.count",
+                {"k": key_id, "kind": kind, "n": pending})
+        row = self.db.one(
+            "INSERT INTO auth.key_usage AS u SELECT %(k)s, current_date, %(kind)s, 1 "
+            "WHERE 1 <= %(limit)s ON CONFLICT (key_id, day, kind) DO UPDATE SET "
+            "count = u.count + 1 WHERE u.count < %(limit)s RETURNING count",
+            {"k": key_id, "kind": kind, "limit": limit})
+        self._base[(key_id, kind)] = (time.monotonic(), int(row["count"]) if row else limit)
+        return row is not None
+
     def _flush_sync(self) -> None:
         with self._lock:
             counts, self._counts = self._counts, {}
@@ -273,13 +292,20 @@ class KeyChecker:
             return Decision(False, 429, "Too Many Requests",
                             f"Rate limit of {key.rate_per_second} requests per second exceeded.")
         if kind in KINDS:
+            limit = key.quotas.get(kind, 0)
             used = await self._used_today(key.key_id, kind)
-            if used >= key.quotas.get(kind, 0):
+            over = used >= limit
+            if not over and limit - used <= max(NEAR_QUOTA, limit // 20):
+                # close to the quota: count in the database now, so every worker agrees
+                over = not await anyio.to_thread.run_sync(self._count_exact, key.key_id, kind,
+                                                          limit)
+            elif not over:
+                with self._lock:
+                    self._counts[(key.key_id, kind)] = self._counts.get((key.key_id, kind), 0) + 1
+            if over:
                 return Decision(False, 429, "Quota exceeded",
-                                f"The daily {kind} quota of this key ({key.quotas.get(kind, 0)}) "
+                                f"The daily {kind} quota of this key ({limit}) "
                                 "is used up at this node; it resets at midnight.")
-            with self._lock:
-                self._counts[(key.key_id, kind)] = self._counts.get((key.key_id, kind), 0) + 1
             if time.monotonic() - self._last_flush > FLUSH_SECONDS or \
                     sum(self._counts.values()) > 500:
                 await self.flush()

@@ -101,26 +101,18 @@ def desired_records(node_meta: dict[str, Any], pygeoapi_config: dict[str, Any],
         if "record" in kinds:
             out.append(_rec(node, path, f"{nid}:records:{cid}", "OGCAPI-Records",
                             f"{base}/ogc/collections/{cid}", title, **common))
-    for lid in EMAP_LAYERS:
-        title = f"{TITLES.get(lid, lid)} ({node['title']})"
-        kw = ["e-map", "政务电子地图", lid]
-        out.append(_rec(node, path, f"{nid}:wmts:{lid}", "WMTS",
-                        f"{base}/wmts/1.0.0/WMTSCapabilities.xml", title, keywords=kw,
-                        bbox=extent, layer_id=lid, description="government e-map WMTS layer"))
-        out.append(_rec(node, path, f"{nid}:wms:{lid}", "WMS",
-                        f"{base}/wms?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.3.0", title,
-                        keywords=kw, bbox=extent, layer_id=lid,
-                        description="government e-map WMS layer"))
-    for comp in node_meta.get("compositions") or []:  # composite services (registry settings)
-        cid, title = comp["id"], f"{comp['title']} ({node['title']})"
-        kw = ["composite", "组合服务", cid]
-        out.append(_rec(node, path, f"{nid}:wmts:{cid}", "WMTS",
-                        f"{base}/wmts/1.0.0/WMTSCapabilities.xml", title, keywords=kw,
-                        bbox=extent, layer_id=cid, description="composite WMTS layer"))
-        out.append(_rec(node, path, f"{nid}:wms:{cid}", "WMS",
-                        f"{base}/wms?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.3.0", title,
-                        keywords=kw, bbox=extent, layer_id=cid,
-                        description="composite WMS layer"))
+    # the e-map layers and the composite layers (registry settings), each as WMTS and WMS
+    maps = [(lid, TITLES.get(lid, lid), ["e-map", "政务电子地图", lid], "government e-map")
+            for lid in EMAP_LAYERS]
+    maps += [(c["id"], c["title"], ["composite", "组合服务", c["id"]], "composite")
+             for c in node_meta.get("compositions") or []]
+    for lid, name, kw, what in maps:
+        title = f"{name} ({node['title']})"
+        for stype, url in (("WMTS", f"{base}/wmts/1.0.0/WMTSCapabilities.xml"),
+                           ("WMS", f"{base}/wms?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.3.0")):
+            out.append(_rec(node, path, f"{nid}:{stype.lower()}:{lid}", stype, url, title,
+                            keywords=kw, bbox=extent, layer_id=lid,
+                            description=f"{what} {stype} layer"))
     return out
 
 
