@@ -126,23 +126,15 @@ def zlib_error() -> type[Exception]:
 
 def safe_names(names: list[str], reserved: set[str] = frozenset({"fid", "geom"})) -> dict[str, str]:
     """original -> SQL/OGC-safe lowercase unique name (non-ASCII names become attr_<n>)."""
+    from layers.load import unique_name
+
     taken: set[str] = set()
     out: dict[str, str] = {}
     for i, name in enumerate(names, start=1):
         base = _SAFE.sub("_", str(name).strip().lower()).strip("_")
         if not re.search(r"[a-z0-9]", base):
             base = f"attr_{i}"
-        if base[0].isdigit():
-            base = "c_" + base
-        base = base[:55]
-        if base in reserved:
-            base += "_src"
-        cand, n = base, 1
-        while cand in taken:
-            n += 1
-            cand = f"{base}_{n}"
-        taken.add(cand)
-        out[name] = cand
+        out[name] = unique_name(base, taken, reserved, 55)
     return out
 
 

@@ -80,13 +80,13 @@ def upsert_catalogue(cur: Any, layer_id: str, title: str, geometry_type: str, co
          checksum))
 
 
-def safe_column_name(name: str, taken: set[str]) -> str:
-    """An SQL/OGC-safe lowercase name for `name`, unique within `taken`."""
-    base = _SAFE.sub("_", name.strip().lower()) or "col"
+def unique_name(base: str, taken: set[str], reserved: Iterable[str], max_len: int) -> str:
+    """`base` (already SQL-safe characters) made a valid, unreserved name unique within
+    `taken`, which it is added to."""
     if base[0].isdigit():
         base = "c_" + base
-    base = base[:60]
-    if base in RESERVED_COLUMNS:
+    base = base[:max_len]
+    if base in reserved:
         base += "_src"
     cand, n = base, 1
     while cand in taken:
@@ -94,6 +94,11 @@ def safe_column_name(name: str, taken: set[str]) -> str:
         cand = f"{base}_{n}"
     taken.add(cand)
     return cand
+
+
+def safe_column_name(name: str, taken: set[str]) -> str:
+    """An SQL/OGC-safe lowercase name for `name`, unique within `taken`."""
+    return unique_name(_SAFE.sub("_", name.strip().lower()) or "col", taken, RESERVED_COLUMNS, 60)
 
 
 def file_checksum(spec: LayerSpec) -> str:

@@ -153,6 +153,16 @@ def _union(boxes: list[list[float]]) -> list[float] | None:
     return box if box[0] < box[2] and box[1] < box[3] else None
 
 
+def _ows_summary(kind: str, service: Any, layers: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Record fields from an OWSLib WMS/WMTS capabilities object."""
+    ident = service.identification
+    return {"type": kind, "title": ident.title or kind, "description": ident.abstract or "",
+            "keywords": [k for k in (ident.keywords or []) if k][:30],
+            "bbox": _union([list(lay.boundingBoxWGS84) for _, lay in layers
+                            if getattr(lay, "boundingBoxWGS84", None)]),
+            "layers": [name for name, _ in layers][:200]}
+
+
 def _from_xml(url: str, body: bytes, wanted: str | None) -> dict[str, Any]:
     from lxml import etree
 
@@ -171,13 +181,7 @@ def _from_xml(url: str, body: bytes, wanted: str | None) -> dict[str, Any]:
             wms = WebMapService(url, xml=body, version=root.get("version") or "1.3.0")
         except Exception:  # noqa: BLE001 - a broken document from a third party
             raise HarvestError("The WMS capabilities document could not be read.") from None
-        layers = list(wms.contents.values())
-        return {"type": "WMS", "title": wms.identification.title or "WMS",
-                "description": wms.identification.abstract or "",
-                "keywords": [k for k in (wms.identification.keywords or []) if k][:30],
-                "bbox": _union([list(lay.boundingBoxWGS84) for lay in layers
-                                if lay.boundingBoxWGS84]),
-                "layers": [lay.name for lay in layers][:200]}
+        return _ows_summary("WMS", wms, [(lay.name, lay) for lay in wms.contents.values()])
     if name == "Capabilities" and "wmts" in (root.nsmap.get(None) or ""):
         from owslib.wmts import WebMapTileService
 
@@ -185,13 +189,7 @@ def _from_xml(url: str, body: bytes, wanted: str | None) -> dict[str, Any]:
             wmts = WebMapTileService(url, xml=body)
         except Exception:  # noqa: BLE001
             raise HarvestError("The WMTS capabilities document could not be read.") from None
-        layers = list(wmts.contents.values())
-        return {"type": "WMTS", "title": wmts.identification.title or "WMTS",
-                "description": wmts.identification.abstract or "",
-                "keywords": [k for k in (wmts.identification.keywords or []) if k][:30],
-                "bbox": _union([list(lay.boundingBoxWGS84) for lay in layers
-                                if getattr(lay, "boundingBoxWGS84", None)]),
-                "layers": [lay.id for lay in layers][:200]}
+        return _ows_summary("WMTS", wmts, [(lay.id, lay) for lay in wmts.contents.values()])
     raise HarvestError("The URL did not answer a WMS or WMTS capabilities document.")
 
 
