@@ -6,7 +6,12 @@ In one run: generates a GeoPackage of points and one of polygons (seeded, EPSG:4
 private PostGIS cluster, then for each file loads it with ogr2ogr and publishes it with ours,
 each in its own child process (peak memory = the child's max RSS), alternating the order.
 Prints seconds, ours/ogr2ogr speed ratio (goal >= 0.8) and peak memory, and appends the table to
-bench/results/publish.md. Both sides end with a primary key, a GIST index and ANALYZE.
+bench/results/publish.md. Both sides end with a primary key and a GIST index; ours also gathers
+planner statistics from a small sample (ogr2ogr leaves that to autovacuum).
+
+It also prints CPU seconds per side, the loading process plus the database server's processes
+(the postmaster's reaped children and its live ones), and their ratio: on a machine busy with
+other work, wall-clock seconds swing by a factor of two between runs, CPU seconds much less.
 """
 
 from __future__ import annotations
@@ -64,25 +69,49 @@ def generate(out: Path, points: int, polygons: int) -> tuple[Path, Path]:
     return pts_path, poly_path
 
 
-def run_child(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
-    """(seconds, peak RSS MiB) of one child process."""
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(postmaster: int) -> float:
+    """CPU seconds used so far by a PostgreSQL server: its reaped children and its live ones."""
+    def fields(pid: int) -> list[str]:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+
+    main = fields(postmaster)
+    total = int(main[11]) + int(main[12]) + int(main[13]) + int(main[14])  # utime stime cutime cstime
+    for child in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split():
+        try:
+            f = fields(int(child))
+        except OSError:
+            continue  # exited meanwhile: counted in cutime next time
+        total += int(f[11]) + int(f[12])
+    return total / _TICK
+
+
+def run_child(cmd: list[str], env: dict | None = None, postmaster: int | None = None
+              ) -> tuple[float, float, float]:
+    """(seconds, peak RSS MiB, CPU seconds of the child and the server) of one child process."""
+    cpu0 = server_cpu(postmaster) if postmaster else 0.0
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t0
+    time.sleep(0.2)  # let the postmaster reap the child's backend
+    cpu = usage.ru_utime + usage.ru_stime + (server_cpu(postmaster) - cpu0 if postmaster else 0.0)
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{cmd[0]} failed: {err[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, usage.ru_maxrss / 1024, cpu
 
 
-def ogr2ogr(dsn_parts: dict, path: Path, table: str) -> tuple[float, float]:
+def ogr2ogr(dsn_parts: dict, path: Path, table: str, postmaster: int) -> tuple[float, float, float]:
     pg = (f"PG:host={dsn_parts['host']} port={dsn_parts['port']} dbname={dsn_parts['dbname']} "
           f"user={dsn_parts['user']} password={dsn_parts.get('password', '')}")
     env = {**os.environ, "PG_USE_COPY": "YES"}
     return run_child(["ogr2ogr", "-f", "PostgreSQL", pg, str(path), "-nln", table,
                       "-lco", "GEOMETRY_NAME=geom", "-lco", "FID=fid", "-lco", "SPATIAL_INDEX=GIST",
-                      "-a_srs", "EPSG:4490", "-overwrite", "-gt", "65536"], env)
+                      "-a_srs", "EPSG:4490", "-overwrite", "-gt", "65536"], env, postmaster)
 
 
 def main() -> int:
@@ -115,6 +144,7 @@ def main() -> int:
         dsn = cluster.dsn("bench")
         ensure_database(cluster.dsn(), "bench")
         parts = psycopg2.extensions.parse_dsn(dsn)
+        postmaster = int((cluster.pgdata / "postmaster.pid").read_text().split()[0])
         rows = []
         for path, n in zip(files, (args.points, args.polygons)):
             stem = path.stem
@@ -123,11 +153,13 @@ def main() -> int:
             for order, who in enumerate(("ogr2ogr", "ours") if stem == "points" else ("ours", "ogr2ogr")):
                 with console.status(f"{stem}: {who}"):
                     if who == "ogr2ogr":
-                        results[who] = ogr2ogr(parts, path, f"ogr_{stem}")
+                        results[who] = ogr2ogr(parts, path, f"ogr_{stem}", postmaster)
                     else:
                         results[who] = run_child([sys.executable, "-c", OURS, dsn, str(path),
-                                                  str(base / "node"), f"ours_{stem}"])
-                console.print(f"{stem} {who}: {results[who][0]:.2f} s, peak {results[who][1]:.0f} MiB")
+                                                  str(base / "node"), f"ours_{stem}"],
+                                                 postmaster=postmaster)
+                console.print(f"{stem} {who}: {results[who][0]:.2f} s, peak {results[who][1]:.0f} MiB, "
+                              f"CPU {results[who][2]:.2f} s")
             conn = psycopg2.connect(dsn)
             with conn.cursor() as cur:
                 cur.execute(f"SELECT (SELECT count(*) FROM ogr_{stem}), (SELECT count(*) FROM ours_{stem})")
@@ -135,14 +167,17 @@ def main() -> int:
             conn.close()
             assert a == b == n, (a, b, n)
             ratio = results["ogr2ogr"][0] / results["ours"][0]
-            rows.append((stem, n, results["ogr2ogr"], results["ours"], ratio))
+            cpu_ratio = results["ogr2ogr"][2] / results["ours"][2]
+            rows.append((stem, n, results["ogr2ogr"], results["ours"], ratio, cpu_ratio))
         lines = [(f"\n## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {os.cpu_count()} cores · "
                   f"load {os.getloadavg()[0]:.2f} · commit {_commit()}\n"),
                  ("| file | features | ogr2ogr s | ogr2ogr peak MiB | ours s | ours peak MiB | "
-                  "speed ours/ogr2ogr (goal >= 0.8) |"),
-                 "|---|---:|---:|---:|---:|---:|---:|"]
-        for stem, n, (os_, om), (us, um), ratio in rows:
-            lines.append(f"| {stem} | {n:,} | {os_:.2f} | {om:.0f} | {us:.2f} | {um:.0f} | {ratio:.2f} |")
+                  "speed ours/ogr2ogr (goal >= 0.8) | CPU s ogr2ogr / ours (client + server) | "
+                  "CPU ratio |"),
+                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for stem, n, (os_, om, oc), (us, um, uc), ratio, cpu_ratio in rows:
+            lines.append(f"| {stem} | {n:,} | {os_:.2f} | {om:.0f} | {us:.2f} | {um:.0f} | {ratio:.2f} "
+                         f"| {oc:.2f} / {uc:.2f} | {cpu_ratio:.2f} |")
         text = "\n".join(lines) + "\n"
         console.print(text)
         if not RESULTS.exists():
