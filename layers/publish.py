@@ -231,9 +231,14 @@ def _checksum(path: Path) -> str:
 
 
 def _bump(cur: Any) -> int:
+    """The next serving generation; workers listening are notified when the transaction commits."""
+    from layers.serving import CHANNEL
+
     cur.execute("UPDATE geoplat_publish_generation SET generation = generation + 1 WHERE id = 1"
                 " RETURNING generation")
-    return int(cur.fetchone()[0])
+    generation = int(cur.fetchone()[0])
+    cur.execute(f"NOTIFY {CHANNEL}")
+    return generation
 
 
 def wait_served(ctx: NodeContext, generation: int, timeout: float = 15.0) -> bool:
@@ -258,7 +263,7 @@ def wait_served(ctx: NodeContext, generation: int, timeout: float = 15.0) -> boo
             if time.monotonic() > deadline:
                 LOGGER.warning("not every worker serves generation %s after %s s", generation, timeout)
                 return False
-            time.sleep(0.1)
+            time.sleep(0.05)
     finally:
         conn.close()
 

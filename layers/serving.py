@@ -30,7 +30,8 @@ EPSG = "http://www.opengis.net/def/crs/EPSG/0/{}"
 SUPPORTED_CRS = [CRS84, EPSG.format(4490), EPSG.format(4326), EPSG.format(3857)]
 FEATURE_PROVIDER = "nodes.providers.features.PostGISFeatureProvider"
 MVT_PROVIDER = "nodes.providers.mvt.PostGISMVTProvider"
-POLL_SECONDS = 0.5
+POLL_SECONDS = 0.5  # at the latest; a publish's NOTIFY on CHANNEL wakes workers at once
+CHANNEL = "geoplat_publish"
 HEARTBEAT_SECONDS = 2.0  # publishers treat a worker silent for 6 s as gone
 
 
@@ -71,7 +72,9 @@ def resource(name: str, row: dict[str, Any], dsn: str) -> dict[str, Any]:
     common = {"data": {"dsn": dsn}, "table": storage, "id_field": "fid", "geom_field": "geom"}
     base["providers"] = [
         {"type": "feature", "name": FEATURE_PROVIDER, **common,
-         "storage_crs": EPSG.format(4490), "crs": SUPPORTED_CRS},
+         "storage_crs": EPSG.format(4490), "crs": SUPPORTED_CRS,
+         # original attribute names (the columns are safe names): titles in queryables/schema
+         "titles": {k: str(v) for k, v in (row.get("columns") or {}).items()}},
         {"type": "tile", "name": MVT_PROVIDER, **common,
          "options": {"zoom": {"min": 0, "max": 22}, "schemes": ["WebMercatorQuad"],
                      "max_features": 5000},
@@ -88,7 +91,8 @@ def published(dsn: str) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
             cur.execute("SELECT to_regclass('public.geoplat_published')")
             if cur.fetchone()[0] is None:
                 return {}, {}
-            cur.execute("SELECT p.name, p.title, p.access, p.keywords, v.storage, v.bbox"
+            cur.execute("SELECT p.name, p.title, p.access, p.keywords, v.storage, v.bbox,"
+                        " v.columns"
                         " FROM geoplat_published p JOIN geoplat_layer_versions v"
                         " ON v.name = p.name AND v.version = p.current_version ORDER BY p.name")
             cols = [d[0] for d in cur.description]
@@ -141,6 +145,8 @@ class Reloader:
                 self._conn = psycopg2.connect(self.dsn, application_name="geoplat-publish-poll",
                                               connect_timeout=3)
                 self._conn.autocommit = True
+                with self._conn.cursor() as cur:
+                    cur.execute(f"LISTEN {CHANNEL}")  # publishers notify at commit
             try:
                 gen = generation(self.dsn, self._conn)
                 changed = gen != self.seen
@@ -214,11 +220,21 @@ class Reloader:
             LOGGER.exception("reloading the tile services for generation %s failed", gen)
 
     def run(self) -> None:
-        while not self._stop.wait(POLL_SECONDS):
+        import select
+
+        while not self._stop.is_set():
             try:
-                self.check()
+                conn = self._conn
+                if conn is None or conn.closed:
+                    self._stop.wait(POLL_SECONDS)
+                elif select.select([conn], [], [], POLL_SECONDS)[0]:
+                    conn.poll()  # a publish committed: reload now, not at the next poll
+                    conn.notifies.clear()
+                if not self._stop.is_set():
+                    self.check()
             except Exception:
                 LOGGER.exception("reloading published layers failed")
+                self._stop.wait(POLL_SECONDS)
 
     def start(self) -> None:
         try:

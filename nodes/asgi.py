@@ -155,6 +155,9 @@ def create_app(node_dir: str | os.PathLike | None = None) -> Starlette:
     from nodes.providers.crs import install_transformer_cache
 
     install_transformer_cache()
+    from nodes.providers.features import install_queryable_titles
+
+    install_queryable_titles()  # original attribute names as queryable titles (issue 6)
     from pygeoapi import starlette_app  # reads PYGEOAPI_CONFIG once, at import
 
     health = Health(meta["node"], meta["dsn"], len(starlette_app.CONFIG.get("resources", {})))

@@ -40,12 +40,30 @@ def catalogue_extents(dsn: str) -> dict[str, list[float]]:
         conn.close()
 
 
-def _resource(layer: LayerSettings, dsn: str, bbox: list[float], node: NodeSettings) -> dict[str, Any]:
+def catalogue_titles(dsn: str) -> dict[str, dict[str, str]]:
+    """{column: original attribute name} per loaded layer, from `geoplat_layers.columns`."""
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('public.geoplat_layers')")
+            if cur.fetchone()[0] is None:
+                return {}
+            cur.execute("SELECT id, columns FROM geoplat_layers")
+            return {row[0]: {k: str(v) for k, v in (row[1] or {}).items()}
+                    for row in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def _resource(layer: LayerSettings, dsn: str, bbox: list[float], node: NodeSettings,
+              titles: dict[str, str] | None = None) -> dict[str, Any]:
     common = {"data": {"dsn": dsn}, "table": layer.id, "id_field": "fid", "geom_field": "geom"}
     feature: dict[str, Any] = {"type": "feature", "name": FEATURE_PROVIDER, **common,
                                "storage_crs": STORAGE_CRS, "crs": SUPPORTED_CRS}
     if layer.label_field:
         feature["title_field"] = layer.label_field
+    if titles:  # original attribute names: titles in queryables and schema
+        feature["titles"] = titles
     keywords = list(layer.keywords) + (["synthetic"] if layer.synthetic else [])
     description = layer.description or layer.title
     if layer.synthetic:
@@ -78,6 +96,7 @@ def build_config(settings: FederationSettings, node: NodeSettings, layers: list[
                  dsn: str, templates: dict[str, str] | None = None) -> dict[str, Any]:
     """The pygeoapi config dict for one node; only layers that are loaded are published."""
     extents = catalogue_extents(dsn)
+    titles = catalogue_titles(dsn)
     server: dict[str, Any] = {
         "bind": {"host": node.host, "port": node.port},
         "url": node.base_url + "/ogc",
@@ -116,7 +135,7 @@ def build_config(settings: FederationSettings, node: NodeSettings, layers: list[
                         "hours": "-", "instructions": "-", "role": "pointOfContact"},
         },
         "resources": {
-            layer.id: _resource(layer, dsn, extents[layer.id], node)
+            layer.id: _resource(layer, dsn, extents[layer.id], node, titles.get(layer.id))
             for layer in layers if layer.id in extents
         } | _catalogue(node, dsn),
     }

@@ -196,3 +196,41 @@ def test_published_layer_is_registered(federation, urls, tokens, geojson_bytes):
             assert [row[0] for row in cur.fetchall()] == ["registered"]
     finally:
         conn.close()
+
+
+def test_large_upload_through_the_front_door(federation, urls, tokens, tmp_path):
+    """A file over nginx's general body limit (10 MB) streams through to the app and loads in
+    batches (GDAL's Arrow stream, more than one batch)."""
+    import numpy as np
+
+    from layers import formats
+    from layers.publish import retire
+    from publish_helpers import ctx_of
+
+    n = 45_000
+    assert n > formats.BATCH_ROWS
+    rng = np.random.default_rng(11)
+    x, y = 120.0 + rng.random(n) * 0.5, 30.0 + rng.random(n) * 0.5
+    ang = np.linspace(0, 2 * np.pi, 17)[:-1]
+    rings = np.stack([x[:, None] + 0.001 * np.cos(ang), y[:, None] + 0.001 * np.sin(ang)], axis=-1)
+    polys = shapely.polygons(np.concatenate([rings, rings[:, :1]], axis=1))
+    gdf = gpd.GeoDataFrame({"code": np.arange(n), "名称": [f"宗地{i}" for i in range(n)]},
+                           geometry=polys, crs="EPSG:4490")
+    src = tmp_path / "parcels.gpkg"
+    pyogrio.write_dataframe(gdf, src, layer="parcels")
+    assert src.stat().st_size > 10 * 1024 * 1024
+
+    base, h = urls["hangzhou"], tokens["publisher"]
+    try:
+        with open(src, "rb") as f:
+            r = requests.post(f"{base}/api/layers", headers=h, timeout=300,
+                              data={"name": "pub_api_large"},
+                              files={"file": ("parcels.gpkg", f, "application/geopackage+sqlite3")})
+        assert r.status_code == 201, r.text[:500]
+        assert r.json()["layers"][0]["feature_count"] == n
+        got = requests.get(f"{base}/ogc/collections/pub_api_large/items/{n}?f=json", timeout=30).json()
+        assert got["properties"]["attr_2"] == f"宗地{n - 1}" or f"宗地{n - 1}" in got["properties"].values()
+        geom = shapely.geometry.shape(got["geometry"])
+        assert geom.equals_exact(shapely.multipolygons([polys[n - 1]]), 1e-9)
+    finally:
+        retire(ctx_of(federation, "hangzhou"), "pub_api_large", purge=True)

@@ -173,6 +173,16 @@ http {{
         proxy_read_timeout 180s;
         location @app {{ proxy_pass http://geoplat_app; }}
         location / {{ proxy_pass http://geoplat_app; }}
+        # layer uploads stream to the app, which enforces the node's publish size limit while
+        # reading them (413 problem+json); progress lines stream back as they come
+        location = /api/layers {{
+            client_max_body_size 0;
+            proxy_request_buffering off;
+            proxy_buffering off;
+            proxy_read_timeout 3600s;
+            proxy_send_timeout 3600s;
+            proxy_pass http://geoplat_app;
+        }}
         include {fd.prefix / 'server.d'}/*.conf;
 {tile_locations}    }}
 }}

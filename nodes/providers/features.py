@@ -337,11 +337,74 @@ class _CountCache:
 _COUNTS = _CountCache()
 
 
+def column_titles(value: Any) -> dict[str, str]:
+    """The provider option `titles` ({column: original attribute name}), non-text entries dropped."""
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str) and v}
+
+
+def _titled_queryables(api: Any, dataset: Any, status: Any, content: Any) -> Any:
+    """pygeoapi's JSON queryables with each property's title taken from the `titles` option."""
+    if status != 200 or not isinstance(content, (str, bytes)):
+        return content
+    providers = ((api.config.get("resources") or {}).get(dataset) or {}).get("providers") or []
+    titles: dict[str, str] = {}
+    for p in providers:
+        if p.get("type") == "feature":
+            titles = column_titles(p.get("titles"))
+            break
+    if not titles:
+        return content
+    try:
+        doc = json.loads(content)
+    except ValueError:  # the HTML page: it shows names and types only
+        return content
+    props = doc.get("properties") if isinstance(doc, dict) else None
+    if not isinstance(props, dict):
+        return content
+    for name, spec in props.items():
+        if name in titles and isinstance(spec, dict):
+            spec["title"] = titles[name]
+    from pygeoapi.util import to_json
+
+    return to_json(doc, api.pretty_print)
+
+
+_queryables_installed = False
+
+
+def install_queryable_titles() -> None:
+    """Make `/collections/{id}/queryables` show the original attribute names as titles.
+
+    pygeoapi 0.21 writes `title: <name>` for every queryable whatever the provider's fields
+    say (its `/schema` passes our fields through, titles included); this wraps its handler,
+    looked up per request by the Starlette app, to put the `titles` option in. Idempotent.
+    """
+    global _queryables_installed
+    if _queryables_installed:
+        return
+    import functools
+
+    from pygeoapi.api import itemtypes
+
+    original = itemtypes.get_collection_queryables
+
+    @functools.wraps(original)
+    def get_collection_queryables(api: Any, request: Any, dataset: Any = None) -> tuple:
+        headers, status, content = original(api, request, dataset)
+        return headers, status, _titled_queryables(api, dataset, status, content)
+
+    itemtypes.get_collection_queryables = get_collection_queryables
+    _queryables_installed = True
+
+
 class PostGISFeatureProvider(BaseProvider):
     """Read-only feature provider over one `public.<layer>` table of a geoplat node."""
 
     def __init__(self, provider_def: dict):
         super().__init__(provider_def)
+        self.titles = column_titles(provider_def.get("titles"))
         self.dsn, self.schema, self.table, self.id_field, self.geom_field = _sql.table_settings(
             provider_def, self.data)
         self.storage_crs = provider_def.get("storage_crs", CRS84_URI)
@@ -364,6 +427,9 @@ class PostGISFeatureProvider(BaseProvider):
         fields = {self.id_field: {"type": "integer" if self.info.id_is_integer else "string"}}
         allf = self.info.json_schema_fields()
         fields.update({c: allf[c] for c in self._attrs})
+        for name, spec in fields.items():
+            if name in self.titles:
+                spec["title"] = self.titles[name]
         return fields
 
     def get_schema(self, schema_type: SchemaType = SchemaType.item):
