@@ -234,38 +234,41 @@ def main() -> int:
         ensure_database(cluster.dsn(), "bench")
         parts = psycopg2.extensions.parse_dsn(dsn)
         postmaster = int((cluster.pgdata / "postmaster.pid").read_text().split()[0])
-        node = None
-        if not args.no_node:
-            with console.status("starting the national and hangzhou nodes"):
-                node = NodeSide(base, cluster)
-        rows = []
+        results: dict[str, dict[str, tuple[float, float, float]]] = {}
         for path, n in zip(files, (args.points, args.polygons)):
             stem = path.stem
-            results = {}
+            results[stem] = {}
             # alternate the order so neither side always gets a warm cache
-            order = ["ogr2ogr", "ours", "node"] if stem == "points" else ["node", "ours", "ogr2ogr"]
-            for who in (w for w in order if w != "node" or node is not None):
+            for who in ("ogr2ogr", "ours") if stem == "points" else ("ours", "ogr2ogr"):
                 with console.status(f"{stem}: {who}"):
                     if who == "ogr2ogr":
-                        results[who] = ogr2ogr(parts, path, f"ogr_{stem}", postmaster)
-                    elif who == "ours":
-                        results[who] = run_child([sys.executable, "-c", OURS, dsn, str(path),
-                                                  str(base / "node"), f"ours_{stem}"],
-                                                 postmaster=postmaster)
+                        results[stem][who] = ogr2ogr(parts, path, f"ogr_{stem}", postmaster)
                     else:
-                        *results[who], count = node.publish(path, f"bench_{stem}", postmaster)
-                        assert count == n, (count, n)
-                console.print(f"{stem} {who}: {results[who][0]:.2f} s, peak {results[who][1]:.0f} MiB, "
-                              f"CPU {results[who][2]:.2f} s")
+                        results[stem][who] = run_child(
+                            [sys.executable, "-c", OURS, dsn, str(path), str(base / "node"),
+                             f"ours_{stem}"], postmaster=postmaster)
+                _show(console, stem, who, results[stem][who])
             conn = psycopg2.connect(dsn)
             with conn.cursor() as cur:
                 cur.execute(f"SELECT (SELECT count(*) FROM ogr_{stem}), (SELECT count(*) FROM ours_{stem})")
                 a, b = cur.fetchone()
             conn.close()
             assert a == b == n, (a, b, n)
-            rows.extend((stem, n, label, results["ogr2ogr"], results[who])
-                        for who, label in (("ours", "new process"), ("node", "node API"))
-                        if who in results)
+        if not args.no_node:
+            # after the child processes: this process grows by starting the nodes, and a child
+            # forked from a big parent would report a big peak memory
+            with console.status("starting the national and hangzhou nodes"):
+                node = NodeSide(base, cluster)
+            for path, n in zip(files, (args.points, args.polygons)):
+                with console.status(f"{path.stem}: node API"):
+                    *measured, count = node.publish(path, f"bench_{path.stem}", postmaster)
+                assert count == n, (count, n)
+                results[path.stem]["node"] = tuple(measured)
+                _show(console, path.stem, "node API", results[path.stem]["node"])
+        rows = [(stem, n, label, results[stem]["ogr2ogr"], results[stem][who])
+                for stem, n in zip(results, (args.points, args.polygons))
+                for who, label in (("ours", "new process"), ("node", "node API"))
+                if who in results[stem]]
         lines = [(f"\n## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {os.cpu_count()} cores · "
                   f"load {os.getloadavg()[0]:.2f} · commit {_commit()}\n"),
                  ("| file | features | ours | ogr2ogr s | ours s | speed ours/ogr2ogr (goal >= 0.8) "
@@ -289,6 +292,10 @@ def main() -> int:
             node.stop()
         cluster.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _show(console: Any, stem: str, who: str, r: tuple[float, float, float]) -> None:
+    console.print(f"{stem} {who}: {r[0]:.2f} s, peak {r[1]:.0f} MiB, CPU {r[2]:.2f} s")
 
 
 def _free_port() -> int:

@@ -236,7 +236,9 @@ def test_cut_and_restore_the_zhejiang_link(netfed: NetnsFederation) -> None:
         return False
 
     try:
-        wait_until(cascade_back, 40, "the main node shows hangzhou's tile again")
+        wait_until(cascade_back, 60, "the main node shows hangzhou's tile again")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc} (zhejiang's last answers: {seen[-3:]})") from None
     finally:
         if seen:
             print(f"cascade after restore needed {len(seen) + 1} tries: {seen[:3]}")
