@@ -285,9 +285,12 @@ def _clean(attrs: pd.DataFrame, geoms: np.ndarray, crs: Any, what: str,
 
 
 BATCH_ROWS = 25_000  # files with more features are read and loaded in batches of this size
-_DECLARED = {"Point": "Point", "MultiPoint": "MultiPoint", "LineString": "MultiLineString",
-             "MultiLineString": "MultiLineString", "Polygon": "MultiPolygon",
-             "MultiPolygon": "MultiPolygon"}
+_DECLARED = {"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"}
+
+
+class NeedsMulti(PublishError):
+    """A large file declared a single-part type, but a feature is (or after repair became)
+    multi-part: the load starts again with the Multi type (layers/publish.py)."""
 
 
 def _read_error(exc: Exception, path: Path, what: str) -> PublishError:
@@ -296,7 +299,8 @@ def _read_error(exc: Exception, path: Path, what: str) -> PublishError:
 
 
 def _ogr(path: Path, what: str, crs_override: str | None, layer: str | None = None,
-         encoding: str | None = None) -> VectorData:
+         encoding: str | None = None, multi: bool = False) -> VectorData:
+    """One layer read with GDAL; `multi`: a large layer of single parts is stored as Multi*."""
     import pyogrio
 
     try:
@@ -309,9 +313,11 @@ def _ogr(path: Path, what: str, crs_override: str | None, layer: str | None = No
         crs = parse_crs(info["crs"], what)
     else:
         raise PublishError(f"{what}: the file declares no CRS (missing .prj?); pass --crs EPSG:xxxx")
-    declared = _DECLARED.get(str(info.get("geometry_type") or "").replace(" Z", "").replace(" M", ""))
+    declared = str(info.get("geometry_type") or "").replace(" Z", "").replace(" M", "")
     count = int(info.get("features") or -1)
-    if declared and count > BATCH_ROWS:
+    if declared in _DECLARED and count > BATCH_ROWS:
+        if multi and not declared.startswith("Multi"):
+            declared = "Multi" + declared
         return _ogr_batched(path, what, crs, layer, encoding, count, declared)
     try:
         df = pyogrio.read_dataframe(path, layer=layer, encoding=encoding, fid_as_index=True)
@@ -349,8 +355,8 @@ def _promote(geoms: np.ndarray, gtype: str, what: str) -> np.ndarray:
     """Single parts to the layer's Multi type (vectorised)."""
     if not gtype.startswith("Multi"):
         if (shapely.get_type_id(geoms) >= 4).any():
-            raise PublishError(f"{what}: the layer declares {gtype} but holds multi-part "
-                               "geometries")
+            raise NeedsMulti(f"{what}: the layer declares {gtype} but holds multi-part "
+                             "geometries")
         return geoms
     single = {"MultiPoint": 0, "MultiLineString": 1, "MultiPolygon": 3}[gtype]
     ctor = {0: shapely.multipoints, 1: shapely.multilinestrings, 3: shapely.multipolygons}[single]
@@ -474,13 +480,14 @@ def _as_ewkb(wkb: np.ndarray, geoms: np.ndarray, gtype: str, what: str) -> Ewkb 
                 + (1).to_bytes(4, "little"), list(wkb))
 
 
-def _shapefile(shp: Path, what: str, crs: str | None) -> VectorData:
+def _shapefile(shp: Path, what: str, crs: str | None, multi: bool = False) -> VectorData:
     cpg = [p for p in shp.parent.glob(shp.stem + ".*") if p.suffix.lower() == ".cpg"]
     dbf = [p for p in shp.parent.glob(shp.stem + ".*") if p.suffix.lower() == ".dbf"]
     encoding = None
     if not cpg and dbf:
         encoding = detect_dbf_encoding(dbf[0])
-    return _ogr(shp, what, crs, encoding=encoding)
+    # a shapefile's Polygon and LineString types also hold multi-part shapes
+    return _ogr(shp, what, crs, encoding=encoding, multi=True)
 
 
 def _csv(path: Path, what: str, crs: str | None) -> VectorData:
@@ -534,8 +541,13 @@ def find_in_archive(files: list[Path], what: str) -> Path:
     raise PublishError(f"{what}: the archive holds no .shp, .gpkg, .geojson, .csv or .tif")
 
 
-def read_vector(path: Path, what: str, crs: str | None, layer: str | None = None) -> VectorData:
-    """One vector dataset (already unpacked) into checked data."""
+def read_vector(path: Path, what: str, crs: str | None, layer: str | None = None,
+                multi: bool = False) -> VectorData:
+    """One vector dataset (already unpacked) into checked data.
+
+    A large file is stored in the geometry type it declares; `multi` (after `NeedsMulti`)
+    stores a declared single-part type as its Multi type.
+    """
     suffix = path.suffix.lower()
     if path.stat().st_size == 0:
         raise PublishError(f"{what}: the file is empty")
@@ -553,9 +565,9 @@ def read_vector(path: Path, what: str, crs: str | None, layer: str | None = None
         elif layer not in names:
             raise PublishError(f"{what}: no layer {layer!r} in the GeoPackage "
                                f"(it holds {', '.join(names)})")
-        return _ogr(path, f"{what}:{layer}", crs, layer=layer)
+        return _ogr(path, f"{what}:{layer}", crs, layer=layer, multi=multi)
     if suffix in (".geojson", ".json"):
-        return _ogr(path, what, crs)
+        return _ogr(path, what, crs, multi=multi)
     raise PublishError(f"{what}: unsupported file type {suffix or '(none)'}; accepted: zipped "
                        "Shapefile, GeoPackage, GeoJSON, CSV, GeoTIFF", 415)
 

@@ -452,7 +452,7 @@ def ewkb_rows(fields: list[tuple[np.ndarray, np.ndarray]], geoms: Ewkb) -> bytes
     The other columns are packed as in `binary_rows`; each row's geometry is the shared head
     and the row's body, so the geometry bytes are copied once, by the join.
     """
-    from itertools import chain
+    from itertools import chain, pairwise
 
     n = len(geoms)
     head = np.frombuffer(geoms.head, dtype=np.uint8)
@@ -462,8 +462,7 @@ def ewkb_rows(fields: list[tuple[np.ndarray, np.ndarray]], geoms: Ewkb) -> bytes
     tail[:, 4:] = head
     buf, starts = _pack_rows(fields, tail)
     view = memoryview(buf)
-    bounds = np.append(starts, len(buf)).tolist()
-    rows = (view[a:b] for a, b in zip(bounds[:-1], bounds[1:]))
+    rows = (view[a:b] for a, b in pairwise(np.append(starts, len(buf)).tolist()))
     return b"".join(chain.from_iterable(zip(rows, geoms.bodies)))
 
 
@@ -514,6 +513,7 @@ class _BinaryStream:
         self.pos = 0
         self.buf = memoryview(_PGCOPY_HEADER)
         self.done = False
+        self.error: BaseException | None = None  # the reader's, raised through the COPY
         self.queue: Any = queue.Queue(maxsize=2)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._produce, name="geoplat-copy-pack", daemon=True)
@@ -563,6 +563,7 @@ class _BinaryStream:
                 if not self.thread.is_alive() and self.queue.empty():
                     raise RuntimeError("the batch reader stopped unexpectedly") from None
         if isinstance(item, BaseException):
+            self.error = item
             raise item
         if item is None:
             self.done = True
@@ -607,5 +608,9 @@ def _copy_binary(cur: Any, table: sql.Identifier, columns: list[str],
     stream = _BinaryStream(batches, columns, progress)
     try:
         cur.copy_expert(copy_sql.as_string(cur.connection), stream, size=1 << 20)
+    except psycopg2.Error:
+        if stream.error is not None:  # psycopg2 reports it as a cancelled COPY
+            raise stream.error from None
+        raise
     finally:
         stream.close()

@@ -34,6 +34,7 @@ from psycopg2 import sql
 
 from layers.formats import (
     RASTER_SUFFIXES,
+    NeedsMulti,
     PublishError,
     RasterData,
     VectorData,
@@ -376,7 +377,10 @@ def _publish_one(ctx: NodeContext, data_path: Path, source_name: str, work: Path
             if raster:
                 data = write_cog(data_path, work / "cog.tif", source_name, crs)
             else:
-                data = read_vector(data_path, source_name, crs, src_layer)
+                try:
+                    data = read_vector(data_path, source_name, crs, src_layer)
+                except NeedsMulti:
+                    data = read_vector(data_path, source_name, crs, src_layer, multi=True)
             checksum = _checksum(data_path)
             with conn, conn.cursor() as cur:
                 cur.execute("INSERT INTO geoplat_published (name, kind, title, access) "
@@ -408,8 +412,19 @@ def _publish_one(ctx: NodeContext, data_path: Path, source_name: str, work: Path
                         progress("loading", done, total)
 
                     progress("loading", 0, total)
-                    count, bbox = create_layer_table(cur, storage, data.attrs, data.geoms,
-                                                     data.geometry_type, step, data.batches)
+                    cur.execute("SAVEPOINT geoplat_load")
+                    try:
+                        count, bbox = create_layer_table(cur, storage, data.attrs, data.geoms,
+                                                         data.geometry_type, step, data.batches)
+                    except NeedsMulti:
+                        # a feature is multi-part, or became so when repaired: load it all again
+                        # in the Multi type
+                        cur.execute("ROLLBACK TO SAVEPOINT geoplat_load")
+                        data = read_vector(data_path, source_name, crs, src_layer, multi=True)
+                        total, done = data.total, 0
+                        progress("loading", 0, total)
+                        count, bbox = create_layer_table(cur, storage, data.attrs, data.geoms,
+                                                         data.geometry_type, step, data.batches)
                     if count == 0:
                         raise PublishError(f"{source_name}: no feature has a usable geometry")
                     gtype, columns, report = data.geometry_type, data.titles, data.report

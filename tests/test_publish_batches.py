@@ -83,3 +83,53 @@ def test_binary_rows_packed_in_steps_are_the_same_bytes(monkeypatch):
     monkeypatch.setattr(load, "_PACK_BYTES", 1000)
     assert load.binary_rows(fields) == whole
     assert len(whole) == sum(2 + sum(4 + max(int(ln[i]), 0) for ln, _ in fields) for i in range(n))
+
+
+def _column_type(dsn: str, name: str) -> str:
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT g.type FROM geometry_columns g JOIN geoplat_published p"
+                        " ON g.f_table_name = p.name || '__v' || p.current_version WHERE p.name = %s",
+                        (name,))
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_large_file_keeps_its_declared_type_unless_a_feature_is_multi_part(ctx, tmp_path,
+                                                                            monkeypatch):
+    """A large layer declared Polygon is stored as Polygon; when a feature in a later batch is
+    multi-part after repair, the load starts again as MultiPolygon (nothing half-loaded)."""
+    monkeypatch.setattr(formats, "BATCH_ROWS", 10)
+    n = 35
+    polys = [shapely.box(120 + i * 0.01, 30, 120.005 + i * 0.01, 30.005) for i in range(n)]
+    clean = tmp_path / "clean.gpkg"
+    pyogrio.write_dataframe(gpd.GeoDataFrame({"code": np.arange(n)}, geometry=polys,
+                                             crs="EPSG:4490"), clean, layer="a")
+    polys[27] = shapely.Polygon([(120, 30), (120.01, 30.01), (120.01, 30), (120, 30.01)])
+    bowtie = tmp_path / "bowtie.gpkg"
+    pyogrio.write_dataframe(gpd.GeoDataFrame({"code": np.arange(n)}, geometry=polys,
+                                             crs="EPSG:4490"), bowtie, layer="a")
+    far = tmp_path / "far.gpkg"
+    polys[27] = shapely.box(400, 30, 401, 31)  # not longitude/latitude: refused by its batch
+    pyogrio.write_dataframe(gpd.GeoDataFrame({"code": np.arange(n)}, geometry=polys,
+                                             crs="EPSG:4490"), far, layer="a")
+    seen = []
+    try:
+        [r] = publish(ctx, clean, "pub_batch_type")
+        assert r.feature_count == n and _column_type(ctx.dsn, "pub_batch_type") == "POLYGON"
+        [r] = publish(ctx, bowtie, "pub_batch_type",
+                      progress=lambda stage, done, total: seen.append((stage, done)))
+        assert r.feature_count == n and r.report["repaired"] == 1
+        assert _column_type(ctx.dsn, "pub_batch_type") == "MULTIPOLYGON"
+        loading = [d for s, d in seen if s == "loading"]
+        assert 0 in loading[1:], "the load did not start again"
+        rows = _rows(ctx.dsn, "pub_batch_type")
+        assert len(rows) == n and {r[2] for r in rows} == {"MULTIPOLYGON"}
+        with pytest.raises(formats.PublishError) as err:
+            publish(ctx, far, "pub_batch_type")
+        assert "-180..180" in err.value.message and "database" not in err.value.message
+        assert _column_type(ctx.dsn, "pub_batch_type") == "MULTIPOLYGON"  # previous version
+    finally:
+        retire(ctx, "pub_batch_type", purge=True)
