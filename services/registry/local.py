@@ -3,6 +3,10 @@
 `sync_local_services` is called when a node is built and after every publish, rollback or
 retire: it adds what is new, updates what changed and retires what is gone, writing outbox
 entries in the same transaction so the parent hears of every change.
+
+With `registry.review_published`, the records of published layers (`geoplat_published`) start
+as pending: they reach the catalogue and the parent once a node admin approves them
+(services/registry/review.py `decide`); a later publish keeps the decision.
 """
 
 from __future__ import annotations
@@ -120,6 +124,14 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return all(a.get(k) == b.get(k) for k in COMPARED)
 
 
+def _published_layers(cur: Any) -> set[str]:
+    cur.execute("SELECT to_regclass('public.geoplat_published')")
+    if cur.fetchone()["to_regclass"] is None:
+        return set()
+    cur.execute("SELECT name FROM geoplat_published WHERE current_version IS NOT NULL")
+    return {r["name"] for r in cur.fetchall()}
+
+
 def sync_local_services(dsn: str, node_meta: dict, pygeoapi_config: dict,
                         levels: dict[str, str]) -> None:
     """Make the node's own (source=local) records match what it serves; idempotent."""
@@ -127,6 +139,7 @@ def sync_local_services(dsn: str, node_meta: dict, pygeoapi_config: dict,
     desired = {r["id"]: r for r in desired_records(node_meta, pygeoapi_config, levels)}
     node = node_meta["node"]
     upward = bool(node.get("parent"))
+    review = bool(((node_meta.get("registry") or {}).get("settings") or {}).get("review_published"))
     db = Database(dsn, maxconn=1)
     try:
         with db.transaction() as cur:
@@ -135,9 +148,13 @@ def sync_local_services(dsn: str, node_meta: dict, pygeoapi_config: dict,
             cur.execute(f"SELECT {COLUMNS} FROM registry.services WHERE source = 'local' "
                         "AND origin_node = %s FOR UPDATE", (node["id"],))
             current = {r["id"]: record_of(r) for r in cur.fetchall()}
+            reviewed = _published_layers(cur) if review else set()
             changed = []
             for rid, rec in desired.items():
                 old = current.get(rid)
+                if rec["layer_id"] in reviewed:  # a node admin decides; later publishes keep it
+                    keep = old is not None and old["status"] != "retired"
+                    rec = {**rec, "status": old["status"] if keep else "pending"}
                 if old is not None and _same(old, rec):
                     continue
                 rec = {**rec, "version": (old["version"] + 1) if old else 1}
@@ -148,7 +165,7 @@ def sync_local_services(dsn: str, node_meta: dict, pygeoapi_config: dict,
                                     "updated": None})
             for rec in changed:
                 write_record(cur, rec, "local")
-                if upward:
+                if upward and rec["status"] in ("approved", "retired"):  # no undecided ones
                     cur.execute(f"SELECT {COLUMNS} FROM registry.services WHERE id = %s",
                                 (rec["id"],))
                     outbox_add(cur, "upsert", rec["id"], record_of(cur.fetchone()))

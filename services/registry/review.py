@@ -54,23 +54,28 @@ def register_external(db: Database, meta: dict[str, Any], url: str, *, wanted: s
 
 def decide(db: Database, meta: dict[str, Any], record_id: str, action: str, *, actor: str,
            ip: str | None = None) -> dict[str, Any]:
-    """approve / reject / retire one external record of this node (404/409 otherwise)."""
+    """approve / reject / retire one external record of this node, or approve / reject a
+    pending record of a layer published here (`registry.review_published`); 404/409 otherwise."""
     node = meta["node"]
     if action not in ACTIONS:
         raise AuthError(404, "Not Found", "Unknown action.")
     before, after = ACTIONS[action]
     with db.transaction() as cur:
-        cur.execute(f"SELECT {COLUMNS} FROM registry.services WHERE id = %s AND origin_node = %s "
-                    "AND source = 'external' FOR UPDATE", (record_id, node["id"]))
+        cur.execute(f"SELECT {COLUMNS}, source FROM registry.services WHERE id = %s "
+                    "AND origin_node = %s AND (source = 'external' OR (source = 'local' "
+                    "AND status IN ('pending', 'rejected') AND %s <> 'retire')) FOR UPDATE",
+                    (record_id, node["id"], action))
         row = cur.fetchone()
         if row is None:
-            raise AuthError(404, "Not Found", "No such external service at this node.")
+            raise AuthError(404, "Not Found", "No such external service, or published layer "
+                                              "awaiting review, at this node.")
+        source = row["source"]
         rec = record_of(row)
         if rec["status"] != before:
             raise AuthError(409, "Conflict", f"Only a {before} service can be {action}d; this one "
                                              f"is {rec['status']}.")
         rec = {**rec, "status": after, "version": rec["version"] + 1, "updated": None}
-        write_record(cur, rec, "external")
+        write_record(cur, rec, source)
         cur.execute("UPDATE registry.services SET decided_by = %s, decided_at = now() "
                     "WHERE id = %s", (actor, record_id))
         cur.execute(f"SELECT {COLUMNS} FROM registry.services WHERE id = %s", (record_id,))
@@ -83,10 +88,11 @@ def decide(db: Database, meta: dict[str, Any], record_id: str, action: str, *, a
 
 
 def listing(db: Database, node_id: str, status: str | None = None) -> list[dict[str, Any]]:
-    """External services registered at this node (for its reviewers)."""
+    """External services registered at this node, and published layers' records awaiting
+    review or rejected (for its reviewers)."""
     args: list[Any] = [node_id]
-    sql = (f"SELECT {COLUMNS} FROM registry.services WHERE origin_node = %s "
-           "AND source = 'external'")
+    sql = (f"SELECT {COLUMNS} FROM registry.services WHERE origin_node = %s AND (source = "
+           "'external' OR (source = 'local' AND status IN ('pending', 'rejected')))")
     if status:
         sql += " AND status = %s"
         args.append(status)

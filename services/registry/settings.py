@@ -62,6 +62,12 @@ class RegistrySettings(BaseModel):
     max_document_bytes: int = Field(default=5_000_000, ge=10_000,
                                     description="capabilities documents larger than this are refused")
     max_redirects: int = Field(default=5, ge=0, le=20)
+    review_published: bool = Field(
+        default=False,
+        description="records of layers published on this node (geoplat layers publish, "
+                    "/api/layers) start as pending until a node admin approves them "
+                    "(geoplat registry approve, POST /registry/api/services/{id}/approve); "
+                    "the layer itself is served at once")
     compositions: list[Composition] = Field(
         default=[], description="composite WMTS/WMS layers this node serves from several nodes")
 

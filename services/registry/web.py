@@ -1,6 +1,6 @@
 """Routes under `/registry` and the per-caller view of the catalogue in pygeoapi.
 
-- `GET  /registry/api/services[?status=]`: this node's external services (its admins, publishers)
+- `GET  /registry/api/services[?status=]`: this node's external services, and published layers' records awaiting review or rejected (its admins, publishers)
 - `POST /registry/api/services`: register an external service ({url, type?, title?, ...})
 - `POST /registry/api/services/{id}/{approve|reject|retire}`: review (this node's admins)
 - `POST /registry/api/push`, `POST /registry/api/sync`: from direct child nodes only
