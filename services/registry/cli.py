@@ -88,12 +88,14 @@ def add_commands(sub: Any, load: Callable, node_dsn: Callable) -> None:
     r.add_argument("--actor", default="cli", help="name recorded in the audit log")
     r.set_defaults(func=cmd_register)
     for action in ("approve", "reject", "retire"):
-        d = rsub.add_parser(action, help=f"{action} an external service (audited)")
+        d = rsub.add_parser(action, help=f"{action} an external service, or a published "
+                                         "layer's pending record (audited)")
         d.add_argument("id")
         d.add_argument("--node", required=True)
         d.add_argument("--actor", default="cli")
         d.set_defaults(func=cmd_decide)
-    ls = rsub.add_parser("list", help="external services registered at a node")
+    ls = rsub.add_parser("list", help="external services registered at a node, and published "
+                                      "layers' records awaiting review")
     ls.add_argument("--node", required=True)
     ls.add_argument("--status", choices=["pending", "approved", "rejected", "retired"])
     ls.add_argument("--json", action="store_true")
