@@ -26,33 +26,29 @@ def node_dir(settings: FederationSettings, node: NodeSettings) -> Path:
     return settings.resolve(settings.var_dir) / "nodes" / node.id
 
 
-def catalogue_extents(dsn: str) -> dict[str, list[float]]:
-    """bbox per loaded layer, from the node's `geoplat_layers` catalogue."""
+def _catalogue_column(dsn: str, column: str) -> dict[str, Any]:
+    """One column of the node's `geoplat_layers` catalogue per loaded layer ({} before any)."""
     conn = psycopg2.connect(dsn)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT to_regclass('public.geoplat_layers')")
             if cur.fetchone()[0] is None:
                 return {}
-            cur.execute("SELECT id, bbox FROM geoplat_layers")
-            return {row[0]: [float(v) for v in row[1]] for row in cur.fetchall()}
+            cur.execute(f"SELECT id, {column} FROM geoplat_layers")
+            return dict(cur.fetchall())
     finally:
         conn.close()
+
+
+def catalogue_extents(dsn: str) -> dict[str, list[float]]:
+    """bbox per loaded layer, from the node's `geoplat_layers` catalogue."""
+    return {k: [float(v) for v in bbox] for k, bbox in _catalogue_column(dsn, "bbox").items()}
 
 
 def catalogue_titles(dsn: str) -> dict[str, dict[str, str]]:
     """{column: original attribute name} per loaded layer, from `geoplat_layers.columns`."""
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT to_regclass('public.geoplat_layers')")
-            if cur.fetchone()[0] is None:
-                return {}
-            cur.execute("SELECT id, columns FROM geoplat_layers")
-            return {row[0]: {k: str(v) for k, v in (row[1] or {}).items()}
-                    for row in cur.fetchall()}
-    finally:
-        conn.close()
+    return {k: {c: str(t) for c, t in (cols or {}).items()}
+            for k, cols in _catalogue_column(dsn, "columns").items()}
 
 
 def _resource(layer: LayerSettings, dsn: str, bbox: list[float], node: NodeSettings,

@@ -59,6 +59,17 @@ def read_gdal(base: str, name: str):
     return pyogrio.read_dataframe(f"OAPIF:{base}/ogc/collections/{name}")
 
 
+def scalar(dsn: str, query: str, args: tuple = ()) -> object:
+    """The first column of the first row of a query on a node's database."""
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query, args)
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
 def tables_like(dsn: str, pattern: str) -> list[str]:
     conn = psycopg2.connect(dsn)
     try:

@@ -8,7 +8,7 @@ import psycopg2
 import pyogrio
 import pytest
 import shapely
-from publish_helpers import ctx_of
+from publish_helpers import ctx_of, scalar
 
 from layers import formats
 from layers.publish import publish, retire
@@ -86,15 +86,9 @@ def test_binary_rows_packed_in_steps_are_the_same_bytes(monkeypatch):
 
 
 def _column_type(dsn: str, name: str) -> str:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT g.type FROM geometry_columns g JOIN geoplat_published p"
-                        " ON g.f_table_name = p.name || '__v' || p.current_version WHERE p.name = %s",
-                        (name,))
-            return cur.fetchone()[0]
-    finally:
-        conn.close()
+    return scalar(dsn, "SELECT g.type FROM geometry_columns g JOIN geoplat_published p ON"
+                       " g.f_table_name = p.name || '__v' || p.current_version WHERE p.name = %s",
+                  (name,))
 
 
 def test_large_file_keeps_its_declared_type_unless_a_feature_is_multi_part(ctx, tmp_path,

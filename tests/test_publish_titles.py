@@ -17,7 +17,16 @@ import pytest
 import requests
 import shapely
 from owslib.ogcapi.features import Features
-from publish_helpers import ctx_of, items, points_frame, read_gdal, served, wait_for, zip_dir
+from publish_helpers import (
+    ctx_of,
+    items,
+    points_frame,
+    read_gdal,
+    scalar,
+    served,
+    wait_for,
+    zip_dir,
+)
 
 from layers.publish import publish, rollback
 
@@ -56,15 +65,9 @@ def _schema(base: str, name: str) -> dict:
 
 def _current_columns(dsn: str, name: str) -> dict[str, str]:
     """{safe column: original name} of the version being served."""
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT v.columns FROM geoplat_published p JOIN geoplat_layer_versions v"
-                        " ON v.name = p.name AND v.version = p.current_version WHERE p.name = %s",
-                        (name,))
-            return dict(cur.fetchone()[0])
-    finally:
-        conn.close()
+    return dict(scalar(dsn, "SELECT v.columns FROM geoplat_published p JOIN geoplat_layer_versions"
+                            " v ON v.name = p.name AND v.version = p.current_version"
+                            " WHERE p.name = %s", (name,)))
 
 
 def _titles(props: dict) -> dict[str, str]:
