@@ -570,7 +570,11 @@ class _BinaryStream:
             return b"\xff\xff"  # end of data
         data, n = item
         if self.progress:
-            self.progress(n)
+            try:
+                self.progress(n)
+            except BaseException as exc:  # e.g. the client of a progress stream went away
+                self.error = exc
+                raise
         return data
 
     def close(self) -> None:

@@ -246,20 +246,24 @@ def wait_served(ctx: NodeContext, generation: int, timeout: float = 15.0) -> boo
     """Wait until every live worker of the node serves `generation` (True), or time out.
 
     Workers report the generation they serve (layers/serving.py); a node that is not running
-    has no live workers, and the change is served when it starts.
+    has no live workers, and the change is served when it starts. While a running node's
+    workers are still starting, it waits for as many as the node has (`workers` of node.json).
     """
     import time
 
+    expected = int(ctx.node_meta.get("workers") or 0)
     deadline = time.monotonic() + timeout
     conn = psycopg2.connect(ctx.dsn, application_name="geoplat-publish")
     conn.autocommit = True
     try:
         while True:
             with conn.cursor() as cur:
-                cur.execute("SELECT count(*) FROM geoplat_publish_workers WHERE generation < %s"
-                            " AND seen_at > now() - make_interval(secs => %s)",
+                cur.execute("SELECT count(*) FILTER (WHERE generation < %s), count(*)"
+                            " FROM geoplat_publish_workers"
+                            " WHERE seen_at > now() - make_interval(secs => %s)",
                             (generation, WORKER_STALE_SECONDS))
-                if cur.fetchone()[0] == 0:
+                behind, live = cur.fetchone()
+                if behind == 0 and (live == 0 or live >= expected):
                     return True
             if time.monotonic() > deadline:
                 LOGGER.warning("not every worker serves generation %s after %s s", generation, timeout)

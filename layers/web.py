@@ -7,6 +7,17 @@
   `DELETE /api/layers/{name}` (retire);
 - `GET /publish`: a plain upload form.
 
+Progress in the response stream: a `POST /api/layers` with `Accept: application/x-ndjson`
+(or the form field / query parameter `progress=ndjson`) is answered, once the upload is in and
+checked (auth, CSRF, name, size: refused with the usual problem+json statuses), with
+`200 application/x-ndjson`: one JSON object per line as the publish goes,
+`{"stage": "reading"}`, `{"stage": "loading", "done": N, "total": M}` (at most ~10 a second,
+the first and the last always), `{"stage": "swapping"}`, and as the last line either
+`{"result": {"layers": [...]}}` (the body a 201 would have) or `{"error": {problem+json}}`.
+The status is 200 because the outcome is not known when the headers go out. A client that
+goes away during the stream cancels the publish like Ctrl-C: it is rolled back (the previous
+version keeps serving, no staging table or file is left) and audited as a failed publish.
+
 Every route needs a token (Bearer, or the node's session cookie plus the CSRF token for forms)
 of a user with the `publisher` or `admin` role of this node: anonymous 401, others 403.
 """
@@ -14,13 +25,20 @@ of a user with the `publisher` or `admin` role of this node: anonymous 401, othe
 from __future__ import annotations
 
 import json
+import logging
+import math
+import threading
+import time
 import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from layers import publish as pub
@@ -28,9 +46,15 @@ from layers.formats import PublishError, remove_tree
 from layers.settings import PublishSettings
 from services.errors import AuthError, problem
 
-FIELDS = {"name", "title", "access", "crs", "keywords", "layer", "all_layers", "emap", "csrf_token"}
+LOGGER = logging.getLogger("geoplat.publish")
+FIELDS = {"name", "title", "access", "crs", "keywords", "layer", "all_layers", "emap", "csrf_token",
+          "progress"}
 TRUE = ("1", "true", "on", "yes")
 MULTIPART_SLACK = 64 * 1024  # form fields and part headers around the file
+NDJSON = "application/x-ndjson"
+PROBLEM_TITLES = {400: "Bad Request", 404: "Not Found", 409: "Conflict",
+                  413: "Content Too Large", 415: "Unsupported Media Type",
+                  422: "Unprocessable Content"}
 
 
 def node_context(meta: dict[str, Any], node_dir: Path) -> pub.NodeContext:
@@ -139,6 +163,142 @@ class Upload:
             raise PublishError("no file in the upload (field 'file')", 400)
 
 
+class ClientGone(PublishError):
+    """The client of a progress stream went away: the publish stops as on Ctrl-C (rolled back)."""
+
+    def __init__(self) -> None:
+        super().__init__("the client disconnected during the publish; it was cancelled and "
+                         "nothing changed", 499)
+
+
+def wants_progress(request: Request, fields: dict[str, str]) -> bool:
+    """Whether the client asked for progress lines (Accept header, form field or query)."""
+    accept = request.headers.get("accept", "").lower()
+    asked = fields.get("progress") or request.query_params.get("progress") or ""
+    return NDJSON in accept or asked.strip().lower() == "ndjson"
+
+
+def problem_body(exc: PublishError) -> dict[str, Any]:
+    """The problem+json object of a failed publish (never internals: PublishError texts are ours)."""
+    status = exc.status if exc.status in PROBLEM_TITLES else 500
+    return {"type": "about:blank", "title": PROBLEM_TITLES.get(status, "Internal Server Error"),
+            "status": status, "detail": exc.message}
+
+
+class ProgressStream:
+    """Progress of a publish, handed from its worker thread to the response as JSON lines.
+
+    The worker calls `progress` (the `publish()` callback) and `finish`; each line goes through
+    an anyio memory stream on the event loop. Once the response is gone (client disconnected),
+    the next `progress` call raises `ClientGone`, which rolls the publish back.
+    """
+
+    INTERVAL = 0.1  # at most ~10 loading lines a second
+
+    def __init__(self) -> None:
+        self._send, self.receive = anyio.create_memory_object_stream[str](max_buffer_size=math.inf)
+        self._token = anyio.lowlevel.current_token()
+        self.gone = threading.Event()
+        self._stage = ""
+        self._last = 0.0
+        self._done = -1
+        self._pending: dict[str, Any] | None = None
+
+    def _put(self, obj: dict[str, Any]) -> None:
+        if self.gone.is_set():
+            raise ClientGone()
+        line = json.dumps(obj, ensure_ascii=False) + "\n"
+        try:
+            anyio.from_thread.run_sync(self._send.send_nowait, line, token=self._token)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.RunFinishedError):
+            self.gone.set()
+            raise ClientGone() from None
+
+    def _flush(self) -> None:
+        if self._pending is not None:
+            line, self._pending = self._pending, None
+            self._put(line)
+
+    def progress(self, stage: str, done: int | None = None, total: int | None = None) -> None:
+        if self.gone.is_set():
+            raise ClientGone()
+        if stage == "loading":
+            line = {"stage": "loading", "done": done, "total": total}
+            now = time.monotonic()
+            last = done is not None and total is not None and done >= total
+            # a new run of loading lines (first layer, next layer, or a reload from 0) starts at once
+            restart = self._stage != "loading" or (done or 0) < self._done
+            self._done = done or 0
+            if restart or last or now - self._last >= self.INTERVAL:
+                self._pending = None
+                self._put(line)
+                self._last = now
+            else:
+                self._pending = line  # sent when the interval is over, or before the next stage
+        else:
+            self._flush()
+            self._put({"stage": stage})
+        self._stage = stage
+
+    def finish(self, obj: dict[str, Any] | None) -> None:
+        """The last line (result or error, or none), then the end of the stream. Never raises."""
+        try:
+            if obj is not None:
+                if "result" in obj:
+                    self._flush()
+                self._put(obj)
+        except ClientGone:
+            pass
+        finally:
+            try:
+                anyio.from_thread.run_sync(self._send.close, token=self._token)
+            except anyio.RunFinishedError:
+                pass
+
+    async def lines(self) -> AsyncIterator[str]:
+        try:
+            async with self.receive:
+                async for line in self.receive:
+                    yield line
+        finally:
+            self.gone.set()  # disconnected (cancelled) or done: later progress calls stop
+
+
+def stream_publish(run: Callable[[Callable[..., None]], list[pub.PublishResult]],
+                   cleanup: Callable[[], None]) -> StreamingResponse:
+    """Run `run(progress)` in a thread of its own; answer its progress as an NDJSON stream.
+
+    The thread is not tied to the request: when the client goes away the publish stops at its
+    next progress call (rolled back, audited as failed) and `cleanup` still runs.
+    """
+    stream = ProgressStream()
+
+    def work() -> None:
+        last: dict[str, Any] | None = {"error": {
+            "type": "about:blank", "title": "Internal Server Error", "status": 500,
+            "detail": "The publish could not be completed."}}  # never internals
+        try:
+            results = run(stream.progress)
+            last = {"result": {"layers": [r.as_dict() for r in results]}}
+        except ClientGone:
+            LOGGER.info("publish cancelled: the client disconnected")
+            last = None
+        except PublishError as exc:
+            last = {"error": problem_body(exc)}
+        except Exception:
+            LOGGER.exception("publish failed")
+        finally:
+            try:
+                cleanup()
+            finally:
+                stream.finish(last)  # also on BaseException: the response must end
+
+    threading.Thread(target=work, name="geoplat-publish-stream").start()
+    return StreamingResponse(stream.lines(), status_code=200, media_type=NDJSON, headers={
+        "Cache-Control": "no-store", "X-Accel-Buffering": "no",  # nginx: pass lines at once
+        "X-Content-Type-Options": "nosniff"})
+
+
 class PublishRoutes:
     def __init__(self, ctx: pub.NodeContext, control: Any, csrf: Any):
         self.ctx, self.control, self.csrf = ctx, control, csrf
@@ -165,17 +325,24 @@ class PublishRoutes:
         if request.headers.get("authorization", "")[:7].lower() != "bearer ":
             self.csrf.verify(request, token)  # cookie-authenticated: a form of ours only
 
+    def _preflight(self, f: dict[str, str]) -> None:
+        """The checks publish() starts with, made before a progress stream answers 200."""
+        pub.validate_name(f["name"].strip(), self.ctx)
+        access = f.get("access") or "public"
+        if access not in pub.LEVELS:
+            raise PublishError(f"access must be one of {', '.join(pub.LEVELS)}", 400)
+        if f.get("emap", "").strip().lower() in TRUE and access != "public":
+            raise PublishError("only public layers can be drawn on the e-map (emap): publish "
+                               "with access public, or without emap", 400)
+
     @staticmethod
     def _error(exc: Exception) -> Response:
         if isinstance(exc, AuthError):
             headers = {"WWW-Authenticate": 'Bearer realm="geoplat"'} if exc.status == 401 else None
             return exc.response(headers)
         if isinstance(exc, PublishError):
-            titles = {400: "Bad Request", 404: "Not Found", 409: "Conflict",
-                      413: "Content Too Large", 415: "Unsupported Media Type",
-                      422: "Unprocessable Content"}
-            status = exc.status if exc.status in titles else 500
-            return problem(status, titles.get(status, "Internal Server Error"), exc.message)
+            body = problem_body(exc)
+            return problem(body["status"], body["title"], body["detail"])
         raise exc
 
     async def collection(self, request: Request) -> Response:
@@ -185,9 +352,11 @@ class PublishRoutes:
                 return JSONResponse(await anyio.to_thread.run_sync(pub.list_layers, self.ctx),
                                     headers={"Cache-Control": "no-store"})
             work = self.ctx.work_root / ("upload-" + uuid.uuid4().hex)
+            streamed = False
             try:
                 up = Upload(work, self.ctx.settings.max_upload_bytes)
                 await up.read(request)
+                assert up.file is not None  # read() refuses an upload without a file
                 f = up.fields
                 self._csrf(request, f.get("csrf_token"))
                 if not f.get("name"):
@@ -196,18 +365,23 @@ class PublishRoutes:
                 up.file.replace(src)
                 keywords = [k.strip() for k in f.get("keywords", "").split(",") if k.strip()]
 
-                def run() -> list[pub.PublishResult]:
+                def run(progress: pub.Progress = pub._noop) -> list[pub.PublishResult]:
                     return pub.publish(
                         self.ctx, src, f["name"].strip(), title=f.get("title") or None,
                         access=f.get("access") or "public", crs=f.get("crs") or None,
                         keywords=keywords, layer=f.get("layer") or None,
                         all_layers=f.get("all_layers", "").lower() in TRUE,
-                        actor=p.username,
+                        actor=p.username, progress=progress,
                         emap=None if "emap" not in f else f["emap"].strip().lower() in TRUE)
 
+                if wants_progress(request, f):
+                    self._preflight(f)  # what is cheap to check gets its status, not a stream
+                    streamed = True  # the upload dir is the publishing thread's to remove now
+                    return stream_publish(run, lambda: remove_tree(work))
                 results = await anyio.to_thread.run_sync(run)
             finally:
-                remove_tree(work)
+                if not streamed:
+                    remove_tree(work)
             return JSONResponse({"layers": [r.as_dict() for r in results]}, status_code=201,
                                 headers={"Cache-Control": "no-store"})
         except (AuthError, PublishError) as exc:
@@ -299,16 +473,48 @@ input,select{width:100%;padding:.3em}progress{width:100%}pre{white-space:pre-wra
 <label>GeoPackage layer <input name="layer"></label>
 <label><input type="checkbox" name="emap" value="true" style="width:auto"> 叠加到电子地图 Draw on the e-map (vec) and offer as a WMS layer (public layers only)</label>
 <button>发布 Publish</button></form>
-<progress id="p" value="0" max="1" hidden></progress><pre id="out"></pre>
+<progress id="p" value="0" max="1" hidden></progress><p id="st"></p>
+<progress id="l" value="0" max="1" hidden></progress><pre id="out"></pre>
 <script>
+// The upload bar comes from the request (XHR upload events; fetch has none), then the server's
+// progress lines (application/x-ndjson, one JSON object per line) drive the loading bar.
 document.getElementById('f').addEventListener('submit', function (ev) {
   ev.preventDefault();
-  var xhr = new XMLHttpRequest(), p = document.getElementById('p'), out = document.getElementById('out');
-  p.hidden = false;
-  xhr.upload.onprogress = function (e) { if (e.lengthComputable) { p.max = e.total; p.value = e.loaded; } };
-  xhr.onload = function () { out.textContent = xhr.status + '\\n' + xhr.responseText; };
-  xhr.onerror = function () { out.textContent = 'upload failed'; };
+  var xhr = new XMLHttpRequest(), up = document.getElementById('p'), load = document.getElementById('l'),
+      st = document.getElementById('st'), out = document.getElementById('out'), seen = 0;
+  var stages = {reading: '读取 Reading', loading: '入库 Loading', swapping: '切换 Swapping'};
+  up.hidden = false; up.value = 0; load.hidden = true; out.textContent = '';
+  st.textContent = '上传 Uploading';
+  xhr.upload.onprogress = function (e) { if (e.lengthComputable) { up.max = e.total; up.value = e.loaded; } };
+  xhr.upload.onload = function () { up.value = up.max; st.textContent = '处理中 Processing'; };
+  function show(m) {
+    if (m.stage === 'loading') {
+      load.hidden = false; load.max = m.total || 1; load.value = m.done || 0;
+      st.textContent = stages.loading + ' ' + m.done + ' / ' + m.total;
+    } else if (m.stage) {
+      st.textContent = stages[m.stage] || m.stage;
+    } else if (m.result) {
+      st.textContent = '完成 Published'; out.textContent = JSON.stringify(m.result, null, 2);
+    } else if (m.error) {
+      st.textContent = '失败 Failed';
+      out.textContent = m.error.status + ' ' + m.error.title + '\\n' + (m.error.detail || '');
+    }
+  }
+  function lines() {
+    if (xhr.status !== 200) return;
+    var text = xhr.responseText, i;
+    while ((i = text.indexOf('\\n', seen)) >= 0) {
+      var line = text.slice(seen, i); seen = i + 1;
+      if (line) { try { show(JSON.parse(line)); } catch (e) { /* not a progress line */ } }
+    }
+  }
+  xhr.onprogress = lines;
+  xhr.onload = function () {
+    if (xhr.status === 200) { lines(); } else { st.textContent = ''; out.textContent = xhr.status + '\\n' + xhr.responseText; }
+  };
+  xhr.onerror = function () { st.textContent = ''; out.textContent = 'upload failed'; };
   xhr.open('POST', '/api/layers');
+  xhr.setRequestHeader('Accept', 'application/x-ndjson');
   xhr.send(new FormData(ev.target));
 });
 </script></body></html>"""

@@ -55,7 +55,8 @@ def build_node(settings: FederationSettings, node: NodeSettings, *, show_progres
     meta = {
         "node": {"id": node.id, "title": node.title, "tier": node.tier, "parent": node.parent,
                  "base_url": node.base_url, "extent": node.extent.as_list(),
-                 "scale": {"finest": node.scale.finest, "coarsest": node.scale.coarsest}},
+                 "scale": {"finest": node.scale.finest, "coarsest": node.scale.coarsest},
+                 "workers": node.workers},
         "dsn": dsn,
         "publish": node.publish.model_dump(),  # layer publishing limits (issue 6)
     }
