@@ -472,12 +472,13 @@ def _as_ewkb(wkb: np.ndarray, geoms: np.ndarray, gtype: str, what: str) -> Ewkb 
         raise PublishError(f"{what}: coordinates fall outside -180..180 / -90..90: the declared "
                            "CRS does not match the data")
     srid = STORAGE_SRID.to_bytes(4, "little")
+    bounds = (float(minx), float(miny), float(maxx), float(maxy))
     if kind == multi:  # the same geometry with the SRID flag and SRID in its header
         return Ewkb(b"\x01" + (multi | EWKB_SRID_FLAG).to_bytes(4, "little") + srid,
-                    [w[5:] for w in wkb])
+                    [w[5:] for w in wkb], bounds)
     # a single part: a multi of one part, whose part is the WKB as it is
     return Ewkb(b"\x01" + (multi | EWKB_SRID_FLAG).to_bytes(4, "little") + srid
-                + (1).to_bytes(4, "little"), list(wkb))
+                + (1).to_bytes(4, "little"), list(wkb), bounds)
 
 
 def _shapefile(shp: Path, what: str, crs: str | None, multi: bool = False) -> VectorData:

@@ -39,6 +39,7 @@ class Ewkb:
 
     head: bytes
     bodies: list[bytes]
+    bounds: tuple[float, float, float, float]  # of the batch's geometries
 
     def __len__(self) -> int:
         return len(self.bodies)
@@ -307,13 +308,15 @@ def create_layer_table(cur, table: str, attrs: pd.DataFrame, geoms: np.ndarray |
         sql.Identifier(table), sql.SQL("").join(d + sql.SQL(", ") for d in col_defs),
         sql.SQL(geometry_type), sql.Literal(STORAGE_SRID)))
     if batches is not None:
-        _copy_binary(cur, sql.Identifier(table), columns, batches, progress)
+        count, bbox = _copy_binary(cur, sql.Identifier(table), columns, batches, progress)
     elif geoms is None:
         raise ValueError("create_layer_table needs geometries or batches")
     elif binary_copy_supported(attrs):
-        _copy_binary(cur, sql.Identifier(table), columns, slices(attrs, geoms), progress)
+        count, bbox = _copy_binary(cur, sql.Identifier(table), columns, slices(attrs, geoms),
+                                   progress)
     else:
         _copy_stream(cur, sql.Identifier(table), columns, attrs, geoms, progress)
+        count, bbox = len(geoms), [float(v) for v in shapely.total_bounds(geoms)]
     # keys and index after the rows: one sort instead of a million index insertions
     cur.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY (fid)").format(
         sql.Identifier(table), sql.Identifier(f"{table}_pkey"[:63])))
@@ -324,11 +327,7 @@ def create_layer_table(cur, table: str, attrs: pd.DataFrame, geoms: np.ndarray |
     cur.execute("SET LOCAL default_statistics_target = 10")
     cur.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
     cur.execute("RESET default_statistics_target")
-    cur.execute(sql.SQL("SELECT n, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
-                        "FROM (SELECT count(*) n, ST_Extent(geom) e FROM {}) x").format(
-        sql.Identifier(table)))
-    count, *bbox = cur.fetchone()
-    return int(count), [float(b) for b in bbox]
+    return count, bbox  # counted and measured as the rows went in: no second scan
 
 
 class _CsvStream:
@@ -514,6 +513,7 @@ class _BinaryStream:
         self.buf = memoryview(_PGCOPY_HEADER)
         self.done = False
         self.error: BaseException | None = None  # the reader's, raised through the COPY
+        self.bounds = np.array([np.inf, np.inf, -np.inf, -np.inf])  # of all rows packed
         self.queue: Any = queue.Queue(maxsize=2)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._produce, name="geoplat-copy-pack", daemon=True)
@@ -524,6 +524,8 @@ class _BinaryStream:
         fid = pd.Series(np.arange(lo + 1, hi + 1, dtype="int64"))
         fields = [_field(fid)] + [_field(attrs[c].reset_index(drop=True)) for c in self.columns]
         self.pos = hi
+        b = np.asarray(part.bounds if isinstance(part, Ewkb) else shapely.total_bounds(part))
+        self.bounds = np.concatenate([np.fmin(self.bounds[:2], b[:2]), np.fmax(self.bounds[2:], b[2:])])
         if isinstance(part, Ewkb):
             return ewkb_rows(fields, part), hi - lo
         if shapely.has_z(part).any():
@@ -601,8 +603,9 @@ def slices(attrs: pd.DataFrame, geoms: np.ndarray, size: int = 50_000
 
 def _copy_binary(cur: Any, table: sql.Identifier, columns: list[str],
                  batches: Iterable[tuple[pd.DataFrame, np.ndarray]],
-                 progress: Callable[[int], None] | None) -> None:
-    """COPY fid, attributes and EWKB (SRID 4490) of all batches in one binary statement.
+                 progress: Callable[[int], None] | None) -> tuple[int, list[float]]:
+    """COPY fid, attributes and EWKB (SRID 4490) of all batches in one binary statement;
+    returns (rows, bbox).
 
     Batches are packed as the server asks for data, so a reader feeding `batches` (layers/
     formats.py) reads the next batch while the server stores the previous one.
@@ -618,3 +621,4 @@ def _copy_binary(cur: Any, table: sql.Identifier, columns: list[str],
         raise
     finally:
         stream.close()
+    return stream.pos, [float(v) for v in stream.bounds]

@@ -231,6 +231,17 @@ def _checksum(path: Path) -> str:
     return h.hexdigest()
 
 
+def _background(fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args)` started in a thread; `.result()` waits for it (and raises what it raised)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="geoplat-publish")
+    try:
+        return pool.submit(fn, *args)
+    finally:
+        pool.shutdown(wait=False)
+
+
 def _bump(cur: Any) -> int:
     """The next serving generation; workers listening are notified when the transaction commits."""
     from layers.serving import CHANNEL
@@ -376,6 +387,8 @@ def _publish_one(ctx: NodeContext, data_path: Path, source_name: str, work: Path
                 _check_db_name(cur, name)
                 before = _current(cur, name)
             progress("reading", None, None)
+            # hashed in a thread while the file is read (hashlib lets go of the GIL)
+            checksum_job = _background(_checksum, data_path)
             raster = data_path.suffix.lower() in RASTER_SUFFIXES
             data: VectorData | RasterData
             if raster:
@@ -385,7 +398,7 @@ def _publish_one(ctx: NodeContext, data_path: Path, source_name: str, work: Path
                     data = read_vector(data_path, source_name, crs, src_layer)
                 except NeedsMulti:
                     data = read_vector(data_path, source_name, crs, src_layer, multi=True)
-            checksum = _checksum(data_path)
+            checksum = checksum_job.result()
             with conn, conn.cursor() as cur:
                 cur.execute("INSERT INTO geoplat_published (name, kind, title, access) "
                             "VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO NOTHING",
