@@ -149,21 +149,35 @@ def version_table(name: str, version: int) -> str:
     return f"{name}__v{version}"
 
 
-def ensure_catalogue(conn: Any) -> None:
+def ensure_catalogue(conn: Any, workers: int = 0) -> None:
+    """The publishing tables; on a node's first publish, also its running workers' reports.
+
+    Running workers report the generation they serve once the table for it exists: they are
+    told at once (NOTIFY), and the node's very first publish waits for `workers` of them (or
+    three poll intervals when the number is not known), so it too is served when it returns.
+    """
+    from layers.serving import CHANNEL, POLL_SECONDS
+
     with conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('geoplat.publish.ddl'))")
         cur.execute("SELECT to_regclass('public.geoplat_publish_workers')")
         created = cur.fetchone()[0] is None
         cur.execute(CATALOGUE_DDL)
         cur.execute(DDL)
+        if created:
+            cur.execute(f"NOTIFY {CHANNEL}")
     if created and _live_pollers(conn):
         import time
 
-        from layers.serving import POLL_SECONDS
-
-        # running workers report the generation they serve once the table exists (next poll);
-        # give them that poll so the node's very first publish waits for them too
-        time.sleep(POLL_SECONDS * 3)
+        deadline = time.monotonic() + POLL_SECONDS * 3
+        while time.monotonic() < deadline:
+            if workers:
+                with conn, conn.cursor() as cur:
+                    cur.execute("SELECT count(*) FROM geoplat_publish_workers WHERE seen_at >"
+                                " now() - make_interval(secs => %s)", (WORKER_STALE_SECONDS,))
+                    if cur.fetchone()[0] >= workers:
+                        return
+            time.sleep(0.05)
 
 
 def _live_pollers(conn: Any) -> bool:
@@ -381,7 +395,7 @@ def _publish_one(ctx: NodeContext, data_path: Path, source_name: str, work: Path
     conn = psycopg2.connect(ctx.dsn, application_name="geoplat-publish")
     cog_final: Path | None = None
     try:
-        ensure_catalogue(conn)
+        ensure_catalogue(conn, int(ctx.node_meta.get("workers") or 0))
         with LayerLock(ctx.dsn, name):
             with conn, conn.cursor() as cur:
                 _check_db_name(cur, name)
