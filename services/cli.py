@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from services import accounts, audit, grants, signing
+from services import audit  # accounts, grants, signing: imported where used (start-up)
 from services.db import Database, ensure_schema
 from services.errors import AuthError
 
@@ -118,6 +118,8 @@ def cmd_users_list(args: argparse.Namespace, resolve: Resolver) -> int:
 
 
 def cmd_users_add(args: argparse.Namespace, resolve: Resolver) -> int:
+    from services import accounts
+
     node_id, db = _db(args, resolve, main=True)
     password = (sys.stdin.readline().rstrip("\n") if args.password_stdin
                 else getpass.getpass("password: "))
@@ -134,6 +136,8 @@ def cmd_users_add(args: argparse.Namespace, resolve: Resolver) -> int:
 
 
 def cmd_users_role(args: argparse.Namespace, resolve: Resolver) -> int:
+    from services import accounts
+
     node_id, db = _db(args, resolve, main=True)
 
     def run() -> int:
@@ -149,6 +153,8 @@ def cmd_users_role(args: argparse.Namespace, resolve: Resolver) -> int:
 
 
 def cmd_users_flag(args: argparse.Namespace, resolve: Resolver, action: str) -> int:
+    from services import accounts
+
     node_id, db = _db(args, resolve, main=True)
     if action == "unlock":
         ok = accounts.unlock(db, args.username)
@@ -168,6 +174,8 @@ def cmd_users_flag(args: argparse.Namespace, resolve: Resolver, action: str) -> 
 
 
 def cmd_grants_list(args: argparse.Namespace, resolve: Resolver) -> int:
+    from services import grants
+
     _, db = _db(args, resolve, args.node)
     rows = [grants.jsonable(r) for r in grants.listing(db, status=args.status)]
     _print(rows, args.json, ["id", "username", "layer_id", "status", "requested_at", "expires_at",
@@ -176,6 +184,8 @@ def cmd_grants_list(args: argparse.Namespace, resolve: Resolver) -> int:
 
 
 def cmd_grants_decide(args: argparse.Namespace, resolve: Resolver, action: str) -> int:
+    from services import grants
+
     node_id, db = _db(args, resolve, args.node)
     return _guard(lambda: (print(json.dumps(grants.jsonable(grants.decide(
         db, node_id, args.grant_id, action, _actor(), days=getattr(args, "days", None),
@@ -195,6 +205,8 @@ def cmd_audit(args: argparse.Namespace, resolve: Resolver) -> int:
 
 
 def cmd_rotate(args: argparse.Namespace, resolve: Resolver) -> int:
+    from services import signing
+
     node_id, db = _db(args, resolve, main=True)
     kid = signing.rotate(db, retire_older_than_days=args.retire_days)
     audit.record(db, node_id, "admin.rotate_key", actor=_actor(), subject=kid)
