@@ -481,9 +481,10 @@ input,select{width:100%;padding:.3em}progress{width:100%}pre{white-space:pre-wra
 document.getElementById('f').addEventListener('submit', function (ev) {
   ev.preventDefault();
   var xhr = new XMLHttpRequest(), up = document.getElementById('p'), load = document.getElementById('l'),
-      st = document.getElementById('st'), out = document.getElementById('out'), seen = 0;
+      st = document.getElementById('st'), out = document.getElementById('out'), seen = 0,
+      button = ev.target.querySelector('button');
   var stages = {reading: '读取 Reading', loading: '入库 Loading', swapping: '切换 Swapping'};
-  up.hidden = false; up.value = 0; load.hidden = true; out.textContent = '';
+  up.hidden = false; up.value = 0; load.hidden = true; out.textContent = ''; button.disabled = true;
   st.textContent = '上传 Uploading';
   xhr.upload.onprogress = function (e) { if (e.lengthComputable) { up.max = e.total; up.value = e.loaded; } };
   xhr.upload.onload = function () { up.value = up.max; st.textContent = '处理中 Processing'; };
@@ -500,19 +501,25 @@ document.getElementById('f').addEventListener('submit', function (ev) {
       out.textContent = m.error.status + ' ' + m.error.title + '\\n' + (m.error.detail || '');
     }
   }
-  function lines() {
+  function lines(end) {
     if (xhr.status !== 200) return;
     var text = xhr.responseText, i;
+    if (end && text.length > seen && text.charAt(text.length - 1) !== '\\n') text += '\\n';
     while ((i = text.indexOf('\\n', seen)) >= 0) {
       var line = text.slice(seen, i); seen = i + 1;
       if (line) { try { show(JSON.parse(line)); } catch (e) { /* not a progress line */ } }
     }
   }
-  xhr.onprogress = lines;
+  xhr.onprogress = function () { lines(false); };
   xhr.onload = function () {
-    if (xhr.status === 200) { lines(); } else { st.textContent = ''; out.textContent = xhr.status + '\\n' + xhr.responseText; }
+    if (xhr.status === 200) { lines(true); return; }
+    var p = null;  // a refusal before the stream (problem+json): its title and detail
+    try { p = JSON.parse(xhr.responseText); } catch (e) { /* not JSON */ }
+    if (p && typeof p === 'object') { show({error: {status: p.status || xhr.status, title: p.title || '', detail: p.detail}}); }
+    else { st.textContent = '失败 Failed'; out.textContent = xhr.status + '\\n' + xhr.responseText; }
   };
-  xhr.onerror = function () { st.textContent = ''; out.textContent = 'upload failed'; };
+  xhr.onerror = function () { st.textContent = '失败 Failed'; out.textContent = 'upload failed (network error)'; };
+  xhr.onloadend = function () { button.disabled = false; };
   xhr.open('POST', '/api/layers');
   xhr.setRequestHeader('Accept', 'application/x-ndjson');
   xhr.send(new FormData(ev.target));
