@@ -24,6 +24,22 @@ from services.web import MESSAGE, REGISTER, Csrf, client_ip, render
 STATE_COOKIE = "geoplat_oidc_state"
 
 
+
+DEFAULT_AFTER_LOGIN = "/ogc"
+
+
+def local_path(value: str | None) -> str:
+    """Where to go after signing in: a path on this node (`/publish?x=1`), else /ogc.
+
+    Never another site: no scheme or host, no `//` or `/\\` (browsers read both as a host),
+    no control characters; at most 512 characters.
+    """
+    if (not value or len(value) > 512 or not value.startswith("/") or value[1:2] in ("/", "\\")
+            or any(ord(c) < 32 or c == "\x7f" for c in value)):
+        return DEFAULT_AFTER_LOGIN
+    return value
+
+
 class MainUnavailable(AuthError):
     def __init__(self) -> None:
         super().__init__(503, "Service Unavailable",
@@ -150,6 +166,8 @@ class NodeAuthRoutes:
         if not await self._main_reachable():
             return MainUnavailable().response()
         state, verifier = secrets.token_urlsafe(16), secrets.token_urlsafe(48)
+        back = base64.urlsafe_b64encode(local_path(request.query_params.get("next")).encode()
+                                        ).decode()
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()
                                              ).rstrip(b"=").decode()
         params = {"response_type": "code", "client_id": self.auth["client_id"],
@@ -157,12 +175,13 @@ class NodeAuthRoutes:
                   "scope": "openid profile geoplat", "state": state,
                   "code_challenge": challenge, "code_challenge_method": "S256"}
         response = RedirectResponse(self.auth["issuer"] + "/authorize?" + urlencode(params), 302)
-        response.set_cookie(STATE_COOKIE, f"{state}.{verifier}", max_age=600, httponly=True,
-                            samesite="lax", path="/auth")
+        response.set_cookie(STATE_COOKIE, f"{state}.{verifier}.{back}", max_age=600,
+                            httponly=True, samesite="lax", path="/auth")
         return response
 
     async def callback(self, request: Request) -> Response:
-        state, _, verifier = (request.cookies.get(STATE_COOKIE) or "").partition(".")
+        state, _, rest = (request.cookies.get(STATE_COOKIE) or "").partition(".")
+        verifier, _, back = rest.partition(".")
         if not state or not secrets.compare_digest(state, request.query_params.get("state", "")):
             return problem(400, "Bad request", "The sign-in state does not match; start again.")
         try:
@@ -177,7 +196,11 @@ class NodeAuthRoutes:
         if r.status_code != 200:
             return problem(401, "Sign-in failed", "The main node did not issue a token.")
         token = r.json()
-        response = RedirectResponse("/ogc", 303)
+        try:
+            target = local_path(base64.urlsafe_b64decode(back.encode()).decode())
+        except ValueError:
+            target = DEFAULT_AFTER_LOGIN
+        response = RedirectResponse(target, 303)
         response.set_cookie(token_cookie(self.node["id"]), token["access_token"], max_age=int(token["expires_in"]),
                             httponly=True, samesite="lax", path="/")
         response.delete_cookie(STATE_COOKIE, path="/auth")

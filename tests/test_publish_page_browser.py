@@ -72,6 +72,7 @@ def page(browser, main_db, urls):
     with tab.expect_navigation(url=lambda u: u.startswith(base)):
         tab.click("button[type=submit]")
     tab.wait_for_load_state()
+    assert tab.url == f"{base}/publish", tab.url  # back on the page that asked for sign-in
     cookies = {c["name"] for c in context.cookies(base)}
     assert "geoplat_at_hangzhou" in cookies, cookies
     r = tab.goto(f"{base}/publish")

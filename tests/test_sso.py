@@ -119,6 +119,21 @@ def test_sign_in_once_use_hangzhou_pages(main_db, urls, hz_admin) -> None:
                                          timeout=30).text
 
 
+def test_node_sign_in_returns_to_the_page_that_asked(main_db, urls) -> None:
+    """`/auth/login?next=/publish` comes back to /publish; a `next` off the node goes to /ogc."""
+    accounts.create(main_db, "sso_dave", PASSWORD, roles=["hangzhou:publisher"])
+    browser = requests.Session()
+    login_pkce(urls["national"], "sso_dave", PASSWORD, browser=browser)  # main-node session
+    hz = urls["hangzhou"]
+    r = browser.get(hz + "/auth/login", params={"next": "/publish?from=test"}, timeout=30)
+    assert r.status_code == 200 and r.url == hz + "/publish?from=test", r.url
+    assert 'type="file"' in r.text
+    for bad in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:x",
+                "/ok\r\nSet-Cookie: x=1", "publish", "/" + "a" * 600):
+        r = browser.get(hz + "/auth/login", params={"next": bad}, timeout=30)
+        assert r.status_code == 200 and r.url.startswith(hz + "/ogc"), (bad, r.url)
+
+
 def test_login_page_has_csrf_and_exact_redirects(urls) -> None:
     r = requests.get(urls["national"] + "/sso/login", timeout=10)
     assert "csrf_token" in form_fields(r.text)
