@@ -299,8 +299,11 @@ def _read_error(exc: Exception, path: Path, what: str) -> PublishError:
 
 
 def _ogr(path: Path, what: str, crs_override: str | None, layer: str | None = None,
-         encoding: str | None = None, multi: bool = False) -> VectorData:
-    """One layer read with GDAL; `multi`: a large layer of single parts is stored as Multi*."""
+         encoding: str | None = None, multi: bool = False, shapefile: bool = False) -> VectorData:
+    """One layer read with GDAL; `multi`: a large layer of single parts is stored as Multi*.
+
+    A shapefile's Polygon and LineString types also hold multi-part shapes: stored as Multi*.
+    """
     import pyogrio
 
     try:
@@ -316,7 +319,8 @@ def _ogr(path: Path, what: str, crs_override: str | None, layer: str | None = No
     declared = str(info.get("geometry_type") or "").replace(" Z", "").replace(" M", "")
     count = int(info.get("features") or -1)
     if declared in _DECLARED and count > BATCH_ROWS:
-        if multi and not declared.startswith("Multi"):
+        if not declared.startswith("Multi") and (
+                multi or (shapefile and declared in ("LineString", "Polygon"))):
             declared = "Multi" + declared
         return _ogr_batched(path, what, crs, layer, encoding, count, declared)
     try:
@@ -487,8 +491,7 @@ def _shapefile(shp: Path, what: str, crs: str | None, multi: bool = False) -> Ve
     encoding = None
     if not cpg and dbf:
         encoding = detect_dbf_encoding(dbf[0])
-    # a shapefile's Polygon and LineString types also hold multi-part shapes
-    return _ogr(shp, what, crs, encoding=encoding, multi=True)
+    return _ogr(shp, what, crs, encoding=encoding, multi=multi, shapefile=True)
 
 
 def _csv(path: Path, what: str, crs: str | None) -> VectorData:
@@ -553,7 +556,7 @@ def read_vector(path: Path, what: str, crs: str | None, layer: str | None = None
     if path.stat().st_size == 0:
         raise PublishError(f"{what}: the file is empty")
     if suffix == ".shp":
-        return _shapefile(path, what, crs)
+        return _shapefile(path, what, crs, multi)
     if suffix == ".csv":
         return _csv(path, what, crs)
     if suffix == ".gpkg":
