@@ -85,21 +85,29 @@ def generate(out: Path, points: int, polygons: int) -> tuple[Path, Path]:
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
+def _stat(pid: int | str) -> list[str]:
+    """/proc/<pid>/stat fields after the command name (state first; utime, stime at 11, 12)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def _cpu(fields: list[str], children: bool = True) -> float:
+    """CPU seconds of a process (and of its reaped children) from its stat fields."""
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / _TICK
+
+
 def server_cpu(postmaster: int) -> float:
     """CPU seconds used so far by a PostgreSQL server: its reaped children and its live ones."""
-    def fields(pid: int) -> list[str]:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()
-
-    main = fields(postmaster)
-    total = int(main[11]) + int(main[12]) + int(main[13]) + int(main[14])  # utime stime cutime cstime
+    total = _cpu(_stat(postmaster))
     for child in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split():
         try:
-            f = fields(int(child))
+            total += _cpu(_stat(child), children=False)
         except OSError:
             continue  # exited meanwhile: counted in cutime next time
-        total += int(f[11]) + int(f[12])
-    return total / _TICK
+    return total
 
 
 def run_child(cmd: list[str], env: dict | None = None, postmaster: int | None = None
@@ -134,11 +142,11 @@ def _group_stats(pgid: int) -> list[tuple[int, float]]:
         if not entry.name.isdigit():
             continue
         try:
-            f = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            f = _stat(entry.name)
         except OSError:
             continue
         if int(f[2]) == pgid:
-            out.append((int(entry.name), (int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])) / _TICK))
+            out.append((int(entry.name), _cpu(f)))
     return out
 
 

@@ -24,7 +24,8 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -507,53 +508,49 @@ def layer_urls(ctx: NodeContext, name: str, raster: bool) -> dict[str, str]:
             "tiles": base + "/tiles/WebMercatorQuad/{tileMatrix}/{tileRow}/{tileCol}?f=mvt"}
 
 
-def _connect_ready(ctx: NodeContext) -> Any:
+@contextmanager
+def _ready(ctx: NodeContext) -> Iterator[Any]:
+    """A connection to the node's database with the publishing tables in place; closed after."""
     conn = psycopg2.connect(ctx.dsn, application_name="geoplat-publish")
-    ensure_catalogue(conn)
-    return conn
+    try:
+        ensure_catalogue(conn)
+        yield conn
+    finally:
+        conn.close()
 
 
 def versions(ctx: NodeContext, name: str) -> list[dict[str, Any]]:
-    conn = _connect_ready(ctx)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT v.version, v.feature_count, v.bbox, v.source, v.source_crs,"
-                        " v.published_by, v.published_at, v.report, p.current_version = v.version"
-                        " FROM geoplat_layer_versions v JOIN geoplat_published p USING (name)"
-                        " WHERE v.name = %s ORDER BY v.version DESC", (name,))
-            rows = cur.fetchall()
-        if not rows:
-            raise PublishError(f"no published layer {name!r} on node {ctx.id}", 404)
-        return [{"version": r[0], "feature_count": r[1], "bbox": list(r[2]), "source": r[3],
-                 "source_crs": r[4], "published_by": r[5], "published_at": r[6].isoformat(),
-                 "report": r[7], "current": bool(r[8])} for r in rows]
-    finally:
-        conn.close()
+    with _ready(ctx) as conn, conn.cursor() as cur:
+        cur.execute("SELECT v.version, v.feature_count, v.bbox, v.source, v.source_crs,"
+                    " v.published_by, v.published_at, v.report, p.current_version = v.version"
+                    " FROM geoplat_layer_versions v JOIN geoplat_published p USING (name)"
+                    " WHERE v.name = %s ORDER BY v.version DESC", (name,))
+        rows = cur.fetchall()
+    if not rows:
+        raise PublishError(f"no published layer {name!r} on node {ctx.id}", 404)
+    return [{"version": r[0], "feature_count": r[1], "bbox": list(r[2]), "source": r[3],
+             "source_crs": r[4], "published_by": r[5], "published_at": r[6].isoformat(),
+             "report": r[7], "current": bool(r[8])} for r in rows]
 
 
 def list_layers(ctx: NodeContext) -> list[dict[str, Any]]:
-    conn = _connect_ready(ctx)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT p.name, p.kind, p.title, p.access, p.keywords, p.current_version,"
-                        " v.feature_count, v.bbox FROM geoplat_published p LEFT JOIN"
-                        " geoplat_layer_versions v ON v.name = p.name AND v.version = p.current_version"
-                        " ORDER BY p.name")
-            return [{"name": r[0], "kind": r[1], "title": r[2], "access": r[3], "keywords": r[4],
-                     "current_version": r[5], "status": "published" if r[5] else "retired",
-                     "feature_count": r[6], "bbox": list(r[7]) if r[7] else None,
-                     "urls": layer_urls(ctx, r[0], r[1] == "raster") if r[5] else {}}
-                    for r in cur.fetchall()]
-    finally:
-        conn.close()
+    with _ready(ctx) as conn, conn.cursor() as cur:
+        cur.execute("SELECT p.name, p.kind, p.title, p.access, p.keywords, p.current_version,"
+                    " v.feature_count, v.bbox FROM geoplat_published p LEFT JOIN"
+                    " geoplat_layer_versions v ON v.name = p.name AND v.version = p.current_version"
+                    " ORDER BY p.name")
+        return [{"name": r[0], "kind": r[1], "title": r[2], "access": r[3], "keywords": r[4],
+                 "current_version": r[5], "status": "published" if r[5] else "retired",
+                 "feature_count": r[6], "bbox": list(r[7]) if r[7] else None,
+                 "urls": layer_urls(ctx, r[0], r[1] == "raster") if r[5] else {}}
+                for r in cur.fetchall()]
 
 
 def rollback(ctx: NodeContext, name: str, version: int | None = None, *,
              actor: str | None = None) -> dict[str, Any]:
     """Serve an earlier kept version again (default: the one before the current)."""
-    conn = _connect_ready(ctx)
     try:
-        with LayerLock(ctx.dsn, name), conn, conn.cursor() as cur:
+        with _ready(ctx) as conn, LayerLock(ctx.dsn, name), conn, conn.cursor() as cur:
             before = _current(cur, name)
             if before is None:
                 raise PublishError(f"no published layer {name!r} on node {ctx.id}", 404)
@@ -581,8 +578,6 @@ def rollback(ctx: NodeContext, name: str, version: int | None = None, *,
     except psycopg2.Error as exc:
         raise PublishError(f"layer {name!r}: rollback failed ({exc.pgcode or 'error'}); "
                            "nothing was changed", 500) from None
-    finally:
-        conn.close()
     wait_served(ctx, gen)
     after_change(ctx, "layer.rollback", name, actor, v["bbox"], before["bbox"], version=version)
     return {"name": name, "version": version, "previous_version": before["version"]}
@@ -591,39 +586,30 @@ def rollback(ctx: NodeContext, name: str, version: int | None = None, *,
 def retire(ctx: NodeContext, name: str, *, actor: str | None = None,
            purge: bool = False) -> dict[str, Any]:
     """Stop serving a layer (its versions are kept for a later rollback unless `purge`)."""
-    conn = _connect_ready(ctx)
     files: list[str] = []
-    try:
-        with LayerLock(ctx.dsn, name), conn, conn.cursor() as cur:
-            before = _current(cur, name)
-            if before is None:
-                raise PublishError(f"no published layer {name!r} on node {ctx.id}", 404)
-            cur.execute("UPDATE geoplat_published SET current_version = NULL, updated_at = now()"
-                        " WHERE name = %s", (name,))
-            _point_view(cur, name, None)
-            _set_catalogue(cur, name, before["title"], None)
-            if purge:
-                # workers may still serve the current version for up to a second: keep nothing
-                # but let the tables go only after the generation bump is seen (dropped below)
-                cur.execute("SELECT storage FROM geoplat_layer_versions WHERE name = %s", (name,))
-                files = [r[0] for r in cur.fetchall()]
-            gen = _bump(cur)
-    finally:
-        conn.close()
+    with _ready(ctx) as conn, LayerLock(ctx.dsn, name), conn, conn.cursor() as cur:
+        before = _current(cur, name)
+        if before is None:
+            raise PublishError(f"no published layer {name!r} on node {ctx.id}", 404)
+        cur.execute("UPDATE geoplat_published SET current_version = NULL, updated_at = now()"
+                    " WHERE name = %s", (name,))
+        _point_view(cur, name, None)
+        _set_catalogue(cur, name, before["title"], None)
+        if purge:
+            # workers may still serve the current version for up to a second: keep nothing
+            # but let the tables go only after the generation bump is seen (dropped below)
+            cur.execute("SELECT storage FROM geoplat_layer_versions WHERE name = %s", (name,))
+            files = [r[0] for r in cur.fetchall()]
+        gen = _bump(cur)
     wait_served(ctx, gen)
     if purge and files:
-        conn = psycopg2.connect(ctx.dsn)
-        try:
-            with conn, conn.cursor() as cur:
-                for storage in files:
-                    if storage.startswith("file:"):
-                        Path(storage[5:]).unlink(missing_ok=True)
-                    else:
-                        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(
-                            sql.Identifier(storage)))
-                cur.execute("DELETE FROM geoplat_published WHERE name = %s", (name,))
-        finally:
-            conn.close()
+        with _ready(ctx) as conn, conn, conn.cursor() as cur:
+            for storage in files:
+                if storage.startswith("file:"):
+                    Path(storage[5:]).unlink(missing_ok=True)
+                else:
+                    cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(storage)))
+            cur.execute("DELETE FROM geoplat_published WHERE name = %s", (name,))
     after_change(ctx, "layer.retire", name, actor, None, before["bbox"], purge=purge)
     return {"name": name, "retired_version": before["version"], "purged": purge}
 

@@ -26,29 +26,20 @@ def node_dir(settings: FederationSettings, node: NodeSettings) -> Path:
     return settings.resolve(settings.var_dir) / "nodes" / node.id
 
 
-def _catalogue_column(dsn: str, column: str) -> dict[str, Any]:
-    """One column of the node's `geoplat_layers` catalogue per loaded layer ({} before any)."""
+def catalogue(dsn: str) -> dict[str, tuple[list[float], dict[str, str]]]:
+    """(bbox, {column: original attribute name}) per loaded layer, from the node's
+    `geoplat_layers` catalogue, in one read ({} before anything was loaded)."""
     conn = psycopg2.connect(dsn)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT to_regclass('public.geoplat_layers')")
             if cur.fetchone()[0] is None:
                 return {}
-            cur.execute(f"SELECT id, {column} FROM geoplat_layers")
-            return dict(cur.fetchall())
+            cur.execute("SELECT id, bbox, columns FROM geoplat_layers")
+            return {lid: ([float(v) for v in bbox], {c: str(t) for c, t in (cols or {}).items()})
+                    for lid, bbox, cols in cur.fetchall()}
     finally:
         conn.close()
-
-
-def catalogue_extents(dsn: str) -> dict[str, list[float]]:
-    """bbox per loaded layer, from the node's `geoplat_layers` catalogue."""
-    return {k: [float(v) for v in bbox] for k, bbox in _catalogue_column(dsn, "bbox").items()}
-
-
-def catalogue_titles(dsn: str) -> dict[str, dict[str, str]]:
-    """{column: original attribute name} per loaded layer, from `geoplat_layers.columns`."""
-    return {k: {c: str(t) for c, t in (cols or {}).items()}
-            for k, cols in _catalogue_column(dsn, "columns").items()}
 
 
 def _resource(layer: LayerSettings, dsn: str, bbox: list[float], node: NodeSettings,
@@ -91,8 +82,7 @@ def _resource(layer: LayerSettings, dsn: str, bbox: list[float], node: NodeSetti
 def build_config(settings: FederationSettings, node: NodeSettings, layers: list[LayerSettings],
                  dsn: str, templates: dict[str, str] | None = None) -> dict[str, Any]:
     """The pygeoapi config dict for one node; only layers that are loaded are published."""
-    extents = catalogue_extents(dsn)
-    titles = catalogue_titles(dsn)
+    loaded = catalogue(dsn)
     server: dict[str, Any] = {
         "bind": {"host": node.host, "port": node.port},
         "url": node.base_url + "/ogc",
@@ -131,8 +121,8 @@ def build_config(settings: FederationSettings, node: NodeSettings, layers: list[
                         "hours": "-", "instructions": "-", "role": "pointOfContact"},
         },
         "resources": {
-            layer.id: _resource(layer, dsn, extents[layer.id], node, titles.get(layer.id))
-            for layer in layers if layer.id in extents
+            layer.id: _resource(layer, dsn, loaded[layer.id][0], node, loaded[layer.id][1])
+            for layer in layers if layer.id in loaded
         } | _catalogue(node, dsn),
     }
 

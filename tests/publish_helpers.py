@@ -16,6 +16,19 @@ from layers.web import node_context
 from nodes.pygeoapi_config import node_dir
 
 
+def sign_in_users(main_db, main_url: str, prefix: str, users: dict[str, list[str]],
+                  password: str) -> dict[str, dict[str, str]]:
+    """Create `<prefix>_<name>` users with their roles; bearer headers by name."""
+    from services import accounts
+    from services.testing import bearer, login_pkce
+
+    out = {}
+    for name, roles in users.items():
+        accounts.create(main_db, f"{prefix}_{name}", password, roles=roles)
+        out[name] = bearer(login_pkce(main_url, f"{prefix}_{name}", password))
+    return out
+
+
 def ctx_of(settings, node_id: str):
     node = settings.node(node_id)
     ndir = node_dir(settings, node)

@@ -7,7 +7,6 @@ them, and a cut link behaves like a host that went away and came back.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -18,14 +17,13 @@ import numpy as np
 import pytest
 import requests
 from netns import NODE_IDS, NetnsFederation, federation_fixture
-from PIL import Image
+from tile_helpers import image, tdt_url_at
 
 from nodes import federation as federation_mod
 from nodes import supervisor
 from services import accounts, apikeys
 from services.db import Database
 from services.testing import bearer, login_pkce
-from tiles.grids import tile_at
 
 pytestmark = pytest.mark.slow
 
@@ -36,17 +34,6 @@ PASSWORD = "netns-correct-horse-1"
 netfed = federation_fixture()
 
 
-def tdt_url(base: str, layer: str, grid: str, z: int, lon: float, lat: float) -> str:
-    col, row = tile_at(grid, lon, lat, z)
-    return (f"{base}/{layer}_{grid}/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER={layer}"
-            f"&STYLE=default&TILEMATRIXSET={grid}&FORMAT=tiles&TILEMATRIX={z}&TILEROW={row}"
-            f"&TILECOL={col}")
-
-
-def image(resp: requests.Response) -> np.ndarray:
-    assert resp.status_code == 200, resp.text[:300]
-    assert resp.headers["Content-Type"].startswith("image/")
-    return np.asarray(Image.open(io.BytesIO(resp.content)).convert("RGBA")).astype(int)
 
 
 def has_service_hall(img: np.ndarray) -> bool:
@@ -136,8 +123,8 @@ def test_nothing_answers_on_localhost_inside_a_namespace(netfed: NetnsFederation
 def test_emap_cascade_crosses_namespaces(netfed: NetnsFederation) -> None:
     """Level 18 over Hangzhou at the main node: national -> zhejiang -> hangzhou, with node
     keys checked at each child against the main node, all over the bridge."""
-    main = image(requests.get(tdt_url(netfed.urls["national"], "vec", "c", 18, *HALL), timeout=120))
-    base = image(requests.get(tdt_url(netfed.urls["hangzhou"], "vec", "c", 18, *HALL), timeout=120))
+    main = image(requests.get(tdt_url_at(netfed.urls["national"], "vec", "c", 18, *HALL), timeout=120))
+    base = image(requests.get(tdt_url_at(netfed.urls["hangzhou"], "vec", "c", 18, *HALL), timeout=120))
     assert np.abs(main - base).max() <= 2  # the main node shows the Hangzhou node's tile
     assert has_service_hall(main), "service hall marker missing"
 
@@ -195,12 +182,12 @@ def test_a_stopped_node_refuses_at_once_and_starts_again(netfed: NetnsFederation
 def test_cut_and_restore_the_zhejiang_link(netfed: NetnsFederation) -> None:
     urls = netfed.urls
     lon, lat = HALL[0] + 0.01, HALL[1] + 0.01
-    cached_url = tdt_url(urls["national"], "vec", "c", 17, lon, lat)
+    cached_url = tdt_url_at(urls["national"], "vec", "c", 17, lon, lat)
     first = requests.get(cached_url, timeout=120)
     assert first.status_code == 200
     again = requests.get(cached_url, timeout=30)
     assert again.headers.get("X-Tile-Cache") == "hit" and again.content == first.content
-    fine_url = tdt_url(urls["national"], "vec", "c", 19, *HALL)  # never fetched before
+    fine_url = tdt_url_at(urls["national"], "vec", "c", 19, *HALL)  # never fetched before
 
     netfed.cut("zhejiang", fail_fast=True)
     try:

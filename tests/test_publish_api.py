@@ -12,12 +12,10 @@ import pyogrio
 import pytest
 import requests
 import shapely
-from publish_helpers import points_frame, served, wait_for
+from publish_helpers import points_frame, served, sign_in_users, wait_for
 
 from layers.formats import PublishError
 from layers.web import Upload
-from services import accounts
-from services.testing import bearer, login_pkce
 
 PASSWORD = "Publish-Test-Pass-1"
 
@@ -26,11 +24,7 @@ PASSWORD = "Publish-Test-Pass-1"
 def tokens(main_db, urls) -> dict[str, dict[str, str]]:
     users = {"publisher": ["hangzhou:publisher"], "other_node": ["zhejiang:publisher"],
              "plain": []}
-    out = {}
-    for name, roles in users.items():
-        accounts.create(main_db, f"pubapi_{name}", PASSWORD, roles=roles)
-        out[name] = bearer(login_pkce(urls["national"], f"pubapi_{name}", PASSWORD))
-    return out
+    return sign_in_users(main_db, urls["national"], "pubapi", users, PASSWORD)
 
 
 @pytest.fixture(scope="module")
@@ -202,10 +196,10 @@ def test_large_upload_through_the_front_door(federation, urls, tokens, tmp_path)
     """A file over nginx's general body limit (10 MB) streams through to the app and loads in
     batches (GDAL's Arrow stream, more than one batch)."""
     import numpy as np
+    from publish_helpers import ctx_of
 
     from layers import formats
     from layers.publish import retire
-    from publish_helpers import ctx_of
 
     n = 45_000
     assert n > formats.BATCH_ROWS

@@ -24,7 +24,7 @@ import requests
 import shapely
 import yaml
 from owslib.wms import WebMapService
-from publish_helpers import ctx_of, tables_like, wait_for, work_dir_empty
+from publish_helpers import ctx_of, sign_in_users, tables_like, wait_for, work_dir_empty
 
 from layers import publish as pub
 from layers.web import NDJSON, ClientGone, ProgressStream
@@ -43,11 +43,7 @@ STREAM = {"Accept": NDJSON}
 @pytest.fixture(scope="module")
 def tokens(main_db, urls) -> dict[str, dict[str, str]]:
     users = {"publisher": ["hangzhou:publisher"], "plain": []}
-    out = {}
-    for name, roles in users.items():
-        accounts.create(main_db, f"progress_{name}", PASSWORD, roles=roles)
-        out[name] = bearer(login_pkce(urls["national"], f"progress_{name}", PASSWORD))
-    return out
+    return sign_in_users(main_db, urls["national"], "progress", users, PASSWORD)
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import requests
 from netns import NetnsFederation, federation_fixture
+from tile_helpers import tdt_url_at
 
 from nodes import federation as federation_mod
 from services import accounts
 from services.db import Database
 from services.testing import bearer, login_pkce
-from tiles.grids import tile_at
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +101,7 @@ def test_registrations_and_health_cross_hosts(netfed: NetnsFederation, tmp_path:
                        params={"f": "json"}, timeout=30).json()
     assert got["properties"]["origin_path"] == "national/zhejiang/hangzhou"
 
-    tile = tdt_url(urls["national"], "vec", "c", 8, 120.2, 30.25)
+    tile = tdt_url_at(urls["national"], "vec", "c", 8, 120.2, 30.25)
     assert requests.get(tile, timeout=120).status_code == 200  # cached at the main node
 
     netfed.cut("zhejiang")
@@ -133,11 +133,3 @@ def test_registrations_and_health_cross_hosts(netfed: NetnsFederation, tmp_path:
         return national.all(sql) == hangzhou.all(sql)
 
     wait_until(same_subtree, 30, "the main node holds exactly Hangzhou's records")
-
-
-def tdt_url(base: str, layer: str, grid: str, z: int, lon: float, lat: float) -> str:
-    col, row = tile_at(grid, lon, lat, z)
-    return (f"{base}/{layer}_{grid}/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER={layer}"
-            f"&STYLE=default&TILEMATRIXSET={grid}&FORMAT=tiles&TILEMATRIX={z}&TILEROW={row}"
-            f"&TILECOL={col}")
-

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
-from PIL import Image
+import tile_helpers
+from tile_helpers import image
 
 from nodes import supervisor
 from tiles.grids import tile_at
@@ -39,15 +39,8 @@ def developer_key(main_db) -> None:
 
 def tdt_url(base: str, layer: str, grid: str, z: str, row: int, col: int,
             tk: str | None = None) -> str:
-    return (f"{base}/{layer}_{grid}/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER={layer}"
-            f"&STYLE=default&TILEMATRIXSET={grid}&FORMAT=tiles&TILEMATRIX={z}&TILEROW={row}"
-            f"&TILECOL={col}&tk={tk or KEY['tk']}")
+    return tile_helpers.tdt_url(base, layer, grid, z, row, col, tk or KEY["tk"])
 
-
-def image(resp: requests.Response) -> np.ndarray:
-    assert resp.status_code == 200, resp.text[:300]
-    assert resp.headers["Content-Type"].startswith("image/")
-    return np.asarray(Image.open(io.BytesIO(resp.content)).convert("RGBA")).astype(int)
 
 
 @pytest.mark.parametrize("layer,grid", [("vec", "c"), ("cva", "w"), ("img", "c")])
