@@ -6,7 +6,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := postgresql-15 postgresql-15-postgis-3 postgresql-contrib gdal-bin nginx-light \
-	fonts-wqy-zenhei fonts-noto-cjk redis-server wrk python3-venv iproute2 chromium
+	fonts-wqy-zenhei fonts-noto-cjk redis-server wrk python3-venv iproute2 chromium \
+	python3-qgis qgis-providers
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install apt venv npm up down status test bench clean-var lint
