@@ -2,6 +2,8 @@
 
 Mapnik, loaded in every node process, points PROJ_LIB at a directory without proj.db; rasterio
 then knows no EPSG code. Each call runs in a rasterio environment aimed at rasterio's own data.
+The file served is the COG the publish wrote (layers/formats.py `write_cog`), never the upload;
+it must open as a GeoTIFF (a VRT put in its place would read other files).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from pygeoapi.provider.base import ProviderConnectionError
 from pygeoapi.provider.rasterio_ import RasterioProvider
 
 
@@ -30,6 +33,9 @@ class COGProvider(RasterioProvider):
     def __init__(self, provider_def: dict):
         with proj_env():
             super().__init__(provider_def)
+        if self._data.driver != "GTiff":
+            self._data.close()
+            raise ProviderConnectionError("the coverage is not a GeoTIFF")
 
     def get_fields(self) -> dict:
         with proj_env():

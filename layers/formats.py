@@ -3,7 +3,8 @@
 Everything here is about turning one file into checked data (attributes + geometries in
 EPSG:4490, or a Cloud-Optimised GeoTIFF in EPSG:4490) with a report of what was repaired or
 dropped, or raising `PublishError` with a message that names the problem. Archives are unpacked
-by us, never by GDAL, after checking every entry (paths, symlinks, sizes, ratio).
+by us, never by GDAL, after checking every entry (paths, symlinks, sizes, ratio). GDAL opens
+each file only with the driver its format implies, inside a fence of options (layers/fence.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from layers import fence
 from layers.errors import PublishError
 from layers.load import EWKB_SRID_FLAG, STORAGE_SRID, Ewkb, _normalise_geometries
 from layers.settings import PublishSettings
@@ -306,10 +308,17 @@ def _ogr(path: Path, what: str, crs_override: str | None, layer: str | None = No
     """
     import pyogrio
 
+    driver = fence.vector_driver(path)
+    fence.sniff(path, driver, what)
+    if driver == "GPKG" and layer is not None:
+        fence.refuse_gpkg_view(path, layer, what)
+    name, opts = fence.gdal_path(path, driver), fence.open_options(driver)
     try:
-        info = pyogrio.read_info(path, layer=layer, encoding=encoding)
+        with fence.vector_fence():
+            info = pyogrio.read_info(name, layer=layer, encoding=encoding, **opts)
     except Exception as exc:  # noqa: BLE001 - pyogrio raises several DataSourceError kinds
         raise _read_error(exc, path, what) from None
+    fence.expect_driver(info.get("driver"), driver, what)
     if crs_override:
         crs = parse_crs(crs_override, what)
     elif info.get("crs"):
@@ -324,7 +333,9 @@ def _ogr(path: Path, what: str, crs_override: str | None, layer: str | None = No
             declared = "Multi" + declared
         return _ogr_batched(path, what, crs, layer, encoding, count, declared)
     try:
-        df = pyogrio.read_dataframe(path, layer=layer, encoding=encoding, fid_as_index=True)
+        with fence.vector_fence():
+            df = pyogrio.read_dataframe(name, layer=layer, encoding=encoding, fid_as_index=True,
+                                        **opts)
     except Exception as exc:  # noqa: BLE001
         raise _read_error(exc, path, what) from None
     if df.geometry is None or len(df) == 0:
@@ -431,13 +442,17 @@ def _arrow_batches(path: Path, what: str, layer: str | None, encoding: str | Non
     """(attributes indexed by source FID, FIDs, WKB) of BATCH_ROWS features at a time.
 
     GDAL's Arrow stream reads a batch column by column, without a Python object per value
-    (several times faster than feature by feature); the file stays open until the last batch.
+    (several times faster than feature by feature); the file stays open until the last batch,
+    and so does the upload fence (`_ogr` checked the file and its driver first).
     """
     import pyogrio
 
+    driver = fence.vector_driver(path)
     try:
-        with pyogrio.raw.open_arrow(path, layer=layer, encoding=encoding, batch_size=BATCH_ROWS,
-                                    return_fids=True, use_pyarrow=True) as (meta, reader):
+        with fence.vector_fence(), pyogrio.raw.open_arrow(
+                fence.gdal_path(path, driver), layer=layer, encoding=encoding,
+                batch_size=BATCH_ROWS, return_fids=True, use_pyarrow=True,
+                **fence.open_options(driver)) as (meta, reader):
             fid, geom = meta["fid_column"], meta["geometry_name"] or "wkb_geometry"
             for batch in reader:
                 fids = batch.column(fid).to_numpy()
@@ -527,8 +542,10 @@ def _csv(path: Path, what: str, crs: str | None) -> VectorData:
 def gpkg_layers(path: Path) -> list[str]:
     import pyogrio
 
+    fence.sniff(path, "GPKG", path.name)
     try:
-        return [str(r[0]) for r in pyogrio.list_layers(path)]
+        with fence.vector_fence():
+            return [str(r[0]) for r in pyogrio.list_layers(path)]
     except Exception:  # noqa: BLE001
         raise PublishError(f"{path.name}: not a readable GeoPackage") from None
 
@@ -605,27 +622,28 @@ def rasterio_ready() -> None:
 
 def write_cog(path: Path, out: Path, what: str, crs: str | None) -> RasterData:
     """A georeferenced GeoTIFF into a Cloud-Optimised GeoTIFF in EPSG:4490."""
-    import rasterio
-
-    with rasterio.Env():
+    with fence.raster_env():
         rasterio_ready()
         return _write_cog(path, out, what, crs)
 
 
 def _write_cog(path: Path, out: Path, what: str, crs: str | None) -> RasterData:
     import rasterio
+    from rasterio._err import CPLE_BaseError
     from rasterio.crs import CRS as RioCRS
     from rasterio.enums import Resampling
-    from rasterio.errors import RasterioIOError
+    from rasterio.errors import RasterioError
     from rasterio.vrt import WarpedVRT
 
     if path.stat().st_size == 0:
         raise PublishError(f"{what}: the file is empty")
+    fence.sniff(path, "GTiff", what)
     try:
-        src = rasterio.open(path)
-    except RasterioIOError:
+        src = rasterio.open(path, driver="GTiff")  # GDALOpenEx tries no other driver
+    except (RasterioError, CPLE_BaseError):
         raise PublishError(f"{what}: not a readable GeoTIFF") from None
     with src:
+        fence.expect_driver(src.driver, "GTiff", what)
         if src.transform.is_identity or (src.gcps[0] if src.gcps else None):
             raise PublishError(f"{what}: the GeoTIFF is not georeferenced (no geotransform)")
         src_crs = crs or src.crs
@@ -637,8 +655,13 @@ def _write_cog(path: Path, out: Path, what: str, crs: str | None) -> RasterData:
                        resampling=Resampling.bilinear) as vrt:
             from rasterio.shutil import copy as rio_copy
 
-            rio_copy(vrt, out, driver="COG", compress="DEFLATE", overview_resampling="average")
-    with rasterio.open(out) as cog:
+            try:
+                rio_copy(vrt, out, driver="COG", compress="DEFLATE",
+                         overview_resampling="average")
+            except (RasterioError, CPLE_BaseError):  # GDAL's text may name paths: not echoed
+                raise PublishError(f"{what}: the GeoTIFF's pixels cannot be read (damaged or "
+                                   "truncated file)") from None
+    with rasterio.open(out, driver="GTiff") as cog:
         b = cog.bounds
         return RasterData(out, [b.left, b.bottom, b.right, b.top], cog.count, _label(pcrs))
 

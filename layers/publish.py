@@ -50,14 +50,31 @@ from layers.settings import PublishSettings
 
 LOGGER = logging.getLogger("geoplat.publish")
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,44}$")
-RESERVED = {
+# The names a layer may not take, in one place. A published layer `<name>` becomes a table and
+# a view in the node's database, an OGC API collection `/ogc/collections/<name>`, a registry
+# record, and (rasters, e-map layers) a WMS/WMTS/TMS layer `<name>`: a name that already means
+# something in one of those would take that service over (a layer `catalogue` replaced the
+# registry's records). The node's own names (compositions, configured layers) come from its
+# generated config: `configured_names`.
+DATABASE_NAMES = {
     "spatial_ref_sys", "geometry_columns", "geography_columns", "raster_columns",
     "raster_overviews", "topology", "layer", "auth", "public", "information_schema",
-    "collections", "conformance", "openapi", "processes", "jobs", "stac", "api", "admin",
     "tiger", "tiger_data", "us_gaz", "us_lex", "us_rules",
-    # e-map layers and tile service paths (published rasters become tile layers of their name)
-    "vec", "cva", "img", "cia", "ter", "cta", "wms", "wmts", "tms", "service",
 }
+SERVICE_NAMES = {
+    "catalogue",  # the registry's OGC API Records collection (services/registry/local.py)
+    "vec", "cva", "img", "cia", "ter", "cta",  # the government e-map layers (tiles/)
+}
+# path words of the node's routes and of the OGC APIs it serves: a collection or tile layer of
+# that name would be ambiguous in URLs, links and the portal
+ROUTE_WORDS = {
+    "api", "sdk", "hall", "halls", "cadastre", "processes", "jobs", "collections",
+    "conformance", "openapi", "static", "tiles", "wmts", "wms", "tms", "service", "ogc",
+    "auth", "sso", "registry", "health", "publish", "places", "route", "geocoder", "search",
+    "v2", "administrative", "drive", "admin", "stac", "demo", "items", "coverage", "records",
+    "map", "maps", "portal", "status", "login", "logout",
+}
+RESERVED = DATABASE_NAMES | SERVICE_NAMES | ROUTE_WORDS
 LEVELS = ("public", "registered", "restricted")
 
 DDL = """
@@ -111,6 +128,8 @@ class NodeContext:
     node_dir: Path
     settings: PublishSettings = field(default_factory=PublishSettings)
     config_layers: frozenset[str] = frozenset()  # ids defined in config/layers/<node>.yml
+    # every other name the node serves by configuration (compositions, collections, tile layers)
+    service_names: frozenset[str] = frozenset()
     cache_dirs: tuple[Path, ...] = ()  # this node's dir and its ancestors' (tile caches)
     node_meta: dict[str, Any] = field(default_factory=dict)
 
@@ -195,10 +214,42 @@ def validate_name(name: str, ctx: NodeContext) -> None:
                            "digits and single underscores, starting with a letter, at most 45 "
                            "characters", 400)
     if name in RESERVED or name.startswith(("geoplat", "pg_", "_", "staging")):
-        raise PublishError(f"layer name {name!r} collides with a system name", 409)
+        raise PublishError(f"layer name {name!r} collides with a system name or a service of "
+                           "the node (reserved); choose another name", 409)
     if name in ctx.config_layers:
         raise PublishError(f"layer name {name!r} is already a configured layer of node {ctx.id} "
                            "(config/layers); choose another name", 409)
+    if name in ctx.service_names:
+        raise PublishError(f"layer name {name!r} is already a service of node {ctx.id} (a "
+                           "composition, collection or tile layer); choose another name", 409)
+
+
+def configured_names(meta: dict[str, Any], node_dir: Path) -> frozenset[str]:
+    """The names the node serves by configuration: compositions, the configured collections of
+    its pygeoapi config and the layers of its base MapProxy config (published layers are in
+    neither: they live in the database and `tiles/published/`)."""
+    import yaml
+
+    names = {str(c["id"]) for c in meta.get("compositions") or []}
+    names |= set(((meta.get("auth") or {}).get("levels") or {}).keys())
+    try:
+        conf = yaml.safe_load((node_dir / "pygeoapi.yml").read_text(encoding="utf-8")) or {}
+        names |= {str(k) for k in conf.get("resources") or {}}
+    except OSError:
+        pass
+    try:
+        conf = yaml.safe_load((node_dir / "tiles" / "mapproxy.yaml").read_text(encoding="utf-8"))
+    except OSError:
+        conf = None
+
+    def walk(layers: list[dict[str, Any]]) -> None:
+        for lay in layers or []:
+            if lay.get("name"):
+                names.add(str(lay["name"]))
+            walk(lay.get("layers") or [])
+
+    walk((conf or {}).get("layers") or [])
+    return frozenset(names)
 
 
 def _check_db_name(cur: Any, name: str) -> None:

@@ -52,6 +52,7 @@ FIELDS = {"name", "title", "access", "crs", "keywords", "layer", "all_layers", "
 TRUE = ("1", "true", "on", "yes")
 MULTIPART_SLACK = 64 * 1024  # form fields and part headers around the file
 NDJSON = "application/x-ndjson"
+MAX_FILENAME_BYTES = 255  # the longest name ext4 and most other file systems store
 PROBLEM_TITLES = {400: "Bad Request", 404: "Not Found", 409: "Conflict",
                   413: "Content Too Large", 415: "Unsupported Media Type",
                   422: "Unprocessable Content"}
@@ -72,7 +73,35 @@ def node_context(meta: dict[str, Any], node_dir: Path) -> pub.NodeContext:
         id=meta["node"]["id"], dsn=meta["dsn"], node_dir=node_dir,
         settings=PublishSettings(**(meta.get("publish") or {})),
         config_layers=frozenset(((meta.get("auth") or {}).get("levels") or {}).keys()),
+        service_names=pub.configured_names(meta, node_dir),
         cache_dirs=tuple(dirs), node_meta=meta["node"])
+
+
+def upload_filename(raw: bytes) -> str:
+    """The base name of an uploaded file's name; PublishError 400 for one we will not store.
+
+    Browsers send a base name; older ones a path (kept: its last part). A name that is not
+    UTF-8, holds NUL or control characters, names no file (`..`) or is too long for the file
+    system is refused before anything is written.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PublishError("the file name is not valid UTF-8", 400) from None
+    if any(not c.isprintable() for c in text):
+        raise PublishError("the file name contains NUL or control characters", 400)
+    base = text.replace("\\", "/").rsplit("/", 1)[-1]
+    if base in ("", ".", ".."):
+        raise PublishError(f"the file name {text[:80]!r} names no file", 400)
+    size = len(base.encode("utf-8"))
+    if size > MAX_FILENAME_BYTES:
+        raise PublishError(f"the file name is {size} bytes long (limit {MAX_FILENAME_BYTES})", 400)
+    return base
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """`text` with non-printable characters escaped (the audit trail refuses NUL)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)[:limit]
 
 
 class Upload:
@@ -83,6 +112,7 @@ class Upload:
         self.fields: dict[str, str] = {}
         self.file: Path | None = None
         self.filename = ""
+        self.raw_filename = b""
         self.size = 0
         self._name = ""
         self._fh: Any = None
@@ -118,7 +148,8 @@ class Upload:
             if filename is not None:
                 if self.file is not None:
                     raise PublishError("send one file per request", 400)
-                self.filename = Path(filename.decode("utf-8", "replace").replace("\\", "/")).name
+                self.raw_filename = filename
+                self.filename = upload_filename(filename)
                 suffix = "".join(Path(self.filename).suffixes[-1:]).lower()[:10]
                 self.dest.mkdir(parents=True, exist_ok=True)
                 self.file = self.dest / f"upload{suffix}"
@@ -335,6 +366,14 @@ class PublishRoutes:
             raise PublishError("only public layers can be drawn on the e-map (emap): publish "
                                "with access public, or without emap", 400)
 
+    async def _audit_refusal(self, up: Upload, actor: str, exc: PublishError) -> None:
+        """A refused upload in the audit trail, like the refusals of publish() itself."""
+        raw = up.raw_filename.decode("utf-8", "backslashreplace")
+        name = printable(up.fields.get("name", "").strip())
+        await anyio.to_thread.run_sync(lambda: pub._audit(
+            self.ctx, "layer.publish", name, actor, ok=False, error=printable(exc.message, 500),
+            source=printable(raw, 300)))
+
     @staticmethod
     def _error(exc: Exception) -> Response:
         if isinstance(exc, AuthError):
@@ -353,9 +392,13 @@ class PublishRoutes:
                                     headers={"Cache-Control": "no-store"})
             work = self.ctx.work_root / ("upload-" + uuid.uuid4().hex)
             streamed = False
+            up = Upload(work, self.ctx.settings.max_upload_bytes)
             try:
-                up = Upload(work, self.ctx.settings.max_upload_bytes)
-                await up.read(request)
+                try:
+                    await up.read(request)
+                except PublishError as exc:  # publish() audits what it refuses; this is ours
+                    await self._audit_refusal(up, p.username, exc)
+                    raise
                 assert up.file is not None  # read() refuses an upload without a file
                 f = up.fields
                 self._csrf(request, f.get("csrf_token"))
