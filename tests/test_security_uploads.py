@@ -219,16 +219,59 @@ def test_vrt_refusal_names_the_format(ctx, loopback, secrets_dir, federation, tm
         publish(ctx, src, "sec_fn_message")
 
 
-def test_upload_fence_blocks_network_even_for_a_named_url(loopback):
-    """Second fence: inside the upload-read context GDAL reaches no URL, whatever it is given."""
+def _hits_of(server, fn) -> int:
+    """How many requests `fn` made to `server` (whether or not it raised)."""
+    before = len(server.hits)
+    try:
+        fn()
+    except Exception:  # noqa: BLE001, S110 - GDAL raising is fine; only the requests count
+        pass
+    return len(server.hits) - before
+
+
+def test_vector_fence_blocks_network_even_for_a_named_url(loopback):
+    """Second fence: inside the upload-read context GDAL reaches no URL, whatever it is given
+    (each URL differs: GDAL caches what it learnt of one)."""
     from layers.fence import vector_fence
 
-    url = f"CSV:/vsicurl/http://127.0.0.1:{loopback.server_port}/secret.csv"
-    before = len(loopback.hits)
-    with vector_fence(), pytest.raises(Exception):  # noqa: B017 - pyogrio's DataSourceError
-        pyogrio.read_dataframe(url)
-    assert len(loopback.hits) == before
+    url = f"CSV:/vsicurl/http://127.0.0.1:{loopback.server_port}/secret%d.csv"
+    assert _hits_of(loopback, lambda: pyogrio.read_dataframe(url % 1)) > 0  # no fence: fetched
+
+    def fenced():
+        with vector_fence():
+            pyogrio.read_dataframe(url % 2)
+
+    assert _hits_of(loopback, fenced) == 0
     assert pyogrio.get_gdal_config_option("CPL_VSIL_CURL_ALLOWED_EXTENSIONS") is None  # restored
+    assert _hits_of(loopback, lambda: pyogrio.read_dataframe(url % 3)) > 0
+
+
+def test_raster_env_blocks_network(loopback):
+    import rasterio
+
+    from layers.fence import raster_env
+
+    url = f"/vsicurl/http://127.0.0.1:{loopback.server_port}/raster%d.tif"
+    assert _hits_of(loopback, lambda: rasterio.open(url % 1).close()) > 0
+
+    def fenced():
+        with raster_env():
+            rasterio.open(url % 2).close()
+
+    assert _hits_of(loopback, fenced) == 0
+
+
+def test_coverage_provider_serves_only_geotiff(secrets_dir, tmp_path):
+    """A VRT put where a published COG should be is not served (it would read other files)."""
+    from pygeoapi.provider.base import ProviderConnectionError
+
+    from layers.coverage import COGProvider
+
+    vrt = tmp_path / "sec_cov__v1.tif"
+    vrt.write_text(_gdal_vrt("local file", secrets_dir, None, None), encoding="utf-8")
+    with pytest.raises(ProviderConnectionError):
+        COGProvider({"name": "layers.coverage.COGProvider", "type": "coverage",
+                     "data": str(vrt), "format": {"name": "GTiff", "mimetype": "image/tiff"}})
 
 
 def test_genuine_files_still_publish_after_the_fence(ctx, urls, tmp_path):
