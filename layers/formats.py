@@ -79,6 +79,10 @@ def safe_unzip(path: Path, dest: Path, limits: PublishSettings) -> list[Path]:
             if _bad_entry(info.filename):
                 raise PublishError(f"{path.name}: unsafe entry {info.filename!r} "
                                    "(absolute path or '..' in the archive)")
+            if any(len(part.encode("utf-8")) > 255 or not part.isprintable()
+                   for part in re.split(r"[/\\]", info.filename)):
+                raise PublishError(f"{path.name}: the entry name {info.filename[:60]!r} has a part "
+                                   "over 255 bytes or with control characters")
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
                 raise PublishError(f"{path.name}: the archive contains a symbolic link "

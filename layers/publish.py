@@ -209,7 +209,7 @@ def _live_pollers(conn: Any) -> bool:
 
 
 def validate_name(name: str, ctx: NodeContext) -> None:
-    if not NAME.match(name or "") or "__" in name:
+    if not NAME.fullmatch(name or "") or "__" in name:  # fullmatch: `$` lets "a\n" through
         raise PublishError(f"layer name {name!r} is not a valid identifier: lowercase letters, "
                            "digits and single underscores, starting with a letter, at most 45 "
                            "characters", 400)
@@ -702,9 +702,20 @@ def _drop_tile_caches(ctx: NodeContext, name: str, current: int | None) -> None:
             remove_tree(d)
 
 
+def printable(text: str, limit: int = 300) -> str:
+    """`text` with non-printable characters escaped, cut to `limit` (the audit refuses NUL)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)[:limit]
+
+
 def _audit(ctx: NodeContext, event: str, name: str, actor: str | None, ok: bool = True,
            **detail: Any) -> None:
-    """Append to the node's audit trail; never fails the caller."""
+    """Append to the node's audit trail; never fails the caller.
+
+    Names and texts may come from a hostile request (NUL, control characters): escaped, so
+    the refusal is recorded rather than failing to be.
+    """
+    name = printable(name or "", 200)
+    detail = {k: printable(v, 500) if isinstance(v, str) else v for k, v in detail.items()}
     try:
         from services import audit
         from services.db import Database

@@ -99,11 +99,6 @@ def upload_filename(raw: bytes) -> str:
     return base
 
 
-def printable(text: str, limit: int = 200) -> str:
-    """`text` with non-printable characters escaped (the audit trail refuses NUL)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)[:limit]
-
-
 class Upload:
     """A multipart body parsed as it streams in: small fields in memory, the file on disk."""
 
@@ -369,10 +364,9 @@ class PublishRoutes:
     async def _audit_refusal(self, up: Upload, actor: str, exc: PublishError) -> None:
         """A refused upload in the audit trail, like the refusals of publish() itself."""
         raw = up.raw_filename.decode("utf-8", "backslashreplace")
-        name = printable(up.fields.get("name", "").strip())
+        name = up.fields.get("name", "").strip()
         await anyio.to_thread.run_sync(lambda: pub._audit(
-            self.ctx, "layer.publish", name, actor, ok=False, error=printable(exc.message, 500),
-            source=printable(raw, 300)))
+            self.ctx, "layer.publish", name, actor, ok=False, error=exc.message, source=raw))
 
     @staticmethod
     def _error(exc: Exception) -> Response:

@@ -407,15 +407,43 @@ def test_bad_upload_filename_400_and_audited(kind, ctx, urls, tokens):
     assert r.headers["content-type"].startswith("application/problem+json")
     assert "file name" in r.json()["detail"]
     _nothing_created(ctx, name)
+    rows = _audited(ctx, name)
+    assert rows and "file name" in json.dumps(rows[-1][1]), rows
+
+
+@pytest.mark.parametrize("entry", ["a" * 300 + ".geojson", "dir/" + "b" * 256 + ".geojson",
+                                   "bell\x07.geojson"])
+def test_bad_archive_entry_name_is_refused(entry, ctx, tmp_path):
+    z = tmp_path / "names.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr(entry, _small_geojson())
+    with pytest.raises(PublishError, match="entry name") as err:
+        publish(ctx, z, "sec_zip_entry")
+    assert err.value.status == 422
+    _nothing_created(ctx, "sec_zip_entry")
+
+
+@pytest.mark.parametrize("name", ["sec_newline\n", "sec_nul\x00", "sec_tab\t"])
+def test_layer_name_with_control_characters_is_refused(name, ctx, tmp_path):
+    p = tmp_path / "p.geojson"
+    p.write_bytes(_small_geojson())
+    with pytest.raises(PublishError, match="not a valid identifier") as err:
+        publish(ctx, p, name)
+    assert err.value.status == 400
+    _nothing_created(ctx, name.rstrip("\n\x00\t"))
+    assert _audited(ctx, repr(name)[1:-1]), "the refusal was not recorded"
+
+
+def _audited(ctx, subject: str) -> list[tuple]:
+    """The failed `layer.publish` audit rows of `subject` on the node."""
     conn = psycopg2.connect(ctx.dsn)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT ok, detail FROM auth.audit WHERE event = 'layer.publish' AND "
-                        "subject = %s", (name,))
-            rows = cur.fetchall()
+                        "subject = %s AND NOT ok", (subject,))
+            return cur.fetchall()
     finally:
         conn.close()
-    assert rows and rows[-1][0] is False and "file name" in json.dumps(rows[-1][1]), rows
 
 
 # --- item 11: names of the node's services --------------------------------------------------
