@@ -210,6 +210,23 @@ def test_vrt_upload_refused_by_publish(fmt, target, ctx, loopback, secrets_dir, 
     _nothing_created(ctx, name)
 
 
+@pytest.mark.parametrize("fmt", ["geojson", "tif-in-zip"])
+def test_vrt_upload_refused_by_the_cli(fmt, ctx, loopback, secrets_dir, federation, tmp_path):
+    config = Path(federation.config_dir) / "federation.yml"
+    for target in TARGETS:
+        name = _case_name(fmt, target, "cli")
+        src = _payload(fmt, target, tmp_path, secrets_dir, federation, loopback)
+        before = len(loopback.hits)
+        done = subprocess.run(
+            [sys.executable, "-m", "nodes.cli", "--config", str(config), "layers", "publish",
+             str(src), "--node", "hangzhou", "--name", name, "--crs", "EPSG:4490"],
+            check=False, cwd=ROOT, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "refused" in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert len(loopback.hits) == before, loopback.hits
+        _nothing_created(ctx, name)
+
+
 def test_vrt_refusal_names_the_format(ctx, loopback, secrets_dir, federation, tmp_path):
     src = _payload("geojson", "local file", tmp_path, secrets_dir, federation, loopback)
     with pytest.raises(PublishError, match="not GeoJSON"):
