@@ -109,21 +109,26 @@ def expect_driver(reported: Any, driver: str, what: str) -> None:
 
 
 def refuse_gpkg_view(path: Path, layer: str, what: str) -> None:
-    """A GeoPackage layer must be a table: a view runs the file's own SQL when it is read."""
+    """A GeoPackage layer must be a plain table: a view runs the file's own SQL when it is read,
+    a virtual table a module of its choosing (opened read-only by SQLite itself, not GDAL)."""
     uri = path.resolve().as_uri() + "?mode=ro&immutable=1"
     try:
         conn = sqlite3.connect(uri, uri=True)
     except sqlite3.Error:
         raise PublishError(f"{what}: not a readable GeoPackage") from None
     try:
-        row = conn.execute("SELECT type FROM sqlite_master WHERE lower(name) = lower(?)",
+        row = conn.execute("SELECT type, sql FROM sqlite_master WHERE lower(name) = lower(?)",
                            (layer,)).fetchone()
     except sqlite3.Error:
         raise PublishError(f"{what}: not a readable GeoPackage") from None
     finally:
         conn.close()
-    if row is not None and row[0] != "table":
-        raise PublishError(f"{what}: layer {layer!r} is an SQL {row[0]}, not a table; a "
+    if row is None:
+        return  # GDAL reports the missing table
+    kind = row[0] if row[0] != "table" else (
+        "virtual table" if str(row[1] or "").lstrip().upper().startswith("CREATE VIRTUAL") else "")
+    if kind:
+        raise PublishError(f"{what}: layer {layer!r} is an SQL {kind}, not a table; a "
                            "GeoPackage view is not published (it would run the file's SQL)")
 
 

@@ -370,6 +370,20 @@ def test_gpkg_view_layers_are_refused(expr, ctx, tmp_path):
     _nothing_created(ctx, "sec_gpkg_view")
 
 
+def test_gpkg_virtual_table_layer_is_refused(ctx, secrets_dir, tmp_path):
+    """A virtual table naming a module that opens other files (GDAL's VirtualOGR)."""
+    p = _gpkg_with(tmp_path / "vt.gpkg", [
+        "PRAGMA writable_schema=ON",
+        ("INSERT INTO sqlite_master VALUES ('table', 'vt', 'vt', 0, 'CREATE VIRTUAL TABLE vt "
+        f"USING VirtualOGR(''{secrets_dir / 'secret.csv'}'')')"),
+        ("INSERT INTO gpkg_contents (table_name, data_type, identifier) "
+        "VALUES ('vt', 'attributes', 'vt')")])
+    with pytest.raises(PublishError, match="virtual table") as err:
+        publish(ctx, p, "sec_gpkg_vt", layer="vt")
+    assert err.value.status == 422 and MARKER not in err.value.message
+    _nothing_created(ctx, "sec_gpkg_vt")
+
+
 def test_gpkg_is_read_without_running_or_changing_anything(ctx, urls, tmp_path):
     """Triggers never fire (read-only, immutable open): the file is byte for byte the same."""
     p = _gpkg_with(tmp_path / "trig.gpkg", [
