@@ -524,3 +524,16 @@ def test_service_names_are_reserved_in_the_cli(federation, tmp_path):
             check=False, cwd=ROOT, capture_output=True, text=True, timeout=180)
         assert done.returncode == 1, done.stdout + done.stderr
         assert f"layer name {name!r}" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_reserved_names_follow_the_services_they_protect(federation):
+    """The list in layers/publish.py names what the node really serves (no drift)."""
+    from layers.publish import RESERVED
+    from services.registry.local import CATALOGUE
+    from tiles.styles import EMAP_LAYERS
+
+    assert CATALOGUE in RESERVED and set(EMAP_LAYERS) <= RESERVED
+    national = ctx_of(federation, "national")
+    # read from the node's generated configs: composition, records collection, tile layers
+    assert {"hall_map", "catalogue", *EMAP_LAYERS} <= national.service_names
+    assert {"catalogue", "roads", "parcels"} <= ctx_of(federation, "hangzhou").service_names
