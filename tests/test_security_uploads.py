@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -97,7 +98,8 @@ def secrets_dir():
             dst.write(np.full((8, 8), 42, dtype="uint8"), 1)
     for f in d.iterdir():
         f.chmod(0o644)
-    return d
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def _ogr_vrt(target: str, secrets: Path, federation, server) -> str:
