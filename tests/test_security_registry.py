@@ -16,8 +16,11 @@ services on 127.0.0.1 play "an internal address" and those on 127.0.0.2 "an allo
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -352,3 +355,70 @@ def test_a_refused_change_is_parked_and_later_changes_flow(
     line = next((x for x in out.splitlines() if "parked" in x and HZ in x), "")
     assert "1 change" in line and ZJ in line, out
     assert rid in out and "title" in out
+
+
+class _OldParent(BaseHTTPRequestHandler):
+    """A parent that refuses a whole batch without naming the change (as before issue 11)."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _answer(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path == "/token":
+            self._answer(200, {"access_token": "t", "expires_in": 3600})
+            return
+        body = json.loads(raw)
+        ids = [ch["record"]["id"] for ch in body["changes"]]
+        server: Any = self.server
+        if any(i.endswith(":bad") for i in ids):
+            self._answer(400, {"title": "Malformed push", "detail": "bbox must be 4 numbers"})
+            return
+        server.applied.extend(ids)
+        self._answer(200, {"applied": len(ids), "last_batch": body["batch"]})
+
+
+def test_a_parent_refusing_whole_batches_gets_them_one_change_at_a_time(pg_cluster) -> None:
+    from nodes.postgres import ensure_database, ensure_postgis
+    from services.db import Database
+    from services.registry.db import ensure_schema
+    from services.registry.worker import Pusher
+
+    ensure_database(pg_cluster.dsn(), "sec_pusher")
+    dsn = pg_cluster.dsn("sec_pusher")
+    ensure_postgis(dsn)
+    ensure_schema(dsn)
+    db = Database(dsn, maxconn=2)
+    with db.transaction() as cur:
+        for rid in ("c:a", "c:bad", "c:b"):
+            outbox_add(cur, "upsert", rid, a_record(rid))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _OldParent)
+    httpd.applied = []  # type: ignore[attr-defined]
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    meta = {"node": {"id": "c"}, "registry": {"parent": {"id": "p", "base_url": base}},
+            "auth": {"token_url": base + "/token", "client_id": "node-c", "client_secret": "s"}}
+    pusher = Pusher(db, meta)
+    try:
+        with httpx.Client(timeout=10) as client:
+            for _ in range(10):  # bounded: 1 refused batch, then 3 single changes
+                pusher.push_once(client)
+                if pusher.flushed():
+                    break
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert httpd.applied == ["c:a", "c:b"]  # type: ignore[attr-defined]
+    parked = db.all("SELECT record_id, reason, payload FROM registry.refused "
+                    "WHERE direction = 'out'")
+    assert [(p["record_id"], p["reason"]) for p in parked] == [("c:bad", "bbox must be 4 numbers")]
+    assert parked[0]["payload"]["id"] == "c:bad"  # kept, for the operator to look at
+    assert pusher.flushed() and pusher.single_until == 0
