@@ -63,6 +63,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
         print("federation health (registry of the main node):")
         print_tree(tree)
+    if not args.json:  # issue 11: changes a parent refused are parked; say so
+        from services.registry.cli import push_lines
+
+        for node in s.nodes:
+            if node.id in running:
+                for line in push_lines(node.id, node.parent, federation.node_dsn(s, node)):
+                    print(line)
     return worst
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import yaml
@@ -39,15 +40,22 @@ USERS = {  # name -> (roles at the main node, platform admin)
 }
 
 
-def registry_config(make_federation: Any, base: Path, cluster: Any) -> Path:
+def ids_with(prefix: str) -> dict[str, str]:
+    """Node ids of a registry federation: `<prefix>_national`, ... (own databases per prefix)."""
+    return {k: f"{prefix}_{k}" for k in IDS}
+
+
+def registry_config(make_federation: Any, base: Path, cluster: Any, *, prefix: str = "r",
+                    registry: dict[str, Any] | None = None) -> Path:
     path = make_federation(base, cluster)
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    ids = ids_with(prefix)
     for node in raw["nodes"]:
         node["layers_file"] = f"layers/{node['id']}.yml"
-        node["id"] = IDS[node["id"]]
+        node["id"] = ids[node["id"]]
         if node.get("parent"):
-            node["parent"] = IDS[node["parent"]]
-        node["registry"] = REGISTRY
+            node["parent"] = ids[node["parent"]]
+        node["registry"] = {**REGISTRY, **(registry or {})}
         node["workers"] = 2
     path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
@@ -56,18 +64,21 @@ def registry_config(make_federation: Any, base: Path, cluster: Any) -> Path:
 class Fed:
     """The running registry federation of a test module."""
 
-    def __init__(self, settings: settings_mod.FederationSettings, procs: list[Any]):
-        self.settings = settings
+    def __init__(self, settings: settings_mod.FederationSettings, procs: list[Any],
+                 prefix: str = "r"):
+        self.settings, self.prefix = settings, prefix
         self.procs = {p.node.id: p for p in procs}
         self.urls = {n.id: n.base_url for n in settings.nodes}
         self.dbs = {n.id: Database(federation_mod.node_dsn(settings, n), maxconn=2)
                     for n in settings.nodes}
-        self.main = self.urls["r_national"]
+        self.main = self.urls[f"{prefix}_national"]
         self.headers: dict[str, dict[str, str]] = {"anonymous": {}}
 
     def sign_in_all(self) -> None:
+        """The USERS, their roles moved to this federation's node ids."""
         for name, (roles, admin) in USERS.items():
-            accounts.create(self.dbs["r_national"], name, PASSWORD, roles=roles,
+            roles = [f"{self.prefix}_{r[2:]}" for r in roles]
+            accounts.create(self.dbs[f"{self.prefix}_national"], name, PASSWORD, roles=roles,
                             platform_admin=admin)
             self.headers[name] = bearer(login_pkce(self.main, name, PASSWORD))
 
@@ -96,10 +107,13 @@ class Fed:
             supervisor.stop_group(p.pgid)
 
 
-def start_federation(make_federation: Any, base: Path, cluster: Any) -> Fed:
-    settings = settings_mod.load(registry_config(make_federation, base, cluster))
+def start_federation(make_federation: Any, base: Path, cluster: Any, *, prefix: str = "r",
+                     registry: dict[str, Any] | None = None) -> Fed:
+    """A registry federation `<prefix>_*`; `registry` overrides keys of REGISTRY."""
+    settings = settings_mod.load(registry_config(make_federation, base, cluster, prefix=prefix,
+                                                 registry=registry))
     procs, _ = supervisor.up(settings, echo=lambda *a: None)
-    return Fed(settings, procs)
+    return Fed(settings, procs, prefix)
 
 
 def wait_for(predicate: Any, timeout: float, step: float = 0.2) -> Any:
@@ -150,9 +164,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         server: Any = self.server
-        if server.down and path.startswith("/wms"):
+        with server.lock:
+            server.hits += 1
+        if path == "/redirect":  # /redirect?to=<URL>: a hop to any target the test names
+            target = parse_qs(query).get("to", [""])[0]
+            self._send(302, b"", headers={"Location": target})
+        elif server.down and path.startswith("/wms"):
             self._send(503, b"down", "text/plain")
         elif path.startswith("/wms"):
             self._send(200, WMS_CAPS.encode())
@@ -188,13 +207,22 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class ServiceServer:
-    def __init__(self) -> None:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    """The services on `host` (any loopback address); `hits` counts every request it got."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.httpd = ThreadingHTTPServer((host, 0), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.down = False  # type: ignore[attr-defined]
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.httpd.hits = 0  # type: ignore[attr-defined]
+        self.httpd.lock = threading.Lock()  # type: ignore[attr-defined]
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://{host}:{self.port}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
+
+    @property
+    def hits(self) -> int:
+        return self.httpd.hits  # type: ignore[attr-defined]
 
     def set_down(self, down: bool) -> None:
         self.httpd.down = down  # type: ignore[attr-defined]

@@ -298,8 +298,9 @@ def zhejiang_state(fed: Fed) -> tuple[int, int]:
     "not an object", {"sender": "r_hangzhou"}, {"sender": "r_hangzhou", "batch": "x", "changes": []},
     {"sender": "r_hangzhou", "batch": 10**15, "changes": "nope"},
     {"sender": "r_hangzhou", "batch": 10**15, "changes": [{"op": "drop-table"}]},
+    # (a good record beside a bad one is applied since issue 11: test_security_registry.py)
     {"sender": "r_hangzhou", "batch": 10**15, "changes": [
-        {"op": "upsert", "record": a_record()}, {"op": "upsert", "record": a_record(bbox=[1, 2])}]},
+        {"op": "upsert", "record": a_record(bbox=[1, 2])}]},
     {"sender": "r_hangzhou", "batch": 10**15, "changes": [
         {"op": "upsert", "record": a_record(version="1")}]},
     {"sender": "r_hangzhou", "batch": 10**15, "changes": [

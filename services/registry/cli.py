@@ -41,6 +41,7 @@ def add_commands(sub: Any, load: Callable, node_dsn: Callable) -> None:
     rsub = reg.add_subparsers(dest="registry_command", required=True)
 
     def cmd_register(args: argparse.Namespace) -> int:
+        from services.registry.external import BadURL
         from services.registry.review import register_external
 
         db, meta = _context(args, load, node_dsn)
@@ -50,7 +51,7 @@ def add_commands(sub: Any, load: Callable, node_dsn: Callable) -> None:
                 description=args.description, access=args.access, actor=args.actor)
         except AuthError as exc:
             print(f"geoplat: {exc.title}: {exc.detail}", file=sys.stderr)
-            return 1
+            return 2 if isinstance(exc, BadURL) else 1  # 2: the input itself is malformed
         _print(rec)
         print(f"pending review: geoplat registry approve {rec['id']} --node {args.node}")
         return 0
@@ -111,3 +112,29 @@ def print_tree(tree: dict[str, Any], indent: int = 0) -> None:
           f"services: {services or '-'}")
     for child in tree.get("children", []):
         print_tree(child, indent + 1)
+
+
+def push_lines(node_id: str, parent: str | None, dsn: str) -> list[str]:
+    """`geoplat status` lines on a node's upward federation: parked, refused, failing pushes."""
+    import psycopg2
+
+    from services.registry.health import push_state
+
+    try:
+        state = push_state(Database(dsn, maxconn=1), parent, details=True)
+    except psycopg2.Error:  # database down, or a node that never started: nothing to say
+        return []
+    lines = []
+    if state["parked"]:
+        n, last = state["parked"], state["recent"][0]
+        lines.append(f"- {node_id} push to {parent}: {n} change{'s' * (n > 1)} refused by the "
+                     f"parent and parked (not sent again); latest: {last['record_id']}: "
+                     f"{last['reason']}")
+    if state["refused_from_children"]:
+        n, last = state["refused_from_children"], state["recent_refused_from_children"][0]
+        lines.append(f"- {node_id} refused {n} change{'s' * (n > 1)} from its children; latest: "
+                     f"{last['peer']} {last['record_id']}: {last['reason']}")
+    if state["failing_since"]:
+        lines.append(f"- {node_id} push to {parent} failing since {state['failing_since']} "
+                     f"({state['pending']} waiting): {state['error']}")
+    return lines

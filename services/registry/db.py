@@ -69,7 +69,21 @@ CREATE TABLE IF NOT EXISTS registry.inbox (
     at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE IF NOT EXISTS registry.state (name text PRIMARY KEY, value jsonb NOT NULL);
+CREATE TABLE IF NOT EXISTS registry.refused (
+    id bigserial PRIMARY KEY,
+    at timestamptz NOT NULL DEFAULT now(),
+    direction text NOT NULL CHECK (direction IN ('in', 'out')),
+    peer text NOT NULL,
+    seq bigint,
+    op text,
+    record_id text,
+    reason text NOT NULL,
+    payload jsonb
+);
 """
+# registry.refused: changes a parent refused (`out`: parked at the child, never retried) and
+# changes this node refused from a child (`in`); the newest KEEP_REFUSED of each are kept.
+KEEP_REFUSED = 1000
 
 COLUMNS = ("id, origin_node, origin_path, service_type, url, title, description, keywords, "
            "ST_XMin(geom) AS minx, ST_YMin(geom) AS miny, ST_XMax(geom) AS maxx, "
@@ -170,6 +184,27 @@ def outbox_add(cur: Any, op: str, record_id: str, payload: dict[str, Any]) -> No
     cur.execute("SELECT pg_advisory_xact_lock(4246)")
     cur.execute("INSERT INTO registry.outbox (op, record_id, payload) VALUES (%s, %s, %s::jsonb)",
                 (op, record_id, json.dumps(payload, ensure_ascii=False, default=str)))
+
+
+def printable(text: str, limit: int = 2000) -> str:
+    """`text` with control characters (NUL, lone surrogates, ...) escaped: safe to store."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)[:limit]
+
+
+def refusal_add(cur: Any, direction: str, peer: str, reason: str, *, op: Any = None,
+                record_id: Any = None, seq: int | None = None,
+                payload: dict[str, Any] | None = None) -> None:
+    """Keep one refused change (text from a peer is escaped and cut: it is untrusted)."""
+    cur.execute(
+        "INSERT INTO registry.refused (direction, peer, seq, op, record_id, reason, payload) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)",
+        (direction, printable(peer, 63), seq, printable(op, 20) if isinstance(op, str) else None,
+         printable(record_id, 300) if isinstance(record_id, str) else None,
+         printable(reason, 1000),
+         None if payload is None else json.dumps(payload, ensure_ascii=True, default=str)))
+    cur.execute("DELETE FROM registry.refused WHERE direction = %s AND id <= (SELECT max(id) - "
+                "%s FROM registry.refused WHERE direction = %s)",
+                (direction, KEEP_REFUSED, direction))
 
 
 def get(db: Database, record_id: str) -> dict[str, Any] | None:

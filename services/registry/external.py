@@ -1,7 +1,9 @@
 """External services: reading capabilities safely (SSRF guard) and filling a record from them.
 
-The fetcher resolves the host itself and refuses loopback, private, link-local, multicast,
-reserved and unspecified addresses unless they lie in the node's `registry.allow_networks`;
+The fetcher checks the URL's form (no userinfo, no odd IPv4 spellings), resolves the host itself
+and refuses every address that is not globally reachable unicast (loopback, private, shared
+100.64/10, link-local, multicast, reserved, documentation, and IPv6 forms wrapping any of these:
+mapped, compatible, NAT64, 6to4, Teredo) unless it lies in the node's `registry.allow_networks`;
 it then connects to the address it checked (no second DNS answer can swap it). Redirects are
 followed by hand, each hop checked again; only http/https. Connect/read timeouts, a total
 deadline, and a size cap applied while streaming.
@@ -16,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
 import httpx
 
@@ -45,42 +47,126 @@ class Fetched:
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits (RFC 6052 NAT64, RFC 8215
+# local-use NAT64); IPv4-mapped, IPv4-compatible, 6to4 and Teredo are handled by name below.
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+_V4COMPAT = ipaddress.IPv6Network("::/96")
+_REFUSED = ("The URL points to an address this node does not contact (loopback, private, "
+            "shared, link-local, multicast, reserved or otherwise not public).")
 
-def _check_address(ip: Address, allowed: list[Network]) -> bool:
+
+class BadURL(HarvestError):
+    """A URL that is not a well-formed http(s) URL (the CLI exits 2 for these)."""
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address wraps (mapped, compatible, NAT64, 6to4, Teredo)."""
+    found = []
+    if ip.ipv4_mapped is not None:
+        found.append(ip.ipv4_mapped)
+    if ip in _V4COMPAT and int(ip) > 1:  # ::a.b.c.d (deprecated, still routed by some stacks)
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if any(ip in net for net in _NAT64):
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:  # (server, client); the client address is stored XOR-ed
+        found.extend(ip.teredo)
+    return found
+
+
+def address_allowed(ip: Address, allowed: list[Network]) -> bool:
+    """Only globally reachable unicast addresses, and those of `registry.allow_networks`.
+
+    An IPv6 address that wraps an IPv4 one is allowed only if both are.
+    """
     if any(ip in net for net in allowed if net.version == ip.version):
         return True
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return _check_address(ip.ipv4_mapped, allowed)  # ::ffff:127.0.0.1
-    refused = (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast
-               or ip.is_reserved or ip.is_unspecified)
     if isinstance(ip, ipaddress.IPv6Address):
-        refused = refused or ip.is_site_local
-    return not refused
+        inner = embedded_ipv4(ip)
+        if inner:
+            return all(address_allowed(v4, allowed) for v4 in inner) and not (
+                ip.ipv4_mapped is None and not _public(ip))
+    return _public(ip)
+
+
+def _public(ip: Address) -> bool:
+    # is_global alone lets multicast through (224.0.0.0/4 and ff00::/8 count as global)
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_loopback
+                                 or ip.is_link_local or ip.is_unspecified)
+
+
+def _numeric_host(host: str) -> bool:
+    """A host whose last label is a number: an IPv4 address in some spelling (WHATWG URL)."""
+    last = host.rstrip(".").rsplit(".", 1)[-1].lower()
+    if not last:
+        return False
+    if last.startswith("0x"):
+        return all(c in "0123456789abcdef" for c in last[2:])
+    return last.isdigit()
+
+
+def check_url(url: Any) -> tuple[SplitResult, str, int]:
+    """(parts, host, port) of a well-formed http(s) URL; BadURL with a one-line reason otherwise."""
+    if not isinstance(url, str) or not url.strip():
+        raise BadURL("A service URL is required.")
+    if len(url) > 2000:
+        raise BadURL("The URL is longer than 2000 characters.")
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise BadURL("The URL contains spaces or control characters.")
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. http://[::1/ (an unclosed IPv6 bracket)
+        raise BadURL("The URL is not a valid http(s) URL (its host cannot be read).") from None
+    try:
+        port_given = parts.port
+    except ValueError:
+        raise BadURL("The URL's port is not valid.") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise BadURL("Only http and https URLs can be registered.")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise BadURL("URLs with a user name or password are not accepted.")
+    host = parts.hostname or ""
+    if not host:
+        raise BadURL("The URL has no host.")
+    if parts.netloc.endswith(":") or (port_given is not None and not 0 < port_given < 65536):
+        raise BadURL("The URL's port is not valid.")
+    if "[" in parts.netloc and parts.netloc.split("]", 1)[1][:1] not in ("", ":"):
+        raise BadURL("The URL is not a valid http(s) URL (its host cannot be read).")
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            raise BadURL("The URL's IPv6 address is not valid.") from None
+        if "%" in host:
+            raise BadURL("IPv6 zone identifiers are not accepted.")
+    elif _numeric_host(host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            # 2130706433, 0x7f.1, 017700000001, 127.1, 0: resolvers read them as addresses
+            raise BadURL("An IPv4 address must be written as four decimal numbers "
+                         "(a.b.c.d).") from None
+    scheme = parts.scheme.lower()
+    return parts, host, port_given or (443 if scheme == "https" else 80)
 
 
 def resolve_checked(url: str, cfg: RegistrySettings) -> tuple[str, str]:
-    """(host, checked IP) for an http(s) URL; HarvestError if the scheme or address is refused."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise HarvestError("Only http and https URLs can be registered.")
-    host = parts.hostname
-    if not host:
-        raise HarvestError("The URL has no host.")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise HarvestError("The URL's port is not valid.") from None
+    """(host, checked IP) for an http(s) URL; HarvestError if the URL or an address is refused.
+
+    Every address the name resolves to must pass; the caller connects to the one returned.
+    """
+    _parts, host, port = check_url(url)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
+    except (OSError, UnicodeError, ValueError):
         raise HarvestError("The URL's host name does not resolve.") from None
     allowed: list[Network] = [ipaddress.ip_network(n, strict=False) for n in cfg.allow_networks]
     ips = []
     for info in infos:
         ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if not _check_address(ip, allowed):
-            raise HarvestError("The URL points to an address this node does not contact "
-                               "(loopback, private, link-local or multicast).")
+        if not address_allowed(ip, allowed):
+            raise HarvestError(_REFUSED)
         ips.append(str(ip))
     if not ips:
         raise HarvestError("The URL's host name does not resolve.")
@@ -101,7 +187,7 @@ def safe_get(url: str, cfg: RegistrySettings, *, accept: str = "*/*") -> Fetched
             if parts.port:
                 netloc_ip += f":{parts.port}"
             pinned = urlunsplit((parts.scheme, netloc_ip, parts.path or "/", parts.query, ""))
-            headers = {"Host": parts.netloc.rsplit("@", 1)[-1], "User-Agent": USER_AGENT,
+            headers = {"Host": parts.netloc, "User-Agent": USER_AGENT,
                        "Accept": accept}
             ext = {"sni_hostname": host} if parts.scheme == "https" else {}
             try:
@@ -110,7 +196,11 @@ def safe_get(url: str, cfg: RegistrySettings, *, accept: str = "*/*") -> Fetched
                         location = r.headers.get("location")
                         if not location:
                             raise HarvestError("The service answered a redirect without a target.")
-                        current = urljoin(current, location)
+                        try:
+                            current = urljoin(current, location)
+                        except ValueError:
+                            raise HarvestError("The service redirected to a malformed URL.") \
+                                from None
                         continue
                     declared = r.headers.get("content-length")
                     if declared and declared.isdigit() and int(declared) > cfg.max_document_bytes:
@@ -131,6 +221,13 @@ def safe_get(url: str, cfg: RegistrySettings, *, accept: str = "*/*") -> Fetched
             except httpx.TimeoutException:
                 raise HarvestError("The service did not answer in time.", 504,
                                    "Service timeout") from None
+            except httpx.RemoteProtocolError as exc:
+                # httpx parses a redirect's Location even when not following it, and refuses
+                # what it cannot read (e.g. http://0177.0.0.1/): that is the service's bad URL
+                if "location header" in str(exc).lower():
+                    raise BadURL("The service redirected to a malformed URL.") from None
+                raise HarvestError("The service could not be reached.", 502,
+                                   "Service unreachable") from None
             except httpx.HTTPError:
                 raise HarvestError("The service could not be reached.", 502,
                                    "Service unreachable") from None
@@ -221,7 +318,7 @@ def _from_json(url: str, doc: Any, cfg: RegistrySettings, wanted: str | None) ->
         try:
             got = safe_get(urljoin(url, conf_href), cfg, accept="application/json")
             classes = [str(c) for c in json.loads(got.body).get("conformsTo", [])]
-        except (HarvestError, ValueError, AttributeError):
+        except (HarvestError, ValueError, AttributeError, TypeError):
             classes = []
     found = [t for t, key in (("OGCAPI-Features", "ogcapi-features"),
                               ("OGCAPI-Records", "ogcapi-records"),
@@ -254,7 +351,10 @@ def harvest(url: str, cfg: RegistrySettings, wanted: str | None = None) -> dict[
             doc = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise HarvestError("The URL did not answer a service capabilities document.") from None
-        info = _from_json(got.url, doc, cfg, wanted)
+        try:
+            info = _from_json(got.url, doc, cfg, wanted)
+        except (TypeError, KeyError, AttributeError, IndexError):  # a hostile document's shape
+            raise HarvestError("The OGC API document could not be read.") from None
     if wanted and wanted != info["type"] and info["type"] in ("WMS", "WMTS"):
         raise HarvestError(f"The URL answered a {info['type']} document, not {wanted}.")
     info["url"] = url

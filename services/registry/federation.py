@@ -5,6 +5,10 @@ Wire format (JSON), `POST {parent}/registry/api/push`:
         {"op": "upsert", "record": {...}} | {"op": "health", "id": ..., "health": ...,
          "latency_ms": ..., "health_history": [...], "health_at": "..."} |
         {"op": "delete", "id": ...}]}
+Each change is checked on its own: the parent applies the good ones and answers 200 with
+`refused: [{"index", "op", "id", "reason"}]` for the others (a batch whose every change is refused
+is a 400 carrying the same list, and changes nothing). The child parks refused changes
+(registry.refused) instead of sending them again, so one bad record never blocks the rest.
 `POST {parent}/registry/api/sync` reconciles: {"sender", "digest"} answers whether the parent's
 copy of the sender's subtree matches; {"sender", "as_of_batch", "records": [...]} replaces it.
 The sender authenticates with a client-credentials token of `node-<id>` from the main node.
@@ -13,6 +17,7 @@ The sender authenticates with a client-credentials token of `node-<id>` from the
 from __future__ import annotations
 
 import hashlib
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -25,9 +30,11 @@ from services.registry.db import (
     SERVICE_TYPES,
     outbox_add,
     record_of,
+    refusal_add,
     write_record,
 )
 
+LOGGER = logging.getLogger("geoplat.registry")
 MAX_CHANGES = 5000
 MAX_SNAPSHOT = 200_000
 
@@ -107,7 +114,8 @@ def check_record(rec: Any, root: str) -> dict[str, Any]:
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)):
             raise bad("bbox must be 4 numbers")
-        if not (-180 <= bbox[0] < bbox[2] <= 180 and -90 <= bbox[1] < bbox[3] <= 90):
+        # a one-point layer, or points on one latitude, has an empty box: it is still a place
+        if not (-180 <= bbox[0] <= bbox[2] <= 180 and -90 <= bbox[1] <= bbox[3] <= 90):
             raise bad("bbox must be minx, miny, maxx, maxy in degrees")
     scale = rec.get("scale")
     if scale is not None and not (isinstance(scale, dict) and all(
@@ -131,25 +139,55 @@ def _check_health(change: dict, partial: bool = False) -> None:
     _time(change.get("health_at"), "health_at")
 
 
-def check_changes(body: Any, root: str) -> list[dict[str, Any]]:
+def refusal(index: int, change: Any, reason: str) -> dict[str, Any]:
+    """How one refused change is reported to its sender."""
+    ch = change if isinstance(change, dict) else {}
+    rec = ch.get("record") if isinstance(ch.get("record"), dict) else {}
+    rid = ch.get("id", rec.get("id")) if ch.get("op") != "upsert" else rec.get("id")
+    return {"index": index, "op": ch.get("op") if isinstance(ch.get("op"), str) else None,
+            "id": rid[:300] if isinstance(rid, str) else None, "reason": reason}
+
+
+def check_change(ch: Any, root: str) -> None:
+    """One change of a push; `bad` (400) with the reason if it cannot be applied."""
+    if not isinstance(ch, dict) or ch.get("op") not in ("upsert", "health", "delete"):
+        raise bad("op must be upsert, health or delete")
+    if ch["op"] == "upsert":
+        check_record(ch.get("record"), root)
+        return
+    rid = ch.get("id")
+    if not isinstance(rid, str) or not rid or len(rid) > 300:
+        raise bad("id must be a string")
+    if ch["op"] == "health":
+        _check_health(ch)
+
+
+def check_changes(body: Any, root: str) -> tuple[list[tuple[int, dict[str, Any]]],
+                                                 list[dict[str, Any]]]:
+    """(index, change) of the changes that can be applied, and the refusals of the others."""
     changes = body.get("changes")
     if not isinstance(changes, list) or len(changes) > MAX_CHANGES:
         raise bad(f"changes must be a list of at most {MAX_CHANGES}")
+    good, refused = [], []
     for i, ch in enumerate(changes):
-        if not isinstance(ch, dict) or ch.get("op") not in ("upsert", "health", "delete"):
-            raise bad(f"change {i}: op must be upsert, health or delete")
         try:
-            if ch["op"] == "upsert":
-                check_record(ch.get("record"), root)
-            else:
-                rid = ch.get("id")
-                if not isinstance(rid, str) or not rid or len(rid) > 300:
-                    raise bad("id must be a string")
-                if ch["op"] == "health":
-                    _check_health(ch)
+            check_change(ch, root)
         except AuthError as exc:
-            raise bad(f"change {i}: {exc.detail}") from None
-    return changes
+            refused.append(refusal(i, ch, exc.detail))
+        else:
+            good.append((i, ch))
+    return good, refused
+
+
+def _note_refused(db: Database, sender: str, refused: list[dict[str, Any]]) -> None:
+    """Log and keep what a child sent that this node refused (for its operators)."""
+    if not refused:
+        return
+    with db.transaction() as cur:
+        for r in refused:
+            refusal_add(cur, "in", sender, r["reason"], op=r["op"], record_id=r["id"])
+    LOGGER.warning("registry push from %s: %d change(s) refused, e.g. %r: %s", sender,
+                   len(refused), refused[0]["id"], refused[0]["reason"])
 
 
 def _apply_upsert(cur: Any, rec: dict[str, Any], upward: bool) -> bool:
@@ -200,14 +238,19 @@ def own_probe_ids(meta: dict[str, Any]) -> set[str]:
 
 
 def apply_push(db: Database, meta: dict[str, Any], principal: Any, body: Any) -> dict[str, Any]:
-    """Check and apply one batch from a direct child, all or nothing."""
+    """Check one batch from a direct child; apply its good changes, report the others."""
     if not isinstance(body, dict):
         raise bad("a JSON object is expected")
     child = check_sender(meta, principal, body.get("sender"))
     batch = body.get("batch")
     if not isinstance(batch, int) or isinstance(batch, bool) or not 0 < batch < 2**62:
         raise bad("batch must be a positive integer")
-    changes = check_changes(body, child["path"])
+    good, refused = check_changes(body, child["path"])
+    if refused and not good:
+        _note_refused(db, child["id"], refused)
+        first = refused[0]
+        raise AuthError(400, "Malformed push", f"change {first['index']}: {first['reason']}",
+                        refused=refused)
     upward = bool(meta["registry"]["parent"])
     own = own_probe_ids(meta)
     applied = 0
@@ -220,7 +263,7 @@ def apply_push(db: Database, meta: dict[str, Any], principal: Any, body: Any) ->
         if batch <= last:
             raise AuthError(409, "Replayed push", "This batch was already applied.",
                             last_batch=last)
-        for ch in changes:
+        for _i, ch in good:
             if ch["op"] == "upsert":
                 applied += _apply_upsert(cur, ch["record"], upward)
             elif ch["op"] == "health":
@@ -229,7 +272,9 @@ def apply_push(db: Database, meta: dict[str, Any], principal: Any, body: Any) ->
                 applied += _apply_delete(cur, ch["id"], child["path"], upward)
         cur.execute("UPDATE registry.inbox SET last_batch = %s, at = now() WHERE child = %s",
                     (batch, child["id"]))
-    return {"applied": applied, "received": len(changes), "last_batch": batch}
+    _note_refused(db, child["id"], refused)
+    return {"applied": applied, "received": len(good) + len(refused), "last_batch": batch,
+            "refused": refused}
 
 
 # --- full sync ------------------------------------------------------------------------------
@@ -269,13 +314,18 @@ def apply_sync(db: Database, meta: dict[str, Any], principal: Any, body: Any) ->
         raise bad("records must be a list")
     if not isinstance(as_of, int) or isinstance(as_of, bool) or as_of < 0:
         raise bad("as_of_batch must be an integer")
+    good, refused = [], []
     for i, rec in enumerate(records):
         try:
-            check_record(rec, root)
+            good.append(check_record(rec, root))
         except AuthError as exc:
-            raise bad(f"record {i}: {exc.detail}") from None
+            refused.append(refusal(i, {"op": "upsert", "record": rec}, exc.detail))
+    if refused:  # not kept: a snapshot is sent again until the digests match
+        LOGGER.warning("registry sync from %s: %d record(s) refused, e.g. %r: %s", child["id"],
+                       len(refused), refused[0]["id"], refused[0]["reason"])
     upward = bool(meta["registry"]["parent"])
-    keep = {r["id"] for r in records}
+    # a refused record's older copy stays: refusing a record is not deleting it
+    keep = {r["id"] for r in good} | {r["id"] for r in refused if r["id"]}
     applied = removed = 0
     with db.transaction() as cur:
         cur.execute("INSERT INTO registry.inbox (child, last_batch) VALUES (%s, 0) "
@@ -284,14 +334,14 @@ def apply_sync(db: Database, meta: dict[str, Any], principal: Any, body: Any) ->
                     (child["id"],))
         if as_of < cur.fetchone()["last_batch"]:
             raise AuthError(409, "Stale snapshot", "Newer changes were applied since.")
-        for rec in records:
+        for rec in good:
             applied += _apply_upsert(cur, rec, upward)
         cur.execute("SELECT id FROM registry.services WHERE source = 'child' AND version > 0 "
                     "AND (origin_path = %s OR origin_path LIKE %s)", (root, root + "/%"))
         for row in cur.fetchall():
             if row["id"] not in keep:
                 removed += _apply_delete(cur, row["id"], root, upward)
-    return {"applied": applied, "removed": removed}
+    return {"applied": applied, "removed": removed, "refused": refused}
 
 
 def digest_for(records: list[dict[str, Any]]) -> str:

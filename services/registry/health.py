@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from services.db import Database
-from services.registry.db import outbox_add
+from services.registry.db import outbox_add, state_get
 from services.registry.external import HarvestError, safe_get
 from services.registry.settings import RegistrySettings
 
@@ -147,3 +147,29 @@ def health_tree(db: Database, meta: dict[str, Any]) -> dict[str, Any]:
         parent = by_path.get(path.rsplit("/", 1)[0], top)
         parent["children"].append(entry)
     return top
+
+
+def push_state(db: Database, parent: str | None, *, details: bool) -> dict[str, Any]:
+    """Upward federation from this node: changes waiting, parked (refused by the parent), and
+    refused from children; with `details` (this node's admins) the latest of them and why."""
+    pushed = int(state_get(db, "pushed_seq", 0))
+    row = db.one("SELECT (SELECT count(*) FROM registry.outbox WHERE seq > %s) AS pending, "
+                 "(SELECT count(*) FROM registry.refused WHERE direction = 'out') AS parked, "
+                 "(SELECT count(*) FROM registry.refused WHERE direction = 'in') AS refused_in",
+                 (pushed,))
+    assert row is not None
+    error = state_get(db, "push_error")
+    out: dict[str, Any] = {"parent": parent,
+                           "pending": row["pending"], "parked": row["parked"],
+                           "refused_from_children": row["refused_in"],
+                           "failing_since": error.get("since") if error else None}
+    if details:
+        def latest(direction: str) -> list[dict[str, Any]]:
+            return [{**r, "at": r["at"].isoformat()} for r in db.all(
+                "SELECT at, peer, seq, op, record_id, reason FROM registry.refused "
+                "WHERE direction = %s ORDER BY id DESC LIMIT 20", (direction,))]
+
+        out["recent"] = latest("out")
+        out["recent_refused_from_children"] = latest("in")
+        out["error"] = error.get("error") if error else None
+    return out

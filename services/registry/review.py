@@ -12,10 +12,11 @@ from services.registry.db import (
     COLUMNS,
     SERVICE_TYPES,
     outbox_add,
+    printable,
     record_of,
     write_record,
 )
-from services.registry.external import harvest, new_record
+from services.registry.external import BadURL, harvest, new_record
 from services.registry.settings import RegistrySettings
 
 ACTIONS = {"approve": ("pending", "approved"), "reject": ("pending", "rejected"),
@@ -34,12 +35,12 @@ def register_external(db: Database, meta: dict[str, Any], url: str, *, wanted: s
     if access not in ACCESS:
         raise AuthError(400, "Bad request", "access must be public, registered or restricted")
     if not isinstance(url, str) or not url or len(url) > 2000:
-        raise AuthError(400, "Bad request", "url is required (at most 2000 characters)")
+        raise BadURL("url is required (at most 2000 characters)")
     try:
         info = harvest(url, cfg, wanted)
     except AuthError as exc:
-        audit.record(db, node["id"], "registry.register", actor=actor, subject=url, ok=False,
-                     ip=ip, reason=exc.detail)
+        audit.record(db, node["id"], "registry.register", actor=actor, subject=printable(url),
+                     ok=False, ip=ip, reason=exc.detail)
         raise
     rec = new_record(node, meta["registry"]["path"], info, title=title, description=description,
                      keywords=keywords, access=access, submitted_by=actor)

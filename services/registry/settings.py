@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -34,7 +33,7 @@ class Composition(BaseModel):
     parts: list[CompositionPart] = Field(min_length=2)
 
     @model_validator(mode="after")
-    def _not_emap(self) -> "Composition":
+    def _not_emap(self) -> Composition:
         if self.id in ("vec", "cva", "img", "cia", "ter", "cta"):
             raise ValueError(f"composition id {self.id!r} is an e-map layer name")
         return self

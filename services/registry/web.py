@@ -4,7 +4,8 @@
 - `POST /registry/api/services`: register an external service ({url, type?, title?, ...})
 - `POST /registry/api/services/{id}/{approve|reject|retire}`: review (this node's admins)
 - `POST /registry/api/push`, `POST /registry/api/sync`: from direct child nodes only
-- `GET  /registry/api/health`: the health tree of the federation below this node
+- `GET  /registry/api/health`: the health tree of the federation below this node, and `push`:
+  this node's upward federation (waiting, parked and refused changes; the reasons for its admins)
 """
 
 from __future__ import annotations
@@ -163,9 +164,21 @@ class RegistryRoutes:
         return await self._node_call(request, federation.apply_sync)
 
     async def health(self, request: Request) -> Response:
-        tree = await anyio.to_thread.run_sync(lambda: health.health_tree(self.db, self.meta))
-        return JSONResponse({"node": self.node_id, "tree": tree},
-                            headers={"Cache-Control": "no-store"})
+        try:
+            p = await self.control.principal(request)
+        except AuthError:
+            p = None
+        details = p is not None and self.control.is_admin(p)
+
+        def read() -> tuple[dict[str, Any], dict[str, Any]]:
+            return (health.health_tree(self.db, self.meta),
+                    health.push_state(self.db, (self.meta["registry"]["parent"] or {}).get("id"),
+                                      details=details))
+
+        tree, push = await anyio.to_thread.run_sync(read)
+        return JSONResponse({"node": self.node_id, "tree": tree, "push": push},
+                            headers={"Cache-Control": "no-store",
+                                     "Vary": "Authorization, Cookie"})
 
 
 def install_registry(app: Any, meta: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -17,7 +18,7 @@ import psycopg2
 
 from services.db import Database
 from services.registry import federation, health
-from services.registry.db import state_get, state_set
+from services.registry.db import refusal_add, state_get, state_set
 from services.registry.settings import RegistrySettings
 
 LOGGER = logging.getLogger("geoplat.registry")
@@ -27,7 +28,13 @@ MAX_BACKOFF = 15.0
 
 
 class Pusher:
-    """Sends this node's outbox to its parent, in order, with retries and backoff."""
+    """Sends this node's outbox to its parent, in order, with retries and backoff.
+
+    A change the parent refuses (its answer names it) is parked in registry.refused and never
+    sent again; a batch refused as a whole without naming a change is sent again one change at
+    a time, so the one at fault is found and parked. Only refusals of the content park: an
+    unreachable parent, 401/403 or a 5xx are retried.
+    """
 
     def __init__(self, db: Database, meta: dict[str, Any]):
         self.db, self.meta = db, meta
@@ -36,6 +43,8 @@ class Pusher:
         self._token: tuple[float, str] | None = None
         self.failures = 0
         self.next_try = 0.0
+        self.single_until = 0  # send one change per batch up to this outbox seq
+        self.error: str | None = None
 
     def token(self, client: httpx.Client) -> str:
         if self._token and self._token[0] > time.time() + 30:
@@ -58,10 +67,10 @@ class Pusher:
         return r
 
     def push_once(self, client: httpx.Client) -> int:
-        """Send one batch; returns how many changes were acknowledged."""
+        """Send one batch; returns how many changes were acknowledged or parked."""
         pushed = int(state_get(self.db, "pushed_seq", 0))
         rows = self.db.all("SELECT seq, op, record_id, payload FROM registry.outbox WHERE seq > %s "
-                           "ORDER BY seq LIMIT %s", (pushed, BATCH))
+                           "ORDER BY seq LIMIT %s", (pushed, 1 if self.single_until else BATCH))
         if not rows:
             return 0
         changes = []
@@ -73,14 +82,41 @@ class Pusher:
         batch = rows[-1]["seq"]
         r = self._post(client, "/registry/api/push",
                        {"sender": self.meta["node"]["id"], "batch": batch, "changes": changes})
-        acked = r.status_code == 200 or (
-            r.status_code == 409 and _json(r).get("last_batch", 0) >= batch)
-        if not acked:
+        body = _json(r)
+        if r.status_code == 200 or (r.status_code == 409 and body.get("last_batch", 0) >= batch):
+            refused = _refusals(body.get("refused"), len(rows)) if r.status_code == 200 else {}
+        elif r.status_code in (400, 413, 422):
+            refused = _refusals(body.get("refused"), len(rows))
+            if len(refused) < len(rows):  # nothing was applied: find the change at fault
+                if len(rows) > 1:
+                    self.single_until = batch
+                    return 0
+                refused = {0: str(body.get("detail") or f"HTTP {r.status_code}")}
+        else:
             raise RuntimeError(f"push refused: HTTP {r.status_code} {r.text[:200]}")
+        self._settle(rows, batch, refused)
+        if self.single_until and batch >= self.single_until:
+            self.single_until = 0
+        return len(rows)
+
+    def _settle(self, rows: list[dict[str, Any]], batch: int, refused: dict[int, str]) -> None:
+        """The batch is done: park what was refused, forget what was acknowledged."""
+        parent = self.parent["id"]
         with self.db.transaction() as cur:
+            for i, reason in sorted(refused.items()):
+                row = rows[i]
+                refusal_add(cur, "out", parent, reason, op=row["op"], record_id=row["record_id"],
+                            seq=row["seq"], payload=row["payload"])
+                LOGGER.warning("registry: %s refused %s of %s (parked, not sent again): %s",
+                               parent, row["op"], row["record_id"], reason)
+            # a newer copy of a parked record got through: the parked one is history
+            done = [row["record_id"] for i, row in enumerate(rows)
+                    if i not in refused and row["op"] in ("upsert", "delete")]
+            if done:
+                cur.execute("DELETE FROM registry.refused WHERE direction = 'out' AND "
+                            "record_id = ANY(%s) AND seq < %s", (done, batch))
             state_set(cur, "pushed_seq", batch)
             cur.execute("DELETE FROM registry.outbox WHERE seq <= %s", (batch,))
-        return len(rows)
 
     def flushed(self) -> bool:
         pushed = int(state_get(self.db, "pushed_seq", 0))
@@ -107,12 +143,35 @@ class Pusher:
             raise RuntimeError(f"sync refused: HTTP {snap.status_code}")
         return _json(snap)
 
-    def failed(self) -> None:
+    def failed(self, error: str) -> None:
         self.failures += 1
         self.next_try = time.monotonic() + min(MAX_BACKOFF, 0.5 * 2 ** min(self.failures, 10))
+        if self.error is None:  # shown in /registry/api/health until a push succeeds
+            try:
+                state_set(self.db, "push_error", {"since": datetime.now(UTC).isoformat(),
+                                                  "error": error[:300]})
+            except psycopg2.Error:
+                return  # the database is down too: try to record it next time
+        self.error = error
 
     def succeeded(self) -> None:
         self.failures, self.next_try = 0, 0.0
+        if self.error is not None:
+            try:
+                self.db.execute("DELETE FROM registry.state WHERE name = 'push_error'")
+                self.error = None
+            except psycopg2.Error:
+                pass
+
+
+def _refusals(value: Any, n: int) -> dict[int, str]:
+    """{index: reason} from a parent's `refused` list (indexes outside the batch ignored)."""
+    out: dict[int, str] = {}
+    for item in value if isinstance(value, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("index"), int) and \
+                0 <= item["index"] < n:
+            out[item["index"]] = str(item.get("reason") or "refused")
+    return out
 
 
 def _json(r: httpx.Response) -> dict:
@@ -204,7 +263,7 @@ class RegistryWorker(threading.Thread):
                     except Exception as exc:  # noqa: BLE001 - parent down, refused, ...
                         LOGGER.warning("registry push to %s failed: %s",
                                        self.meta["registry"]["parent"]["id"], exc)
-                        pusher.failed()
+                        pusher.failed(str(exc))
                 self.stop_event.wait(self.cfg.push_interval)
 
 
