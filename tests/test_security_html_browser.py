@@ -69,7 +69,7 @@ def tab(browser):  # noqa: F811
     context.close()
 
 
-def _open(tab, url: str, map_selector: str | None) -> None:
+def _open(tab, url: str, map_selector: str | None, drawn: str = ".leaflet-interactive") -> None:
     """Load a page: nothing of the payloads ran, its CSP is there, its map drew (if any)."""
     r = tab.goto(url)
     assert r is not None and r.status == 200, (url, r and r.status)
@@ -80,7 +80,7 @@ def _open(tab, url: str, map_selector: str | None) -> None:
     assert r.headers.get("x-frame-options") == "SAMEORIGIN"
     if map_selector:  # our own scripts ran under that policy: features and base tiles drawn
         tab.wait_for_selector(f"{map_selector} img.leaflet-tile-loaded", state="attached")
-        tab.wait_for_selector(f"{map_selector} .leaflet-interactive", state="attached")
+        tab.wait_for_selector(f"{map_selector} {drawn}", state="attached")
     assert tab.evaluate("() => window.__violations") == [], url  # none of our scripts blocked
 
 
@@ -115,9 +115,9 @@ def test_node_collection_page(xss_layer, urls, tab) -> None:
 @pytest.mark.parametrize("node", ["hangzhou", "national"])
 def test_catalogue_pages(xss_layer, urls, tab, node) -> None:
     base = f"{urls[node]}/ogc/collections/catalogue"
-    _open(tab, f"{base}/items?f=html&q={NAME}", "#items-map")
-    _assert_nothing_ran(tab, f"{node} catalogue")
-    assert BREAKOUT + IMG in tab.inner_text("body")
+    _open(tab, f"{base}/items?f=html&q=标题", "#items-map")  # q: title, keywords
+    titles = tab.eval_on_selector_all("a[title]", "els => els.map(e => e.title)")
+    assert TITLE in titles, titles  # the record's link, its full title as text
     # the record's popup (title_field: title) shows the title as text, with a working link
     popup = tab.evaluate("""(rid) => {
       let out = null;
@@ -143,3 +143,21 @@ def test_openapi_page_works_under_the_policy(urls, tab) -> None:
     assert "'nonce-" in r.headers.get("content-security-policy", "")
     tab.wait_for_selector("#swagger-ui .opblock", state="attached")
     assert tab.evaluate("() => window.__violations") == []
+
+
+def test_configured_layer_pages_work_under_the_policy(urls, tab) -> None:
+    """poi (title_field `name`): its popups show the name as text and link to the item; the
+    vector tiles page draws with VectorGrid."""
+    base = f"{urls['hangzhou']}/ogc/collections/poi"
+    _open(tab, f"{base}/items?f=html&limit=20", "#items-map")
+    popup = tab.evaluate("""() => {
+      const layer = window.items.getLayers()[0];
+      const cluster = window.markers;
+      cluster.zoomToShowLayer(layer, () => {});
+      const content = layer.getPopup().getContent();
+      return {text: content.textContent, name: layer.feature.properties.name,
+              href: content.querySelector('a').getAttribute('href'), id: layer.feature.id};
+    }""")
+    assert popup["text"] == popup["name"] and popup["name"], popup
+    assert popup["href"].endswith(f"/poi/items/{popup['id']}?f=html"), popup
+    _open(tab, f"{base}/tiles?f=html", "#items-map", drawn="canvas.leaflet-tile-loaded")
