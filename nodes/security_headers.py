@@ -62,6 +62,7 @@ def content_security_policy(nonce: str) -> str:
 
 ALWAYS = [(b"x-content-type-options", b"nosniff"),
           (b"referrer-policy", b"strict-origin-when-cross-origin")]
+ALWAYS_NAMES = {name for name, _ in ALWAYS}
 HTML_ONLY = {b"content-security-policy", b"x-frame-options"}
 
 
@@ -85,7 +86,7 @@ class SecurityHeadersMiddleware:
             nonlocal start
             if message["type"] == "http.response.start":
                 headers = [(k, v) for k, v in message.get("headers", [])
-                           if k.lower() not in {k for k, _ in ALWAYS}]
+                           if k.lower() not in ALWAYS_NAMES]
                 ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
                 if not ctype.lower().startswith(b"text/html"):
                     await send({**message, "headers": headers + ALWAYS})
