@@ -481,7 +481,8 @@ class PublishRoutes:
                                     headers={"Cache-Control": "no-store"})
             return exc.response()
         token, cookies = self.csrf.issue(request)
-        html = PAGE.replace("{{csrf}}", token).replace("{{node}}", self.ctx.id)
+        html = PAGE.replace("{{csrf}}", token).replace("{{node}}", self.ctx.id).replace(
+            "{{nonce}}", request.scope.get("geoplat.csp_nonce", ""))  # nodes/security_headers.py
         resp = HTMLResponse(html, headers={
             "Cache-Control": "no-store",
             "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; "
@@ -512,7 +513,7 @@ input,select{width:100%;padding:.3em}progress{width:100%}pre{white-space:pre-wra
 <button>发布 Publish</button></form>
 <progress id="p" value="0" max="1" hidden></progress><p id="st"></p>
 <progress id="l" value="0" max="1" hidden></progress><pre id="out"></pre>
-<script>
+<script nonce="{{nonce}}">
 // The upload bar comes from the request (XHR upload events; fetch has none), then the server's
 // progress lines (application/x-ndjson, one JSON object per line) drive the loading bar.
 document.getElementById('f').addEventListener('submit', function (ev) {

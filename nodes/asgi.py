@@ -158,6 +158,12 @@ def create_app(node_dir: str | os.PathLike | None = None) -> Starlette:
     from nodes.providers.features import install_queryable_titles
 
     install_queryable_titles()  # original attribute names as queryable titles (issue 6)
+    from nodes.providers import csv_export
+    from nodes.security_headers import SecurityHeadersMiddleware
+    from nodes.templates import install_page_rendering
+
+    install_page_rendering()  # script-safe JSON, CSP nonces, each API's own config (issue 11)
+    csv_export.install()  # ?f=csv without spreadsheet formulas (issue 11)
     from pygeoapi import starlette_app  # reads PYGEOAPI_CONFIG once, at import
 
     health = Health(meta["node"], meta["dsn"], len(starlette_app.CONFIG.get("resources", {})))
@@ -193,4 +199,5 @@ def create_app(node_dir: str | os.PathLike | None = None) -> Starlette:
 
     from layers.web import install_publishing  # /api/layers, /publish, hot reload (issue 6)
 
-    return GuardMiddleware(install_publishing(install_auth(app, meta), app, meta, node_dir))  # type: ignore[return-value]
+    guarded = GuardMiddleware(install_publishing(install_auth(app, meta), app, meta, node_dir))
+    return SecurityHeadersMiddleware(guarded)  # type: ignore[return-value]

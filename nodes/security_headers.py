@@ -1,0 +1,114 @@
+"""What keeps a node's HTML pages from running anyone else's script.
+
+- `script_json`: the one encoder for values written into a `<script>` (JSON with `<`, `>`, `&`,
+  `'`, U+2028 and U+2029 as `\\u` escapes, so no value can close the script, open a comment or
+  end a line). pygeoapi's templates get it as `script_json` and as their own `to_json`
+  (nodes/templates.py `install_page_rendering`).
+- `SecurityHeadersMiddleware`: every response gets `X-Content-Type-Options` and
+  `Referrer-Policy`; every HTML response a Content-Security-Policy with a fresh nonce per
+  response (inline scripts run only with that nonce) and `X-Frame-Options`.
+
+pygeoapi renders in an executor thread that never sees the request, so its templates write a
+per-process secret marker (`csp_nonce`) that this middleware replaces with the response's
+nonce. Our own Starlette pages read the nonce from `scope[NONCE_SCOPE_KEY]`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from markupsafe import Markup
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+NONCE_SCOPE_KEY = "geoplat.csp_nonce"
+# never sent to anyone: each response carries its own nonce in its place. Marker and nonce
+# have the same length, so the body's Content-Length stays right (HEAD included).
+NONCE_MARKER = secrets.token_hex(16)
+
+# What is left of a JSON text that could end a <script>, start an HTML comment or entity,
+# break out of a quoted attribute, or end a JS line in an old engine.
+_SCRIPT_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026",
+                   ord("'"): "\\u0027", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def _json_default(value: Any) -> Any:
+    from pygeoapi.util import json_serial  # dates, decimals, bytes as pygeoapi writes them
+
+    return json_serial(value)
+
+
+def script_json(value: Any, pretty: bool = False) -> Markup:
+    """`value` as a JavaScript expression that is safe anywhere inside a `<script>` element."""
+    text = json.dumps(value, default=_json_default, ensure_ascii=False,
+                      indent=4 if pretty else None, separators=(",", ":"))
+    return Markup(text.translate(_SCRIPT_ESCAPES))
+
+
+def content_security_policy(nonce: str) -> str:
+    # style-src keeps 'unsafe-inline': pygeoapi's pages and Leaflet's popups use style
+    # attributes, and styles cannot run script. Scripts: our origin, or this response's nonce.
+    return ("default-src 'self'; "
+            f"script-src 'self' 'nonce-{nonce}'; "
+            "style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data: blob:; "
+            "font-src 'self' data:; "
+            "connect-src 'self'; "
+            "object-src 'none'; "
+            "base-uri 'self'; "
+            "frame-ancestors 'self'")
+
+
+ALWAYS = [(b"x-content-type-options", b"nosniff"),
+          (b"referrer-policy", b"strict-origin-when-cross-origin")]
+ALWAYS_NAMES = {name for name, _ in ALWAYS}
+HTML_ONLY = {b"content-security-policy", b"x-frame-options"}
+
+
+class SecurityHeadersMiddleware:
+    """Security headers on every response; CSP with a per-response nonce on HTML."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        nonce = secrets.token_hex(16)
+        scope[NONCE_SCOPE_KEY] = nonce
+        marker, value = NONCE_MARKER.encode(), nonce.encode()
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def secured_send(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if k.lower() not in ALWAYS_NAMES]
+                ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+                if not ctype.lower().startswith(b"text/html"):
+                    await send({**message, "headers": headers + ALWAYS})
+                    return
+                # one policy for every page, whatever the page itself said
+                headers = [(k, v) for k, v in headers if k.lower() not in HTML_ONLY] + ALWAYS + [
+                    (b"content-security-policy", content_security_policy(nonce).encode()),
+                    (b"x-frame-options", b"SAMEORIGIN")]
+                message = {**message, "headers": headers}
+                if any(k.lower() == b"content-encoding" for k, _ in headers):
+                    await send(message)  # compressed: no nonce goes in, its scripts will not run
+                    return
+                start = message  # held until the body is complete (a marker may span chunks)
+                return
+            if message["type"] == "http.response.body" and start is not None:
+                chunks.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                await send(start)
+                await send({"type": "http.response.body",
+                            "body": b"".join(chunks).replace(marker, value)})
+                return
+            await send(message)
+
+        await self.app(scope, receive, secured_send)
