@@ -125,6 +125,16 @@ def tianditu(body: bytes, *, base: str, host: str, layer: str, grid: str, min_le
         elif XLINK_HREF in el.attrib and urlsplit(el.get(XLINK_HREF, "")).netloc.lower() == host:
             el.set(XLINK_HREF, endpoint if name != "ServiceMetadataURL" else
                    endpoint + "SERVICE=WMTS&REQUEST=GetCapabilities")
+    for el in list(root.iter()):
+        if _local(el) == "ResourceURL":  # Tianditu's own documents name the format `tiles`
+            tiles = etree.Element(el.tag, dict(el.attrib, format="tiles"))
+            tiles.tail = el.tail
+            el.addnext(tiles)
+            fmt = next((f for f in el.itersiblings(preceding=True) if _local(f) == "Format"), None)
+            if fmt is not None:
+                extra = etree.Element(fmt.tag)
+                extra.text, extra.tail = "tiles", fmt.tail
+                fmt.addnext(extra)
     if tk:
         _add_tk(root, host.lower(), tk)
     return _serialise(tree, body)

@@ -115,7 +115,7 @@ def render_config(fd: FrontDoor, cache_dir: Path, fast_path: bool = True) -> str
             if ($geoplat_kvp_tile) {{ rewrite ^ /__geoplat_kvp$geoplat_kvp_tile last; }}
             proxy_pass http://geoplat_app;
         }}
-        location ~ "^/__geoplat_kvp/(?<l>{_LAYERS})/(?<g>c|w)/(?<z>[0-9]{{1,2}})/(?<x>[0-9]{{1,9}})/(?<y>[0-9]{{1,9}})\.(?<e>png|jpeg)$" {{
+        location ~ "^/__geoplat_kvp/(?<l>{_LAYERS})/(?<g>c|w)/(?<z>[0-9]{{1,2}})/(?<x>[0-9]{{1,9}})/(?<y>[0-9]{{1,9}})\\.(?<e>png|jpeg)$" {{
             internal;
             {auth}
             {hit_kvp}
@@ -173,7 +173,7 @@ http {{
     map $arg_tilematrixset $kvp_g {{ "~^(?<kvpg>c|w)$" $kvpg; default "-"; }}
     map "$kvp_l:$arg_format" $kvp_e {{ "~^({_PNG}):image(/|%2[fF])png$" png; "~^({_JPEG}):image(/|%2[fF])jpeg$" jpeg; default "-"; }}
     map "/$kvp_l/$kvp_g/$tdt_z/$tdt_x/$tdt_y.$kvp_e" $geoplat_kvp_tile {{
-        "~^(?<kvpt>/({_LAYERS})/[cw]/[0-9]+/[0-9]+/[0-9]+\.(png|jpeg))$" $kvpt;
+        "~^(?<kvpt>/({_LAYERS})/[cw]/[0-9]+/[0-9]+/[0-9]+\\.(png|jpeg))$" $kvpt;
         default "";
     }}
 

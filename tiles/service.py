@@ -100,7 +100,10 @@ def check_wms(p: dict[str, str], wms_layers: Collection[str] = EMAP_LAYERS) -> l
     if request == "getlegendgraphic":
         return _names(p.get("LAYER", ""))
     if request == "getfeatureinfo":
-        return list(dict.fromkeys(_names(p.get("LAYERS", "")) + _names(p.get("QUERY_LAYERS", ""))))
+        layers = list(dict.fromkeys(_names(p.get("LAYERS", "")) + _names(p.get("QUERY_LAYERS", ""))))
+        if not layers or any(v not in wms_layers for v in layers):
+            raise OGCError("LayerNotDefined", "Unknown layer in LAYERS or QUERY_LAYERS.", "LAYERS")
+        return layers
     size = []
     for name in ("WIDTH", "HEIGHT"):
         v = p.get(name, "")
