@@ -11,11 +11,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from lxml import etree
+from tile_helpers import image, tdt_url
 
 from nodes import federation as federation_mod
 from services import accounts, apikeys
 from services.db import Database
-from tile_helpers import image, tdt_url
 from tiles import capabilities
 
 BBOX_3857 = "13370000,3530000,13390000,3550000"
@@ -253,6 +253,15 @@ def test_one_callers_document_is_never_served_to_another(keyed) -> None:
         assert key_b.encode() in b.content and keyed["key"].encode() not in b.content
 
 
+def _hrefs(doc) -> list[str]:
+    if isinstance(doc, dict):
+        return [v for k, v in doc.items() if k == "href" and isinstance(v, str)] + \
+            [h for k, v in doc.items() if k != "href" for h in _hrefs(v)]
+    if isinstance(doc, list):
+        return [h for v in doc for h in _hrefs(v)]
+    return []
+
+
 def test_ogc_api_links_carry_the_key(keyed) -> None:
     """Before: landing page, collections and collection links lost the tk (only paging kept it)."""
     hz, key = keyed["hz"], keyed["key"]
@@ -262,20 +271,7 @@ def test_ogc_api_links_carry_the_key(keyed) -> None:
         r = requests.get(hz + path, params={"f": "json", "tk": key, "limit": 2}, timeout=60)
         assert r.status_code == 200, (path, r.text[:200])
         assert "no-store" in r.headers.get("Cache-Control", "")
-        hrefs = []
-
-        def walk(doc) -> None:
-            if isinstance(doc, dict):
-                for k, v in doc.items():
-                    if k == "href" and isinstance(v, str):
-                        hrefs.append(v)
-                    else:
-                        walk(v)
-            elif isinstance(doc, list):
-                for v in doc:
-                    walk(v)
-
-        walk(r.json())
+        hrefs = _hrefs(r.json())
         own_links = [h for h in hrefs if urlsplit(h).netloc == own]
         assert own_links, path
         for h in own_links:

@@ -109,12 +109,11 @@ def tianditu(body: bytes, *, base: str, host: str, layer: str, grid: str, min_le
     for el in list(root.iter()):
         name = _local(el)
         parent = el.getparent()
-        if name == "Layer" and _child_text(el, "Identifier") != layer and parent is not None:
-            parent.remove(el)
-        elif name == "TileMatrixSetLink" and _child_text(el, "TileMatrixSet") != grid:
-            parent.remove(el)
-        elif name == "TileMatrixSet" and _child_text(el, "Identifier") not in (None, grid) \
-                and parent is not None and _local(parent) == "Contents":
+        other_layer = name == "Layer" and _child_text(el, "Identifier") != layer
+        other_link = name == "TileMatrixSetLink" and _child_text(el, "TileMatrixSet") != grid
+        other_set = name == "TileMatrixSet" and parent is not None and \
+            _local(parent) == "Contents" and _child_text(el, "Identifier") not in (None, grid)
+        if (other_layer or other_link or other_set) and parent is not None:
             parent.remove(el)
         elif name == "TileMatrix" and parent is not None and _local(parent) == "TileMatrixSet":
             ident = _child_text(el, "Identifier") or ""

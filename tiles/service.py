@@ -23,15 +23,14 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote
 
-from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from tiles import capabilities
 from tiles.errors import OGCError, wms_exception, wmts_exception
 from tiles.grids import GRIDS, MAX_LEVEL
-from tiles import capabilities
 from tiles.mapproxy_config import MAX_WMS_AREA, MAX_WMS_PIXELS
 from tiles.styles import EMAP_LAYERS
 
@@ -98,7 +97,10 @@ def check_wms(p: dict[str, str], wms_layers: Collection[str] = EMAP_LAYERS) -> l
     if request == "getcapabilities":
         return []
     if request == "getlegendgraphic":
-        return _names(p.get("LAYER", ""))
+        layers = _names(p.get("LAYER", ""))
+        if len(layers) != 1 or layers[0] not in wms_layers:
+            raise OGCError("LayerNotDefined", "Unknown or missing LAYER.", "LAYER")
+        return layers
     if request == "getfeatureinfo":
         layers = list(dict.fromkeys(_names(p.get("LAYERS", "")) + _names(p.get("QUERY_LAYERS", ""))))
         if not layers or any(v not in wms_layers for v in layers):
@@ -250,11 +252,13 @@ class TileService:
             elif path.rstrip("/") == "/tms" or path.startswith("/tms/"):
                 parts = [v for v in unquote(path).split("/") if v][2:]  # after /tms/1.0.0
                 uses = parts[:1]
+            # a capabilities document (TMS: the service and TileMap documents) or a map/tile
+            capabilities_doc = p.get("REQUEST", "").lower() == "getcapabilities" if \
+                path.rstrip("/") in ("/wms", "/wmts", "/service") else \
+                path == "/wmts/1.0.0/WMTSCapabilities.xml" or (
+                    path.startswith("/tms") and len([v for v in path.split("/") if v]) <= 4)
             if uses is not None:
-                capabilities_doc = not uses or (path.startswith("/tms") and len(
-                    [v for v in path.split("/") if v]) <= 4)
-                kind = "metadata" if not uses or capabilities_doc else "tiles"
-                await self._check(scope, uses, kind)
+                await self._check(scope, uses, "metadata" if capabilities_doc else "tiles")
         except OGCError as err:
             resp = wms_exception(err, version) if wms else wmts_exception(err)
             await resp(scope, receive, send)
@@ -371,7 +375,7 @@ class TileService:
                     return
                 try:
                     body = transform(b"".join(state["body"]))  # type: ignore[misc]
-                except Exception:  # noqa: BLE001 - a document we cannot rewrite is not sent
+                except Exception:
                     LOGGER.exception("could not rewrite the capabilities of %s", scope["path"])
                     await fail()
                     return
