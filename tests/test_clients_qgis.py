@@ -24,6 +24,13 @@ QGIS_PYTHON = "/usr/bin/python3"  # Debian's, where python3-qgis lives (not the 
 HANGZHOU = [120.10, 30.20, 120.30, 30.35]  # lon/lat, over the city's synthetic streets
 
 
+def _system_env() -> dict[str, str]:
+    """Debian's own environment for its QGIS and GDAL: none of the venv's PROJ/GDAL settings
+    (the venv's wheels point PROJ_DATA and friends at their own, newer proj.db) and no
+    GDAL_HTTP_HEADERS, so the key travels only in the URL."""
+    return {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
+
+
 def _mercator(box: list[float]) -> list[float]:
     t = Transformer.from_crs("EPSG:4490", "EPSG:3857", always_xy=True)
     x0, y0 = t.transform(box[0], box[1])
@@ -68,8 +75,7 @@ def qgis_result(keyed, tmp_path_factory) -> dict:
     spec = out / "spec.json"
     spec.write_text(json.dumps({"out_dir": str(out), "size": 256, "layers": layers}),
                     encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GDAL_", "PYTHON", "VIRTUAL"))}
-    env.update(QT_QPA_PLATFORM="offscreen", XDG_RUNTIME_DIR=str(out))
+    env = {**_system_env(), "QT_QPA_PLATFORM": "offscreen", "XDG_RUNTIME_DIR": str(out)}
     proc = subprocess.run([QGIS_PYTHON, str(HERE / "qgis_render.py"), str(spec)], check=False, env=env,
                           capture_output=True, text=True, timeout=600, cwd=out)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -91,7 +97,7 @@ def test_gdal_wmts_driver_with_the_key_only_in_the_url(keyed, tmp_path, grid: st
     hz, key = keyed["hz"], keyed["key"]
     box = HANGZHOU if grid == "c" else _mercator(HANGZHOU)
     out = tmp_path / f"gdal_{grid}.png"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GDAL_")}
+    env = _system_env()
     proc = subprocess.run(
         ["/usr/bin/gdal_translate", "-q", "-of", "PNG", "-outsize", "256", "256",
          "-projwin", str(box[0]), str(box[3]), str(box[2]), str(box[1]),
