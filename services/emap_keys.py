@@ -6,9 +6,8 @@ nginx's cached-tile fast path gets the config of `write_nginx_key_conf`: a reque
 a key (`tk` or `X-Api-Key`), and every request when the node requires keys for public layers,
 makes an `auth_request` to the app's `/auth/check`; nginx caches that answer for a short time
 (`AUTH_CACHE_SECONDS`), keyed by every input it passes to the app (key, layer, client IP, Host,
-Origin, the origin part of Referer, Authorization, Cookie; `Accept` says nothing about a
-tile), so an answer for one
-caller is never reused for another. Allowed: the tile is sent from disk; denied (401/403, or a
+Origin, the origin part of Referer, Authorization, Cookie; not `Accept`, which decides nothing
+for a tile), so an answer for one caller is never reused for another. Allowed: the tile is sent from disk; denied (401/403, or a
 429 that nginx turns into 500): the app's OGC exception for that answer is sent.
 Keyless public requests keep the static fast path (no subrequest to the app).
 
