@@ -102,7 +102,8 @@ def test_gdal_wmts_driver_with_the_key_only_in_the_url(keyed, tmp_path, grid: st
         ["/usr/bin/gdal_translate", "-q", "-of", "PNG", "-outsize", "256", "256",
          "-projwin", str(box[0]), str(box[3]), str(box[2]), str(box[1]),
          f"WMTS:{hz}/wmts/1.0.0/WMTSCapabilities.xml?tk={key},layer=vec,tilematrixset={grid}",
-         str(out)], check=False, env=env, capture_output=True, text=True, timeout=300)
+         str(out)], check=False, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path)  # GDAL's WMTS tile cache (./gdalwmscache) stays in the test's own dir
     assert proc.returncode == 0, proc.stderr[-1500:]
     assert _distinct(str(out)) > 5
 
