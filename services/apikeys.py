@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ipaddress
+import re
 import secrets
 import threading
 import time
@@ -33,6 +34,8 @@ DEFAULT_RATE = 50
 KEY_TTL = 30.0
 FLUSH_SECONDS = 5.0
 NEAR_QUOTA = 10  # within this many (or 5 %) of a quota, requests are counted exactly
+# a tile of an OGC API tileset: /ogc/collections/{id}/tiles/{tileMatrixSetId}/{z}/{y}/{x}
+_TILE_PATH = re.compile(r"/tiles/[^/]+/[^/]+/[^/]+/[^/]+/?$")
 
 
 def key_hash(value: str) -> str:
@@ -260,11 +263,15 @@ class KeyChecker:
         Tianditu's browser keys do: requests whose Referer/Origin is this node's own origin.
         Like every browser-key binding this rests on headers a non-browser client can forge.
         """
-        if c.url.path.startswith("/ogc/static/"):
+        path = c.url.path
+        if path.startswith("/ogc/static/"):
             return True
-        fmt = c.query_params.get("f")
-        if fmt == "html" or (fmt is None and "text/html" in c.headers.get("accept", "")):
-            return True
+        # only pygeoapi's pages are pages: `Accept: text/html` (which any client can send) says
+        # nothing about a tile, an MVT, a map image or a capabilities document (issue 11, #4)
+        if path.startswith("/ogc") and not _TILE_PATH.search(path):
+            fmt = c.query_params.get("f")
+            if fmt == "html" or (fmt is None and "text/html" in c.headers.get("accept", "")):
+                return True
         return bool(self.own_origin) and request_origin(c) == self.own_origin
 
     async def check(self, conn: HTTPConnection | dict, kind: str, principal: Any) -> Any:

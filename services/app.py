@@ -73,4 +73,9 @@ def install_auth(app: Any, meta: dict[str, Any]) -> Any:
 
     node_dir = os.environ.get("GEOPLAT_NODE_DIR")  # learned keys for nginx's fast path
     sweeper = Sweeper(Path(node_dir), control.keys) if node_dir else None
-    return SweeperLifespan(AccessMiddleware(app, control, FilteredViews()), sweeper)
+    from urllib.parse import urlsplit
+
+    from services.key_links import KeyLinks  # tk into OGC API links (issue 11)
+
+    return SweeperLifespan(KeyLinks(AccessMiddleware(app, control, FilteredViews()),
+                                    urlsplit(meta["node"]["base_url"]).netloc), sweeper)

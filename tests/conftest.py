@@ -93,3 +93,30 @@ def main_db(federation: settings_mod.FederationSettings):
 
     main = next(n for n in federation.nodes if n.tier == "main")
     return Database(federation_mod.node_dsn(federation, main), maxconn=2)
+
+
+@pytest.fixture(scope="session")
+def keyed(tmp_path_factory: pytest.TempPathFactory, pg_cluster: Cluster) -> Iterator[dict]:
+    """A federation of its own with `public_requires_key` at its default (true), shared by the
+    suites of keys (test_auth_default_keys, test_security_keys, test_clients_qgis): base URLs
+    `hz`/`zj`/`nat`, a server key `key` for 127.0.0.0/8, `main_db`, `settings`."""
+    from nodes import federation as federation_mod
+    from services import accounts, apikeys
+    from services.db import Database
+
+    base = tmp_path_factory.mktemp("keyed")
+    settings = settings_mod.load(write_federation(base, pg_cluster, require_keys=True))
+    assert all(n.auth.public_requires_key for n in settings.nodes)
+    procs, _ = supervisor.up(settings, echo=lambda *a: None)
+    try:
+        main = settings.node("national")
+        db = Database(federation_mod.node_dsn(settings, main), maxconn=1)
+        user = accounts.create(db, "keyed_dev", "keyed-dev-password-1", roles=["developer"])
+        key, _ = apikeys.create_key(db, "test", user.id, "keyed", "server", ["127.0.0.0/8"],
+                                    actor="test")
+        yield {"hz": settings.node("hangzhou").base_url, "zj": settings.node("zhejiang").base_url,
+               "nat": main.base_url, "key": key, "main_db": db, "user_id": user.id,
+               "settings": settings}
+    finally:
+        for p in procs:
+            supervisor.stop_group(p.pgid)

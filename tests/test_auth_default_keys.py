@@ -1,39 +1,12 @@
 """The shipped default: public APIs and tiles need an API key or a session (issue 4).
 
-A federation of its own with `public_requires_key` left at its default.
+A federation of its own with `public_requires_key` left at its default (the session fixture
+`keyed` of conftest.py, shared with test_security_keys.py and test_clients_qgis.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 import requests
-
-from nodes import federation as federation_mod
-from nodes import settings as settings_mod
-from nodes import supervisor
-from services import accounts, apikeys
-from services.db import Database
-
-
-@pytest.fixture(scope="module")
-def keyed(tmp_path_factory, pg_cluster, make_federation) -> Iterator[dict]:
-    base: Path = tmp_path_factory.mktemp("keyed")
-    settings = settings_mod.load(make_federation(base, pg_cluster, require_keys=True))
-    assert all(n.auth.public_requires_key for n in settings.nodes)
-    procs, _ = supervisor.up(settings, echo=lambda *a: None)
-    try:
-        main = settings.node("national")
-        db = Database(federation_mod.node_dsn(settings, main), maxconn=1)
-        user = accounts.create(db, "keyed_dev", "keyed-dev-password-1", roles=["developer"])
-        key, _ = apikeys.create_key(db, "test", user.id, "keyed", "server", ["127.0.0.0/8"],
-                                    actor="test")
-        yield {"hz": settings.node("hangzhou").base_url, "nat": main.base_url, "key": key}
-    finally:
-        for p in procs:
-            supervisor.stop_group(p.pgid)
 
 
 def test_json_api_needs_a_key_or_session(keyed) -> None:

@@ -129,19 +129,21 @@ def test_cascade_survives_a_child_going_down(federation, urls: dict[str, str],
 def test_tk_hook_can_refuse_before_any_tile_work(federation) -> None:
     """The SSO issue plugs its key check in here; a refusal is sent instead of the tile."""
     import asyncio
+    from urllib.parse import parse_qsl
 
     import httpx
     from starlette.applications import Starlette
-    from starlette.responses import PlainTextResponse
 
+    from tiles.errors import OGCError
     from tiles.service import tile_routes
 
-    seen: list[str] = []
+    seen: list[tuple[str, list[str], str]] = []
 
-    async def key_check(scope, params):
-        seen.append(params.get("TK", ""))
-        if params.get("TK") != "good":
-            return PlainTextResponse("invalid key", status_code=403)
+    async def key_check(scope, layers, kind):
+        tk = dict(parse_qsl(scope["query_string"].decode())).get("tk", "")
+        seen.append((tk, list(layers), kind))
+        if tk != "good":
+            return OGCError("Forbidden", "invalid key", None, 403)
         return None
 
     app = Starlette(routes=tile_routes(supervisor.node_dir(federation, federation.node("hangzhou")),
@@ -154,4 +156,4 @@ def test_tk_hook_can_refuse_before_any_tile_work(federation) -> None:
             return bad.status_code, good.status_code
 
     assert asyncio.run(run()) == (403, 200)
-    assert seen == ["bad", "good"]
+    assert seen == [("bad", ["vec"], "tiles"), ("good", ["vec"], "tiles")]

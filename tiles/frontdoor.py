@@ -2,8 +2,8 @@
 
 nginx (Debian `nginx-light`) runs from `var/nodes/<id>/nginx/` with its own config, pid, logs
 and temp dirs (`-p` prefix, `daemon off`), in the node's process group, so stopping the group
-stops it. Tile URLs whose file exists in the MapProxy cache (WMTS REST, TMS, Tianditu
-`/{layer}_{c|w}/wmts?...`) are sent with sendfile; misses and every other path go to the node's
+stops it. Tile URLs whose file exists in the MapProxy cache (WMTS REST and KVP GetTile, TMS,
+Tianditu `/{layer}_{c|w}/wmts?...`) are sent with sendfile; misses and every other path go to the node's
 app on a unix socket. Access checks for tiles go in `nginx/tiles-auth.d/*.conf` (included in
 every tile location, e.g. an `auth_request`), so a key check keeps the static fast path; what
 those need at http and server level (cache zones, maps, internal locations) goes in
@@ -95,6 +95,7 @@ def render_config(fd: FrontDoor, cache_dir: Path, fast_path: bool = True) -> str
     # A cache file is sent as is (one open, sendfile); a missing one (404) goes to the app.
     hit = ('add_header Cache-Control "public, max-age=3600"; add_header X-Tile-Cache hit; '
            "error_page 404 = @app; log_not_found off;")
+    hit_kvp = hit.replace("@app", "@geoplat_app_original")
     tile_locations = f"""        # WMTS RESTful: /wmts/{{layer}}/{{grid}}/{{z}}/{{x}}/{{y}}.{{ext}}
         location ~ "^/wmts/(?<l>{_LAYERS})/(?<g>c|w)/0*(?<z>[0-9]{{1,2}})/(?<x>[0-9]{{1,9}})/(?<y>[0-9]{{1,9}})\\.(?<e>png|jpeg)$" {{
             {auth}
@@ -105,6 +106,19 @@ def render_config(fd: FrontDoor, cache_dir: Path, fast_path: bool = True) -> str
         location ~ "^/tms/1\\.0\\.0/(?<l>{_LAYERS})/(?<g>c|w)/(?<z>[0-9]{{1,2}})/(?<x>[0-9]{{1,9}})/(?<y>[0-9]{{1,9}})\\.(?<e>png|jpeg)$" {{
             {auth}
             {hit}
+            alias {cache_dir}/${{l}}_${{g}}/${{g}}/${{z}}/${{x}}/${{y}}.${{e}};
+        }}
+        # WMTS KVP GetTile (/wmts?SERVICE=WMTS&REQUEST=GetTile&LAYER=..&FORMAT=..): a valid
+        # tile address is looked up through the REST form's cache location (internal); anything
+        # else, and misses, go to the app with the original URI
+        location = /wmts {{
+            if ($geoplat_kvp_tile) {{ rewrite ^ /__geoplat_kvp$geoplat_kvp_tile last; }}
+            proxy_pass http://geoplat_app;
+        }}
+        location ~ "^/__geoplat_kvp/(?<l>{_LAYERS})/(?<g>c|w)/(?<z>[0-9]{{1,2}})/(?<x>[0-9]{{1,9}})/(?<y>[0-9]{{1,9}})\\.(?<e>png|jpeg)$" {{
+            internal;
+            {auth}
+            {hit_kvp}
             alias {cache_dir}/${{l}}_${{g}}/${{g}}/${{z}}/${{x}}/${{y}}.${{e}};
         }}
         # Tianditu: /{{layer}}_{{c|w}}/wmts?SERVICE=WMTS&REQUEST=GetTile&...&TILEMATRIX=z&TILEROW=y&TILECOL=x&tk=
@@ -154,6 +168,14 @@ http {{
     map "$arg_request:$arg_tilematrix" $tdt_z {{ "~*^gettile:0*(?<tdtz>{_LEVEL})$" $tdtz; default "-"; }}
     map $arg_tilerow $tdt_y {{ "~^0*(?<tdty>[0-9]{{1,9}})$" $tdty; default "-"; }}
     map $arg_tilecol $tdt_x {{ "~^0*(?<tdtx>[0-9]{{1,9}})$" $tdtx; default "-"; }}
+    # WMTS KVP GetTile -> the REST cache path "/layer/grid/z/x/y.ext", or "" (-> the app)
+    map "$arg_service:$arg_layer" $kvp_l {{ "~*^(wmts)?:(?<kvpl>{_LAYERS})$" $kvpl; default "-"; }}
+    map $arg_tilematrixset $kvp_g {{ "~^(?<kvpg>c|w)$" $kvpg; default "-"; }}
+    map "$kvp_l:$arg_format" $kvp_e {{ "~^({_PNG}):image(/|%2[fF])png$" png; "~^({_JPEG}):image(/|%2[fF])jpeg$" jpeg; default "-"; }}
+    map "/$kvp_l/$kvp_g/$tdt_z/$tdt_x/$tdt_y.$kvp_e" $geoplat_kvp_tile {{
+        "~^(?<kvpt>/({_LAYERS})/[cw]/[0-9]+/[0-9]+/[0-9]+\\.(png|jpeg))$" $kvpt;
+        default "";
+    }}
 
     server {{
         listen {fd.host}:{fd.port};
@@ -172,6 +194,8 @@ http {{
         proxy_set_header X-Forwarded-Proto $scheme;
         proxy_read_timeout 180s;
         location @app {{ proxy_pass http://geoplat_app; }}
+        # after an internal rewrite (WMTS KVP), the app gets the URI the client sent
+        location @geoplat_app_original {{ proxy_pass http://geoplat_app$request_uri; }}
         location / {{ proxy_pass http://geoplat_app; }}
         # layer uploads stream to the app, which enforces the node's publish size limit while
         # reading them (413 problem+json); progress lines stream back as they come

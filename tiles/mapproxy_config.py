@@ -18,7 +18,11 @@ from tiles.styles import EMAP_LAYERS
 
 # Finest e-map level a node renders from its own data, by tier (DESIGN.md, scales per tier).
 OWN_MAX_LEVEL = {"main": 14, "sub": 16, "base": MAX_LEVEL}
+# A WMS GetMap renders on request: one image is at most 4096 px a side and 4 Mpx in all
+# (2048 x 2048, Tianditu's order), so one anonymous-looking request cannot hold a worker for
+# many seconds (4096 x 4096 took 14.6 s). tiles/service.py refuses larger ones first.
 MAX_WMS_PIXELS = 4096
+MAX_WMS_AREA = 2048 * 2048
 TITLES = {"vec": "矢量底图 Vector", "cva": "矢量注记 Vector annotation", "img": "影像底图 Imagery",
           "cia": "影像注记 Imagery annotation", "ter": "地形晕渲 Terrain",
           "cta": "地形注记 Terrain annotation"}
@@ -174,7 +178,7 @@ def build_mapproxy_config(node: Any, children: list[Any], tiles_dir: Path,
             "wms": {"srs": ["EPSG:4490", "EPSG:3857", "EPSG:4326"],
                     "image_formats": ["image/png", "image/jpeg"],
                     "versions": ["1.1.1", "1.3.0"], "strict": True,
-                    "max_output_pixels": [MAX_WMS_PIXELS, MAX_WMS_PIXELS], "md": md},
+                    "max_output_pixels": [2048, MAX_WMS_AREA // 2048], "md": md},
             "tms": {"use_grid_names": True, "origin": "nw"},
         },
         "grids": {gid: g.mapproxy() for gid, g in GRIDS.items()},

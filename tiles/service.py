@@ -5,9 +5,13 @@ that bad input gets an OGC exception with a fixed message (never a 5xx, never an
 Tianditu pattern `/{layer}_{c|w}/wmts?...&TILEMATRIX=z&TILEROW=y&TILECOL=x&tk=KEY` is rewritten
 to MapProxy's RESTful WMTS path (levels are the same numbers: the `c` grid has a level 0).
 
-`tk` is accepted and not checked: set `TileService.key_check` (or pass `key_check=` to
-`tile_routes`) to an async callable `(scope, params) -> Response | None` to enforce keys;
-a Response it returns is sent instead of the tile.
+Every request is checked by the node's `key_check` hook (services/emap_keys.py) once it is
+valid: an async callable `(scope, layers, kind) -> OGCError | None` with the layers it uses
+(WMS LAYERS/QUERY_LAYERS, the WMTS/TMS/Tianditu layer; none for capabilities, kind `metadata`);
+an OGCError it returns is sent instead (as the service's exception form). Its `hidden(scope,
+layers)` names the layers to leave out of capabilities, which carry the caller's `tk` in every
+URL (tiles/capabilities.py). WMS GetMap is bounded to MAX_WMS_PIXELS a side and
+MAX_WMS_AREA pixels.
 """
 
 from __future__ import annotations
@@ -15,23 +19,23 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from tiles import capabilities
 from tiles.errors import OGCError, wms_exception, wmts_exception
 from tiles.grids import GRIDS, MAX_LEVEL
-from tiles.mapproxy_config import MAX_WMS_PIXELS
+from tiles.mapproxy_config import MAX_WMS_AREA, MAX_WMS_PIXELS
 from tiles.styles import EMAP_LAYERS
 
 LOGGER = logging.getLogger("geoplat.tiles")
-KeyCheck = Callable[[Scope, dict[str, str]], Awaitable[Response | None]]
+KeyCheck = Callable[[Scope, Sequence[str], str], Awaitable[OGCError | None]]
 
 TILE_EXT = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg"}
 LAYER_FORMAT = {"vec": "png", "cva": "png", "cia": "png", "cta": "png", "img": "jpeg", "ter": "jpeg"}
@@ -80,34 +84,56 @@ def _bbox(value: str) -> list[float]:
     return parts
 
 
-def check_wms(p: dict[str, str], wms_layers: Collection[str] = EMAP_LAYERS) -> None:
-    """Validate the parts of a WMS request MapProxy would otherwise answer loosely."""
+def _names(value: str) -> list[str]:
+    return [v for v in value.split(",") if v]
+
+
+def check_wms(p: dict[str, str], wms_layers: Collection[str] = EMAP_LAYERS) -> list[str]:
+    """Validate the parts of a WMS request MapProxy would otherwise answer loosely; returns
+    the layers it uses (LAYERS, QUERY_LAYERS or LAYER; none for GetCapabilities)."""
     request = p.get("REQUEST", "").lower()
     if request not in ("getmap", "getcapabilities", "getfeatureinfo", "getlegendgraphic"):
         raise OGCError("OperationNotSupported", "Unknown or missing REQUEST.", "REQUEST")
-    if request != "getmap":
-        return
+    if request == "getcapabilities":
+        return []
+    if request == "getlegendgraphic":
+        layers = _names(p.get("LAYER", ""))
+        if len(layers) != 1 or layers[0] not in wms_layers:
+            raise OGCError("LayerNotDefined", "Unknown or missing LAYER.", "LAYER")
+        return layers
+    if request == "getfeatureinfo":
+        layers = list(dict.fromkeys(_names(p.get("LAYERS", "")) + _names(p.get("QUERY_LAYERS", ""))))
+        if not layers or any(v not in wms_layers for v in layers):
+            raise OGCError("LayerNotDefined", "Unknown layer in LAYERS or QUERY_LAYERS.", "LAYERS")
+        return layers
+    size = []
     for name in ("WIDTH", "HEIGHT"):
         v = p.get(name, "")
         if not _INT.match(v) or not 1 <= int(v) <= MAX_WMS_PIXELS:
             raise OGCError("InvalidParameterValue",
                            f"{name} must be an integer from 1 to {MAX_WMS_PIXELS}.", name)
+        size.append(int(v))
+    if size[0] * size[1] > MAX_WMS_AREA:
+        raise OGCError("InvalidParameterValue",
+                       f"WIDTH x HEIGHT must be at most {MAX_WMS_AREA} pixels.", "WIDTH")
     _bbox(p.get("BBOX", ""))
     if p.get("FORMAT", "").lower() not in WMS_FORMATS:
         raise OGCError("InvalidFormat", "Unsupported FORMAT (use image/png or image/jpeg).", "FORMAT")
-    layers = [v for v in p.get("LAYERS", "").split(",") if v]
+    layers = _names(p.get("LAYERS", ""))
     if not layers or any(v not in wms_layers for v in layers):
         raise OGCError("LayerNotDefined", "Unknown layer in LAYERS.", "LAYERS")
     crs = p.get("CRS") or p.get("SRS") or ""
     if crs.upper() not in ("EPSG:4490", "EPSG:3857", "EPSG:4326", "CRS:84", "EPSG:900913"):
         raise OGCError("InvalidSRS" if p.get("VERSION") == "1.1.1" else "InvalidCRS",
                        "Unsupported CRS/SRS.", "CRS")
+    return layers
 
 
-def check_wmts_kvp(p: dict[str, str], layers: Collection[str] = EMAP_LAYERS) -> None:
+def check_wmts_kvp(p: dict[str, str], layers: Collection[str] = EMAP_LAYERS) -> list[str]:
+    """Validate a WMTS KVP request; returns the layer it uses (none for GetCapabilities)."""
     request = p.get("REQUEST", "").lower()
     if request == "getcapabilities":
-        return
+        return []
     if request != "gettile":
         raise OGCError("OperationNotSupported", "Unknown or missing REQUEST.", "REQUEST")
     fmt = p.get("FORMAT", "").lower()
@@ -115,6 +141,7 @@ def check_wmts_kvp(p: dict[str, str], layers: Collection[str] = EMAP_LAYERS) -> 
         raise OGCError("InvalidParameterValue", "Unsupported FORMAT.", "FORMAT")
     check_tile(p.get("LAYER", ""), p.get("TILEMATRIXSET", ""), p.get("TILEMATRIX", ""),
                p.get("TILECOL", ""), p.get("TILEROW", ""), layers=layers)
+    return [p["LAYER"]]
 
 
 def yaml_layers(mapproxy_yaml: Path) -> dict[str, str]:
@@ -192,6 +219,7 @@ class TileService:
         wms = path.rstrip("/") == "/wms"
         served = self.served  # this request's app and layers, whatever a reload does meanwhile
         scope = {**scope, "geoplat.served": served}
+        version = p.get("VERSION", "1.3.0")
         try:
             if ".." in path or b"%2e" in raw.lower() or "\\" in path or "//" in path:
                 raise OGCError("InvalidParameterValue", "Invalid path.", None, 400)
@@ -202,50 +230,95 @@ class TileService:
             if path.endswith("/wmts") and path.count("/") == 2:  # "/{x}/wmts", x not layer_grid
                 raise OGCError("InvalidParameterValue", "Unknown layer or tile matrix set.",
                                "LAYER", 404)
+            uses: list[str] | None = None  # layers the request uses; None: not a map request
             if wms:
-                check_wms(p, served.wms)
+                uses = check_wms(p, served.wms)
             elif path.rstrip("/") in ("/wmts", "/service"):
                 if path.rstrip("/") == "/service" and p.get("SERVICE", "").upper() == "WMS":
-                    check_wms(p, served.wms)
+                    uses = check_wms(p, served.wms)
                     wms = True
                 else:
-                    check_wmts_kvp(p, served.tiled)
-            elif path.startswith("/wmts/") and path != "/wmts/1.0.0/WMTSCapabilities.xml":
+                    uses = check_wmts_kvp(p, served.tiled)
+            elif path == "/wmts/1.0.0/WMTSCapabilities.xml":
+                uses = []
+            elif path.startswith("/wmts/"):
                 m = _REST.match(unquote(path))
                 if not m:
                     raise OGCError("InvalidParameterValue", "Invalid WMTS RESTful path.", None, 404)
                 check_tile(m["layer"], m["grid"], m["z"], m["x"], m["y"], layers=served.tiled)
                 if m["ext"] not in TILE_EXT:
                     raise OGCError("InvalidParameterValue", "Unsupported format.", "FORMAT")
+                uses = [m["layer"]]
+            elif path.rstrip("/") == "/tms" or path.startswith("/tms/"):
+                parts = [v for v in unquote(path).split("/") if v][2:]  # after /tms/1.0.0
+                uses = parts[:1]
+            # a capabilities document (TMS: the service and TileMap documents) or a map/tile
+            capabilities_doc = p.get("REQUEST", "").lower() == "getcapabilities" if \
+                path.rstrip("/") in ("/wms", "/wmts", "/service") else \
+                path == "/wmts/1.0.0/WMTSCapabilities.xml" or (
+                    path.startswith("/tms") and len([v for v in path.split("/") if v]) <= 4)
+            if uses is not None:
+                await self._check(scope, uses, "metadata" if capabilities_doc else "tiles")
         except OGCError as err:
-            resp = wms_exception(err, p.get("VERSION", "1.3.0")) if wms else wmts_exception(err)
+            resp = wms_exception(err, version) if wms else wmts_exception(err)
             await resp(scope, receive, send)
             return
+        transform = None
+        if uses is not None and capabilities_doc:
+            hidden = await self._hidden(scope, served)
+            tk = _accepted_tk(scope)
+            host = _host(scope)
+            if tk or hidden:
+                def transform(body: bytes) -> bytes:
+                    return capabilities.personalise(body, host=host, tk=tk, hidden=hidden)
         if path.rstrip("/") == "/wmts":  # MapProxy answers WMTS KVP under /service
             qs = scope.get("query_string", b"")
             if "SERVICE" not in p:
                 qs = b"SERVICE=WMTS" + (b"&" + qs if qs else b"")
             scope = {**scope, "path": "/service", "raw_path": b"/service", "query_string": qs}
-        await self._mapproxy(scope, receive, send, wms=wms, version=p.get("VERSION", "1.3.0"))
+        await self._mapproxy(scope, receive, send, wms=wms, version=version,
+                             transform=transform, personal=uses is not None and capabilities_doc)
+
+    async def _check(self, scope: Scope, layers: Sequence[str], kind: str) -> None:
+        """Raise the hook's OGCError if the caller may not use `layers` (for `kind`)."""
+        if self.key_check is not None:
+            refusal = await self.key_check(scope, layers, kind)
+            if refusal is not None:
+                raise refusal
+
+    async def _hidden(self, scope: Scope, served: _Served) -> frozenset[str]:
+        hidden = getattr(self.key_check, "hidden", None)
+        if hidden is None:
+            return frozenset()
+        return frozenset(await hidden(scope, sorted(set(served.tiled) | served.wms)))
 
     async def _tianditu(self, layer: str, grid: str, p: dict[str, str], scope: Scope,
                         receive: Receive, send: Send, served: _Served) -> None:
-        if self.key_check is not None:
-            refusal = await self.key_check(scope, p)
-            if refusal is not None:
-                await refusal(scope, receive, send)
-                return
         if layer not in served.tiled or grid not in GRIDS:
             raise OGCError("InvalidParameterValue", "Unknown layer or tile matrix set.",
                            "LAYER", 404)
-        if p.get("SERVICE", "WMTS").upper() != "WMTS":
-            raise OGCError("InvalidParameterValue", "SERVICE must be WMTS.", "SERVICE")
-        if p.get("REQUEST", "GetTile").lower() == "getcapabilities":
+        request = p.get("REQUEST", "GetTile").lower()
+        if request == "getcapabilities":
+            # QGIS, given a Tianditu URL, first asks SERVICE=WMS&REQUEST=GetCapabilities;
+            # Tianditu answers either with the WMTS capabilities of that route
+            if p.get("SERVICE", "WMTS").upper() not in ("WMTS", "WMS"):
+                raise OGCError("InvalidParameterValue", "SERVICE must be WMTS.", "SERVICE")
+            await self._check(scope, [layer], "metadata")
+            tk, host = _accepted_tk(scope), _host(scope)
+            base = f"{_scheme(scope)}://{host}{scope.get('root_path', '')}"
+
+            def transform(body: bytes) -> bytes:
+                return capabilities.tianditu(body, base=base, host=host, layer=layer, grid=grid,
+                                             min_level=1, tk=tk)
+
             await self._mapproxy({**scope, "path": "/wmts/1.0.0/WMTSCapabilities.xml",
                                   "raw_path": b"/wmts/1.0.0/WMTSCapabilities.xml",
-                                  "query_string": b""}, receive, send)
+                                  "query_string": b""}, receive, send, transform=transform,
+                                 personal=True)
             return
-        if p.get("REQUEST", "GetTile").lower() != "gettile":
+        if p.get("SERVICE", "WMTS").upper() != "WMTS":
+            raise OGCError("InvalidParameterValue", "SERVICE must be WMTS.", "SERVICE")
+        if request != "gettile":
             raise OGCError("OperationNotSupported", "Only GetTile and GetCapabilities.", "REQUEST")
         if p.get("LAYER", layer) != layer:
             raise OGCError("InvalidParameterValue", "LAYER does not match the path.", "LAYER")
@@ -256,29 +329,94 @@ class TileService:
             raise OGCError("InvalidParameterValue", "Unsupported FORMAT.", "FORMAT")
         z, x, y = check_tile(layer, grid, p.get("TILEMATRIX", ""), p.get("TILECOL", ""),
                              p.get("TILEROW", ""), min_level=1, layers=served.tiled)
+        await self._check(scope, [layer], "tiles")
         rest = f"/wmts/{layer}/{grid}/{z:02d}/{x}/{y}.{served.tiled[layer]}"
         await self._mapproxy({**scope, "path": rest, "raw_path": rest.encode(), "query_string": b""},
                              receive, send)
 
     async def _mapproxy(self, scope: Scope, receive: Receive, send: Send, *, wms: bool = False,
-                        version: str = "1.3.0") -> None:
-        """Run MapProxy; a 5xx it produces becomes a generic OGC exception (no internals)."""
-        state = {"replaced": False}
+                        version: str = "1.3.0", transform: Callable[[bytes], bytes] | None = None,
+                        personal: bool = False) -> None:
+        """Run MapProxy; a 5xx it produces becomes a generic OGC exception (no internals).
+
+        `transform` rewrites a 200 body (capabilities per caller); `personal` answers are
+        marked private and never stored by a shared cache (they may carry the caller's tk).
+        """
+        state: dict[str, Any] = {"replaced": False, "start": None, "body": []}
+
+        async def fail() -> None:
+            state["replaced"] = True
+            err = OGCError("NoApplicableCode", "The tile service could not complete the request.",
+                           None, 503)
+            resp = wms_exception(err, version) if wms else wmts_exception(err)
+            await resp(scope, receive, send)
 
         async def guarded(message: dict) -> None:
-            if message["type"] == "http.response.start" and message["status"] >= 500:
-                LOGGER.error("MapProxy answered %s for %s", message["status"], scope["path"])
-                state["replaced"] = True
-                err = OGCError("NoApplicableCode", "The tile service could not complete the request.",
-                               None, 503)
-                resp = wms_exception(err, version) if wms else wmts_exception(err)
-                await resp(scope, receive, send)
-                return
             if state["replaced"]:
+                return
+            if message["type"] == "http.response.start":
+                if message["status"] >= 500:
+                    LOGGER.error("MapProxy answered %s for %s", message["status"], scope["path"])
+                    await fail()
+                    return
+                if personal:
+                    headers = [(k, v) for k, v in message.get("headers", [])
+                               if k.lower() not in (b"cache-control", b"vary", b"etag",
+                                                    b"last-modified")]
+                    headers += [(b"cache-control", b"private, no-store"),
+                                (b"vary", b"Authorization, Cookie, X-Api-Key")]
+                    message = {**message, "headers": headers}
+                if transform is not None and message["status"] == 200:
+                    state["start"] = message
+                    return
+            elif message["type"] == "http.response.body" and state["start"] is not None:
+                state["body"].append(message.get("body", b""))
+                if message.get("more_body"):
+                    return
+                try:
+                    body = transform(b"".join(state["body"]))  # type: ignore[misc]
+                except Exception:
+                    LOGGER.exception("could not rewrite the capabilities of %s", scope["path"])
+                    await fail()
+                    return
+                start = state["start"]
+                headers = [(k, v) for k, v in start.get("headers", [])
+                           if k.lower() != b"content-length"]
+                headers.append((b"content-length", str(len(body)).encode()))
+                await send({**start, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
                 return
             await send(message)
 
         await self.mapproxy(scope, receive, guarded)
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for k, v in scope.get("headers") or []:
+        if k.lower() == name:
+            return v.decode("latin-1")
+    return ""
+
+
+def _host(scope: Scope) -> str:
+    """The host (and port) the caller used, as MapProxy writes it into its URLs."""
+    host = _header(scope, b"host")
+    if not host and scope.get("server"):
+        h, port = scope["server"]
+        host = f"{h}:{port}" if port else h
+    return host.lower()
+
+
+def _scheme(scope: Scope) -> str:
+    return str(scope.get("scheme") or "http")
+
+
+def _accepted_tk(scope: Scope) -> str | None:
+    """The `tk` of the request, echoed into documents only after the key check allowed it."""
+    # the same value the checker reads: Starlette's query_params, name `tk`, the last one
+    values = [v for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"),
+                                      keep_blank_values=True) if k == "tk"]
+    return values[-1] if values and values[-1] else None
 
 
 async def _raise_as_ogc(service: TileService, scope: Scope, receive: Receive, send: Send) -> None:
