@@ -7,7 +7,6 @@ transactions stay off: no resource is `editable`, `server.admin` is false.
 from __future__ import annotations
 
 import os
-
 from pathlib import Path
 from typing import Any
 

@@ -23,7 +23,6 @@ from nodes.pygeoapi_config import build_config, node_dir, write_config
 from nodes.settings import FederationSettings, NodeSettings, load_layers
 from nodes.templates import prepare_templates
 
-
 # Prefixes a node's command line, e.g. to run it in another network namespace (tests/netns.py).
 Wrap = Callable[[NodeSettings, list[str]], list[str]]
 
@@ -102,6 +101,10 @@ def hand_to_run_user(ndir: Path) -> None:
     """The node's directory is its user's alone: 0700, everything in it owned by the user that
     runs the node (it writes caches, logs and published configs there; secrets are 0600)."""
     os.chmod(ndir, 0o700)
+    # made now (owned by the node's user), so what root's own tools put there later (an
+    # in-process publish) stays removable by the node
+    for d in ("publish-tmp", "rasters"):
+        (ndir / d).mkdir(exist_ok=True)
     user = privileges.run_user()
     if user is not None:
         privileges.own_tree(ndir, user)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from var_dirs import remove_all, var_dir_for
 
 from nodes import settings as settings_mod
 from nodes import supervisor
 from nodes.postgres import Cluster
-from var_dirs import remove_all, var_dir_for
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -46,11 +46,11 @@ import psycopg2
 import pytest
 import yaml
 from psycopg2 import sql
+from var_dirs import var_dir_for
 
 from nodes import settings as settings_mod
 from nodes import supervisor
 from nodes.postgres import Cluster, ensure_database
-from var_dirs import var_dir_for
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_IDS = ("national", "zhejiang", "hangzhou")

@@ -19,12 +19,11 @@ import psycopg2
 import pytest
 import requests
 import yaml
+from tile_helpers import image, tdt_url_at
 
 from nodes import federation as federation_mod
 from nodes import settings as settings_mod
 from nodes.privileges import RUN_USER
-from tile_helpers import image, tdt_url_at
-
 
 
 def run_user() -> pwd.struct_passwd:
@@ -172,3 +171,60 @@ def test_nodes_still_serve_health_tiles_and_features(federation, urls) -> None:
     assert image(tile).std() > 0  # drawn, not blank
     again = requests.get(tdt_url_at(urls["hangzhou"], "vec", "c", 12, 120.16, 30.27), timeout=60)
     assert again.headers.get("X-Tile-Cache") == "hit"  # nginx (worker as the run user) read it
+
+
+def test_a_database_made_by_the_superuser_is_handed_to_the_node_role(pg_cluster) -> None:
+    """Databases of an install from before per-node roles: every object the superuser made is
+    handed over, so the node (now connecting as its role) keeps working."""
+    from nodes.postgres import ensure_database
+
+    name = "geoplat_privs_legacy"
+    ensure_database(pg_cluster.dsn(), name)  # as before: everything owned by the superuser
+    conn = psycopg2.connect(pg_cluster.dsn(name))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("DROP SCHEMA IF EXISTS auth CASCADE; DROP TABLE IF EXISTS poi; "
+                    "CREATE SCHEMA auth; CREATE TABLE auth.t (id bigserial PRIMARY KEY, v text);"
+                    "CREATE FUNCTION auth.f() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RETURN NEW; END $$;"
+                    "CREATE TRIGGER tr BEFORE INSERT ON auth.t FOR EACH ROW EXECUTE FUNCTION auth.f();"
+                    "CREATE TABLE poi (fid serial PRIMARY KEY, geom geometry(Point, 4490));"
+                    "CREATE VIEW auth.v AS SELECT * FROM auth.t")
+    conn.close()
+    dsn = pg_cluster.ensure_node_role(name, name)
+    assert pg_cluster.ensure_node_role(name, name) == dsn  # idempotent
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO auth.t (v) VALUES ('a'); "
+                        "INSERT INTO poi (geom) VALUES (ST_SetSRID(ST_Point(120, 30), 4490))")
+            cur.execute("SELECT count(*) FROM auth.v")
+            assert cur.fetchone()[0] >= 1
+            cur.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n "
+                        "ON n.oid = c.relnamespace WHERE n.nspname IN ('auth', 'public') "
+                        "AND c.relowner <> current_user::regrole AND NOT EXISTS (SELECT 1 FROM "
+                        "pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')")
+            assert cur.fetchall() == []  # only PostGIS's own objects stay the superuser's
+            cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            assert cur.fetchone()[0] is False
+    finally:
+        conn.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root drops to the run user")
+def test_up_as_root_says_what_to_do_when_the_user_cannot_enter_var(tmp_path, pg_cluster,
+                                                                    make_federation) -> None:
+    """pytest's tmp dirs are 0700: a var/ there is out of the run user's reach."""
+    from nodes import supervisor
+    from nodes.privileges import PrivilegeError
+
+    config = make_federation(tmp_path, pg_cluster)
+    raw = yaml.safe_load(config.read_text(encoding="utf-8"))
+    raw["var_dir"] = str(tmp_path / "var")
+    config.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    s = settings_mod.load(config)
+    os.chmod(tmp_path, 0o700)
+    with pytest.raises(PrivilegeError, match=r"cannot reach .*/var/nodes.*make install"):
+        supervisor.up(s, echo=lambda *a: None)
+    assert supervisor.running_nodes(s) == {}
