@@ -13,6 +13,9 @@ import json
 import os
 import pwd
 import stat
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import psycopg2
@@ -203,6 +206,7 @@ def test_a_database_made_by_the_superuser_is_handed_to_the_node_role(pg_cluster)
             assert cur.fetchone()[0] >= 1
             cur.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n "
                         "ON n.oid = c.relnamespace WHERE n.nspname IN ('auth', 'public') "
+                        "AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') "
                         "AND c.relowner <> current_user::regrole AND NOT EXISTS (SELECT 1 FROM "
                         "pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')")
             assert cur.fetchall() == []  # only PostGIS's own objects stay the superuser's
@@ -228,3 +232,35 @@ def test_up_as_root_says_what_to_do_when_the_user_cannot_enter_var(tmp_path, pg_
     with pytest.raises(PrivilegeError, match=r"cannot reach .*/var/nodes.*make install"):
         supervisor.up(s, echo=lambda *a: None)
     assert supervisor.running_nodes(s) == {}
+
+
+def test_cli_publishing_as_root_leaves_everything_to_the_run_user(federation, urls,
+                                                                  tmp_path) -> None:
+    """`geoplat layers publish` by root, of a file only root can read (pytest's tmp is 0700):
+    published, served, and every file it left in var/nodes belongs to the node's user."""
+    from publish_helpers import items, points_frame, wait_for
+
+    src = tmp_path / "privs_cli.csv"
+    points_frame(12).to_csv(src, index=False)
+    os.chmod(src, 0o600)
+    config = Path(federation.config_dir) / "federation.yml"
+    root = Path(__file__).resolve().parent.parent
+
+    def geoplat(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "nodes.cli", "--config", str(config),
+                               "layers", *args, "--node", "hangzhou"], check=False, cwd=root,
+                              capture_output=True, text=True, timeout=300)
+
+    done = geoplat("publish", str(src), "--name", "privs_cli", "--crs", "EPSG:4490")
+    assert done.returncode == 0, done.stdout + done.stderr
+    try:
+        assert len(wait_for(lambda: items(urls["hangzhou"], "privs_cli"), timeout=60)) == 12
+        user = run_user()
+        foreign = [str(p) for p in node_dir(federation, "hangzhou").rglob("*")
+                   if p.lstat().st_uid != user.pw_uid]
+        assert not foreign, foreign
+    finally:
+        gone = geoplat("retire", "privs_cli", "--purge")
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    staged = Path(tempfile.gettempdir()).glob("geoplat-stage-*/privs_cli.csv")
+    assert src.exists() and not list(staged)  # the user's copy is removed, the source kept
