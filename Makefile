@@ -7,12 +7,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := postgresql-15 postgresql-15-postgis-3 postgresql-contrib gdal-bin nginx-light \
 	fonts-wqy-zenhei fonts-noto-cjk redis-server wrk python3-venv iproute2 chromium \
-	python3-qgis qgis-providers
+	python3-qgis qgis-providers acl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install apt venv npm up down status test bench clean-var lint
+.PHONY: install apt user venv npm up down status test bench clean-var lint
 
-install: apt $(VENV)/.installed node_modules/.installed
+install: apt $(VENV)/.installed node_modules/.installed user
 
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -22,6 +22,24 @@ apt:
 		echo "apt: installing$$missing"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# As root: the unprivileged user `geoplat up` drops to (nodes/privileges.py), allowed to read
+# the checkout and to enter (only) every parent directory of it, of the venv and of the Python
+# interpreter; `postgres` likewise enters the parents of var/pg. A checkout under `mktemp -d`
+# (0700) works so. Idempotent; a non-root operator's nodes run as the operator (nothing to do).
+RUN_USER ?= geoplat
+user:  # after the venv (install lists it last): it grants access to the interpreter
+	@if [ "$$(id -u)" = 0 ]; then \
+		id -u $(RUN_USER) >/dev/null 2>&1 || useradd --system --user-group --no-create-home \
+			--home-dir /nonexistent --shell /usr/sbin/nologin $(RUN_USER); \
+		setfacl -m u:$(RUN_USER):rx "$(CURDIR)" 2>/dev/null || chmod o+rx "$(CURDIR)"; \
+		for p in "$(CURDIR)" "$$(readlink -f $(BIN)/python)" "$$(readlink -f $(VENV))"; do \
+			d="$$p"; while [ "$$d" != / ]; do d="$$(dirname "$$d")"; \
+				for u in $(RUN_USER) postgres; do id -u $$u >/dev/null 2>&1 || continue; \
+					setfacl -m u:$$u:x "$$d" 2>/dev/null || chmod o+x "$$d"; done; \
+			done; \
+		done; \
 	fi
 
 $(VENV)/.installed: pyproject.toml

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -12,7 +13,31 @@ from nodes.settings import ConfigError
 
 
 def _load(args: argparse.Namespace) -> settings_mod.FederationSettings:
-    return settings_mod.load(args.config)
+    if getattr(args, "_settings", None) is None:  # read once (and before any privilege drop)
+        args._settings = settings_mod.load(args.config)
+    return args._settings
+
+
+# Commands that write into var/nodes/<id> (caches, published layers): as root they run as the
+# node's user, so what they create stays usable by the running node.
+_AS_RUN_USER = {"layers", "tiles"}
+
+
+def _as_run_user(args: argparse.Namespace) -> list[Path]:
+    """As root, become the run user for a var-writing command; the staged copies to remove."""
+    from nodes import privileges
+
+    user = privileges.run_user()
+    if user is None or args.command not in _AS_RUN_USER:
+        return []
+    _load(args)
+    staged = []
+    source = Path(getattr(args, "source", None) or "")
+    if getattr(args, "layers_command", None) == "publish" and source.is_file():
+        args.source = str(privileges.stage_for(user, source))  # root may read what it cannot
+        staged.append(Path(args.source))
+    privileges.drop_self(user)
+    return staged
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -190,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if getattr(args, "file", None):
         args.config = args.file
+    staged: list[Path] = []
     try:
+        staged = _as_run_user(args)
         return args.func(args)
     except ConfigError as exc:
         for f, key, msg in exc.problems:
@@ -202,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         print(f"geoplat: {exc}", file=sys.stderr)
         return 1
+    finally:
+        for path in staged:
+            shutil.rmtree(path.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":

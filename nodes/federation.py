@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from layers.load import LayerSpec, LoadResult, load_layer
-from nodes.postgres import Cluster, ensure_database, ensure_postgis
+from nodes.postgres import Cluster, PostgresError, ensure_postgis
 from nodes.settings import FederationSettings, LayerSettings, NodeSettings, load_layers
 
 
@@ -21,20 +21,30 @@ def needs_cluster(settings: FederationSettings) -> bool:
     return any(n.database_url is None for n in settings.nodes)
 
 
+def node_database(node: NodeSettings) -> str:
+    """Name of the node's database in the managed cluster, and of the role owning it."""
+    return f"geoplat_{node.id}"
+
+
 def node_dsn(settings: FederationSettings, node: NodeSettings) -> str:
-    """The node's database: its own `database_url`, or `geoplat_<id>` in the managed cluster."""
+    """The node's database: its own `database_url`, or `geoplat_<id>` in the managed cluster,
+    as the node's own role (never the superuser)."""
     if node.database_url:
         return node.database_url
-    return managed_cluster(settings).dsn(f"geoplat_{node.id}")
+    name = node_database(node)
+    try:
+        return managed_cluster(settings).role_dsn(name, name)
+    except PostgresError as exc:
+        raise RuntimeError(f"node {node.id}: {exc}") from None
 
 
 def ensure_node_database(settings: FederationSettings, node: NodeSettings) -> str:
-    dsn = node_dsn(settings, node)
+    """Create what the node's database needs (role, database, extensions); its URL."""
     if node.database_url:
-        ensure_postgis(dsn)
-    else:
-        ensure_database(managed_cluster(settings).dsn(), f"geoplat_{node.id}")
-    return dsn
+        ensure_postgis(node.database_url)  # a no-op when an admin created them (README)
+        return node.database_url
+    name = node_database(node)
+    return managed_cluster(settings).ensure_node_role(name, name)
 
 
 def layer_spec(settings: FederationSettings, layer: LayerSettings) -> LayerSpec:

@@ -1,6 +1,10 @@
 """The managed PostGIS cluster: a private PostgreSQL under var/ that `geoplat up` and tests run.
 
-A node with its own `database_url` uses that server instead; the cluster is then not needed.
+Each node gets its own login role `geoplat_<id>` (no superuser, no CREATEDB/CREATEROLE), owner of
+its database `geoplat_<id>` and of nothing else; CONNECT on the databases is revoked from PUBLIC,
+so a node's role cannot open another node's database. The superuser connection (`dsn()`) is for
+build steps only: creating roles, databases and extensions. A node with its own `database_url`
+uses that server instead; the cluster is then not needed.
 """
 
 from __future__ import annotations
@@ -143,31 +147,150 @@ class Cluster:
             self._run("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "stop", check=False)
 
     def dsn(self, dbname: str = "postgres") -> str:
+        """The superuser's URL: for build steps only, never handed to a node."""
         password = quote(self.password_file.read_text().strip(), safe="")
         return f"postgresql://postgres:{password}@{self.host}:{self.port}/{dbname}"
 
+    def role_password_file(self, role: str) -> Path:
+        return self.data_dir / "roles" / f"{role}.password"
 
-def ensure_database(admin_dsn: str, dbname: str) -> None:
-    """Create `dbname` with PostGIS on the server of `admin_dsn` unless it exists."""
-    conn = psycopg2.connect(admin_dsn)
+    def role_dsn(self, role: str, dbname: str) -> str:
+        """The URL of a node's own role (set up by `ensure_node_role`)."""
+        try:
+            password = self.role_password_file(role).read_text().strip()
+        except FileNotFoundError:
+            raise PostgresError(f"database role {role} is not set up yet: run `geoplat up` "
+                                "(or `geoplat load`) once") from None
+        return f"postgresql://{role}:{quote(password, safe='')}@{self.host}:{self.port}/{dbname}"
+
+    def ensure_node_role(self, role: str, dbname: str) -> str:
+        """Create (or bring back in line) a node's role and its database; the role's URL."""
+        path = self.role_password_file(role)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(secrets.token_urlsafe(24))
+            os.chmod(tmp, 0o600)
+            tmp.replace(path)
+        ensure_role(self.dsn(), role, path.read_text().strip())
+        ensure_database(self.dsn(), dbname, owner=role)
+        revoke_public_connect(self.dsn(), "postgres")
+        return self.role_dsn(role, dbname)
+
+
+_ROLE_LIMITS = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+
+
+def _admin(dsn: str) -> psycopg2.extensions.connection:
+    conn = psycopg2.connect(dsn)
     conn.autocommit = True
+    return conn
+
+
+def ensure_role(admin_dsn: str, role: str, password: str) -> None:
+    """A login role with no special rights and this password (created or reset)."""
+    conn = _admin(admin_dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+            verb = "ALTER ROLE {} WITH " if cur.fetchone() else "CREATE ROLE {} WITH "
+            cur.execute(sql.SQL(verb + _ROLE_LIMITS + " PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(password)))
+    finally:
+        conn.close()
+
+
+def revoke_public_connect(admin_dsn: str, dbname: str) -> None:
+    conn = _admin(admin_dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(
+                sql.Identifier(dbname)))
+    finally:
+        conn.close()
+
+
+def ensure_database(admin_dsn: str, dbname: str, owner: str | None = None) -> None:
+    """Create `dbname` with PostGIS on the server of `admin_dsn` unless it exists.
+
+    With `owner`, that role owns the database and every object in it (objects an earlier,
+    superuser-run version created are handed over), and only it (and superusers) may connect.
+    """
+    conn = _admin(admin_dsn)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,))
             if cur.fetchone() is None:
                 cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(
                     sql.Identifier(dbname)))
+            if owner:
+                cur.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                    sql.Identifier(dbname), sql.Identifier(owner)))
     finally:
         conn.close()
-    ensure_postgis(admin_dsn.rsplit("/", 1)[0] + "/" + dbname)
+    if owner:
+        revoke_public_connect(admin_dsn, dbname)
+    db_dsn = admin_dsn.rsplit("/", 1)[0] + "/" + dbname
+    ensure_postgis(db_dsn)
+    if owner:
+        hand_over(db_dsn, owner)
 
 
 def ensure_postgis(dsn: str) -> None:
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
+    """PostGIS and pg_trgm (the registry's search): extensions a node role cannot create."""
+    conn = _admin(dsn)
     try:
         with conn.cursor() as cur:
             cur.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+            cur.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    finally:
+        conn.close()
+
+
+# Everything outside the system schemas that no extension owns: schemas, tables (with their
+# indexes and sequences), views, sequences of their own, functions.
+_HAND_OVER = r"""
+DO $$
+DECLARE
+    target oid := %(role)s::regrole;
+    r record;
+BEGIN
+    FOR r IN SELECT format('ALTER SCHEMA %%I OWNER TO %%I', n.nspname, %(role)s) AS stmt
+             FROM pg_namespace n
+             WHERE n.nspowner <> target AND n.nspname NOT LIKE 'pg\_%%'
+               AND n.nspname NOT IN ('information_schema', 'public')
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
+                               AND d.objid = n.oid AND d.deptype = 'e')
+           UNION ALL
+           SELECT format('ALTER %%s %%s OWNER TO %%I',
+                         CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                                        WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE'
+                                        ELSE 'TABLE' END, c.oid::regclass, %(role)s)
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.relowner <> target
+               AND n.nspname NOT LIKE 'pg\_%%' AND n.nspname <> 'information_schema'
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                               AND d.objid = c.oid AND d.deptype IN ('e', 'a', 'i'))
+           UNION ALL
+           SELECT format('ALTER ROUTINE %%s OWNER TO %%I', p.oid::regprocedure, %(role)s)
+             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE p.proowner <> target AND p.prokind IN ('f', 'p') AND n.nspname NOT LIKE 'pg\_%%'
+               AND n.nspname <> 'information_schema'
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                               AND d.objid = p.oid AND d.deptype = 'e')
+    LOOP
+        EXECUTE r.stmt;
+    END LOOP;
+END $$
+"""
+
+
+def hand_over(db_dsn: str, role: str) -> None:
+    """Make `role` the owner of every object in the database that is not an extension's."""
+    conn = _admin(db_dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(_HAND_OVER, {"role": role})
     finally:
         conn.close()
 

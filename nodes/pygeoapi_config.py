@@ -6,6 +6,7 @@ transactions stay off: no resource is `editable`, `server.admin` is false.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,7 @@ def write_config(config: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     cfg_path, oas_path = out_dir / "pygeoapi.yml", out_dir / "openapi.yml"
     tmp = cfg_path.with_suffix(".yml.tmp")
     tmp.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    os.chmod(tmp, 0o600)  # holds the database password
     tmp.replace(cfg_path)
     oas = get_oas(config)
     tmp = oas_path.with_suffix(".yml.tmp")

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import httpx
 
-from nodes import federation
+from nodes import federation, privileges
 from nodes.pygeoapi_config import build_config, node_dir, write_config
 from nodes.settings import FederationSettings, NodeSettings, load_layers
 from nodes.templates import prepare_templates
-
 
 # Prefixes a node's command line, e.g. to run it in another network namespace (tests/netns.py).
 Wrap = Callable[[NodeSettings, list[str]], list[str]]
@@ -48,6 +47,10 @@ def build_node(settings: FederationSettings, node: NodeSettings, *, show_progres
     """Load the node's layers and generate its pygeoapi config; returns the node's directory."""
     federation.load_node_layers(settings, node, show_progress=show_progress)
     dsn = federation.node_dsn(settings, node)
+    main = next(n for n in settings.nodes if n.tier == "main")
+    # build time only: the main node's auth tables and this node's client there (as the main
+    # node's own role, so they stay that role's); never written into a sub-node's files
+    main_dsn = dsn if main is node else federation.ensure_node_database(settings, main)
     out = node_dir(settings, node)
     templates = prepare_templates(settings, node)
     config = build_config(settings, node, load_layers(settings, node), dsn, templates)
@@ -62,9 +65,7 @@ def build_node(settings: FederationSettings, node: NodeSettings, *, show_progres
     }
     from services.setup import prepare_node  # auth tables, OIDC client, access levels (issue 4)
 
-    main = next(n for n in settings.nodes if n.tier == "main")
-    meta["auth"] = prepare_node(settings, node, load_layers(settings, node), dsn, main,
-                                federation.node_dsn(settings, main))
+    meta["auth"] = prepare_node(settings, node, load_layers(settings, node), dsn, main, main_dsn)
     from services.setup import ensure_node_key
     from tiles.build import build_tiles  # e-map: Mapnik XML, MapProxy and nginx config (issue 3)
 
@@ -75,7 +76,7 @@ def build_node(settings: FederationSettings, node: NodeSettings, *, show_progres
                                 "layer": part.layer, "via": part.via} for part in c.parts]}
                     for c in node.registry.compositions]
     meta["compositions"] = [{"id": c["id"], "title": c["title"]} for c in compositions]
-    child_key = ensure_node_key(federation.node_dsn(settings, main), settings, node) \
+    child_key = ensure_node_key(main_dsn, settings, node) \
         if children or compositions else None
     build_tiles(node, children, load_layers(settings, node), dsn, out,
                 settings.resolve(settings.data_dir), child_key=child_key,
@@ -92,7 +93,21 @@ def build_node(settings: FederationSettings, node: NodeSettings, *, show_progres
     from layers.serving import full_config  # configured plus published layers (issue 6)
 
     sync_local_services(dsn, meta, *full_config(out, dsn))
+    hand_to_run_user(out)
     return out
+
+
+def hand_to_run_user(ndir: Path) -> None:
+    """The node's directory is its user's alone: 0700, everything in it owned by the user that
+    runs the node (it writes caches, logs and published configs there; secrets are 0600)."""
+    os.chmod(ndir, 0o700)
+    # made now (owned by the node's user), so what root's own tools put there later (an
+    # in-process publish) stays removable by the node
+    for d in ("publish-tmp", "rasters"):
+        (ndir / d).mkdir(exist_ok=True)
+    user = privileges.run_user()
+    if user is not None:
+        privileges.own_tree(ndir, user)
 
 
 def start_node(settings: FederationSettings, node: NodeSettings, ndir: Path, *,
@@ -105,12 +120,19 @@ def start_node(settings: FederationSettings, node: NodeSettings, ndir: Path, *,
     door = FrontDoor(ndir, node.host, node.port)
     door = door if door.available() and door.conf.exists() else None
     bind = door.app_args() if door else ["--host", node.host, "--port", str(node.port)]
+    user = privileges.run_user()
+    if user is not None:  # as root: the whole group (nginx master too) runs as the node's user
+        if door:
+            privileges.own_tree(door.socket.parent, user)
+        env.update(HOME=str(ndir), USER=user.pw_name, LOGNAME=user.pw_name)
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "nodes.asgi:create_app",
            *bind, "--workers", str(node.workers),
            "--no-access-log", "--no-server-header", "--timeout-graceful-shutdown", "5",
            "--log-level", "warning"]
     if door:  # nginx then uvicorn, both in the node's new session and process group
         cmd = door.wrap(cmd)
+    if user is not None:  # setpriv execs: the group leader's pid stays the one we record
+        cmd = privileges.drop_command(user, low_port=node.port < 1024) + cmd
     if wrap is not None:  # must exec the command, so its pid stays the group leader
         cmd = wrap(node, cmd)
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -183,6 +205,19 @@ def running_nodes(settings: FederationSettings) -> dict[str, int]:
     return out
 
 
+def check_run_user(settings: FederationSettings) -> None:
+    """As root: the unprivileged user exists and can read the code and data and enter var/."""
+    user = privileges.run_user()
+    if user is None:
+        return
+    var = settings.resolve(settings.var_dir)
+    (var / "nodes").mkdir(parents=True, exist_ok=True)
+    for d in (var, var / "nodes"):  # entered (not listed) by the node's user
+        os.chmod(d, os.stat(d).st_mode | 0o111)
+    project = Path(__file__).resolve().parent.parent
+    privileges.check_access(user, project, [settings.resolve(settings.data_dir), var / "nodes"])
+
+
 def up(settings: FederationSettings, *, only: list[str] | None = None,
        echo=print, wrap: Wrap | None = None) -> tuple[list[NodeProcess], bool]:
     """Prepare and start the federation (or the named nodes).
@@ -190,6 +225,7 @@ def up(settings: FederationSettings, *, only: list[str] | None = None,
     Returns the node processes and whether this call started the managed PostGIS.
     """
     nodes = [n for n in settings.nodes if not only or n.id in only]
+    check_run_user(settings)
     already = running_nodes(settings)
     if any(n.id in already for n in nodes):
         raise RuntimeError("nodes already running: " + ", ".join(sorted(set(already) & {n.id for n in nodes}))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from var_dirs import remove_all, var_dir_for
 
 from nodes import settings as settings_mod
 from nodes import supervisor
@@ -32,7 +33,7 @@ def write_federation(base: Path, cluster: Cluster, ports: dict[str, int] | None 
     (the shipped default, tested in test_auth_default_keys.py).
     """
     raw = yaml.safe_load((ROOT / "config" / "federation.yml").read_text(encoding="utf-8"))
-    raw["var_dir"] = str(base / "var")
+    raw["var_dir"] = str(var_dir_for(base))  # not under `base`: the nodes' user must enter it
     raw["data_dir"] = str(ROOT / "data-samples")
     raw["postgres"] = {"data_dir": str(cluster.data_dir), "port": cluster.port}
     for node in raw["nodes"]:
@@ -48,6 +49,10 @@ def write_federation(base: Path, cluster: Cluster, ports: dict[str, int] | None 
     path = cfg_dir / "federation.yml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    remove_all()
 
 
 @pytest.fixture(scope="session")

@@ -46,6 +46,7 @@ import psycopg2
 import pytest
 import yaml
 from psycopg2 import sql
+from var_dirs import var_dir_for
 
 from nodes import settings as settings_mod
 from nodes import supervisor
@@ -299,7 +300,7 @@ class NetnsFederation:
         `node_overrides`: {node_id: {...}} or {"*": {...}} for every node, deep-merged last.
         """
         raw = yaml.safe_load((ROOT / "config" / "federation.yml").read_text(encoding="utf-8"))
-        raw["var_dir"] = str(self.base / "var")
+        raw["var_dir"] = str(var_dir_for(self.base))  # enterable by the nodes' user
         raw["data_dir"] = str(ROOT / "data-samples")
         raw["postgres"] = {"data_dir": str(self.cluster.data_dir), "port": self.cluster.port}
         for i, node in enumerate(raw["nodes"]):

@@ -55,7 +55,7 @@ def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 180) -> li
 def test_up_then_ctrl_c_leaves_nothing_running(tmp_path: Path, pg_cluster, make_federation) -> None:
     config = make_federation(tmp_path, pg_cluster)
     s = settings_mod.load(config)
-    marker = str(tmp_path / "var")
+    marker = str(s.resolve(s.var_dir))
     proc = subprocess.Popen(
         [sys.executable, "-m", "nodes.cli", "--config", str(config), "up"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -98,7 +98,8 @@ def test_detach_status_down_and_fast_second_start(tmp_path: Path, pg_cluster, ma
     finally:
         down = geoplat(config, "down", "--keep-db")
     assert down.returncode == 0
-    assert our_processes(str(tmp_path / "var")) == []
+    s = settings_mod.load(config)
+    assert our_processes(str(s.resolve(s.var_dir))) == []
     st = geoplat(config, "status")
     assert "stopped" in st.stdout and st.returncode == 1
     # data was loaded by an earlier start: this one reuses it
