@@ -238,16 +238,11 @@ class Health:
         checks["registry"] = await anyio.to_thread.run_sync(self._registry_check)
         status = "ok" if all(c["status"] == "ok" for c in checks.values()) else (
             "down" if db["status"] == "down" else "degraded")
+        from services.web import worker_id
+
         body = {"status": status, "node": self.node, "checks": checks, "worker": worker_id()}
         return JSONResponse(body, status_code=200 if status != "down" else 503,
                             headers={"Cache-Control": "no-store"})
-
-
-def worker_id() -> str:
-    """Which worker process answered (opaque, not the pid): lets clients tell workers apart."""
-    import hashlib
-
-    return hashlib.sha256(f"{os.uname().nodename}:{os.getpid()}".encode()).hexdigest()[:12]
 
 
 def revocations_poll_seconds() -> float:

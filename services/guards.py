@@ -155,6 +155,7 @@ class InputGuard:
             self.db, self.node_id, "request.bad_input", ok=False,
             ip=c.client.host if c.client else None, method=scope["method"],
             path=raw_path.decode("latin-1"), where=where, reason=fault,
+            query=(scope.get("query_string") or b"")[:500].decode("latin-1"),
             user_agent=c.headers.get("user-agent", "")[:300]))
 
 

@@ -64,10 +64,24 @@ class RevocationList:
         """Seconds since the copy was last known current (since start before the first poll)."""
         return time.monotonic() - (self.last_ok if self.last_ok is not None else self.started)
 
-    def stale(self) -> bool:
-        """Too old to trust: the node must refuse tokens (fail closed)."""
-        self._maybe_poll()
-        return self.age() > self.max_age
+    async def fresh(self) -> bool:
+        """Current enough to trust; False means the node must refuse tokens (fail closed).
+
+        Only a copy older than `max_age` costs the request a poll (a worker that was idle for
+        a while, or an outage: then at most one try per second).
+        """
+        if self.age() <= self.max_age:
+            return True
+        task = self._task
+        if task is not None and not task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), 4.0)
+            except Exception:  # noqa: BLE001 - poll() logs; a timeout is a failure too
+                pass
+        elif time.monotonic() - self._polled >= 1.0:
+            self._polled = time.monotonic()
+            await self.poll()
+        return self.age() <= self.max_age
 
     def status(self) -> dict[str, Any]:
         """For /health: ok, degraded (the last poll failed), or down (older than max_age)."""

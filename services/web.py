@@ -98,5 +98,13 @@ class Csrf:
                             "The form has expired or did not come from this site; reload it.")
 
 
+def worker_id() -> str:
+    """Which worker process answered (opaque, not the pid): lets clients tell workers apart."""
+    import hashlib
+    import os
+
+    return hashlib.sha256(f"{os.uname().nodename}:{os.getpid()}".encode()).hexdigest()[:12]
+
+
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else ""
