@@ -168,7 +168,7 @@ class KeyChecker:
     async def key(self, value: str) -> ApiKey | None:
         hashed = key_hash(value)
         hit = self._cache.get(hashed)
-        if hit and time.monotonic() - hit[0] < KEY_TTL:
+        if hit and time.monotonic() - hit[0] < min(KEY_TTL, self.max_age):
             return hit[1]
         # one lookup per key at a time: concurrent requests wait for it (no thundering herd)
         pending = self._inflight.get(hashed)
@@ -209,6 +209,11 @@ class KeyChecker:
             self._cache.clear()
         self._cache[hashed] = (now, key)
         return key
+
+    def failing_too_long(self) -> bool:
+        """Lookups at the main node have failed for longer than records are trusted."""
+        return (self.failing_since is not None
+                and time.monotonic() - self.failing_since > self.max_age)
 
     def status(self) -> dict[str, Any]:
         """For /health: key lookups at the main node fail (degraded), or have failed for longer

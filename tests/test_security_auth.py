@@ -23,7 +23,7 @@ import pytest
 import requests
 import shapely
 from conftest import free_port
-from publish_helpers import points_frame, sign_in_users
+from publish_helpers import every_worker, points_frame, sign_in_users
 
 from nodes import federation as federation_mod
 from services import accounts, apikeys
@@ -94,20 +94,6 @@ def _geojson() -> bytes:
     return buf.getvalue()
 
 
-def per_worker(url: str, workers: int, read) -> dict[str, object]:
-    """`read(response)` from every worker: fresh connections until each worker has answered."""
-    seen: dict[str, object] = {}
-    deadline = time.monotonic() + 60
-    while len(seen) < workers:
-        assert time.monotonic() < deadline, f"only workers {sorted(seen)} answered {url}"
-        r = requests.get(url, timeout=30, headers={"Connection": "close"})
-        assert r.status_code == 200, (r.status_code, r.text[:200])
-        worker = r.headers.get("X-Geoplat-Worker")
-        assert worker, "listings name the worker that answered"
-        seen[worker] = read(r)
-    return seen
-
-
 def test_listing_follows_publish_and_retire_in_every_worker(federation, urls, people,
                                                             hz_key) -> None:
     base, workers = urls["hangzhou"], federation.node("hangzhou").workers
@@ -121,29 +107,29 @@ def test_listing_follows_publish_and_retire_in_every_worker(federation, urls, pe
     def paths(r) -> set[str]:
         return set(r.json()["paths"])
 
-    before = per_worker(listing, workers, ids)  # every worker builds its cached listing
+    before = every_worker(listing, workers, ids)  # every worker builds its cached listing
     assert all(name not in v and "parcels" not in v for v in before.values()), before
-    assert all(f"/collections/{name}" not in v for v in per_worker(openapi, workers, paths).values())
+    assert all(f"/collections/{name}" not in v for v in every_worker(openapi, workers, paths).values())
 
     r = requests.post(f"{base}/api/layers", headers=people["admin"], timeout=120,
                       data={"name": name, "title": "listing test", "access": "public"},
                       files={"file": ("p.geojson", _geojson(), "application/geo+json")})
     assert r.status_code == 201, r.text
     # the publish returns once every worker serves it: each worker's listing must show it now
-    after = per_worker(listing, workers, ids)
+    after = every_worker(listing, workers, ids)
     assert all(name in v for v in after.values()), {w: name in v for w, v in after.items()}
     assert all("parcels" not in v for v in after.values())
-    spec = per_worker(openapi, workers, paths)
+    spec = every_worker(openapi, workers, paths)
     assert all(f"/collections/{name}" in v for v in spec.values())
-    landing = per_worker(f"{base}/ogc?f=json&tk={hz_key}", workers, lambda r: r.json()["links"])
+    landing = every_worker(f"{base}/ogc?f=json&tk={hz_key}", workers, lambda r: r.json()["links"])
     assert len(landing) == workers
 
     r = requests.delete(f"{base}/api/layers/{name}", headers=people["admin"], timeout=60)
     assert r.status_code == 200, r.text
-    gone = per_worker(listing, workers, ids)
+    gone = every_worker(listing, workers, ids)
     assert all(name not in v for v in gone.values()), {w: name in v for w, v in gone.items()}
     assert all(f"/collections/{name}" not in v
-               for v in per_worker(openapi, workers, paths).values())
+               for v in every_worker(openapi, workers, paths).values())
 
 
 # --- item 9: CSRF on cookie-authenticated state changes -----------------------------------------
