@@ -7,7 +7,9 @@ browser-like session through the sign-in pages (requests), Authlib's client for 
 from __future__ import annotations
 
 import io
+import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -350,6 +352,23 @@ def test_bad_bytes_in_form_bodies(federation, urls, node, path, body, payload) -
     r = requests.post(f"{urls[node]}{path}?m={marker}", data=body.format(p=payload).encode(),
                       headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=30)
     _assert_refused_and_audited(federation, node, r, marker)
+
+
+def test_hostile_user_agent_is_audited_with_the_attempt(federation, urls) -> None:
+    """Header bytes go into the audit row as text; a NUL in a header never reaches the app
+    (nginx answers 400 itself)."""
+    marker = uuid.uuid4().hex
+    r = requests.get(f"{urls['hangzhou']}/auth/grants?status=%00&m={marker}", timeout=30,
+                     headers={"User-Agent": "curl/\xff\xfe"})  # sent as the bytes ff fe
+    _assert_refused_and_audited(federation, "hangzhou", r, marker)
+    detail = json.loads(audit_rows(federation, "hangzhou", "request.bad_input", marker)[0][2])
+    assert detail["user_agent"] == "curl/\xff\xfe" and detail["where"] == "query"
+    parts = urlsplit(urls["hangzhou"])
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(b"GET /auth/me HTTP/1.1\r\nHost: x\r\nUser-Agent: a\x00b\r\n"
+                     b"Connection: close\r\n\r\n")
+        status_line = sock.makefile("rb").readline()
+    assert status_line.split()[1] == b"400", status_line
 
 
 def test_good_text_still_passes(main_db, urls, hz_key) -> None:
