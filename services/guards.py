@@ -6,7 +6,8 @@
   to end as 500s with nothing recorded).
 - `CsrfGuard`: a state-changing request that a cookie authenticates (the node's token cookie,
   the main node's SSO session) must carry the CSRF token (`X-CSRF-Token` header, `csrf_token`
-  query parameter or form field), or be JSON sent from this node's own `Origin`. Requests with
+  query parameter or form field; in a multipart form, before the file), or be JSON sent from
+  this node's own `Origin`. Requests with
   an `Authorization` header, or without those cookies, cannot be forged by another site.
 - `SecureCookies`: every cookie gets `Secure` when the node's public URL is https.
 """
@@ -106,6 +107,83 @@ async def read_body(receive: Receive) -> tuple[bytes, bool]:
             return b"".join(chunks), False
 
 
+MULTIPART_PREFIX = 64 * 1024  # a form's csrf_token comes before its file (our pages put it first)
+
+
+class _Found(Exception):
+    """Stops the multipart parser once the token (or the first file) has been seen."""
+
+
+async def multipart_token(scope: Scope, receive: Receive) -> tuple[str, bytes, bool]:
+    """The `csrf_token` field of a multipart body, read from its beginning only.
+
+    Returns (token or "", what was read, whether that is the whole body): the route reads the
+    rest, so an upload is never buffered here. Parsing stops at the token, at the first file
+    part, or after MULTIPART_PREFIX bytes.
+    """
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    raw = dict(scope.get("headers") or []).get(b"content-type", b"")
+    _, opts = parse_options_header(raw)
+    if b"boundary" not in opts:
+        return "", b"", False
+    state: dict[str, Any] = {"name": b"", "file": False, "buf": b"", "hname": b"",
+                             "hvalue": b"", "disposition": b"", "token": ""}
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        state["hname"] += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        state["hvalue"] += data[start:end]
+
+    def on_header_end() -> None:
+        if state["hname"].lower() == b"content-disposition":
+            state["disposition"] = state["hvalue"]
+        state["hname"], state["hvalue"] = b"", b""
+
+    def on_headers_finished() -> None:
+        _, params = parse_options_header(state["disposition"])
+        if params.get(b"filename") is not None:
+            raise _Found  # files come after the token in our forms
+        state["name"], state["buf"] = params.get(b"name", b""), b""
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        state["buf"] += data[start:end]
+
+    def on_part_end() -> None:
+        if state["name"] == b"csrf_token":
+            state["token"] = state["buf"].decode("utf-8", "replace")
+            raise _Found
+        state["disposition"] = b""
+
+    parser = MultipartParser(opts[b"boundary"], {
+        "on_header_field": on_header_field, "on_header_value": on_header_value,
+        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
+        "on_part_data": on_part_data, "on_part_end": on_part_end})
+    chunks: list[bytes] = []
+    size, complete = 0, False
+    while size <= MULTIPART_PREFIX:
+        message = await receive()
+        if message["type"] != "http.request":
+            complete = True
+            break
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        try:
+            parser.write(chunk)
+        except _Found:
+            complete = not message.get("more_body", False)
+            break
+        except Exception:  # noqa: BLE001 - a malformed body has no token; the route answers it
+            complete = not message.get("more_body", False)
+            break
+        if not message.get("more_body", False):
+            complete = True
+            break
+    return state["token"], b"".join(chunks), complete
+
+
 def replay(body: bytes, complete: bool, receive: Receive) -> Receive:
     """A `receive` that first gives back what was read, then the rest of the stream."""
     sent = False
@@ -194,6 +272,9 @@ class CsrfGuard:
                 from urllib.parse import parse_qs
 
                 token = (parse_qs(body.decode("utf-8", "replace")).get("csrf_token") or [""])[0]
+        elif not token and ctype == "multipart/form-data":
+            token, prefix, complete = await multipart_token(scope, receive)
+            receive = replay(prefix, complete, receive)
         origin = (c.headers.get("origin") or "").lower()
         ok = False
         if token:
