@@ -234,6 +234,7 @@ class Health:
                 await revocations.poll()  # no traffic has polled lately: find out now
             checks["revocations"] = revocations.status()
         if getattr(control, "keys", None) is not None:
+            await control.keys.probe()  # only after failed lookups
             checks["keys"] = control.keys.status()
         checks["registry"] = await anyio.to_thread.run_sync(self._registry_check)
         status = "ok" if all(c["status"] == "ok" for c in checks.values()) else (

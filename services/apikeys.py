@@ -210,6 +210,18 @@ class KeyChecker:
         self._cache[hashed] = (now, key)
         return key
 
+    async def probe(self) -> None:
+        """After failed lookups: ask the main node about a key nobody has, to learn whether it
+        answers again (no traffic may come to do it)."""
+        if self.main_db is not None or self.failing_since is None:
+            return
+        try:
+            await self._fetch(key_hash("geoplat-health-probe"))
+        except (httpx.HTTPError, AuthError, ValueError):
+            return
+        LOGGER.warning("API key lookups at the main node work again")
+        self.failing_since = None
+
     def failing_too_long(self) -> bool:
         """Lookups at the main node have failed for longer than records are trusted."""
         return (self.failing_since is not None
