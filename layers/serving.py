@@ -201,8 +201,7 @@ class Reloader:
         starlette_app.OPENAPI = oas
         starlette_app.api_ = api
         if self.views is not None:
-            with self.views._lock:
-                self.views._apis.clear()
+            self.views.clear()  # services.views.FilteredViews: per-caller listings rebuilt
         if self.control is not None:
             self.control.levels = {**levels, **self.base_levels}
             self.control._grant_cache.clear()

@@ -560,13 +560,19 @@ document.getElementById('f').addEventListener('submit', function (ev) {
   xhr.onloadend = function () { button.disabled = false; };
   xhr.open('POST', '/api/layers');
   xhr.setRequestHeader('Accept', 'application/x-ndjson');
+  xhr.setRequestHeader('X-CSRF-Token', ev.target.elements.csrf_token.value);
   xhr.send(new FormData(ev.target));
 });
 </script></body></html>"""
 
 
-def install_publishing(auth_app: Any, app: Any, meta: dict[str, Any], node_dir: Path) -> Any:
-    """Add the publishing routes to `app` and keep this worker serving published layers."""
+def install_publishing(auth_app: Any, app: Any, meta: dict[str, Any], node_dir: Path,
+                       views: Any = None) -> Any:
+    """Add the publishing routes to `app` and keep this worker serving published layers.
+
+    `views` is the node's services.views.FilteredViews (the per-caller listings): each reload
+    clears it.
+    """
     from layers.serving import Reloader
     from services import access
     from services.db import Database, secret
@@ -580,5 +586,5 @@ def install_publishing(auth_app: Any, app: Any, meta: dict[str, Any], node_dir: 
 
     service = find_tile_service(app)
     tiles = TileReloader(service, Path(node_dir), meta["dsn"]) if service is not None else None
-    Reloader(meta["dsn"], control, getattr(auth_app, "views", None), tiles).start()
+    Reloader(meta["dsn"], control, views, tiles).start()
     return auth_app

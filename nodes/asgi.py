@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 from starlette.applications import Starlette
@@ -106,43 +107,149 @@ class GuardMiddleware:
 
 
 class Health:
-    """`/health`: database reachability and what pygeoapi serves."""
+    """`/health`: every component checked for real, each with a status and a reason.
 
-    def __init__(self, node: dict, dsn: str, collections: int):
-        self.node, self.dsn, self.collections = node, dsn, collections
+    database (a query), ogc (pygeoapi answers an internal request), tiles (MapProxy answers its
+    capabilities), revocations and keys (how current this node's copies of the main node's
+    revocations and key records are), registry (a process of the node holds the registry
+    worker's lock). The node is `down` without its database, `degraded` when anything else is
+    not ok.
+    """
+
+    def __init__(self, node: dict, dsn: str, app: Any = None):
+        self.node, self.dsn, self.app = node, dsn, app
+        self.control: Any = None  # services.access.AccessControl, once installed
         self._lock = threading.Lock()
         self._conn: psycopg2.extensions.connection | None = None
+
+    def _query(self, sql: str) -> Any:
+        with self._lock:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg2.connect(self.dsn, connect_timeout=3,
+                                              application_name="geoplat-health")
+                self._conn.autocommit = True
+            try:
+                with self._conn.cursor() as cur:
+                    cur.execute(sql)
+                    return cur.fetchone()[0]
+            except psycopg2.Error:
+                self._conn.close()
+                raise
 
     def _db_check(self) -> dict:
         t0 = time.perf_counter()
         try:
-            with self._lock:
-                if self._conn is None or self._conn.closed:
-                    self._conn = psycopg2.connect(self.dsn, connect_timeout=3,
-                                                  application_name="geoplat-health")
-                    self._conn.autocommit = True
-                try:
-                    with self._conn.cursor() as cur:
-                        cur.execute("SELECT postgis_lib_version()")
-                        version = cur.fetchone()[0]
-                except psycopg2.Error:
-                    self._conn.close()
-                    raise
+            version = self._query("SELECT postgis_lib_version()")
             return {"status": "ok", "latency_ms": round((time.perf_counter() - t0) * 1000, 2),
                     "postgis": version}
         except psycopg2.Error:
-            return {"status": "down", "detail": "database unreachable"}
+            return {"status": "down", "reason": "database unreachable"}
+
+    def _registry_check(self) -> dict:
+        from services.registry.worker import LOCK_KEY
+
+        try:
+            held = self._query(
+                "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                "WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database() "
+                f"AND l.classid = 0 AND l.objid = {int(LOCK_KEY)} AND l.objsubid = 1")
+        except psycopg2.Error:
+            return {"status": "down", "reason": "database unreachable"}
+        if held:
+            return {"status": "ok"}
+        return {"status": "degraded", "reason": "no registry worker is running on this node"}
+
+    async def _internal(self, path: str, query: bytes = b"") -> int:
+        """Status of a GET answered in-process by the node app, behind access control."""
+        status = 0
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+                 "root_path": "", "query_string": query, "headers": [(b"host", b"localhost")],
+                 "client": ("127.0.0.1", 0), "server": ("127.0.0.1", 80)}
+        await self.app(scope, receive, send)
+        return status
+
+    async def _ogc_check(self) -> dict:
+        import anyio
+        from pygeoapi import starlette_app
+
+        collections = len(starlette_app.CONFIG.get("resources", {}))
+        try:
+            with anyio.fail_after(10):
+                status = await self._internal("/ogc/conformance", b"f=json")
+        except Exception as exc:  # noqa: BLE001 - any failure is the finding
+            return {"status": "down", "collections": collections,
+                    "reason": f"pygeoapi failed ({type(exc).__name__})"}
+        if status != 200:
+            return {"status": "down", "collections": collections,
+                    "reason": f"pygeoapi answered {status} to /ogc/conformance"}
+        return {"status": "ok", "collections": collections}
+
+    def _tiles_check(self) -> dict | None:
+        from layers.emap import find_tile_service
+
+        service = find_tile_service(self.app)
+        if service is None:
+            return None
+        status: list[str] = []
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/wmts/1.0.0/WMTSCapabilities.xml",
+                   "SCRIPT_NAME": "", "QUERY_STRING": "", "SERVER_NAME": "localhost",
+                   "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "localhost",
+                   "wsgi.url_scheme": "http", "wsgi.input": None, "wsgi.errors": None,
+                   "wsgi.version": (1, 0), "wsgi.multithread": True,
+                   "wsgi.multiprocess": True, "wsgi.run_once": False}
+        try:
+            body = service.served.wsgi(environ, lambda s, h, e=None: status.append(s))
+            b"".join(body)
+            close = getattr(body, "close", None)
+            if close:
+                close()
+        except Exception as exc:  # noqa: BLE001 - any failure is the finding
+            return {"status": "down", "reason": f"MapProxy failed ({type(exc).__name__})"}
+        if not status or not status[0].startswith("200"):
+            return {"status": "down", "reason": f"MapProxy answered {status[:1]}"}
+        return {"status": "ok"}
 
     async def endpoint(self, request: Request) -> Response:
         import anyio
 
         db = await anyio.to_thread.run_sync(self._db_check)
-        checks = {"database": db, "ogc": {"status": "ok", "collections": self.collections}}
+        checks: dict[str, dict] = {"database": db, "ogc": await self._ogc_check()}
+        tiles = await anyio.to_thread.run_sync(self._tiles_check)
+        if tiles is not None:
+            checks["tiles"] = tiles
+        control = self.control
+        revocations = getattr(getattr(control, "validator", None), "revocations", None)
+        if revocations is not None:
+            if revocations.failure or revocations.age() > 2 * revocations_poll_seconds():
+                await revocations.poll()  # no traffic has polled lately: find out now
+            checks["revocations"] = revocations.status()
+        if getattr(control, "keys", None) is not None:
+            await control.keys.probe()  # only after failed lookups
+            checks["keys"] = control.keys.status()
+        checks["registry"] = await anyio.to_thread.run_sync(self._registry_check)
         status = "ok" if all(c["status"] == "ok" for c in checks.values()) else (
             "down" if db["status"] == "down" else "degraded")
-        body = {"status": status, "node": self.node, "checks": checks}
+        from services.web import worker_id
+
+        body = {"status": status, "node": self.node, "checks": checks, "worker": worker_id()}
         return JSONResponse(body, status_code=200 if status != "down" else 503,
                             headers={"Cache-Control": "no-store"})
+
+
+def revocations_poll_seconds() -> float:
+    from services.revocations import POLL_SECONDS
+
+    return POLL_SECONDS
 
 
 def create_app(node_dir: str | os.PathLike | None = None) -> Starlette:
@@ -166,7 +273,7 @@ def create_app(node_dir: str | os.PathLike | None = None) -> Starlette:
     csv_export.install()  # ?f=csv without spreadsheet formulas (issue 11)
     from pygeoapi import starlette_app  # reads PYGEOAPI_CONFIG once, at import
 
-    health = Health(meta["node"], meta["dsn"], len(starlette_app.CONFIG.get("resources", {})))
+    health = Health(meta["node"], meta["dsn"])
 
     async def landing(request: Request) -> Response:
         base = meta["node"]["base_url"]
@@ -183,6 +290,11 @@ def create_app(node_dir: str | os.PathLike | None = None) -> Starlette:
     async def not_found(request: Request, exc: Exception) -> Response:
         return problem(404, "Not Found", "No such resource on this node.")
 
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # Starlette's outermost middleware answers unhandled errors before GuardMiddleware
+        # sees them: without this handler that answer is a plain-text 500
+        return problem(500, "Internal Server Error", "The request could not be completed.")
+
     from services.emap_keys import emap_key_check  # tk on the Tianditu routes (issue 4)
     from tiles.service import tile_routes  # WMTS/WMS/TMS and Tianditu routes (issue 3)
 
@@ -191,13 +303,19 @@ def create_app(node_dir: str | os.PathLike | None = None) -> Starlette:
         Route("/health", health.endpoint),
         Mount("/ogc", app=starlette_app.APP),
         *tile_routes(node_dir, key_check=emap_key_check),
-    ], exception_handlers={404: not_found})
+    ], exception_handlers={404: not_found, 500: server_error})
     from services.registry.web import install_registry  # service registry (issue 5)
 
     install_registry(app, meta)
     from services.app import install_auth  # /sso, /auth and layer access control (issue 4)
 
     from layers.web import install_publishing  # /api/layers, /publish, hot reload (issue 6)
+    from services.views import FilteredViews
 
-    guarded = GuardMiddleware(install_publishing(install_auth(app, meta), app, meta, node_dir))
+    views = FilteredViews()  # one object: access control serves from it, every reload clears it
+    auth_app = install_auth(app, meta, views)
+    from services import access
+
+    health.app, health.control = app, access.current()
+    guarded = GuardMiddleware(install_publishing(auth_app, app, meta, node_dir, views))
     return SecurityHeadersMiddleware(guarded)  # type: ignore[return-value]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ipaddress
+import logging
 import re
 import secrets
 import threading
@@ -27,6 +28,8 @@ from starlette.requests import HTTPConnection
 from services import audit
 from services.db import Database
 from services.errors import AuthError
+
+LOGGER = logging.getLogger("geoplat.auth")
 
 KINDS = ("tiles", "features", "search")
 DEFAULT_QUOTAS = {"tiles": 100000, "features": 20000, "search": 10000}
@@ -148,6 +151,9 @@ class KeyChecker:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
         self._last_flush = time.monotonic()
+        # how long a cached record is trusted while the main node cannot be reached
+        self.max_age = float((auth.get("settings") or {}).get("revocation_max_age", 300))
+        self.failing_since: float | None = None  # monotonic time of the first failed lookup
 
     async def _fetch(self, hashed: str) -> dict | None:
         if self.main_db is not None:
@@ -165,7 +171,7 @@ class KeyChecker:
     async def key(self, value: str) -> ApiKey | None:
         hashed = key_hash(value)
         hit = self._cache.get(hashed)
-        if hit and time.monotonic() - hit[0] < KEY_TTL:
+        if hit and time.monotonic() - hit[0] < min(KEY_TTL, self.max_age):
             return hit[1]
         # one lookup per key at a time: concurrent requests wait for it (no thundering herd)
         pending = self._inflight.get(hashed)
@@ -189,9 +195,15 @@ class KeyChecker:
         try:
             row = await self._fetch(hashed)
         except (httpx.HTTPError, AuthError, ValueError):
-            if hit:  # main node unreachable: keep trusting what we knew
-                return hit[1]
+            if self.failing_since is None:
+                LOGGER.warning("API keys cannot be looked up at the main node")
+                self.failing_since = now
+            if hit and now - hit[0] <= self.max_age:
+                return hit[1]  # main node unreachable: trust what we knew, for a while
             raise AuthError(503, "Service Unavailable", "Keys cannot be checked just now.") from None
+        if self.failing_since is not None:
+            LOGGER.warning("API key lookups at the main node work again")
+            self.failing_since = None
         key = None
         if row:
             key = ApiKey(row["key_id"], row["user_id"], row["kind"], tuple(row["allowed"]),
@@ -200,6 +212,35 @@ class KeyChecker:
             self._cache.clear()
         self._cache[hashed] = (now, key)
         return key
+
+    async def probe(self) -> None:
+        """After failed lookups: ask the main node about a key nobody has, to learn whether it
+        answers again (no traffic may come to do it)."""
+        if self.main_db is not None or self.failing_since is None:
+            return
+        try:
+            await self._fetch(key_hash("geoplat-health-probe"))
+        except (httpx.HTTPError, AuthError, ValueError):
+            return
+        LOGGER.warning("API key lookups at the main node work again")
+        self.failing_since = None
+
+    def failing_too_long(self) -> bool:
+        """Lookups at the main node have failed for longer than records are trusted."""
+        return (self.failing_since is not None
+                and time.monotonic() - self.failing_since > self.max_age)
+
+    def status(self) -> dict[str, Any]:
+        """For /health: key lookups at the main node fail (degraded), or have failed for longer
+        than cached records are trusted (down: keys not seen recently are refused)."""
+        if self.main_db is not None or self.failing_since is None:
+            return {"status": "ok", "cached": len(self._cache)}
+        failing = round(time.monotonic() - self.failing_since, 1)
+        state = "down" if failing > self.max_age else "degraded"
+        return {"status": state, "cached": len(self._cache), "failing_s": failing,
+                "reason": "the main node cannot be reached for key lookups" + (
+                    f"; cached key records older than {self.max_age:g} s are refused"
+                    if state == "down" else "")}
 
     def _rate_ok(self, key: ApiKey) -> bool:
         now = time.monotonic()

@@ -29,8 +29,12 @@ class JwksStore:
                         "DO UPDATE SET value = EXCLUDED.value", (json.dumps(jwks),))
 
 
-def install_auth(app: Any, meta: dict[str, Any]) -> Any:
-    """Add the auth routes to the Starlette `app` and return it wrapped in access control."""
+def install_auth(app: Any, meta: dict[str, Any], views: FilteredViews | None = None) -> Any:
+    """Add the auth routes to the Starlette `app` and return it wrapped in access control.
+
+    `views` renders the per-caller listings; whoever swaps pygeoapi's config (layers.serving)
+    must hold the same object to clear it, so the caller passes it in.
+    """
     auth = meta["auth"]
     settings = auth["settings"]
     db = Database(meta["dsn"])
@@ -38,13 +42,15 @@ def install_auth(app: Any, meta: dict[str, Any]) -> Any:
 
     validator = TokenValidator(auth["issuer"], auth["jwks_url"], auth["audience"],
                                cache_seconds=settings["jwks_cache_seconds"], store=JwksStore(db),
-                               revocations=RevocationList(auth["issuer"] + "/revocations"))
+                               revocations=RevocationList(auth["issuer"] + "/revocations",
+                                                          settings["revocation_max_age"]))
     control = AccessControl(auth["node_id"], auth["levels"], db, validator,
                             public_requires_key=settings["public_requires_key"])
     access.install(control)
     node_secret = secret(db, "node-web")
     register_locally = None
     main_db = None
+    sso = None
     if auth["is_main"]:
         from services.oidc import Provider
         from services.signing import Signer
@@ -75,7 +81,18 @@ def install_auth(app: Any, meta: dict[str, Any]) -> Any:
     sweeper = Sweeper(Path(node_dir), control.keys) if node_dir else None
     from urllib.parse import urlsplit
 
+    from services.guards import CsrfGuard, InputGuard, SecureCookies
     from services.key_links import KeyLinks  # tk into OGC API links (issue 11)
+    from services.sso import SESSION_COOKIE
+    from services.web import Csrf
 
-    return SweeperLifespan(KeyLinks(AccessMiddleware(app, control, FilteredViews()),
-                                    urlsplit(meta["node"]["base_url"]).netloc), sweeper)
+    node_csrf = Csrf(node_secret)
+    sso_csrf = sso.csrf if sso is not None else node_csrf
+    linked = KeyLinks(AccessMiddleware(app, control, views or FilteredViews()),
+                      urlsplit(meta["node"]["base_url"]).netloc)
+    guarded = CsrfGuard(linked, own_origin=meta["node"]["base_url"],
+                        cookies=(access.token_cookie(auth["node_id"]), SESSION_COOKIE),
+                        verifier=lambda path: sso_csrf if path.startswith("/sso/") else node_csrf,
+                        db=db, node_id=auth["node_id"])
+    return SweeperLifespan(SecureCookies(InputGuard(guarded, db, auth["node_id"]),
+                                         meta["node"]["base_url"]), sweeper)

@@ -11,15 +11,32 @@ from services.db import Database, where
 LOGGER = logging.getLogger("geoplat.audit")
 
 
+def clean(value: Any) -> Any:
+    """`value` with every string storable as PostgreSQL text: NUL written as `\\x00`, lone
+    surrogates and undecodable bytes as backslash escapes (what an attacker sent stays legible)."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "backslashreplace")
+    if isinstance(value, str):
+        return value.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {clean(str(k)): clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [clean(v) for v in value]
+    return value
+
+
 def record(db: Database, node_id: str, event: str, *, actor: str | None = None,
            subject: str | None = None, ok: bool = True, ip: str | None = None,
            **detail: Any) -> None:
-    """Append one event; a failure to audit is logged, never raised to the caller's user."""
+    """Append one event; a failure to audit is logged, never raised to the caller's user.
+
+    Every value is cleaned first, so hostile input (NUL, invalid UTF-8) is recorded, not lost.
+    """
     try:
         db.execute("INSERT INTO auth.audit (node_id, event, actor, subject, ok, ip, detail) "
                    "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                   (node_id, event, actor, subject, ok, ip,
-                    json.dumps(detail, ensure_ascii=False, default=str)))
+                   (clean(node_id), clean(event), clean(actor), clean(subject), ok, clean(ip),
+                    json.dumps(clean(detail), ensure_ascii=False, default=str)))
     except Exception:
         LOGGER.exception("could not write audit event %s", event)
 

@@ -21,6 +21,11 @@ class NodeAuth(BaseModel):
     lockout_minutes: int = Field(default=15, ge=1)
     jwks_cache_seconds: int = Field(default=300, ge=1,
                                     description="how long a node trusts its cached JWKS")
+    revocation_max_age: int = Field(
+        default=300, ge=5,
+        description="seconds a node keeps trusting its copy of the main node's token "
+                    "revocations and its cached API-key records while the main node cannot be "
+                    "reached; after that tokens and keys are refused (503) until it is back")
     grant_default_days: int = Field(default=365, ge=1,
                                     description="validity of an approved grant without expiry")
     node_key_networks: list[str] = Field(

@@ -251,8 +251,8 @@ class Sweeper:
         for value in values:
             try:
                 key = await self.keys.key(value)
-            except AuthError:  # main node unreachable: keep trusting what we knew
-                verdict[value] = "keep"
+            except AuthError:  # main node unreachable: keep trusting what we knew, for a while
+                verdict[value] = None if self.keys.failing_too_long() else "keep"
                 continue
             if key is None or key.revoked:
                 verdict[value] = None

@@ -17,7 +17,8 @@ from services.errors import AuthError
 
 PATH = "/sso/keys"
 
-KEYS = """<p>{{ user }} · <a href="/sso/logout">退出 Sign out</a></p>
+KEYS = """<form method="post" action="/sso/logout"><p>{{ user }} ·
+<input type="hidden" name="csrf_token" value="{{ csrf }}"><button type="submit">退出 Sign out</button></p></form>
 {% if created %}<div role="status" style="border:2px solid #2a2;padding:.5em">
 <p>新密钥 New key <b>{{ created.name }}</b> (shown once, copy it now):</p>
 <p><code id="new-key">{{ created.value }}</code></p>

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from services import grants
 from services.access import AccessControl, token_cookie
 from services.errors import AuthError, problem
-from services.web import MESSAGE, REGISTER, Csrf, client_ip, render
+from services.web import LOGOUT, MESSAGE, REGISTER, Csrf, client_ip, render
 
 STATE_COOKIE = "geoplat_oidc_state"
 
@@ -207,6 +207,13 @@ class NodeAuthRoutes:
         return response
 
     async def logout(self, request: Request) -> Response:
+        """GET: a page with the sign-out form; POST (CSRF-checked by services.guards): sign out
+        here, then at the main node."""
+        if request.method == "GET":
+            csrf, cookies = self.csrf.issue(request)
+            return render(LOGOUT, title="退出 Sign out", node_title=self.node["title"],
+                          cookies=cookies, csrf=csrf, action="/auth/logout", params={},
+                          message="Sign out of this node and the federation?")
         back = {"client_id": self.auth["client_id"],
                 "post_logout_redirect_uri": self.node["base_url"].rstrip("/") + "/"}
         response = RedirectResponse(self.auth["issuer"] + "/logout?" + urlencode(back), 303)

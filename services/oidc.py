@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import logging
 import os
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlencode
+from typing import Any, ClassVar
+from urllib.parse import urlencode, urlsplit
 
 from authlib.oauth2 import rfc6749
 from authlib.oauth2.rfc6749 import grants
@@ -30,15 +32,59 @@ from services import accounts
 from services.db import Database
 from services.signing import Signer
 
-# Loopback deployments serve http; production sits behind TLS (public_url https://...).
-os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
-
+LOGGER = logging.getLogger("geoplat.auth")
 SCOPES = ["openid", "profile", "email", "geoplat", "offline_access", "register", "keys"]
 CODE_TTL = 300
 
 
 def hash_secret(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+def loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+def transport_policy(issuer: str) -> bool:
+    """Set Authlib's transport rule for this process (one node); True when plain http is allowed.
+
+    https issuer: TLS only, whatever the environment says. A loopback http issuer needs no
+    exception (Authlib accepts loopback http itself). Any other http issuer is the operator's
+    explicit choice in `public_url`: allowed, with a warning.
+    """
+    parts = urlsplit(issuer)
+    if parts.scheme == "https":
+        os.environ.pop("AUTHLIB_INSECURE_TRANSPORT", None)
+        return False
+    if loopback(parts.hostname):
+        os.environ.pop("AUTHLIB_INSECURE_TRANSPORT", None)
+        return True
+    LOGGER.warning("the main node's public URL %s is plain http: tokens travel unencrypted",
+                   issuer)
+    os.environ["AUTHLIB_INSECURE_TRANSPORT"] = "1"
+    return True
+
+
+class S256Challenge(CodeChallenge):
+    """PKCE with S256 only: `plain` (and a challenge without a method, which means plain)
+    is refused at the authorization endpoint."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD: ClassVar[list[str]] = ["S256"]
+    CODE_CHALLENGE_METHODS: ClassVar[dict[str, Any]] = {
+        "S256": CodeChallenge.CODE_CHALLENGE_METHODS["S256"]}
+
+    def validate_code_challenge(self, grant: Any, redirect_uri: Any) -> None:
+        data = grant.request.payload.data
+        if data.get("code_challenge") and not data.get("code_challenge_method"):
+            from authlib.oauth2.rfc6749.errors import InvalidRequestError
+
+            raise InvalidRequestError("code_challenge_method must be S256")
+        super().validate_code_challenge(grant, redirect_uri)
 
 
 @dataclass
@@ -155,6 +201,7 @@ class Provider(rfc6749.AuthorizationServer):
     def __init__(self, db: Database, signer: Signer, issuer: str, audience: str,
                  access_ttl: int, refresh_ttl: int):
         super().__init__(scopes_supported=SCOPES)
+        transport_policy(issuer)
         self.db, self.signer, self.issuer, self.audience = db, signer, issuer, audience
         self.access_ttl, self.refresh_ttl = access_ttl, refresh_ttl
         self.register_token_generator("default", self._generate_token)
@@ -243,7 +290,7 @@ class Provider(rfc6749.AuthorizationServer):
             def generate_user_info(self, user: accounts.User, scope: str) -> UserInfo:
                 return provider.user_info(user, scope)
 
-        self.register_grant(CodeGrant, [CodeChallenge(required=False), IdToken(require_nonce=False)])
+        self.register_grant(CodeGrant, [S256Challenge(required=False), IdToken(require_nonce=False)])
         self.register_grant(RefreshGrant)
         self.register_grant(ClientCredentials)
         self.register_endpoint(Revocation)
@@ -351,7 +398,7 @@ class Provider(rfc6749.AuthorizationServer):
             "id_token_signing_alg_values_supported": ["RS256"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post",
                                                       "none"],
-            "code_challenge_methods_supported": ["S256", "plain"],
+            "code_challenge_methods_supported": ["S256"],
             "claims_supported": ["sub", "iss", "aud", "exp", "iat", "preferred_username", "name",
                                  "email", "roles"],
         }
@@ -390,13 +437,22 @@ class StarletteOAuth2Request(rfc6749.OAuth2Request):
         return self._form
 
 
-async def oauth2_request(request: Any) -> StarletteOAuth2Request:
-    """Read a Starlette request (incl. its form body) into Authlib's request object."""
+async def oauth2_request(request: Any, public_base: str | None = None) -> StarletteOAuth2Request:
+    """Read a Starlette request (incl. its form body) into Authlib's request object.
+
+    The URL is the one the caller used, `public_base` (the node's public URL) in front: behind
+    a TLS-terminating proxy the app itself sees plain http.
+    """
     form: list[tuple[str, str]] = []
     if request.method == "POST":
         f = await request.form()
         form = [(k, v) for k, v in f.multi_items() if isinstance(v, str)]
-    return StarletteOAuth2Request(request.method, str(request.url), request.headers,
+    url = str(request.url)
+    if public_base:
+        parts = urlsplit(public_base)
+        url = f"{parts.scheme}://{parts.netloc}{request.url.path}" + (
+            f"?{request.url.query}" if request.url.query else "")
+    return StarletteOAuth2Request(request.method, url, request.headers,
                                   list(request.query_params.multi_items()), form)
 
 

@@ -7,7 +7,9 @@ RFC 7009 revocation of an access token) or every token of a user issued before a
 tokens they cover have expired. `GET /sso/revocations?after=<id>` lists them (like a CRL it
 names no secret: token ids and user ids). Each node's `RevocationList` polls it every
 `POLL_SECONDS` in the background (never on a request's path) and the token validator refuses
-what it covers; if the main node is unreachable, the list keeps what it had.
+what it covers. If the main node is unreachable the list keeps what it had, says so in the
+node's `/health` (degraded), and once its copy is older than `max_age` seconds (the node's
+`auth.revocation_max_age`) tokens are refused until a poll succeeds again (fail closed).
 """
 
 from __future__ import annotations
@@ -47,13 +49,51 @@ def listing(db: Database, after: int, limit: int = 5000) -> list[dict[str, Any]]
 class RevocationList:
     """A node's copy of the main node's revocations, refreshed in the background."""
 
-    def __init__(self, url: str):
-        self.url = url
+    def __init__(self, url: str, max_age: float = 300.0):
+        self.url, self.max_age = url, max_age
+        self.last_ok: float | None = None  # monotonic time of the last successful poll
+        self.started = time.monotonic()
+        self.failure = ""  # why the last poll failed ("" after a success)
         self.after = 0
         self.jti: dict[str, float] = {}          # jti -> exp
         self.not_before: dict[str, tuple[float, float]] = {}  # sub -> (issued before, exp)
         self._polled = 0.0
         self._task: asyncio.Task | None = None
+
+    def age(self) -> float:
+        """Seconds since the copy was last known current (since start before the first poll)."""
+        return time.monotonic() - (self.last_ok if self.last_ok is not None else self.started)
+
+    async def fresh(self) -> bool:
+        """Current enough to trust; False means the node must refuse tokens (fail closed).
+
+        Only a copy older than `max_age` costs the request a poll (a worker that was idle for
+        a while, or an outage: then at most one try per second).
+        """
+        if self.age() <= self.max_age:
+            return True
+        task = self._task
+        if task is not None and not task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), 4.0)
+            except Exception:  # noqa: BLE001 - poll() logs; a timeout is a failure too
+                pass
+        elif time.monotonic() - self._polled >= 1.0:
+            self._polled = time.monotonic()
+            await self.poll()
+        return self.age() <= self.max_age
+
+    def status(self) -> dict[str, Any]:
+        """For /health: ok, degraded (the last poll failed), or down (older than max_age)."""
+        age = round(self.age(), 1)
+        if self.failure and age > self.max_age:
+            return {"status": "down", "age_s": age, "max_age_s": self.max_age,
+                    "reason": f"revocation list older than {self.max_age:g} s "
+                              f"({self.failure}); tokens are refused"}
+        if self.failure:
+            return {"status": "degraded", "age_s": age, "max_age_s": self.max_age,
+                    "reason": f"revocation list not refreshed: {self.failure}"}
+        return {"status": "ok", "age_s": age, "max_age_s": self.max_age}
 
     def covers(self, claims: dict[str, Any]) -> bool:
         self._maybe_poll()
@@ -83,8 +123,15 @@ class RevocationList:
                     self.apply(rows)
                     if len(rows) < 5000:
                         break
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
-            LOGGER.debug("revocation list not refreshed (main node unreachable?)")
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            reason = f"main node unreachable ({type(exc).__name__})"
+            if not self.failure:  # once per outage, not every 3 s
+                LOGGER.warning("revocation list not refreshed from %s: %s", self.url, reason)
+            self.failure = reason
+            return
+        if self.failure:
+            LOGGER.warning("revocation list refreshed again from %s", self.url)
+        self.failure, self.last_ok = "", time.monotonic()
 
     def apply(self, rows: list[dict[str, Any]]) -> None:
         now = time.time()

@@ -21,7 +21,7 @@ from services.keys_page import PATH as KEYS_PATH
 from services.keys_page import KeysPage
 from services.oidc import Provider, oauth2_request
 from services.tokens import TokenValidator
-from services.web import LOGIN, MESSAGE, Csrf, client_ip, render
+from services.web import LOGIN, LOGOUT, MESSAGE, Csrf, client_ip, render
 
 SESSION_COOKIE = "geoplat_sso"
 SESSION_SECONDS = 8 * 3600
@@ -86,9 +86,16 @@ class SSO:
                             headers={"Cache-Control": "max-age=60"})
 
     async def authorize(self, request: Request) -> Response:
-        req = await oauth2_request(request)
+        req = await oauth2_request(request, self.node["base_url"])
         try:
             grant = await self._run(self.p.get_consent_grant, req, None)
+        except ValueError:
+            # Authlib echoes the redirect_uri in its error description and refuses to build
+            # one holding `"` or `\\` (ValueError): the request is bad, not the server
+            return render(MESSAGE, title="Invalid authorization request", status=400,
+                          node_title=self.node["title"],
+                          message="invalid_request: the redirect_uri is not registered for "
+                                  "this client")
         except OAuth2Error as error:
             if getattr(error, "redirect_uri", None):  # client and redirect_uri were verified
                 return await self._run(self.p.handle_error_response, req, error)
@@ -149,11 +156,11 @@ class SSO:
         return response
 
     async def token(self, request: Request) -> Response:
-        req = await oauth2_request(request)
+        req = await oauth2_request(request, self.node["base_url"])
         return await self._run(self.p.create_token_response, req)
 
     async def revoke(self, request: Request) -> Response:
-        req = await oauth2_request(request)
+        req = await oauth2_request(request, self.node["base_url"])
         return await self._run(self.p.create_endpoint_response, "revocation", req)
 
     async def userinfo(self, request: Request) -> Response:
@@ -167,7 +174,23 @@ class SSO:
         return JSONResponse(dict(self.p.user_info(user, principal.claims.get("scope", ""))))
 
     async def logout(self, request: Request) -> Response:
+        """RP-initiated logout. Signing out changes state, so it is a POST of our own form
+        (CSRF token checked); a GET with a session shows that form."""
         session = self.session_user(request)
+        params = dict(request.query_params)
+        if request.method == "POST":
+            form = await request.form()
+            params.update({k: v for k, v in form.items() if isinstance(v, str)})
+            if session:
+                try:
+                    self.csrf.verify(request, params.get("csrf_token"))
+                except AuthError as exc:
+                    return exc.response()
+        elif session:
+            keep = {k: params[k] for k in ("client_id", "post_logout_redirect_uri", "state")
+                    if k in params}
+            return self._page(LOGOUT, request, title="退出 Sign out", action="/sso/logout",
+                              params=keep, message="Sign out of the federation?")
         if session:
             from services.revocations import revoke_subject
 
@@ -178,7 +201,7 @@ class SSO:
                             self.settings["access_token_ttl"])
             await self._run(lambda: audit.record(self.db, self.node["id"], "logout",
                                                  actor=str(session["uid"]), ip=client_ip(request)))
-        target = await self._run(self._post_logout_target, request)
+        target = await self._run(self._post_logout_target, params)
         if target:
             response: Response = RedirectResponse(target, 303)
         else:
@@ -187,12 +210,11 @@ class SSO:
         response.delete_cookie(SESSION_COOKIE, path="/sso")
         return response
 
-    def _post_logout_target(self, request: Request) -> str | None:
+    def _post_logout_target(self, q: dict[str, str]) -> str | None:
         """OIDC RP-initiated logout: `post_logout_redirect_uri` is followed only when it lies on
         the origin of one of the registered redirect URIs of `client_id` (no open redirect)."""
         from urllib.parse import urlencode, urlsplit
 
-        q = request.query_params
         uri, client_id = q.get("post_logout_redirect_uri"), q.get("client_id")
         if not uri or not client_id or len(uri) > 2000:
             return None

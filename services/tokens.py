@@ -108,6 +108,10 @@ class TokenValidator:
 
         A verified token is remembered until it expires (signature checks cost ~0.1-1 ms).
         """
+        if self.revocations is not None and not await self.revocations.fresh():
+            raise AuthError(503, "Service Unavailable",
+                            "Tokens cannot be checked against the main node's revocations just "
+                            "now; try again later.")
         hit = self._verified.get(token)
         if hit is not None and hit.claims["exp"] <= time.time():
             self._verified.pop(token, None)

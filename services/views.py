@@ -38,6 +38,13 @@ class FilteredViews:
         self._apis: OrderedDict[frozenset[str], Any] = OrderedDict()
         self._lock = threading.Lock()
         self.max_entries = max_entries
+        self.generation = 0  # bumped by clear(): an API built from an older config is not kept
+
+    def clear(self) -> None:
+        """Forget every instance: pygeoapi's config changed (a publish, rollback or retire)."""
+        with self._lock:
+            self._apis.clear()
+            self.generation += 1
 
     def api(self, hidden: frozenset[str]) -> Any:
         from pygeoapi import starlette_app
@@ -48,11 +55,14 @@ class FilteredViews:
             if hit is not None:
                 self._apis.move_to_end(hidden)
                 return hit
+            generation = self.generation
         config = dict(starlette_app.CONFIG)
         config["resources"] = {k: v for k, v in starlette_app.CONFIG["resources"].items()
                                if k not in hidden}
         api = API(config, filter_openapi(starlette_app.OPENAPI, hidden))
         with self._lock:
+            if generation != self.generation:
+                return api  # the config changed while we built it: serve it once, don't keep it
             self._apis[hidden] = api
             while len(self._apis) > self.max_entries:
                 self._apis.popitem(last=False)
@@ -71,4 +81,7 @@ class FilteredViews:
         response = await starlette_app.execute_from_starlette(func, request, alternative_api=api)
         response.headers["Cache-Control"] = "private, no-store"
         response.headers["Vary"] = "Authorization, Cookie"
+        from services.web import worker_id
+
+        response.headers["X-Geoplat-Worker"] = worker_id()  # every worker's listing can be checked
         await response(scope, receive, send)

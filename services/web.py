@@ -46,6 +46,11 @@ REGISTER = """<form method="post" action="{{ action }}">
 <label>密码 Password (10+) <input name="password" type="password" autocomplete="new-password" required></label>
 <button type="submit">注册 Register</button></form>"""
 
+LOGOUT = """<p>{{ message }}</p><form method="post" action="{{ action }}">
+<input type="hidden" name="csrf_token" value="{{ csrf }}">
+{% for k, v in params.items() %}<input type="hidden" name="{{ k }}" value="{{ v }}">{% endfor %}
+<button type="submit">退出 Sign out</button></form>"""
+
 MESSAGE = """<p>{{ message }}</p>{% if link %}<p><a href="{{ link }}">{{ link_text }}</a></p>{% endif %}"""
 
 
@@ -91,6 +96,14 @@ class Csrf:
         if not raw or not isinstance(signed, str) or not hmac.compare_digest(signed, raw):
             raise AuthError(403, "CSRF check failed",
                             "The form has expired or did not come from this site; reload it.")
+
+
+def worker_id() -> str:
+    """Which worker process answered (opaque, not the pid): lets clients tell workers apart."""
+    import hashlib
+    import os
+
+    return hashlib.sha256(f"{os.uname().nodename}:{os.getpid()}".encode()).hexdigest()[:12]
 
 
 def client_ip(request: Request) -> str:

@@ -116,3 +116,27 @@ def points_frame(n: int = 20, seed: int = 1, x0: float = 120.10, y0: float = 30.
 def work_dir_empty(ctx) -> bool:
     root = ctx.work_root
     return not root.exists() or not any(root.iterdir())
+
+
+def every_worker(url: str, workers: int, read, headers: dict | None = None,
+                 timeout: float = 60.0) -> dict[str, object]:
+    """`read(response)` from each worker of a node (named by `X-Geoplat-Worker` or the JSON
+    `worker` of /health). nginx keeps upstream connections alive, so sequential requests may
+    all reach one worker: requests go in concurrent batches until every worker has answered."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    seen: dict[str, object] = {}
+    deadline = time.monotonic() + timeout
+
+    def one(_: int) -> requests.Response:
+        return requests.get(url, headers=headers or {}, timeout=30)
+
+    with ThreadPoolExecutor(8) as pool:
+        while len(seen) < workers:
+            assert time.monotonic() < deadline, f"only workers {sorted(seen)} answered {url}"
+            for r in pool.map(one, range(8)):
+                assert r.status_code in (200, 503), (r.status_code, r.text[:200])
+                worker = r.headers.get("X-Geoplat-Worker") or r.json().get("worker")
+                assert worker, "the answer names the worker"
+                seen.setdefault(worker, read(r))
+    return seen

@@ -143,7 +143,7 @@ def test_logout_redirects_only_to_registered_client_origins(urls) -> None:
     """RP-initiated logout: back to the node that asked, never to a foreign site."""
     sso = urls["national"] + "/sso/logout"
     home = urls["hangzhou"] + "/"
-    r = requests.get(urls["hangzhou"] + "/auth/logout", allow_redirects=False, timeout=10)
+    r = requests.post(urls["hangzhou"] + "/auth/logout", allow_redirects=False, timeout=10)
     assert r.status_code == 303 and r.headers["Location"].startswith(sso + "?")
     r = requests.get(r.headers["Location"], allow_redirects=False, timeout=10)
     assert r.status_code == 303 and r.headers["Location"] == home
@@ -192,7 +192,10 @@ def test_revoked_access_tokens_stop_working_at_every_node(main_db, urls) -> None
     browser = requests.Session()
     third = login_pkce(urls["national"], "revoke_at", "revoke-password-1", browser=browser)
     assert requests.get(me, headers=bearer(third), timeout=10).status_code == 200
-    assert browser.get(urls["national"] + "/sso/logout", timeout=10).status_code == 200
+    page = browser.get(urls["national"] + "/sso/logout", timeout=10)  # the sign-out form
+    assert page.status_code == 200
+    assert browser.post(urls["national"] + "/sso/logout", data=form_fields(page.text),
+                        timeout=10).status_code == 200
     for token in (second, third):
         r = _until_refused(me, token)
         assert r.status_code == 401 and "revoked" in r.json()["detail"]
