@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
+import traceback
 from pathlib import Path
+from typing import Any
 
 from nodes import settings as settings_mod
 from nodes.settings import ConfigError
 
 
 def _load(args: argparse.Namespace) -> settings_mod.FederationSettings:
-    if getattr(args, "_settings", None) is None:  # read once (and before any privilege drop)
+    if getattr(args, "_settings", None) is None:  # read once
         args._settings = settings_mod.load(args.config)
     return args._settings
 
@@ -23,21 +26,48 @@ def _load(args: argparse.Namespace) -> settings_mod.FederationSettings:
 _AS_RUN_USER = {"layers", "tiles"}
 
 
-def _as_run_user(args: argparse.Namespace) -> list[Path]:
-    """As root, become the run user for a var-writing command; the staged copies to remove."""
+def _as_run_user(args: argparse.Namespace) -> int | None:
+    """As root, run a var-writing command as the run user in a forked child; its exit code.
+
+    The settings are read first, as root (the config may be readable by root only); the child
+    drops privileges for good and runs the command. A child, not a drop of this process:
+    `main()` may be called in-process (tests, scripts) and must leave its caller as it was.
+    None: run here (not root, or not such a command).
+    """
     from nodes import privileges
 
     user = privileges.run_user()
     if user is None or args.command not in _AS_RUN_USER:
-        return []
+        return None
     _load(args)
-    staged = []
     source = Path(getattr(args, "source", None) or "")
+    staged = None
     if getattr(args, "layers_command", None) == "publish" and source.is_file():
-        args.source = str(privileges.stage_for(user, source))  # root may read what it cannot
-        staged.append(Path(args.source))
-    privileges.drop_self(user)
-    return staged
+        staged = privileges.stage_for(user, source)  # root may read what the user cannot
+        args.source = str(staged)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the caller's code
+        code = 1
+        try:
+            privileges.drop_self(user)
+            code = _run(args)
+        except BaseException:  # noqa: BLE001 - the child must end here, whatever happened
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    try:
+        try:
+            _, status = os.waitpid(pid, 0)
+        except KeyboardInterrupt:  # the child got the same Ctrl-C: let it roll back first
+            _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status)
+    finally:
+        if staged is not None:
+            shutil.rmtree(staged.parent, ignore_errors=True)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -211,14 +241,10 @@ def _node_dsn(args: argparse.Namespace, node_id: str | None) -> tuple[str, str]:
     return node.id, federation.node_dsn(s, node)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if getattr(args, "file", None):
-        args.config = args.file
-    staged: list[Path] = []
+def _run(args: argparse.Namespace, command: Any = None) -> int:
+    """`command(args)` (default: the parsed subcommand) with errors as messages and exit codes."""
     try:
-        staged = _as_run_user(args)
-        return args.func(args)
+        return (command or args.func)(args)
     except ConfigError as exc:
         for f, key, msg in exc.problems:
             print(f"{f}: {key}: {msg}", file=sys.stderr)
@@ -229,9 +255,18 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         print(f"geoplat: {exc}", file=sys.stderr)
         return 1
-    finally:
-        for path in staged:
-            shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    code = _as_run_user(args)
+    return args.func(args) if code is None else code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if getattr(args, "file", None):
+        args.config = args.file
+    return _run(args, _dispatch)
 
 
 if __name__ == "__main__":

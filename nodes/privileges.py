@@ -85,7 +85,7 @@ def check_access(user: pwd.struct_passwd, project: Path, reachable: list[Path]) 
 
 
 def drop_self(user: pwd.struct_passwd) -> None:
-    """Become `user` for good (the rest of this process: e.g. a CLI command writing var/)."""
+    """Become `user` for good (the rest of this process: a forked CLI command writing var/)."""
     os.setgroups([])
     os.setgid(user.pw_gid)
     os.setuid(user.pw_uid)
