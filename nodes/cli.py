@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -51,21 +52,27 @@ def _as_run_user(args: argparse.Namespace) -> int | None:
     if pid == 0:  # the child: never returns into the caller's code
         code = 1
         try:
+            os.setpgid(0, 0)  # a Ctrl-C reaches it once, forwarded by the parent
             privileges.drop_self(user)
             code = _run(args)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:  # noqa: BLE001 - the child must end here, whatever happened
             traceback.print_exc()
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
+    forward = signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGTERM))
     try:
-        try:
-            _, status = os.waitpid(pid, 0)
-        except KeyboardInterrupt:  # the child got the same Ctrl-C: let it roll back first
-            _, status = os.waitpid(pid, 0)
-        return os.waitstatus_to_exitcode(status)
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                return os.waitstatus_to_exitcode(status)
+            except KeyboardInterrupt:  # the child rolls back its work, then ends
+                os.kill(pid, signal.SIGINT)
     finally:
+        signal.signal(signal.SIGTERM, forward)
         if staged is not None:
             shutil.rmtree(staged.parent, ignore_errors=True)
 

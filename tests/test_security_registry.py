@@ -220,9 +220,12 @@ def test_malformed_urls_one_line_cli_error(fed: Fed, capsys: pytest.CaptureFixtu
 
 
 def test_malformed_url_attempts_are_audited(fed: Fed) -> None:
-    register(fed, "http://nul\x00host.example/")
-    events = audit.query(fed.dbs[HZ], event="registry.register")
-    assert any(not e["ok"] and "nul\\x00host" in (e["subject"] or "") for e in events)
+    """Refused before the registry sees it (services/guards.py InputGuard), and audited."""
+    r = register(fed, "http://nul\x00host.example/")
+    assert r.status_code == 400, r.text
+    events = audit.query(fed.dbs[HZ], event="request.bad_input")
+    assert any(not e["ok"] and (e["detail"] or {}).get("path") == "/registry/api/services"
+               for e in events), events[:3]
 
 
 # --- item 6: degenerate boxes and one bad record never wedge federation ---------------------------
