@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tiles.capabilities import with_tk
+from tiles.held import HeldResponse
 
 JSON_TYPES = ("application/json", "application/geo+json", "application/ld+json",
               "application/schema+json", "application/vnd.oai.openapi+json")
@@ -63,33 +64,28 @@ class KeyLinks:
         if tk is None or not scope["path"].startswith("/ogc"):
             await self.app(scope, receive, send)
             return
-        state: dict[str, Any] = {"start": None, "body": []}
+        held: HeldResponse | None = None
 
         async def rewriting(message: dict) -> None:
+            nonlocal held
             if message["type"] == "http.response.start":
                 ctype = dict(message.get("headers", [])).get(b"content-type", b"")
                 if message["status"] == 200 and \
                         ctype.split(b";")[0].strip().decode("latin-1") in JSON_TYPES:
-                    state["start"] = message
+                    held = HeldResponse(message)
                     return
-            elif message["type"] == "http.response.body" and state["start"] is not None:
-                state["body"].append(message.get("body", b""))
-                if message.get("more_body"):
+            elif message["type"] == "http.response.body" and held is not None:
+                body = held.add(message)
+                if body is None:
                     return
-                body = b"".join(state["body"])
                 if len(body) <= MAX_BODY:
                     try:
                         body = json.dumps(add_tk(json.loads(body), self.host, tk),
                                           ensure_ascii=False).encode()
                     except ValueError:
                         pass  # not JSON after all: sent as it came
-                start = state["start"]
-                headers = [(k, v) for k, v in start.get("headers", [])
-                           if k.lower() not in (b"content-length", b"etag", b"cache-control")]
-                headers += [(b"content-length", str(len(body)).encode()),
-                            (b"cache-control", b"private, no-store")]  # it holds the caller's key
-                await send({**start, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
+                await held.send(send, body, drop=(b"etag", b"cache-control"),  # it holds the key
+                                extra=[(b"cache-control", b"private, no-store")])
                 return
             await send(message)
 

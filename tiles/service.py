@@ -31,6 +31,7 @@ from starlette.types import Receive, Scope, Send
 from tiles import capabilities
 from tiles.errors import OGCError, wms_exception, wmts_exception
 from tiles.grids import GRIDS, MAX_LEVEL
+from tiles.held import HeldResponse
 from tiles.mapproxy_config import MAX_WMS_AREA, MAX_WMS_PIXELS
 from tiles.styles import EMAP_LAYERS
 
@@ -342,7 +343,7 @@ class TileService:
         `transform` rewrites a 200 body (capabilities per caller); `personal` answers are
         marked private and never stored by a shared cache (they may carry the caller's tk).
         """
-        state: dict[str, Any] = {"replaced": False, "start": None, "body": []}
+        state: dict[str, Any] = {"replaced": False, "held": None}
 
         async def fail() -> None:
             state["replaced"] = True
@@ -367,24 +368,19 @@ class TileService:
                                 (b"vary", b"Authorization, Cookie, X-Api-Key")]
                     message = {**message, "headers": headers}
                 if transform is not None and message["status"] == 200:
-                    state["start"] = message
+                    state["held"] = HeldResponse(message)
                     return
-            elif message["type"] == "http.response.body" and state["start"] is not None:
-                state["body"].append(message.get("body", b""))
-                if message.get("more_body"):
+            elif message["type"] == "http.response.body" and state["held"] is not None:
+                whole = state["held"].add(message)
+                if whole is None:
                     return
                 try:
-                    body = transform(b"".join(state["body"]))  # type: ignore[misc]
+                    body = transform(whole)  # type: ignore[misc]
                 except Exception:
                     LOGGER.exception("could not rewrite the capabilities of %s", scope["path"])
                     await fail()
                     return
-                start = state["start"]
-                headers = [(k, v) for k, v in start.get("headers", [])
-                           if k.lower() != b"content-length"]
-                headers.append((b"content-length", str(len(body)).encode()))
-                await send({**start, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
+                await state["held"].send(send, body)
                 return
             await send(message)
 
