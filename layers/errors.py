@@ -9,3 +9,9 @@ class PublishError(Exception):
     def __init__(self, message: str, status: int = 422):
         super().__init__(message)
         self.message, self.status = message, status
+
+
+def printable(text: str, limit: int = 300) -> str:
+    """`text` with non-printable characters (NUL, control characters, lone surrogates) escaped
+    and cut to `limit`: storable, and legible, in the audit trail and the registry."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)[:limit]

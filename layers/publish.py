@@ -34,6 +34,7 @@ from typing import Any
 import psycopg2
 from psycopg2 import sql
 
+from layers.errors import printable
 from layers.formats import (
     RASTER_SUFFIXES,
     NeedsMulti,
@@ -48,6 +49,7 @@ from layers.formats import (
 )
 from layers.load import CATALOGUE_DDL, create_layer_table
 from layers.settings import PublishSettings
+from tiles.styles import EMAP_LAYERS
 
 LOGGER = logging.getLogger("geoplat.publish")
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,44}$")
@@ -64,7 +66,7 @@ DATABASE_NAMES = {
 }
 SERVICE_NAMES = {
     "catalogue",  # the registry's OGC API Records collection (services/registry/local.py)
-    "vec", "cva", "img", "cia", "ter", "cta",  # the government e-map layers (tiles/)
+    *EMAP_LAYERS,  # the government e-map layers
 }
 # path words of the node's routes and of the OGC APIs it serves: a collection or tile layer of
 # that name would be ambiguous in URLs, links and the portal
@@ -710,11 +712,6 @@ def _drop_tile_caches(ctx: NodeContext, name: str, current: int | None) -> None:
     for d in cache.glob(f"{name}__v*_*"):
         if keep is None or not d.name.startswith(keep):
             remove_tree(d)
-
-
-def printable(text: str, limit: int = 300) -> str:
-    """`text` with non-printable characters escaped, cut to `limit` (the audit refuses NUL)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)[:limit]
 
 
 def _audit(ctx: NodeContext, event: str, name: str, actor: str | None, ok: bool = True,

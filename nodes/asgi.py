@@ -77,7 +77,7 @@ class GuardMiddleware:
 
         try:
             await self.app(scope, receive, guarded_send)
-        except Exception:  # noqa: BLE001 - last line of defence
+        except Exception:
             LOGGER.exception("unhandled error on %s %s", method, path)
             if not started:
                 await problem(500, "Internal Server Error",
@@ -222,6 +222,8 @@ class Health:
     async def endpoint(self, request: Request) -> Response:
         import anyio
 
+        from services.revocations import POLL_SECONDS
+
         db = await anyio.to_thread.run_sync(self._db_check)
         checks: dict[str, dict] = {"database": db, "ogc": await self._ogc_check()}
         tiles = await anyio.to_thread.run_sync(self._tiles_check)
@@ -230,7 +232,7 @@ class Health:
         control = self.control
         revocations = getattr(getattr(control, "validator", None), "revocations", None)
         if revocations is not None:
-            if revocations.failure or revocations.age() > 2 * revocations_poll_seconds():
+            if revocations.failure or revocations.age() > 2 * POLL_SECONDS:
                 await revocations.poll()  # no traffic has polled lately: find out now
             checks["revocations"] = revocations.status()
         if getattr(control, "keys", None) is not None:
@@ -244,12 +246,6 @@ class Health:
         body = {"status": status, "node": self.node, "checks": checks, "worker": worker_id()}
         return JSONResponse(body, status_code=200 if status != "down" else 503,
                             headers={"Cache-Control": "no-store"})
-
-
-def revocations_poll_seconds() -> float:
-    from services.revocations import POLL_SECONDS
-
-    return POLL_SECONDS
 
 
 def create_app(node_dir: str | os.PathLike | None = None) -> Starlette:
@@ -307,9 +303,8 @@ def create_app(node_dir: str | os.PathLike | None = None) -> Starlette:
     from services.registry.web import install_registry  # service registry (issue 5)
 
     install_registry(app, meta)
-    from services.app import install_auth  # /sso, /auth and layer access control (issue 4)
-
     from layers.web import install_publishing  # /api/layers, /publish, hot reload (issue 6)
+    from services.app import install_auth  # /sso, /auth and layer access control (issue 4)
     from services.views import FilteredViews
 
     views = FilteredViews()  # one object: access control serves from it, every reload clears it

@@ -37,8 +37,10 @@ def _as_run_user(args: argparse.Namespace) -> int | None:
     """
     from nodes import privileges
 
-    user = privileges.run_user()
-    if user is None or args.command not in _AS_RUN_USER:
+    if args.command not in _AS_RUN_USER:
+        return None
+    user = privileges.run_user()  # raises (run `make install`) as root without the user
+    if user is None:
         return None
     _load(args)
     source = Path(getattr(args, "source", None) or "")

@@ -16,19 +16,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tiles.capabilities import with_tk
+from tiles.capabilities import accepted_tk, with_tk
 from tiles.held import HeldResponse
 
 JSON_TYPES = ("application/json", "application/geo+json", "application/ld+json",
               "application/schema+json", "application/vnd.oai.openapi+json")
 MAX_BODY = 32 * 1024 * 1024  # a larger answer is passed on as it is
-
-
-def _tk(scope: Scope) -> str | None:
-    """The key the checker read (Starlette's query_params: name `tk`, last value)."""
-    values = [v for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"),
-                                      keep_blank_values=True) if k == "tk"]
-    return values[-1] if values and values[-1] else None
 
 
 def add_tk(doc: Any, host: str, tk: str) -> Any:
@@ -55,13 +48,10 @@ class KeyLinks:
     def __init__(self, app: ASGIApp, public_host: str):
         self.app, self.host = app, public_host.lower()
 
-    def __getattr__(self, name: str) -> Any:
-        # transparent for code that looks up the wrapped app's attributes (e.g. `views`)
-        return getattr(self.__dict__["app"], name)
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        tk = _tk(scope) if scope["type"] == "http" else None
-        if tk is None or not scope["path"].startswith("/ogc"):
+        tk = accepted_tk(scope) if scope["type"] == "http" and \
+            scope["path"].startswith("/ogc") else None
+        if tk is None:
             await self.app(scope, receive, send)
             return
         held: HeldResponse | None = None

@@ -98,12 +98,19 @@ class Csrf:
                             "The form has expired or did not come from this site; reload it.")
 
 
+_WORKER: tuple[int, str] = (0, "")
+
+
 def worker_id() -> str:
     """Which worker process answered (opaque, not the pid): lets clients tell workers apart."""
     import hashlib
     import os
 
-    return hashlib.sha256(f"{os.uname().nodename}:{os.getpid()}".encode()).hexdigest()[:12]
+    global _WORKER
+    if _WORKER[0] != os.getpid():  # computed once per process (also after a fork)
+        _WORKER = (os.getpid(), hashlib.sha256(
+            f"{os.uname().nodename}:{os.getpid()}".encode()).hexdigest()[:12])
+    return _WORKER[1]
 
 
 def client_ip(request: Request) -> str:

@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -107,13 +108,20 @@ class Fed:
             supervisor.stop_group(p.pgid)
 
 
-def start_federation(make_federation: Any, base: Path, cluster: Any, *, prefix: str = "r",
-                     registry: dict[str, Any] | None = None) -> Fed:
-    """A registry federation `<prefix>_*`; `registry` overrides keys of REGISTRY."""
+@contextmanager
+def running_federation(make_federation: Any, base: Path, cluster: Any, *, prefix: str = "r",
+                       registry: dict[str, Any] | None = None) -> Iterator[Fed]:
+    """A registry federation `<prefix>_*`, its users signed in; stopped on exit.
+    `registry` overrides keys of REGISTRY."""
     settings = settings_mod.load(registry_config(make_federation, base, cluster, prefix=prefix,
                                                  registry=registry))
     procs, _ = supervisor.up(settings, echo=lambda *a: None)
-    return Fed(settings, procs, prefix)
+    fed = Fed(settings, procs, prefix)
+    try:
+        fed.sign_in_all()
+        yield fed
+    finally:
+        fed.close()
 
 
 def wait_for(predicate: Any, timeout: float, step: float = 0.2) -> Any:

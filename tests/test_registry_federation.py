@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from owslib.ogcapi.records import Records
-from registry_support import HEALTH_INTERVAL, Fed, ServiceServer, start_federation, wait_for
+from registry_support import HEALTH_INTERVAL, Fed, ServiceServer, running_federation, wait_for
 
 from services import audit
 
@@ -23,12 +23,8 @@ CAT = "catalogue"
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory, pg_cluster, make_federation) -> Iterator[Fed]:
     base: Path = tmp_path_factory.mktemp("registry")
-    f = start_federation(make_federation, base, pg_cluster)
-    try:
-        f.sign_in_all()
+    with running_federation(make_federation, base, pg_cluster) as f:
         yield f
-    finally:
-        f.close()
 
 
 @pytest.fixture(scope="module")

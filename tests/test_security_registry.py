@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from registry_support import Fed, ServiceServer, start_federation, wait_for
+from registry_support import Fed, ServiceServer, running_federation, wait_for
 
 from services import audit
 from services.registry.db import outbox_add
@@ -37,13 +37,9 @@ ALLOWED_HOST = "127.0.0.2"
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory, pg_cluster, make_federation) -> Iterator[Fed]:
     base: Path = tmp_path_factory.mktemp("security-registry")
-    f = start_federation(make_federation, base, pg_cluster, prefix="s",
-                         registry={"allow_networks": [f"{ALLOWED_HOST}/32"]})
-    try:
-        f.sign_in_all()
+    with running_federation(make_federation, base, pg_cluster, prefix="s",
+                            registry={"allow_networks": [f"{ALLOWED_HOST}/32"]}) as f:
         yield f
-    finally:
-        f.close()
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,16 @@ from collections.abc import Collection
 from urllib.parse import quote, urlsplit
 
 from lxml import etree
+from starlette.requests import HTTPConnection
 
 XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
 _URL_ATTRS = {XLINK_HREF, "href", "template"}
+
+
+def accepted_tk(scope: dict) -> str | None:
+    """The request's `tk` as the key checker reads it (Starlette: the last `tk` value); echoed
+    into documents only after that check allowed the request."""
+    return HTTPConnection(scope).query_params.get("tk") or None
 
 
 def with_tk(url: str, tk: str) -> str:

@@ -267,7 +267,7 @@ class TileService:
         transform = None
         if uses is not None and capabilities_doc:
             hidden = await self._hidden(scope, served)
-            tk = _accepted_tk(scope)
+            tk = capabilities.accepted_tk(scope)
             host = _host(scope)
             if tk or hidden:
                 def transform(body: bytes) -> bytes:
@@ -305,7 +305,7 @@ class TileService:
             if p.get("SERVICE", "WMTS").upper() not in ("WMTS", "WMS"):
                 raise OGCError("InvalidParameterValue", "SERVICE must be WMTS.", "SERVICE")
             await self._check(scope, [layer], "metadata")
-            tk, host = _accepted_tk(scope), _host(scope)
+            tk, host = capabilities.accepted_tk(scope), _host(scope)
             base = f"{_scheme(scope)}://{host}{scope.get('root_path', '')}"
 
             def transform(body: bytes) -> bytes:
@@ -405,14 +405,6 @@ def _host(scope: Scope) -> str:
 
 def _scheme(scope: Scope) -> str:
     return str(scope.get("scheme") or "http")
-
-
-def _accepted_tk(scope: Scope) -> str | None:
-    """The `tk` of the request, echoed into documents only after the key check allowed it."""
-    # the same value the checker reads: Starlette's query_params, name `tk`, the last one
-    values = [v for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"),
-                                      keep_blank_values=True) if k == "tk"]
-    return values[-1] if values and values[-1] else None
 
 
 async def _raise_as_ogc(service: TileService, scope: Scope, receive: Receive, send: Send) -> None:

@@ -13,6 +13,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from layers.errors import printable
 from services.db import Database, connect
 
 SERVICE_TYPES = ("OGCAPI-Features", "OGCAPI-Tiles", "OGCAPI-Records", "WMTS", "WMS", "node")
@@ -184,11 +185,6 @@ def outbox_add(cur: Any, op: str, record_id: str, payload: dict[str, Any]) -> No
     cur.execute("SELECT pg_advisory_xact_lock(4246)")
     cur.execute("INSERT INTO registry.outbox (op, record_id, payload) VALUES (%s, %s, %s::jsonb)",
                 (op, record_id, json.dumps(payload, ensure_ascii=False, default=str)))
-
-
-def printable(text: str, limit: int = 2000) -> str:
-    """`text` with control characters (NUL, lone surrogates, ...) escaped: safe to store."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)[:limit]
 
 
 def refusal_add(cur: Any, direction: str, peer: str, reason: str, *, op: Any = None,

@@ -162,9 +162,8 @@ def check_change(ch: Any, root: str) -> None:
         _check_health(ch)
 
 
-def check_changes(body: Any, root: str) -> tuple[list[tuple[int, dict[str, Any]]],
-                                                 list[dict[str, Any]]]:
-    """(index, change) of the changes that can be applied, and the refusals of the others."""
+def check_changes(body: Any, root: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The changes that can be applied, and the refusals (with their index) of the others."""
     changes = body.get("changes")
     if not isinstance(changes, list) or len(changes) > MAX_CHANGES:
         raise bad(f"changes must be a list of at most {MAX_CHANGES}")
@@ -175,7 +174,7 @@ def check_changes(body: Any, root: str) -> tuple[list[tuple[int, dict[str, Any]]
         except AuthError as exc:
             refused.append(refusal(i, ch, exc.detail))
         else:
-            good.append((i, ch))
+            good.append(ch)
     return good, refused
 
 
@@ -263,7 +262,7 @@ def apply_push(db: Database, meta: dict[str, Any], principal: Any, body: Any) ->
         if batch <= last:
             raise AuthError(409, "Replayed push", "This batch was already applied.",
                             last_batch=last)
-        for _i, ch in good:
+        for ch in good:
             if ch["op"] == "upsert":
                 applied += _apply_upsert(cur, ch["record"], upward)
             elif ch["op"] == "health":

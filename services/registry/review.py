@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from layers.errors import printable
 from services import audit
 from services.db import Database
 from services.errors import AuthError
@@ -12,7 +13,6 @@ from services.registry.db import (
     COLUMNS,
     SERVICE_TYPES,
     outbox_add,
-    printable,
     record_of,
     write_record,
 )
@@ -39,7 +39,7 @@ def register_external(db: Database, meta: dict[str, Any], url: str, *, wanted: s
     try:
         info = harvest(url, cfg, wanted)
     except AuthError as exc:
-        audit.record(db, node["id"], "registry.register", actor=actor, subject=printable(url),
+        audit.record(db, node["id"], "registry.register", actor=actor, subject=printable(url, 2000),
                      ok=False, ip=ip, reason=exc.detail)
         raise
     rec = new_record(node, meta["registry"]["path"], info, title=title, description=description,

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tiles.styles import EMAP_LAYERS
+
 
 class CompositionPart(BaseModel):
     """One service of a composite: a layer of a node, by its tiles or its WMS."""
@@ -34,7 +36,7 @@ class Composition(BaseModel):
 
     @model_validator(mode="after")
     def _not_emap(self) -> Composition:
-        if self.id in ("vec", "cva", "img", "cia", "ter", "cta"):
+        if self.id in EMAP_LAYERS:
             raise ValueError(f"composition id {self.id!r} is an e-map layer name")
         return self
 
