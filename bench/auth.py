@@ -91,15 +91,15 @@ def tile_urls(base: str, layer: str, lon: float, lat: float, z: int = 15) -> lis
 
 
 async def check_cost(node_dir: Path, token: str, key: str) -> dict[str, float]:
-    """Microseconds per `services.access.check` call inside one process (warm caches)."""
+    """Microseconds per `services.access.control.check` call inside one process (warm caches)."""
     import json
 
-    from services.access import AccessControl
-    from services.apikeys import KeyChecker
-    from services.app import JwksStore
+    from services.access.control import AccessControl
+    from services.access.apikeys import KeyChecker
+    from services.access.install import JwksStore
     from services.db import Database
-    from services.node_routes import NodeClient
-    from services.tokens import TokenValidator
+    from services.access.routes import NodeClient
+    from services.access.tokens import TokenValidator
 
     meta = json.loads((node_dir / "node.json").read_text())
     auth = meta["auth"]
@@ -235,10 +235,10 @@ def main() -> int:
         procs, _ = supervisor.up(settings, only=["national", "hangzhou"], echo=lambda *a: None)
         main_node, hz = settings.node("national"), settings.node("hangzhou").base_url
 
-        from services import accounts
-        from services.apikeys import create_key
+        from services.sso import accounts
+        from services.access.apikeys import create_key
         from services.db import Database
-        from services.testing import login_pkce
+        from sso_client import login_pkce
 
         db = Database(federation_mod.node_dsn(settings, main_node))
         user = accounts.create(db, "bench_dev", "bench-password-1", roles=["developer"])
@@ -290,7 +290,7 @@ def main() -> int:
                          f"memory) | {door[f'{form} valid tk']:.1f} | {ratio:.3f} (to no check) "
                          "| >= 0.9 |")
         lines.append("")
-        lines.append("In-process `services.access.check` (warm caches): " + ", ".join(
+        lines.append("In-process `services.access.control.check` (warm caches): " + ", ".join(
             f"{k} {v:.1f} µs" for k, v in micro.items()))
         text = "\n".join(lines)
         print(text)

@@ -305,7 +305,8 @@ def table(rows: list[tuple[Case, Result, Result]]) -> str:
 def bench_key(fed) -> str:
     """A server key with quotas and rate no benchmark reaches (account `bench`, loopback)."""
     from nodes import federation
-    from services import accounts, apikeys
+    from services.sso import accounts
+    from services.access import apikeys
     from services.db import Database
 
     main = next(n for n in fed.nodes if n.tier == "main")

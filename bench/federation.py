@@ -46,7 +46,7 @@ from services.registry import federation
 from services.registry.db import ensure_schema, outbox_add, write_record
 from services.registry.provider import RegistryRecordProvider
 from services.registry.worker import Pusher
-from services.tokens import Principal
+from services.access.tokens import Principal
 
 RESULTS = ROOT / "bench" / "results" / "federation.md"
 WORDS = ["道路", "水系", "行政区划", "兴趣点", "政务服务", "地名", "影像", "地形", "房屋", "规划",

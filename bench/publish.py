@@ -170,9 +170,9 @@ class NodeSide:
         from nodes import federation as federation_mod
         from nodes import settings as settings_mod
         from nodes import supervisor
-        from services import accounts
+        from services.sso import accounts
         from services.db import Database
-        from services.testing import bearer, login_pkce
+        from sso_client import bearer, login_pkce
 
         settings = settings_mod.load(write_config(base, cluster))
         self.procs, _ = supervisor.up(settings, only=["national", "hangzhou"], echo=lambda *a: None)

@@ -724,7 +724,7 @@ def _audit(ctx: NodeContext, event: str, name: str, actor: str | None, ok: bool 
     name = printable(name or "", 200)
     detail = {k: printable(v, 500) if isinstance(v, str) else v for k, v in detail.items()}
     try:
-        from services import audit
+        from services.access import audit
         from services.db import Database
 
         db = Database(ctx.dsn, maxconn=1)

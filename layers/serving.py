@@ -201,7 +201,7 @@ class Reloader:
         starlette_app.OPENAPI = oas
         starlette_app.api_ = api
         if self.views is not None:
-            self.views.clear()  # services.views.FilteredViews: per-caller listings rebuilt
+            self.views.clear()  # services.access.views.FilteredViews: per-caller listings rebuilt
         if self.control is not None:
             self.control.levels = {**levels, **self.base_levels}
             self.control._grant_cache.clear()

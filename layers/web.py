@@ -570,13 +570,13 @@ def install_publishing(auth_app: Any, app: Any, meta: dict[str, Any], node_dir: 
                        views: Any = None) -> Any:
     """Add the publishing routes to `app` and keep this worker serving published layers.
 
-    `views` is the node's services.views.FilteredViews (the per-caller listings): each reload
+    `views` is the node's services.access.views.FilteredViews (the per-caller listings): each reload
     clears it.
     """
     from layers.serving import Reloader
-    from services import access
+    from services.access import control as access
     from services.db import Database, secret
-    from services.web import Csrf
+    from services.web.pages import Csrf
 
     control = access.current()
     ctx = node_context(meta, Path(node_dir))

@@ -118,7 +118,7 @@ class Health:
 
     def __init__(self, node: dict, dsn: str, app: Any = None):
         self.node, self.dsn, self.app = node, dsn, app
-        self.control: Any = None  # services.access.AccessControl, once installed
+        self.control: Any = None  # services.access.control.AccessControl, once installed
         self._lock = threading.Lock()
         self._conn: psycopg2.extensions.connection | None = None
 
@@ -222,7 +222,7 @@ class Health:
     async def endpoint(self, request: Request) -> Response:
         import anyio
 
-        from services.revocations import POLL_SECONDS
+        from services.access.revocations import POLL_SECONDS
 
         db = await anyio.to_thread.run_sync(self._db_check)
         checks: dict[str, dict] = {"database": db, "ogc": await self._ogc_check()}
@@ -241,7 +241,7 @@ class Health:
         checks["registry"] = await anyio.to_thread.run_sync(self._registry_check)
         status = "ok" if all(c["status"] == "ok" for c in checks.values()) else (
             "down" if db["status"] == "down" else "degraded")
-        from services.web import worker_id
+        from services.web.pages import worker_id
 
         body = {"status": status, "node": self.node, "checks": checks, "worker": worker_id()}
         return JSONResponse(body, status_code=200 if status != "down" else 503,
@@ -291,7 +291,7 @@ def create_app(node_dir: str | os.PathLike | None = None) -> Starlette:
         # sees them: without this handler that answer is a plain-text 500
         return problem(500, "Internal Server Error", "The request could not be completed.")
 
-    from services.emap_keys import emap_key_check  # tk on the Tianditu routes (issue 4)
+    from services.access.emap import emap_key_check  # tk on the Tianditu routes (issue 4)
     from tiles.service import tile_routes  # WMTS/WMS/TMS and Tianditu routes (issue 3)
 
     app = Starlette(routes=[
@@ -304,12 +304,12 @@ def create_app(node_dir: str | os.PathLike | None = None) -> Starlette:
 
     install_registry(app, meta)
     from layers.web import install_publishing  # /api/layers, /publish, hot reload (issue 6)
-    from services.app import install_auth  # /sso, /auth and layer access control (issue 4)
-    from services.views import FilteredViews
+    from services.access.install import install_auth  # /sso, /auth and layer access control (issue 4)
+    from services.access.views import FilteredViews
 
     views = FilteredViews()  # one object: access control serves from it, every reload clears it
     auth_app = install_auth(app, meta, views)
-    from services import access
+    from services.access import control as access
 
     health.app, health.control = app, access.current()
     guarded = GuardMiddleware(install_publishing(auth_app, app, meta, node_dir, views))

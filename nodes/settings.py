@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from services.config import NodeAuth
+from services.access.settings import NodeAuth
 from layers.settings import PublishSettings
 from services.registry.settings import RegistrySettings
 from tiles.settings import TileCache

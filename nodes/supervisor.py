@@ -63,10 +63,10 @@ def build_node(settings: FederationSettings, node: NodeSettings, *, show_progres
         "dsn": dsn,
         "publish": node.publish.model_dump(),  # layer publishing limits (issue 6)
     }
-    from services.setup import prepare_node  # auth tables, OIDC client, access levels (issue 4)
+    from services.provision import prepare_node  # auth tables, OIDC client, access levels (issue 4)
 
     meta["auth"] = prepare_node(settings, node, load_layers(settings, node), dsn, main, main_dsn)
-    from services.setup import ensure_node_key
+    from services.provision import ensure_node_key
     from tiles.build import build_tiles  # e-map: Mapnik XML, MapProxy and nginx config (issue 3)
 
     children = settings.children(node.id)
@@ -81,7 +81,7 @@ def build_node(settings: FederationSettings, node: NodeSettings, *, show_progres
     build_tiles(node, children, load_layers(settings, node), dsn, out,
                 settings.resolve(settings.data_dir), child_key=child_key,
                 compositions=compositions)
-    from services.emap_keys import write_nginx_key_conf
+    from services.access.emap import write_nginx_key_conf
 
     write_nginx_key_conf(out, node.auth.public_requires_key)
     from services.registry.local import registry_meta, sync_local_services  # issue 5
@@ -254,7 +254,7 @@ def up(settings: FederationSettings, *, only: list[str] | None = None,
     for node in nodes:
         echo(f"[{node.id}] {node.tier:4} {node.base_url}/  OGC API: {node.base_url}/ogc  "
              f"health: {node.base_url}/health")
-    from services.setup import demo_banner  # demo developer account and its keys (issue 4)
+    from services.provision import demo_banner  # demo developer account and its keys (issue 4)
 
     for line in demo_banner(settings):
         echo(line)

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from services import audit  # accounts, grants, signing: imported where used (start-up)
+from services.access import audit  # accounts, grants, signing: imported where used (start-up)
 from services.db import Database, ensure_schema
 from services.errors import AuthError
 
@@ -118,7 +118,7 @@ def cmd_users_list(args: argparse.Namespace, resolve: Resolver) -> int:
 
 
 def cmd_users_add(args: argparse.Namespace, resolve: Resolver) -> int:
-    from services import accounts
+    from services.sso import accounts
 
     node_id, db = _db(args, resolve, main=True)
     password = (sys.stdin.readline().rstrip("\n") if args.password_stdin
@@ -136,7 +136,7 @@ def cmd_users_add(args: argparse.Namespace, resolve: Resolver) -> int:
 
 
 def cmd_users_role(args: argparse.Namespace, resolve: Resolver) -> int:
-    from services import accounts
+    from services.sso import accounts
 
     node_id, db = _db(args, resolve, main=True)
 
@@ -153,13 +153,13 @@ def cmd_users_role(args: argparse.Namespace, resolve: Resolver) -> int:
 
 
 def cmd_users_flag(args: argparse.Namespace, resolve: Resolver, action: str) -> int:
-    from services import accounts
+    from services.sso import accounts
 
     node_id, db = _db(args, resolve, main=True)
     if action == "unlock":
         ok = accounts.unlock(db, args.username)
     else:
-        from services.revocations import revoke_subject
+        from services.access.revocations import revoke_subject
 
         user = accounts.by_name(db, args.username)
         ok = db.execute("UPDATE auth.users SET disabled = true WHERE username = %s",
@@ -174,7 +174,7 @@ def cmd_users_flag(args: argparse.Namespace, resolve: Resolver, action: str) -> 
 
 
 def cmd_grants_list(args: argparse.Namespace, resolve: Resolver) -> int:
-    from services import grants
+    from services.access import grants
 
     _, db = _db(args, resolve, args.node)
     rows = [grants.jsonable(r) for r in grants.listing(db, status=args.status)]
@@ -184,7 +184,7 @@ def cmd_grants_list(args: argparse.Namespace, resolve: Resolver) -> int:
 
 
 def cmd_grants_decide(args: argparse.Namespace, resolve: Resolver, action: str) -> int:
-    from services import grants
+    from services.access import grants
 
     node_id, db = _db(args, resolve, args.node)
     return _guard(lambda: (print(json.dumps(grants.jsonable(grants.decide(
@@ -205,7 +205,7 @@ def cmd_audit(args: argparse.Namespace, resolve: Resolver) -> int:
 
 
 def cmd_rotate(args: argparse.Namespace, resolve: Resolver) -> int:
-    from services import signing
+    from services.sso import signing
 
     node_id, db = _db(args, resolve, main=True)
     kid = signing.rotate(db, retire_older_than_days=args.retire_days)

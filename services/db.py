@@ -134,7 +134,7 @@ CREATE TABLE IF NOT EXISTS auth.api_keys (
     created_at timestamptz NOT NULL DEFAULT now(),
     revoked_at timestamptz
 );
--- access tokens revoked before they expire (services/revocations.py): one token by `jti`, or
+-- access tokens revoked before they expire (services/access/revocations.py): one token by `jti`, or
 -- every token of `sub` issued before `not_before` (sign-out, disabled account, role removed)
 CREATE TABLE IF NOT EXISTS auth.token_revocations (
     id bigserial PRIMARY KEY,

@@ -106,7 +106,8 @@ def keyed(tmp_path_factory: pytest.TempPathFactory, pg_cluster: Cluster) -> Iter
     suites of keys (test_auth_default_keys, test_security_keys, test_clients_qgis): base URLs
     `hz`/`zj`/`nat`, a server key `key` for 127.0.0.0/8, `main_db`, `settings`."""
     from nodes import federation as federation_mod
-    from services import accounts, apikeys
+    from services.sso import accounts
+    from services.access import apikeys
     from services.db import Database
 
     base = tmp_path_factory.mktemp("keyed")

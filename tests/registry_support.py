@@ -22,9 +22,9 @@ import yaml
 from nodes import federation as federation_mod
 from nodes import settings as settings_mod
 from nodes import supervisor
-from services import accounts
+from services.sso import accounts
 from services.db import Database
-from services.testing import bearer, login_pkce
+from sso_client import bearer, login_pkce
 
 PASSWORD = "registry-password-1"
 IDS = {"national": "r_national", "zhejiang": "r_zhejiang", "hangzhou": "r_hangzhou"}

@@ -11,9 +11,9 @@ import pytest
 import requests
 
 from nodes import federation as federation_mod
-from services import accounts
+from services.sso import accounts
 from services.db import Database
-from services.testing import bearer, login_pkce
+from sso_client import bearer, login_pkce
 
 PASSWORD = "matrix-password-1"
 ROLES = {  # role -> (roles given at the main node, platform admin)
@@ -155,14 +155,14 @@ def test_other_nodes_have_their_own_levels(urls, headers) -> None:
 
 
 def test_hook_for_tile_services(federation, urls, headers) -> None:
-    """`services.access.check`/`visible`, as the WMTS/WMS/TMS and Tianditu routes call them."""
+    """`services.access.control.check`/`visible`, as the WMTS/WMS/TMS and Tianditu routes call them."""
     import asyncio
     import json
     from pathlib import Path
 
-    from services import access
-    from services.app import JwksStore
-    from services.tokens import TokenValidator
+    from services.access import control as access
+    from services.access.install import JwksStore
+    from services.access.tokens import TokenValidator
 
     meta = json.loads((Path(federation.resolve(federation.var_dir)) / "nodes" / "hangzhou" /
                        "node.json").read_text())

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import requests
 
-from services import accounts
-from services.testing import bearer, login_pkce
+from services.sso import accounts
+from sso_client import bearer, login_pkce
 
 PASSWORD = "audit-password-1"
 

@@ -10,7 +10,7 @@ import jwt
 import requests
 
 from nodes import cli
-from services.testing import bearer, login_pkce
+from sso_client import bearer, login_pkce
 
 
 def run(federation, capsys, monkeypatch, *argv: str, stdin: str = "") -> tuple[int, str]:

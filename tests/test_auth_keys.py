@@ -6,9 +6,9 @@ import pytest
 import requests
 
 from nodes import federation as federation_mod
-from services import accounts
+from services.sso import accounts
 from services.db import Database
-from services.testing import bearer, login_pkce
+from sso_client import bearer, login_pkce
 
 PASSWORD = "developer-password-1"
 
@@ -170,7 +170,7 @@ def test_nginx_usage_log_is_folded_into_key_counters(tmp_path) -> None:
     import time
     from types import SimpleNamespace
 
-    from services import emap_keys
+    from services.access import emap as emap_keys
 
     logs = tmp_path / "nginx" / "logs"
     logs.mkdir(parents=True)
@@ -275,8 +275,8 @@ def test_sweeper_drops_revoked_keys_from_nginx_memory(federation, main_db, urls,
     revoked or its tile quota is used up (checked against the main node's real key table)."""
     import asyncio
 
-    from services import emap_fastpath
-    from services.apikeys import KeyChecker
+    from services.access import fastpath as emap_fastpath
+    from services.access.apikeys import KeyChecker
 
     key = make_key(urls, dev, name="sweep", kind="server", allowed=["127.0.0.0/8"])
     spent = make_key(urls, dev, name="spent", kind="server", allowed=["127.0.0.0/8"],
@@ -312,7 +312,7 @@ def test_sweeper_drops_revoked_keys_from_nginx_memory(federation, main_db, urls,
 
 
 def _page_session(urls, username: str) -> requests.Session:
-    from services.testing import form_fields
+    from sso_client import form_fields
 
     s = requests.Session()
     r = s.get(urls["national"] + "/sso/keys", allow_redirects=False, timeout=10)
@@ -328,7 +328,7 @@ def test_key_management_page(urls, dev) -> None:
     """A developer creates, uses and revokes a key on the page; CSRF and roles are enforced."""
     import re
 
-    from services.testing import form_fields
+    from sso_client import form_fields
 
     page = urls["national"] + "/sso/keys"
     s = _page_session(urls, "key_dev")

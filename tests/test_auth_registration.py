@@ -14,7 +14,7 @@ from nodes import federation as federation_mod
 from nodes import settings as settings_mod
 from nodes import supervisor
 from services.db import Database
-from services.testing import bearer, form_fields, login_pkce
+from sso_client import bearer, form_fields, login_pkce
 
 
 def main_db(settings: settings_mod.FederationSettings) -> Database:
@@ -73,7 +73,7 @@ def test_main_node_down(own_federation) -> None:
     settings, procs = own_federation
     main, hz = settings.node("national").base_url, settings.node("hangzhou").base_url
     db = main_db(settings)
-    from services import accounts
+    from services.sso import accounts
 
     accounts.create(db, "reg_down_user", "down-password-1", roles=["hangzhou:publisher"])
     token = login_pkce(main, "reg_down_user", "down-password-1")

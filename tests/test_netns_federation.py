@@ -21,9 +21,10 @@ from tile_helpers import image, tdt_url_at
 
 from nodes import federation as federation_mod
 from nodes import supervisor
-from services import accounts, apikeys
+from services.sso import accounts
+from services.access import apikeys
 from services.db import Database
-from services.testing import bearer, login_pkce
+from sso_client import bearer, login_pkce
 
 pytestmark = pytest.mark.slow
 

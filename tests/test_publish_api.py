@@ -86,7 +86,7 @@ def test_publish_list_versions_rollback_retire_over_http(urls, tokens, geojson_b
 def test_changes_are_audited(federation, urls, tokens):
     from publish_helpers import ctx_of
 
-    from services import audit
+    from services.access import audit
     from services.db import Database
 
     db = Database(ctx_of(federation, "hangzhou").dsn, maxconn=1)

@@ -20,7 +20,7 @@ import requests
 import shapely
 from publish_helpers import ctx_of, served, wait_for
 
-from services import accounts
+from services.sso import accounts
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 

@@ -31,9 +31,11 @@ from layers.web import NDJSON, ClientGone, ProgressStream
 from nodes import federation as federation_mod
 from nodes import settings as settings_mod
 from nodes import supervisor
-from services import accounts, apikeys, audit
+from services.sso import accounts
+from services.access import apikeys
+from services.access import audit
 from services.db import Database
-from services.testing import bearer, login_pkce
+from sso_client import bearer, login_pkce
 
 PASSWORD = "Progress-Test-Pass-1"
 ROOT = Path(__file__).resolve().parent.parent

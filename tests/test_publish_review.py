@@ -17,8 +17,8 @@ from publish_helpers import ctx_of, points_frame, served, wait_for
 
 from layers.publish import publish, retire
 from nodes import federation as federation_mod
-from services import accounts
-from services.testing import bearer, login_pkce
+from services.sso import accounts
+from sso_client import bearer, login_pkce
 
 NAME = "pub_review"
 RID = f"hangzhou:features:{NAME}"

@@ -15,7 +15,7 @@ import pytest
 from owslib.ogcapi.records import Records
 from registry_support import HEALTH_INTERVAL, Fed, ServiceServer, running_federation, wait_for
 
-from services import audit
+from services.access import audit
 
 CAT = "catalogue"
 

@@ -19,9 +19,9 @@ from netns import NetnsFederation, federation_fixture
 from tile_helpers import tdt_url_at
 
 from nodes import federation as federation_mod
-from services import accounts
+from services.sso import accounts
 from services.db import Database
-from services.testing import bearer, login_pkce
+from sso_client import bearer, login_pkce
 
 pytestmark = pytest.mark.slow
 

@@ -28,8 +28,9 @@ from conftest import free_port
 from publish_helpers import every_worker, points_frame, sign_in_users
 
 from nodes import federation as federation_mod
-from services import accounts, apikeys
-from services.testing import CLI_CLIENT, CLI_REDIRECT, form_fields
+from services.sso import accounts
+from services.access import apikeys
+from sso_client import CLI_CLIENT, CLI_REDIRECT, form_fields
 
 PASSWORD = "Security-Auth-Pass-1"
 EVIL = "https://evil.example"
@@ -386,7 +387,7 @@ def test_good_text_still_passes(main_db, urls, hz_key) -> None:
 
 def test_audit_writer_keeps_hostile_values(federation) -> None:
     """NUL and undecodable text in any field are stored escaped, never lost."""
-    from services import audit
+    from services.access import audit
     from services.db import Database
 
     db = Database(node_dsn(federation, "hangzhou"), maxconn=1)
@@ -434,7 +435,7 @@ def test_plain_pkce_is_refused_at_authorize(urls, method) -> None:
 
 def test_insecure_transport_is_not_set_at_import() -> None:
     env = {k: v for k, v in os.environ.items() if k != "AUTHLIB_INSECURE_TRANSPORT"}
-    code = "import os, services.oidc; print(os.environ.get('AUTHLIB_INSECURE_TRANSPORT'))"
+    code = "import os, services.sso.provider; print(os.environ.get('AUTHLIB_INSECURE_TRANSPORT'))"
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
                          env=env, capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "None"
@@ -443,7 +444,7 @@ def test_insecure_transport_is_not_set_at_import() -> None:
 def test_transport_policy_follows_the_public_url() -> None:
     from authlib.common.security import is_secure_transport
 
-    from services.oidc import transport_policy
+    from services.sso.provider import transport_policy
 
     saved = os.environ.pop("AUTHLIB_INSECURE_TRANSPORT", None)
     try:
@@ -481,8 +482,8 @@ def test_cookies_are_secure_when_the_public_url_is_https(public, secure) -> None
     from starlette.applications import Starlette
     from starlette.routing import Route
 
-    from services.guards import SecureCookies
-    from services.web import LOGIN, Csrf, render
+    from services.web.guards import SecureCookies
+    from services.web.pages import LOGIN, Csrf, render
 
     csrf = Csrf("test-secret")
 

@@ -21,9 +21,10 @@ from nodes import federation as federation_mod
 from nodes import settings as settings_mod
 from nodes import supervisor
 from nodes.pygeoapi_config import node_dir
-from services import accounts, apikeys
+from services.sso import accounts
+from services.access import apikeys
 from services.db import Database
-from services.testing import bearer, login_pkce
+from sso_client import bearer, login_pkce
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,8 @@ from lxml import etree
 from tile_helpers import image, tdt_url
 
 from nodes import federation as federation_mod
-from services import accounts, apikeys
+from services.sso import accounts
+from services.access import apikeys
 from services.db import Database
 from tiles import capabilities
 

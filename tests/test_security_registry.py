@@ -27,7 +27,7 @@ import httpx
 import pytest
 from registry_support import Fed, ServiceServer, running_federation, wait_for
 
-from services import audit
+from services.access import audit
 from services.registry.db import outbox_add
 
 HZ, ZJ, MAIN = "s_hangzhou", "s_zhejiang", "s_national"
@@ -216,7 +216,7 @@ def test_malformed_urls_one_line_cli_error(fed: Fed, capsys: pytest.CaptureFixtu
 
 
 def test_malformed_url_attempts_are_audited(fed: Fed) -> None:
-    """Refused before the registry sees it (services/guards.py InputGuard), and audited."""
+    """Refused before the registry sees it (services/web/guards.py InputGuard), and audited."""
     r = register(fed, "http://nul\x00host.example/")
     assert r.status_code == 400, r.text
     events = audit.query(fed.dbs[HZ], event="request.bad_input")

@@ -1,7 +1,7 @@
 """An ASGI response held back until its body is complete, so that a rewritten body is sent.
 
 Used where a document is rewritten per caller (capabilities in tiles/service.py, OGC API links
-in services/key_links.py): the start message waits for the last body part, then goes out with
+in services/access/key_links.py): the start message waits for the last body part, then goes out with
 the new body's Content-Length.
 """
 

@@ -5,7 +5,7 @@ that bad input gets an OGC exception with a fixed message (never a 5xx, never an
 Tianditu pattern `/{layer}_{c|w}/wmts?...&TILEMATRIX=z&TILEROW=y&TILECOL=x&tk=KEY` is rewritten
 to MapProxy's RESTful WMTS path (levels are the same numbers: the `c` grid has a level 0).
 
-Every request is checked by the node's `key_check` hook (services/emap_keys.py) once it is
+Every request is checked by the node's `key_check` hook (services/access/emap.py) once it is
 valid: an async callable `(scope, layers, kind) -> OGCError | None` with the layers it uses
 (WMS LAYERS/QUERY_LAYERS, the WMTS/TMS/Tianditu layer; none for capabilities, kind `metadata`);
 an OGCError it returns is sent instead (as the service's exception form). Its `hidden(scope,

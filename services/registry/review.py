@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from layers.errors import printable
-from services import audit
+from services.access import audit
 from services.db import Database
 from services.errors import AuthError
 from services.registry.db import (

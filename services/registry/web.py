@@ -18,12 +18,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.access import AccessControl
+from services.access.control import AccessControl
 from services.db import Database
 from services.errors import AuthError, problem
 from services.registry import federation, health, review
 from services.registry.provider import ANONYMOUS, VIEWER, Viewer
-from services.web import client_ip
+from services.web.pages import client_ip
 
 MAX_BODY = 64 * 1024 * 1024
 
@@ -77,7 +77,7 @@ class RegistryRoutes:
 
     @property
     def control(self) -> AccessControl:
-        return self._control()  # installed by services.app.install_auth, maybe after us
+        return self._control()  # installed by services.access.install.install_auth, maybe after us
 
     def routes(self) -> list[Route]:
         return [
@@ -190,7 +190,7 @@ def install_registry(app: Any, meta: dict[str, Any]) -> None:
         return
     from pygeoapi import starlette_app
 
-    from services import access
+    from services.access import control as access
     from services.registry.worker import start
 
     app.router.routes.extend(RegistryRoutes(meta, access.current).routes())

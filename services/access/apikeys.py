@@ -25,7 +25,7 @@ import anyio
 import httpx
 from starlette.requests import HTTPConnection
 
-from services import audit
+from services.access import audit
 from services.db import Database
 from services.errors import AuthError
 
@@ -316,7 +316,7 @@ class KeyChecker:
         return bool(self.own_origin) and request_origin(c) == self.own_origin
 
     async def check(self, conn: HTTPConnection | dict, kind: str, principal: Any) -> Any:
-        from services.access import ALLOW, Decision
+        from services.access.control import ALLOW, Decision
 
         c = conn if isinstance(conn, HTTPConnection) else HTTPConnection(conn)
         value = c.query_params.get("tk") or c.headers.get("x-api-key")

@@ -16,10 +16,10 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from services import grants
-from services.access import AccessControl, token_cookie
+from services.access import grants
+from services.access.control import AccessControl, token_cookie
 from services.errors import AuthError, problem
-from services.web import LOGOUT, MESSAGE, REGISTER, Csrf, client_ip, render
+from services.web.pages import LOGOUT, MESSAGE, REGISTER, Csrf, client_ip, render
 
 STATE_COOKIE = "geoplat_oidc_state"
 
@@ -207,7 +207,7 @@ class NodeAuthRoutes:
         return response
 
     async def logout(self, request: Request) -> Response:
-        """GET: a page with the sign-out form; POST (CSRF-checked by services.guards): sign out
+        """GET: a page with the sign-out form; POST (CSRF-checked by services.web.guards): sign out
         here, then at the main node."""
         if request.method == "GET":
             csrf, cookies = self.csrf.issue(request)
@@ -242,7 +242,7 @@ class NodeAuthRoutes:
         (`f=ogc`: the OGC exception)."""
         from urllib.parse import urlsplit
 
-        from services.emap_keys import fold_nginx_usage
+        from services.access.emap import fold_nginx_usage
 
         await fold_nginx_usage(self.control.keys)  # keyed tiles nginx sent on a cached allow
         original = request.headers.get("x-original-uri", "")
@@ -270,8 +270,8 @@ class NodeAuthRoutes:
         import os
         from pathlib import Path
 
-        from services import emap_fastpath
-        from services.apikeys import request_origin
+        from services.access import fastpath as emap_fastpath
+        from services.access.apikeys import request_origin
 
         node_dir = os.environ.get("GEOPLAT_NODE_DIR")
         keys = self.control.keys
@@ -297,7 +297,7 @@ class NodeAuthRoutes:
         """This node's audit trail, newest first (`event`, `actor`, `since`, `limit`)."""
         from datetime import datetime
 
-        from services import audit
+        from services.access import audit
 
         q = request.query_params
         try:

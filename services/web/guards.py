@@ -25,7 +25,7 @@ import anyio
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services import audit
+from services.access import audit
 from services.errors import AuthError, problem
 
 LOGGER = logging.getLogger("geoplat.auth")

@@ -52,7 +52,7 @@ class TokenValidator:
     def __init__(self, issuer: str, jwks_url: str, audience: str, cache_seconds: float = 300,
                  store: Any = None, revocations: Any = None):
         self.issuer, self.jwks_url, self.audience = issuer, jwks_url, audience
-        # `revocations` (services.revocations.RevocationList): tokens revoked before expiry
+        # `revocations` (services.access.revocations.RevocationList): tokens revoked before expiry
         self.revocations = revocations
         self.cache_seconds = cache_seconds
         # `store` (load() -> dict | None, save(dict)) keeps the last JWKS in the node's database,

@@ -14,7 +14,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from services import oidc, signing
+from services.sso import provider as oidc
+from services.sso import signing
 from services.db import Database, ensure_schema, secret
 
 PUBLIC_CLIENT = "geoplat-cli"
@@ -87,7 +88,8 @@ def demo_file(settings: Any) -> Path:
 
 def ensure_demo_developer(main_db: Database, settings: Any) -> None:
     """On a fresh install: a developer account `demo` with a server and a browser key."""
-    from services import accounts, apikeys
+    from services.sso import accounts
+    from services.access import apikeys
 
     if accounts.by_name(main_db, DEMO_USER) is not None:
         return
@@ -152,7 +154,8 @@ def ensure_node_key(main_dsn: str, settings: Any, node: Any) -> str:
     `node_key_networks(node)` (rebound when they change), with quotas and rate no e-map seeding
     reaches; kept in var/nodes/<id>/node-key.json (0600) and reused.
     """
-    from services import accounts, apikeys
+    from services.sso import accounts
+    from services.access import apikeys
     from services.db import Database
 
     path = settings.resolve(settings.var_dir) / "nodes" / node.id / "node-key.json"

@@ -14,14 +14,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from services import accounts, audit
-from services.access import bearer
+from services.sso import accounts
+from services.access import audit
+from services.access.control import bearer
 from services.errors import AuthError, problem
-from services.keys_page import PATH as KEYS_PATH
-from services.keys_page import KeysPage
-from services.oidc import Provider, oauth2_request
-from services.tokens import TokenValidator
-from services.web import LOGIN, LOGOUT, MESSAGE, Csrf, client_ip, render
+from services.sso.keys_page import PATH as KEYS_PATH
+from services.sso.keys_page import KeysPage
+from services.sso.provider import Provider, oauth2_request
+from services.access.tokens import TokenValidator
+from services.web.pages import LOGIN, LOGOUT, MESSAGE, Csrf, client_ip, render
 
 SESSION_COOKIE = "geoplat_sso"
 SESSION_SECONDS = 8 * 3600
@@ -192,7 +193,7 @@ class SSO:
             return self._page(LOGOUT, request, title="退出 Sign out", action="/sso/logout",
                               params=keep, message="Sign out of the federation?")
         if session:
-            from services.revocations import revoke_subject
+            from services.access.revocations import revoke_subject
 
             await self._run(lambda: self.db.execute(
                 "UPDATE auth.refresh_tokens SET revoked = true WHERE user_id = %s", (session["uid"],)))
@@ -234,7 +235,7 @@ class SSO:
 
     async def revocations(self, request: Request) -> Response:
         """Access tokens revoked before expiry, for the nodes' validators (`after`: last id)."""
-        from services.revocations import listing
+        from services.access.revocations import listing
 
         try:
             after = int(request.query_params.get("after") or 0)
@@ -276,7 +277,7 @@ class SSO:
 
     async def keys(self, request: Request) -> Response:
         """A developer lists (GET) or creates (POST {name, kind, allowed, quotas}) API keys."""
-        from services import apikeys
+        from services.access import apikeys
 
         try:
             p = await self._developer(request)
@@ -308,7 +309,7 @@ class SSO:
         return JSONResponse({**record, "key": value}, status_code=201)
 
     async def key_revoke(self, request: Request) -> Response:
-        from services import apikeys
+        from services.access import apikeys
 
         try:
             p = await self._developer(request)
@@ -323,7 +324,7 @@ class SSO:
 
     async def key_lookup(self, request: Request) -> Response:
         """For nodes (client credentials, scope `keys`): the record of a key by its hash."""
-        from services import apikeys
+        from services.access import apikeys
 
         try:
             p = await self._bearer(request)

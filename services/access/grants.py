@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from services import audit
+from services.access import audit
 from services.db import Database, where
 from services.errors import AuthError
-from services.tokens import Principal
+from services.access.tokens import Principal
 
 COLUMNS = ("id, user_sub, username, layer_id, status, reason, requested_at, decided_at, "
            "decided_by, expires_at")

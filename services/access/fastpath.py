@@ -1,6 +1,6 @@
 """Key answers kept in nginx's memory for the cached-tile fast path ("learned" keys).
 
-The auth_request path (services/emap_keys.py) costs every keyed cached tile a subrequest and a
+The auth_request path (services/access/emap.py) costs every keyed cached tile a subrequest and a
 lookup in nginx's auth cache. Instead, when the app allows a keyed e-map tile request (a key,
 no token), it learns the exact case it allowed: (key, layer, origin) for a browser key,
 (key, layer, client IP) for a server key. A sweeper in the app writes the learned cases into
@@ -12,7 +12,7 @@ token cookie; everything else keeps going through auth_request and the app.
 The sweeper re-validates learned keys every SWEEP_SECONDS: revoked or unknown keys, a binding
 that no longer admits the case, or a used-up daily tile quota remove the key's cases and
 nginx is reloaded, so what the app would refuse is refused again within about
-SWEEP_SECONDS + the key cache TTL (services.apikeys.KEY_TTL). Usage of keyed tiles nginx sends
+SWEEP_SECONDS + the key cache TTL (services.access.apikeys.KEY_TTL). Usage of keyed tiles nginx sends
 itself is counted from its usage log as before (`emap_keys.fold_nginx_usage`).
 """
 
@@ -49,7 +49,7 @@ def fast_dir(node_dir: Path) -> Path:
 def nginx_maps(node_dir: Path) -> str:
     """http level: `$geoplat_fast` is 1 when this request is a learned case."""
     d = fast_dir(node_dir)
-    return f"""# learned key cases (services/emap_fastpath.py): exact match only
+    return f"""# learned key cases (services/access/fastpath.py): exact match only
 map $arg_tk $geoplat_anykey {{
     "" $http_x_api_key;
     default $arg_tk;
@@ -286,7 +286,7 @@ class Sweeper:
             full = force or now - self._last_sweep >= SWEEP_SECONDS
             if full:
                 self._last_sweep = now
-                from services.emap_keys import fold_nginx_usage
+                from services.access.emap import fold_nginx_usage
 
                 await fold_nginx_usage(self.keys, self.node_dir, force=True)
                 await self.keys.flush()  # the quota check below reads the node's counters

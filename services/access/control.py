@@ -18,7 +18,7 @@ from starlette.requests import HTTPConnection
 
 from services.db import Database
 from services.errors import AuthError
-from services.tokens import Principal, TokenValidator
+from services.access.tokens import Principal, TokenValidator
 
 Kind = Literal["features", "tiles", "search", "maps", "metadata"]
 TOKEN_COOKIE = "geoplat_at"
@@ -65,7 +65,7 @@ class AccessControl:
         self.node_id, self.levels, self.db, self.validator = node_id, dict(levels), db, validator
         self.public_requires_key = public_requires_key
         self._grant_cache: dict[str, tuple[float, frozenset[str]]] = {}
-        self.keys: Any = None  # services.apikeys.KeyChecker, when installed
+        self.keys: Any = None  # services.access.apikeys.KeyChecker, when installed
 
     @property
     def non_public(self) -> set[str]:

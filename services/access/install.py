@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from services import access
-from services.access import AccessControl, AccessMiddleware
-from services.apikeys import KeyChecker
+from services.access import control as access
+from services.access.control import AccessControl, AccessMiddleware
+from services.access.apikeys import KeyChecker
 from services.db import Database, secret
-from services.node_routes import NodeAuthRoutes
-from services.tokens import TokenValidator
-from services.views import FilteredViews
+from services.access.routes import NodeAuthRoutes
+from services.access.tokens import TokenValidator
+from services.access.views import FilteredViews
 
 
 class JwksStore:
@@ -38,7 +38,7 @@ def install_auth(app: Any, meta: dict[str, Any], views: FilteredViews | None = N
     auth = meta["auth"]
     settings = auth["settings"]
     db = Database(meta["dsn"])
-    from services.revocations import RevocationList
+    from services.access.revocations import RevocationList
 
     validator = TokenValidator(auth["issuer"], auth["jwks_url"], auth["audience"],
                                cache_seconds=settings["jwks_cache_seconds"], store=JwksStore(db),
@@ -52,10 +52,10 @@ def install_auth(app: Any, meta: dict[str, Any], views: FilteredViews | None = N
     main_db = None
     sso = None
     if auth["is_main"]:
-        from services.oidc import Provider
-        from services.signing import Signer
-        from services.sso import SSO
-        from services.sso import register_locally as reg
+        from services.sso.provider import Provider
+        from services.sso.signing import Signer
+        from services.sso.routes import SSO
+        from services.sso.routes import register_locally as reg
 
         main_db = db if auth["main_dsn"] == meta["dsn"] else Database(auth["main_dsn"])
         provider = Provider(main_db, Signer(main_db), auth["issuer"], auth["audience"],
@@ -75,16 +75,16 @@ def install_auth(app: Any, meta: dict[str, Any], views: FilteredViews | None = N
     import os
     from pathlib import Path
 
-    from services.emap_fastpath import Sweeper, SweeperLifespan
+    from services.access.fastpath import Sweeper, SweeperLifespan
 
     node_dir = os.environ.get("GEOPLAT_NODE_DIR")  # learned keys for nginx's fast path
     sweeper = Sweeper(Path(node_dir), control.keys) if node_dir else None
     from urllib.parse import urlsplit
 
-    from services.guards import CsrfGuard, InputGuard, SecureCookies
-    from services.key_links import KeyLinks  # tk into OGC API links (issue 11)
-    from services.sso import SESSION_COOKIE
-    from services.web import Csrf
+    from services.web.guards import CsrfGuard, InputGuard, SecureCookies
+    from services.access.key_links import KeyLinks  # tk into OGC API links (issue 11)
+    from services.sso.routes import SESSION_COOKIE
+    from services.web.pages import Csrf
 
     node_csrf = Csrf(node_secret)
     sso_csrf = sso.csrf if sso is not None else node_csrf

@@ -28,9 +28,9 @@ from authlib.oidc.core.grants import OpenIDCode
 from joserfc.jwk import RSAKey
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from services import accounts
+from services.sso import accounts
 from services.db import Database
-from services.signing import Signer
+from services.sso.signing import Signer
 
 LOGGER = logging.getLogger("geoplat.auth")
 SCOPES = ["openid", "profile", "email", "geoplat", "offline_access", "register", "keys"]
@@ -261,7 +261,7 @@ class Provider(rfc6749.AuthorizationServer):
 
             def revoke_token(self, token: Any, request: Any) -> None:
                 if isinstance(token, AccessToken):  # nodes learn it from /sso/revocations
-                    from services.revocations import revoke_token
+                    from services.access.revocations import revoke_token
 
                     revoke_token(provider.db, token.jti, token.exp)
                     return
@@ -308,7 +308,7 @@ class Provider(rfc6749.AuthorizationServer):
         """An access token this provider signed (any of its published keys), still unexpired."""
         import jwt
 
-        from services.tokens import TokenValidator
+        from services.access.tokens import TokenValidator
 
         try:
             kid = jwt.get_unverified_header(value).get("kid")

@@ -12,7 +12,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from services import accounts, apikeys
+from services.sso import accounts
+from services.access import apikeys
 from services.errors import AuthError
 
 PATH = "/sso/keys"
@@ -47,7 +48,7 @@ KEYS = """<form method="post" action="/sso/logout"><p>{{ user }} ·
 
 
 class KeysPage:
-    """The page; `sso` is the main node's `services.sso.SSO` (session, CSRF, page helpers)."""
+    """The page; `sso` is the main node's `services.sso.routes.SSO` (session, CSRF, page helpers)."""
 
     def __init__(self, sso: Any):
         self.sso = sso

@@ -81,7 +81,7 @@ class FilteredViews:
         response = await starlette_app.execute_from_starlette(func, request, alternative_api=api)
         response.headers["Cache-Control"] = "private, no-store"
         response.headers["Vary"] = "Authorization, Cookie"
-        from services.web import worker_id
+        from services.web.pages import worker_id
 
         response.headers["X-Geoplat-Worker"] = worker_id()  # every worker's listing can be checked
         await response(scope, receive, send)
