@@ -94,12 +94,12 @@ async def check_cost(node_dir: Path, token: str, key: str) -> dict[str, float]:
     """Microseconds per `services.access.control.check` call inside one process (warm caches)."""
     import json
 
-    from services.access.control import AccessControl
     from services.access.apikeys import KeyChecker
+    from services.access.control import AccessControl
     from services.access.install import JwksStore
-    from services.db import Database
     from services.access.routes import NodeClient
     from services.access.tokens import TokenValidator
+    from services.db import Database
 
     meta = json.loads((node_dir / "node.json").read_text())
     auth = meta["auth"]
@@ -235,10 +235,11 @@ def main() -> int:
         procs, _ = supervisor.up(settings, only=["national", "hangzhou"], echo=lambda *a: None)
         main_node, hz = settings.node("national"), settings.node("hangzhou").base_url
 
-        from services.sso import accounts
+        from sso_client import login_pkce
+
         from services.access.apikeys import create_key
         from services.db import Database
-        from sso_client import login_pkce
+        from services.sso import accounts
 
         db = Database(federation_mod.node_dsn(settings, main_node))
         user = accounts.create(db, "bench_dev", "bench-password-1", roles=["developer"])

@@ -305,9 +305,9 @@ def table(rows: list[tuple[Case, Result, Result]]) -> str:
 def bench_key(fed) -> str:
     """A server key with quotas and rate no benchmark reaches (account `bench`, loopback)."""
     from nodes import federation
-    from services.sso import accounts
     from services.access import apikeys
     from services.db import Database
+    from services.sso import accounts
 
     main = next(n for n in fed.nodes if n.tier == "main")
     db = Database(federation.node_dsn(fed, main), maxconn=1)

@@ -40,13 +40,13 @@ from rich.console import Console
 from rich.progress import Progress
 
 from nodes.postgres import Cluster, ensure_database
+from services.access.tokens import Principal
 from services.db import Database
 from services.errors import AuthError
 from services.registry import federation
 from services.registry.db import ensure_schema, outbox_add, write_record
 from services.registry.provider import RegistryRecordProvider
 from services.registry.worker import Pusher
-from services.access.tokens import Principal
 
 RESULTS = ROOT / "bench" / "results" / "federation.md"
 WORDS = ["道路", "水系", "行政区划", "兴趣点", "政务服务", "地名", "影像", "地形", "房屋", "规划",

@@ -166,13 +166,13 @@ class NodeSide:
     def __init__(self, base: Path, cluster: Any):
         sys.path.insert(0, str(ROOT / "bench"))
         from auth import write_config
+        from sso_client import bearer, login_pkce
 
         from nodes import federation as federation_mod
         from nodes import settings as settings_mod
         from nodes import supervisor
-        from services.sso import accounts
         from services.db import Database
-        from sso_client import bearer, login_pkce
+        from services.sso import accounts
 
         settings = settings_mod.load(write_config(base, cluster))
         self.procs, _ = supervisor.up(settings, only=["national", "hangzhou"], echo=lambda *a: None)

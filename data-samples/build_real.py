@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import csv
 import lzma
-import os
 import subprocess
 import sys
 import tarfile

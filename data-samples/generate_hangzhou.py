@@ -21,7 +21,6 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import rasterio
 import rasterio.features
 import rasterio.shutil
@@ -29,7 +28,7 @@ import shapely
 import shapely.ops
 from rasterio.transform import from_origin
 from shapely import affinity
-from shapely.geometry import LineString, MultiLineString, MultiPolygon, Point, Polygon, box
+from shapely.geometry import LineString, MultiLineString, Point, Polygon, box
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "hangzhou.gpkg"

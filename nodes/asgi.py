@@ -304,7 +304,9 @@ def create_app(node_dir: str | os.PathLike | None = None) -> Starlette:
 
     install_registry(app, meta)
     from layers.web import install_publishing  # /api/layers, /publish, hot reload (issue 6)
-    from services.access.install import install_auth  # /sso, /auth and layer access control (issue 4)
+    from services.access.install import (
+        install_auth,  # /sso, /auth and layer access control (issue 4)
+    )
     from services.access.views import FilteredViews
 
     views = FilteredViews()  # one object: access control serves from it, every reload clears it

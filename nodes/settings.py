@@ -15,8 +15,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from services.access.settings import NodeAuth
 from layers.settings import PublishSettings
+from services.access.settings import NodeAuth
 from services.registry.settings import RegistrySettings
 from tiles.settings import TileCache
 

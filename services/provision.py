@@ -14,9 +14,9 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from services.db import Database, ensure_schema, secret
 from services.sso import provider as oidc
 from services.sso import signing
-from services.db import Database, ensure_schema, secret
 
 PUBLIC_CLIENT = "geoplat-cli"
 PUBLIC_REDIRECTS = ["http://127.0.0.1:8765/callback", "http://localhost:8765/callback"]
@@ -88,8 +88,8 @@ def demo_file(settings: Any) -> Path:
 
 def ensure_demo_developer(main_db: Database, settings: Any) -> None:
     """On a fresh install: a developer account `demo` with a server and a browser key."""
-    from services.sso import accounts
     from services.access import apikeys
+    from services.sso import accounts
 
     if accounts.by_name(main_db, DEMO_USER) is not None:
         return
@@ -154,9 +154,9 @@ def ensure_node_key(main_dsn: str, settings: Any, node: Any) -> str:
     `node_key_networks(node)` (rebound when they change), with quotas and rate no e-map seeding
     reaches; kept in var/nodes/<id>/node-key.json (0600) and reused.
     """
-    from services.sso import accounts
     from services.access import apikeys
     from services.db import Database
+    from services.sso import accounts
 
     path = settings.resolve(settings.var_dir) / "nodes" / node.id / "node-key.json"
     db = Database(main_dsn, maxconn=1)

@@ -106,9 +106,9 @@ def keyed(tmp_path_factory: pytest.TempPathFactory, pg_cluster: Cluster) -> Iter
     suites of keys (test_auth_default_keys, test_security_keys, test_clients_qgis): base URLs
     `hz`/`zj`/`nat`, a server key `key` for 127.0.0.0/8, `main_db`, `settings`."""
     from nodes import federation as federation_mod
-    from services.sso import accounts
     from services.access import apikeys
     from services.db import Database
+    from services.sso import accounts
 
     base = tmp_path_factory.mktemp("keyed")
     settings = settings_mod.load(write_federation(base, pg_cluster, require_keys=True))

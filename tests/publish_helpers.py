@@ -19,8 +19,9 @@ from nodes.pygeoapi_config import node_dir
 def sign_in_users(main_db, main_url: str, prefix: str, users: dict[str, list[str]],
                   password: str) -> dict[str, dict[str, str]]:
     """Create `<prefix>_<name>` users with their roles; bearer headers by name."""
-    from services.sso import accounts
     from sso_client import bearer, login_pkce
+
+    from services.sso import accounts
 
     out = {}
     for name, roles in users.items():

@@ -18,13 +18,13 @@ from urllib.parse import parse_qs
 
 import httpx
 import yaml
+from sso_client import bearer, login_pkce
 
 from nodes import federation as federation_mod
 from nodes import settings as settings_mod
 from nodes import supervisor
-from services.sso import accounts
 from services.db import Database
-from sso_client import bearer, login_pkce
+from services.sso import accounts
 
 PASSWORD = "registry-password-1"
 IDS = {"national": "r_national", "zhejiang": "r_zhejiang", "hangzhou": "r_hangzhou"}

@@ -11,9 +11,9 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from sso_client import CLI_CLIENT, CLI_REDIRECT, bearer, form_fields, login_pkce
 
 from services.sso import accounts
-from sso_client import CLI_CLIENT, CLI_REDIRECT, bearer, form_fields, login_pkce
 
 PASSWORD = "attack-password-1"
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import requests
+from sso_client import bearer, login_pkce
 
 from services.sso import accounts
-from sso_client import bearer, login_pkce
 
 PASSWORD = "audit-password-1"
 

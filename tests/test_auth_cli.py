@@ -8,9 +8,9 @@ from pathlib import Path
 
 import jwt
 import requests
+from sso_client import bearer, login_pkce
 
 from nodes import cli
-from sso_client import bearer, login_pkce
 
 
 def run(federation, capsys, monkeypatch, *argv: str, stdin: str = "") -> tuple[int, str]:

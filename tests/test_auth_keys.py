@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import requests
+from sso_client import bearer, login_pkce
 
 from nodes import federation as federation_mod
-from services.sso import accounts
 from services.db import Database
-from sso_client import bearer, login_pkce
+from services.sso import accounts
 
 PASSWORD = "developer-password-1"
 

@@ -9,12 +9,12 @@ import time
 
 import pytest
 import requests
+from sso_client import bearer, form_fields, login_pkce
 
 from nodes import federation as federation_mod
 from nodes import settings as settings_mod
 from nodes import supervisor
 from services.db import Database
-from sso_client import bearer, form_fields, login_pkce
 
 
 def main_db(settings: settings_mod.FederationSettings) -> Database:

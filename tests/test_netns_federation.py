@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 import requests
 from netns import NODE_IDS, NetnsFederation, federation_fixture
+from sso_client import bearer, login_pkce
 from tile_helpers import image, tdt_url_at
 
 from nodes import federation as federation_mod
 from nodes import supervisor
-from services.sso import accounts
 from services.access import apikeys
 from services.db import Database
-from sso_client import bearer, login_pkce
+from services.sso import accounts
 
 pytestmark = pytest.mark.slow
 

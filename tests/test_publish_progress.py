@@ -25,17 +25,16 @@ import shapely
 import yaml
 from owslib.wms import WebMapService
 from publish_helpers import ctx_of, sign_in_users, tables_like, wait_for, work_dir_empty
+from sso_client import bearer, login_pkce
 
 from layers import publish as pub
 from layers.web import NDJSON, ClientGone, ProgressStream
 from nodes import federation as federation_mod
 from nodes import settings as settings_mod
 from nodes import supervisor
-from services.sso import accounts
-from services.access import apikeys
-from services.access import audit
+from services.access import apikeys, audit
 from services.db import Database
-from sso_client import bearer, login_pkce
+from services.sso import accounts
 
 PASSWORD = "Progress-Test-Pass-1"
 ROOT = Path(__file__).resolve().parent.parent

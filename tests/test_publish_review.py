@@ -14,11 +14,11 @@ import pytest
 import requests
 import shapely
 from publish_helpers import ctx_of, points_frame, served, wait_for
+from sso_client import bearer, login_pkce
 
 from layers.publish import publish, retire
 from nodes import federation as federation_mod
 from services.sso import accounts
-from sso_client import bearer, login_pkce
 
 NAME = "pub_review"
 RID = f"hangzhou:features:{NAME}"

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import requests
 from netns import NetnsFederation, federation_fixture
+from sso_client import bearer, login_pkce
 from tile_helpers import tdt_url_at
 
 from nodes import federation as federation_mod
-from services.sso import accounts
 from services.db import Database
-from sso_client import bearer, login_pkce
+from services.sso import accounts
 
 pytestmark = pytest.mark.slow
 

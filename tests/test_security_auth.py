@@ -26,11 +26,11 @@ import requests
 import shapely
 from conftest import free_port
 from publish_helpers import every_worker, points_frame, sign_in_users
+from sso_client import CLI_CLIENT, CLI_REDIRECT, form_fields
 
 from nodes import federation as federation_mod
-from services.sso import accounts
 from services.access import apikeys
-from sso_client import CLI_CLIENT, CLI_REDIRECT, form_fields
+from services.sso import accounts
 
 PASSWORD = "Security-Auth-Pass-1"
 EVIL = "https://evil.example"

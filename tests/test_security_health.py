@@ -16,15 +16,15 @@ import pytest
 import requests
 import yaml
 from publish_helpers import every_worker
+from sso_client import bearer, login_pkce
 
 from nodes import federation as federation_mod
 from nodes import settings as settings_mod
 from nodes import supervisor
 from nodes.pygeoapi_config import node_dir
-from services.sso import accounts
 from services.access import apikeys
 from services.db import Database
-from sso_client import bearer, login_pkce
+from services.sso import accounts
 
 pytestmark = pytest.mark.slow
 

@@ -14,9 +14,9 @@ from lxml import etree
 from tile_helpers import image, tdt_url
 
 from nodes import federation as federation_mod
-from services.sso import accounts
 from services.access import apikeys
 from services.db import Database
+from services.sso import accounts
 from tiles import capabilities
 
 BBOX_3857 = "13370000,3530000,13390000,3550000"

@@ -10,9 +10,9 @@ import pytest
 import requests
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
+from sso_client import CLI_CLIENT, bearer, form_fields, login_pkce
 
 from services.sso import accounts
-from sso_client import CLI_CLIENT, bearer, form_fields, login_pkce
 
 PASSWORD = "correct-horse-battery"
 

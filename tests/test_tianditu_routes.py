@@ -30,8 +30,8 @@ KEY = {"tk": ""}  # a real developer key, made once per module (keys are checked
 
 @pytest.fixture(scope="module", autouse=True)
 def developer_key(main_db) -> None:
-    from services.sso import accounts
     from services.access import apikeys
+    from services.sso import accounts
 
     user = accounts.create(main_db, "tdt_dev", "tdt-dev-password-1", roles=["developer"])
     KEY["tk"], _ = apikeys.create_key(main_db, "test", user.id, "tianditu tests", "server",

@@ -16,9 +16,9 @@ from typing import Any, Literal
 import anyio
 from starlette.requests import HTTPConnection
 
+from services.access.tokens import Principal, TokenValidator
 from services.db import Database
 from services.errors import AuthError
-from services.access.tokens import Principal, TokenValidator
 
 Kind = Literal["features", "tiles", "search", "maps", "metadata"]
 TOKEN_COOKIE = "geoplat_at"

@@ -32,8 +32,14 @@ from urllib.parse import unquote_plus
 from starlette.requests import HTTPConnection
 
 from services.access.control import check, current, visible
-from services.access.fastpath import (nginx_location_limits, nginx_map_sizes, nginx_maps,
-                                    nginx_rate_limits, nginx_rate_location, reset)
+from services.access.fastpath import (
+    nginx_location_limits,
+    nginx_map_sizes,
+    nginx_maps,
+    nginx_rate_limits,
+    nginx_rate_location,
+    reset,
+)
 from services.errors import AuthError
 from tiles.errors import OGCError
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from services.access import audit
+from services.access.tokens import Principal
 from services.db import Database, where
 from services.errors import AuthError
-from services.access.tokens import Principal
 
 COLUMNS = ("id, user_sub, username, layer_id, status, reason, requested_at, decided_at, "
            "decided_by, expires_at")

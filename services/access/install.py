@@ -6,12 +6,12 @@ import json
 from typing import Any
 
 from services.access import control as access
-from services.access.control import AccessControl, AccessMiddleware
 from services.access.apikeys import KeyChecker
-from services.db import Database, secret
+from services.access.control import AccessControl, AccessMiddleware
 from services.access.routes import NodeAuthRoutes
 from services.access.tokens import TokenValidator
 from services.access.views import FilteredViews
+from services.db import Database, secret
 
 
 class JwksStore:
@@ -53,9 +53,9 @@ def install_auth(app: Any, meta: dict[str, Any], views: FilteredViews | None = N
     sso = None
     if auth["is_main"]:
         from services.sso.provider import Provider
-        from services.sso.signing import Signer
         from services.sso.routes import SSO
         from services.sso.routes import register_locally as reg
+        from services.sso.signing import Signer
 
         main_db = db if auth["main_dsn"] == meta["dsn"] else Database(auth["main_dsn"])
         provider = Provider(main_db, Signer(main_db), auth["issuer"], auth["audience"],
@@ -81,9 +81,9 @@ def install_auth(app: Any, meta: dict[str, Any], views: FilteredViews | None = N
     sweeper = Sweeper(Path(node_dir), control.keys) if node_dir else None
     from urllib.parse import urlsplit
 
-    from services.web.guards import CsrfGuard, InputGuard, SecureCookies
     from services.access.key_links import KeyLinks  # tk into OGC API links (issue 11)
     from services.sso.routes import SESSION_COOKIE
+    from services.web.guards import CsrfGuard, InputGuard, SecureCookies
     from services.web.pages import Csrf
 
     node_csrf = Csrf(node_secret)

@@ -12,9 +12,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from services.sso import accounts
 from services.access import apikeys
 from services.errors import AuthError
+from services.sso import accounts
 
 PATH = "/sso/keys"
 

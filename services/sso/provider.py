@@ -28,8 +28,8 @@ from authlib.oidc.core.grants import OpenIDCode
 from joserfc.jwk import RSAKey
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from services.sso import accounts
 from services.db import Database
+from services.sso import accounts
 from services.sso.signing import Signer
 
 LOGGER = logging.getLogger("geoplat.auth")

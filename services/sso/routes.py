@@ -14,14 +14,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from services.sso import accounts
 from services.access import audit
 from services.access.control import bearer
+from services.access.tokens import TokenValidator
 from services.errors import AuthError, problem
+from services.sso import accounts
 from services.sso.keys_page import PATH as KEYS_PATH
 from services.sso.keys_page import KeysPage
 from services.sso.provider import Provider, oauth2_request
-from services.access.tokens import TokenValidator
 from services.web.pages import LOGIN, LOGOUT, MESSAGE, Csrf, client_ip, render
 
 SESSION_COOKIE = "geoplat_sso"
