@@ -52,6 +52,7 @@ class ProblemError(Exception):
     status: int = 500
     title: str = "Internal Server Error"
     code: str = NO_CODE
+    locator: str | None = None  # the OGC locator: the name of the parameter at fault
 
     def __init__(self, status: int | None = None, title: str | None = None, detail: str = "", *,
                  code: str | None = None, headers: Mapping[str, str] | None = None, **extra: Any):
@@ -73,7 +74,7 @@ class ProblemError(Exception):
 
     def ogc_response(self, flavour: OGCFlavour = "ows") -> Response:
         return ogc_response(self.status, self.code, self.detail or self.title, flavour=flavour,
-                            locator=getattr(self, "locator", None), headers=self.headers)
+                            locator=self.locator, headers=self.headers)
 
 
 class OGCError(ProblemError):

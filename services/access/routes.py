@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 from services.access import grants
 from services.access.control import AccessControl, token_cookie
 from services.access.models import GrantDecision
-from services.errors import AuthError, BadRequest, problem, route_group
+from services.errors import AuthError, BadRequest, Unauthorized, route_group
 from services.models import json_object
 from services.web.pages import LOGOUT, MESSAGE, REGISTER, Csrf, client_ip, render
 
@@ -180,7 +180,7 @@ class NodeAuthRoutes:
         state, _, rest = (request.cookies.get(STATE_COOKIE) or "").partition(".")
         verifier, _, back = rest.partition(".")
         if not state or not secrets.compare_digest(state, request.query_params.get("state", "")):
-            return problem(400, "Bad request", "The sign-in state does not match; start again.")
+            raise BadRequest("The sign-in state does not match; start again.")
         try:
             async with httpx.AsyncClient(timeout=5.0) as client:
                 r = await client.post(self.auth["token_url"], data={
@@ -191,7 +191,7 @@ class NodeAuthRoutes:
         except httpx.HTTPError:
             raise MainUnavailable() from None
         if r.status_code != 200:
-            return problem(401, "Sign-in failed", "The main node did not issue a token.")
+            raise Unauthorized("The main node did not issue a token.", title="Sign-in failed")
         token = r.json()
         try:
             target = local_path(base64.urlsafe_b64decode(back.encode()).decode())
@@ -246,7 +246,7 @@ class NodeAuthRoutes:
         layer = request.query_params.get("layer") or None
         kind = request.query_params.get("kind") or "tiles"
         if kind not in ("tiles", "features", "search", "maps", "metadata"):
-            return problem(400, "Bad request", "unknown kind")
+            raise BadRequest("unknown kind")
         decision = await self.control.check(scope, layer, kind)  # type: ignore[arg-type]
         if decision.allowed:
             if kind == "tiles" and decision.principal is None:

@@ -21,8 +21,8 @@ from services.errors import (
     AuthError,
     BadRequest,
     Forbidden,
+    NotFound,
     ProblemError,
-    problem,
     route_group,
     with_headers,
 )
@@ -247,7 +247,7 @@ class SSO:
         try:
             after = int(request.query_params.get("after") or 0)
         except ValueError:
-            return problem(400, "Bad request", "after is an integer")
+            raise BadRequest("after is an integer") from None
         rows = await self._run(listing, self.db, max(0, after))
         return JSONResponse({"revocations": rows}, headers={"Cache-Control": "no-store"})
 
@@ -317,7 +317,7 @@ class SSO:
             raise Forbidden("Only federation nodes look keys up.")
         row = await self._run(apikeys.lookup, self.db, request.query_params.get("hash", ""))
         if row is None:
-            return problem(404, "Not Found", "No such key.")
+            raise NotFound("No such key.")
         return JSONResponse(row, headers={"Cache-Control": "no-store"})
 
 
