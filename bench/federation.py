@@ -42,11 +42,11 @@ from rich.progress import Progress
 from nodes.postgres import Cluster, ensure_database
 from services.access.tokens import Principal
 from services.db import Database
-from services.errors import AuthError
 from services.registry import federation
 from services.registry.db import ensure_schema, outbox_add, write_record
 from services.registry.provider import RegistryRecordProvider
 from services.registry.worker import Pusher
+from tiles.errors import ProblemError
 
 RESULTS = ROOT / "bench" / "results" / "federation.md"
 WORDS = ["道路", "水系", "行政区划", "兴趣点", "政务服务", "地名", "影像", "地形", "房屋", "规划",
@@ -84,7 +84,7 @@ class Node:
         fn = federation.apply_push if path.endswith("/push") else federation.apply_sync
         try:
             return Reply(200, fn(self.db, self.meta, principal, body))
-        except AuthError as exc:
+        except ProblemError as exc:
             return Reply(exc.status, {"detail": exc.detail, **exc.extra})
 
 

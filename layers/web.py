@@ -39,12 +39,13 @@ import anyio.from_thread
 import anyio.lowlevel
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from layers import publish as pub
+from layers.errors import PROBLEM_TITLES
 from layers.formats import PublishError, remove_tree
 from layers.settings import PublishSettings
-from services.errors import AuthError, problem
+from tiles.errors import ProblemError, route_group, with_headers
 
 LOGGER = logging.getLogger("geoplat.publish")
 FIELDS = {"name", "title", "access", "crs", "keywords", "layer", "all_layers", "emap", "csrf_token",
@@ -53,9 +54,9 @@ TRUE = ("1", "true", "on", "yes")
 MULTIPART_SLACK = 64 * 1024  # form fields and part headers around the file
 NDJSON = "application/x-ndjson"
 MAX_FILENAME_BYTES = 255  # the longest name ext4 and most other file systems store
-PROBLEM_TITLES = {400: "Bad Request", 404: "Not Found", 409: "Conflict",
-                  413: "Content Too Large", 415: "Unsupported Media Type",
-                  422: "Unprocessable Content"}
+__all__ = ["PROBLEM_TITLES", "PublishRoutes", "install_publishing"]
+# a 401 from the publishing routes names the scheme (cookie and bearer sign-ins both work)
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="geoplat"'}
 
 
 def node_context(meta: dict[str, Any], node_dir: Path) -> pub.NodeContext:
@@ -206,9 +207,7 @@ def wants_progress(request: Request, fields: dict[str, str]) -> bool:
 
 def problem_body(exc: PublishError) -> dict[str, Any]:
     """The problem+json object of a failed publish (never internals: PublishError texts are ours)."""
-    status = exc.status if exc.status in PROBLEM_TITLES else 500
-    return {"type": "about:blank", "title": PROBLEM_TITLES.get(status, "Internal Server Error"),
-            "status": status, "detail": exc.message}
+    return exc.problem_body()
 
 
 class ProgressStream:
@@ -329,21 +328,21 @@ class PublishRoutes:
     def __init__(self, ctx: pub.NodeContext, control: Any, csrf: Any):
         self.ctx, self.control, self.csrf = ctx, control, csrf
 
-    def routes(self) -> list[Route]:
-        return [
+    def routes(self) -> list[BaseRoute]:
+        return route_group([
             Route("/api/layers", self.collection, methods=["GET", "POST"]),
             Route("/api/layers/{name}/versions", self.versions, methods=["GET"]),
             Route("/api/layers/{name}/rollback", self.rollback, methods=["POST"]),
             Route("/api/layers/{name}", self.layer, methods=["GET", "DELETE"]),
             Route("/publish", self.page, methods=["GET"]),
-        ]
+        ], {ProblemError: with_headers(CHALLENGE, status=401)})
 
     async def _publisher(self, request: Request) -> Any:
         p = await self.control.principal(request)
         if p is None:
-            raise AuthError(401, "Unauthorized", "Sign in as a publisher of this node.")
+            raise ProblemError(401, "Unauthorized", "Sign in as a publisher of this node.")
         if not (p.is_user and self.control.is_privileged(p)):
-            raise AuthError(403, "Forbidden",
+            raise ProblemError(403, "Forbidden",
                             f"Publishing needs the publisher or admin role of node {self.ctx.id}.")
         return p
 
@@ -368,118 +367,96 @@ class PublishRoutes:
         await anyio.to_thread.run_sync(lambda: pub._audit(
             self.ctx, "layer.publish", name, actor, ok=False, error=exc.message, source=raw))
 
-    @staticmethod
-    def _error(exc: Exception) -> Response:
-        if isinstance(exc, AuthError):
-            headers = {"WWW-Authenticate": 'Bearer realm="geoplat"'} if exc.status == 401 else None
-            return exc.response(headers)
-        if isinstance(exc, PublishError):
-            body = problem_body(exc)
-            return problem(body["status"], body["title"], body["detail"])
-        raise exc
-
     async def collection(self, request: Request) -> Response:
-        try:
-            p = await self._publisher(request)
-            if request.method == "GET":
-                return JSONResponse(await anyio.to_thread.run_sync(pub.list_layers, self.ctx),
-                                    headers={"Cache-Control": "no-store"})
-            work = self.ctx.work_root / ("upload-" + uuid.uuid4().hex)
-            streamed = False
-            up = Upload(work, self.ctx.settings.max_upload_bytes)
-            try:
-                try:
-                    await up.read(request)
-                except PublishError as exc:  # publish() audits what it refuses; this is ours
-                    await self._audit_refusal(up, p.username, exc)
-                    raise
-                assert up.file is not None  # read() refuses an upload without a file
-                f = up.fields
-                self._csrf(request, f.get("csrf_token"))
-                if not f.get("name"):
-                    raise PublishError("the field 'name' is required", 400)
-                src = up.file.with_name(up.filename) if up.filename else up.file
-                up.file.replace(src)
-                keywords = [k.strip() for k in f.get("keywords", "").split(",") if k.strip()]
-
-                def run(progress: pub.Progress = pub._noop) -> list[pub.PublishResult]:
-                    return pub.publish(
-                        self.ctx, src, f["name"].strip(), title=f.get("title") or None,
-                        access=f.get("access") or "public", crs=f.get("crs") or None,
-                        keywords=keywords, layer=f.get("layer") or None,
-                        all_layers=f.get("all_layers", "").lower() in TRUE,
-                        actor=p.username, progress=progress,
-                        emap=None if "emap" not in f else f["emap"].strip().lower() in TRUE)
-
-                if wants_progress(request, f):
-                    self._preflight(f)  # what is cheap to check gets its status, not a stream
-                    streamed = True  # the upload dir is the publishing thread's to remove now
-                    return stream_publish(run, lambda: remove_tree(work))
-                results = await anyio.to_thread.run_sync(run)
-            finally:
-                if not streamed:
-                    remove_tree(work)
-            return JSONResponse({"layers": [r.as_dict() for r in results]}, status_code=201,
+        p = await self._publisher(request)
+        if request.method == "GET":
+            return JSONResponse(await anyio.to_thread.run_sync(pub.list_layers, self.ctx),
                                 headers={"Cache-Control": "no-store"})
-        except (AuthError, PublishError) as exc:
-            return self._error(exc)
+        work = self.ctx.work_root / ("upload-" + uuid.uuid4().hex)
+        streamed = False
+        up = Upload(work, self.ctx.settings.max_upload_bytes)
+        try:
+            try:
+                await up.read(request)
+            except PublishError as exc:  # publish() audits what it refuses; this is ours
+                await self._audit_refusal(up, p.username, exc)
+                raise
+            assert up.file is not None  # read() refuses an upload without a file
+            f = up.fields
+            self._csrf(request, f.get("csrf_token"))
+            if not f.get("name"):
+                raise PublishError("the field 'name' is required", 400)
+            src = up.file.with_name(up.filename) if up.filename else up.file
+            up.file.replace(src)
+            keywords = [k.strip() for k in f.get("keywords", "").split(",") if k.strip()]
+
+            def run(progress: pub.Progress = pub._noop) -> list[pub.PublishResult]:
+                return pub.publish(
+                    self.ctx, src, f["name"].strip(), title=f.get("title") or None,
+                    access=f.get("access") or "public", crs=f.get("crs") or None,
+                    keywords=keywords, layer=f.get("layer") or None,
+                    all_layers=f.get("all_layers", "").lower() in TRUE,
+                    actor=p.username, progress=progress,
+                    emap=None if "emap" not in f else f["emap"].strip().lower() in TRUE)
+
+            if wants_progress(request, f):
+                self._preflight(f)  # what is cheap to check gets its status, not a stream
+                streamed = True  # the upload dir is the publishing thread's to remove now
+                return stream_publish(run, lambda: remove_tree(work))
+            results = await anyio.to_thread.run_sync(run)
+        finally:
+            if not streamed:
+                remove_tree(work)
+        return JSONResponse({"layers": [r.as_dict() for r in results]}, status_code=201,
+                            headers={"Cache-Control": "no-store"})
 
     async def layer(self, request: Request) -> Response:
         name = request.path_params["name"]
-        try:
-            p = await self._publisher(request)
-            if request.method == "GET":
-                rows = await anyio.to_thread.run_sync(pub.list_layers, self.ctx)
-                row = next((r for r in rows if r["name"] == name), None)
-                if row is None:
-                    raise PublishError(f"no published layer {name!r}", 404)
-                return JSONResponse(row, headers={"Cache-Control": "no-store"})
-            self._csrf(request, request.query_params.get("csrf_token"))
-            purge = request.query_params.get("purge", "") in ("1", "true")
-            out = await anyio.to_thread.run_sync(
-                lambda: pub.retire(self.ctx, name, actor=p.username, purge=purge))
-            return JSONResponse(out)
-        except (AuthError, PublishError) as exc:
-            return self._error(exc)
+        p = await self._publisher(request)
+        if request.method == "GET":
+            rows = await anyio.to_thread.run_sync(pub.list_layers, self.ctx)
+            row = next((r for r in rows if r["name"] == name), None)
+            if row is None:
+                raise PublishError(f"no published layer {name!r}", 404)
+            return JSONResponse(row, headers={"Cache-Control": "no-store"})
+        self._csrf(request, request.query_params.get("csrf_token"))
+        purge = request.query_params.get("purge", "") in ("1", "true")
+        out = await anyio.to_thread.run_sync(
+            lambda: pub.retire(self.ctx, name, actor=p.username, purge=purge))
+        return JSONResponse(out)
 
     async def versions(self, request: Request) -> Response:
-        try:
-            await self._publisher(request)
-            out = await anyio.to_thread.run_sync(pub.versions, self.ctx, request.path_params["name"])
-            return JSONResponse(out, headers={"Cache-Control": "no-store"})
-        except (AuthError, PublishError) as exc:
-            return self._error(exc)
+        await self._publisher(request)
+        out = await anyio.to_thread.run_sync(pub.versions, self.ctx, request.path_params["name"])
+        return JSONResponse(out, headers={"Cache-Control": "no-store"})
 
     async def rollback(self, request: Request) -> Response:
-        try:
-            p = await self._publisher(request)
-            self._csrf(request, request.query_params.get("csrf_token"))
-            raw = request.query_params.get("version")
-            if raw is None and request.headers.get("content-type", "").startswith("application/json"):
-                try:
-                    body = await request.json()
-                    raw = body.get("version") if isinstance(body, dict) else None
-                except ValueError:
-                    raise PublishError("a JSON object is expected", 400) from None
+        p = await self._publisher(request)
+        self._csrf(request, request.query_params.get("csrf_token"))
+        raw = request.query_params.get("version")
+        if raw is None and request.headers.get("content-type", "").startswith("application/json"):
             try:
-                version = int(raw) if raw not in (None, "") else None
-            except (TypeError, ValueError):
-                raise PublishError("version must be an integer", 400) from None
-            out = await anyio.to_thread.run_sync(
-                lambda: pub.rollback(self.ctx, request.path_params["name"], version,
-                                     actor=p.username))
-            return JSONResponse(out)
-        except (AuthError, PublishError) as exc:
-            return self._error(exc)
+                body = await request.json()
+                raw = body.get("version") if isinstance(body, dict) else None
+            except ValueError:
+                raise PublishError("a JSON object is expected", 400) from None
+        try:
+            version = int(raw) if raw not in (None, "") else None
+        except (TypeError, ValueError):
+            raise PublishError("version must be an integer", 400) from None
+        out = await anyio.to_thread.run_sync(
+            lambda: pub.rollback(self.ctx, request.path_params["name"], version,
+                                 actor=p.username))
+        return JSONResponse(out)
 
     async def page(self, request: Request) -> Response:
         try:
             await self._publisher(request)
-        except AuthError as exc:
+        except ProblemError as exc:
             if exc.status == 401:
                 return HTMLResponse(PAGE_SIGNIN, status_code=401,
                                     headers={"Cache-Control": "no-store"})
-            return exc.response()
+            raise
         token, cookies = self.csrf.issue(request)
         html = PAGE.replace("{{csrf}}", token).replace("{{node}}", self.ctx.id).replace(
             "{{nonce}}", request.scope.get("geoplat.csp_nonce", ""))  # nodes/security_headers.py

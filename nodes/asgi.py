@@ -22,19 +22,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tiles.errors import problem
+
 LOGGER = logging.getLogger("geoplat.node")
 
-PROBLEM = "application/problem+json"
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 CQL_JSON = ("application/query-cql-json", "application/cql2+json")
-
-
-def problem(status: int, title: str, detail: str = "") -> JSONResponse:
-    """An RFC 9457 problem document."""
-    body = {"type": "about:blank", "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
 
 class GuardMiddleware:

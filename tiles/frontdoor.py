@@ -19,6 +19,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from tiles.errors import nginx_exception_xml, ogc_code_for
 from tiles.grids import MAX_LEVEL
 from tiles.styles import EMAP_LAYERS
 
@@ -26,10 +27,7 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 _LAYERS = "|".join(EMAP_LAYERS)
 _JPEG = "img|ter"  # layer formats as in config/styles/emap.yml
 _PNG = "|".join(lay for lay in EMAP_LAYERS if lay not in _JPEG.split("|"))
-_OGC_400 = ('<?xml version="1.0" encoding="UTF-8"?><ows:ExceptionReport '
-            'xmlns:ows="http://www.opengis.net/ows/1.1" version="1.0.0"><ows:Exception '
-            'exceptionCode="InvalidParameterValue"><ows:ExceptionText>Invalid request.'
-            '</ows:ExceptionText></ows:Exception></ows:ExceptionReport>')
+_OGC_400 = nginx_exception_xml(ogc_code_for(400), "Invalid request.")
 _LEVEL = "|".join(str(z) for z in range(MAX_LEVEL, 0, -1))
 
 

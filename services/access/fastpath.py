@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tiles.errors import nginx_exception_xml, ogc_code_for
+
 LOGGER = logging.getLogger("geoplat.auth")
 
 FAST_DIR = "keys-fast"
@@ -125,10 +127,7 @@ def nginx_location_limits() -> str:
         "limit_req_status 429;\nlimit_req_log_level warn;\nerror_page 429 = @geoplat_rate;\n"
 
 
-RATE_EXCEEDED = ('<?xml version="1.0" encoding="UTF-8"?>\n<ows:ExceptionReport '
-                 'xmlns:ows="http://www.opengis.net/ows/1.1" version="2.0.0"><ows:Exception '
-                 'exceptionCode="NoApplicableCode"><ows:ExceptionText>Rate limit of this API key '
-                 'exceeded.</ows:ExceptionText></ows:Exception></ows:ExceptionReport>')
+RATE_EXCEEDED = nginx_exception_xml(ogc_code_for(429), "Rate limit of this API key exceeded.")
 
 
 def nginx_rate_location() -> str:

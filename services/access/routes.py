@@ -14,11 +14,13 @@ import anyio
 import httpx
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from services.access import grants
 from services.access.control import AccessControl, token_cookie
-from services.errors import AuthError, problem
+from services.access.models import GrantDecision
+from services.errors import AuthError, BadRequest, Unauthorized, route_group
+from services.models import json_object
 from services.web.pages import LOGOUT, MESSAGE, REGISTER, Csrf, client_ip, render
 
 STATE_COOKIE = "geoplat_oidc_state"
@@ -86,8 +88,8 @@ class NodeAuthRoutes:
         self.client = NodeClient(auth)
         self.register_locally = register_locally  # set on the main node
 
-    def routes(self) -> list[Route]:
-        return [
+    def routes(self) -> list[BaseRoute]:
+        return route_group([
             Route("/auth/register", self.register, methods=["GET", "POST"]),
             Route("/auth/login", self.login, methods=["GET"]),
             Route("/auth/callback", self.callback, methods=["GET"]),
@@ -98,7 +100,7 @@ class NodeAuthRoutes:
             Route("/auth/grants/{grant_id:int}/{action}", self.decide, methods=["POST"]),
             Route("/auth/audit", self.audit, methods=["GET"]),
             Route("/auth/usage", self.usage, methods=["GET"]),
-        ]
+        ])
 
     def _form_page(self, request: Request, *, status: int = 200, error: str = "",
                    fields: dict | None = None, values: dict | None = None) -> Response:
@@ -112,12 +114,7 @@ class NodeAuthRoutes:
             return self._form_page(request)
         is_json = request.headers.get("content-type", "").split(";")[0].strip() == "application/json"
         if is_json:
-            try:
-                data = await request.json()
-            except ValueError:
-                return problem(400, "Bad request", "A JSON object is expected.")
-            if not isinstance(data, dict):
-                return problem(400, "Bad request", "A JSON object is expected.")
+            data = await json_object(request)
         else:
             form = await request.form()
             data = {k: v for k, v in form.items() if isinstance(v, str)}
@@ -139,9 +136,9 @@ class NodeAuthRoutes:
                     raise MainUnavailable()
         except AuthError as exc:
             if is_json:
-                return exc.response()
+                raise
             return self._form_page(request, status=exc.status, error=exc.detail,
-                                   values={k: fields[k] for k in ("username", "email", "display_name")})
+                                   fields=exc.extra.get("fields"), values={k: fields[k] for k in ("username", "email", "display_name")})
         if is_json:
             return JSONResponse(body, status_code=status,
                                 media_type="application/json" if status < 400 else
@@ -164,7 +161,7 @@ class NodeAuthRoutes:
 
     async def login(self, request: Request) -> Response:
         if not await self._main_reachable():
-            return MainUnavailable().response()
+            raise MainUnavailable()
         state, verifier = secrets.token_urlsafe(16), secrets.token_urlsafe(48)
         back = base64.urlsafe_b64encode(local_path(request.query_params.get("next")).encode()
                                         ).decode()
@@ -183,7 +180,7 @@ class NodeAuthRoutes:
         state, _, rest = (request.cookies.get(STATE_COOKIE) or "").partition(".")
         verifier, _, back = rest.partition(".")
         if not state or not secrets.compare_digest(state, request.query_params.get("state", "")):
-            return problem(400, "Bad request", "The sign-in state does not match; start again.")
+            raise BadRequest("The sign-in state does not match; start again.")
         try:
             async with httpx.AsyncClient(timeout=5.0) as client:
                 r = await client.post(self.auth["token_url"], data={
@@ -192,9 +189,9 @@ class NodeAuthRoutes:
                     "code_verifier": verifier},
                     auth=(self.auth["client_id"], self.auth["client_secret"]))
         except httpx.HTTPError:
-            return MainUnavailable().response()
+            raise MainUnavailable() from None
         if r.status_code != 200:
-            return problem(401, "Sign-in failed", "The main node did not issue a token.")
+            raise Unauthorized("The main node did not issue a token.", title="Sign-in failed")
         token = r.json()
         try:
             target = local_path(base64.urlsafe_b64decode(back.encode()).decode())
@@ -227,10 +224,7 @@ class NodeAuthRoutes:
         return p
 
     async def me(self, request: Request) -> Response:
-        try:
-            p = await self._principal(request)
-        except AuthError as exc:
-            return exc.response()
+        p = await self._principal(request)
         hidden = await self.control.hidden(p)
         return JSONResponse({"sub": p.sub, "username": p.username, "roles": sorted(p.roles),
                              "node": self.node["id"],
@@ -252,7 +246,7 @@ class NodeAuthRoutes:
         layer = request.query_params.get("layer") or None
         kind = request.query_params.get("kind") or "tiles"
         if kind not in ("tiles", "features", "search", "maps", "metadata"):
-            return problem(400, "Bad request", "unknown kind")
+            raise BadRequest("unknown kind")
         decision = await self.control.check(scope, layer, kind)  # type: ignore[arg-type]
         if decision.allowed:
             if kind == "tiles" and decision.principal is None:
@@ -300,84 +294,65 @@ class NodeAuthRoutes:
         from services.access import audit
 
         q = request.query_params
-        try:
-            await self._admin(request)
-            since = q.get("since") or None
-            if since is not None:
-                try:
-                    datetime.fromisoformat(since)
-                except ValueError:
-                    raise AuthError(400, "Bad request", "since is an ISO 8601 timestamp") from None
-            limit = _int_param(q, "limit", 100, 1, 1000)
-            rows = await anyio.to_thread.run_sync(lambda: audit.query(
-                self.db, event=q.get("event") or None, actor=q.get("actor") or None,
-                since=since, limit=limit))
-        except AuthError as exc:
-            return exc.response()
+        await self._admin(request)
+        since = q.get("since") or None
+        if since is not None:
+            try:
+                datetime.fromisoformat(since)
+            except ValueError:
+                raise BadRequest("since is an ISO 8601 timestamp") from None
+        limit = _int_param(q, "limit", 100, 1, 1000)
+        rows = await anyio.to_thread.run_sync(lambda: audit.query(
+            self.db, event=q.get("event") or None, actor=q.get("actor") or None,
+            since=since, limit=limit))
         return JSONResponse({"node": self.node["id"], "events": [
             {**r, "at": r["at"].isoformat()} for r in rows]})
 
     async def usage(self, request: Request) -> Response:
         """Requests per API key, day and kind counted at this node (`key_id`, `days`)."""
         q = request.query_params
-        try:
-            await self._admin(request)
-            days = _int_param(q, "days", 7, 1, 366)
-            key_id = q.get("key_id") or None
-            rows = await anyio.to_thread.run_sync(lambda: self.db.all(
-                "SELECT key_id, day, kind, count FROM auth.key_usage WHERE "
-                "day > current_date - %s AND (%s::text IS NULL OR key_id = %s) "
-                "ORDER BY day DESC, key_id, kind LIMIT 10000", (days, key_id, key_id)))
-        except AuthError as exc:
-            return exc.response()
+        await self._admin(request)
+        days = _int_param(q, "days", 7, 1, 366)
+        key_id = q.get("key_id") or None
+        rows = await anyio.to_thread.run_sync(lambda: self.db.all(
+            "SELECT key_id, day, kind, count FROM auth.key_usage WHERE "
+            "day > current_date - %s AND (%s::text IS NULL OR key_id = %s) "
+            "ORDER BY day DESC, key_id, kind LIMIT 10000", (days, key_id, key_id)))
         return JSONResponse({"node": self.node["id"], "usage": [
             {**r, "day": r["day"].isoformat()} for r in rows]})
 
     async def grants(self, request: Request) -> Response:
-        try:
-            p = await self._principal(request)
-            if not p.is_user:
-                raise AuthError(403, "Forbidden", "Grants are for users.")
-            if request.method == "GET":
-                admin = self.control.is_admin(p)
-                everyone = admin and request.query_params.get("all") in ("1", "true")
-                rows = await anyio.to_thread.run_sync(lambda: grants.listing(
-                    self.db, user_sub=None if everyone else p.sub,
-                    status=request.query_params.get("status") or None))
-                return JSONResponse({"grants": [grants.jsonable(r) for r in rows]})
-            try:
-                data = await request.json()
-            except ValueError:
-                raise AuthError(400, "Bad request", "A JSON object is expected.") from None
-            if not isinstance(data, dict):
-                raise AuthError(400, "Bad request", "A JSON object is expected.")
-            row = await anyio.to_thread.run_sync(lambda: grants.request_grant(
-                self.db, self.node["id"], p, str(data.get("layer") or ""),
-                str(data.get("reason") or ""), self.control.levels))
-        except AuthError as exc:
-            return exc.response()
+        p = await self._principal(request)
+        if not p.is_user:
+            raise AuthError(403, "Forbidden", "Grants are for users.")
+        if request.method == "GET":
+            admin = self.control.is_admin(p)
+            everyone = admin and request.query_params.get("all") in ("1", "true")
+            rows = await anyio.to_thread.run_sync(lambda: grants.listing(
+                self.db, user_sub=None if everyone else p.sub,
+                status=request.query_params.get("status") or None))
+            return JSONResponse({"grants": [grants.jsonable(r) for r in rows]})
+        data = await json_object(request)
+        row = await anyio.to_thread.run_sync(lambda: grants.request_grant(
+            self.db, self.node["id"], p, str(data.get("layer") or ""),
+            str(data.get("reason") or ""), self.control.levels))
         return JSONResponse(grants.jsonable(row), status_code=201)
 
     async def decide(self, request: Request) -> Response:
+        p = await self._principal(request)
+        if not self.control.is_admin(p):
+            raise AuthError(403, "Forbidden", "Only this node's administrators decide grants.")
         try:
-            p = await self._principal(request)
-            if not self.control.is_admin(p):
-                raise AuthError(403, "Forbidden", "Only this node's administrators decide grants.")
-            try:
-                data = await request.json() if await request.body() else {}
-            except ValueError:
-                raise AuthError(400, "Bad request", "A JSON object is expected.") from None
-            days = data.get("days") if isinstance(data, dict) else None
-            expires = data.get("expires_at") if isinstance(data, dict) else None
-            if days is not None and not isinstance(days, (int, float)):
-                raise AuthError(400, "Bad request", "days must be a number")
-            row = await anyio.to_thread.run_sync(lambda: grants.decide(
-                self.db, self.node["id"], request.path_params["grant_id"],
-                request.path_params["action"], p.username or p.sub,
-                days=days if days is not None else self.auth["settings"]["grant_default_days"],
-                expires_at=str(expires) if expires else None))
-        except AuthError as exc:
-            return exc.response()
+            raw = await request.json() if await request.body() else {}
+        except ValueError:
+            raise BadRequest("A JSON object is expected.") from None
+        body = GrantDecision.of(raw)
+        days, expires = body.days, body.expires_at
+        row = await anyio.to_thread.run_sync(lambda: grants.decide(
+            self.db, self.node["id"], request.path_params["grant_id"],
+            request.path_params["action"], p.username or p.sub,
+            days=days if days is not None else self.auth["settings"]["grant_default_days"],
+            expires_at=str(expires) if expires else None))
         return JSONResponse(grants.jsonable(row))
 
 
@@ -396,7 +371,7 @@ def _int_param(q: Any, name: str, default: int, low: int, high: int) -> int:
     try:
         value = int(q.get(name) or default)
     except ValueError:
-        raise AuthError(400, "Bad request", f"{name} is an integer") from None
+        raise BadRequest(f"{name} is an integer") from None
     if not low <= value <= high:
-        raise AuthError(400, "Bad request", f"{name} is between {low} and {high}")
+        raise BadRequest(f"{name} is between {low} and {high}")
     return value

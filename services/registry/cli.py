@@ -9,8 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 from services.db import Database
-from services.errors import AuthError
 from services.registry.db import SERVICE_TYPES, ensure_schema
+from tiles.errors import ProblemError
 
 
 def node_meta(settings: Any, node: Any) -> dict[str, Any]:
@@ -49,7 +49,7 @@ def add_commands(sub: Any, load: Callable, node_dsn: Callable) -> None:
             rec = register_external(
                 db, meta, args.url, wanted=args.type, title=args.title,
                 description=args.description, access=args.access, actor=args.actor)
-        except AuthError as exc:
+        except ProblemError as exc:
             print(f"geoplat: {exc.title}: {exc.detail}", file=sys.stderr)
             return 2 if isinstance(exc, BadURL) else 1  # 2: the input itself is malformed
         _print(rec)
@@ -62,7 +62,7 @@ def add_commands(sub: Any, load: Callable, node_dsn: Callable) -> None:
         db, meta = _context(args, load, node_dsn)
         try:
             rec = decide(db, meta, args.id, args.registry_command, actor=args.actor)
-        except AuthError as exc:
+        except ProblemError as exc:
             print(f"geoplat: {exc.title}: {exc.detail}", file=sys.stderr)
             return 1
         _print(rec)

@@ -22,13 +22,13 @@ from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
 import httpx
 
-from services.errors import AuthError
+from services.registry.errors import RegistryError
 from services.registry.settings import RegistrySettings
 
 USER_AGENT = "geoplat-registry/1.0"
 
 
-class HarvestError(AuthError):
+class HarvestError(RegistryError):
     """A capabilities URL we refuse or cannot read: 400 (or 422) with a safe message."""
 
     def __init__(self, detail: str, status: int = 400, title: str = "Bad service URL"):

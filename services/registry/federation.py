@@ -33,14 +33,15 @@ from services.registry.db import (
     refusal_add,
     write_record,
 )
+from services.registry.errors import RegistryError
 
 LOGGER = logging.getLogger("geoplat.registry")
 MAX_CHANGES = 5000
 MAX_SNAPSHOT = 200_000
 
 
-def bad(detail: str) -> AuthError:
-    return AuthError(400, "Malformed push", detail)
+def bad(detail: str) -> RegistryError:
+    return RegistryError(400, "Malformed push", detail)
 
 
 def in_subtree(path: str, root: str) -> bool:
@@ -171,7 +172,7 @@ def check_changes(body: Any, root: str) -> tuple[list[dict[str, Any]], list[dict
     for i, ch in enumerate(changes):
         try:
             check_change(ch, root)
-        except AuthError as exc:
+        except RegistryError as exc:
             refused.append(refusal(i, ch, exc.detail))
         else:
             good.append(ch)
@@ -248,7 +249,7 @@ def apply_push(db: Database, meta: dict[str, Any], principal: Any, body: Any) ->
     if refused and not good:
         _note_refused(db, child["id"], refused)
         first = refused[0]
-        raise AuthError(400, "Malformed push", f"change {first['index']}: {first['reason']}",
+        raise RegistryError(400, "Malformed push", f"change {first['index']}: {first['reason']}",
                         refused=refused)
     upward = bool(meta["registry"]["parent"])
     own = own_probe_ids(meta)
@@ -260,7 +261,7 @@ def apply_push(db: Database, meta: dict[str, Any], principal: Any, body: Any) ->
                     (child["id"],))
         last = cur.fetchone()["last_batch"]
         if batch <= last:
-            raise AuthError(409, "Replayed push", "This batch was already applied.",
+            raise RegistryError(409, "Replayed push", "This batch was already applied.",
                             last_batch=last)
         for ch in good:
             if ch["op"] == "upsert":
@@ -317,7 +318,7 @@ def apply_sync(db: Database, meta: dict[str, Any], principal: Any, body: Any) ->
     for i, rec in enumerate(records):
         try:
             good.append(check_record(rec, root))
-        except AuthError as exc:
+        except RegistryError as exc:
             refused.append(refusal(i, {"op": "upsert", "record": rec}, exc.detail))
     if refused:  # not kept: a snapshot is sent again until the digests match
         LOGGER.warning("registry sync from %s: %d record(s) refused, e.g. %r: %s", child["id"],
@@ -332,7 +333,7 @@ def apply_sync(db: Database, meta: dict[str, Any], principal: Any, body: Any) ->
         cur.execute("SELECT last_batch FROM registry.inbox WHERE child = %s FOR UPDATE",
                     (child["id"],))
         if as_of < cur.fetchone()["last_batch"]:
-            raise AuthError(409, "Stale snapshot", "Newer changes were applied since.")
+            raise RegistryError(409, "Stale snapshot", "Newer changes were applied since.")
         for rec in good:
             applied += _apply_upsert(cur, rec, upward)
         cur.execute("SELECT id FROM registry.services WHERE source = 'child' AND version > 0 "

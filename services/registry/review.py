@@ -7,7 +7,6 @@ from typing import Any
 from layers.errors import printable
 from services.access import audit
 from services.db import Database
-from services.errors import AuthError
 from services.registry.db import (
     ACCESS,
     COLUMNS,
@@ -16,6 +15,7 @@ from services.registry.db import (
     record_of,
     write_record,
 )
+from services.registry.errors import RegistryError
 from services.registry.external import BadURL, harvest, new_record
 from services.registry.settings import RegistrySettings
 
@@ -31,14 +31,14 @@ def register_external(db: Database, meta: dict[str, Any], url: str, *, wanted: s
     node = meta["node"]
     cfg = RegistrySettings(**meta["registry"]["settings"])
     if wanted is not None and wanted not in SERVICE_TYPES[:-1]:
-        raise AuthError(400, "Bad request", "type must be one of " + ", ".join(SERVICE_TYPES[:-1]))
+        raise RegistryError(400, "Bad request", "type must be one of " + ", ".join(SERVICE_TYPES[:-1]))
     if access not in ACCESS:
-        raise AuthError(400, "Bad request", "access must be public, registered or restricted")
+        raise RegistryError(400, "Bad request", "access must be public, registered or restricted")
     if not isinstance(url, str) or not url or len(url) > 2000:
         raise BadURL("url is required (at most 2000 characters)")
     try:
         info = harvest(url, cfg, wanted)
-    except AuthError as exc:
+    except RegistryError as exc:
         audit.record(db, node["id"], "registry.register", actor=actor, subject=printable(url, 2000),
                      ok=False, ip=ip, reason=exc.detail)
         raise
@@ -59,7 +59,7 @@ def decide(db: Database, meta: dict[str, Any], record_id: str, action: str, *, a
     pending record of a layer published here (`registry.review_published`); 404/409 otherwise."""
     node = meta["node"]
     if action not in ACTIONS:
-        raise AuthError(404, "Not Found", "Unknown action.")
+        raise RegistryError(404, "Not Found", "Unknown action.")
     before, after = ACTIONS[action]
     with db.transaction() as cur:
         cur.execute(f"SELECT {COLUMNS}, source FROM registry.services WHERE id = %s "
@@ -68,12 +68,12 @@ def decide(db: Database, meta: dict[str, Any], record_id: str, action: str, *, a
                     (record_id, node["id"], action))
         row = cur.fetchone()
         if row is None:
-            raise AuthError(404, "Not Found", "No such external service, or published layer "
+            raise RegistryError(404, "Not Found", "No such external service, or published layer "
                                               "awaiting review, at this node.")
         source = row["source"]
         rec = record_of(row)
         if rec["status"] != before:
-            raise AuthError(409, "Conflict", f"Only a {before} service can be {action}d; this one "
+            raise RegistryError(409, "Conflict", f"Only a {before} service can be {action}d; this one "
                                              f"is {rec['status']}.")
         rec = {**rec, "status": after, "version": rec["version"] + 1, "updated": None}
         write_record(cur, rec, source)

@@ -16,12 +16,13 @@ from typing import Any
 import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from services.access.control import AccessControl
 from services.db import Database
-from services.errors import AuthError, problem
+from services.errors import AuthError, BadRequest, problem, route_group
 from services.registry import federation, health, review
+from services.registry.models import ServiceRegistration
 from services.registry.provider import ANONYMOUS, VIEWER, Viewer
 from services.web.pages import client_ip
 
@@ -79,14 +80,14 @@ class RegistryRoutes:
     def control(self) -> AccessControl:
         return self._control()  # installed by services.access.install.install_auth, maybe after us
 
-    def routes(self) -> list[Route]:
-        return [
+    def routes(self) -> list[BaseRoute]:
+        return route_group([
             Route("/registry/api/services", self.services, methods=["GET", "POST"]),
             Route("/registry/api/services/{record_id}/{action}", self.decide, methods=["POST"]),
             Route("/registry/api/push", self.push, methods=["POST"]),
             Route("/registry/api/sync", self.sync, methods=["POST"]),
             Route("/registry/api/health", self.health, methods=["GET"]),
-        ]
+        ])
 
     async def _user(self, request: Request, *, admin_only: bool) -> Any:
         p = await self.control.principal(request)
@@ -102,59 +103,41 @@ class RegistryRoutes:
     async def _json(self, request: Request) -> Any:
         raw = await request.body()
         if len(raw) > MAX_BODY:
-            raise AuthError(413, "Payload too large", "The request body is too large.")
+            raise BadRequest("The request body is too large.", "Payload too large", 413)
         try:
             return json.loads(raw)
         except ValueError:
-            raise AuthError(400, "Bad request", "A JSON body is expected.") from None
+            raise BadRequest("A JSON body is expected.") from None
 
     async def services(self, request: Request) -> Response:
-        try:
-            p = await self._user(request, admin_only=False)
-            if request.method == "GET":
-                status = request.query_params.get("status") or None
-                rows = await anyio.to_thread.run_sync(
-                    lambda: review.listing(self.db, self.node_id, status))
-                return JSONResponse({"services": rows}, headers={"Cache-Control": "no-store"})
-            data = await self._json(request)
-            if not isinstance(data, dict):
-                raise AuthError(400, "Bad request", "A JSON object is expected.")
-            keywords = data.get("keywords")
-            if keywords is not None and not (isinstance(keywords, list) and all(
-                    isinstance(k, str) for k in keywords)):
-                raise AuthError(400, "Bad request", "keywords must be a list of strings")
-            for key in ("url", "type", "title", "description", "access"):
-                if data.get(key) is not None and not isinstance(data[key], str):
-                    raise AuthError(400, "Bad request", f"{key} must be a string")
-            rec = await anyio.to_thread.run_sync(lambda: review.register_external(
-                self.db, self.meta, data.get("url") or "", wanted=data.get("type"),
-                title=data.get("title"), description=data.get("description"),
-                keywords=keywords, access=data.get("access") or "public",
-                actor=p.username or p.sub, ip=client_ip(request)))
-        except AuthError as exc:
-            return exc.response()
+        p = await self._user(request, admin_only=False)
+        if request.method == "GET":
+            status = request.query_params.get("status") or None
+            rows = await anyio.to_thread.run_sync(
+                lambda: review.listing(self.db, self.node_id, status))
+            return JSONResponse({"services": rows}, headers={"Cache-Control": "no-store"})
+        data = ServiceRegistration.parse(await self._json(request))
+        rec = await anyio.to_thread.run_sync(lambda: review.register_external(
+            self.db, self.meta, data.url or "", wanted=data.type,
+            title=data.title, description=data.description,
+            keywords=data.keywords, access=data.access or "public",
+            actor=p.username or p.sub, ip=client_ip(request)))
         return JSONResponse(rec, status_code=201)
 
     async def decide(self, request: Request) -> Response:
-        try:
-            p = await self._user(request, admin_only=True)
-            rec = await anyio.to_thread.run_sync(lambda: review.decide(
-                self.db, self.meta, request.path_params["record_id"],
-                request.path_params["action"], actor=p.username or p.sub,
-                ip=client_ip(request)))
-        except AuthError as exc:
-            return exc.response()
+        p = await self._user(request, admin_only=True)
+        rec = await anyio.to_thread.run_sync(lambda: review.decide(
+            self.db, self.meta, request.path_params["record_id"],
+            request.path_params["action"], actor=p.username or p.sub,
+            ip=client_ip(request)))
         return JSONResponse(rec)
 
     async def _node_call(self, request: Request, fn: Any) -> Response:
-        try:
-            p = await self.control.principal(request)
-            if p is None:
-                raise AuthError(401, "Unauthorized", "Pushes need a node's token.")
-            body = await self._json(request)
-            result = await anyio.to_thread.run_sync(lambda: fn(self.db, self.meta, p, body))
-        except AuthError as exc:
-            return exc.response()
+        p = await self.control.principal(request)
+        if p is None:
+            raise AuthError(401, "Unauthorized", "Pushes need a node's token.")
+        body = await self._json(request)
+        result = await anyio.to_thread.run_sync(lambda: fn(self.db, self.meta, p, body))
         return JSONResponse(result)
 
     async def push(self, request: Request) -> Response:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic_core import PydanticCustomError
 
 from services.db import Database
 from services.errors import AuthError
@@ -39,24 +41,46 @@ class User:
         return list(self.roles) + (["platform_admin"] if self.platform_admin else [])
 
 
+def _text(value: Any) -> str:
+    """Any JSON value as the text a form would have sent (absent, null, "" and 0: empty)."""
+    return str(value or "")
+
+
+def _rule(ok: Any, message: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not ok(value):
+            raise PydanticCustomError("registration", message)
+        return value
+
+    return AfterValidator(check)
+
+
+Text = BeforeValidator(_text)
+Stripped = BeforeValidator(lambda v: _text(v).strip())
+
+
+class Registration(BaseModel):
+    """A registration's fields, normalised; each rule's message names what the field must be."""
+
+    model_config = ConfigDict(extra="ignore", validate_default=True)
+
+    username: Annotated[str, BeforeValidator(lambda v: _text(v).strip().lower()), _rule(
+        USERNAME.match, "3-32 characters: lower-case letters, digits, '.', '_' or '-'")] = ""
+    email: Annotated[str, Stripped, _rule(EMAIL.match, "not a valid e-mail address")] = ""
+    display_name: Annotated[str, Stripped, _rule(
+        lambda v: len(v) <= 64 and not CONTROL.search(v),
+        "at most 64 characters, no control characters or < >")] = ""
+    password: Annotated[str, Text, _rule(lambda v: 10 <= len(v) <= 256, "10-256 characters")] = ""
+
+
 def validate_registration(data: dict[str, Any]) -> dict[str, str]:
-    """Checked, normalised registration fields; raises AuthError(422) naming the bad field."""
-    problems = {}
-    username = str(data.get("username") or "").strip().lower()
-    email = str(data.get("email") or "").strip()
-    display = str(data.get("display_name") or "").strip()
-    password = str(data.get("password") or "")
-    if not USERNAME.match(username):
-        problems["username"] = "3-32 characters: lower-case letters, digits, '.', '_' or '-'"
-    if not EMAIL.match(email):
-        problems["email"] = "not a valid e-mail address"
-    if len(display) > 64 or CONTROL.search(display):
-        problems["display_name"] = "at most 64 characters, no control characters or < >"
-    if not 10 <= len(password) <= 256:
-        problems["password"] = "10-256 characters"
-    if problems:
-        raise AuthError(422, "Invalid registration", "Some fields are invalid.", fields=problems)
-    return {"username": username, "email": email, "display_name": display, "password": password}
+    """Checked, normalised registration fields; raises AuthError(422) naming the bad fields."""
+    try:
+        return Registration.model_validate(data).model_dump()
+    except ValidationError as exc:
+        problems = {str(e["loc"][0]): e["msg"] for e in exc.errors()}
+        raise AuthError(422, "Invalid registration", "Some fields are invalid.",
+                        fields=problems) from None
 
 
 def register(db: Database, data: dict[str, Any], via_node: str) -> User:

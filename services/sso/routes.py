@@ -12,20 +12,32 @@ from authlib.oauth2 import OAuth2Error
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from services.access import audit
 from services.access.control import bearer
 from services.access.tokens import TokenValidator
-from services.errors import AuthError, problem
+from services.errors import (
+    AuthError,
+    BadRequest,
+    Forbidden,
+    NotFound,
+    ProblemError,
+    route_group,
+    with_headers,
+)
+from services.models import json_object
 from services.sso import accounts
 from services.sso.keys_page import PATH as KEYS_PATH
 from services.sso.keys_page import KeysPage
+from services.sso.models import KeyRequest
 from services.sso.provider import Provider, oauth2_request
 from services.web.pages import LOGIN, LOGOUT, MESSAGE, Csrf, client_ip, render
 
 SESSION_COOKIE = "geoplat_sso"
 SESSION_SECONDS = 8 * 3600
+# userinfo's refusals say which token failed (RFC 6750 section 3)
+INVALID_TOKEN = {ProblemError: with_headers({"WWW-Authenticate": 'Bearer error="invalid_token"'})}
 
 
 class SSO:
@@ -38,15 +50,16 @@ class SSO:
         self.sessions = URLSafeTimedSerializer(secret, salt="geoplat-sso-session")
         self.settings = settings
 
-    def routes(self) -> list[Route]:
-        return [
+    def routes(self) -> list[BaseRoute]:
+        return route_group([
             Route("/sso/.well-known/openid-configuration", self.discovery),
             Route("/sso/jwks", self.jwks),
             Route("/sso/authorize", self.authorize, methods=["GET"]),
             Route("/sso/login", self.login, methods=["GET", "POST"]),
             Route("/sso/token", self.token, methods=["POST"]),
             Route("/sso/revoke", self.revoke, methods=["POST"]),
-            Route("/sso/userinfo", self.userinfo, methods=["GET", "POST"]),
+            *route_group([Route("/sso/userinfo", self.userinfo, methods=["GET", "POST"])],
+                         INVALID_TOKEN),
             Route("/sso/logout", self.logout, methods=["GET", "POST"]),
             Route("/sso/api/users", self.api_register, methods=["POST"]),
             Route("/sso/keys", KeysPage(self).page, methods=["GET", "POST"]),
@@ -54,7 +67,7 @@ class SSO:
             Route("/sso/api/keys", self.keys, methods=["GET", "POST"]),
             Route("/sso/api/keys/lookup", self.key_lookup, methods=["GET"]),
             Route("/sso/api/keys/{key_id}/revoke", self.key_revoke, methods=["POST"]),
-        ]
+        ])
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -165,13 +178,10 @@ class SSO:
         return await self._run(self.p.create_endpoint_response, "revocation", req)
 
     async def userinfo(self, request: Request) -> Response:
-        try:
-            principal = await self._bearer(request)
-            user = await self._run(accounts.get, self.db, principal.sub) if principal.is_user else None
-            if user is None:
-                raise AuthError(401, "Invalid token", "No user for this token.")
-        except AuthError as exc:
-            return exc.response({"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        principal = await self._bearer(request)
+        user = await self._run(accounts.get, self.db, principal.sub) if principal.is_user else None
+        if user is None:
+            raise AuthError(401, "Invalid token", "No user for this token.")
         return JSONResponse(dict(self.p.user_info(user, principal.claims.get("scope", ""))))
 
     async def logout(self, request: Request) -> Response:
@@ -183,10 +193,7 @@ class SSO:
             form = await request.form()
             params.update({k: v for k, v in form.items() if isinstance(v, str)})
             if session:
-                try:
-                    self.csrf.verify(request, params.get("csrf_token"))
-                except AuthError as exc:
-                    return exc.response()
+                self.csrf.verify(request, params.get("csrf_token"))
         elif session:
             keep = {k: params[k] for k in ("client_id", "post_logout_redirect_uri", "state")
                     if k in params}
@@ -240,23 +247,16 @@ class SSO:
         try:
             after = int(request.query_params.get("after") or 0)
         except ValueError:
-            return problem(400, "Bad request", "after is an integer")
+            raise BadRequest("after is an integer") from None
         rows = await self._run(listing, self.db, max(0, after))
         return JSONResponse({"revocations": rows}, headers={"Cache-Control": "no-store"})
 
     async def api_register(self, request: Request) -> Response:
         """Registration forwarded by a node (client-credentials token with scope `register`)."""
-        try:
-            principal = await self._bearer(request, "Nodes forward registrations with a token.")
-            if principal.is_user or "register" not in principal.claims.get("scope", "").split():
-                raise AuthError(403, "Forbidden", "Only federation nodes may forward registrations.")
-            data = await request.json()
-            if not isinstance(data, dict):
-                raise AuthError(400, "Bad request", "A JSON object is expected.")
-        except ValueError:
-            return problem(400, "Bad request", "A JSON object is expected.")
-        except AuthError as exc:
-            return exc.response()
+        principal = await self._bearer(request, "Nodes forward registrations with a token.")
+        if principal.is_user or "register" not in principal.claims.get("scope", "").split():
+            raise Forbidden("Only federation nodes may forward registrations.")
+        data = await json_object(request)
         via = principal.client_id.removeprefix("node-")
         return await register_locally(self.db, self.node["id"], data, via,
                                       str(data.get("client_ip") or ""))
@@ -279,67 +279,51 @@ class SSO:
         """A developer lists (GET) or creates (POST {name, kind, allowed, quotas}) API keys."""
         from services.access import apikeys
 
+        p = await self._developer(request)
+        if request.method == "GET":
+            rows = await self._run(lambda: self.db.all(
+                "SELECT key_id, name, kind, allowed, quotas, rate_per_second, created_at, "
+                "revoked_at FROM auth.api_keys WHERE user_id = %s ORDER BY created_at",
+                (int(p.sub),)))
+            return JSONResponse({"keys": [{k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                                           for k, v in r.items()} for r in rows]})
         try:
-            p = await self._developer(request)
-            if request.method == "GET":
-                rows = await self._run(lambda: self.db.all(
-                    "SELECT key_id, name, kind, allowed, quotas, rate_per_second, created_at, "
-                    "revoked_at FROM auth.api_keys WHERE user_id = %s ORDER BY created_at",
-                    (int(p.sub),)))
-                return JSONResponse({"keys": [{k: (v.isoformat() if hasattr(v, "isoformat") else v)
-                                               for k, v in r.items()} for r in rows]})
-            try:
-                data = await request.json()
-            except ValueError:
-                raise AuthError(400, "Bad request", "A JSON object is expected.") from None
-            if not isinstance(data, dict) or not isinstance(data.get("allowed"), list):
-                raise AuthError(422, "Invalid key", "allowed must be a list")
-            rate = data.get("rate_per_second", apikeys.DEFAULT_RATE)
-            if not isinstance(rate, int) or not 1 <= rate <= 10000:
-                raise AuthError(422, "Invalid key", "rate_per_second is 1-10000")
-            quotas = data.get("quotas") or {}
-            if not isinstance(quotas, dict) or not all(isinstance(v, int) and v >= 0
-                                                       for v in quotas.values()):
-                raise AuthError(422, "Invalid key", "quotas are non-negative integers per kind")
-            value, record = await self._run(lambda: apikeys.create_key(
-                self.db, self.node["id"], int(p.sub), str(data.get("name") or "key"),
-                str(data.get("kind") or ""), data["allowed"], quotas, rate, actor=p.username))
-        except AuthError as exc:
-            return exc.response()
+            raw = await request.json()
+        except ValueError:
+            raise BadRequest("A JSON object is expected.") from None
+        data = KeyRequest.parse(raw)
+        value, record = await self._run(lambda: apikeys.create_key(
+            self.db, self.node["id"], int(p.sub), str(data.name or "key"), str(data.kind or ""),
+            data.allowed, data.quotas, data.rate_per_second, actor=p.username))
         return JSONResponse({**record, "key": value}, status_code=201)
 
     async def key_revoke(self, request: Request) -> Response:
         from services.access import apikeys
 
-        try:
-            p = await self._developer(request)
-            done = await self._run(lambda: apikeys.revoke_key(
-                self.db, self.node["id"], request.path_params["key_id"],
-                user_id=None if p.platform_admin else int(p.sub), actor=p.username))
-            if not done:
-                raise AuthError(404, "Not Found", "No such active key of yours.")
-        except AuthError as exc:
-            return exc.response()
+        p = await self._developer(request)
+        done = await self._run(lambda: apikeys.revoke_key(
+            self.db, self.node["id"], request.path_params["key_id"],
+            user_id=None if p.platform_admin else int(p.sub), actor=p.username))
+        if not done:
+            raise AuthError(404, "Not Found", "No such active key of yours.")
         return JSONResponse({"key_id": request.path_params["key_id"], "revoked": True})
 
     async def key_lookup(self, request: Request) -> Response:
         """For nodes (client credentials, scope `keys`): the record of a key by its hash."""
         from services.access import apikeys
 
-        try:
-            p = await self._bearer(request)
-            if p.is_user or "keys" not in p.claims.get("scope", "").split():
-                raise AuthError(403, "Forbidden", "Only federation nodes look keys up.")
-        except AuthError as exc:
-            return exc.response()
+        p = await self._bearer(request)
+        if p.is_user or "keys" not in p.claims.get("scope", "").split():
+            raise Forbidden("Only federation nodes look keys up.")
         row = await self._run(apikeys.lookup, self.db, request.query_params.get("hash", ""))
         if row is None:
-            return problem(404, "Not Found", "No such key.")
+            raise NotFound("No such key.")
         return JSONResponse(row, headers={"Cache-Control": "no-store"})
 
 
 async def register_locally(db: Any, node_id: str, data: dict, via: str, ip: str) -> Response:
-    """Store a registration at the main node and audit it (both outcomes)."""
+    """Store a registration at the main node and audit it (both outcomes; a refusal is raised
+    on, as the AuthError accounts.register gave)."""
     try:
         user = await anyio.to_thread.run_sync(accounts.register, db, data, via)
     except AuthError as exc:
@@ -347,7 +331,7 @@ async def register_locally(db: Any, node_id: str, data: dict, via: str, ip: str)
         await anyio.to_thread.run_sync(lambda: audit.record(
             db, node_id, "registration", actor=str(data.get("username", ""))[:64], ok=False,
             ip=ip, via=via, reason=reason))
-        return exc.response()
+        raise
     await anyio.to_thread.run_sync(lambda: audit.record(
         db, node_id, "registration", actor=user.username, subject=str(user.id), ip=ip, via=via))
     return JSONResponse({"id": user.id, "username": user.username, "registered_via": via},
