@@ -21,6 +21,7 @@ from services.access.clients import SyncClientCredentials
 from services.db import Database
 from services.registry import federation, health
 from services.registry.db import refusal_add, state_get, state_set
+from services.registry.external import guarded_client
 from services.registry.settings import RegistrySettings
 
 LOGGER = logging.getLogger("geoplat.registry")
@@ -191,6 +192,9 @@ class RegistryWorker(threading.Thread):
         self.db = Database(meta["dsn"], maxconn=3)
         self.stop_event = threading.Event()
         self._lock_conn: Any = None
+        # the worker's one HTTP client (pushes, probes; each request sets its own timeout where
+        # it differs from this default), closed when the worker stops
+        self.http = guarded_client(httpx.Timeout(10.0, connect=3.0))
 
     def _acquire(self) -> bool:
         try:
@@ -215,13 +219,16 @@ class RegistryWorker(threading.Thread):
             return False
 
     def run(self) -> None:
-        while not self.stop_event.is_set():
-            if self._acquire():
-                try:
-                    self._work()
-                except Exception:
-                    LOGGER.exception("registry worker failed; retrying")
-            self.stop_event.wait(2.0)
+        try:
+            while not self.stop_event.is_set():
+                if self._acquire():
+                    try:
+                        self._work()
+                    except Exception:
+                        LOGGER.exception("registry worker failed; retrying")
+                self.stop_event.wait(2.0)
+        finally:
+            self.http.close()
 
     def _work(self) -> None:
         """Probe and push in two threads: a parent that hangs must not delay the probes."""
@@ -239,7 +246,7 @@ class RegistryWorker(threading.Thread):
         while not (done.is_set() or self.stop_event.is_set()):
             started = time.monotonic()
             try:
-                health.probe_area(self.db, self.meta)
+                health.probe_area(self.db, self.meta, self.http)
             except Exception:
                 LOGGER.exception("health probes failed")
             wait = self.cfg.health_interval - (time.monotonic() - started)
@@ -248,11 +255,10 @@ class RegistryWorker(threading.Thread):
     def _push_loop(self) -> None:
         pusher = Pusher(self.db, self.meta) if self.meta["registry"]["parent"] else None
         next_sync = time.monotonic() + min(self.cfg.full_sync_interval, 5.0)
-        with httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0), trust_env=False) as client:
-            while not self.stop_event.is_set() and self._holding():
-                if pusher is not None:
-                    next_sync = self._push(pusher, client, next_sync)
-                self.stop_event.wait(self.cfg.push_interval)
+        while not self.stop_event.is_set() and self._holding():
+            if pusher is not None:
+                next_sync = self._push(pusher, self.http, next_sync)
+            self.stop_event.wait(self.cfg.push_interval)
 
     def _push(self, pusher: Pusher, client: httpx.Client, next_sync: float) -> float:
         """Push the outbox (and a full sync when due) until it succeeds; returns when the next
