@@ -24,6 +24,7 @@ from services.access.clients import (
     SyncClientCredentials,
     TokenUnavailable,
 )
+from services.access.install import ClosesHttp
 
 SECRET = "s3cret-value"
 
@@ -138,3 +139,27 @@ def test_sync_tokens_for_the_worker_thread(endpoint) -> None:
         with pytest.raises(TokenUnavailable, match="invalid_scope"):
             cc.token("refused")
     assert [r["scope"] for r in issued.requests] == ["geoplat", "geoplat", "refused"]
+
+
+def test_the_apps_http_client_is_closed_at_shutdown() -> None:
+    """install_auth's client is closed once the server has shut the app down (ClosesHttp)."""
+
+    async def hello(request: Request) -> Response:
+        return Response("ok")
+
+    http = httpx.AsyncClient(timeout=5.0)
+    app = ClosesHttp(Starlette(routes=[Route("/", hello)]), http)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "ok"
+    assert not http.is_closed
+    server.should_exit = True
+    thread.join(timeout=10)
+    assert not thread.is_alive() and http.is_closed
