@@ -105,11 +105,12 @@ async def check_cost(node_dir: Path, token: str, key: str) -> dict[str, float]:
     meta = json.loads((node_dir / "node.json").read_text())
     auth = meta["auth"]
     db = Database(meta["dsn"])
+    http = httpx.AsyncClient(timeout=5.0)  # this coroutine's loop only; closed below
     control = AccessControl(auth["node_id"], auth["levels"], db,
                             TokenValidator(auth["issuer"], auth["jwks_url"], auth["audience"],
-                                           store=JwksStore(db)))
+                                           http, store=JwksStore(db)))
     control.keys = KeyChecker(db, auth["node_id"], main_db=None, auth=auth,
-                              node_client=NodeClient(auth), public_requires_key=False)
+                              node_client=NodeClient(auth, http), public_requires_key=False)
 
     def scope(headers: list[tuple[bytes, bytes]], qs: bytes = b"") -> dict:
         return {"type": "http", "method": "GET", "path": "/ogc/collections/poi/items",
@@ -127,6 +128,7 @@ async def check_cost(node_dir: Path, token: str, key: str) -> dict[str, float]:
         for _ in range(n):
             await control.check(make(), "poi", "metadata")
         out[name] = (time.perf_counter() - t0) / n * 1e6
+    await http.aclose()
     return out
 
 

@@ -7,6 +7,7 @@ page, the OpenAPI document or an HTML page.
 
 from __future__ import annotations
 
+import httpx
 import pytest
 import requests
 from sso_client import bearer, login_pkce
@@ -175,9 +176,14 @@ def test_hook_for_tile_services(federation, urls, headers) -> None:
                 "client": ("127.0.0.1", 1)}
 
     async def run(requires_key: bool) -> None:
+        async with httpx.AsyncClient(timeout=5.0) as http:  # one per event loop
+            await checks(requires_key, http)
+
+    async def checks(requires_key: bool, http: httpx.AsyncClient) -> None:
         access.install(access.AccessControl(
             auth["node_id"], auth["levels"], db,
-            TokenValidator(auth["issuer"], auth["jwks_url"], auth["audience"], store=JwksStore(db)),
+            TokenValidator(auth["issuer"], auth["jwks_url"], auth["audience"], http,
+                           store=JwksStore(db)),
             public_requires_key=requires_key))
         anon, admin, user = scope({}), scope(headers["node_admin"]), scope(headers["user"])
         d = await access.check(anon, "vec", "tiles")  # e-map layer, not in the layer config

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import time
 
-import jwt
 import pytest
 import requests
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
+from joserfc import jwt
+from joserfc.jwk import KeySet
 from sso_client import CLI_CLIENT, bearer, form_fields, login_pkce
 
 from services.sso import accounts
@@ -40,10 +41,11 @@ def test_pkce_login_then_grant_lifecycle_at_hangzhou(main_db, urls, hz_admin) ->
     items = hz + "/ogc/collections/parcels/items?f=json&limit=2"
 
     # the id_token is for the client, signed with a key of the JWKS
-    jwks = jwt.PyJWKClient(urls["national"] + "/sso/jwks")
-    claims = jwt.decode(token["id_token"], jwks.get_signing_key_from_jwt(token["id_token"]).key,
-                        algorithms=["RS256"], audience=CLI_CLIENT,
-                        issuer=urls["national"] + "/sso")
+    jwks = KeySet.import_key_set(requests.get(urls["national"] + "/sso/jwks", timeout=10).json())
+    claims = jwt.decode(token["id_token"], jwks, algorithms=["RS256"]).claims
+    jwt.JWTClaimsRegistry(aud={"essential": True, "value": CLI_CLIENT},
+                          iss={"essential": True, "value": urls["national"] + "/sso"},
+                          exp={"essential": True}).validate(claims)
     assert claims["preferred_username"] == "sso_alice"
 
     assert requests.get(items, headers=bearer(token), timeout=30).status_code == 403

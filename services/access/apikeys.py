@@ -158,15 +158,14 @@ class KeyChecker:
     async def _fetch(self, hashed: str) -> dict | None:
         if self.main_db is not None:
             return await anyio.to_thread.run_sync(lookup, self.main_db, hashed)
-        async with httpx.AsyncClient(timeout=3.0) as client:
-            token = await self.node_client.token(client, scope="keys")
-            r = await client.get(self.auth["main_url"] + "/sso/api/keys/lookup",
-                                 params={"hash": hashed},
-                                 headers={"Authorization": f"Bearer {token}"})
-            if r.status_code == 404:
-                return None
-            r.raise_for_status()
-            return r.json()
+        token = await self.node_client.token(scope="keys")
+        r = await self.node_client.http.get(self.auth["main_url"] + "/sso/api/keys/lookup",
+                                            params={"hash": hashed}, timeout=3.0,
+                                            headers={"Authorization": f"Bearer {token}"})
+        if r.status_code == 404:
+            return None
+        r.raise_for_status()
+        return r.json()
 
     async def key(self, value: str) -> ApiKey | None:
         hashed = key_hash(value)

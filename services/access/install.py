@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
+
 from services.access import control as access
 from services.access.apikeys import KeyChecker
 from services.access.control import AccessControl, AccessMiddleware
@@ -29,6 +31,25 @@ class JwksStore:
                         "DO UPDATE SET value = EXCLUDED.value", (json.dumps(jwks),))
 
 
+class ClosesHttp:
+    """ASGI wrapper: closes the app's HTTP client once the server has shut the app down."""
+
+    def __init__(self, app: Any, http: httpx.AsyncClient):
+        self.app, self.http = app, http
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def closing_send(message: dict) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await self.http.aclose()
+            await send(message)
+
+        await self.app(scope, receive, closing_send)
+
+
 def install_auth(app: Any, meta: dict[str, Any], views: FilteredViews | None = None) -> Any:
     """Add the auth routes to the Starlette `app` and return it wrapped in access control.
 
@@ -40,9 +61,12 @@ def install_auth(app: Any, meta: dict[str, Any], views: FilteredViews | None = N
     db = Database(meta["dsn"])
     from services.access.revocations import RevocationList
 
-    validator = TokenValidator(auth["issuer"], auth["jwks_url"], auth["audience"],
+    # the app's one client for calls to the main node (JWKS, revocations, tokens, key lookups,
+    # sign-in); each call sets its own timeout; closed at shutdown (ClosesHttp below)
+    http = httpx.AsyncClient(timeout=5.0)
+    validator = TokenValidator(auth["issuer"], auth["jwks_url"], auth["audience"], http,
                                cache_seconds=settings["jwks_cache_seconds"], store=JwksStore(db),
-                               revocations=RevocationList(auth["issuer"] + "/revocations",
+                               revocations=RevocationList(auth["issuer"] + "/revocations", http,
                                                           settings["revocation_max_age"]))
     control = AccessControl(auth["node_id"], auth["levels"], db, validator,
                             public_requires_key=settings["public_requires_key"])
@@ -66,7 +90,7 @@ def install_auth(app: Any, meta: dict[str, Any], views: FilteredViews | None = N
         async def register_locally(data: dict, via: str, ip: str) -> Any:
             return await reg(main_db, auth["node_id"], data, via, ip)
 
-    routes = NodeAuthRoutes(meta["node"], auth, control, node_secret, register_locally)
+    routes = NodeAuthRoutes(meta["node"], auth, control, node_secret, http, register_locally)
     control.keys = KeyChecker(db, auth["node_id"], main_db=main_db if auth["is_main"] else None,
                               auth=auth, node_client=routes.client,
                               public_requires_key=settings["public_requires_key"],
@@ -94,5 +118,5 @@ def install_auth(app: Any, meta: dict[str, Any], views: FilteredViews | None = N
                         cookies=(access.token_cookie(auth["node_id"]), SESSION_COOKIE),
                         verifier=lambda path: sso_csrf if path.startswith("/sso/") else node_csrf,
                         db=db, node_id=auth["node_id"])
-    return SweeperLifespan(SecureCookies(InputGuard(guarded, db, auth["node_id"]),
-                                         meta["node"]["base_url"]), sweeper)
+    return ClosesHttp(SweeperLifespan(SecureCookies(InputGuard(guarded, db, auth["node_id"]),
+                                                    meta["node"]["base_url"]), sweeper), http)

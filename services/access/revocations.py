@@ -49,8 +49,9 @@ def listing(db: Database, after: int, limit: int = 5000) -> list[dict[str, Any]]
 class RevocationList:
     """A node's copy of the main node's revocations, refreshed in the background."""
 
-    def __init__(self, url: str, max_age: float = 300.0):
+    def __init__(self, url: str, http: httpx.AsyncClient, max_age: float = 300.0):
         self.url, self.max_age = url, max_age
+        self.http = http  # the app's client
         self.last_ok: float | None = None  # monotonic time of the last successful poll
         self.started = time.monotonic()
         self.failure = ""  # why the last poll failed ("" after a success)
@@ -115,14 +116,13 @@ class RevocationList:
 
     async def poll(self) -> None:
         try:
-            async with httpx.AsyncClient(timeout=3.0) as client:
-                while True:
-                    r = await client.get(self.url, params={"after": self.after})
-                    r.raise_for_status()
-                    rows = r.json()["revocations"]
-                    self.apply(rows)
-                    if len(rows) < 5000:
-                        break
+            while True:
+                r = await self.http.get(self.url, params={"after": self.after}, timeout=3.0)
+                r.raise_for_status()
+                rows = r.json()["revocations"]
+                self.apply(rows)
+                if len(rows) < 5000:
+                    break
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             reason = f"main node unreachable ({type(exc).__name__})"
             if not self.failure:  # once per outage, not every 3 s

@@ -4,19 +4,19 @@ through the main node (OIDC relying party), the caller's identity, and access gr
 from __future__ import annotations
 
 import base64
-import hashlib
 import secrets
-import time
 from typing import Any
 from urllib.parse import urlencode
 
 import anyio
 import httpx
+from authlib.integrations.base_client import OAuthError
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from services.access import grants
+from services.access.clients import AppOAuth2Client, ClientCredentials, TokenUnavailable
 from services.access.control import AccessControl, token_cookie
 from services.access.models import GrantDecision
 from services.errors import AuthError, BadRequest, Unauthorized, route_group
@@ -50,42 +50,48 @@ class MainUnavailable(AuthError):
 
 
 class NodeClient:
-    """This node as an OAuth client of the main node (client credentials), for forwarding."""
+    """This node as an OAuth client of the main node (client credentials), for forwarding.
 
-    def __init__(self, auth: dict[str, Any]):
-        self.auth = auth
-        self._tokens: dict[str, tuple[float, str]] = {}
+    Tokens per scope come from `ClientCredentials` (Authlib), requests go through `http`, the
+    app's one client.
+    """
 
-    async def token(self, client: httpx.AsyncClient, scope: str = "register") -> str:
-        hit = self._tokens.get(scope)
-        if hit and hit[0] > time.time() + 30:
-            return hit[1]
-        r = await client.post(self.auth["token_url"],
-                              data={"grant_type": "client_credentials", "scope": scope},
-                              auth=(self.auth["client_id"], self.auth["client_secret"]))
-        if r.status_code != 200:
-            raise MainUnavailable()
-        body = r.json()
-        self._tokens[scope] = (time.time() + int(body.get("expires_in", 60)), body["access_token"])
-        return body["access_token"]
+    def __init__(self, auth: dict[str, Any], http: httpx.AsyncClient):
+        self.auth, self.http = auth, http
+        self.credentials = ClientCredentials(http, auth["token_url"], auth["client_id"],
+                                             auth["client_secret"], timeout=5.0)
+
+    async def token(self, scope: str = "register") -> str:
+        """A client-credentials token; MainUnavailable if refused, httpx.HTTPError if down."""
+        try:
+            return await self.credentials.token(scope)
+        except TokenUnavailable:
+            raise MainUnavailable() from None
 
     async def forward_registration(self, data: dict[str, Any]) -> httpx.Response:
         try:
-            async with httpx.AsyncClient(timeout=5.0) as client:
-                token = await self.token(client)
-                return await client.post(self.auth["main_url"] + "/sso/api/users", json=data,
-                                         headers={"Authorization": f"Bearer {token}"})
+            token = await self.token()
+            return await self.http.post(self.auth["main_url"] + "/sso/api/users", json=data,
+                                        headers={"Authorization": f"Bearer {token}"},
+                                        timeout=5.0)
         except (httpx.HTTPError, ValueError, KeyError):
             raise MainUnavailable() from None
 
 
 class NodeAuthRoutes:
     def __init__(self, node: dict[str, Any], auth: dict[str, Any], control: AccessControl,
-                 secret: str, register_locally: Any = None):
+                 secret: str, http: httpx.AsyncClient, register_locally: Any = None):
         self.node, self.auth, self.control = node, auth, control
         self.db = control.db
         self.csrf = Csrf(secret)
-        self.client = NodeClient(auth)
+        self.http = http
+        self.client = NodeClient(auth, http)
+        # the OIDC relying party: Authlib builds the authorization URL (PKCE S256) and the code
+        # exchange; the state and verifier travel in this node's cookie, not a server session
+        self.oidc = AppOAuth2Client(
+            http, timeout=5.0, client_id=auth["client_id"], client_secret=auth["client_secret"],
+            scope="openid profile geoplat", redirect_uri=node["base_url"] + "/auth/callback",
+            code_challenge_method="S256", token_endpoint=auth["token_url"])
         self.register_locally = register_locally  # set on the main node
 
     def routes(self) -> list[BaseRoute]:
@@ -153,9 +159,9 @@ class NodeAuthRoutes:
 
     async def _main_reachable(self) -> bool:
         try:
-            async with httpx.AsyncClient(timeout=2.0) as client:
-                r = await client.get(self.auth["issuer"] + "/.well-known/openid-configuration")
-                return r.status_code == 200
+            r = await self.http.get(self.auth["issuer"] + "/.well-known/openid-configuration",
+                                    timeout=2.0)
+            return r.status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -165,13 +171,9 @@ class NodeAuthRoutes:
         state, verifier = secrets.token_urlsafe(16), secrets.token_urlsafe(48)
         back = base64.urlsafe_b64encode(local_path(request.query_params.get("next")).encode()
                                         ).decode()
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()
-                                             ).rstrip(b"=").decode()
-        params = {"response_type": "code", "client_id": self.auth["client_id"],
-                  "redirect_uri": self.node["base_url"] + "/auth/callback",
-                  "scope": "openid profile geoplat", "state": state,
-                  "code_challenge": challenge, "code_challenge_method": "S256"}
-        response = RedirectResponse(self.auth["issuer"] + "/authorize?" + urlencode(params), 302)
+        url, _ = self.oidc.create_authorization_url(self.auth["issuer"] + "/authorize",
+                                                    state=state, code_verifier=verifier)
+        response = RedirectResponse(url, 302)
         response.set_cookie(STATE_COOKIE, f"{state}.{verifier}.{back}", max_age=600,
                             httponly=True, samesite="lax", path="/auth")
         return response
@@ -182,23 +184,21 @@ class NodeAuthRoutes:
         if not state or not secrets.compare_digest(state, request.query_params.get("state", "")):
             raise BadRequest("The sign-in state does not match; start again.")
         try:
-            async with httpx.AsyncClient(timeout=5.0) as client:
-                r = await client.post(self.auth["token_url"], data={
-                    "grant_type": "authorization_code", "code": request.query_params.get("code", ""),
-                    "redirect_uri": self.node["base_url"] + "/auth/callback",
-                    "code_verifier": verifier},
-                    auth=(self.auth["client_id"], self.auth["client_secret"]))
+            token = dict(await self.oidc.fetch_token(code=request.query_params.get("code", ""),
+                                                     code_verifier=verifier))
+            access_token, expires_in = str(token["access_token"]), int(token["expires_in"])
+        except (OAuthError, httpx.HTTPStatusError, ValueError, KeyError, TypeError):
+            raise Unauthorized("The main node did not issue a token.", title="Sign-in failed") from None
         except httpx.HTTPError:
             raise MainUnavailable() from None
-        if r.status_code != 200:
-            raise Unauthorized("The main node did not issue a token.", title="Sign-in failed")
-        token = r.json()
+        finally:
+            self.oidc.token = None  # the client is shared by every sign-in: keep no user's token
         try:
             target = local_path(base64.urlsafe_b64decode(back.encode()).decode())
         except ValueError:
             target = DEFAULT_AFTER_LOGIN
         response = RedirectResponse(target, 303)
-        response.set_cookie(token_cookie(self.node["id"]), token["access_token"], max_age=int(token["expires_in"]),
+        response.set_cookie(token_cookie(self.node["id"]), access_token, max_age=expires_in,
                             httponly=True, samesite="lax", path="/")
         response.delete_cookie(STATE_COOKIE, path="/auth")
         return response

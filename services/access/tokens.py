@@ -14,13 +14,62 @@ from typing import Any
 
 import anyio
 import httpx
-import jwt
-from jwt.algorithms import RSAAlgorithm
+from joserfc import jws, jwt
+from joserfc.errors import ExpiredTokenError, JoseError
+from joserfc.jwk import RSAKey
 
 from services.errors import AuthError
 
 ALLOWED_ALGS = {"RS256"}
 REFETCH_MIN_INTERVAL = 5.0
+LEEWAY = 10  # seconds of clock difference allowed for exp, nbf, iat
+ACCESS_CLAIMS = ("exp", "iat", "iss", "aud", "sub")
+
+
+class TokenRefused(Exception):
+    """A JWT that does not verify; `expired` when only its lifetime is over."""
+
+    def __init__(self, expired: bool = False):
+        super().__init__("expired" if expired else "invalid")
+        self.expired = expired
+
+
+def unverified_header(token: str) -> dict[str, Any]:
+    """The protected header of a compact JWS, unverified; TokenRefused if it is malformed."""
+    try:
+        header = jws.extract_compact(token.encode()).headers()
+    except (JoseError, ValueError, TypeError, UnicodeError):
+        raise TokenRefused() from None
+    if not isinstance(header, dict):
+        raise TokenRefused()
+    return dict(header)
+
+
+def parse_jwks(jwks: dict[str, Any]) -> dict[str, RSAKey]:
+    """kid -> RSA public key, for the RSA keys of a JWKS that have a kid."""
+    keys = {}
+    for jwk in jwks.get("keys", []):
+        if isinstance(jwk, dict) and jwk.get("kty") == "RSA" and isinstance(jwk.get("kid"), str):
+            keys[jwk["kid"]] = RSAKey.import_key(jwk)
+    return keys
+
+
+def verified_claims(token: str, key: RSAKey, *, issuer: str, audience: str,
+                    require: tuple[str, ...], leeway: int = 0) -> dict[str, Any]:
+    """The claims of an RS256 JWT signed by `key` for `issuer` and `audience` (both required),
+    with every claim of `require` present and exp/nbf/iat within `leeway`; TokenRefused
+    otherwise."""
+    try:
+        claims = jwt.decode(token, key, algorithms=sorted(ALLOWED_ALGS)).claims
+        options: dict[str, Any] = {name: {"essential": True} for name in require}
+        options["iss"] = {"essential": True, "value": issuer}  # always checked, so always required
+        options["aud"] = {"essential": True, "value": audience}
+        jwt.JWTClaimsRegistry(leeway=leeway, **options).validate(claims)
+    except ExpiredTokenError:
+        raise TokenRefused(expired=True) from None
+    except (JoseError, ValueError, TypeError):
+        raise TokenRefused() from None
+    return claims
 
 
 @dataclass(frozen=True)
@@ -49,9 +98,10 @@ def invalid(detail: str) -> AuthError:
 class TokenValidator:
     """Checks signature (RS256 only, keys from JWKS), iss, aud, exp, typ of access tokens."""
 
-    def __init__(self, issuer: str, jwks_url: str, audience: str, cache_seconds: float = 300,
-                 store: Any = None, revocations: Any = None):
+    def __init__(self, issuer: str, jwks_url: str, audience: str, http: httpx.AsyncClient,
+                 cache_seconds: float = 300, store: Any = None, revocations: Any = None):
         self.issuer, self.jwks_url, self.audience = issuer, jwks_url, audience
+        self.http = http  # the app's client
         # `revocations` (services.access.revocations.RevocationList): tokens revoked before expiry
         self.revocations = revocations
         self.cache_seconds = cache_seconds
@@ -72,14 +122,13 @@ class TokenValidator:
                 return
             self._last_try = now
             try:
-                async with httpx.AsyncClient(timeout=3.0) as client:
-                    r = await client.get(self.jwks_url)
-                    r.raise_for_status()
-                    jwks = r.json()
+                r = await self.http.get(self.jwks_url, timeout=3.0)
+                r.raise_for_status()
+                jwks = r.json()
                 self._keys, self._fetched = self._parse(jwks), now
                 if self.store is not None:
                     await anyio.to_thread.run_sync(self.store.save, jwks)
-            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            except (httpx.HTTPError, JoseError, ValueError, KeyError, TypeError):
                 # keep what we have: issued tokens keep working while the main node is down
                 if not self._keys and self.store is not None:
                     try:
@@ -90,11 +139,7 @@ class TokenValidator:
 
     @staticmethod
     def _parse(jwks: dict[str, Any]) -> dict[str, Any]:
-        keys = {}
-        for jwk in jwks.get("keys", []):
-            if isinstance(jwk, dict) and jwk.get("kty") == "RSA" and isinstance(jwk.get("kid"), str):
-                keys[jwk["kid"]] = RSAAlgorithm.from_jwk(jwk)
-        return keys
+        return parse_jwks(jwks)
 
     async def key_for(self, kid: str) -> Any:
         if not self._keys or time.monotonic() - self._fetched > self.cache_seconds:
@@ -129,13 +174,14 @@ class TokenValidator:
 
     async def _verify(self, token: str) -> Principal:
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
+            header = unverified_header(token)
+        except TokenRefused:
             raise invalid("The token is malformed.") from None
         alg, kid = header.get("alg"), header.get("kid")
         if alg not in ALLOWED_ALGS:
             raise invalid("The token's signing algorithm is not accepted.")
-        if header.get("typ", "").lower() not in ("at+jwt", "application/at+jwt"):
+        typ = header.get("typ", "")
+        if not isinstance(typ, str) or typ.lower() not in ("at+jwt", "application/at+jwt"):
             raise invalid("Not an access token.")
         if not isinstance(kid, str):
             raise invalid("The token names no key.")
@@ -143,12 +189,11 @@ class TokenValidator:
         if key is None:
             raise invalid("The token was not signed by this federation's issuer.")
         try:
-            claims = jwt.decode(token, key, algorithms=sorted(ALLOWED_ALGS), audience=self.audience,
-                                issuer=self.issuer, leeway=10,
-                                options={"require": ["exp", "iat", "iss", "aud", "sub"]})
-        except jwt.ExpiredSignatureError:
-            raise invalid("The token has expired.") from None
-        except jwt.PyJWTError:
+            claims = verified_claims(token, key, issuer=self.issuer, audience=self.audience,
+                                     require=ACCESS_CLAIMS, leeway=LEEWAY)
+        except TokenRefused as exc:
+            if exc.expired:
+                raise invalid("The token has expired.") from None
             raise invalid("The token is not valid for this federation.") from None
         roles = claims.get("roles") or []
         return Principal(sub=str(claims["sub"]), username=str(claims.get("preferred_username", "")),

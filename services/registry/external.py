@@ -173,65 +173,79 @@ def resolve_checked(url: str, cfg: RegistrySettings) -> tuple[str, str]:
     return host, ips[0]
 
 
-def safe_get(url: str, cfg: RegistrySettings, *, accept: str = "*/*") -> Fetched:
-    """GET `url` under the SSRF rules; HarvestError on refusal, timeout, oversize or bad status."""
+def guarded_client(timeout: httpx.Timeout | float = 5.0) -> httpx.Client:
+    """An HTTP client for `safe_get`: nothing from the environment (no proxies), redirects not
+    followed by httpx (safe_get follows them by hand, checking every hop)."""
+    return httpx.Client(timeout=timeout, trust_env=False, follow_redirects=False)
+
+
+def safe_get(url: str, cfg: RegistrySettings, *, accept: str = "*/*",
+             http: httpx.Client | None = None) -> Fetched:
+    """GET `url` under the SSRF rules; HarvestError on refusal, timeout, oversize or bad status.
+
+    `http`: the caller's client from `guarded_client()` (the registry worker shares one);
+    without it, one for this call.
+    """
+    if http is None:
+        with guarded_client() as own:
+            return safe_get(url, cfg, accept=accept, http=own)
     started = time.monotonic()
     deadline = started + cfg.fetch_timeout * 2
     timeout = httpx.Timeout(cfg.fetch_timeout, connect=min(cfg.fetch_timeout, 5.0))
     current = url
-    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
-        for _hop in range(cfg.max_redirects + 1):
-            host, ip = resolve_checked(current, cfg)
-            parts = urlsplit(current)
-            netloc_ip = f"[{ip}]" if ":" in ip else ip
-            if parts.port:
-                netloc_ip += f":{parts.port}"
-            pinned = urlunsplit((parts.scheme, netloc_ip, parts.path or "/", parts.query, ""))
-            headers = {"Host": parts.netloc, "User-Agent": USER_AGENT,
-                       "Accept": accept}
-            ext = {"sni_hostname": host} if parts.scheme == "https" else {}
-            try:
-                with client.stream("GET", pinned, headers=headers, extensions=ext) as r:
-                    if r.status_code in (301, 302, 303, 307, 308):
-                        location = r.headers.get("location")
-                        if not location:
-                            raise HarvestError("The service answered a redirect without a target.")
-                        try:
-                            current = urljoin(current, location)
-                        except ValueError:
-                            raise HarvestError("The service redirected to a malformed URL.") \
-                                from None
-                        continue
-                    declared = r.headers.get("content-length")
-                    if declared and declared.isdigit() and int(declared) > cfg.max_document_bytes:
+    for _hop in range(cfg.max_redirects + 1):
+        host, ip = resolve_checked(current, cfg)
+        parts = urlsplit(current)
+        netloc_ip = f"[{ip}]" if ":" in ip else ip
+        if parts.port:
+            netloc_ip += f":{parts.port}"
+        pinned = urlunsplit((parts.scheme, netloc_ip, parts.path or "/", parts.query, ""))
+        headers = {"Host": parts.netloc, "User-Agent": USER_AGENT,
+                   "Accept": accept}
+        ext = {"sni_hostname": host} if parts.scheme == "https" else {}
+        try:
+            with http.stream("GET", pinned, headers=headers, extensions=ext, timeout=timeout,
+                             follow_redirects=False) as r:
+                if r.status_code in (301, 302, 303, 307, 308):
+                    location = r.headers.get("location")
+                    if not location:
+                        raise HarvestError("The service answered a redirect without a target.")
+                    try:
+                        current = urljoin(current, location)
+                    except ValueError:
+                        raise HarvestError("The service redirected to a malformed URL.") \
+                            from None
+                    continue
+                declared = r.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > cfg.max_document_bytes:
+                    raise HarvestError("The capabilities document is too large.", 413,
+                                       "Document too large")
+                chunks, size = [], 0
+                for chunk in r.iter_bytes():
+                    size += len(chunk)
+                    if size > cfg.max_document_bytes:
                         raise HarvestError("The capabilities document is too large.", 413,
                                            "Document too large")
-                    chunks, size = [], 0
-                    for chunk in r.iter_bytes():
-                        size += len(chunk)
-                        if size > cfg.max_document_bytes:
-                            raise HarvestError("The capabilities document is too large.", 413,
-                                               "Document too large")
-                        if time.monotonic() > deadline:
-                            raise HarvestError("The service did not answer in time.", 504,
-                                               "Service timeout")
-                        chunks.append(chunk)
-                    return Fetched(current, r.status_code, r.headers.get("content-type", ""),
-                                   b"".join(chunks), (time.monotonic() - started) * 1000)
-            except httpx.TimeoutException:
-                raise HarvestError("The service did not answer in time.", 504,
-                                   "Service timeout") from None
-            except httpx.RemoteProtocolError as exc:
-                # httpx parses a redirect's Location even when not following it, and refuses
-                # what it cannot read (e.g. http://0177.0.0.1/): that is the service's bad URL
-                if "location header" in str(exc).lower():
-                    raise BadURL("The service redirected to a malformed URL.") from None
-                raise HarvestError("The service could not be reached.", 502,
-                                   "Service unreachable") from None
-            except httpx.HTTPError:
-                raise HarvestError("The service could not be reached.", 502,
-                                   "Service unreachable") from None
-        raise HarvestError("Too many redirects.")
+                    if time.monotonic() > deadline:
+                        raise HarvestError("The service did not answer in time.", 504,
+                                           "Service timeout")
+                    chunks.append(chunk)
+                return Fetched(current, r.status_code, r.headers.get("content-type", ""),
+                               b"".join(chunks), (time.monotonic() - started) * 1000)
+        except httpx.TimeoutException:
+            raise HarvestError("The service did not answer in time.", 504,
+                               "Service timeout") from None
+        except httpx.RemoteProtocolError as exc:
+            # httpx parses a redirect's Location even when not following it, and refuses
+            # what it cannot read (e.g. http://0177.0.0.1/): that is the service's bad URL
+            if "location header" in str(exc).lower():
+                raise BadURL("The service redirected to a malformed URL.") from None
+            raise HarvestError("The service could not be reached.", 502,
+                               "Service unreachable") from None
+        except httpx.HTTPError:
+            raise HarvestError("The service could not be reached.", 502,
+                               "Service unreachable") from None
+    raise HarvestError("Too many redirects.")
 
 
 # --- reading capabilities -------------------------------------------------------------------
@@ -290,7 +304,8 @@ def _from_xml(url: str, body: bytes, wanted: str | None) -> dict[str, Any]:
     raise HarvestError("The URL did not answer a WMS or WMTS capabilities document.")
 
 
-def _from_json(url: str, doc: Any, cfg: RegistrySettings, wanted: str | None) -> dict[str, Any]:
+def _from_json(url: str, doc: Any, cfg: RegistrySettings, wanted: str | None,
+               http: httpx.Client | None = None) -> dict[str, Any]:
     if not isinstance(doc, dict) or not isinstance(doc.get("links"), list):
         raise HarvestError("The URL did not answer an OGC API document.")
     title = str(doc.get("title") or "OGC API")
@@ -316,7 +331,7 @@ def _from_json(url: str, doc: Any, cfg: RegistrySettings, wanted: str | None) ->
     classes: list[str] = []
     if conf_href:
         try:
-            got = safe_get(urljoin(url, conf_href), cfg, accept="application/json")
+            got = safe_get(urljoin(url, conf_href), cfg, accept="application/json", http=http)
             classes = [str(c) for c in json.loads(got.body).get("conformsTo", [])]
         except (HarvestError, ValueError, AttributeError, TypeError):
             classes = []
@@ -333,13 +348,20 @@ def _from_json(url: str, doc: Any, cfg: RegistrySettings, wanted: str | None) ->
             "bbox": None}
 
 
-def harvest(url: str, cfg: RegistrySettings, wanted: str | None = None) -> dict[str, Any]:
-    """Read the service at `url` and describe it: type, title, description, keywords, bbox."""
+def harvest(url: str, cfg: RegistrySettings, wanted: str | None = None, *,
+            http: httpx.Client | None = None) -> dict[str, Any]:
+    """Read the service at `url` and describe it: type, title, description, keywords, bbox.
+
+    `http`: the caller's client from `guarded_client()`; without it, one for this harvest.
+    """
+    if http is None:
+        with guarded_client() as own:
+            return harvest(url, cfg, wanted, http=own)
     if wanted in ("WMS", "WMTS") and "request=" not in url.lower() and not url.lower().endswith(
             ".xml"):
         sep = "&" if "?" in url else "?"
         url = f"{url}{sep}SERVICE={wanted}&REQUEST=GetCapabilities"
-    got = safe_get(url, cfg, accept="application/json, application/xml, text/xml")
+    got = safe_get(url, cfg, accept="application/json, application/xml, text/xml", http=http)
     if got.status >= 400:
         raise HarvestError(f"The service answered HTTP {got.status}.", 422,
                            "Not a usable service")
@@ -352,7 +374,7 @@ def harvest(url: str, cfg: RegistrySettings, wanted: str | None = None) -> dict[
         except (ValueError, UnicodeDecodeError):
             raise HarvestError("The URL did not answer a service capabilities document.") from None
         try:
-            info = _from_json(got.url, doc, cfg, wanted)
+            info = _from_json(got.url, doc, cfg, wanted, http)
         except (TypeError, KeyError, AttributeError, IndexError):  # a hostile document's shape
             raise HarvestError("The OGC API document could not be read.") from None
     if wanted and wanted != info["type"] and info["type"] in ("WMS", "WMTS"):

@@ -29,11 +29,12 @@ def _classify(ok: bool, latency_ms: float, reported: str | None, cfg: RegistrySe
     return "up"
 
 
-def probe_node(base_url: str, timeout: float, cfg: RegistrySettings) -> tuple[str, float | None]:
+def probe_node(base_url: str, timeout: float, cfg: RegistrySettings,
+               http: httpx.Client) -> tuple[str, float | None]:
     """A node's /health (trusted: it comes from the federation config)."""
     t0 = time.perf_counter()
     try:
-        r = httpx.get(base_url.rstrip("/") + "/health", timeout=timeout, trust_env=False)
+        r = http.get(base_url.rstrip("/") + "/health", timeout=timeout, follow_redirects=False)
         ms = (time.perf_counter() - t0) * 1000
         body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
         reported = body.get("status") if isinstance(body, dict) else None
@@ -43,12 +44,13 @@ def probe_node(base_url: str, timeout: float, cfg: RegistrySettings) -> tuple[st
         return "down", None
 
 
-def probe_service(url: str, cfg: RegistrySettings, timeout: float) -> tuple[str, float | None]:
+def probe_service(url: str, cfg: RegistrySettings, timeout: float,
+                  http: httpx.Client) -> tuple[str, float | None]:
     """An external service, through the same SSRF rules as its registration."""
     probe_cfg = cfg.model_copy(update={"fetch_timeout": timeout, "max_document_bytes": max(
         cfg.max_document_bytes, 10_000)})
     try:
-        got = safe_get(url, probe_cfg)
+        got = safe_get(url, probe_cfg, http=http)
     except HarvestError:
         return "down", None
     return _classify(got.status < 400, got.elapsed_ms, None, cfg), round(got.elapsed_ms, 1)
@@ -91,8 +93,12 @@ def record_health(db: Database, ids: list[str], status: str, latency: float | No
     return changed
 
 
-def probe_area(db: Database, meta: dict[str, Any]) -> dict[str, str]:
-    """One round of probes; returns {what: status} (for logs and tests)."""
+def probe_area(db: Database, meta: dict[str, Any], http: httpx.Client) -> dict[str, str]:
+    """One round of probes; returns {what: status} (for logs and tests).
+
+    `http`: the worker's client from `external.guarded_client()` (every probe sets its own
+    timeout), shared by the probes' threads.
+    """
     cfg = RegistrySettings(**meta["registry"]["settings"])
     node = meta["node"]
     upward = bool(meta["registry"]["parent"])
@@ -106,11 +112,12 @@ def probe_area(db: Database, meta: dict[str, Any]) -> dict[str, str]:
     jobs: dict[str, Any] = {}
     out: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=8) as pool:
-        jobs["self"] = pool.submit(probe_node, node["base_url"], min(timeout, 5.0), cfg)
+        jobs["self"] = pool.submit(probe_node, node["base_url"], min(timeout, 5.0), cfg, http)
         for child in meta["registry"]["children"]:
-            jobs[f"{child['id']}:node"] = pool.submit(probe_node, child["base_url"], timeout, cfg)
+            jobs[f"{child['id']}:node"] = pool.submit(probe_node, child["base_url"], timeout, cfg,
+                                                     http)
         for ext in externals:
-            jobs[ext["id"]] = pool.submit(probe_service, ext["url"], cfg, timeout)
+            jobs[ext["id"]] = pool.submit(probe_service, ext["url"], cfg, timeout, http)
         for key, fut in jobs.items():
             status, latency = fut.result()
             out[key] = status

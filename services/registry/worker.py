@@ -15,16 +15,20 @@ from typing import Any
 
 import httpx
 import psycopg2
+import tenacity
 
+from services.access.clients import SyncClientCredentials
 from services.db import Database
 from services.registry import federation, health
 from services.registry.db import refusal_add, state_get, state_set
+from services.registry.external import guarded_client
 from services.registry.settings import RegistrySettings
 
 LOGGER = logging.getLogger("geoplat.registry")
 LOCK_KEY = 4245
 BATCH = 500
 MAX_BACKOFF = 15.0
+PUSH_SCOPE = "geoplat"
 
 
 class Pusher:
@@ -40,28 +44,25 @@ class Pusher:
         self.db, self.meta = db, meta
         self.parent = meta["registry"]["parent"]
         self.auth = meta["auth"]
-        self._token: tuple[float, str] | None = None
+        self._credentials: SyncClientCredentials | None = None
         self.failures = 0
-        self.next_try = 0.0
         self.single_until = 0  # send one change per batch up to this outbox seq
         self.error: str | None = None
 
     def token(self, client: httpx.Client) -> str:
-        if self._token and self._token[0] > time.time() + 30:
-            return self._token[1]
-        r = client.post(self.auth["token_url"], data={"grant_type": "client_credentials",
-                                                      "scope": "geoplat"},
-                        auth=(self.auth["client_id"], self.auth["client_secret"]))
-        r.raise_for_status()
-        body = r.json()
-        self._token = (time.time() + int(body.get("expires_in", 60)), body["access_token"])
-        return body["access_token"]
+        """This node's client-credentials token (Authlib: renewed 30 s before it expires)."""
+        if self._credentials is None or self._credentials.http is not client:
+            self._credentials = SyncClientCredentials(
+                client, self.auth["token_url"], self.auth["client_id"],
+                self.auth["client_secret"], timeout=10.0)
+        return self._credentials.token(PUSH_SCOPE)
 
     def _post(self, client: httpx.Client, path: str, body: dict) -> httpx.Response:
         url = self.parent["base_url"].rstrip("/") + path
         r = client.post(url, json=body, headers={"Authorization": f"Bearer {self.token(client)}"})
-        if r.status_code == 401:  # token expired or keys rotated: once more with a new one
-            self._token = None
+        if r.status_code == 401 and self._credentials is not None:
+            # token expired or keys rotated: once more with a new one
+            self._credentials.forget(PUSH_SCOPE)
             r = client.post(url, json=body,
                             headers={"Authorization": f"Bearer {self.token(client)}"})
         return r
@@ -145,7 +146,6 @@ class Pusher:
 
     def failed(self, error: str) -> None:
         self.failures += 1
-        self.next_try = time.monotonic() + min(MAX_BACKOFF, 0.5 * 2 ** min(self.failures, 10))
         if self.error is None:  # shown in /registry/api/health until a push succeeds
             try:
                 state_set(self.db, "push_error", {"since": datetime.now(UTC).isoformat(),
@@ -155,7 +155,7 @@ class Pusher:
         self.error = error
 
     def succeeded(self) -> None:
-        self.failures, self.next_try = 0, 0.0
+        self.failures = 0
         if self.error is not None:
             try:
                 self.db.execute("DELETE FROM registry.state WHERE name = 'push_error'")
@@ -192,6 +192,9 @@ class RegistryWorker(threading.Thread):
         self.db = Database(meta["dsn"], maxconn=3)
         self.stop_event = threading.Event()
         self._lock_conn: Any = None
+        # the worker's one HTTP client (pushes, probes; each request sets its own timeout where
+        # it differs from this default), closed when the worker stops
+        self.http = guarded_client(httpx.Timeout(10.0, connect=3.0))
 
     def _acquire(self) -> bool:
         try:
@@ -216,13 +219,16 @@ class RegistryWorker(threading.Thread):
             return False
 
     def run(self) -> None:
-        while not self.stop_event.is_set():
-            if self._acquire():
-                try:
-                    self._work()
-                except Exception:
-                    LOGGER.exception("registry worker failed; retrying")
-            self.stop_event.wait(2.0)
+        try:
+            while not self.stop_event.is_set():
+                if self._acquire():
+                    try:
+                        self._work()
+                    except Exception:
+                        LOGGER.exception("registry worker failed; retrying")
+                self.stop_event.wait(2.0)
+        finally:
+            self.http.close()
 
     def _work(self) -> None:
         """Probe and push in two threads: a parent that hangs must not delay the probes."""
@@ -240,7 +246,7 @@ class RegistryWorker(threading.Thread):
         while not (done.is_set() or self.stop_event.is_set()):
             started = time.monotonic()
             try:
-                health.probe_area(self.db, self.meta)
+                health.probe_area(self.db, self.meta, self.http)
             except Exception:
                 LOGGER.exception("health probes failed")
             wait = self.cfg.health_interval - (time.monotonic() - started)
@@ -249,22 +255,49 @@ class RegistryWorker(threading.Thread):
     def _push_loop(self) -> None:
         pusher = Pusher(self.db, self.meta) if self.meta["registry"]["parent"] else None
         next_sync = time.monotonic() + min(self.cfg.full_sync_interval, 5.0)
-        with httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0), trust_env=False) as client:
-            while not self.stop_event.is_set() and self._holding():
-                now = time.monotonic()
-                if pusher is not None and now >= pusher.next_try:
-                    try:
-                        while pusher.push_once(client) == BATCH:
-                            pass
-                        if now >= next_sync:
-                            pusher.full_sync(client)
-                            next_sync = now + self.cfg.full_sync_interval
-                        pusher.succeeded()
-                    except Exception as exc:  # noqa: BLE001 - parent down, refused, ...
-                        LOGGER.warning("registry push to %s failed: %s",
-                                       self.meta["registry"]["parent"]["id"], exc)
-                        pusher.failed(str(exc))
-                self.stop_event.wait(self.cfg.push_interval)
+        while not self.stop_event.is_set() and self._holding():
+            if pusher is not None:
+                next_sync = self._push(pusher, self.http, next_sync)
+            self.stop_event.wait(self.cfg.push_interval)
+
+    def _push(self, pusher: Pusher, client: httpx.Client, next_sync: float) -> float:
+        """Push the outbox (and a full sync when due) until it succeeds; returns when the next
+        full sync is due.
+
+        A failure (parent down, refused as a whole, 401/403, 5xx; the changes a parent refuses
+        are parked by `push_once`, not retried) is tried again after 1, 2, 4, 8, then every
+        15 s; shutdown or the loss of the advisory lock ends the waiting at once.
+        """
+        due = {"sync": next_sync}
+
+        def attempt() -> None:
+            if self.stop_event.is_set():  # woken from the backoff by shutdown
+                return
+            now = time.monotonic()
+            while pusher.push_once(client) == BATCH:
+                pass
+            if now >= due["sync"]:
+                pusher.full_sync(client)
+                due["sync"] = now + self.cfg.full_sync_interval
+            pusher.succeeded()
+
+        def failed(outcome: Any) -> None:
+            exc = outcome.exception() if outcome is not None else None
+            LOGGER.warning("registry push to %s failed: %s", pusher.parent["id"], exc)
+            pusher.failed(str(exc))
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(Exception),
+            wait=tenacity.wait_exponential(multiplier=1, max=MAX_BACKOFF),
+            stop=tenacity.stop_when_event_set(self.stop_event) | tenacity.stop_any(
+                lambda _state: not self._holding()),
+            sleep=self.stop_event.wait,  # an Event, so shutdown interrupts the backoff
+            before_sleep=lambda state: failed(state.outcome), reraise=False)
+        try:
+            retrying(attempt)
+        except tenacity.RetryError as stopped:  # shutdown or lock lost while failing
+            failed(stopped.last_attempt)
+        return due["sync"]
 
 
 def start(meta: dict[str, Any]) -> RegistryWorker | None:

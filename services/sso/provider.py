@@ -28,6 +28,7 @@ from authlib.oidc.core.grants import OpenIDCode
 from joserfc.jwk import RSAKey
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from services.access.tokens import TokenRefused, parse_jwks, unverified_header, verified_claims
 from services.db import Database
 from services.sso import accounts
 from services.sso.signing import Signer
@@ -306,18 +307,13 @@ class Provider(rfc6749.AuthorizationServer):
 
     def query_access(self, value: str) -> AccessToken | None:
         """An access token this provider signed (any of its published keys), still unexpired."""
-        import jwt
-
-        from services.access.tokens import TokenValidator
-
         try:
-            kid = jwt.get_unverified_header(value).get("kid")
-            key = TokenValidator._parse(self.signer.jwks()).get(kid)
+            key = parse_jwks(self.signer.jwks()).get(unverified_header(value).get("kid"))
             if key is None:
                 return None
-            claims = jwt.decode(value, key, algorithms=["RS256"], audience=self.audience,
-                                issuer=self.issuer, options={"require": ["exp", "jti"]})
-        except jwt.PyJWTError:
+            claims = verified_claims(value, key, issuer=self.issuer, audience=self.audience,
+                                     require=("exp", "jti"))
+        except TokenRefused:
             return None
         return AccessToken(str(claims["jti"]), float(claims["exp"]), str(claims.get("client_id", "")))
 

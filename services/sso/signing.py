@@ -12,10 +12,10 @@ import threading
 import time
 from typing import Any
 
-import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 
 from services.db import Database
 
@@ -28,8 +28,9 @@ def create_key(db: Database) -> str:
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()).decode()
     kid = time.strftime("%Y%m%d") + "-" + secrets.token_hex(4)
-    jwk = json.loads(RSAAlgorithm.to_jwk(private.public_key()))
-    jwk.update({"kid": kid, "alg": "RS256", "use": "sig"})
+    public = RSAKey.import_key(private.public_key()).as_dict(private=False)
+    jwk = {"kty": "RSA", "key_ops": ["verify"], "n": public["n"], "e": public["e"],
+           "kid": kid, "alg": "RS256", "use": "sig"}
     db.execute("INSERT INTO auth.signing_keys (kid, alg, private_pem, public_jwk) "
                "VALUES (%s, 'RS256', %s, %s)", (kid, pem, json.dumps(jwk)))
     return kid
@@ -59,6 +60,7 @@ class Signer:
         self._lock = threading.Lock()
         self._loaded = 0.0
         self._current: tuple[str, str] | None = None
+        self._key: RSAKey | None = None  # the current private key, parsed once per load
         self._jwks: dict[str, Any] = {"keys": []}
 
     def _load(self) -> None:
@@ -68,7 +70,10 @@ class Signer:
             rows = self.db.all("SELECT kid, private_pem, public_jwk, active FROM auth.signing_keys "
                                "WHERE retired_at IS NULL ORDER BY created_at DESC")
             active = [r for r in rows if r["active"]] or rows
-            self._current = (active[0]["kid"], active[0]["private_pem"])
+            current = (active[0]["kid"], active[0]["private_pem"])
+            if current != self._current:
+                self._key = RSAKey.import_key(current[1])
+            self._current = current
             self._jwks = {"keys": [r["public_jwk"] for r in rows]}
             self._loaded = time.monotonic()
 
@@ -90,6 +95,8 @@ class Signer:
 
     def sign(self, claims: dict[str, Any], typ: str = "JWT") -> str:
         self._load()
-        assert self._current
-        kid, pem = self._current
-        return jwt.encode(claims, pem, algorithm="RS256", headers={"kid": kid, "typ": typ})
+        with self._lock:  # kid and key of one load
+            assert self._current and self._key
+            kid, key = self._current[0], self._key
+        return jwt.encode({"alg": "RS256", "kid": kid, "typ": typ}, claims, key,
+                          algorithms=list(ALGORITHMS))
