@@ -295,12 +295,13 @@ def create_app(node_dir: str | os.PathLike | None = None) -> Starlette:
         return problem(500, "Internal Server Error", "The request could not be completed.")
 
     from services.access import rules  # who may call what: every route group (issue 12)
-    from services.access.require import attach, guard_group
+    from services.access.require import attach, guard_group, ogc_root
     from tiles.service import tile_routes  # WMTS/WMS/TMS and Tianditu routes (issue 3)
 
     app = Starlette(routes=[
         *guard_group(rules.NODE, [Route("/", landing), Route("/health", health.endpoint)]),
-        *guard_group(rules.OGC, [Mount("/ogc", app=starlette_app.APP)]),
+        *guard_group(rules.OGC, [Route("/ogc", ogc_root, methods=["GET", "HEAD", "OPTIONS"]),
+                                 Mount("/ogc", app=starlette_app.APP)]),
         *guard_group(rules.TILE_SURFACES, tile_routes(node_dir)),
     ], exception_handlers={404: not_found, 500: server_error})
     from services.registry.web import install_registry  # service registry (issue 5)

@@ -31,7 +31,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -298,6 +299,12 @@ def is_page(scope: Scope) -> bool:
         fmt = c.query_params.get("f")
         return fmt == "html" or (fmt is None and "text/html" in c.headers.get("accept", ""))
     return False
+
+
+async def ogc_root(request: Request) -> Response:
+    """`/ogc` without the slash, a route of the pygeoapi group so that its requirement answers
+    it: the filtered landing page for a caller with hidden layers, else the mount's address."""
+    return RedirectResponse(request.url.replace(path=request.url.path + "/"))
 
 
 async def ogc_api(app: ASGIApp, req: Requirement, control: AccessControl, scope: Scope,
