@@ -84,7 +84,8 @@ def test_every_route_of_a_node_carries_a_requirement(federation, node: str) -> N
     assert kinds["/api/layers"] == "publisher" and kinds["/publish"] == "public-page"
     assert ("/sso/token" in kinds) == (node == "national")  # the OIDC provider: main node only
     if node == "national":
-        assert kinds["/sso/token"] == "protocol" and kinds["/sso/jwks"] == "public"
+        assert kinds["/sso/token"] == kinds["/sso/revoke"] == "client"
+        assert kinds["/sso/jwks"] == "public" and kinds["/sso/api/keys"] == "protocol"
     # every route the rules name is mounted (a rule for a route that is gone is a stale rule)
     named = {p for group in rules.GROUPS.values() for p in group}
     if node != "national":
@@ -146,3 +147,11 @@ def test_nginx_fast_path_follows_the_tile_routes_requirement() -> None:
     assert Requirement("public").nginx_need(True) is None
     assert rules.PUBLIC.nginx_need(False) is None and not rules.PAGE.keyed
     assert all(r.keyed for r in rules.TILE_SURFACES.values())
+
+
+def test_csrf_exemptions_are_the_client_authenticated_routes() -> None:
+    """The CSRF guard exempts exactly the routes whose caller is an OAuth client (no cookie)."""
+    from services.web.guards import CSRF_EXEMPT
+
+    assert CSRF_EXEMPT == {"/sso/token", "/sso/revoke"} == {
+        p for p, r in rules.SSO.items() if r.kind == "client"}

@@ -9,8 +9,9 @@ services/access/rules.py; a route mounted without one fails `tests/test_access_r
 Kinds:
 - `public`, `public-page`: anyone, no key (`/`, `/health`, the sign-in and registration pages);
   explicit, so that "anyone" is a decision and not an omission.
-- `protocol`: OAuth 2.0 / OIDC endpoints, whose protocol authenticates the client or the
-  bearer token in the endpoint itself (RFC 6749 section 2.3, RFC 6750); `check`: `/auth/check`,
+- `client`: OAuth 2.0 endpoints where the client authenticates in the request (RFC 6749
+  section 2.3, RFC 7009; never a cookie, so no CSRF token); `protocol`: OIDC/OAuth endpoints
+  that validate the bearer token (RFC 6750) and its scope or roles; `check`: `/auth/check`,
   the fast path's decision about another request (it runs the same check on that request).
 - `ogc-api`: the pygeoapi mount; per request `features` (items), `tiles` (MVT), `metadata`,
   with the layer from the collection path, hidden layers left out of the listings, and
@@ -40,7 +41,7 @@ from services.access.control import AccessControl, Decision, bearer, token_cooki
 from services.errors import AuthError, problem
 from tiles.errors import OGCError
 
-OPEN_KINDS = ("public", "public-page", "protocol", "check")
+OPEN_KINDS = ("public", "public-page", "protocol", "client", "check")
 ROLE_KINDS = ("caller", "user", "publisher", "admin")
 ENGINE_KINDS = ("tiles", "maps")
 API_KINDS = ("features", "records", "search", "processes", "metadata")

@@ -55,8 +55,11 @@ AUTH = {
     "/auth/usage": require("admin", unauthorized=_TOKEN, forbidden=_ADMIN_AUDIT),
 }
 
-_OIDC = require("protocol", note="OAuth 2.0 / OIDC: the endpoint authenticates the client "
-                                 "(RFC 6749 2.3) or the bearer token (RFC 6750)")
+_OIDC = require("protocol", note="OAuth 2.0 / OIDC: the endpoint authenticates the bearer "
+                                 "token (RFC 6750) and checks its scope or roles")
+# the endpoint authenticates the OAuth client in the request itself (RFC 6749 2.3, RFC 7009),
+# never by a cookie: no CSRF token either (services/web/guards.py)
+_CLIENT = require("client", note="the OAuth client authenticates in the request")
 SSO = {
     "/sso/.well-known/openid-configuration": PUBLIC,
     "/sso/jwks": PUBLIC,
@@ -65,8 +68,8 @@ SSO = {
     "/sso/login": PAGE,
     "/sso/logout": PAGE,
     "/sso/keys": PAGE,  # the developer's key page signs in through the SSO session
-    "/sso/token": _OIDC,
-    "/sso/revoke": _OIDC,
+    "/sso/token": _CLIENT,
+    "/sso/revoke": _CLIENT,
     "/sso/userinfo": _OIDC,
     "/sso/api/users": _OIDC,  # a node's client-credentials token with scope `register`
     "/sso/api/keys": _OIDC,  # a developer's bearer token
@@ -97,6 +100,10 @@ PUBLISHING = {
     "/api/layers/{name}": _PUBLISHER,
     "/publish": PAGE,  # the form; a caller who may not publish gets the sign-in page
 }
+
+# paths whose caller is an OAuth client authenticating itself: no cookie, so no CSRF token
+CLIENT_AUTHENTICATED = frozenset(p for group in (AUTH, SSO) for p, r in group.items()
+                                 if r.kind == "client")
 
 GROUPS: dict[str, dict[str, Requirement]] = {
     "node": NODE, "ogc": OGC, "tiles": TILE_SURFACES, "auth": AUTH, "sso": SSO,
