@@ -23,6 +23,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tiles.errors import problem
+from services.access.require import TRUSTED, TRUSTED_CALL
 
 LOGGER = logging.getLogger("geoplat.node")
 
@@ -167,7 +168,8 @@ class Health:
         scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
                  "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
                  "root_path": "", "query_string": query, "headers": [(b"host", b"localhost")],
-                 "client": ("127.0.0.1", 0), "server": ("127.0.0.1", 80)}
+                 "client": ("127.0.0.1", 0), "server": ("127.0.0.1", 80),
+                 TRUSTED: TRUSTED_CALL}  # the node's own probe: past access control, as before
         await self.app(scope, receive, send)
         return status
 
@@ -284,14 +286,15 @@ def create_app(node_dir: str | os.PathLike | None = None) -> Starlette:
         # sees them: without this handler that answer is a plain-text 500
         return problem(500, "Internal Server Error", "The request could not be completed.")
 
-    from services.access.emap import emap_key_check  # tk on the Tianditu routes (issue 4)
+    from services.access import rules  # who may call what: every route group (issue 12)
+    from services.access.require import attach, guard_group, ogc_root
     from tiles.service import tile_routes  # WMTS/WMS/TMS and Tianditu routes (issue 3)
 
     app = Starlette(routes=[
-        Route("/", landing),
-        Route("/health", health.endpoint),
-        Mount("/ogc", app=starlette_app.APP),
-        *tile_routes(node_dir, key_check=emap_key_check),
+        *guard_group(rules.NODE, [Route("/", landing), Route("/health", health.endpoint)]),
+        *guard_group(rules.OGC, [Route("/ogc", ogc_root, methods=["GET", "HEAD", "OPTIONS"]),
+                                 Mount("/ogc", app=starlette_app.APP)]),
+        *guard_group(rules.TILE_SURFACES, tile_routes(node_dir)),
     ], exception_handlers={404: not_found, 500: server_error})
     from services.registry.web import install_registry  # service registry (issue 5)
 
@@ -308,4 +311,5 @@ def create_app(node_dir: str | os.PathLike | None = None) -> Starlette:
 
     health.app, health.control = app, access.current()
     guarded = GuardMiddleware(install_publishing(auth_app, app, meta, node_dir, views))
+    attach(app.router.routes, rules.PUBLISHING)  # layers/ does not import services
     return SecurityHeadersMiddleware(guarded)  # type: ignore[return-value]

@@ -5,8 +5,11 @@ that bad input gets an OGC exception with a fixed message (never a 5xx, never an
 Tianditu pattern `/{layer}_{c|w}/wmts?...&TILEMATRIX=z&TILEROW=y&TILECOL=x&tk=KEY` is rewritten
 to MapProxy's RESTful WMTS path (levels are the same numbers: the `c` grid has a level 0).
 
-Every request is checked by the node's `key_check` hook (services/access/emap.py) once it is
-valid: an async callable `(scope, layers, kind) -> OGCError | None` with the layers it uses
+Every request is checked once it is valid by the access check of its route: the callable the
+node's access wrapper puts in `scope["geoplat.access"]` (services/access/require.py, the
+requirement of the tile routes in services/access/rules.py), else the `key_check` hook given to
+`tile_routes` (tests, or an app without access control): an async callable
+`(scope, layers, kind) -> OGCError | None` with the layers it uses
 (WMS LAYERS/QUERY_LAYERS, the WMTS/TMS/Tianditu layer; none for capabilities, kind `metadata`);
 an OGCError it returns is sent instead (as the service's exception form). Its `hidden(scope,
 layers)` names the layers to leave out of capabilities, which carry the caller's `tk` in every
@@ -37,6 +40,9 @@ from tiles.styles import EMAP_LAYERS
 
 LOGGER = logging.getLogger("geoplat.tiles")
 KeyCheck = Callable[[Scope, Sequence[str], str], Awaitable[OGCError | None]]
+ACCESS = "geoplat.access"  # scope key of the route's access check (services/access/require.py)
+ROUTE_PATHS = ("/wmts", "/wmts/{rest:path}", "/wms", "/service", "/tms", "/tms/{rest:path}",
+               "/{tdt}/wmts")
 
 TILE_EXT = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg"}
 LAYER_FORMAT = {"vec": "png", "cva": "png", "cia": "png", "cta": "png", "img": "jpeg", "ter": "jpeg"}
@@ -281,14 +287,15 @@ class TileService:
                              transform=transform, personal=uses is not None and capabilities_doc)
 
     async def _check(self, scope: Scope, layers: Sequence[str], kind: str) -> None:
-        """Raise the hook's OGCError if the caller may not use `layers` (for `kind`)."""
-        if self.key_check is not None:
-            refusal = await self.key_check(scope, layers, kind)
+        """Raise the check's OGCError if the caller may not use `layers` (for `kind`)."""
+        check = scope.get(ACCESS) or self.key_check
+        if check is not None:
+            refusal = await check(scope, layers, kind)
             if refusal is not None:
                 raise refusal
 
     async def _hidden(self, scope: Scope, served: _Served) -> frozenset[str]:
-        hidden = getattr(self.key_check, "hidden", None)
+        hidden = getattr(scope.get(ACCESS) or self.key_check, "hidden", None)
         if hidden is None:
             return frozenset()
         return frozenset(await hidden(scope, sorted(set(served.tiled) | served.wms)))
@@ -427,5 +434,9 @@ def tile_routes(node_dir: str | Path, key_check: KeyCheck | None = None) -> list
 
     app = _App()
     app.service = service  # type: ignore[attr-defined]
-    return [Route(p, app) for p in ("/wmts", "/wmts/{rest:path}", "/wms", "/service",
-                                    "/tms", "/tms/{rest:path}", "/{tdt}/wmts")]
+    return [Route(p, app) for p in ROUTE_PATHS]
+
+
+def tile_route_paths() -> tuple[str, ...]:
+    """The paths of the routes `tile_routes` makes (for the access rules of each)."""
+    return ROUTE_PATHS

@@ -13,7 +13,6 @@ import asyncio
 import hashlib
 import ipaddress
 import logging
-import re
 import secrets
 import threading
 import time
@@ -37,8 +36,6 @@ DEFAULT_RATE = 50
 KEY_TTL = 30.0
 FLUSH_SECONDS = 5.0
 NEAR_QUOTA = 10  # within this many (or 5 %) of a quota, requests are counted exactly
-# a tile of an OGC API tileset: /ogc/collections/{id}/tiles/{tileMatrixSetId}/{z}/{y}/{x}
-_TILE_PATH = re.compile(r"/tiles/[^/]+/[^/]+/[^/]+/[^/]+/?$")
 
 
 def key_hash(value: str) -> str:
@@ -297,30 +294,23 @@ class KeyChecker:
             await anyio.to_thread.run_sync(self._flush_sync)
 
     def own_page(self, c: HTTPConnection) -> bool:
-        """The node's own HTML pages, their static files, and what those pages fetch.
+        """What the node's own pages fetch: requests whose Referer/Origin is this node's own
+        origin (the pages themselves are exempt by their route's requirement, `page`).
 
         Pages are for people, not an API, and carry the node's own browser key in the sense
-        Tianditu's browser keys do: requests whose Referer/Origin is this node's own origin.
-        Like every browser-key binding this rests on headers a non-browser client can forge.
+        Tianditu's browser keys do. Like every browser-key binding this rests on headers a
+        non-browser client can forge.
         """
-        path = c.url.path
-        if path.startswith("/ogc/static/"):
-            return True
-        # only pygeoapi's pages are pages: `Accept: text/html` (which any client can send) says
-        # nothing about a tile, an MVT, a map image or a capabilities document (issue 11, #4)
-        if path.startswith("/ogc") and not _TILE_PATH.search(path):
-            fmt = c.query_params.get("f")
-            if fmt == "html" or (fmt is None and "text/html" in c.headers.get("accept", "")):
-                return True
         return bool(self.own_origin) and request_origin(c) == self.own_origin
 
-    async def check(self, conn: HTTPConnection | dict, kind: str, principal: Any) -> Any:
+    async def check(self, conn: HTTPConnection | dict, kind: str, principal: Any, *,
+                    page: bool = False) -> Any:
         from services.access.control import ALLOW, Decision
 
         c = conn if isinstance(conn, HTTPConnection) else HTTPConnection(conn)
         value = c.query_params.get("tk") or c.headers.get("x-api-key")
         if not value:
-            if principal is None and self.public_requires_key and not self.own_page(c):
+            if principal is None and self.public_requires_key and not (page or self.own_page(c)):
                 return Decision(False, 401, "Unauthorized",
                                 "Send an API key (tk=...) or sign in.")
             return Decision(True, principal=principal)

@@ -1,14 +1,13 @@
 """Access control of a node: who may see which layer, on every surface.
 
-`AccessControl` decides; `AccessMiddleware` enforces it on the node app (pygeoapi under /ogc);
-`check()` is the hook for other engines of the node (MapProxy routes, Tianditu routes,
-capabilities). Levels: `public`, `registered` (any signed-in user), `restricted` (a grant at
+`AccessControl` decides; services/access/require.py enforces it on every route group of the
+node app (the rules: services/access/rules.py); `check()` is the hook for other engines of the
+node. Levels: `public`, `registered` (any signed-in user), `restricted` (a grant at
 this node, or node admin / publisher of this node, or platform admin).
 """
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -130,14 +129,17 @@ class AccessControl:
         return frozenset(out)
 
     async def check(self, conn: HTTPConnection | dict, layer_id: str | None, kind: Kind,
-                    level: str | None = None) -> Decision:
-        """Token, API key/quota and layer level for one request (layer None: no layer)."""
+                    level: str | None = None, *, page: bool = False) -> Decision:
+        """Token, API key/quota and layer level for one request (layer None: no layer).
+
+        `page`: the request is one of the node's own HTML pages (the route's requirement says
+        which are, services.access.require.is_page): no key is needed for it."""
         try:
             p = await self.principal(conn)
         except AuthError as exc:
             return Decision(False, exc.status, exc.title, exc.detail)
         if self.keys is not None:
-            key_decision = await self.keys.check(conn, kind, p)
+            key_decision = await self.keys.check(conn, kind, p, page=page)
             if not key_decision.allowed:
                 return key_decision
         elif self.public_requires_key and p is None:
@@ -180,64 +182,3 @@ async def visible(request: HTTPConnection | dict, layer_ids: list[str]) -> list[
         p = None
     hidden = await control.hidden(p)
     return [layer for layer in layer_ids if layer not in hidden]
-
-
-# --- the middleware around pygeoapi ---------------------------------------------------------
-
-COLLECTION = re.compile(r"^/ogc/collections/([^/]+)(/.*)?$")
-LISTINGS = {"/ogc": "landing", "/ogc/": "landing", "/ogc/collections": "collections",
-            "/ogc/collections/": "collections", "/ogc/openapi": "openapi"}
-
-
-def kind_of(sub: str) -> Kind:
-    if sub.startswith("/tiles"):
-        return "tiles"
-    if sub.startswith("/items"):
-        return "features"
-    return "metadata"
-
-
-class AccessMiddleware:
-    """Enforces layer levels on pygeoapi: per-layer paths and per-caller filtered listings."""
-
-    def __init__(self, app: Any, control: AccessControl, views: Any):
-        self.app, self.control, self.views = app, control, views
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/ogc"):
-            await self.app(scope, receive, send)
-            return
-        path = scope["path"]
-        m = COLLECTION.match(path)
-        layer = m.group(1) if m else None
-        kind = kind_of(m.group(2) or "") if m else "metadata"
-        decision = await self.control.check(scope, layer if layer in self.control.levels else None,
-                                            kind)
-        if not decision.allowed:
-            headers = {}
-            if decision.status == 401:
-                headers["WWW-Authenticate"] = 'Bearer realm="geoplat"' + (
-                    ', error="invalid_token"' if bearer(scope, token_cookie(self.control.node_id))
-                    else "")
-            await decision.error().response(headers)(scope, receive, send)
-            return
-        view = LISTINGS.get(path)
-        if view is not None:
-            hidden = await self.control.hidden(decision.principal)
-            if hidden:
-                await self.views.serve(view, hidden, scope, receive, send)
-                return
-        if layer in self.control.non_public:
-            # answers that depend on who asks must never be served from a shared cache
-            async def private_send(message: dict) -> None:
-                if message["type"] == "http.response.start":
-                    headers = [(k, v) for k, v in message.get("headers", [])
-                               if k.lower() != b"cache-control"]
-                    headers += [(b"cache-control", b"private, no-store"),
-                                (b"vary", b"Authorization, Cookie")]
-                    message = {**message, "headers": headers}
-                await send(message)
-
-            await self.app(scope, receive, private_send)
-            return
-        await self.app(scope, receive, send)

@@ -9,8 +9,11 @@ import httpx
 
 from services.access import control as access
 from services.access.apikeys import KeyChecker
-from services.access.control import AccessControl, AccessMiddleware
+from services.access.control import AccessControl
+from services.access.require import guard_group
 from services.access.routes import NodeAuthRoutes
+from services.access.rules import AUTH
+from services.access.rules import SSO as SSO_RULES
 from services.access.tokens import TokenValidator
 from services.access.views import FilteredViews
 from services.db import Database, secret
@@ -51,7 +54,8 @@ class ClosesHttp:
 
 
 def install_auth(app: Any, meta: dict[str, Any], views: FilteredViews | None = None) -> Any:
-    """Add the auth routes to the Starlette `app` and return it wrapped in access control.
+    """Add the auth routes to the Starlette `app`, give its guarded routes the node's access
+    control (`app.state.access`, services/access/require.py), and return it wrapped.
 
     `views` renders the per-caller listings; whoever swaps pygeoapi's config (layers.serving)
     must hold the same object to clear it, so the caller passes it in.
@@ -85,7 +89,7 @@ def install_auth(app: Any, meta: dict[str, Any], views: FilteredViews | None = N
         provider = Provider(main_db, Signer(main_db), auth["issuer"], auth["audience"],
                             settings["access_token_ttl"], settings["refresh_token_ttl"])
         sso = SSO(provider, validator, meta["node"], secret(main_db, "sso-web"), settings)
-        app.router.routes.extend(sso.routes())
+        app.router.routes.extend(guard_group(SSO_RULES, sso.routes()))
 
         async def register_locally(data: dict, via: str, ip: str) -> Any:
             return await reg(main_db, auth["node_id"], data, via, ip)
@@ -95,7 +99,7 @@ def install_auth(app: Any, meta: dict[str, Any], views: FilteredViews | None = N
                               auth=auth, node_client=routes.client,
                               public_requires_key=settings["public_requires_key"],
                               own_origin=meta["node"]["base_url"].rstrip("/"))
-    app.router.routes.extend(routes.routes())
+    app.router.routes.extend(guard_group(AUTH, routes.routes()))
     import os
     from pathlib import Path
 
@@ -112,8 +116,8 @@ def install_auth(app: Any, meta: dict[str, Any], views: FilteredViews | None = N
 
     node_csrf = Csrf(node_secret)
     sso_csrf = sso.csrf if sso is not None else node_csrf
-    linked = KeyLinks(AccessMiddleware(app, control, views or FilteredViews()),
-                      urlsplit(meta["node"]["base_url"]).netloc)
+    app.state.access, app.state.access_views = control, views or FilteredViews()  # require.py
+    linked = KeyLinks(app, urlsplit(meta["node"]["base_url"]).netloc)
     guarded = CsrfGuard(linked, own_origin=meta["node"]["base_url"],
                         cookies=(access.token_cookie(auth["node_id"]), SESSION_COOKIE),
                         verifier=lambda path: sso_csrf if path.startswith("/sso/") else node_csrf,

@@ -174,9 +174,11 @@ def install_registry(app: Any, meta: dict[str, Any]) -> None:
     from pygeoapi import starlette_app
 
     from services.access import control as access
+    from services.access.require import guard_group
+    from services.access.rules import REGISTRY
     from services.registry.worker import start
 
-    app.router.routes.extend(RegistryRoutes(meta, access.current).routes())
+    app.router.routes.extend(guard_group(REGISTRY, RegistryRoutes(meta, access.current).routes()))
     if not hasattr(starlette_app.execute_from_starlette, "__wrapped__"):
         starlette_app.execute_from_starlette = execute_with_viewer(
             starlette_app.execute_from_starlette, access.current)

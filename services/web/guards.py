@@ -26,14 +26,16 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.access import audit
+from services.access.rules import CLIENT_AUTHENTICATED
 from services.errors import AuthError, problem
 
 LOGGER = logging.getLogger("geoplat.auth")
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 JSON_API = ("/auth/", "/sso/", "/registry/", "/api/", "/ogc")
 CSRF_GROUPS = ("/auth/", "/sso/", "/registry/api/", "/api/")
-# OAuth endpoints authenticate the client in the request itself (RFC 6749/7009), never a cookie
-CSRF_EXEMPT = frozenset({"/sso/token", "/sso/revoke"})
+# OAuth endpoints authenticate the client in the request itself (RFC 6749/7009), never a cookie:
+# the routes whose requirement is `client` (services/access/rules.py)
+CSRF_EXEMPT = CLIENT_AUTHENTICATED
 MAX_INSPECTED = 8 * 1024 * 1024  # larger bodies are the routes' to refuse (they have limits)
 ESCAPES = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 

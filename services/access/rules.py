@@ -1,0 +1,110 @@
+"""Who may call what on a node: the requirement of every route of every route group.
+
+One table per route group, keyed by the route's path as the group declares it; `guard_group`
+refuses a route missing here, and tests/test_access_routes.py walks a built node app and fails
+on any route or mount without a requirement. nginx's cached-tile fast path is generated from
+TILE_SURFACES (services/access/emap.py), so what nginx checks and what the app checks cannot
+drift apart. Role kinds repeat the 401/403 details their endpoints always answered.
+"""
+
+from __future__ import annotations
+
+from services.access.require import Requirement, require
+
+PUBLIC = require("public", note="anyone, no key")
+PAGE = require("public-page", note="a page anyone may see; what it does needs more")
+
+NODE = {
+    "/": PUBLIC,  # the node's landing document (links only)
+    "/health": PUBLIC,  # operators and parents probe it without credentials
+}
+
+# pygeoapi: features (items), tiles (MVT), records (the catalogue's items), listings, pages
+OGC_API = require("ogc-api", layer="path", pages=True,
+                  note="per layer: features, tiles (MVT), records; listings without hidden "
+                       "layers; pygeoapi's HTML pages need no key")
+OGC = {"/ogc": OGC_API}
+
+# MapProxy: the tile engine names the layers once it has validated the request
+TILES = require("tiles", layer="request", note="e-map and published tiles, capabilities")
+MAPS = require("maps", layer="request", note="WMS images count against the tiles quota")
+TILE_SURFACES = {
+    "/wmts": TILES,  # KVP
+    "/wmts/{rest:path}": TILES,  # REST and the capabilities document
+    "/wms": MAPS,
+    "/service": TILES,  # MapProxy's own KVP endpoint (SERVICE=WMS: checked like /wms)
+    "/tms": TILES,
+    "/tms/{rest:path}": TILES,
+    "/{tdt}/wmts": TILES,  # Tianditu: /{layer}_{c|w}/wmts
+}
+
+_TOKEN = "Send a bearer token."
+_ADMIN_AUDIT = "Only this node's administrators read its audit."
+AUTH = {
+    "/auth/register": PAGE,
+    "/auth/login": PAGE,
+    "/auth/callback": PAGE,
+    "/auth/logout": PAGE,  # the sign-out POST is CSRF-checked (services/web/guards.py)
+    "/auth/me": require("caller", unauthorized=_TOKEN),
+    "/auth/check": require("check", note="nginx's subrequest: decides about another request"),
+    "/auth/grants": require("user", unauthorized=_TOKEN, forbidden="Grants are for users."),
+    "/auth/grants/{grant_id:int}/{action}": require(
+        "admin", unauthorized=_TOKEN,
+        forbidden="Only this node's administrators decide grants."),
+    "/auth/audit": require("admin", unauthorized=_TOKEN, forbidden=_ADMIN_AUDIT),
+    "/auth/usage": require("admin", unauthorized=_TOKEN, forbidden=_ADMIN_AUDIT),
+}
+
+_OIDC = require("protocol", note="OAuth 2.0 / OIDC: the endpoint authenticates the bearer "
+                                 "token (RFC 6750) and checks its scope or roles")
+# the endpoint authenticates the OAuth client in the request itself (RFC 6749 2.3, RFC 7009),
+# never by a cookie: no CSRF token either (services/web/guards.py)
+_CLIENT = require("client", note="the OAuth client authenticates in the request")
+SSO = {
+    "/sso/.well-known/openid-configuration": PUBLIC,
+    "/sso/jwks": PUBLIC,
+    "/sso/revocations": PUBLIC,  # ids of revoked tokens, for the nodes' validators
+    "/sso/authorize": PAGE,
+    "/sso/login": PAGE,
+    "/sso/logout": PAGE,
+    "/sso/keys": PAGE,  # the developer's key page signs in through the SSO session
+    "/sso/token": _CLIENT,
+    "/sso/revoke": _CLIENT,
+    "/sso/userinfo": _OIDC,
+    "/sso/api/users": _OIDC,  # a node's client-credentials token with scope `register`
+    "/sso/api/keys": _OIDC,  # a developer's bearer token
+    "/sso/api/keys/lookup": _OIDC,  # a node's client-credentials token with scope `keys`
+    "/sso/api/keys/{key_id}/revoke": _OIDC,
+}
+
+_SIGN_IN = "Sign in, or send a bearer token."
+REGISTRY = {
+    "/registry/api/services": require(
+        "publisher", unauthorized=_SIGN_IN,
+        forbidden="Only this node's administrators and publishers may do this."),
+    "/registry/api/services/{record_id}/{action}": require(
+        "admin", unauthorized=_SIGN_IN, forbidden="Only this node's administrators may do this."),
+    # which node may push what is decided by services/registry/federation.py
+    "/registry/api/push": require("caller", unauthorized="Pushes need a node's token."),
+    "/registry/api/sync": require("caller", unauthorized="Pushes need a node's token."),
+    "/registry/api/health": require("public", note="the push details only for the node's admins"),
+}
+
+_PUBLISHER = require("publisher", unauthorized="Sign in as a publisher of this node.",
+                     forbidden="Publishing needs the publisher or admin role of node {node}.",
+                     challenge=True)
+PUBLISHING = {
+    "/api/layers": _PUBLISHER,
+    "/api/layers/{name}/versions": _PUBLISHER,
+    "/api/layers/{name}/rollback": _PUBLISHER,
+    "/api/layers/{name}": _PUBLISHER,
+    "/publish": PAGE,  # the form; a caller who may not publish gets the sign-in page
+}
+
+# paths whose caller is an OAuth client authenticating itself: no cookie, so no CSRF token
+CLIENT_AUTHENTICATED = frozenset(p for group in (AUTH, SSO) for p, r in group.items()
+                                 if r.kind == "client")
+
+GROUPS: dict[str, dict[str, Requirement]] = {
+    "node": NODE, "ogc": OGC, "tiles": TILE_SURFACES, "auth": AUTH, "sso": SSO,
+    "registry": REGISTRY, "publishing": PUBLISHING}
