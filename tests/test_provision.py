@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from sso_client import bearer, login_pkce
 from nodes import cli
 from nodes import federation as federation_mod
 from services.access import apikeys
+from services.provision import ProvisionError, provision_node, token_file
 from services.sso import accounts, registration
 from services.sso.registration import CLIENTS_PATH, NODE_KEY_PATH
 
@@ -236,3 +239,36 @@ def test_initial_token_cli(federation, main, main_db, capsys, monkeypatch) -> No
     audit = main_db.all("SELECT event, actor FROM auth.audit WHERE event LIKE "
                         "'provision.token_%%' AND actor LIKE 'cli:%%'")
     assert {"provision.token_issue", "provision.token_revoke"} <= {a["event"] for a in audit}
+
+
+def test_building_a_node_again_gives_the_same_client(federation, main_db, tmp_path) -> None:
+    """The client side of a rebuild (what `geoplat up` of hangzhou does), in a var/ of its own
+    (the running node's files stay as they are): no token, nothing kept -> what to do; with the
+    token -> registered, the same client and secret the running node has; then without the
+    token -> the kept credentials and key; a revoked token with kept credentials -> those."""
+    s = federation.model_copy(update={"var_dir": str(tmp_path / "var")})
+    node = s.node("hangzhou")
+    dsn = federation_mod.node_dsn(federation, node)
+    running = json.loads((federation.resolve(federation.var_dir) / "nodes" / "hangzhou"
+                          / "node.json").read_text())["auth"]
+    with pytest.raises(ProvisionError, match="geoplat sso initial-token --node hangzhou"):
+        provision_node(s, node, [], dsn, cascade=False)
+    mine = token_file(s, node)
+    mine.parent.mkdir(parents=True)
+    shutil.copy(token_file(federation, node), mine)  # the token `geoplat up` issued
+    auth, key = provision_node(s, node, [], dsn, cascade=True)
+    assert auth["client_id"] == "node-hangzhou" and auth["main_dsn"] is None
+    assert auth["client_secret"] == running["client_secret"]  # running deployments keep working
+    kept = tmp_path / "var" / "nodes" / "hangzhou"
+    for name in ("oidc-client.json", "node-key.json"):
+        assert stat.S_IMODE((kept / name).stat().st_mode) == 0o600
+    assert key and apikeys.lookup(main_db, apikeys.key_hash(key))["user_id"] == \
+        accounts.by_name(main_db, "node_hangzhou").id
+    mine.unlink()
+    again, key_again = provision_node(s, node, [], dsn, cascade=True)
+    assert again["client_secret"] == auth["client_secret"] and key_again == key
+    value, rec = registration.issue_token(main_db, "national", "hangzhou", hours=1, actor="test")
+    registration.revoke_token(main_db, "national", rec["token_id"], actor="test")
+    mine.write_text(value)
+    third, _ = provision_node(s, node, [], dsn, cascade=False)
+    assert third["client_secret"] == auth["client_secret"]
