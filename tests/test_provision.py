@@ -272,3 +272,18 @@ def test_building_a_node_again_gives_the_same_client(federation, main_db, tmp_pa
     mine.write_text(value)
     third, _ = provision_node(s, node, [], dsn, cascade=False)
     assert third["client_secret"] == auth["client_secret"]
+
+
+def test_the_input_guard_covers_registration(main, main_db) -> None:
+    """NUL in the client metadata: refused by the guard in front of every JSON API, audited,
+    nothing stored."""
+    token, _ = registration.issue_token(main_db, "national", "prov_nul", hours=1, actor="test")
+    mark = last_audit_id(main_db)
+    r = requests.post(main + CLIENTS_PATH, timeout=30,
+                      data=b'{"node_id": "prov_nul", "client_name": "a\\u0000b", '
+                           b'"redirect_uris": ["http://127.0.0.1/cb"]}',
+                      headers={"Authorization": f"Bearer {token}",
+                               "Content-Type": "application/json"})
+    assert_problem(r, 400)
+    assert refusals(main_db, "request.bad_input", mark)
+    assert main_db.one("SELECT 1 AS x FROM auth.clients WHERE client_id = 'node-prov_nul'") is None
