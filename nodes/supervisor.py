@@ -47,10 +47,6 @@ def build_node(settings: FederationSettings, node: NodeSettings, *, show_progres
     """Load the node's layers and generate its pygeoapi config; returns the node's directory."""
     federation.load_node_layers(settings, node, show_progress=show_progress)
     dsn = federation.node_dsn(settings, node)
-    main = next(n for n in settings.nodes if n.tier == "main")
-    # build time only: the main node's auth tables and this node's client there (as the main
-    # node's own role, so they stay that role's); never written into a sub-node's files
-    main_dsn = dsn if main is node else federation.ensure_node_database(settings, main)
     out = node_dir(settings, node)
     templates = prepare_templates(settings, node)
     config = build_config(settings, node, load_layers(settings, node), dsn, templates)
@@ -63,10 +59,7 @@ def build_node(settings: FederationSettings, node: NodeSettings, *, show_progres
         "dsn": dsn,
         "publish": node.publish.model_dump(),  # layer publishing limits (issue 6)
     }
-    from services.provision import prepare_node  # auth tables, OIDC client, access levels (issue 4)
-
-    meta["auth"] = prepare_node(settings, node, load_layers(settings, node), dsn, main, main_dsn)
-    from services.provision import ensure_node_key
+    from services.provision import provision_node  # auth: locally or over HTTP (issues 4, 12)
     from tiles.build import build_tiles  # e-map: Mapnik XML, MapProxy and nginx config (issue 3)
 
     children = settings.children(node.id)
@@ -76,8 +69,8 @@ def build_node(settings: FederationSettings, node: NodeSettings, *, show_progres
                                 "layer": part.layer, "via": part.via} for part in c.parts]}
                     for c in node.registry.compositions]
     meta["compositions"] = [{"id": c["id"], "title": c["title"]} for c in compositions]
-    child_key = ensure_node_key(main_dsn, settings, node) \
-        if children or compositions else None
+    meta["auth"], child_key = provision_node(settings, node, load_layers(settings, node), dsn,
+                                             cascade=bool(children or compositions))
     build_tiles(node, children, load_layers(settings, node), dsn, out,
                 settings.resolve(settings.data_dir), child_key=child_key,
                 compositions=compositions)
@@ -115,6 +108,7 @@ def start_node(settings: FederationSettings, node: NodeSettings, ndir: Path, *,
     """Start the node's process group; `wrap` may prefix the command (e.g. `ip netns exec`)."""
     log = open(settings.resolve(settings.var_dir) / "run" / f"{node.id}.log", "ab")
     env = {**os.environ, "GEOPLAT_NODE_DIR": str(ndir), "PYTHONUNBUFFERED": "1"}
+    env.pop("GEOPLAT_INITIAL_TOKEN", None)  # build time only (services/provision.py)
     from tiles.frontdoor import FrontDoor  # nginx on the public port, app behind it (issue 3)
 
     door = FrontDoor(ndir, node.host, node.port)
@@ -224,7 +218,9 @@ def up(settings: FederationSettings, *, only: list[str] | None = None,
 
     Returns the node processes and whether this call started the managed PostGIS.
     """
-    nodes = [n for n in settings.nodes if not only or n.id in only]
+    # the main node first: the others provision themselves at it over HTTP (issue 12)
+    nodes = sorted((n for n in settings.nodes if not only or n.id in only),
+                   key=lambda n: n.tier != "main")
     check_run_user(settings)
     already = running_nodes(settings)
     if any(n.id in already for n in nodes):
@@ -243,6 +239,10 @@ def up(settings: FederationSettings, *, only: list[str] | None = None,
             echo(f"[{node.id}] loading layers and generating config")
             ndir = build_node(settings, node)
             procs.append(start_node(settings, node, ndir, wrap=wrap))
+            if node.tier == "main":  # one host: initial access tokens for the nodes built next
+                from services.provision import issue_local_tokens
+
+                issue_local_tokens(settings, federation.node_dsn(settings, node), nodes)
         wait_healthy(procs)
     except BaseException:
         for p in procs:

@@ -17,6 +17,7 @@ from typing import Any
 from services.access import audit  # accounts, grants, signing: imported where used (start-up)
 from services.db import Database, ensure_schema
 from services.errors import AuthError
+from services.sso import registration
 
 Resolver = Callable[[argparse.Namespace, str | None], tuple[str, str]]
 
@@ -95,6 +96,20 @@ def add_commands(sub: Any, resolve: Resolver) -> None:
     p.add_argument("--retire-days", type=float,
                    help="also retire (unpublish) keys older than this many days")
     p.set_defaults(func=lambda a: cmd_rotate(a, resolve))
+    p = ss.add_parser("initial-token",
+                      help="an initial access token a node provisions itself with (issue 12)")
+    p.add_argument("--node", required=True, help="the node it is for (and only for)")
+    p.add_argument("--hours", type=float, default=registration.DEFAULT_TOKEN_HOURS,
+                   help="how long it is valid (default %(default)g)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=lambda a: cmd_initial_token(a, resolve))
+    p = ss.add_parser("initial-tokens", help="list initial access tokens (never their values)")
+    p.add_argument("--node")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=lambda a: cmd_initial_tokens(a, resolve))
+    p = ss.add_parser("revoke-initial-token", help="revoke an initial access token by its id")
+    p.add_argument("token_id")
+    p.set_defaults(func=lambda a: cmd_revoke_initial_token(a, resolve))
 
 
 def _guard(func: Callable[[], int]) -> int:
@@ -212,3 +227,39 @@ def cmd_rotate(args: argparse.Namespace, resolve: Resolver) -> int:
     audit.record(db, node_id, "admin.rotate_key", actor=_actor(), subject=kid)
     print(f"new signing key {kid}; nodes pick it up on the first token that names it")
     return 0
+
+
+def cmd_initial_token(args: argparse.Namespace, resolve: Resolver) -> int:
+    node_id, db = _db(args, resolve, main=True)
+
+    def run() -> int:
+        value, record = registration.issue_token(db, node_id, args.node, hours=args.hours,
+                                                 actor=_actor())
+        if args.json:
+            print(json.dumps({**record, "token": value}, default=str))
+        else:
+            print(value)
+            print(f"token {record['token_id']} for node {args.node}, valid until "
+                  f"{record['expires_at']:%Y-%m-%d %H:%M %Z}; on that node put it in "
+                  f"<var>/provision/{args.node}.token (mode 600) or $GEOPLAT_INITIAL_TOKEN",
+                  file=sys.stderr)
+        return 0
+
+    return _guard(run)
+
+
+def cmd_initial_tokens(args: argparse.Namespace, resolve: Resolver) -> int:
+    _, db = _db(args, resolve, main=True)
+    _print(registration.token_listing(db, args.node), args.json,
+           ["token_id", "node_id", "usable", "expires_at", "revoked_at", "last_used_at",
+            "created_by"])
+    return 0
+
+
+def cmd_revoke_initial_token(args: argparse.Namespace, resolve: Resolver) -> int:
+    node_id, db = _db(args, resolve, main=True)
+    if registration.revoke_token(db, node_id, args.token_id, actor=_actor()):
+        print(f"revoked {args.token_id}")
+        return 0
+    print(f"geoplat: no usable initial token {args.token_id!r}", file=sys.stderr)
+    return 1

@@ -134,6 +134,18 @@ CREATE TABLE IF NOT EXISTS auth.api_keys (
     created_at timestamptz NOT NULL DEFAULT now(),
     revoked_at timestamptz
 );
+-- initial access tokens for node provisioning (services/sso/registration.py): stored hashed,
+-- bound to one node, expiring, revocable
+CREATE TABLE IF NOT EXISTS auth.initial_tokens (
+    token_id text PRIMARY KEY,
+    token_hash text NOT NULL UNIQUE,
+    node_id text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    created_by text NOT NULL,
+    expires_at timestamptz NOT NULL,
+    revoked_at timestamptz,
+    last_used_at timestamptz
+);
 -- access tokens revoked before they expire (services/access/revocations.py): one token by `jti`, or
 -- every token of `sub` issued before `not_before` (sign-out, disabled account, role removed)
 CREATE TABLE IF NOT EXISTS auth.token_revocations (

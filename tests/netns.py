@@ -6,19 +6,30 @@ nodes .10, .20, .30). A node's namespace has `lo`, its link and nothing else: no
 route, so every URL between nodes is http://10.231.<k>.x:port and nothing works by accident
 through 127.0.0.1 (all nodes even listen on the same port, as separate hosts would).
 
-The nodes are built in the root namespace (`nodes.supervisor.up`) and their process groups
-(nginx + uvicorn) are started inside their namespaces (`up(..., wrap=...)` prefixes
-`ip netns exec <ns>`). Each node's database lives in the given PostGIS cluster (the session's
-`pg_cluster`), reached over the cluster's unix socket: pathname sockets do not belong to a
+Each host is what an operator would set up on a machine of its own (issue 12): its own
+PostgreSQL cluster (nodes/postgres.py `Cluster`, fsync off), its own var/ and its own
+config/federation.yml, in which only its own node has a `database_url` (its own role in its own
+cluster; the other nodes' are empty, as in the shipped config). The hosts are brought up one at
+a time, main node first (`nodes.supervisor.up(host_settings, only=[node])`, built in the root
+namespace, the process groups (nginx + uvicorn) started inside the node's namespace: `wrap`
+prefixes `ip netns exec <ns>`). Then, as its operator would, the harness issues each other node
+an initial access token at the main node (`geoplat sso initial-token --node ID` against the
+main host's config) and puts it in that host's `var/provision/<id>.token`; the node's build
+registers its OIDC client and gets its cascade key over HTTP (services/provision.py).
+
+A node reaches its database over its cluster's unix socket: pathname sockets do not belong to a
 network namespace, so a node keeps its "local" database when its link is cut, as a real host
-would, while all traffic between nodes goes over the bridge.
+would, while all traffic between nodes goes over the bridge. (The file system is shared, so a
+node could find another cluster's socket; what it lacks is any credential for it, which the
+netns tests check.)
 
 Names carry the run's pid (`gp-<pid>-<n>...`): at start, namespaces and links left by runs
 whose process is gone (a crash, SIGKILL) are removed with whatever still runs in them.
 
-    fed = NetnsFederation(base_dir, pg_cluster, node_overrides={"*": {...}})
+    fed = NetnsFederation(base_dir, node_overrides={"*": {...}})
     with fed:
         fed.urls["national"]; fed.cut("zhejiang"); fed.run_in("hangzhou", ["ip", "addr"])
+        fed.settings_of("hangzhou"); fed.dsn("national"); fed.clusters["zhejiang"]
 
 In a test module: `netfed = netns.federation_fixture()` gives a module-scoped fixture.
 Needs root, `ip` (iproute2) and nginx like the rest of the suite.
@@ -27,13 +38,17 @@ Needs root, `ip` (iproute2) and nginx like the rest of the suite.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
+import io
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,15 +57,15 @@ from pathlib import Path
 from typing import Any, Literal, Self
 from urllib.parse import quote
 
-import psycopg2
 import pytest
 import yaml
-from psycopg2 import sql
 from var_dirs import var_dir_for
 
+from nodes import cli as geoplat_cli
 from nodes import settings as settings_mod
 from nodes import supervisor
-from nodes.postgres import Cluster, ensure_database
+from nodes.postgres import Cluster
+from services.provision import token_file
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_IDS = ("national", "zhejiang", "hangzhou")
@@ -169,34 +184,23 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def socket_dsn(cluster: Cluster, dbname: str) -> str:
-    """A DSN reaching `cluster` over its unix socket (works from every network namespace)."""
-    password = quote(cluster.password_file.read_text().strip(), safe="")
-    return (f"postgresql://postgres:{password}@/{dbname}?host={quote(str(cluster.socket_dir))}"
+def socket_dsn(cluster: Cluster, role: str, dbname: str) -> str:
+    """A DSN of `role` reaching `cluster` over its unix socket (works from every namespace)."""
+    password = quote(cluster.role_password_file(role).read_text().strip(), safe="")
+    return (f"postgresql://{role}:{password}@/{dbname}?host={quote(str(cluster.socket_dir))}"
             f"&port={cluster.port}")
 
 
-def drop_database(cluster: Cluster, dbname: str) -> None:
-    """Best effort: the run's node databases go with it."""
-    try:
-        conn = psycopg2.connect(cluster.dsn(), connect_timeout=3)
-    except psycopg2.Error:
-        return
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(dbname)))
-    except psycopg2.Error:
-        pass
-    finally:
-        conn.close()
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class NetnsFederation:
     """The demo federation (national, zhejiang, hangzhou), one network namespace per node."""
 
-    def __init__(self, base: Path, cluster: Cluster, *, port: int = 8000,
+    def __init__(self, base: Path, *, port: int = 8000,
                  require_keys: bool = False,
                  node_overrides: dict[str, dict[str, Any]] | None = None,
                  echo: Callable[..., None] = lambda *a: None):
@@ -206,12 +210,15 @@ class NetnsFederation:
         if n > 9:
             raise NetnsError("at most 10 netns federations per process")
         self.tag = f"gp-{os.getpid()}-{n}"  # <= 10 chars: link names stay within 15
-        self.base, self.cluster, self.port = Path(base), cluster, port
+        self.base, self.port = Path(base), port
         self.require_keys = require_keys
         self.node_overrides = node_overrides or {}
         self.echo = echo
         self.k: int | None = None
-        self.settings: settings_mod.FederationSettings | None = None
+        # one PostgreSQL cluster and one federation config (var/, database) per host
+        self.clusters: dict[str, Cluster] = {}
+        self.host_settings: dict[str, settings_mod.FederationSettings] = {}
+        self._pg_root: Path | None = None
         self.procs: list[supervisor.NodeProcess] = []
         self._made_links: list[str] = []
         self._made_namespaces: list[str] = []
@@ -248,7 +255,23 @@ class NetnsFederation:
         return {nid: f"http://{self.address(nid)}:{self.port}" for nid in NODE_IDS}
 
     def dbname(self, node_id: str) -> str:
+        """The node's database in its host's cluster, owned by a role of the same name."""
         return f"{self.tag.replace('-', '_')}_{node_id}"
+
+    def settings_of(self, node_id: str) -> settings_mod.FederationSettings:
+        """The federation config of the node's host."""
+        return self.host_settings[node_id]
+
+    def node_dir(self, node_id: str) -> Path:
+        s = self.settings_of(node_id)
+        return supervisor.node_dir(s, s.node(node_id))
+
+    def dsn(self, node_id: str) -> str:
+        """The node's own database URL (its role in its host's cluster)."""
+        s = self.settings_of(node_id)
+        url = s.node(node_id).database_url
+        assert url is not None
+        return url
 
     # --- life cycle ------------------------------------------------------------------------
     def __enter__(self) -> Self:
@@ -268,10 +291,15 @@ class NetnsFederation:
                 self.k = _free_subnet(os.getpid())
                 self._make_network()
             self.echo(f"netns: {self.network} on bridge {self.bridge}")
+            self._start_clusters()
             for nid in NODE_IDS:
-                ensure_database(self.cluster.dsn(), self.dbname(nid))
-            self.settings = settings_mod.load(self.write_config())
-            self.procs, _ = supervisor.up(self.settings, echo=self.echo, wrap=self.wrap)
+                self.host_settings[nid] = settings_mod.load(self.write_config(nid))
+            for nid in NODE_IDS:  # main node first: the others provision themselves there
+                if nid != NODE_IDS[0]:
+                    self.give_initial_token(nid)
+                procs, _ = supervisor.up(self.settings_of(nid), only=[nid], echo=self.echo,
+                                         wrap=self.wrap)
+                self.procs += procs
         except BaseException:
             self.close()
             raise
@@ -293,33 +321,67 @@ class NetnsFederation:
             ip("-n", ns, "addr", "add", f"{self.address(nid)}/24", "dev", node)
             ip("-n", ns, "link", "set", node, "up")
 
-    def write_config(self) -> Path:
-        """config/federation.yml with this run's var/, addresses, port and databases.
+    def _start_clusters(self) -> None:
+        """Each host's own PostgreSQL cluster, with the node's role and database in it."""
+        # not under pytest's tmp dir: that is mode 0700 and the servers run as `postgres`
+        self._pg_root = Path(tempfile.mkdtemp(prefix=f"geoplat-{self.tag}-pg-"))
+        self._pg_root.chmod(0o755)
+        for nid in NODE_IDS:
+            cluster = Cluster(data_dir=self._pg_root / nid, port=free_port(), fast=True)
+            self.clusters[nid] = cluster
+            cluster.start()
+            cluster.ensure_node_role(self.dbname(nid), self.dbname(nid))
+
+    def host_dir(self, node_id: str) -> Path:
+        return self.base / "hosts" / node_id
+
+    def write_config(self, host: str) -> Path:
+        """The config/federation.yml of `host`: its var/, its cluster, the addresses and port,
+        and only its own node's database URL.
 
         Extra per-node settings (e.g. `registry: {allow_networks: [...]}`) come from
         `node_overrides`: {node_id: {...}} or {"*": {...}} for every node, deep-merged last.
         """
         raw = yaml.safe_load((ROOT / "config" / "federation.yml").read_text(encoding="utf-8"))
-        raw["var_dir"] = str(var_dir_for(self.base))  # enterable by the nodes' user
+        raw["var_dir"] = str(var_dir_for(self.host_dir(host)))  # enterable by the nodes' user
         raw["data_dir"] = str(ROOT / "data-samples")
-        raw["postgres"] = {"data_dir": str(self.cluster.data_dir), "port": self.cluster.port}
+        cluster = self.clusters[host]
+        raw["postgres"] = {"data_dir": str(cluster.data_dir), "port": cluster.port}
         for i, node in enumerate(raw["nodes"]):
             nid = node["id"]
             node["host"] = self.address(nid)
             node["port"] = self.port
-            node["database_url"] = socket_dsn(self.cluster, self.dbname(nid))
+            # another host's database is none of this host's business
+            node["database_url"] = (socket_dsn(cluster, self.dbname(nid), self.dbname(nid))
+                                    if nid == host else "")
             node["auth"] = {**(node.get("auth") or {}), "public_requires_key": self.require_keys}
             # --- extra per-node settings merged in here (registry.allow_networks, ...) ---
             for key in ("*", nid):
                 node = _deep_merge(node, self.node_overrides.get(key) or {})
             raw["nodes"][i] = node
-        cfg_dir = self.base / "config"
+        cfg_dir = self.host_dir(host) / "config"
         cfg_dir.mkdir(parents=True, exist_ok=True)
         if not (cfg_dir / "layers").exists():  # a copy: publishing may write layer files
             shutil.copytree(ROOT / "config" / "layers", cfg_dir / "layers")
         path = cfg_dir / "federation.yml"
         path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
         return path
+
+    def give_initial_token(self, node_id: str) -> None:
+        """As the operators would: `geoplat sso initial-token --node ID` on the main node's
+        host, the token copied into the node's host (`var/provision/<id>.token`, 0600)."""
+        main_config = self.host_dir(NODE_IDS[0]) / "config" / "federation.yml"
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = geoplat_cli.main(["--config", str(main_config), "sso", "initial-token",
+                                     "--node", node_id, "--hours", "1"])
+        if code != 0:
+            raise NetnsError(f"no initial token for {node_id}: {err.getvalue().strip()}")
+        s = self.settings_of(node_id)
+        path = token_file(s, s.node(node_id))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(out.getvalue().strip() + "\n", encoding="utf-8")
+        os.chmod(path, 0o600)
 
     def wrap(self, node: settings_mod.NodeSettings, cmd: list[str]) -> list[str]:
         """`ip netns exec` execs the command: the pid (the group leader) stays the same."""
@@ -338,16 +400,19 @@ class NetnsFederation:
                 pass
         for p in self.procs:
             supervisor.stop_group(p.pgid)
-            if self.settings is not None:
-                (supervisor.run_dir(self.settings) / f"{p.node.id}.pid").unlink(missing_ok=True)
+            if p.node.id in self.host_settings:
+                (supervisor.run_dir(self.settings_of(p.node.id))
+                 / f"{p.node.id}.pid").unlink(missing_ok=True)
         for ns in self._made_namespaces:  # anything the groups left behind
             _kill_namespace_processes(ns)
         for link in reversed(self._made_links):
             ip("link", "del", link, check=False)
         for ns in self._made_namespaces:
             ip("netns", "del", ns, check=False)
-        for nid in NODE_IDS if self.k is not None else ():
-            drop_database(self.cluster, self.dbname(nid))
+        for cluster in self.clusters.values():  # the hosts' databases go with the run
+            cluster.stop()
+        if self._pg_root is not None:
+            shutil.rmtree(self._pg_root, ignore_errors=True)
 
     # --- what tests do ---------------------------------------------------------------------
     def cut(self, node_id: str, *, fail_fast: bool = False) -> None:
@@ -373,15 +438,12 @@ class NetnsFederation:
         for p in [p for p in self.procs if p.node.id == node_id]:
             supervisor.stop_group(p.pgid)
             self.procs.remove(p)
-        assert self.settings is not None
-        (supervisor.run_dir(self.settings) / f"{node_id}.pid").unlink(missing_ok=True)
+        (supervisor.run_dir(self.settings_of(node_id)) / f"{node_id}.pid").unlink(missing_ok=True)
 
     def start_node(self, node_id: str, timeout: float = 90.0) -> None:
         """Start a stopped node again in its namespace (as built) and wait until it is healthy."""
-        assert self.settings is not None
-        node = self.settings.node(node_id)
-        proc = supervisor.start_node(self.settings, node, supervisor.node_dir(self.settings, node),
-                                     wrap=self.wrap)
+        s = self.settings_of(node_id)
+        proc = supervisor.start_node(s, s.node(node_id), self.node_dir(node_id), wrap=self.wrap)
         self.procs.append(proc)
         supervisor.wait_healthy([proc], timeout=timeout)
 
@@ -406,16 +468,15 @@ class NetnsFederation:
 
 def federation_fixture(*, scope: Literal["session", "package", "module"] = "module",
                        **options: Any) -> Callable[..., Any]:
-    """A pytest fixture starting a `NetnsFederation` on the session's PostGIS (`pg_cluster`).
+    """A pytest fixture starting a `NetnsFederation` (its hosts bring their own clusters).
 
     In a test module: `netfed = federation_fixture(node_overrides={"*": {...}})`.
     """
     @pytest.fixture(scope=scope)
-    def _netns_federation(tmp_path_factory: pytest.TempPathFactory,
-                          pg_cluster: Cluster) -> Iterator[NetnsFederation]:
+    def _netns_federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsFederation]:
         if os.geteuid() != 0:
             pytest.skip("network namespaces need root")
-        with NetnsFederation(tmp_path_factory.mktemp("netns"), pg_cluster, **options) as fed:
+        with NetnsFederation(tmp_path_factory.mktemp("netns"), **options) as fed:
             yield fed
 
     return _netns_federation

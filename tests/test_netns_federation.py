@@ -10,18 +10,20 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import netns
 import numpy as np
+import psycopg2
 import pytest
 import requests
 from netns import NODE_IDS, NetnsFederation, federation_fixture
 from sso_client import bearer, login_pkce
 from tile_helpers import image, tdt_url_at
+from var_dirs import var_dir_for
 
-from nodes import federation as federation_mod
-from nodes import supervisor
 from services.access import apikeys
 from services.db import Database
 from services.sso import accounts
@@ -34,7 +36,14 @@ PASSWORD = "netns-correct-horse-1"
 
 netfed = federation_fixture()
 
-
+# Run inside a namespace: connect with a DSN, print "connected" or the first line of the refusal.
+_PG_PROBE = """import sys, psycopg2
+try:
+    psycopg2.connect(sys.argv[1], connect_timeout=5).close()
+    print("connected")
+except psycopg2.OperationalError as exc:
+    print("refused: " + (str(exc).strip().splitlines() or [""])[0])
+"""
 
 
 def has_service_hall(img: np.ndarray) -> bool:
@@ -52,8 +61,7 @@ def wait_until(predicate, timeout: float, what: str) -> None:
 @pytest.fixture(scope="module")
 def national_db(netfed: NetnsFederation) -> Database:
     """The main node's database (accounts, keys), over the cluster's unix socket."""
-    s = netfed.settings
-    return Database(federation_mod.node_dsn(s, s.node("national")), maxconn=1)
+    return Database(netfed.dsn("national"), maxconn=1)
 
 
 def _dead_pid() -> int:
@@ -82,10 +90,11 @@ def test_stale_namespaces_and_links_of_dead_runs_are_removed() -> None:
         netns.ip("netns", "del", f"{tag}-x", check=False)
 
 
-def test_a_failed_start_leaves_nothing_behind(tmp_path, pg_cluster) -> None:
-    fed = NetnsFederation(tmp_path, pg_cluster, node_overrides={"*": {"no_such_key": 1}})
+def test_a_failed_start_leaves_nothing_behind(tmp_path) -> None:
+    fed = NetnsFederation(tmp_path, node_overrides={"*": {"no_such_key": 1}})
     with pytest.raises(Exception, match="no_such_key"):
         fed.start()
+    assert len(fed.clusters) == 3 and not any(c.is_running() for c in fed.clusters.values())
     assert not [n for n in netns._namespaces() if n.startswith(fed.tag + "-")]
     assert not [n for n in netns._links() if n.startswith(fed.tag)]
 
@@ -110,14 +119,13 @@ def test_nothing_answers_on_localhost_inside_a_namespace(netfed: NetnsFederation
     assert netfed.http_status_in("national", f"http://127.0.0.1:{netfed.port}/health", 2) == 0
     assert netfed.http_status_in("hangzhou", national + "/health") == 200
     # what nodes were built with points at the other nodes' addresses, never at loopback
-    s = netfed.settings
     for nid in NODE_IDS:
-        meta = json.loads((supervisor.node_dir(s, s.node(nid)) / "node.json").read_text())
+        meta = json.loads((netfed.node_dir(nid) / "node.json").read_text())
         auth = meta["auth"]
         assert meta["node"]["base_url"] == netfed.urls[nid]
         for key in ("main_url", "issuer", "jwks_url", "token_url"):
             assert auth[key].startswith(national), (nid, key, auth[key])
-    text = (supervisor.node_dir(s, s.node("national")) / "tiles" / "mapproxy.yaml").read_text()
+    text = (netfed.node_dir("national") / "tiles" / "mapproxy.yaml").read_text()
     assert netfed.urls["zhejiang"] + "/" in text and "127.0.0.1" not in text
 
 
@@ -230,3 +238,112 @@ def test_cut_and_restore_the_zhejiang_link(netfed: NetnsFederation) -> None:
     finally:
         if seen:
             print(f"cascade after restore needed {len(seen) + 1} tries: {seen[:3]}")
+
+
+# --- one PostgreSQL cluster per host, and no node holding another's credentials (issue 12) ---
+
+def _database_secrets(netfed: NetnsFederation, host: str) -> set[str]:
+    """The secrets of a host's cluster: its superuser's password and its node role's."""
+    cluster = netfed.clusters[host]
+    role = psycopg2.extensions.parse_dsn(netfed.dsn(host))
+    return {cluster.password_file.read_text().strip(), role["password"], netfed.dsn(host)}
+
+
+def _what_a_node_holds(netfed: NetnsFederation, nid: str) -> list[tuple[str, bytes]]:
+    """Every file of the node's host (its var/ and config/), and the environment and command
+    line of every process running in its namespace."""
+    s = netfed.settings_of(nid)
+    found = []
+    for root in (var_dir_for(netfed.host_dir(nid)), Path(s.config_dir)):
+        for path in root.rglob("*"):
+            if {"cache", "cache_data"} & set(path.parts) or path.is_symlink() or \
+                    not path.is_file() or path.stat().st_size > 5_000_000:
+                continue
+            found.append((str(path), path.read_bytes()))
+    pids = subprocess.run(["ip", "netns", "pids", netfed.namespace(nid)], capture_output=True,
+                          text=True, check=True).stdout.split()
+    assert pids, f"nothing runs in {nid}'s namespace"
+    for pid in pids:
+        for part in ("environ", "cmdline"):
+            try:
+                found.append((f"/proc/{pid}/{part}", Path(f"/proc/{pid}/{part}").read_bytes()))
+            except OSError:  # ended meanwhile
+                pass
+    return found
+
+
+def test_each_host_has_its_own_cluster(netfed: NetnsFederation) -> None:
+    assert len({(str(c.data_dir), c.port) for c in netfed.clusters.values()}) == len(NODE_IDS)
+    for nid in NODE_IDS:
+        meta = json.loads((netfed.node_dir(nid) / "node.json").read_text())
+        dsn = psycopg2.extensions.parse_dsn(meta["dsn"])
+        cluster = netfed.clusters[nid]
+        assert (dsn["host"], int(dsn["port"])) == (str(cluster.socket_dir), cluster.port), nid
+        assert dsn["user"] == netfed.dbname(nid)  # its own role, not the superuser
+        assert meta["auth"]["main_dsn"] == (meta["dsn"] if nid == "national" else None)
+        for host, other in netfed.clusters.items():  # its database is on its host only
+            conn = psycopg2.connect(other.dsn(), connect_timeout=5)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT datname FROM pg_database")
+                    names = {r[0] for r in cur.fetchall()}
+            finally:
+                conn.close()
+            assert (netfed.dbname(nid) in names) == (host == nid), (nid, host)
+    # accounts and clients live at the main node only; each sub-node has its own auth tables
+    for nid in NODE_IDS:
+        conn = psycopg2.connect(netfed.dsn(nid), connect_timeout=5)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT to_regclass('auth.clients') IS NOT NULL, "
+                            "to_regclass('auth.audit') IS NOT NULL")
+                assert cur.fetchone() == (nid == "national", True), nid
+        finally:
+            conn.close()
+
+
+def test_no_node_holds_another_nodes_database_credentials(netfed: NetnsFederation) -> None:
+    secrets = {nid: _database_secrets(netfed, nid) for nid in NODE_IDS}
+    for nid in NODE_IDS:
+        foreign = {s for other, found in secrets.items() if other != nid for s in found}
+        # not even its own cluster's superuser: a node runs as its own database role
+        forbidden = foreign | {netfed.clusters[nid].password_file.read_text().strip()}
+        held = _what_a_node_holds(netfed, nid)
+        assert any(netfed.dsn(nid).encode() in text for _, text in held)  # the check can see
+        leaks = [(where, secret[:6]) for where, text in held for secret in forbidden
+                 if len(secret) >= 12 and secret.encode() in text]
+        assert not leaks, (nid, leaks)
+
+
+def test_a_sub_node_cannot_open_the_main_database(netfed: NetnsFederation) -> None:
+    main = netfed.clusters["national"]
+    for nid in ("zhejiang", "hangzhou"):
+        own = psycopg2.extensions.parse_dsn(netfed.dsn(nid))
+        probe = [sys.executable, "-c", _PG_PROBE]
+        assert netfed.run_in(nid, [*probe, netfed.dsn(nid)]).stdout.strip() == "connected"
+        # its credentials at the main node's cluster: over the socket (the shared file system
+        # of this test), and at 127.0.0.1 (its namespace's own loopback: nothing there)
+        for target in (f"host={main.socket_dir} port={main.port}",
+                       f"host=127.0.0.1 port={main.port}"):
+            dsn = (f"{target} dbname={netfed.dbname('national')} user={own['user']} "
+                   f"password={own['password']}")
+            out = netfed.run_in(nid, [*probe, dsn]).stdout.strip()
+            assert out.startswith("refused"), (nid, target, out)
+            if target.startswith("host=/"):
+                assert "password authentication failed" in out, out
+
+
+def test_the_sub_nodes_registered_over_http(netfed: NetnsFederation, national_db: Database) -> None:
+    """Their clients and cascade keys exist at the main node because they asked for them there,
+    with the initial access tokens their operators were given."""
+    rows = national_db.all("SELECT actor, subject, ip FROM auth.audit WHERE ok AND event = "
+                           "'provision.register' ORDER BY id")
+    assert {r["actor"] for r in rows} >= {"zhejiang", "hangzhou"}
+    assert all(r["ip"] == netfed.gateway for r in rows)  # from the build host, over the bridge
+    keys = national_db.all("SELECT actor FROM auth.audit WHERE ok AND event = "
+                           "'provision.node_key'")
+    assert {"node-zhejiang"} <= {k["actor"] for k in keys}  # zhejiang has a child
+    for nid in ("zhejiang", "hangzhou"):
+        client = json.loads((netfed.node_dir(nid) / "oidc-client.json").read_text())
+        assert client["client_id"] == f"node-{nid}"
+        assert client["issuer"] == netfed.urls["national"] + "/sso"

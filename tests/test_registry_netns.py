@@ -19,7 +19,6 @@ from netns import NetnsFederation, federation_fixture
 from sso_client import bearer, login_pkce
 from tile_helpers import tdt_url_at
 
-from nodes import federation as federation_mod
 from services.db import Database
 from services.sso import accounts
 
@@ -50,8 +49,7 @@ netfed = federation_fixture(node_overrides={"*": {"registry": {
 
 
 def db_of(netfed: NetnsFederation, nid: str) -> Database:
-    s = netfed.settings
-    return Database(federation_mod.node_dsn(s, s.node(nid)), maxconn=1)
+    return Database(netfed.dsn(nid), maxconn=1)
 
 
 def wait_until(predicate, timeout: float, what: str, step: float = 0.2) -> float:

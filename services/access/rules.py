@@ -75,6 +75,8 @@ SSO = {
     "/sso/api/keys": _OIDC,  # a developer's bearer token
     "/sso/api/keys/lookup": _OIDC,  # a node's client-credentials token with scope `keys`
     "/sso/api/keys/{key_id}/revoke": _OIDC,
+    "/sso/api/clients": _OIDC,  # an initial access token (RFC 7591 registration of a node)
+    "/sso/api/node-key": _OIDC,  # a node's client-credentials token with scope `keys`
 }
 
 _SIGN_IN = "Sign in, or send a bearer token."

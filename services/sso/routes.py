@@ -32,6 +32,7 @@ from services.sso.keys_page import PATH as KEYS_PATH
 from services.sso.keys_page import KeysPage
 from services.sso.models import KeyRequest
 from services.sso.provider import Provider, oauth2_request
+from services.sso.registration import NodeRegistration
 from services.web.pages import LOGIN, LOGOUT, MESSAGE, Csrf, client_ip, render
 
 SESSION_COOKIE = "geoplat_sso"
@@ -67,6 +68,8 @@ class SSO:
             Route("/sso/api/keys", self.keys, methods=["GET", "POST"]),
             Route("/sso/api/keys/lookup", self.key_lookup, methods=["GET"]),
             Route("/sso/api/keys/{key_id}/revoke", self.key_revoke, methods=["POST"]),
+            # node provisioning over HTTP: client registration, cascade key (issue 12)
+            *NodeRegistration(self.db, self.node["id"], self.validator).routes(),
         ])
 
     # --- helpers ---------------------------------------------------------------------------
