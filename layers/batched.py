@@ -96,25 +96,35 @@ def read_batched(path: Path, what: str, crs: Any, layer: str | None, encoding: s
             report[k] = (report[k] + v.report[k])[:5]
         return v.attrs, promote(v.geoms, gtype, what), {c: t for t, c in v.titles.items()}
 
+    # the reader holds the process-wide upload fence (layers/fence.py) until it is closed: close
+    # it as soon as reading ends, also on an error (a traceback would keep it open until the
+    # garbage collector runs, fencing every GDAL read of the process meanwhile)
     first = None
-    while first is None:
-        batch = next(source, None)
-        if batch is None:
-            raise PublishError(f"{what}: the file holds zero features with geometry")
-        first = check(*batch)
+    try:
+        while first is None:
+            batch = next(source, None)
+            if batch is None:
+                raise PublishError(f"{what}: the file holds zero features with geometry")
+            first = check(*batch)
+    except BaseException:
+        source.close()
+        raise
     template = first[0].iloc[:0].copy()  # the table's columns and types
     titles = {v: k for k, v in first[2].items()}
     head = [first]
     del first, batch
 
     def batches() -> Iterator[tuple[pd.DataFrame, np.ndarray | Ewkb]]:
-        a, g, _ = head.pop()  # hold no batch longer than the COPY needs it
-        yield a, g
-        del a, g
-        for attrs, fids, wkb in source:
-            part = check(attrs, fids, wkb)
-            if part is not None:
-                yield conform(part[0], template), part[1]
+        try:
+            a, g, _ = head.pop()  # hold no batch longer than the COPY needs it
+            yield a, g
+            del a, g
+            for attrs, fids, wkb in source:
+                part = check(attrs, fids, wkb)
+                if part is not None:
+                    yield conform(part[0], template), part[1]
+        finally:
+            source.close()
 
     return VectorData(template, np.empty(0, dtype=object), gtype, titles, label(crs), report,
                       batches=batches(), count_hint=count)

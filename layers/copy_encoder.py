@@ -291,6 +291,10 @@ class BinaryStream:
             self._put(None)
         except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
             self._put(exc)
+        finally:  # a stopped COPY: the batch reader lets go of its file now (in this thread)
+            close = getattr(self.batches, "close", None)
+            if close is not None:
+                close()
 
     def _next(self) -> bytes:
         while True:

@@ -7,7 +7,8 @@ Tianditu `/{layer}_{c|w}/wmts?...`) are sent with sendfile; misses and every oth
 app on a unix socket. Access checks for tiles go in `nginx/tiles-auth.d/*.conf` (included in
 every tile location, e.g. an `auth_request`), so a key check keeps the static fast path; what
 those need at http and server level (cache zones, maps, internal locations) goes in
-`nginx/http.d/*.conf` and `nginx/server.d/*.conf`.
+`nginx/http.d/*.conf` and `nginx/server.d/*.conf`. The config is rendered from
+tiles/templates/nginx.conf.j2 (tiles/nginx.py quotes or refuses every value put in it).
 """
 
 from __future__ import annotations
