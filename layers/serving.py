@@ -64,7 +64,7 @@ def resource(name: str, row: dict[str, Any], dsn: str) -> dict[str, Any]:
     storage: str = row["storage"]
     if storage.startswith("file:"):
         base["providers"] = [{
-            "type": "coverage", "name": "layers.coverage.COGProvider", "data": storage[5:],
+            "type": "coverage", "name": "nodes.providers.coverage.COGProvider", "data": storage[5:],
             "options": {"DATA_ENCODING": "COG"},
             "format": {"name": "GTiff", "mimetype": "application/tiff"},
         }]

@@ -68,23 +68,6 @@ def test_batched_load_matches_one_read(ctx, tmp_path, monkeypatch):
         retire(ctx, "pub_batch_parts", purge=True)
 
 
-def test_binary_rows_packed_in_steps_are_the_same_bytes(monkeypatch):
-    import pandas as pd
-
-    from layers import load
-
-    rng = np.random.default_rng(3)
-    n = 500
-    frame = pd.DataFrame({"i": np.arange(n), "f": np.where(np.arange(n) % 7 == 0, np.nan, rng.random(n)),
-                          "s": [None if i % 5 == 0 else "值" * (i % 13) for i in range(n)]})
-    wkb = shapely.to_wkb(shapely.points(rng.random(n), rng.random(n)))
-    fields = [load._field(frame[c]) for c in frame.columns] + [load._field(pd.Series(wkb), raw=True)]
-    whole = load.binary_rows(fields)
-    monkeypatch.setattr(load, "_PACK_BYTES", 1000)
-    assert load.binary_rows(fields) == whole
-    assert len(whole) == sum(2 + sum(4 + max(int(ln[i]), 0) for ln, _ in fields) for i in range(n))
-
-
 def _column_type(dsn: str, name: str) -> str:
     return scalar(dsn, "SELECT g.type FROM geometry_columns g JOIN geoplat_published p ON"
                        " g.f_table_name = p.name || '__v' || p.current_version WHERE p.name = %s",

@@ -100,7 +100,7 @@ def test_geotiff_is_a_raster_tile_layer(ctx, urls, tmp_path):
     import rasterio
     from rasterio.transform import from_bounds
 
-    from layers.coverage import proj_env
+    from nodes.providers.coverage import proj_env
 
     base, name = urls["hangzhou"], "pub_raster_tiles"
     bounds = (120.60, 30.10, 120.66, 30.16)

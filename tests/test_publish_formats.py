@@ -139,7 +139,7 @@ def test_geotiff_becomes_cog_coverage(ctx, base, tmp_path):
     import rasterio
     from rasterio.transform import from_origin
 
-    from layers.coverage import proj_env
+    from nodes.providers.coverage import proj_env
 
     path = tmp_path / "dem.tif"
     data = (np.arange(64 * 64, dtype="float32").reshape(64, 64) / 10)

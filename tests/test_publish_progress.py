@@ -302,7 +302,7 @@ def test_published_geotiff_on_the_tianditu_route_needs_tk(keyed, tmp_path):
     import rasterio
     from rasterio.transform import from_bounds
 
-    from layers.coverage import proj_env
+    from nodes.providers.coverage import proj_env
     from tiles.seed import tile_range
 
     base, name, ctx = keyed["base"], "prog_tk_dom", keyed["ctx"]

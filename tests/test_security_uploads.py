@@ -284,12 +284,12 @@ def test_coverage_provider_serves_only_geotiff(secrets_dir, tmp_path):
     """A VRT put where a published COG should be is not served (it would read other files)."""
     from pygeoapi.provider.base import ProviderConnectionError
 
-    from layers.coverage import COGProvider
+    from nodes.providers.coverage import COGProvider
 
     vrt = tmp_path / "sec_cov__v1.tif"
     vrt.write_text(_gdal_vrt("local file", secrets_dir, None, None), encoding="utf-8")
     with pytest.raises(ProviderConnectionError):
-        COGProvider({"name": "layers.coverage.COGProvider", "type": "coverage",
+        COGProvider({"name": "nodes.providers.coverage.COGProvider", "type": "coverage",
                      "data": str(vrt), "format": {"name": "GTiff", "mimetype": "image/tiff"}})
 
 

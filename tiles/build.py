@@ -7,7 +7,11 @@ Called by the node builder (`nodes.supervisor.build_node`); everything lands in
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,9 +19,21 @@ from typing import Any
 import psycopg2
 import yaml
 
+from tiles.frontdoor import FrontDoor
 from tiles.mapproxy_config import build_mapproxy_config
 from tiles.rasters import make_hillshade
-from tiles.styles import EMAP_LAYERS, check_no_sensitive, drawable_tables, load_styles, map_xml
+from tiles.styles import (
+    EMAP_LAYERS,
+    check_no_sensitive,
+    drawable_tables,
+    load_styles,
+    map_xml,
+    published_layer,
+    published_style,
+    raster_layer_xml,
+    single_map_xml,
+    with_published,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STYLES_DIR = PROJECT_ROOT / "config" / "styles"
@@ -104,8 +120,6 @@ def build_tiles(node: Any, children: list[Any], layers: list[Any], dsn: str, nod
                                  child_key, compositions)
     _write(paths.mapproxy_yaml, yaml.safe_dump(conf, allow_unicode=True, sort_keys=False))
     validate_mapproxy(paths.mapproxy_yaml)
-    from tiles.frontdoor import FrontDoor
-
     tile_cache = getattr(node, "tile_cache", None)
     FrontDoor(node_dir, node.host, node.port).write_config(
         paths.cache_dir, fast_path=tile_cache is None or tile_cache.backend == "file")
@@ -150,19 +164,6 @@ def published_tiles(node_dir: Path, dsn: str, vectors: list[dict[str, Any]],
     once a worker may read them: a new generation gets a new directory, named by generation
     and content digest (identical content, identical files, whichever worker writes them).
     """
-    import hashlib
-    import json
-    import shutil
-    import time
-
-    from tiles.styles import (
-        published_layer,
-        published_style,
-        raster_layer_xml,
-        single_map_xml,
-        with_published,
-    )
-
     paths = TilePaths(node_dir)
     base_text = paths.mapproxy_yaml.read_text(encoding="utf-8")
     vec_xml = paths.tiles_dir / "vec.xml"

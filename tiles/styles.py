@@ -1,5 +1,7 @@
 """E-map styles as data (`config/styles/emap.yml`) generated into Mapnik XML, one file per layer.
 
+The XML is built with ElementTree (values escaped by it, never spliced into markup).
+
 Only tables a node has loaded and that are public and not `sensitive` are ever referenced:
 that filter is applied here, once, so no e-map layer can draw surveying-professional content.
 """
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from xml.sax.saxutils import escape, quoteattr
+from xml.etree import ElementTree as ET
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -104,66 +106,119 @@ def load_styles(path: Path) -> StyleFile:
     return style
 
 
-def _scale_rule(levels: tuple[int, int]) -> str:
+def _scale_rule(rule: ET.Element, levels: tuple[int, int]) -> None:
     # Bounds halfway (in log scale) between levels so a level is in or out, never on the edge.
     lo, hi = levels
-    max_sd = scale_denominator(lo) * 1.41
-    min_sd = scale_denominator(hi) / 1.41
-    return (f"<MaxScaleDenominator>{max_sd:.2f}</MaxScaleDenominator>"
-            f"<MinScaleDenominator>{min_sd:.2f}</MinScaleDenominator>")
+    ET.SubElement(rule, "MaxScaleDenominator").text = f"{scale_denominator(lo) * 1.41:.2f}"
+    ET.SubElement(rule, "MinScaleDenominator").text = f"{scale_denominator(hi) / 1.41:.2f}"
 
 
-def _line(ls: LineStyle, width: float | None = None) -> str:
-    w = width if width is not None else ls.width
-    dash = f' stroke-dasharray="{ls.dasharray}"' if ls.dasharray else ""
-    return (f'<LineSymbolizer stroke="{ls.stroke}" stroke-width="{w}"{dash} '
-            f'stroke-linejoin="round" stroke-linecap="round"/>')
+def _el(tag: str, attrs: dict[str, object] | None = None, text: str | None = None) -> ET.Element:
+    """An element whose attribute values are written with str() (as Mapnik reads them)."""
+    el = ET.Element(tag, {k: str(v) for k, v in (attrs or {}).items()})
+    if text is not None:
+        el.text = text
+    return el
 
 
-def _class_style(name: str, fc: FeatureClass) -> str:
+def _style(name: str, symbolizers: list[ET.Element],
+           levels: tuple[int, int] | None = None) -> ET.Element:
+    style = _el("Style", {"name": name})
+    rule = ET.SubElement(style, "Rule")
+    if levels is not None:
+        _scale_rule(rule, levels)
+    rule.extend(symbolizers)
+    return style
+
+
+def _line(ls: LineStyle, width: float | None = None) -> ET.Element:
+    attrs: dict[str, object] = {"stroke": ls.stroke, "stroke-width": width if width is not None else ls.width}
+    if ls.dasharray:
+        attrs["stroke-dasharray"] = ls.dasharray
+    return _el("LineSymbolizer", {**attrs, "stroke-linejoin": "round", "stroke-linecap": "round"})
+
+
+def _class_style(name: str, fc: FeatureClass) -> ET.Element:
     sym = []
     if fc.polygon:
-        sym.append(f'<PolygonSymbolizer fill="{fc.polygon.fill}"/>')
+        sym.append(_el("PolygonSymbolizer", {"fill": fc.polygon.fill}))
         if fc.polygon.stroke:
-            sym.append(f'<LineSymbolizer stroke="{fc.polygon.stroke}" stroke-width="{fc.polygon.width}"/>')
+            sym.append(_el("LineSymbolizer", {"stroke": fc.polygon.stroke,
+                                              "stroke-width": fc.polygon.width}))
     if fc.line:
         if fc.line.casing:
             sym.append(_line(LineStyle(stroke=fc.line.casing, width=fc.line.width + 1.5)))
         sym.append(_line(fc.line))
     if fc.point:
         s = fc.point.size
-        sym.append(f'<MarkersSymbolizer fill="{fc.point.fill}" width="{s}" height="{s}" '
-                   f'stroke="#ffffff" stroke-width="1" allow-overlap="true" ignore-placement="true"/>')
-    return f'<Style name="{name}"><Rule>{_scale_rule(fc.levels)}{"".join(sym)}</Rule></Style>'
+        sym.append(_el("MarkersSymbolizer", {
+            "fill": fc.point.fill, "width": s, "height": s, "stroke": "#ffffff",
+            "stroke-width": "1", "allow-overlap": "true", "ignore-placement": "true"}))
+    return _style(name, sym, fc.levels)
 
 
-def _label_style(name: str, lc: LabelClass, colours: TextColours, fontset: str) -> str:
+def _label_style(name: str, lc: LabelClass, colours: TextColours, fontset: str) -> ET.Element:
     fill = "#2f6ea8" if lc.water and colours.fill == "#333333" else colours.fill
-    attrs = (f'fontset-name="{fontset}" size="{lc.size}" fill="{fill}" halo-fill="{colours.halo}" '
-             f'halo-radius="1.5" placement="{lc.placement}" avoid-edges="false" '
-             f'allow-overlap="false" minimum-padding="2"')
+    attrs: dict[str, object] = {
+        "fontset-name": fontset, "size": lc.size, "fill": fill, "halo-fill": colours.halo,
+        "halo-radius": "1.5", "placement": lc.placement, "avoid-edges": "false",
+        "allow-overlap": "false", "minimum-padding": "2"}
     if lc.dy:
-        attrs += f' dy="{lc.dy}"'
+        attrs["dy"] = lc.dy
     if lc.placement == "line":
-        attrs += ' max-char-angle-delta="30" spacing="250" minimum-path-length="40"'
-    return (f'<Style name="{name}"><Rule>{_scale_rule(lc.levels)}'
-            f"<TextSymbolizer {attrs}>[label]</TextSymbolizer></Rule></Style>")
+        attrs.update({"max-char-angle-delta": "30", "spacing": "250", "minimum-path-length": "40"})
+    return _style(name, [_el("TextSymbolizer", attrs, "[label]")], lc.levels)
 
 
-def _postgis(dsn: dict[str, str], sql: str) -> str:
-    params = {"type": "postgis", "table": sql, "geometry_field": "geom", "srid": "4490",
-              "extent": "-180,-90,180,90", "max_size": "8", "estimate_extent": "false",
-              **{k: v for k, v in dsn.items() if k in ("host", "port", "user", "password", "dbname")}}
-    return "".join(f'<Parameter name="{k}">{escape(str(v))}</Parameter>' for k, v in params.items())
+def _datasource(params: dict[str, object]) -> ET.Element:
+    ds = ET.Element("Datasource")
+    for k, v in params.items():
+        ET.SubElement(ds, "Parameter", {"name": k}).text = str(v)
+    return ds
+
+
+def _postgis(dsn: dict[str, str], sql: str) -> ET.Element:
+    return _datasource({
+        "type": "postgis", "table": sql, "geometry_field": "geom", "srid": "4490",
+        "extent": "-180,-90,180,90", "max_size": "8", "estimate_extent": "false",
+        **{k: v for k, v in dsn.items() if k in ("host", "port", "user", "password", "dbname")}})
+
+
+def _gdal(path: Path) -> ET.Element:
+    return _datasource({"type": "gdal", "file": path})
+
+
+def _layer(name: str, style: str, datasource: ET.Element) -> ET.Element:
+    layer = _el("Layer", {"name": name, "srs": "epsg:4490"})
+    ET.SubElement(layer, "StyleName").text = style
+    layer.append(datasource)
+    return layer
+
+
+def _ident(name: str) -> str:
+    """An SQL identifier, quoted (a `"` in it doubled)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _sql(table: str, where: str | None, field: str | None) -> str:
-    cols = f'geom, "{field}"::text AS label' if field else "geom"
+    cols = f"geom, {_ident(field)}::text AS label" if field else "geom"
     conds = [f"({where})"] if where else []
     if field:
-        conds.append(f'"{field}" IS NOT NULL')
+        conds.append(f"{_ident(field)} IS NOT NULL")
     cond = " WHERE " + " AND ".join(conds) if conds else ""
-    return f'(SELECT {cols} FROM "{table}"{cond}) AS t'
+    return f"(SELECT {cols} FROM {_ident(table)}{cond}) AS t"
+
+
+def _map(background: str | None = None) -> ET.Element:
+    attrs: dict[str, object] = {"srs": "epsg:4490", "buffer-size": META_BUFFER}
+    if background:
+        attrs["background-color"] = background
+    return _el("Map", attrs)
+
+
+def _document(root: ET.Element) -> str:
+    ET.indent(root, space=" ")
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
 def drawable_tables(layers: list, loaded: set[str]) -> set[str]:
@@ -177,43 +232,41 @@ def map_xml(style: StyleFile, layer_id: str, tables: set[str], dsn: dict[str, st
     """The Mapnik XML of one e-map layer for a node that may draw `tables`."""
     lay = style.layers[layer_id]
     faces = faces or style.fontset.faces
-    bg = f' background-color="{lay.background}"' if lay.background else ""
-    out = [f'<?xml version="1.0" encoding="utf-8"?>\n<Map srs="epsg:4490" buffer-size="{META_BUFFER}"{bg}>',
-           f'<FontSet name="{style.fontset.name}">'
-           + "".join(f"<Font face-name={quoteattr(f)}/>" for f in faces) + "</FontSet>"]
+    root = _map(lay.background)
+    fontset = ET.SubElement(root, "FontSet", {"name": style.fontset.name})
+    for face in faces:
+        ET.SubElement(fontset, "Font", {"face-name": face})
     layers_xml = []
     if lay.raster and rasters:
-        out.append('<Style name="raster"><Rule><RasterSymbolizer scaling="bilinear"/></Rule></Style>')
+        root.append(_raster_style())
         for i, path in enumerate(rasters):
-            layers_xml.append(
-                f'<Layer name="{lay.raster}_{i}" srs="epsg:4490"><StyleName>raster</StyleName>'
-                f'<Datasource><Parameter name="type">gdal</Parameter>'
-                f"<Parameter name=\"file\">{escape(str(path))}</Parameter></Datasource></Layer>")
+            layers_xml.append(_layer(f"{lay.raster}_{i}", "raster", _gdal(path)))
     for name in lay.classes:
         fc = style.classes[name]
         used = [t for t in fc.tables if t in tables]
         if not used:
             continue
-        out.append(_class_style(name, fc))
+        root.append(_class_style(name, fc))
         for t in used:
-            layers_xml.append(f'<Layer name="{name}__{t}" srs="epsg:4490"><StyleName>{name}</StyleName>'
-                              f"<Datasource>{_postgis(dsn, _sql(t, fc.where, None))}</Datasource></Layer>")
+            layers_xml.append(_layer(f"{name}__{t}", name, _postgis(dsn, _sql(t, fc.where, None))))
     for name in lay.labels:
         lc = style.labels[name]
         used = [t for t in lc.tables if t in tables]
         if not used:
             continue
-        out.append(_label_style(name, lc, lay.text, style.fontset.name))
+        root.append(_label_style(name, lc, lay.text, style.fontset.name))
         for t in used:
-            layers_xml.append(f'<Layer name="{name}__{t}" srs="epsg:4490"><StyleName>{name}</StyleName>'
-                              f"<Datasource>{_postgis(dsn, _sql(t, lc.where, lc.field))}</Datasource></Layer>")
-    return "\n".join(out + layers_xml + ["</Map>\n"])
+            layers_xml.append(_layer(f"{name}__{t}", name,
+                                     _postgis(dsn, _sql(t, lc.where, lc.field))))
+    root.extend(layers_xml)
+    return _document(root)
 
 
 def check_no_sensitive(xml: str, forbidden: set[str]) -> None:
     """Raise if a forbidden table appears as a data source in generated XML."""
+    queries = [p.text or "" for p in ET.fromstring(xml).iter("Parameter") if p.get("name") == "table"]
     for t in forbidden:
-        if f'FROM "{t}"' in xml:
+        if any(f"FROM {_ident(t)}" in q for q in queries):
             raise SensitiveContentError(f"e-map style would draw restricted table {t!r}")
 
 
@@ -222,46 +275,50 @@ def check_no_sensitive(xml: str, forbidden: set[str]) -> None:
 PUBLISHED_STYLE = {"fill": "#e8846b", "fill-opacity": "0.55", "stroke": "#b23b1e"}
 
 
-def published_style(name: str, geometry_type: str) -> str:
+def _raster_style() -> ET.Element:
+    return _style("raster", [_el("RasterSymbolizer", {"scaling": "bilinear"})])
+
+
+def published_style(name: str, geometry_type: str) -> ET.Element:
     """A generic Mapnik style for a published vector layer, by geometry type."""
     g = geometry_type.lower()
     s = PUBLISHED_STYLE
     if "polygon" in g:
-        sym = (f'<PolygonSymbolizer fill="{s["fill"]}" fill-opacity="{s["fill-opacity"]}"/>'
-               f'<LineSymbolizer stroke="{s["stroke"]}" stroke-width="1.2"/>')
+        sym = [_el("PolygonSymbolizer", {"fill": s["fill"], "fill-opacity": s["fill-opacity"]}),
+               _el("LineSymbolizer", {"stroke": s["stroke"], "stroke-width": "1.2"})]
     elif "line" in g:
-        sym = f'<LineSymbolizer stroke="{s["stroke"]}" stroke-width="2" stroke-linejoin="round"/>'
+        sym = [_el("LineSymbolizer", {"stroke": s["stroke"], "stroke-width": "2",
+                                      "stroke-linejoin": "round"})]
     else:
-        sym = (f'<MarkersSymbolizer fill="{s["fill"]}" width="7" height="7" stroke="{s["stroke"]}"'
-               ' stroke-width="1" allow-overlap="true" ignore-placement="true"/>')
-    return f'<Style name="published__{name}"><Rule>{sym}</Rule></Style>'
+        sym = [_el("MarkersSymbolizer", {"fill": s["fill"], "width": "7", "height": "7",
+                                         "stroke": s["stroke"], "stroke-width": "1",
+                                         "allow-overlap": "true", "ignore-placement": "true"})]
+    return _style(f"published__{name}", sym)
 
 
-def published_layer(name: str, dsn: dict[str, str]) -> str:
+def published_layer(name: str, dsn: dict[str, str]) -> ET.Element:
     """The Mapnik layer of a published vector layer (its view `name`, the current version)."""
-    return (f'<Layer name="published__{name}" srs="epsg:4490"><StyleName>published__{name}'
-            f'</StyleName><Datasource>{_postgis(dsn, _sql(name, None, None))}</Datasource></Layer>')
+    return _layer(f"published__{name}", f"published__{name}", _postgis(dsn, _sql(name, None, None)))
 
 
-def with_published(base_xml: str, styles: list[str], layers: list[str]) -> str:
+def with_published(base_xml: str, styles: list[ET.Element], layers: list[ET.Element]) -> str:
     """`base_xml` (a generated e-map mapfile) with published layers drawn on top."""
-    head, sep, rest = base_xml.partition("</FontSet>")
-    if not sep:
-        head, sep, rest = base_xml.partition(">\n")  # after <Map ...>
-    body, end, tail = rest.rpartition("</Map>")
-    return head + sep + "\n" + "\n".join(styles) + body + "\n".join(layers) + "\n" + end + tail
+    root = ET.fromstring(base_xml)
+    children = list(root)
+    at = next((i + 1 for i, el in enumerate(children) if el.tag == "FontSet"), 0)
+    for i, style in enumerate(styles):
+        root.insert(at + i, style)
+    root.extend(layers)
+    return _document(root)
 
 
-def single_map_xml(styles: list[str], layers: list[str]) -> str:
+def single_map_xml(styles: list[ET.Element], layers: list[ET.Element]) -> str:
     """A transparent map of the given styles and layers (a published layer on its own)."""
-    head = f'<?xml version="1.0" encoding="utf-8"?>\n<Map srs="epsg:4490" buffer-size="{META_BUFFER}">'
-    return "\n".join([head, *styles, *layers, "</Map>\n"])
+    root = _map()
+    root.extend([*styles, *layers])
+    return _document(root)
 
 
-def raster_layer_xml(name: str, path: Path) -> tuple[str, str]:
+def raster_layer_xml(name: str, path: Path) -> tuple[ET.Element, ET.Element]:
     """(style, layer) drawing one GeoTIFF (a published raster) with Mapnik's gdal plugin."""
-    style = '<Style name="raster"><Rule><RasterSymbolizer scaling="bilinear"/></Rule></Style>'
-    layer = (f'<Layer name="published__{name}" srs="epsg:4490"><StyleName>raster</StyleName>'
-             f'<Datasource><Parameter name="type">gdal</Parameter>'
-             f'<Parameter name="file">{escape(str(path))}</Parameter></Datasource></Layer>')
-    return style, layer
+    return _raster_style(), _layer(f"published__{name}", "raster", _gdal(path))

@@ -1,7 +1,8 @@
 """Mapbox Vector Tiles from geoplat layer tables in PostGIS, for pygeoapi's tiles API.
 
 One SQL statement per tile, integer SRIDs only: the tile envelope is computed in Python
-(in the storage CRS, with the tile buffer) so the GIST index on the stored geometry is used
+(morecantile's WebMercatorQuad and WorldCRS84Quad, tiles/grids.py; in the storage CRS, with
+the tile buffer) so the GIST index on the stored geometry is used
 directly; geometries are clipped and simplified in the storage CRS (tolerance ~ one pixel
 at that zoom), features under a pixel are skipped, and at most `max_features` per tile are
 kept (largest bounding box first for lines/polygons, then fid).
@@ -21,7 +22,10 @@ from pygeoapi.provider.base import ProviderConnectionError
 from pygeoapi.provider.base_mvt import BaseMVTProvider
 from pygeoapi.provider.tile import ProviderTileNotFoundError
 from pygeoapi.util import url_join
+from pyproj import Transformer
 from sqlalchemy import exc as sa_exc
+
+from tiles.grids import OGC_TMS
 
 from . import _sql
 from .crs import CRS84_URI
@@ -30,7 +34,7 @@ LOGGER = logging.getLogger(__name__)
 
 WEB_MERCATOR = "WebMercatorQuad"
 WORLD_CRS84 = "WorldCRS84Quad"
-_MERC_MAX = 20037508.342789244
+_MERC_TO_LONLAT = Transformer.from_crs(3857, 4326, always_xy=True)  # thread-safe (pyproj >= 3.1)
 _EXTENT = 4096
 _BUFFER = 64
 _MAX_Z = 24
@@ -39,21 +43,18 @@ _POINT_TYPES = {"POINT", "MULTIPOINT"}
 
 def _tile_bounds_lonlat(tms: str, z: int, x: int, y: int) -> tuple[float, float, float, float]:
     """lon/lat bounds of a tile (WebMercatorQuad or WorldCRS84Quad, top-left origin)."""
+    b = OGC_TMS[tms].xy_bounds(x, y, z)
     if tms == WORLD_CRS84:
-        size = 180.0 / 2**z
-        minx = -180.0 + x * size
-        maxy = 90.0 - y * size
-        return minx, maxy - size, minx + size, maxy
-    n = 2.0**z
-
-    def lat(row: float) -> float:
-        return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * row / n))))
-
-    return x / n * 360.0 - 180.0, lat(y + 1), (x + 1) / n * 360.0 - 180.0, lat(y)
+        return b.left, b.bottom, b.right, b.top
+    # pyproj directly: morecantile's `bounds` looks its transformer up by CRS, ~1 ms a tile
+    minx, miny = _MERC_TO_LONLAT.transform(b.left, b.bottom)
+    maxx, maxy = _MERC_TO_LONLAT.transform(b.right, b.top)
+    return minx, miny, maxx, maxy
 
 
 def _matrix_size(tms: str, z: int) -> tuple[int, int]:
-    return (2 ** (z + 1), 2**z) if tms == WORLD_CRS84 else (2**z, 2**z)
+    m = OGC_TMS[tms].matrix(z)
+    return int(m.matrixWidth), int(m.matrixHeight)
 
 
 class PostGISMVTProvider(BaseMVTProvider):

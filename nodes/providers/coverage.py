@@ -2,7 +2,7 @@
 
 Mapnik, loaded in every node process, points PROJ_LIB at a directory without proj.db; rasterio
 then knows no EPSG code. Each call runs in a rasterio environment aimed at rasterio's own data.
-The file served is the COG the publish wrote (layers/formats.py `write_cog`), never the upload;
+The file served is the COG the publish wrote (layers/cog.py `write_cog`), never the upload;
 it must open as a GeoTIFF (a VRT put in its place would read other files).
 """
 
@@ -12,16 +12,15 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+import rasterio
 from pygeoapi.provider.base import ProviderConnectionError
 from pygeoapi.provider.rasterio_ import RasterioProvider
+
+from layers.cog import rasterio_ready
 
 
 @contextlib.contextmanager
 def proj_env() -> Iterator[None]:
-    import rasterio
-
-    from layers.formats import rasterio_ready
-
     with rasterio.Env():
         rasterio_ready()
         yield
