@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from geoplat_settings import PublishSettings
 from layers import fence
 from layers.errors import PublishError
 from layers.load import EWKB_SRID_FLAG, STORAGE_SRID, Ewkb, _normalise_geometries
-from layers.settings import PublishSettings
 
 VECTOR_SUFFIXES = {".zip", ".gpkg", ".geojson", ".json", ".csv", ".shp"}
 RASTER_SUFFIXES = {".tif", ".tiff"}

@@ -34,6 +34,7 @@ from typing import Any
 import psycopg2
 from psycopg2 import sql
 
+from geoplat_settings import PublishSettings
 from layers.errors import printable
 from layers.formats import (
     RASTER_SUFFIXES,
@@ -48,7 +49,6 @@ from layers.formats import (
     write_cog,
 )
 from layers.load import CATALOGUE_DDL, create_layer_table
-from layers.settings import PublishSettings
 from tiles.styles import EMAP_LAYERS
 
 LOGGER = logging.getLogger("geoplat.publish")

@@ -41,9 +41,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from geoplat_settings import PublishSettings
 from layers import publish as pub
 from layers.formats import PublishError, remove_tree
-from layers.settings import PublishSettings
 from services.errors import AuthError, problem
 
 LOGGER = logging.getLogger("geoplat.publish")

@@ -22,8 +22,8 @@ from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
 import httpx
 
+from geoplat_settings import RegistrySettings
 from services.errors import AuthError
-from services.registry.settings import RegistrySettings
 
 USER_AGENT = "geoplat-registry/1.0"
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import httpx
 
+from geoplat_settings import RegistrySettings
 from services.db import Database
 from services.registry.db import outbox_add, state_get
 from services.registry.external import HarvestError, safe_get
-from services.registry.settings import RegistrySettings
 
 
 def _classify(ok: bool, latency_ms: float, reported: str | None, cfg: RegistrySettings) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from geoplat_settings import RegistrySettings
 from layers.errors import printable
 from services.access import audit
 from services.db import Database
@@ -17,7 +18,6 @@ from services.registry.db import (
     write_record,
 )
 from services.registry.external import BadURL, harvest, new_record
-from services.registry.settings import RegistrySettings
 
 ACTIONS = {"approve": ("pending", "approved"), "reject": ("pending", "rejected"),
            "retire": ("approved", "retired")}

@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import psycopg2
 
+from geoplat_settings import RegistrySettings
 from services.db import Database
 from services.registry import federation, health
 from services.registry.db import refusal_add, state_get, state_set
-from services.registry.settings import RegistrySettings
 
 LOGGER = logging.getLogger("geoplat.registry")
 LOCK_KEY = 4245
