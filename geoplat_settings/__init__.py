@@ -29,6 +29,8 @@ from geoplat_settings.runtime import (
     DatabaseSection,
     NodeRef,
     NodeRuntime,
+    NodeView,
+    Providers,
     RegistrySection,
     ServerSection,
 )
@@ -38,6 +40,6 @@ __all__ = [
     "EMAP_LAYERS", "PROJECT_ROOT", "RUNTIME_FILE", "AccessLevel", "AuthSection", "Composition",
     "CompositionPart", "CompositionRef", "DatabaseSection", "Extent", "FederationSettings",
     "GeometryType", "Identifier", "LayerFile", "LayerSettings", "ManagedPostgres", "NodeAuth",
-    "NodeRef", "NodeRuntime", "NodeSettings", "PublishSettings", "RegistrySection",
+    "NodeRef", "NodeRuntime", "NodeView", "Providers", "NodeSettings", "PublishSettings", "RegistrySection",
     "RegistrySettings", "ScaleRange", "ServerSection", "Tier", "TileCache",
 ]

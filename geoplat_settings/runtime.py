@@ -86,17 +86,31 @@ class CompositionRef(_Section):
     title: str
 
 
-class NodeRuntime(_Section):
+class Providers(_Section):
+    """pygeoapi provider classes of published layers (named by nodes/, which holds them)."""
+
+    feature: str
+    tile: str
+    coverage: str
+
+
+class NodeView(_Section):
+    """A node as its registry sees it (the registry CLI makes one from the settings alone)."""
+
+    server: ServerSection
+    registry: RegistrySection
+
+
+class NodeRuntime(NodeView):
     """The node's runtime file (`node.json`), every section typed."""
 
     directory: str = Field(description="the node's directory (generated configs, caches)")
-    server: ServerSection
     database: DatabaseSection
     layers: list[LayerSettings] = []
     tiles: TileCache = TileCache()
     auth: AuthSection
-    registry: RegistrySection
     publish: PublishSettings = PublishSettings()
+    providers: Providers
     compositions: list[CompositionRef] = []
 
     @property

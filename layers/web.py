@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.from_thread
@@ -41,10 +41,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from geoplat_settings import PublishSettings
+from geoplat_settings import NodeRuntime
 from layers import publish as pub
+from layers.errors import Refused, problem
 from layers.formats import PublishError, remove_tree
-from services.errors import AuthError, problem
 
 LOGGER = logging.getLogger("geoplat.publish")
 FIELDS = {"name", "title", "access", "crs", "keywords", "layer", "all_layers", "emap", "csrf_token",
@@ -58,23 +58,26 @@ PROBLEM_TITLES = {400: "Bad Request", 404: "Not Found", 409: "Conflict",
                   422: "Unprocessable Content"}
 
 
-def node_context(meta: dict[str, Any], node_dir: Path) -> pub.NodeContext:
-    """The publishing context of a running node, from its generated node.json."""
+def node_context(runtime: NodeRuntime, node_dir: Path | None = None,
+                 hooks: pub.PublishHooks | None = None) -> pub.NodeContext:
+    """The publishing context of a built node, from its runtime (`node_dir`: where its files
+    are, default the runtime's own directory)."""
+    node_dir = Path(node_dir) if node_dir is not None else runtime.node_dir
     dirs = [node_dir]
-    parent = meta["node"].get("parent")
+    parent = runtime.server.parent
     while parent:
         d = node_dir.parent / parent
         dirs.append(d)
         try:
-            parent = json.loads((d / "node.json").read_text(encoding="utf-8"))["node"].get("parent")
-        except (OSError, ValueError, KeyError):
+            parent = NodeRuntime.load(d).server.parent
+        except (OSError, ValueError):
             break
     return pub.NodeContext(
-        id=meta["node"]["id"], dsn=meta["dsn"], node_dir=node_dir,
-        settings=PublishSettings(**(meta.get("publish") or {})),
-        config_layers=frozenset(((meta.get("auth") or {}).get("levels") or {}).keys()),
-        service_names=pub.configured_names(meta, node_dir),
-        cache_dirs=tuple(dirs), node_meta=meta["node"])
+        id=runtime.server.id, dsn=runtime.dsn, node_dir=node_dir, settings=runtime.publish,
+        config_layers=frozenset(runtime.auth.levels),
+        service_names=pub.configured_names(runtime, node_dir),
+        cache_dirs=tuple(dirs), base_url=runtime.server.base_url,
+        workers=runtime.server.workers, hooks=hooks or pub.PublishHooks())
 
 
 def upload_filename(raw: bytes) -> str:
@@ -325,9 +328,27 @@ def stream_publish(run: Callable[[Callable[..., None]], list[pub.PublishResult]]
         "X-Content-Type-Options": "nosniff"})
 
 
+class PublishAccess(Protocol):
+    """Who may publish, injected by the app: each method raises `Refused` to refuse."""
+
+    async def principal(self, request: Request) -> Any:
+        """The caller (None: anonymous)."""
+
+    def is_privileged(self, principal: Any) -> bool:
+        """A publisher or admin of this node."""
+
+    def verify_csrf(self, request: Request, token: str | None) -> None:
+        """A cookie-authenticated change carries the CSRF token of a form of ours."""
+
+    def issue_csrf(self, request: Request) -> tuple[str, dict[str, str]]:
+        """A CSRF token for the upload form and the cookies that go with it."""
+
+
 class PublishRoutes:
-    def __init__(self, ctx: pub.NodeContext, control: Any, csrf: Any):
-        self.ctx, self.control, self.csrf = ctx, control, csrf
+    """`/api/layers` and `/publish` (a router factory: `routes()` given its dependencies)."""
+
+    def __init__(self, ctx: pub.NodeContext, access: PublishAccess):
+        self.ctx, self.access = ctx, access
 
     def routes(self) -> list[Route]:
         return [
@@ -339,17 +360,17 @@ class PublishRoutes:
         ]
 
     async def _publisher(self, request: Request) -> Any:
-        p = await self.control.principal(request)
+        p = await self.access.principal(request)
         if p is None:
-            raise AuthError(401, "Unauthorized", "Sign in as a publisher of this node.")
-        if not (p.is_user and self.control.is_privileged(p)):
-            raise AuthError(403, "Forbidden",
+            raise Refused(401, "Unauthorized", "Sign in as a publisher of this node.")
+        if not (p.is_user and self.access.is_privileged(p)):
+            raise Refused(403, "Forbidden",
                             f"Publishing needs the publisher or admin role of node {self.ctx.id}.")
         return p
 
     def _csrf(self, request: Request, token: str | None) -> None:
         if request.headers.get("authorization", "")[:7].lower() != "bearer ":
-            self.csrf.verify(request, token)  # cookie-authenticated: a form of ours only
+            self.access.verify_csrf(request, token)  # cookie-authenticated: a form of ours only
 
     def _preflight(self, f: dict[str, str]) -> None:
         """The checks publish() starts with, made before a progress stream answers 200."""
@@ -370,7 +391,7 @@ class PublishRoutes:
 
     @staticmethod
     def _error(exc: Exception) -> Response:
-        if isinstance(exc, AuthError):
+        if isinstance(exc, Refused):
             headers = {"WWW-Authenticate": 'Bearer realm="geoplat"'} if exc.status == 401 else None
             return exc.response(headers)
         if isinstance(exc, PublishError):
@@ -421,7 +442,7 @@ class PublishRoutes:
                     remove_tree(work)
             return JSONResponse({"layers": [r.as_dict() for r in results]}, status_code=201,
                                 headers={"Cache-Control": "no-store"})
-        except (AuthError, PublishError) as exc:
+        except (Refused, PublishError) as exc:
             return self._error(exc)
 
     async def layer(self, request: Request) -> Response:
@@ -439,7 +460,7 @@ class PublishRoutes:
             out = await anyio.to_thread.run_sync(
                 lambda: pub.retire(self.ctx, name, actor=p.username, purge=purge))
             return JSONResponse(out)
-        except (AuthError, PublishError) as exc:
+        except (Refused, PublishError) as exc:
             return self._error(exc)
 
     async def versions(self, request: Request) -> Response:
@@ -447,7 +468,7 @@ class PublishRoutes:
             await self._publisher(request)
             out = await anyio.to_thread.run_sync(pub.versions, self.ctx, request.path_params["name"])
             return JSONResponse(out, headers={"Cache-Control": "no-store"})
-        except (AuthError, PublishError) as exc:
+        except (Refused, PublishError) as exc:
             return self._error(exc)
 
     async def rollback(self, request: Request) -> Response:
@@ -469,18 +490,18 @@ class PublishRoutes:
                 lambda: pub.rollback(self.ctx, request.path_params["name"], version,
                                      actor=p.username))
             return JSONResponse(out)
-        except (AuthError, PublishError) as exc:
+        except (Refused, PublishError) as exc:
             return self._error(exc)
 
     async def page(self, request: Request) -> Response:
         try:
             await self._publisher(request)
-        except AuthError as exc:
+        except Refused as exc:
             if exc.status == 401:
                 return HTMLResponse(PAGE_SIGNIN, status_code=401,
                                     headers={"Cache-Control": "no-store"})
             return exc.response()
-        token, cookies = self.csrf.issue(request)
+        token, cookies = self.access.issue_csrf(request)
         html = PAGE.replace("{{csrf}}", token).replace("{{node}}", self.ctx.id).replace(
             "{{nonce}}", request.scope.get("geoplat.csp_nonce", ""))  # nodes/security_headers.py
         resp = HTMLResponse(html, headers={
@@ -564,27 +585,3 @@ document.getElementById('f').addEventListener('submit', function (ev) {
   xhr.send(new FormData(ev.target));
 });
 </script></body></html>"""
-
-
-def install_publishing(auth_app: Any, app: Any, meta: dict[str, Any], node_dir: Path,
-                       views: Any = None) -> Any:
-    """Add the publishing routes to `app` and keep this worker serving published layers.
-
-    `views` is the node's services.access.views.FilteredViews (the per-caller listings): each reload
-    clears it.
-    """
-    from layers.serving import Reloader
-    from services.access import control as access
-    from services.db import Database, secret
-    from services.web.pages import Csrf
-
-    control = access.current()
-    ctx = node_context(meta, Path(node_dir))
-    csrf = Csrf(secret(Database(meta["dsn"], maxconn=1), "node-web"))
-    app.router.routes.extend(PublishRoutes(ctx, control, csrf).routes())
-    from layers.emap import TileReloader, find_tile_service
-
-    service = find_tile_service(app)
-    tiles = TileReloader(service, Path(node_dir), meta["dsn"]) if service is not None else None
-    Reloader(meta["dsn"], control, views, tiles).start()
-    return auth_app

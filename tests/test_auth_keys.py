@@ -290,7 +290,7 @@ def test_sweeper_drops_revoked_keys_from_nginx_memory(federation, main_db, urls,
     assert emap_fastpath.case_of(key["key"], "vec", "browser", 'https://a"b', "") is None
 
     def checker() -> KeyChecker:  # a fresh one: no cached key records
-        return KeyChecker(main_db, "national", main_db=main_db, auth={}, node_client=None,
+        return KeyChecker(main_db, "national", main_db=main_db, node_client=None,
                           public_requires_key=True)
 
     maps = emap_fastpath.fast_dir(tmp_path) / "ip.map"

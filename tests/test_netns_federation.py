@@ -114,7 +114,7 @@ def test_nothing_answers_on_localhost_inside_a_namespace(netfed: NetnsFederation
     for nid in NODE_IDS:
         meta = json.loads((supervisor.node_dir(s, s.node(nid)) / "node.json").read_text())
         auth = meta["auth"]
-        assert meta["node"]["base_url"] == netfed.urls[nid]
+        assert meta["server"]["base_url"] == netfed.urls[nid]
         for key in ("main_url", "issuer", "jwks_url", "token_url"):
             assert auth[key].startswith(national), (nid, key, auth[key])
     text = (supervisor.node_dir(s, s.node("national")) / "tiles" / "mapproxy.yaml").read_text()

@@ -256,7 +256,7 @@ class Sweeper:
                 continue
             if key is None or key.revoked:
                 verdict[value] = None
-            elif quotas and await self.keys._used_today(key.key_id, "tiles") >= \
+            elif quotas and await self.keys.used_today(key.key_id, "tiles") >= \
                     key.quotas.get("tiles", 0):
                 verdict[value] = None
             else:

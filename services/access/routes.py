@@ -7,6 +7,7 @@ import base64
 import hashlib
 import secrets
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,6 +17,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from geoplat_settings import AuthSection, ServerSection
 from services.access import grants
 from services.access.control import AccessControl, token_cookie
 from services.errors import AuthError, problem
@@ -50,7 +52,7 @@ class MainUnavailable(AuthError):
 class NodeClient:
     """This node as an OAuth client of the main node (client credentials), for forwarding."""
 
-    def __init__(self, auth: dict[str, Any]):
+    def __init__(self, auth: AuthSection):
         self.auth = auth
         self._tokens: dict[str, tuple[float, str]] = {}
 
@@ -58,9 +60,9 @@ class NodeClient:
         hit = self._tokens.get(scope)
         if hit and hit[0] > time.time() + 30:
             return hit[1]
-        r = await client.post(self.auth["token_url"],
+        r = await client.post(self.auth.token_url,
                               data={"grant_type": "client_credentials", "scope": scope},
-                              auth=(self.auth["client_id"], self.auth["client_secret"]))
+                              auth=(self.auth.client_id, self.auth.client_secret))
         if r.status_code != 200:
             raise MainUnavailable()
         body = r.json()
@@ -71,16 +73,17 @@ class NodeClient:
         try:
             async with httpx.AsyncClient(timeout=5.0) as client:
                 token = await self.token(client)
-                return await client.post(self.auth["main_url"] + "/sso/api/users", json=data,
+                return await client.post(self.auth.main_url + "/sso/api/users", json=data,
                                          headers={"Authorization": f"Bearer {token}"})
         except (httpx.HTTPError, ValueError, KeyError):
             raise MainUnavailable() from None
 
 
 class NodeAuthRoutes:
-    def __init__(self, node: dict[str, Any], auth: dict[str, Any], control: AccessControl,
-                 secret: str, register_locally: Any = None):
+    def __init__(self, node: ServerSection, auth: AuthSection, control: AccessControl,
+                 secret: str, register_locally: Any = None, node_dir: Path | None = None):
         self.node, self.auth, self.control = node, auth, control
+        self.node_dir = node_dir  # learned keys for nginx's fast path (None: no fast path)
         self.db = control.db
         self.csrf = Csrf(secret)
         self.client = NodeClient(auth)
@@ -103,7 +106,7 @@ class NodeAuthRoutes:
     def _form_page(self, request: Request, *, status: int = 200, error: str = "",
                    fields: dict | None = None, values: dict | None = None) -> Response:
         csrf, cookies = self.csrf.issue(request)
-        return render(REGISTER, title="注册 Register", node_title=self.node["title"],
+        return render(REGISTER, title="注册 Register", node_title=self.node.title,
                       status=status, error=error, fields=fields, csrf=csrf, cookies=cookies,
                       action="/auth/register", values=values or {})
 
@@ -130,7 +133,7 @@ class NodeAuthRoutes:
         fields["client_ip"] = client_ip(request)
         try:
             if self.register_locally is not None:
-                response = await self.register_locally(fields, self.node["id"], fields["client_ip"])
+                response = await self.register_locally(fields, self.node.id, fields["client_ip"])
                 status, body = response.status_code, _json(response.body)
             else:
                 r = await self.client.forward_registration(fields)
@@ -147,7 +150,7 @@ class NodeAuthRoutes:
                                 media_type="application/json" if status < 400 else
                                 "application/problem+json")
         if status == 201:
-            return render(MESSAGE, title="注册成功 Registered", node_title=self.node["title"],
+            return render(MESSAGE, title="注册成功 Registered", node_title=self.node.title,
                           status=201, message=f"Account {body.get('username')} created.",
                           link="/auth/login", link_text="Sign in")
         return self._form_page(request, status=status, error=str(body.get("detail", "")),
@@ -157,7 +160,7 @@ class NodeAuthRoutes:
     async def _main_reachable(self) -> bool:
         try:
             async with httpx.AsyncClient(timeout=2.0) as client:
-                r = await client.get(self.auth["issuer"] + "/.well-known/openid-configuration")
+                r = await client.get(self.auth.issuer + "/.well-known/openid-configuration")
                 return r.status_code == 200
         except httpx.HTTPError:
             return False
@@ -170,11 +173,11 @@ class NodeAuthRoutes:
                                         ).decode()
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()
                                              ).rstrip(b"=").decode()
-        params = {"response_type": "code", "client_id": self.auth["client_id"],
-                  "redirect_uri": self.node["base_url"] + "/auth/callback",
+        params = {"response_type": "code", "client_id": self.auth.client_id,
+                  "redirect_uri": self.node.base_url + "/auth/callback",
                   "scope": "openid profile geoplat", "state": state,
                   "code_challenge": challenge, "code_challenge_method": "S256"}
-        response = RedirectResponse(self.auth["issuer"] + "/authorize?" + urlencode(params), 302)
+        response = RedirectResponse(self.auth.issuer + "/authorize?" + urlencode(params), 302)
         response.set_cookie(STATE_COOKIE, f"{state}.{verifier}.{back}", max_age=600,
                             httponly=True, samesite="lax", path="/auth")
         return response
@@ -186,11 +189,11 @@ class NodeAuthRoutes:
             return problem(400, "Bad request", "The sign-in state does not match; start again.")
         try:
             async with httpx.AsyncClient(timeout=5.0) as client:
-                r = await client.post(self.auth["token_url"], data={
+                r = await client.post(self.auth.token_url, data={
                     "grant_type": "authorization_code", "code": request.query_params.get("code", ""),
-                    "redirect_uri": self.node["base_url"] + "/auth/callback",
+                    "redirect_uri": self.node.base_url + "/auth/callback",
                     "code_verifier": verifier},
-                    auth=(self.auth["client_id"], self.auth["client_secret"]))
+                    auth=(self.auth.client_id, self.auth.client_secret))
         except httpx.HTTPError:
             return MainUnavailable().response()
         if r.status_code != 200:
@@ -201,7 +204,7 @@ class NodeAuthRoutes:
         except ValueError:
             target = DEFAULT_AFTER_LOGIN
         response = RedirectResponse(target, 303)
-        response.set_cookie(token_cookie(self.node["id"]), token["access_token"], max_age=int(token["expires_in"]),
+        response.set_cookie(token_cookie(self.node.id), token["access_token"], max_age=int(token["expires_in"]),
                             httponly=True, samesite="lax", path="/")
         response.delete_cookie(STATE_COOKIE, path="/auth")
         return response
@@ -211,13 +214,13 @@ class NodeAuthRoutes:
         here, then at the main node."""
         if request.method == "GET":
             csrf, cookies = self.csrf.issue(request)
-            return render(LOGOUT, title="退出 Sign out", node_title=self.node["title"],
+            return render(LOGOUT, title="退出 Sign out", node_title=self.node.title,
                           cookies=cookies, csrf=csrf, action="/auth/logout", params={},
                           message="Sign out of this node and the federation?")
-        back = {"client_id": self.auth["client_id"],
-                "post_logout_redirect_uri": self.node["base_url"].rstrip("/") + "/"}
-        response = RedirectResponse(self.auth["issuer"] + "/logout?" + urlencode(back), 303)
-        response.delete_cookie(token_cookie(self.node["id"]), path="/")
+        back = {"client_id": self.auth.client_id,
+                "post_logout_redirect_uri": self.node.base_url.rstrip("/") + "/"}
+        response = RedirectResponse(self.auth.issuer + "/logout?" + urlencode(back), 303)
+        response.delete_cookie(token_cookie(self.node.id), path="/")
         return response
 
     async def _principal(self, request: Request) -> Any:
@@ -233,7 +236,7 @@ class NodeAuthRoutes:
             return exc.response()
         hidden = await self.control.hidden(p)
         return JSONResponse({"sub": p.sub, "username": p.username, "roles": sorted(p.roles),
-                             "node": self.node["id"],
+                             "node": self.node.id,
                              "layers": sorted(set(self.control.levels) - hidden)})
 
     async def check(self, request: Request) -> Response:
@@ -244,7 +247,7 @@ class NodeAuthRoutes:
 
         from services.access.emap import fold_nginx_usage
 
-        await fold_nginx_usage(self.control.keys)  # keyed tiles nginx sent on a cached allow
+        await fold_nginx_usage(self.control.keys, self.node_dir)  # keyed tiles nginx sent on a cached allow
         original = request.headers.get("x-original-uri", "")
         scope = dict(request.scope)
         scope["query_string"] = urlsplit(original).query.encode("latin-1", "replace")
@@ -267,13 +270,10 @@ class NodeAuthRoutes:
 
     async def _learn(self, scope: dict, layer: str | None) -> None:
         """A keyed tile allowed without a token: let nginx answer this exact case itself."""
-        import os
-        from pathlib import Path
-
         from services.access import fastpath as emap_fastpath
         from services.access.apikeys import request_origin
 
-        node_dir = os.environ.get("GEOPLAT_NODE_DIR")
+        node_dir = self.node_dir
         keys = self.control.keys
         c = HTTPConnection(scope)
         value = c.query_params.get("tk") or c.headers.get("x-api-key")
@@ -285,7 +285,7 @@ class NodeAuthRoutes:
         case = emap_fastpath.case_of(value, layer, key.kind, request_origin(c),
                                      c.client.host if c.client else "")
         if case is not None:
-            await anyio.to_thread.run_sync(emap_fastpath.learn, Path(node_dir), case, value)
+            await anyio.to_thread.run_sync(emap_fastpath.learn, node_dir, case, value)
 
     async def _admin(self, request: Request) -> Any:
         p = await self._principal(request)
@@ -314,7 +314,7 @@ class NodeAuthRoutes:
                 since=since, limit=limit))
         except AuthError as exc:
             return exc.response()
-        return JSONResponse({"node": self.node["id"], "events": [
+        return JSONResponse({"node": self.node.id, "events": [
             {**r, "at": r["at"].isoformat()} for r in rows]})
 
     async def usage(self, request: Request) -> Response:
@@ -330,7 +330,7 @@ class NodeAuthRoutes:
                 "ORDER BY day DESC, key_id, kind LIMIT 10000", (days, key_id, key_id)))
         except AuthError as exc:
             return exc.response()
-        return JSONResponse({"node": self.node["id"], "usage": [
+        return JSONResponse({"node": self.node.id, "usage": [
             {**r, "day": r["day"].isoformat()} for r in rows]})
 
     async def grants(self, request: Request) -> Response:
@@ -352,7 +352,7 @@ class NodeAuthRoutes:
             if not isinstance(data, dict):
                 raise AuthError(400, "Bad request", "A JSON object is expected.")
             row = await anyio.to_thread.run_sync(lambda: grants.request_grant(
-                self.db, self.node["id"], p, str(data.get("layer") or ""),
+                self.db, self.node.id, p, str(data.get("layer") or ""),
                 str(data.get("reason") or ""), self.control.levels))
         except AuthError as exc:
             return exc.response()
@@ -372,9 +372,9 @@ class NodeAuthRoutes:
             if days is not None and not isinstance(days, (int, float)):
                 raise AuthError(400, "Bad request", "days must be a number")
             row = await anyio.to_thread.run_sync(lambda: grants.decide(
-                self.db, self.node["id"], request.path_params["grant_id"],
+                self.db, self.node.id, request.path_params["grant_id"],
                 request.path_params["action"], p.username or p.sub,
-                days=days if days is not None else self.auth["settings"]["grant_default_days"],
+                days=days if days is not None else self.auth.settings.grant_default_days,
                 expires_at=str(expires) if expires else None))
         except AuthError as exc:
             return exc.response()

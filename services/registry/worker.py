@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import psycopg2
 
-from geoplat_settings import RegistrySettings
+from geoplat_settings import AuthSection, NodeRuntime, NodeView
 from services.db import Database
 from services.registry import federation, health
 from services.registry.db import refusal_add, state_get, state_set
@@ -36,10 +36,12 @@ class Pusher:
     unreachable parent, 401/403 or a 5xx are retried.
     """
 
-    def __init__(self, db: Database, meta: dict[str, Any]):
-        self.db, self.meta = db, meta
-        self.parent = meta["registry"]["parent"]
-        self.auth = meta["auth"]
+    def __init__(self, db: Database, view: NodeView, auth: AuthSection):
+        self.db, self.view = db, view
+        parent = view.registry.parent
+        assert parent is not None, "only a node with a parent pushes"
+        self.parent = parent
+        self.auth = auth
         self._token: tuple[float, str] | None = None
         self.failures = 0
         self.next_try = 0.0
@@ -49,16 +51,16 @@ class Pusher:
     def token(self, client: httpx.Client) -> str:
         if self._token and self._token[0] > time.time() + 30:
             return self._token[1]
-        r = client.post(self.auth["token_url"], data={"grant_type": "client_credentials",
+        r = client.post(self.auth.token_url, data={"grant_type": "client_credentials",
                                                       "scope": "geoplat"},
-                        auth=(self.auth["client_id"], self.auth["client_secret"]))
+                        auth=(self.auth.client_id, self.auth.client_secret))
         r.raise_for_status()
         body = r.json()
         self._token = (time.time() + int(body.get("expires_in", 60)), body["access_token"])
         return body["access_token"]
 
     def _post(self, client: httpx.Client, path: str, body: dict) -> httpx.Response:
-        url = self.parent["base_url"].rstrip("/") + path
+        url = self.parent.base_url.rstrip("/") + path
         r = client.post(url, json=body, headers={"Authorization": f"Bearer {self.token(client)}"})
         if r.status_code == 401:  # token expired or keys rotated: once more with a new one
             self._token = None
@@ -81,7 +83,7 @@ class Pusher:
                 changes.append({"op": row["op"], **row["payload"]})
         batch = rows[-1]["seq"]
         r = self._post(client, "/registry/api/push",
-                       {"sender": self.meta["node"]["id"], "batch": batch, "changes": changes})
+                       {"sender": self.view.server.id, "batch": batch, "changes": changes})
         body = _json(r)
         if r.status_code == 200 or (r.status_code == 409 and body.get("last_batch", 0) >= batch):
             refused = _refusals(body.get("refused"), len(rows)) if r.status_code == 200 else {}
@@ -101,7 +103,7 @@ class Pusher:
 
     def _settle(self, rows: list[dict[str, Any]], batch: int, refused: dict[int, str]) -> None:
         """The batch is done: park what was refused, forget what was acknowledged."""
-        parent = self.parent["id"]
+        parent = self.parent.id
         with self.db.transaction() as cur:
             for i, reason in sorted(refused.items()):
                 row = rows[i]
@@ -127,8 +129,8 @@ class Pusher:
         """Reconcile with the parent: digest first, the whole subtree only when they differ."""
         if not self.flushed():
             return {"skipped": "outbox not empty"}
-        root = self.meta["registry"]["path"]
-        me = self.meta["node"]["id"]
+        root = self.view.registry.path
+        me = self.view.server.id
         r = self._post(client, "/registry/api/sync",
                        {"sender": me, "digest": federation.subtree_digest(self.db, root)})
         if r.status_code != 200:
@@ -185,18 +187,18 @@ def _json(r: httpx.Response) -> dict:
 class RegistryWorker(threading.Thread):
     """One per process; works only while holding the node's advisory lock."""
 
-    def __init__(self, meta: dict[str, Any]):
+    def __init__(self, runtime: NodeRuntime):
         super().__init__(name="geoplat-registry", daemon=True)
-        self.meta = meta
-        self.cfg = RegistrySettings(**meta["registry"]["settings"])
-        self.db = Database(meta["dsn"], maxconn=3)
+        self.runtime = runtime
+        self.cfg = runtime.registry.settings
+        self.db = Database(runtime.dsn, maxconn=3)
         self.stop_event = threading.Event()
         self._lock_conn: Any = None
 
     def _acquire(self) -> bool:
         try:
             if self._lock_conn is None or self._lock_conn.closed:
-                self._lock_conn = psycopg2.connect(self.meta["dsn"], connect_timeout=3,
+                self._lock_conn = psycopg2.connect(self.runtime.dsn, connect_timeout=3,
                                                    application_name="geoplat-registry-worker")
                 self._lock_conn.autocommit = True
             with self._lock_conn.cursor() as cur:
@@ -240,14 +242,15 @@ class RegistryWorker(threading.Thread):
         while not (done.is_set() or self.stop_event.is_set()):
             started = time.monotonic()
             try:
-                health.probe_area(self.db, self.meta)
+                health.probe_area(self.db, self.runtime)
             except Exception:
                 LOGGER.exception("health probes failed")
             wait = self.cfg.health_interval - (time.monotonic() - started)
             done.wait(max(0.05, wait))
 
     def _push_loop(self) -> None:
-        pusher = Pusher(self.db, self.meta) if self.meta["registry"]["parent"] else None
+        rt = self.runtime
+        pusher = Pusher(self.db, rt, rt.auth) if rt.registry.parent is not None else None
         next_sync = time.monotonic() + min(self.cfg.full_sync_interval, 5.0)
         with httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0), trust_env=False) as client:
             while not self.stop_event.is_set() and self._holding():
@@ -262,14 +265,17 @@ class RegistryWorker(threading.Thread):
                         pusher.succeeded()
                     except Exception as exc:  # noqa: BLE001 - parent down, refused, ...
                         LOGGER.warning("registry push to %s failed: %s",
-                                       self.meta["registry"]["parent"]["id"], exc)
+                                       pusher.parent.id, exc)
                         pusher.failed(str(exc))
                 self.stop_event.wait(self.cfg.push_interval)
 
 
-def start(meta: dict[str, Any]) -> RegistryWorker | None:
-    if "registry" not in meta:
-        return None
-    worker = RegistryWorker(meta)
-    worker.start()
-    return worker
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop working, release the lock and close the pool (the app's lifespan calls it)."""
+        self.stop_event.set()
+        if self.is_alive():
+            self.join(timeout)
+        conn, self._lock_conn = self._lock_conn, None
+        if conn is not None and not conn.closed:
+            conn.close()
+        self.db.close()
