@@ -46,10 +46,13 @@ from layers.formats import (
     gpkg_layers,
     read_vector,
     remove_tree,
+    safe_names,
     unpack,
     write_cog,
 )
-from layers.load import CATALOGUE_DDL, create_layer_table
+from layers.load import CATALOGUE_DDL, create_layer_table, upsert_catalogue
+from layers.serving import CHANNEL, POLL_SECONDS
+from tiles.seed import invalidate
 from tiles.styles import EMAP_LAYERS
 
 LOGGER = logging.getLogger("geoplat.publish")
@@ -196,8 +199,6 @@ def ensure_catalogue(conn: Any, workers: int = 0) -> None:
     told at once (NOTIFY), and the node's very first publish waits for `workers` of them (or
     three poll intervals when the number is not known), so it too is served when it returns.
     """
-    from layers.serving import CHANNEL, POLL_SECONDS
-
     with conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('geoplat.publish.ddl'))")
         cur.execute("SELECT to_regclass('public.geoplat_publish_workers')")
@@ -328,8 +329,6 @@ def _background(fn: Callable[..., Any], *args: Any) -> Any:
 
 def _bump(cur: Any) -> int:
     """The next serving generation; workers listening are notified when the transaction commits."""
-    from layers.serving import CHANNEL
-
     cur.execute("UPDATE geoplat_publish_generation SET generation = generation + 1 WHERE id = 1"
                 " RETURNING generation")
     generation = int(cur.fetchone()[0])
@@ -380,8 +379,6 @@ def _set_catalogue(cur: Any, name: str, title: str, version: dict[str, Any] | No
     if version is None:
         cur.execute("DELETE FROM geoplat_layers WHERE id = %s", (name,))
         return
-    from layers.load import upsert_catalogue
-
     upsert_catalogue(cur, name, title, version["geometry_type"], version["feature_count"],
                      version["bbox"], version["columns"], version["checksum"])
 
@@ -437,7 +434,6 @@ def publish(ctx: NodeContext, path: Path, name: str, *, title: str | None = None
         validate_name(name, ctx)
         data_path = unpack(path, work, ctx.settings)
         if all_layers and data_path.suffix.lower() == ".gpkg":
-            from layers.formats import safe_names
 
             names = gpkg_layers(data_path)
             targets = [(f"{name}_{safe_names([n])[n]}"[:45], n) for n in names]
@@ -710,7 +706,6 @@ def after_change(ctx: NodeContext, event: str, name: str, actor: str | None,
     box = _union(new_bbox, old_bbox)
     if box and ctx.cache_dirs:
         try:
-            from tiles.seed import invalidate
 
             invalidate([d for d in ctx.cache_dirs if d.exists()], box)
         except Exception:

@@ -12,6 +12,9 @@ from geoplat_settings import NodeView
 from services.db import Database
 from services.errors import AuthError
 from services.registry.db import SERVICE_TYPES, ensure_schema
+from services.registry.external import BadURL
+from services.registry.health import push_state
+from services.registry.review import decide, listing, register_external
 
 
 def _context(args: argparse.Namespace, load: Callable,
@@ -35,8 +38,6 @@ def add_commands(sub: Any, load: Callable, node_dsn: Callable, node_view: Callab
     rsub = reg.add_subparsers(dest="registry_command", required=True)
 
     def cmd_register(args: argparse.Namespace) -> int:
-        from services.registry.external import BadURL
-        from services.registry.review import register_external
 
         db, view = _context(args, load, node_dsn, node_view)
         try:
@@ -51,7 +52,6 @@ def add_commands(sub: Any, load: Callable, node_dsn: Callable, node_view: Callab
         return 0
 
     def cmd_decide(args: argparse.Namespace) -> int:
-        from services.registry.review import decide
 
         db, view = _context(args, load, node_dsn, node_view)
         try:
@@ -63,7 +63,6 @@ def add_commands(sub: Any, load: Callable, node_dsn: Callable, node_view: Callab
         return 0
 
     def cmd_list(args: argparse.Namespace) -> int:
-        from services.registry.review import listing
 
         db, view = _context(args, load, node_dsn, node_view)
         rows = listing(db, view.server.id, args.status)
@@ -112,7 +111,6 @@ def push_lines(node_id: str, parent: str | None, dsn: str) -> list[str]:
     """`geoplat status` lines on a node's upward federation: parked, refused, failing pushes."""
     import psycopg2
 
-    from services.registry.health import push_state
 
     try:
         state = push_state(Database(dsn, maxconn=1), parent, details=True)
