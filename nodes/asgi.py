@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,7 +124,7 @@ class RouteGroup:
     own checks, services/access)."""
 
     name: str
-    routes: list[BaseRoute]
+    routes: Sequence[BaseRoute]
     requirement: Any = None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -34,7 +35,7 @@ from tiles.service import tile_routes
 LOGGER = logging.getLogger("geoplat.node")
 
 
-def tile_service_of(routes: list[BaseRoute]) -> Any:
+def tile_service_of(routes: Sequence[BaseRoute]) -> Any:
     """The `TileService` behind the tile routes (None when the node has no tiles)."""
     for route in routes:
         service = getattr(getattr(route, "endpoint", None), "service", None)
@@ -52,7 +53,7 @@ class NodeServices:
     http: httpx.AsyncClient  # the app's one HTTP client (closed by the lifespan)
     views: FilteredViews  # per-caller listings; every publish reload clears it
     auth: NodeAuthServices
-    tile_routes: list[BaseRoute]
+    tile_routes: Sequence[BaseRoute]
     tile_service: Any
     reloader: Reloader
     registry_worker: RegistryWorker

@@ -81,7 +81,7 @@ def decide(db: Database, view: NodeView, record_id: str, action: str, *, actor: 
                     "WHERE id = %s", (actor, record_id))
         cur.execute(f"SELECT {COLUMNS} FROM registry.services WHERE id = %s", (record_id,))
         out = record_of(cur.fetchone())
-        if node.get("parent") and after in ("approved", "retired"):
+        if node.parent and after in ("approved", "retired"):
             outbox_add(cur, "upsert", record_id, out)
     audit.record(db, node.id, f"registry.{action}", actor=actor, subject=record_id, ip=ip,
                  url=out["url"])
