@@ -15,6 +15,7 @@ import yaml
 
 from geoplat_settings import Providers
 from nodes.settings import FederationSettings, LayerSettings, NodeSettings
+from services.registry.local import CATALOGUE, catalogue_resource
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 EPSG = "http://www.opengis.net/def/crs/EPSG/0/{}"
@@ -134,8 +135,6 @@ def build_config(settings: FederationSettings, node: NodeSettings, layers: list[
 
 def _catalogue(node: NodeSettings, dsn: str) -> dict[str, Any]:
     """The registry's OGC API Records collection (services/registry, issue 5)."""
-    from services.registry.local import CATALOGUE, catalogue_resource
-
     return {CATALOGUE: catalogue_resource(node, dsn)}
 
 
