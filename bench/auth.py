@@ -93,8 +93,7 @@ def tile_urls(base: str, layer: str, lon: float, lat: float, z: int = 15) -> lis
 
 async def check_cost(node_dir: Path, token: str, key: str) -> dict[str, float]:
     """Microseconds per `services.access.control.check` call inside one process (warm caches)."""
-    import json
-
+    from geoplat_settings import NodeRuntime
     from services.access.apikeys import KeyChecker
     from services.access.control import AccessControl
     from services.access.install import JwksStore
@@ -102,14 +101,15 @@ async def check_cost(node_dir: Path, token: str, key: str) -> dict[str, float]:
     from services.access.tokens import TokenValidator
     from services.db import Database
 
-    meta = json.loads((node_dir / "node.json").read_text())
-    auth = meta["auth"]
-    db = Database(meta["dsn"])
+    runtime = NodeRuntime.load(node_dir)
+    auth = runtime.auth
+    db = Database(runtime.dsn)
     http = httpx.AsyncClient(timeout=5.0)  # this coroutine's loop only; closed below
-    control = AccessControl(auth["node_id"], auth["levels"], db,
-                            TokenValidator(auth["issuer"], auth["jwks_url"], auth["audience"],
-                                           http, store=JwksStore(db)))
-    control.keys = KeyChecker(db, auth["node_id"], main_db=None, auth=auth,
+    control = AccessControl(auth.node_id, dict(auth.levels), db,
+                            TokenValidator(auth.issuer, auth.jwks_url, auth.audience, http,
+                                           store=JwksStore(db)))
+    control.keys = KeyChecker(db, auth.node_id, main_db=None, main_url=auth.main_url,
+                              max_age=auth.settings.revocation_max_age,
                               node_client=NodeClient(auth, http), public_requires_key=False)
 
     def scope(headers: list[tuple[bytes, bytes]], qs: bytes = b"") -> dict:

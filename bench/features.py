@@ -192,7 +192,7 @@ def build_cases(names: list[str], rng: random.Random) -> list[Case]:
     cases = []
     for name in names:
         node, table = CASES[name]
-        with psycopg2.connect(node_meta(node)["dsn"]) as conn, conn.cursor() as cur:
+        with psycopg2.connect(node_meta(node)["database"]["dsn"]) as conn, conn.cursor() as cur:
             cur.execute(f"SELECT fid, ST_X(c), ST_Y(c) FROM (SELECT fid, ST_PointOnSurface(geom) c "
                         f"FROM public.{table}) s ORDER BY fid")
             rows = cur.fetchall()
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         headers["X-Api-Key"] = bench_key(fed)
         ensure_tipg_venv()
         for node in sorted(needed):
-            tipgs[node] = start_tipg(node, node_meta(node)["dsn"], fed.node(node).workers)
+            tipgs[node] = start_tipg(node, node_meta(node)["database"]["dsn"], fed.node(node).workers)
             print(f"tipg for {node}: {tipgs[node][1]} ({fed.node(node).workers} workers)")
         cases = build_cases(names, random.Random(args.seed))
         for case in cases:

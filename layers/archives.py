@@ -14,7 +14,7 @@ import zlib
 from pathlib import Path
 
 from layers.errors import PublishError
-from layers.settings import PublishSettings
+from geoplat_settings import PublishSettings
 
 VECTOR_SUFFIXES = {".zip", ".gpkg", ".geojson", ".json", ".csv", ".shp"}
 RASTER_SUFFIXES = {".tif", ".tiff"}

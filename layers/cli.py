@@ -1,7 +1,7 @@
 """`geoplat layers publish|versions|rollback|retire|list`, registered by nodes/cli.py.
 
-The commands work on a node built at least once (`geoplat up`): its `var/nodes/<id>/node.json`
-names the database, limits and access levels. Running nodes pick the change up by themselves.
+The commands work on a node built at least once (`geoplat up`): its runtime file
+(`var/nodes/<id>/node.json`) names the database and access levels; the limits are the config's. Running nodes pick the change up by themselves.
 """
 
 from __future__ import annotations
@@ -12,14 +12,30 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
+from geoplat_settings import RUNTIME_FILE, NodeRuntime
 from layers.errors import PublishError
+
+if TYPE_CHECKING:
+    from layers.publish import NodeContext
+
+
+Context = Callable[[NodeRuntime, Path], "NodeContext"]
+
+
+def _publishing() -> ModuleType:
+    # imported when a layers command runs, not with the CLI: it loads pandas, shapely, GDAL
+    import layers.publish
+
+    return layers.publish
 
 
 def add_commands(sub: Any, load: Callable[[argparse.Namespace], Any],
-                 node_dir: Callable[[Any, Any], Path]) -> None:
-    """Add the `layers` command group to the `geoplat` subparsers."""
+                 node_dir: Callable[[Any, Any], Path], context: Context) -> None:
+    """Add the `layers` command group to the `geoplat` subparsers; `context` makes the
+    publishing context of a built node (with the hooks the app injects: nodes/publishing.py)."""
     lay = sub.add_parser("layers", help="publish layers: publish, list, versions, rollback, retire")
     lsub = lay.add_subparsers(dest="layers_command", required=True)
 
@@ -39,32 +55,32 @@ def add_commands(sub: Any, load: Callable[[argparse.Namespace], Any],
                    help="draw the layer on the node's e-map (vec) and offer it as a WMS layer; "
                         "public layers only (default: off, or as the previous version)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=lambda a: cmd_publish(a, _ctx(a, load, node_dir)))
+    p.set_defaults(func=lambda a: cmd_publish(a, _ctx(a, load, node_dir, context)))
 
     ls = lsub.add_parser("list", help="published layers of a node")
     ls.add_argument("--node", required=True)
-    ls.set_defaults(func=lambda a: _print(_run(lambda: __import__("layers.publish").publish
-                                                .list_layers(_ctx(a, load, node_dir)))))
+    ls.set_defaults(func=lambda a: _print(_run(lambda: _publishing()
+                                                .list_layers(_ctx(a, load, node_dir, context)))))
 
     v = lsub.add_parser("versions", help="kept versions of a layer")
     v.add_argument("name")
     v.add_argument("--node", required=True)
-    v.set_defaults(func=lambda a: _print(_run(lambda: __import__("layers.publish").publish
-                                               .versions(_ctx(a, load, node_dir), a.name))))
+    v.set_defaults(func=lambda a: _print(_run(lambda: _publishing()
+                                               .versions(_ctx(a, load, node_dir, context), a.name))))
 
     r = lsub.add_parser("rollback", help="serve an earlier version again")
     r.add_argument("name")
     r.add_argument("--node", required=True)
     r.add_argument("--version", type=int, help="default: the version before the current one")
-    r.set_defaults(func=lambda a: _print(_run(lambda: __import__("layers.publish").publish.rollback(
-        _ctx(a, load, node_dir), a.name, a.version, actor=_actor()))))
+    r.set_defaults(func=lambda a: _print(_run(lambda: _publishing().rollback(
+        _ctx(a, load, node_dir, context), a.name, a.version, actor=_actor()))))
 
     t = lsub.add_parser("retire", help="stop serving a layer (versions kept unless --purge)")
     t.add_argument("name")
     t.add_argument("--node", required=True)
     t.add_argument("--purge", action="store_true", help="also drop every kept version")
-    t.set_defaults(func=lambda a: _print(_run(lambda: __import__("layers.publish").publish.retire(
-        _ctx(a, load, node_dir), a.name, actor=_actor(), purge=a.purge))))
+    t.set_defaults(func=lambda a: _print(_run(lambda: _publishing().retire(
+        _ctx(a, load, node_dir, context), a.name, actor=_actor(), purge=a.purge))))
 
 
 def _actor() -> str:
@@ -75,21 +91,17 @@ def _actor() -> str:
 
 
 def _ctx(args: argparse.Namespace, load: Callable[[argparse.Namespace], Any],
-         node_dir: Callable[[Any, Any], Path]) -> Any:
-    from layers.web import node_context
-
+         node_dir: Callable[[Any, Any], Path], context: Context) -> NodeContext:
     settings = load(args)
     try:
         node = settings.node(args.node)
     except KeyError:
         raise SystemExit(f"geoplat: unknown node {args.node!r}") from None
     ndir = node_dir(settings, node)
-    meta_path = ndir / "node.json"
-    if not meta_path.exists():
+    if not (ndir / RUNTIME_FILE).exists():
         raise SystemExit(f"geoplat: node {node.id} was never built; run `geoplat up` once first")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    meta["publish"] = node.publish.model_dump()  # the config as it is now
-    return node_context(meta, ndir)
+    runtime = NodeRuntime.load(ndir).model_copy(update={"publish": node.publish})  # as now
+    return context(runtime, ndir)
 
 
 def _run(fn: Callable[[], Any]) -> Any:
@@ -120,8 +132,7 @@ def cmd_publish(args: argparse.Namespace, ctx: Any) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from layers.publish import publish
-
+    publish = _publishing().publish
     console = Console(stderr=True)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, disable=not sys.stderr.isatty()) as bar:

@@ -20,6 +20,8 @@ from typing import Any
 
 import psycopg2
 
+from tiles.build import published_tiles
+
 LOGGER = logging.getLogger("geoplat.publish")
 
 
@@ -54,8 +56,6 @@ class TileReloader:
 
     def check(self, generation: int) -> bool:
         """Swap in the tile config of `generation` if it differs; True when swapped."""
-        from tiles.build import published_tiles
-
         vectors, rasters = tile_layers(self.dsn)
         conf = published_tiles(self.node_dir, self.dsn, vectors, rasters, generation)
         if conf.digest == self.digest:

@@ -50,3 +50,8 @@ def printable(text: str, limit: int = 300) -> str:
     """`text` with non-printable characters (NUL, control characters, lone surrogates) escaped
     and cut to `limit`: storable, and legible, in the audit trail and the registry."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)[:limit]
+
+
+class Refused(ProblemError):
+    """A caller refused by the access or CSRF checks the app injects into the publishing routes
+    (layers/web.py): an HTTP status and a message safe to show (rendered as problem+json)."""

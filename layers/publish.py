@@ -32,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
+import yaml
 from psycopg2 import sql
 
+from geoplat_settings import NodeRuntime, PublishSettings
 from layers.errors import printable
 from layers.formats import (
     RASTER_SUFFIXES,
@@ -44,11 +46,13 @@ from layers.formats import (
     gpkg_layers,
     read_vector,
     remove_tree,
+    safe_names,
     unpack,
     write_cog,
 )
-from layers.load import CATALOGUE_DDL, create_layer_table
-from layers.settings import PublishSettings
+from layers.load import CATALOGUE_DDL, create_layer_table, upsert_catalogue
+from layers.serving import CHANNEL, POLL_SECONDS
+from tiles.seed import invalidate
 from tiles.styles import EMAP_LAYERS
 
 LOGGER = logging.getLogger("geoplat.publish")
@@ -122,6 +126,20 @@ CREATE TABLE IF NOT EXISTS geoplat_publish_workers (
 WORKER_STALE_SECONDS = 6
 
 
+# (ctx, event, subject, actor, ok, detail): appends to the node's audit trail
+AuditHook = Callable[["NodeContext", str, str, "str | None", bool, dict[str, Any]], None]
+# (ctx): makes the node's registry records match what it serves after a change
+RegistryHook = Callable[["NodeContext"], None]
+
+
+@dataclass(frozen=True)
+class PublishHooks:
+    """What the app that assembles the node injects (layers imports no `services`)."""
+
+    audit: AuditHook | None = None
+    sync_registry: RegistryHook | None = None
+
+
 @dataclass(frozen=True)
 class NodeContext:
     """What publishing needs to know about the node it publishes to."""
@@ -134,7 +152,9 @@ class NodeContext:
     # every other name the node serves by configuration (compositions, collections, tile layers)
     service_names: frozenset[str] = frozenset()
     cache_dirs: tuple[Path, ...] = ()  # this node's dir and its ancestors' (tile caches)
-    node_meta: dict[str, Any] = field(default_factory=dict)
+    base_url: str = ""
+    workers: int = 0  # uvicorn workers of the node (a publish waits for each to serve it)
+    hooks: PublishHooks = PublishHooks()
 
     @property
     def work_root(self) -> Path:
@@ -179,8 +199,6 @@ def ensure_catalogue(conn: Any, workers: int = 0) -> None:
     told at once (NOTIFY), and the node's very first publish waits for `workers` of them (or
     three poll intervals when the number is not known), so it too is served when it returns.
     """
-    from layers.serving import CHANNEL, POLL_SECONDS
-
     with conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('geoplat.publish.ddl'))")
         cur.execute("SELECT to_regclass('public.geoplat_publish_workers')")
@@ -227,14 +245,12 @@ def validate_name(name: str, ctx: NodeContext) -> None:
                            "composition, collection or tile layer); choose another name", 409)
 
 
-def configured_names(meta: dict[str, Any], node_dir: Path) -> frozenset[str]:
+def configured_names(runtime: NodeRuntime, node_dir: Path) -> frozenset[str]:
     """The names the node serves by configuration: compositions, the configured collections of
     its pygeoapi config and the layers of its base MapProxy config (published layers are in
     neither: they live in the database and `tiles/published/`)."""
-    import yaml
-
-    names = {str(c["id"]) for c in meta.get("compositions") or []}
-    names |= set(((meta.get("auth") or {}).get("levels") or {}).keys())
+    names = {c.id for c in runtime.compositions}
+    names |= set(runtime.auth.levels)
     try:
         conf = yaml.safe_load((node_dir / "pygeoapi.yml").read_text(encoding="utf-8")) or {}
         names |= {str(k) for k in conf.get("resources") or {}}
@@ -313,8 +329,6 @@ def _background(fn: Callable[..., Any], *args: Any) -> Any:
 
 def _bump(cur: Any) -> int:
     """The next serving generation; workers listening are notified when the transaction commits."""
-    from layers.serving import CHANNEL
-
     cur.execute("UPDATE geoplat_publish_generation SET generation = generation + 1 WHERE id = 1"
                 " RETURNING generation")
     generation = int(cur.fetchone()[0])
@@ -331,7 +345,7 @@ def wait_served(ctx: NodeContext, generation: int, timeout: float = 15.0) -> boo
     """
     import time
 
-    expected = int(ctx.node_meta.get("workers") or 0)
+    expected = ctx.workers
     deadline = time.monotonic() + timeout
     conn = psycopg2.connect(ctx.dsn, application_name="geoplat-publish")
     conn.autocommit = True
@@ -365,8 +379,6 @@ def _set_catalogue(cur: Any, name: str, title: str, version: dict[str, Any] | No
     if version is None:
         cur.execute("DELETE FROM geoplat_layers WHERE id = %s", (name,))
         return
-    from layers.load import upsert_catalogue
-
     upsert_catalogue(cur, name, title, version["geometry_type"], version["feature_count"],
                      version["bbox"], version["columns"], version["checksum"])
 
@@ -422,7 +434,6 @@ def publish(ctx: NodeContext, path: Path, name: str, *, title: str | None = None
         validate_name(name, ctx)
         data_path = unpack(path, work, ctx.settings)
         if all_layers and data_path.suffix.lower() == ".gpkg":
-            from layers.formats import safe_names
 
             names = gpkg_layers(data_path)
             targets = [(f"{name}_{safe_names([n])[n]}"[:45], n) for n in names]
@@ -450,7 +461,7 @@ def _publish_one(ctx: NodeContext, data_path: Path, source_name: str, work: Path
     conn = psycopg2.connect(ctx.dsn, application_name="geoplat-publish")
     cog_final: Path | None = None
     try:
-        ensure_catalogue(conn, int(ctx.node_meta.get("workers") or 0))
+        ensure_catalogue(conn, ctx.workers)
         with LayerLock(ctx.dsn, name):
             with conn, conn.cursor() as cur:
                 _check_db_name(cur, name)
@@ -556,7 +567,7 @@ def _publish_one(ctx: NodeContext, data_path: Path, source_name: str, work: Path
 
 
 def layer_urls(ctx: NodeContext, name: str, raster: bool) -> dict[str, str]:
-    base = ctx.node_meta.get("base_url", "").rstrip("/") + f"/ogc/collections/{name}"
+    base = ctx.base_url.rstrip("/") + f"/ogc/collections/{name}"
     if raster:
         return {"collection": base, "coverage": base + "/coverage"}
     return {"collection": base, "items": base + "/items",
@@ -695,7 +706,6 @@ def after_change(ctx: NodeContext, event: str, name: str, actor: str | None,
     box = _union(new_bbox, old_bbox)
     if box and ctx.cache_dirs:
         try:
-            from tiles.seed import invalidate
 
             invalidate([d for d in ctx.cache_dirs if d.exists()], box)
         except Exception:
@@ -723,32 +733,19 @@ def _audit(ctx: NodeContext, event: str, name: str, actor: str | None, ok: bool 
     """
     name = printable(name or "", 200)
     detail = {k: printable(v, 500) if isinstance(v, str) else v for k, v in detail.items()}
+    if ctx.hooks.audit is None:
+        return
     try:
-        from services.access import audit
-        from services.db import Database
-
-        db = Database(ctx.dsn, maxconn=1)
-        try:
-            audit.record(db, ctx.id, event, actor=actor, subject=name, ok=ok, **detail)
-        finally:
-            if db._pool is not None:
-                db._pool.closeall()
+        ctx.hooks.audit(ctx, event, name, actor, ok, detail)
     except Exception:
         LOGGER.exception("audit of %s %s failed", event, name)
 
 
 def sync_registry(ctx: NodeContext) -> None:
-    """Hand the node's services to the registry (issue 5), when that module exists."""
-    try:
-        from services.registry.local import sync_local_services  # type: ignore[import-not-found]
-    except ImportError:
+    """Hand the node's services to its registry (the injected hook); never fails the caller."""
+    if ctx.hooks.sync_registry is None:
         return
     try:
-        from layers.serving import full_config
-
-        config, levels = full_config(ctx.node_dir, ctx.dsn)
-        # the registry reads node.json as a whole (its "node" entry and registry settings)
-        meta = json.loads((ctx.node_dir / "node.json").read_text(encoding="utf-8"))
-        sync_local_services(ctx.dsn, meta, config, levels)
+        ctx.hooks.sync_registry(ctx)
     except Exception:
         LOGGER.exception("registry sync failed")

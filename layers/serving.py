@@ -12,7 +12,6 @@ is visible, a removed layer's level only after.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
 import socket
@@ -24,12 +23,12 @@ from typing import Any
 import psycopg2
 import yaml
 
+from geoplat_settings import NodeRuntime, Providers
+
 LOGGER = logging.getLogger("geoplat.publish")
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 EPSG = "http://www.opengis.net/def/crs/EPSG/0/{}"
 SUPPORTED_CRS = [CRS84, EPSG.format(4490), EPSG.format(4326), EPSG.format(3857)]
-FEATURE_PROVIDER = "nodes.providers.features.PostGISFeatureProvider"
-MVT_PROVIDER = "nodes.providers.mvt.PostGISMVTProvider"
 POLL_SECONDS = 0.5  # at the latest; a publish's NOTIFY on CHANNEL wakes workers at once
 CHANNEL = "geoplat_publish"
 HEARTBEAT_SECONDS = 2.0  # publishers treat a worker silent for 6 s as gone
@@ -54,7 +53,7 @@ def generation(dsn: str, conn: Any = None) -> int:
             conn.close()
 
 
-def resource(name: str, row: dict[str, Any], dsn: str) -> dict[str, Any]:
+def resource(name: str, row: dict[str, Any], dsn: str, providers: Providers) -> dict[str, Any]:
     """The pygeoapi collection of one published layer version."""
     bbox = [float(v) for v in row["bbox"]]
     keywords = list(row["keywords"] or []) or [name]
@@ -64,18 +63,18 @@ def resource(name: str, row: dict[str, Any], dsn: str) -> dict[str, Any]:
     storage: str = row["storage"]
     if storage.startswith("file:"):
         base["providers"] = [{
-            "type": "coverage", "name": "nodes.providers.coverage.COGProvider", "data": storage[5:],
+            "type": "coverage", "name": providers.coverage, "data": storage[5:],
             "options": {"DATA_ENCODING": "COG"},
             "format": {"name": "GTiff", "mimetype": "application/tiff"},
         }]
         return base
     common = {"data": {"dsn": dsn}, "table": storage, "id_field": "fid", "geom_field": "geom"}
     base["providers"] = [
-        {"type": "feature", "name": FEATURE_PROVIDER, **common,
+        {"type": "feature", "name": providers.feature, **common,
          "storage_crs": EPSG.format(4490), "crs": SUPPORTED_CRS,
          # original attribute names (the columns are safe names): titles in queryables/schema
          "titles": {k: str(v) for k, v in (row.get("columns") or {}).items()}},
-        {"type": "tile", "name": MVT_PROVIDER, **common,
+        {"type": "tile", "name": providers.tile, **common,
          "options": {"zoom": {"min": 0, "max": 22}, "schemes": ["WebMercatorQuad"],
                      "max_features": 5000},
          "format": {"name": "pbf", "mimetype": "application/vnd.mapbox-vector-tile"}},
@@ -83,7 +82,7 @@ def resource(name: str, row: dict[str, Any], dsn: str) -> dict[str, Any]:
     return base
 
 
-def published(dsn: str) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+def published(dsn: str, providers: Providers) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """(resources, levels) of the layers currently published in the node database."""
     conn = psycopg2.connect(dsn, application_name="geoplat-publish-poll", connect_timeout=3)
     try:
@@ -99,7 +98,7 @@ def published(dsn: str) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
             rows = [dict(zip(cols, r)) for r in cur.fetchall()]
     finally:
         conn.close()
-    return ({r["name"]: resource(r["name"], r, dsn) for r in rows},
+    return ({r["name"]: resource(r["name"], r, dsn, providers) for r in rows},
             {r["name"]: r["access"] for r in rows})
 
 
@@ -110,24 +109,27 @@ def merged(base: dict[str, Any], resources: dict[str, dict[str, Any]]) -> dict[s
     return config
 
 
-def full_config(node_dir: Path, dsn: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """The node's whole pygeoapi config (configured + published) and its access levels."""
+def full_config(node_dir: Path, dsn: str, runtime: NodeRuntime | None = None
+                ) -> tuple[dict[str, Any], dict[str, str]]:
+    """The node's whole pygeoapi config (configured + published) and its access levels
+    (`runtime`: the node's, default read from `node_dir`)."""
     base = yaml.safe_load((node_dir / "pygeoapi.yml").read_text(encoding="utf-8"))
-    meta = json.loads((node_dir / "node.json").read_text(encoding="utf-8"))
-    resources, levels = published(dsn)
-    base_levels = dict((meta.get("auth") or {}).get("levels") or {})
-    return merged(base, resources), {**levels, **base_levels}
+    runtime = runtime or NodeRuntime.load(node_dir)
+    resources, levels = published(dsn, runtime.providers)
+    return merged(base, resources), {**levels, **runtime.auth.levels}
 
 
 class Reloader:
     """Keeps this worker's pygeoapi and access levels in step with the published layers."""
 
-    def __init__(self, dsn: str, control: Any = None, views: Any = None, tiles: Any = None):
-        from pygeoapi import starlette_app
-
-        self.dsn, self.control, self.views = dsn, control, views
+    def __init__(self, dsn: str, providers: Providers, server: Any, control: Any = None,
+                 views: Any = None, tiles: Any = None):
+        # server: the imported `pygeoapi.starlette_app` (it reads its config when imported, so
+        # the app that assembles the node imports it and hands it over)
+        self.dsn, self.providers, self.server = dsn, providers, server
+        self.control, self.views = control, views
         self.tiles = tiles  # layers.emap.TileReloader of this worker, if the node serves tiles
-        self.base_config = copy.deepcopy(starlette_app.CONFIG)
+        self.base_config = copy.deepcopy(server.CONFIG)
         self.base_levels = dict(control.levels) if control is not None else {}
         self.seen = -1
         self.published_levels: dict[str, str] = {}
@@ -151,7 +153,7 @@ class Reloader:
                 gen = generation(self.dsn, self._conn)
                 changed = gen != self.seen
                 if changed:
-                    resources, levels = published(self.dsn)
+                    resources, levels = published(self.dsn, self.providers)
                     self._swap(resources, levels)
                     self._swap_tiles(gen)
                     self.seen = gen
@@ -181,7 +183,6 @@ class Reloader:
         self._reported = time.monotonic()
 
     def _swap(self, resources: dict[str, dict[str, Any]], levels: dict[str, str]) -> None:
-        from pygeoapi import starlette_app
         from pygeoapi.api import API
         from pygeoapi.openapi import get_oas
 
@@ -196,15 +197,14 @@ class Reloader:
             for k, v in levels.items():
                 if rank[v] >= rank.get(interim.get(k, "public"), 0):
                     interim[k] = v
-            self.control.levels = interim
-        starlette_app.CONFIG = config
-        starlette_app.OPENAPI = oas
-        starlette_app.api_ = api
+            self.control.set_levels(interim)
+        self.server.CONFIG = config
+        self.server.OPENAPI = oas
+        self.server.api_ = api
         if self.views is not None:
             self.views.clear()  # services.access.views.FilteredViews: per-caller listings rebuilt
         if self.control is not None:
-            self.control.levels = {**levels, **self.base_levels}
-            self.control._grant_cache.clear()
+            self.control.set_levels({**levels, **self.base_levels})
         self.published_levels = levels
         LOGGER.info("serving %d published layers", len(resources))
 
@@ -240,8 +240,17 @@ class Reloader:
             self.check()
         except Exception:
             LOGGER.exception("loading published layers failed")
-        threading.Thread(target=self.run, name="geoplat-publish-reload", daemon=True).start()
+        self._thread = threading.Thread(target=self.run, name="geoplat-publish-reload",
+                                        daemon=True)
+        self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop polling and close the connection (the app's lifespan calls it)."""
         self._stop.set()
+        thread = getattr(self, "_thread", None)
+        if thread is not None and thread.is_alive():
+            thread.join(timeout)
+        with self._lock:
+            if self._conn is not None and not self._conn.closed:
+                self._conn.close()
 

@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.from_thread
@@ -41,10 +41,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from geoplat_settings import NodeRuntime
 from layers import publish as pub
-from layers.errors import PROBLEM_TITLES
+from layers.errors import PROBLEM_TITLES, Refused
 from layers.formats import PublishError, remove_tree
-from layers.settings import PublishSettings
+from layers.publish_page import PAGE, PAGE_SIGNIN
 from tiles.errors import ProblemError, route_group, with_headers
 
 LOGGER = logging.getLogger("geoplat.publish")
@@ -54,28 +55,31 @@ TRUE = ("1", "true", "on", "yes")
 MULTIPART_SLACK = 64 * 1024  # form fields and part headers around the file
 NDJSON = "application/x-ndjson"
 MAX_FILENAME_BYTES = 255  # the longest name ext4 and most other file systems store
-__all__ = ["PROBLEM_TITLES", "PublishRoutes", "install_publishing"]
+__all__ = ["PROBLEM_TITLES", "PublishRoutes"]
 # a 401 from the publishing routes names the scheme (cookie and bearer sign-ins both work)
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="geoplat"'}
 
 
-def node_context(meta: dict[str, Any], node_dir: Path) -> pub.NodeContext:
-    """The publishing context of a running node, from its generated node.json."""
+def node_context(runtime: NodeRuntime, node_dir: Path | None = None,
+                 hooks: pub.PublishHooks | None = None) -> pub.NodeContext:
+    """The publishing context of a built node, from its runtime (`node_dir`: where its files
+    are, default the runtime's own directory)."""
+    node_dir = Path(node_dir) if node_dir is not None else runtime.node_dir
     dirs = [node_dir]
-    parent = meta["node"].get("parent")
+    parent = runtime.server.parent
     while parent:
         d = node_dir.parent / parent
         dirs.append(d)
         try:
-            parent = json.loads((d / "node.json").read_text(encoding="utf-8"))["node"].get("parent")
-        except (OSError, ValueError, KeyError):
+            parent = NodeRuntime.load(d).server.parent
+        except (OSError, ValueError):
             break
     return pub.NodeContext(
-        id=meta["node"]["id"], dsn=meta["dsn"], node_dir=node_dir,
-        settings=PublishSettings(**(meta.get("publish") or {})),
-        config_layers=frozenset(((meta.get("auth") or {}).get("levels") or {}).keys()),
-        service_names=pub.configured_names(meta, node_dir),
-        cache_dirs=tuple(dirs), node_meta=meta["node"])
+        id=runtime.server.id, dsn=runtime.dsn, node_dir=node_dir, settings=runtime.publish,
+        config_layers=frozenset(runtime.auth.levels),
+        service_names=pub.configured_names(runtime, node_dir),
+        cache_dirs=tuple(dirs), base_url=runtime.server.base_url,
+        workers=runtime.server.workers, hooks=hooks or pub.PublishHooks())
 
 
 def upload_filename(raw: bytes) -> str:
@@ -324,9 +328,27 @@ def stream_publish(run: Callable[[Callable[..., None]], list[pub.PublishResult]]
         "X-Content-Type-Options": "nosniff"})
 
 
+class PublishAccess(Protocol):
+    """Who may publish, injected by the app: each method raises `Refused` to refuse."""
+
+    async def principal(self, request: Request) -> Any:
+        """The caller (None: anonymous)."""
+
+    def is_privileged(self, principal: Any) -> bool:
+        """A publisher or admin of this node."""
+
+    def verify_csrf(self, request: Request, token: str | None) -> None:
+        """A cookie-authenticated change carries the CSRF token of a form of ours."""
+
+    def issue_csrf(self, request: Request) -> tuple[str, dict[str, str]]:
+        """A CSRF token for the upload form and the cookies that go with it."""
+
+
 class PublishRoutes:
-    def __init__(self, ctx: pub.NodeContext, control: Any, csrf: Any):
-        self.ctx, self.control, self.csrf = ctx, control, csrf
+    """`/api/layers` and `/publish` (a router factory: `routes()` given its dependencies)."""
+
+    def __init__(self, ctx: pub.NodeContext, access: PublishAccess):
+        self.ctx, self.access = ctx, access
 
     def routes(self) -> list[BaseRoute]:
         return route_group([
@@ -338,17 +360,17 @@ class PublishRoutes:
         ], {ProblemError: with_headers(CHALLENGE, status=401)})
 
     async def _publisher(self, request: Request) -> Any:
-        p = await self.control.principal(request)
+        p = await self.access.principal(request)
         if p is None:
-            raise ProblemError(401, "Unauthorized", "Sign in as a publisher of this node.")
-        if not (p.is_user and self.control.is_privileged(p)):
-            raise ProblemError(403, "Forbidden",
-                            f"Publishing needs the publisher or admin role of node {self.ctx.id}.")
+            raise Refused(401, "Unauthorized", "Sign in as a publisher of this node.")
+        if not (p.is_user and self.access.is_privileged(p)):
+            raise Refused(403, "Forbidden",
+                          f"Publishing needs the publisher or admin role of node {self.ctx.id}.")
         return p
 
     def _csrf(self, request: Request, token: str | None) -> None:
         if request.headers.get("authorization", "")[:7].lower() != "bearer ":
-            self.csrf.verify(request, token)  # cookie-authenticated: a form of ours only
+            self.access.verify_csrf(request, token)  # cookie-authenticated: a form of ours only
 
     def _preflight(self, f: dict[str, str]) -> None:
         """The checks publish() starts with, made before a progress stream answers 200."""
@@ -457,7 +479,7 @@ class PublishRoutes:
                 return HTMLResponse(PAGE_SIGNIN, status_code=401,
                                     headers={"Cache-Control": "no-store"})
             raise
-        token, cookies = self.csrf.issue(request)
+        token, cookies = self.access.issue_csrf(request)
         html = PAGE.replace("{{csrf}}", token).replace("{{node}}", self.ctx.id).replace(
             "{{nonce}}", request.scope.get("geoplat.csp_nonce", ""))  # nodes/security_headers.py
         resp = HTMLResponse(html, headers={
@@ -467,101 +489,3 @@ class PublishRoutes:
         for k, v in cookies.items():
             resp.set_cookie(k, v, httponly=True, samesite="strict", path="/")
         return resp
-
-
-PAGE_SIGNIN = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>发布图层 Publish</title>
-</head><body><h1>发布图层 Publish a layer</h1><p>Sign in first: <a href="/auth/login?next=/publish">登录 Sign in</a></p></body></html>"""
-
-PAGE = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
-<title>发布图层 Publish a layer · {{node}}</title>
-<style>body{font-family:sans-serif;max-width:36em;margin:3em auto}label{display:block;margin:.6em 0}
-input,select{width:100%;padding:.3em}progress{width:100%}pre{white-space:pre-wrap}</style></head><body>
-<h1>发布图层 Publish a layer</h1><p>Node {{node}}: zipped Shapefile, GeoPackage, GeoJSON, CSV (lon/lat), GeoTIFF.</p>
-<form id="f" method="post" action="/api/layers" enctype="multipart/form-data">
-<input type="hidden" name="csrf_token" value="{{csrf}}">
-<label>文件 File <input type="file" name="file" required></label>
-<label>名称 Name (a-z, 0-9, _) <input name="name" required pattern="[a-z][a-z0-9_]{0,44}"></label>
-<label>标题 Title <input name="title"></label>
-<label>访问 Access <select name="access"><option>public</option><option>registered</option><option>restricted</option></select></label>
-<label>坐标系 CRS (if the file has none) <input name="crs" placeholder="EPSG:4490"></label>
-<label>关键词 Keywords (comma separated) <input name="keywords"></label>
-<label>GeoPackage layer <input name="layer"></label>
-<label><input type="checkbox" name="emap" value="true" style="width:auto"> 叠加到电子地图 Draw on the e-map (vec) and offer as a WMS layer (public layers only)</label>
-<button>发布 Publish</button></form>
-<progress id="p" value="0" max="1" hidden></progress><p id="st"></p>
-<progress id="l" value="0" max="1" hidden></progress><pre id="out"></pre>
-<script nonce="{{nonce}}">
-// The upload bar comes from the request (XHR upload events; fetch has none), then the server's
-// progress lines (application/x-ndjson, one JSON object per line) drive the loading bar.
-document.getElementById('f').addEventListener('submit', function (ev) {
-  ev.preventDefault();
-  var xhr = new XMLHttpRequest(), up = document.getElementById('p'), load = document.getElementById('l'),
-      st = document.getElementById('st'), out = document.getElementById('out'), seen = 0,
-      button = ev.target.querySelector('button');
-  var stages = {reading: '读取 Reading', loading: '入库 Loading', swapping: '切换 Swapping'};
-  up.hidden = false; up.value = 0; load.hidden = true; out.textContent = ''; button.disabled = true;
-  st.textContent = '上传 Uploading';
-  xhr.upload.onprogress = function (e) { if (e.lengthComputable) { up.max = e.total; up.value = e.loaded; } };
-  xhr.upload.onload = function () { up.value = up.max; st.textContent = '处理中 Processing'; };
-  function show(m) {
-    if (m.stage === 'loading') {
-      load.hidden = false; load.max = m.total || 1; load.value = m.done || 0;
-      st.textContent = stages.loading + ' ' + m.done + ' / ' + m.total;
-    } else if (m.stage) {
-      st.textContent = stages[m.stage] || m.stage;
-    } else if (m.result) {
-      st.textContent = '完成 Published'; out.textContent = JSON.stringify(m.result, null, 2);
-    } else if (m.error) {
-      st.textContent = '失败 Failed';
-      out.textContent = m.error.status + ' ' + m.error.title + '\\n' + (m.error.detail || '');
-    }
-  }
-  function lines(end) {
-    if (xhr.status !== 200) return;
-    var text = xhr.responseText, i;
-    if (end && text.length > seen && text.charAt(text.length - 1) !== '\\n') text += '\\n';
-    while ((i = text.indexOf('\\n', seen)) >= 0) {
-      var line = text.slice(seen, i); seen = i + 1;
-      if (line) { try { show(JSON.parse(line)); } catch (e) { /* not a progress line */ } }
-    }
-  }
-  xhr.onprogress = function () { lines(false); };
-  xhr.onload = function () {
-    if (xhr.status === 200) { lines(true); return; }
-    var p = null;  // a refusal before the stream (problem+json): its title and detail
-    try { p = JSON.parse(xhr.responseText); } catch (e) { /* not JSON */ }
-    if (p && typeof p === 'object') { show({error: {status: p.status || xhr.status, title: p.title || '', detail: p.detail}}); }
-    else { st.textContent = '失败 Failed'; out.textContent = xhr.status + '\\n' + xhr.responseText; }
-  };
-  xhr.onerror = function () { st.textContent = '失败 Failed'; out.textContent = 'upload failed (network error)'; };
-  xhr.onloadend = function () { button.disabled = false; };
-  xhr.open('POST', '/api/layers');
-  xhr.setRequestHeader('Accept', 'application/x-ndjson');
-  xhr.setRequestHeader('X-CSRF-Token', ev.target.elements.csrf_token.value);
-  xhr.send(new FormData(ev.target));
-});
-</script></body></html>"""
-
-
-def install_publishing(auth_app: Any, app: Any, meta: dict[str, Any], node_dir: Path,
-                       views: Any = None) -> Any:
-    """Add the publishing routes to `app` and keep this worker serving published layers.
-
-    `views` is the node's services.access.views.FilteredViews (the per-caller listings): each reload
-    clears it.
-    """
-    from layers.serving import Reloader
-    from services.access import control as access
-    from services.db import Database, secret
-    from services.web.pages import Csrf
-
-    control = access.current()
-    ctx = node_context(meta, Path(node_dir))
-    csrf = Csrf(secret(Database(meta["dsn"], maxconn=1), "node-web"))
-    app.router.routes.extend(PublishRoutes(ctx, control, csrf).routes())
-    from layers.emap import TileReloader, find_tile_service
-
-    service = find_tile_service(app)
-    tiles = TileReloader(service, Path(node_dir), meta["dsn"]) if service is not None else None
-    Reloader(meta["dsn"], control, views, tiles).start()
-    return auth_app

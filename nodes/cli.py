@@ -221,21 +221,29 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--out", help="directory (default config/schema)")
     sc.set_defaults(func=cmd_config_schema)
 
+    from nodes.build import node_view
     from nodes.pygeoapi_config import node_dir
     from tiles.cli import add_commands as add_tiles_commands  # tiles seed|clean (issue 3)
 
     add_tiles_commands(sub, _load, node_dir)
     from layers.cli import add_commands as add_layers_commands  # layers publish|... (issue 6)
 
-    add_layers_commands(sub, _load, node_dir)
+    add_layers_commands(sub, _load, node_dir, _publish_context)
 
     from services.cli import add_commands  # users, grants, audit, sso (issue 4)
 
     add_commands(sub, _node_dsn)
     from services.registry.cli import add_commands as add_registry_commands  # issue 5
 
-    add_registry_commands(sub, _load, _node_dsn)
+    add_registry_commands(sub, _load, _node_dsn, node_view)
     return p
+
+
+def _publish_context(runtime: Any, ndir: Path) -> Any:
+    # imported when a layers command runs, not with the CLI: it loads pandas, shapely, GDAL
+    from nodes.publishing import publish_context
+
+    return publish_context(runtime, ndir)
 
 
 def _node_dsn(args: argparse.Namespace, node_id: str | None) -> tuple[str, str]:

@@ -13,7 +13,9 @@ from typing import Any
 import psycopg2
 import yaml
 
+from geoplat_settings import Providers
 from nodes.settings import FederationSettings, LayerSettings, NodeSettings
+from services.registry.local import CATALOGUE, catalogue_resource
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 EPSG = "http://www.opengis.net/def/crs/EPSG/0/{}"
@@ -21,6 +23,9 @@ STORAGE_CRS = EPSG.format(4490)
 SUPPORTED_CRS = [CRS84, EPSG.format(4490), EPSG.format(4326), EPSG.format(3857)]
 FEATURE_PROVIDER = "nodes.providers.features.PostGISFeatureProvider"
 MVT_PROVIDER = "nodes.providers.mvt.PostGISMVTProvider"
+# what layers/serving.py configures published layers with (written into the node's runtime)
+PROVIDERS = Providers(feature=FEATURE_PROVIDER, tile=MVT_PROVIDER,
+                      coverage="layers.coverage.COGProvider")
 
 
 def node_dir(settings: FederationSettings, node: NodeSettings) -> Path:
@@ -130,8 +135,6 @@ def build_config(settings: FederationSettings, node: NodeSettings, layers: list[
 
 def _catalogue(node: NodeSettings, dsn: str) -> dict[str, Any]:
     """The registry's OGC API Records collection (services/registry, issue 5)."""
-    from services.registry.local import CATALOGUE, catalogue_resource
-
     return {CATALOGUE: catalogue_resource(node, dsn)}
 
 

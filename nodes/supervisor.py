@@ -1,12 +1,11 @@
-"""Building and running the nodes of a federation: one process group per node.
+"""Running the nodes of a federation: one process group per node.
 
-`geoplat up` builds every node (database, layers, generated pygeoapi config) and starts one
+`geoplat up` builds every node (nodes/build.py) and starts one
 uvicorn process group per node; state lives in `var/run/` so `geoplat down`/`status` find it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -19,9 +18,11 @@ from pathlib import Path
 import httpx
 
 from nodes import federation, privileges
-from nodes.pygeoapi_config import build_config, node_dir, write_config
-from nodes.settings import FederationSettings, NodeSettings, load_layers
-from nodes.templates import prepare_templates
+from nodes.build import build_node
+from nodes.pygeoapi_config import node_dir
+from nodes.settings import FederationSettings, NodeSettings
+from services.provision import demo_banner, issue_local_tokens
+from tiles.frontdoor import FrontDoor
 
 # Prefixes a node's command line, e.g. to run it in another network namespace (tests/netns.py).
 Wrap = Callable[[NodeSettings, list[str]], list[str]]
@@ -43,74 +44,12 @@ def run_dir(settings: FederationSettings) -> Path:
     return d
 
 
-def build_node(settings: FederationSettings, node: NodeSettings, *, show_progress: bool = True) -> Path:
-    """Load the node's layers and generate its pygeoapi config; returns the node's directory."""
-    federation.load_node_layers(settings, node, show_progress=show_progress)
-    dsn = federation.node_dsn(settings, node)
-    out = node_dir(settings, node)
-    templates = prepare_templates(settings, node)
-    config = build_config(settings, node, load_layers(settings, node), dsn, templates)
-    write_config(config, out)
-    meta = {
-        "node": {"id": node.id, "title": node.title, "tier": node.tier, "parent": node.parent,
-                 "base_url": node.base_url, "extent": node.extent.as_list(),
-                 "scale": {"finest": node.scale.finest, "coarsest": node.scale.coarsest},
-                 "workers": node.workers},
-        "dsn": dsn,
-        "publish": node.publish.model_dump(),  # layer publishing limits (issue 6)
-    }
-    from services.provision import provision_node  # auth: locally or over HTTP (issues 4, 12)
-    from tiles.build import build_tiles  # e-map: Mapnik XML, MapProxy and nginx config (issue 3)
-
-    children = settings.children(node.id)
-    # composite services (services/registry): layers of several nodes stacked into one
-    compositions = [{"id": c.id, "title": c.title, "format": c.format,
-                     "parts": [{"base_url": settings.node(part.node).base_url,
-                                "layer": part.layer, "via": part.via} for part in c.parts]}
-                    for c in node.registry.compositions]
-    meta["compositions"] = [{"id": c["id"], "title": c["title"]} for c in compositions]
-    meta["auth"], child_key = provision_node(settings, node, load_layers(settings, node), dsn,
-                                             cascade=bool(children or compositions))
-    build_tiles(node, children, load_layers(settings, node), dsn, out,
-                settings.resolve(settings.data_dir), child_key=child_key,
-                compositions=compositions)
-    from services.access.emap import write_nginx_key_conf
-
-    write_nginx_key_conf(out, node.auth.public_requires_key)
-    from services.registry.local import registry_meta, sync_local_services  # issue 5
-
-    meta["registry"] = registry_meta(settings, node)
-    path = out / "node.json"
-    path.write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
-    os.chmod(path, 0o600)  # holds the database password
-    from layers.serving import full_config  # configured plus published layers (issue 6)
-
-    sync_local_services(dsn, meta, *full_config(out, dsn))
-    hand_to_run_user(out)
-    return out
-
-
-def hand_to_run_user(ndir: Path) -> None:
-    """The node's directory is its user's alone: 0700, everything in it owned by the user that
-    runs the node (it writes caches, logs and published configs there; secrets are 0600)."""
-    os.chmod(ndir, 0o700)
-    # made now (owned by the node's user), so what root's own tools put there later (an
-    # in-process publish) stays removable by the node
-    for d in ("publish-tmp", "rasters"):
-        (ndir / d).mkdir(exist_ok=True)
-    user = privileges.run_user()
-    if user is not None:
-        privileges.own_tree(ndir, user)
-
-
 def start_node(settings: FederationSettings, node: NodeSettings, ndir: Path, *,
                wrap: Wrap | None = None) -> NodeProcess:
     """Start the node's process group; `wrap` may prefix the command (e.g. `ip netns exec`)."""
     log = open(settings.resolve(settings.var_dir) / "run" / f"{node.id}.log", "ab")
     env = {**os.environ, "GEOPLAT_NODE_DIR": str(ndir), "PYTHONUNBUFFERED": "1"}
     env.pop("GEOPLAT_INITIAL_TOKEN", None)  # build time only (services/provision.py)
-    from tiles.frontdoor import FrontDoor  # nginx on the public port, app behind it (issue 3)
-
     door = FrontDoor(ndir, node.host, node.port)
     door = door if door.available() and door.conf.exists() else None
     bind = door.app_args() if door else ["--host", node.host, "--port", str(node.port)]
@@ -240,8 +179,6 @@ def up(settings: FederationSettings, *, only: list[str] | None = None,
             ndir = build_node(settings, node)
             procs.append(start_node(settings, node, ndir, wrap=wrap))
             if node.tier == "main":  # one host: initial access tokens for the nodes built next
-                from services.provision import issue_local_tokens
-
                 issue_local_tokens(settings, federation.node_dsn(settings, node), nodes)
         wait_healthy(procs)
     except BaseException:
@@ -254,8 +191,6 @@ def up(settings: FederationSettings, *, only: list[str] | None = None,
     for node in nodes:
         echo(f"[{node.id}] {node.tier:4} {node.base_url}/  OGC API: {node.base_url}/ogc  "
              f"health: {node.base_url}/health")
-    from services.provision import demo_banner  # demo developer account and its keys (issue 4)
-
     for line in demo_banner(settings):
         echo(line)
     return procs, started_cluster
@@ -297,3 +232,6 @@ def foreground(settings: FederationSettings, procs: list[NodeProcess], echo=prin
         (run_dir(settings) / f"{p.node.id}.pid").unlink(missing_ok=True)
     down(settings, echo, stop_cluster=stop_cluster)
     return code
+
+
+__all__ = ["NodeProcess", "build_node", "node_dir", "start_node", "stop_group", "up", "down"]

@@ -25,6 +25,7 @@ from typing import Any
 
 import jinja2
 
+from nodes.security_headers import NONCE_MARKER, script_json
 from nodes.settings import PROJECT_ROOT, FederationSettings, NodeSettings
 
 STATIC = "{{ config['server']['url'] }}/static/vendor/"
@@ -118,8 +119,6 @@ class PageEnvironment(jinja2.Environment):
     """
 
     def get_template(self, *args: Any, **kwargs: Any) -> jinja2.Template:
-        from nodes.security_headers import NONCE_MARKER, script_json
-
         self.filters["to_json"] = self.filters["script_json"] = script_json
         self.globals.update(to_json=script_json, script_json=script_json, csp_nonce=NONCE_MARKER)
         return super().get_template(*args, **kwargs)

@@ -199,6 +199,13 @@ class Database:
         # psycopg2's pool raises when exhausted; callers wait for a connection instead
         self._slots = threading.BoundedSemaphore(maxconn)
 
+    def close(self) -> None:
+        """Close every pooled connection (the pool opens again on the next use)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.closeall()
+
     @contextlib.contextmanager
     def cursor(self) -> Iterator[psycopg2.extras.RealDictCursor]:
         with self._lock:

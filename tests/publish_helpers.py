@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import zipfile
 from pathlib import Path
@@ -12,7 +11,8 @@ import pandas as pd
 import psycopg2
 import requests
 
-from layers.web import node_context
+from geoplat_settings import NodeRuntime
+from nodes.publishing import publish_context
 from nodes.pygeoapi_config import node_dir
 
 
@@ -33,8 +33,7 @@ def sign_in_users(main_db, main_url: str, prefix: str, users: dict[str, list[str
 def ctx_of(settings, node_id: str):
     node = settings.node(node_id)
     ndir = node_dir(settings, node)
-    meta = json.loads((ndir / "node.json").read_text(encoding="utf-8"))
-    return node_context(meta, ndir)
+    return publish_context(NodeRuntime.load(ndir), ndir)
 
 
 def wait_for(fn, timeout: float = 15.0, every: float = 0.2):

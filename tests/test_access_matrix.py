@@ -156,19 +156,18 @@ def test_other_nodes_have_their_own_levels(urls, headers) -> None:
 
 
 def test_hook_for_tile_services(federation, urls, headers) -> None:
-    """`services.access.control.check`/`visible`, as the WMTS/WMS/TMS and Tianditu routes call them."""
+    """`AccessControl.check`/`visible`, as the WMTS/WMS/TMS and Tianditu routes call them."""
     import asyncio
-    import json
     from pathlib import Path
 
-    from services.access import control as access
+    from geoplat_settings import NodeRuntime
+    from services.access.control import AccessControl
     from services.access.install import JwksStore
     from services.access.tokens import TokenValidator
 
-    meta = json.loads((Path(federation.resolve(federation.var_dir)) / "nodes" / "hangzhou" /
-                       "node.json").read_text())
-    auth = meta["auth"]
-    db = Database(meta["dsn"], maxconn=2)
+    runtime = NodeRuntime.load(Path(federation.resolve(federation.var_dir)) / "nodes" / "hangzhou")
+    auth = runtime.auth
+    db = Database(runtime.dsn, maxconn=2)
 
     def scope(h: dict[str, str]) -> dict:
         return {"type": "http", "method": "GET", "path": "/wmts", "query_string": b"",
@@ -180,11 +179,10 @@ def test_hook_for_tile_services(federation, urls, headers) -> None:
             await checks(requires_key, http)
 
     async def checks(requires_key: bool, http: httpx.AsyncClient) -> None:
-        access.install(access.AccessControl(
-            auth["node_id"], auth["levels"], db,
-            TokenValidator(auth["issuer"], auth["jwks_url"], auth["audience"], http,
-                           store=JwksStore(db)),
-            public_requires_key=requires_key))
+        access = AccessControl(
+            auth.node_id, dict(auth.levels), db,
+            TokenValidator(auth.issuer, auth.jwks_url, auth.audience, http, store=JwksStore(db)),
+            public_requires_key=requires_key)
         anon, admin, user = scope({}), scope(headers["node_admin"]), scope(headers["user"])
         d = await access.check(anon, "vec", "tiles")  # e-map layer, not in the layer config
         assert d.allowed is (not requires_key) and (d.allowed or d.status == 401)

@@ -4,10 +4,14 @@ caller's httpx client (a real token endpoint on loopback, real httpx clients).""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from nodes import supervisor
 from services.access.clients import (
     AsyncOAuth2Client,
     ClientCredentials,
@@ -24,7 +29,8 @@ from services.access.clients import (
     SyncClientCredentials,
     TokenUnavailable,
 )
-from services.access.install import ClosesHttp
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SECRET = "s3cret-value"
 
@@ -141,25 +147,47 @@ def test_sync_tokens_for_the_worker_thread(endpoint) -> None:
     assert [r["scope"] for r in issued.requests] == ["geoplat", "geoplat", "refused"]
 
 
-def test_the_apps_http_client_is_closed_at_shutdown() -> None:
-    """install_auth's client is closed once the server has shut the app down (ClosesHttp)."""
+# drives a real node app's ASGI lifespan (startup, then shutdown) in a process of its own
+# (pygeoapi reads its config once per process) and reports what the lifespan left behind
+LIFESPAN = r"""
+import asyncio, json, sys, threading
+from starlette.applications import Starlette
+from nodes.asgi import create_app
 
-    async def hello(request: Request) -> Response:
-        return Response("ok")
+app = create_app(sys.argv[1])
+inner = app
+while not isinstance(inner, Starlette):
+    inner = inner.app  # the middlewares around the node's router
+services = inner.state.services
 
-    http = httpx.AsyncClient(timeout=5.0)
-    app = ClosesHttp(Starlette(routes=[Route("/", hello)]), http)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "ok"
-    assert not http.is_closed
-    server.should_exit = True
-    thread.join(timeout=10)
-    assert not thread.is_alive() and http.is_closed
+async def main():
+    queue, seen = asyncio.Queue(), []
+    await queue.put({"type": "lifespan.startup"})
+
+    async def send(message):
+        seen.append(message["type"])
+        if message["type"] == "lifespan.startup.complete":
+            seen.append("worker alive" if services.registry_worker.is_alive() else "no worker")
+            await queue.put({"type": "lifespan.shutdown"})
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, queue.get, send)
+    return seen
+
+seen = asyncio.run(main())
+print("LIFE " + json.dumps({"seen": seen, "http_closed": services.http.is_closed,
+                            "worker_alive": services.registry_worker.is_alive()}), flush=True)
+"""
+
+
+def test_the_apps_http_client_is_closed_at_shutdown(federation) -> None:
+    """The node app's one HTTP client and its registry worker live exactly as long as the
+    app's lifespan (nodes/container.py NodeServices)."""
+    node_dir = supervisor.node_dir(federation, federation.node("hangzhou"))
+    out = subprocess.run([sys.executable, "-c", LIFESPAN, str(node_dir)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300, check=False)
+    lines = [x for x in out.stdout.splitlines() if x.startswith("LIFE ")]
+    assert out.returncode == 0 and lines, out.stderr[-3000:]
+    found = json.loads(lines[-1][5:])
+    assert found["seen"] == ["lifespan.startup.complete", "worker alive",
+                             "lifespan.shutdown.complete"]
+    assert found["http_closed"] is True and found["worker_alive"] is False

@@ -191,6 +191,10 @@ def test_nginx_usage_log_is_folded_into_key_counters(tmp_path) -> None:
             async def key(self, value):
                 return SimpleNamespace(key_id="k-" + value) if value != "zz" else None
 
+            def add_usage(self, key_id, kind, n):  # KeyChecker's public counter
+                with self._lock:
+                    self._counts[(key_id, kind)] = self._counts.get((key_id, kind), 0) + n
+
         keys = Keys()
         n = asyncio.run(emap_keys.fold_nginx_usage(keys, tmp_path, force=True))
         assert n == 3 and keys._counts == {("k-aa+b", "tiles"): 2, ("k-hdr", "tiles"): 1}
@@ -290,7 +294,7 @@ def test_sweeper_drops_revoked_keys_from_nginx_memory(federation, main_db, urls,
     assert emap_fastpath.case_of(key["key"], "vec", "browser", 'https://a"b', "") is None
 
     def checker() -> KeyChecker:  # a fresh one: no cached key records
-        return KeyChecker(main_db, "national", main_db=main_db, auth={}, node_client=None,
+        return KeyChecker(main_db, "national", main_db=main_db, node_client=None,
                           public_requires_key=True)
 
     maps = emap_fastpath.fast_dir(tmp_path) / "ip.map"

@@ -14,13 +14,13 @@ import httpx
 import pytest
 import yaml
 
+from geoplat_settings import TileCache
 from nodes.pygeoapi_config import node_dir
 from tiles.build import validate_mapproxy
 from tiles.frontdoor import FrontDoor
 from tiles.grids import tile_at
 from tiles.mapproxy_config import build_mapproxy_config, redis_prefix
 from tiles.seed import invalidate
-from tiles.settings import TileCache
 
 HALL = (120.2130, 30.2460)
 

@@ -122,7 +122,7 @@ def test_nothing_answers_on_localhost_inside_a_namespace(netfed: NetnsFederation
     for nid in NODE_IDS:
         meta = json.loads((netfed.node_dir(nid) / "node.json").read_text())
         auth = meta["auth"]
-        assert meta["node"]["base_url"] == netfed.urls[nid]
+        assert meta["server"]["base_url"] == netfed.urls[nid]
         for key in ("main_url", "issuer", "jwks_url", "token_url"):
             assert auth[key].startswith(national), (nid, key, auth[key])
     text = (netfed.node_dir("national") / "tiles" / "mapproxy.yaml").read_text()
@@ -276,11 +276,11 @@ def test_each_host_has_its_own_cluster(netfed: NetnsFederation) -> None:
     assert len({(str(c.data_dir), c.port) for c in netfed.clusters.values()}) == len(NODE_IDS)
     for nid in NODE_IDS:
         meta = json.loads((netfed.node_dir(nid) / "node.json").read_text())
-        dsn = psycopg2.extensions.parse_dsn(meta["dsn"])
+        dsn = psycopg2.extensions.parse_dsn(meta["database"]["dsn"])
         cluster = netfed.clusters[nid]
         assert (dsn["host"], int(dsn["port"])) == (str(cluster.socket_dir), cluster.port), nid
         assert dsn["user"] == netfed.dbname(nid)  # its own role, not the superuser
-        assert meta["auth"]["main_dsn"] == (meta["dsn"] if nid == "national" else None)
+        assert meta["auth"]["main_dsn"] == (meta["database"]["dsn"] if nid == "national" else None)
         for host, other in netfed.clusters.items():  # its database is on its host only
             conn = psycopg2.connect(other.dsn(), connect_timeout=5)
             try:

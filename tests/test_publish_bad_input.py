@@ -11,9 +11,9 @@ import pytest
 import shapely
 from publish_helpers import ctx_of, items, points_frame, tables_like, wait_for, work_dir_empty
 
+from geoplat_settings import PublishSettings
 from layers.formats import PublishError
 from layers.publish import publish, versions
-from layers.settings import PublishSettings
 
 NAME = "pub_bad_target"
 

@@ -439,16 +439,15 @@ def test_full_sync_removes_what_the_child_no_longer_has(fed: Fed) -> None:
 
 def test_sync_local_services_is_idempotent_and_retires(fed: Fed) -> None:
     """What the publishing code calls after a publish, rollback or retire."""
-    import json
-
     import yaml
 
+    from geoplat_settings import NodeRuntime
     from services.registry.local import sync_local_services
 
     ndir = fed.settings.resolve(fed.settings.var_dir) / "nodes" / "r_hangzhou"
-    meta = json.loads((ndir / "node.json").read_text())
+    runtime = NodeRuntime.load(ndir)
     config = yaml.safe_load((ndir / "pygeoapi.yml").read_text())
-    levels = meta["auth"]["levels"]
+    levels = dict(runtime.auth.levels)
     db = fed.dbs["r_hangzhou"]
 
     def outbox_max() -> int:
@@ -457,18 +456,18 @@ def test_sync_local_services_is_idempotent_and_retires(fed: Fed) -> None:
     def row(rid: str) -> dict:
         return db.one("SELECT status, version FROM registry.services WHERE id = %s", (rid,))
 
-    sync_local_services(meta["dsn"], meta, config, levels)
+    sync_local_services(runtime, config, levels)
     mark, before = outbox_max(), row("r_hangzhou:features:roads")
-    sync_local_services(meta["dsn"], meta, config, levels)
+    sync_local_services(runtime, config, levels)
     assert outbox_max() == mark and row("r_hangzhou:features:roads") == before
     without = {**config, "resources": {k: v for k, v in config["resources"].items()
                                        if k != "roads"}}
-    sync_local_services(meta["dsn"], meta, without, levels)
+    sync_local_services(runtime, without, levels)
     gone = row("r_hangzhou:features:roads")
     assert gone["status"] == "retired" and gone["version"] == before["version"] + 1
     assert outbox_max() > mark
     assert wait_for(lambda: "r_hangzhou:features:roads" not in ids_at(fed.main), 20)
-    sync_local_services(meta["dsn"], meta, config, levels)
+    sync_local_services(runtime, config, levels)
     back = row("r_hangzhou:features:roads")
     assert back["status"] == "approved" and back["version"] == before["version"] + 2
     assert wait_for(lambda: "r_hangzhou:features:roads" in ids_at(fed.main), 20)

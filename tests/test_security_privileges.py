@@ -102,7 +102,7 @@ def _role(dsn: str) -> dict:
 def test_each_node_has_its_own_unprivileged_database_role(federation) -> None:
     roles = {}
     for node in federation.nodes:
-        dsn = node_meta(federation, node.id)["dsn"]  # what the node itself connects with
+        dsn = node_meta(federation, node.id)["database"]["dsn"]  # what the node itself connects with
         assert dsn == federation_mod.node_dsn(federation, node)
         cfg = yaml.safe_load((node_dir(federation, node.id) / "pygeoapi.yml").read_text())
         pg = [psycopg2.extensions.parse_dsn(p["data"]["dsn"])
@@ -129,7 +129,7 @@ def _secrets(fed: settings_mod.FederationSettings) -> set[str]:
     found = {federation_mod.managed_cluster(fed).password_file.read_text().strip()}
     for node in fed.nodes:
         meta = node_meta(fed, node.id)
-        found.add(psycopg2.extensions.parse_dsn(meta["dsn"])["password"])
+        found.add(psycopg2.extensions.parse_dsn(meta["database"]["dsn"])["password"])
         found.add(meta["auth"]["client_secret"])
         key_file = node_dir(fed, node.id) / "node-key.json"
         if key_file.exists():

@@ -27,6 +27,15 @@ import httpx
 import pytest
 from registry_support import Fed, ServiceServer, running_federation, wait_for
 
+from geoplat_settings import (
+    AuthSection,
+    Extent,
+    NodeRef,
+    NodeView,
+    RegistrySection,
+    ScaleRange,
+    ServerSection,
+)
 from services.access import audit
 from services.registry.db import outbox_add
 
@@ -385,6 +394,9 @@ class _OldParent(BaseHTTPRequestHandler):
         self._answer(200, {"applied": len(ids), "last_batch": body["batch"]})
 
 
+EXTENT = Extent(minx=118, miny=27, maxx=123, maxy=31)
+
+
 def test_a_parent_refusing_whole_batches_gets_them_one_change_at_a_time(pg_cluster) -> None:
     from nodes.postgres import ensure_database, ensure_postgis
     from services.db import Database
@@ -403,9 +415,15 @@ def test_a_parent_refusing_whole_batches_gets_them_one_change_at_a_time(pg_clust
     httpd.applied = []  # type: ignore[attr-defined]
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    meta = {"node": {"id": "c"}, "registry": {"parent": {"id": "p", "base_url": base}},
-            "auth": {"token_url": base + "/token", "client_id": "node-c", "client_secret": "s"}}
-    pusher = Pusher(db, meta)
+    view = NodeView(server=ServerSection(id="c", title="c", tier="sub", parent="p",
+                                         base_url="http://127.0.0.1:1", extent=EXTENT,
+                                         scale=ScaleRange(finest=10000, coarsest=50000),
+                                         workers=1),
+                    registry=RegistrySection(path="p/c", parent=NodeRef(id="p", base_url=base)))
+    auth = AuthSection(node_id="c", is_main=False, main_url=base, issuer=base + "/sso",
+                       jwks_url=base + "/jwks", token_url=base + "/token", audience="geoplat",
+                       client_id="node-c", client_secret="s")
+    pusher = Pusher(db, view, auth)
     try:
         with httpx.Client(timeout=10) as client:
             for _ in range(10):  # bounded: 1 refused batch, then 3 single changes

@@ -135,10 +135,10 @@ class KeyChecker:
     """Validates `tk` on requests of this node; counts usage; enforces quota and rate."""
 
     def __init__(self, db: Database, node_id: str, *, main_db: Database | None,
-                 auth: dict[str, Any], node_client: Any, public_requires_key: bool,
-                 own_origin: str | None = None):
+                 node_client: Any, public_requires_key: bool, main_url: str = "",
+                 max_age: float = 300, own_origin: str | None = None):
         self.db, self.node_id, self.main_db = db, node_id, main_db
-        self.auth, self.node_client = auth, node_client
+        self.main_url, self.node_client = main_url, node_client
         self.public_requires_key = public_requires_key
         self.own_origin = own_origin
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
@@ -149,14 +149,14 @@ class KeyChecker:
         self._lock = threading.Lock()
         self._last_flush = time.monotonic()
         # how long a cached record is trusted while the main node cannot be reached
-        self.max_age = float((auth.get("settings") or {}).get("revocation_max_age", 300))
+        self.max_age = float(max_age)
         self.failing_since: float | None = None  # monotonic time of the first failed lookup
 
     async def _fetch(self, hashed: str) -> dict | None:
         if self.main_db is not None:
             return await anyio.to_thread.run_sync(lookup, self.main_db, hashed)
         token = await self.node_client.token(scope="keys")
-        r = await self.node_client.http.get(self.auth["main_url"] + "/sso/api/keys/lookup",
+        r = await self.node_client.http.get(self.main_url + "/sso/api/keys/lookup",
                                             params={"hash": hashed}, timeout=3.0,
                                             headers={"Authorization": f"Bearer {token}"})
         if r.status_code == 404:
@@ -247,6 +247,15 @@ class KeyChecker:
             return False
         self._buckets[key.key_id] = (tokens - 1.0, now)
         return True
+
+    def add_usage(self, key_id: str, kind: str, n: int) -> None:
+        """Count `n` requests of a key that this worker did not see (nginx's fast path)."""
+        with self._lock:
+            self._counts[(key_id, kind)] = self._counts.get((key_id, kind), 0) + n
+
+    async def used_today(self, key_id: str, kind: str) -> int:
+        """Requests of `kind` made with the key today (the database's and this worker's)."""
+        return await self._used_today(key_id, kind)
 
     async def _used_today(self, key_id: str, kind: str) -> int:
         now = time.monotonic()

@@ -128,6 +128,11 @@ class AccessControl:
                 out.add(layer)
         return frozenset(out)
 
+    def set_levels(self, levels: dict[str, str]) -> None:
+        """New layer levels (a publish reload): cached grant decisions are made again."""
+        self.levels = levels
+        self._grant_cache.clear()
+
     async def check(self, conn: HTTPConnection | dict, layer_id: str | None, kind: Kind,
                     level: str | None = None, *, page: bool = False) -> Decision:
         """Token, API key/quota and layer level for one request (layer None: no layer).
@@ -148,37 +153,11 @@ class AccessControl:
             return Decision(True, principal=p)
         return await self.decide(p, layer_id, level)
 
-
-_CURRENT: AccessControl | None = None
-
-
-def install(control: AccessControl) -> None:
-    global _CURRENT
-    _CURRENT = control
-
-
-def current() -> AccessControl:
-    if _CURRENT is None:
-        raise RuntimeError("access control not installed in this process")
-    return _CURRENT
-
-
-async def check(request: HTTPConnection | dict, layer_id: str | None, kind: Kind = "tiles",
-                level: str | None = None) -> Decision:
-    """Hook for other engines of this node: may this request use `layer_id` for `kind`?
-
-    `request` is a Starlette Request or an ASGI scope. `level` overrides the layer's configured
-    level (e.g. e-map layers not in config/layers: None means public).
-    """
-    return await current().check(request, layer_id, kind, level)
-
-
-async def visible(request: HTTPConnection | dict, layer_ids: list[str]) -> list[str]:
-    """The subset of `layer_ids` the caller may see (for capabilities documents)."""
-    control = current()
-    try:
-        p = await control.principal(request)
-    except AuthError:
-        p = None
-    hidden = await control.hidden(p)
-    return [layer for layer in layer_ids if layer not in hidden]
+    async def visible(self, request: HTTPConnection | dict, layer_ids: list[str]) -> list[str]:
+        """The subset of `layer_ids` the caller may see (for capabilities documents)."""
+        try:
+            p = await self.principal(request)
+        except AuthError:
+            p = None
+        hidden = await self.hidden(p)
+        return [layer for layer in layer_ids if layer not in hidden]

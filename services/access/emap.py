@@ -233,8 +233,6 @@ async def fold_nginx_usage(keys: Any, node_dir: Path | None = None, *, force: bo
     if keys is None or (not force and now - _last_fold < FOLD_SECONDS):
         return 0
     _last_fold = now
-    node_dir = node_dir or (Path(os.environ["GEOPLAT_NODE_DIR"])
-                            if os.environ.get("GEOPLAT_NODE_DIR") else None)
     if node_dir is None:
         return 0
     counts = await anyio.to_thread.run_sync(take_nginx_usage, node_dir)
@@ -246,7 +244,6 @@ async def fold_nginx_usage(keys: Any, node_dir: Path | None = None, *, force: bo
             continue
         if key is None:
             continue
-        with keys._lock:
-            keys._counts[(key.key_id, "tiles")] = keys._counts.get((key.key_id, "tiles"), 0) + n
+        keys.add_usage(key.key_id, "tiles", n)
         folded += n
     return folded

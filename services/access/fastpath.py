@@ -255,7 +255,7 @@ class Sweeper:
                 continue
             if key is None or key.revoked:
                 verdict[value] = None
-            elif quotas and await self.keys._used_today(key.key_id, "tiles") >= \
+            elif quotas and await self.keys.used_today(key.key_id, "tiles") >= \
                     key.quotas.get("tiles", 0):
                 verdict[value] = None
             else:
@@ -326,26 +326,3 @@ class Sweeper:
             except Exception:  # noqa: BLE001 - a failed round must not stop the next ones
                 LOGGER.exception("key fast-path sweep failed")
             await asyncio.sleep(TICK_SECONDS)
-
-
-class SweeperLifespan:
-    """ASGI wrapper: runs the node's `Sweeper` from application start-up to shutdown."""
-
-    def __init__(self, app: Any, sweeper: Sweeper | None):
-        self.app, self.sweeper = app, sweeper
-        self._task: asyncio.Task | None = None
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "lifespan" or self.sweeper is None:
-            await self.app(scope, receive, send)
-            return
-
-        async def lifespan_receive() -> dict:
-            message = await receive()
-            if message["type"] == "lifespan.startup" and self._task is None:
-                self._task = asyncio.get_running_loop().create_task(self.sweeper.run())
-            elif message["type"] == "lifespan.shutdown" and self._task is not None:
-                self._task.cancel()
-            return message
-
-        await self.app(scope, lifespan_receive, send)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -15,6 +16,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from geoplat_settings import AuthSection, ServerSection
 from services.access import grants
 from services.access.clients import AppOAuth2Client, ClientCredentials, TokenUnavailable
 from services.access.control import AccessControl, token_cookie
@@ -56,10 +58,10 @@ class NodeClient:
     app's one client.
     """
 
-    def __init__(self, auth: dict[str, Any], http: httpx.AsyncClient):
+    def __init__(self, auth: AuthSection, http: httpx.AsyncClient):
         self.auth, self.http = auth, http
-        self.credentials = ClientCredentials(http, auth["token_url"], auth["client_id"],
-                                             auth["client_secret"], timeout=5.0)
+        self.credentials = ClientCredentials(http, auth.token_url, auth.client_id,
+                                             auth.client_secret, timeout=5.0)
 
     async def token(self, scope: str = "register") -> str:
         """A client-credentials token; MainUnavailable if refused, httpx.HTTPError if down."""
@@ -71,7 +73,7 @@ class NodeClient:
     async def forward_registration(self, data: dict[str, Any]) -> httpx.Response:
         try:
             token = await self.token()
-            return await self.http.post(self.auth["main_url"] + "/sso/api/users", json=data,
+            return await self.http.post(self.auth.main_url + "/sso/api/users", json=data,
                                         headers={"Authorization": f"Bearer {token}"},
                                         timeout=5.0)
         except (httpx.HTTPError, ValueError, KeyError):
@@ -79,9 +81,11 @@ class NodeClient:
 
 
 class NodeAuthRoutes:
-    def __init__(self, node: dict[str, Any], auth: dict[str, Any], control: AccessControl,
-                 secret: str, http: httpx.AsyncClient, register_locally: Any = None):
+    def __init__(self, node: ServerSection, auth: AuthSection, control: AccessControl,
+                 secret: str, http: httpx.AsyncClient, register_locally: Any = None,
+                 node_dir: Path | None = None):
         self.node, self.auth, self.control = node, auth, control
+        self.node_dir = node_dir  # learned keys for nginx's fast path (None: no fast path)
         self.db = control.db
         self.csrf = Csrf(secret)
         self.http = http
@@ -89,9 +93,9 @@ class NodeAuthRoutes:
         # the OIDC relying party: Authlib builds the authorization URL (PKCE S256) and the code
         # exchange; the state and verifier travel in this node's cookie, not a server session
         self.oidc = AppOAuth2Client(
-            http, timeout=5.0, client_id=auth["client_id"], client_secret=auth["client_secret"],
-            scope="openid profile geoplat", redirect_uri=node["base_url"] + "/auth/callback",
-            code_challenge_method="S256", token_endpoint=auth["token_url"])
+            http, timeout=5.0, client_id=auth.client_id, client_secret=auth.client_secret,
+            scope="openid profile geoplat", redirect_uri=node.base_url + "/auth/callback",
+            code_challenge_method="S256", token_endpoint=auth.token_url)
         self.register_locally = register_locally  # set on the main node
 
     def routes(self) -> list[BaseRoute]:
@@ -111,7 +115,7 @@ class NodeAuthRoutes:
     def _form_page(self, request: Request, *, status: int = 200, error: str = "",
                    fields: dict | None = None, values: dict | None = None) -> Response:
         csrf, cookies = self.csrf.issue(request)
-        return render(REGISTER, title="注册 Register", node_title=self.node["title"],
+        return render(REGISTER, title="注册 Register", node_title=self.node.title,
                       status=status, error=error, fields=fields, csrf=csrf, cookies=cookies,
                       action="/auth/register", values=values or {})
 
@@ -133,7 +137,7 @@ class NodeAuthRoutes:
         fields["client_ip"] = client_ip(request)
         try:
             if self.register_locally is not None:
-                response = await self.register_locally(fields, self.node["id"], fields["client_ip"])
+                response = await self.register_locally(fields, self.node.id, fields["client_ip"])
                 status, body = response.status_code, _json(response.body)
             else:
                 r = await self.client.forward_registration(fields)
@@ -150,7 +154,7 @@ class NodeAuthRoutes:
                                 media_type="application/json" if status < 400 else
                                 "application/problem+json")
         if status == 201:
-            return render(MESSAGE, title="注册成功 Registered", node_title=self.node["title"],
+            return render(MESSAGE, title="注册成功 Registered", node_title=self.node.title,
                           status=201, message=f"Account {body.get('username')} created.",
                           link="/auth/login", link_text="Sign in")
         return self._form_page(request, status=status, error=str(body.get("detail", "")),
@@ -159,7 +163,7 @@ class NodeAuthRoutes:
 
     async def _main_reachable(self) -> bool:
         try:
-            r = await self.http.get(self.auth["issuer"] + "/.well-known/openid-configuration",
+            r = await self.http.get(self.auth.issuer + "/.well-known/openid-configuration",
                                     timeout=2.0)
             return r.status_code == 200
         except httpx.HTTPError:
@@ -171,7 +175,7 @@ class NodeAuthRoutes:
         state, verifier = secrets.token_urlsafe(16), secrets.token_urlsafe(48)
         back = base64.urlsafe_b64encode(local_path(request.query_params.get("next")).encode()
                                         ).decode()
-        url, _ = self.oidc.create_authorization_url(self.auth["issuer"] + "/authorize",
+        url, _ = self.oidc.create_authorization_url(self.auth.issuer + "/authorize",
                                                     state=state, code_verifier=verifier)
         response = RedirectResponse(url, 302)
         response.set_cookie(STATE_COOKIE, f"{state}.{verifier}.{back}", max_age=600,
@@ -198,7 +202,7 @@ class NodeAuthRoutes:
         except ValueError:
             target = DEFAULT_AFTER_LOGIN
         response = RedirectResponse(target, 303)
-        response.set_cookie(token_cookie(self.node["id"]), access_token, max_age=expires_in,
+        response.set_cookie(token_cookie(self.node.id), access_token, max_age=expires_in,
                             httponly=True, samesite="lax", path="/")
         response.delete_cookie(STATE_COOKIE, path="/auth")
         return response
@@ -208,13 +212,13 @@ class NodeAuthRoutes:
         here, then at the main node."""
         if request.method == "GET":
             csrf, cookies = self.csrf.issue(request)
-            return render(LOGOUT, title="退出 Sign out", node_title=self.node["title"],
+            return render(LOGOUT, title="退出 Sign out", node_title=self.node.title,
                           cookies=cookies, csrf=csrf, action="/auth/logout", params={},
                           message="Sign out of this node and the federation?")
-        back = {"client_id": self.auth["client_id"],
-                "post_logout_redirect_uri": self.node["base_url"].rstrip("/") + "/"}
-        response = RedirectResponse(self.auth["issuer"] + "/logout?" + urlencode(back), 303)
-        response.delete_cookie(token_cookie(self.node["id"]), path="/")
+        back = {"client_id": self.auth.client_id,
+                "post_logout_redirect_uri": self.node.base_url.rstrip("/") + "/"}
+        response = RedirectResponse(self.auth.issuer + "/logout?" + urlencode(back), 303)
+        response.delete_cookie(token_cookie(self.node.id), path="/")
         return response
 
     async def _principal(self, request: Request) -> Any:
@@ -227,7 +231,7 @@ class NodeAuthRoutes:
         p = await self._principal(request)
         hidden = await self.control.hidden(p)
         return JSONResponse({"sub": p.sub, "username": p.username, "roles": sorted(p.roles),
-                             "node": self.node["id"],
+                             "node": self.node.id,
                              "layers": sorted(set(self.control.levels) - hidden)})
 
     async def check(self, request: Request) -> Response:
@@ -238,7 +242,7 @@ class NodeAuthRoutes:
 
         from services.access.emap import fold_nginx_usage
 
-        await fold_nginx_usage(self.control.keys)  # keyed tiles nginx sent on a cached allow
+        await fold_nginx_usage(self.control.keys, self.node_dir)  # keyed tiles nginx sent on a cached allow
         original = request.headers.get("x-original-uri", "")
         scope = dict(request.scope)
         scope["query_string"] = urlsplit(original).query.encode("latin-1", "replace")
@@ -261,13 +265,10 @@ class NodeAuthRoutes:
 
     async def _learn(self, scope: dict, layer: str | None) -> None:
         """A keyed tile allowed without a token: let nginx answer this exact case itself."""
-        import os
-        from pathlib import Path
-
         from services.access import fastpath as emap_fastpath
         from services.access.apikeys import request_origin
 
-        node_dir = os.environ.get("GEOPLAT_NODE_DIR")
+        node_dir = self.node_dir
         keys = self.control.keys
         c = HTTPConnection(scope)
         value = c.query_params.get("tk") or c.headers.get("x-api-key")
@@ -279,7 +280,7 @@ class NodeAuthRoutes:
         case = emap_fastpath.case_of(value, layer, key.kind, request_origin(c),
                                      c.client.host if c.client else "")
         if case is not None:
-            await anyio.to_thread.run_sync(emap_fastpath.learn, Path(node_dir), case, value)
+            await anyio.to_thread.run_sync(emap_fastpath.learn, node_dir, case, value)
 
     async def _admin(self, request: Request) -> Any:
         p = await self._principal(request)
@@ -305,7 +306,7 @@ class NodeAuthRoutes:
         rows = await anyio.to_thread.run_sync(lambda: audit.query(
             self.db, event=q.get("event") or None, actor=q.get("actor") or None,
             since=since, limit=limit))
-        return JSONResponse({"node": self.node["id"], "events": [
+        return JSONResponse({"node": self.node.id, "events": [
             {**r, "at": r["at"].isoformat()} for r in rows]})
 
     async def usage(self, request: Request) -> Response:
@@ -318,7 +319,7 @@ class NodeAuthRoutes:
             "SELECT key_id, day, kind, count FROM auth.key_usage WHERE "
             "day > current_date - %s AND (%s::text IS NULL OR key_id = %s) "
             "ORDER BY day DESC, key_id, kind LIMIT 10000", (days, key_id, key_id)))
-        return JSONResponse({"node": self.node["id"], "usage": [
+        return JSONResponse({"node": self.node.id, "usage": [
             {**r, "day": r["day"].isoformat()} for r in rows]})
 
     async def grants(self, request: Request) -> Response:
@@ -334,7 +335,7 @@ class NodeAuthRoutes:
             return JSONResponse({"grants": [grants.jsonable(r) for r in rows]})
         data = await json_object(request)
         row = await anyio.to_thread.run_sync(lambda: grants.request_grant(
-            self.db, self.node["id"], p, str(data.get("layer") or ""),
+            self.db, self.node.id, p, str(data.get("layer") or ""),
             str(data.get("reason") or ""), self.control.levels))
         return JSONResponse(grants.jsonable(row), status_code=201)
 
@@ -349,9 +350,9 @@ class NodeAuthRoutes:
         body = GrantDecision.of(raw)
         days, expires = body.days, body.expires_at
         row = await anyio.to_thread.run_sync(lambda: grants.decide(
-            self.db, self.node["id"], request.path_params["grant_id"],
+            self.db, self.node.id, request.path_params["grant_id"],
             request.path_params["action"], p.username or p.sub,
-            days=days if days is not None else self.auth["settings"]["grant_default_days"],
+            days=days if days is not None else self.auth.settings.grant_default_days,
             expires_at=str(expires) if expires else None))
         return JSONResponse(grants.jsonable(row))
 

@@ -8,26 +8,22 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from geoplat_settings import NodeView
 from services.db import Database
 from services.registry.db import SERVICE_TYPES, ensure_schema
+from services.registry.external import BadURL
+from services.registry.health import push_state
+from services.registry.review import decide, listing, register_external
 from tiles.errors import ProblemError
 
 
-def node_meta(settings: Any, node: Any) -> dict[str, Any]:
-    from services.registry.local import registry_meta
-
-    return {"node": {"id": node.id, "title": node.title, "tier": node.tier, "parent": node.parent,
-                     "base_url": node.base_url, "extent": node.extent.as_list()},
-            "registry": registry_meta(settings, node)}
-
-
 def _context(args: argparse.Namespace, load: Callable,
-             node_dsn: Callable) -> tuple[Database, dict[str, Any]]:
+             node_dsn: Callable, node_view: Callable) -> tuple[Database, NodeView]:
     settings = load(args)
     _, dsn = node_dsn(args, args.node)  # RuntimeError for an unknown node
     node = settings.node(args.node)
     ensure_schema(dsn)
-    return Database(dsn, maxconn=1), node_meta(settings, node)
+    return Database(dsn, maxconn=1), node_view(settings, node)
 
 
 def _print(rec: dict[str, Any]) -> None:
@@ -35,19 +31,18 @@ def _print(rec: dict[str, Any]) -> None:
           f"{rec['url']}")
 
 
-def add_commands(sub: Any, load: Callable, node_dsn: Callable) -> None:
-    """`load(args)` gives the federation settings, `node_dsn(args, id)` (id, database URL)."""
+def add_commands(sub: Any, load: Callable, node_dsn: Callable, node_view: Callable) -> None:
+    """`load(args)` gives the federation settings, `node_dsn(args, id)` (id, database URL),
+    `node_view(settings, node)` the node's `NodeView` (nodes/build.py)."""
     reg = sub.add_parser("registry", help="service registry: register and review services")
     rsub = reg.add_subparsers(dest="registry_command", required=True)
 
     def cmd_register(args: argparse.Namespace) -> int:
-        from services.registry.external import BadURL
-        from services.registry.review import register_external
 
-        db, meta = _context(args, load, node_dsn)
+        db, view = _context(args, load, node_dsn, node_view)
         try:
             rec = register_external(
-                db, meta, args.url, wanted=args.type, title=args.title,
+                db, view, args.url, wanted=args.type, title=args.title,
                 description=args.description, access=args.access, actor=args.actor)
         except ProblemError as exc:
             print(f"geoplat: {exc.title}: {exc.detail}", file=sys.stderr)
@@ -57,11 +52,10 @@ def add_commands(sub: Any, load: Callable, node_dsn: Callable) -> None:
         return 0
 
     def cmd_decide(args: argparse.Namespace) -> int:
-        from services.registry.review import decide
 
-        db, meta = _context(args, load, node_dsn)
+        db, view = _context(args, load, node_dsn, node_view)
         try:
-            rec = decide(db, meta, args.id, args.registry_command, actor=args.actor)
+            rec = decide(db, view, args.id, args.registry_command, actor=args.actor)
         except ProblemError as exc:
             print(f"geoplat: {exc.title}: {exc.detail}", file=sys.stderr)
             return 1
@@ -69,10 +63,9 @@ def add_commands(sub: Any, load: Callable, node_dsn: Callable) -> None:
         return 0
 
     def cmd_list(args: argparse.Namespace) -> int:
-        from services.registry.review import listing
 
-        db, meta = _context(args, load, node_dsn)
-        rows = listing(db, meta["node"]["id"], args.status)
+        db, view = _context(args, load, node_dsn, node_view)
+        rows = listing(db, view.server.id, args.status)
         if args.json:
             print(json.dumps(rows, ensure_ascii=False, indent=2))
         for rec in [] if args.json else rows:
@@ -118,7 +111,6 @@ def push_lines(node_id: str, parent: str | None, dsn: str) -> list[str]:
     """`geoplat status` lines on a node's upward federation: parked, refused, failing pushes."""
     import psycopg2
 
-    from services.registry.health import push_state
 
     try:
         state = push_state(Database(dsn, maxconn=1), parent, details=True)

@@ -22,8 +22,8 @@ from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
 import httpx
 
+from geoplat_settings import RegistrySettings
 from services.registry.errors import RegistryError
-from services.registry.settings import RegistrySettings
 
 USER_AGENT = "geoplat-registry/1.0"
 
@@ -384,12 +384,12 @@ def harvest(url: str, cfg: RegistrySettings, wanted: str | None = None, *,
     return info
 
 
-def new_record(node: dict[str, Any], path: str, info: dict[str, Any], *,
+def new_record(node_id: str, path: str, info: dict[str, Any], *,
                title: str | None = None, description: str | None = None,
                keywords: list[str] | None = None, access: str = "public",
                submitted_by: str = "") -> dict[str, Any]:
     """A pending record for an external service of this node's area."""
-    return {"id": f"{node['id']}:ext:{uuid.uuid4().hex[:12]}", "origin_node": node["id"],
+    return {"id": f"{node_id}:ext:{uuid.uuid4().hex[:12]}", "origin_node": node_id,
             "origin_path": path, "type": info["type"], "url": info["url"],
             "title": (title or info["title"])[:300],
             "description": (description if description is not None else info["description"])[:4000],

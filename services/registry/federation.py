@@ -21,6 +21,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from geoplat_settings import NodeRef, NodeView
 from services.db import Database
 from services.errors import AuthError
 from services.registry.db import (
@@ -48,14 +49,14 @@ def in_subtree(path: str, root: str) -> bool:
     return path == root or path.startswith(root + "/")
 
 
-def check_sender(meta: dict[str, Any], principal: Any, sender: Any) -> dict[str, Any]:
+def check_sender(view: NodeView, principal: Any, sender: Any) -> NodeRef:
     """The child entry for an authenticated push; 401/403 otherwise."""
     if principal is None:
         raise AuthError(401, "Unauthorized", "Pushes need a node's client-credentials token.")
     if principal.is_user or not isinstance(sender, str) or principal.client_id != f"node-{sender}":
         raise AuthError(403, "Forbidden", "The token does not belong to the sending node.")
-    for child in meta["registry"]["children"]:
-        if child["id"] == sender:
+    for child in view.registry.children:
+        if child.id == sender:
             return child
     raise AuthError(403, "Forbidden", "Only direct child nodes push to this node.")
 
@@ -233,32 +234,32 @@ def _apply_delete(cur: Any, rid: str, root: str, upward: bool) -> bool:
     return True
 
 
-def own_probe_ids(meta: dict[str, Any]) -> set[str]:
-    return {f"{c['id']}:node" for c in meta["registry"]["children"]}
+def own_probe_ids(view: NodeView) -> set[str]:
+    return {f"{c.id}:node" for c in view.registry.children}
 
 
-def apply_push(db: Database, meta: dict[str, Any], principal: Any, body: Any) -> dict[str, Any]:
+def apply_push(db: Database, view: NodeView, principal: Any, body: Any) -> dict[str, Any]:
     """Check one batch from a direct child; apply its good changes, report the others."""
     if not isinstance(body, dict):
         raise bad("a JSON object is expected")
-    child = check_sender(meta, principal, body.get("sender"))
+    child = check_sender(view, principal, body.get("sender"))
     batch = body.get("batch")
     if not isinstance(batch, int) or isinstance(batch, bool) or not 0 < batch < 2**62:
         raise bad("batch must be a positive integer")
-    good, refused = check_changes(body, child["path"])
+    good, refused = check_changes(body, str(child.path))
     if refused and not good:
-        _note_refused(db, child["id"], refused)
+        _note_refused(db, child.id, refused)
         first = refused[0]
         raise RegistryError(400, "Malformed push", f"change {first['index']}: {first['reason']}",
                         refused=refused)
-    upward = bool(meta["registry"]["parent"])
-    own = own_probe_ids(meta)
+    upward = view.registry.parent is not None
+    own = own_probe_ids(view)
     applied = 0
     with db.transaction() as cur:
         cur.execute("INSERT INTO registry.inbox (child, last_batch) VALUES (%s, 0) "
-                    "ON CONFLICT DO NOTHING", (child["id"],))
+                    "ON CONFLICT DO NOTHING", (child.id,))
         cur.execute("SELECT last_batch FROM registry.inbox WHERE child = %s FOR UPDATE",
-                    (child["id"],))
+                    (child.id,))
         last = cur.fetchone()["last_batch"]
         if batch <= last:
             raise RegistryError(409, "Replayed push", "This batch was already applied.",
@@ -267,12 +268,12 @@ def apply_push(db: Database, meta: dict[str, Any], principal: Any, body: Any) ->
             if ch["op"] == "upsert":
                 applied += _apply_upsert(cur, ch["record"], upward)
             elif ch["op"] == "health":
-                applied += _apply_health(cur, ch, child["path"], own, upward)
+                applied += _apply_health(cur, ch, str(child.path), own, upward)
             else:
-                applied += _apply_delete(cur, ch["id"], child["path"], upward)
+                applied += _apply_delete(cur, ch["id"], str(child.path), upward)
         cur.execute("UPDATE registry.inbox SET last_batch = %s, at = now() WHERE child = %s",
-                    (batch, child["id"]))
-    _note_refused(db, child["id"], refused)
+                    (batch, child.id))
+    _note_refused(db, child.id, refused)
     return {"applied": applied, "received": len(good) + len(refused), "last_batch": batch,
             "refused": refused}
 
@@ -297,12 +298,12 @@ def snapshot(db: Database, root: str) -> list[dict[str, Any]]:
     return [record_of(r) for r in rows]
 
 
-def apply_sync(db: Database, meta: dict[str, Any], principal: Any, body: Any) -> dict[str, Any]:
+def apply_sync(db: Database, view: NodeView, principal: Any, body: Any) -> dict[str, Any]:
     """Compare digests, or reconcile the child's subtree with its full snapshot."""
     if not isinstance(body, dict):
         raise bad("a JSON object is expected")
-    child = check_sender(meta, principal, body.get("sender"))
-    root = child["path"]
+    child = check_sender(view, principal, body.get("sender"))
+    root = str(child.path)
     if "records" not in body:
         digest = body.get("digest")
         if not isinstance(digest, str):
@@ -321,17 +322,17 @@ def apply_sync(db: Database, meta: dict[str, Any], principal: Any, body: Any) ->
         except RegistryError as exc:
             refused.append(refusal(i, {"op": "upsert", "record": rec}, exc.detail))
     if refused:  # not kept: a snapshot is sent again until the digests match
-        LOGGER.warning("registry sync from %s: %d record(s) refused, e.g. %r: %s", child["id"],
+        LOGGER.warning("registry sync from %s: %d record(s) refused, e.g. %r: %s", child.id,
                        len(refused), refused[0]["id"], refused[0]["reason"])
-    upward = bool(meta["registry"]["parent"])
+    upward = view.registry.parent is not None
     # a refused record's older copy stays: refusing a record is not deleting it
     keep = {r["id"] for r in good} | {r["id"] for r in refused if r["id"]}
     applied = removed = 0
     with db.transaction() as cur:
         cur.execute("INSERT INTO registry.inbox (child, last_batch) VALUES (%s, 0) "
-                    "ON CONFLICT DO NOTHING", (child["id"],))
+                    "ON CONFLICT DO NOTHING", (child.id,))
         cur.execute("SELECT last_batch FROM registry.inbox WHERE child = %s FOR UPDATE",
-                    (child["id"],))
+                    (child.id,))
         if as_of < cur.fetchone()["last_batch"]:
             raise RegistryError(409, "Stale snapshot", "Newer changes were applied since.")
         for rec in good:

@@ -15,10 +15,10 @@ from typing import Any
 
 import httpx
 
+from geoplat_settings import NodeView, RegistrySettings
 from services.db import Database
 from services.registry.db import outbox_add, state_get
 from services.registry.external import HarvestError, safe_get
-from services.registry.settings import RegistrySettings
 
 
 def _classify(ok: bool, latency_ms: float, reported: str | None, cfg: RegistrySettings) -> str:
@@ -56,14 +56,14 @@ def probe_service(url: str, cfg: RegistrySettings, timeout: float,
     return _classify(got.status < 400, got.elapsed_ms, None, cfg), round(got.elapsed_ms, 1)
 
 
-def ensure_child_placeholders(db: Database, meta: dict[str, Any]) -> None:
+def ensure_child_placeholders(db: Database, view: NodeView) -> None:
     """A version-0 node record per direct child, so a child never heard from can be marked down."""
-    for child in meta["registry"]["children"]:
+    for child in view.registry.children:
         db.execute(
             "INSERT INTO registry.services (id, origin_node, origin_path, service_type, url, title, "
             "status, version, source) VALUES (%s, %s, %s, 'node', %s, %s, 'approved', 0, 'child') "
             "ON CONFLICT (id) DO NOTHING",
-            (f"{child['id']}:node", child["id"], child["path"], child["base_url"], child["id"]))
+            (f"{child.id}:node", child.id, child.path, child.base_url, child.id))
 
 
 def record_health(db: Database, ids: list[str], status: str, latency: float | None,
@@ -93,29 +93,28 @@ def record_health(db: Database, ids: list[str], status: str, latency: float | No
     return changed
 
 
-def probe_area(db: Database, meta: dict[str, Any], http: httpx.Client) -> dict[str, str]:
+def probe_area(db: Database, view: NodeView, http: httpx.Client) -> dict[str, str]:
     """One round of probes; returns {what: status} (for logs and tests).
 
     `http`: the worker's client from `external.guarded_client()` (every probe sets its own
     timeout), shared by the probes' threads.
     """
-    cfg = RegistrySettings(**meta["registry"]["settings"])
-    node = meta["node"]
-    upward = bool(meta["registry"]["parent"])
+    cfg = view.registry.settings
+    node = view.server
+    upward = view.registry.parent is not None
     timeout = max(0.5, min(cfg.fetch_timeout, cfg.health_interval * 0.8))
-    ensure_child_placeholders(db, meta)
+    ensure_child_placeholders(db, view)
     externals = db.all("SELECT id, url FROM registry.services WHERE origin_node = %s AND "
-                       "source = 'external' AND status = 'approved'", (node["id"],))
+                       "source = 'external' AND status = 'approved'", (node.id,))
     local_ids = [r["id"] for r in db.all(
         "SELECT id FROM registry.services WHERE origin_node = %s AND source = 'local' "
-        "AND status = 'approved'", (node["id"],))]
+        "AND status = 'approved'", (node.id,))]
     jobs: dict[str, Any] = {}
     out: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=8) as pool:
-        jobs["self"] = pool.submit(probe_node, node["base_url"], min(timeout, 5.0), cfg, http)
-        for child in meta["registry"]["children"]:
-            jobs[f"{child['id']}:node"] = pool.submit(probe_node, child["base_url"], timeout, cfg,
-                                                     http)
+        jobs["self"] = pool.submit(probe_node, node.base_url, min(timeout, 5.0), cfg, http)
+        for child in view.registry.children:
+            jobs[f"{child.id}:node"] = pool.submit(probe_node, child.base_url, timeout, cfg, http)
         for ext in externals:
             jobs[ext["id"]] = pool.submit(probe_service, ext["url"], cfg, timeout, http)
         for key, fut in jobs.items():
@@ -126,9 +125,9 @@ def probe_area(db: Database, meta: dict[str, Any], http: httpx.Client) -> dict[s
     return out
 
 
-def health_tree(db: Database, meta: dict[str, Any]) -> dict[str, Any]:
+def health_tree(db: Database, view: NodeView) -> dict[str, Any]:
     """The federation below this node: node health and service counts by health."""
-    root = meta["registry"]["path"]
+    root = view.registry.path
     nodes = db.all("SELECT origin_node, origin_path, url, health, latency_ms, health_at "
                    "FROM registry.services WHERE service_type = 'node' AND status = 'approved' "
                    "AND (origin_path = %s OR origin_path LIKE %s) ORDER BY origin_path",
@@ -146,7 +145,7 @@ def health_tree(db: Database, meta: dict[str, Any]) -> dict[str, Any]:
     for c in counts:
         if c["origin_path"] in by_path:
             by_path[c["origin_path"]]["services"][c["health"]] = c["n"]
-    top = by_path.get(root) or {"id": meta["node"]["id"], "path": root, "health": "unknown",
+    top = by_path.get(root) or {"id": view.server.id, "path": root, "health": "unknown",
                                 "services": {}, "children": []}
     for path, entry in sorted(by_path.items()):
         if path == root:

@@ -13,8 +13,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from geoplat_settings import (
+    EMAP_LAYERS,
+    FederationSettings,
+    NodeRuntime,
+    NodeSettings,
+    ServerSection,
+)
 from services.db import Database
 from services.registry.db import COLUMNS, ensure_schema, outbox_add, record_of, write_record
+from tiles.mapproxy_config import TITLES
 
 CATALOGUE = "catalogue"
 RECORD_PROVIDER = "services.registry.provider.RegistryRecordProvider"
@@ -23,7 +31,7 @@ COMPARED = ("type", "url", "title", "description", "keywords", "bbox", "scale", 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 
 
-def origin_path(settings: Any, node: Any) -> str:
+def origin_path(settings: FederationSettings, node: NodeSettings) -> str:
     """`national/zhejiang/hangzhou`: the node's ancestors and itself."""
     chain = [node.id]
     cur = node
@@ -33,19 +41,7 @@ def origin_path(settings: Any, node: Any) -> str:
     return "/".join(reversed(chain))
 
 
-def registry_meta(settings: Any, node: Any) -> dict[str, Any]:
-    """What the node app needs at run time (written into node.json by build_node)."""
-    parent = settings.node(node.parent) if node.parent else None
-    return {
-        "path": origin_path(settings, node),
-        "parent": {"id": parent.id, "base_url": parent.base_url} if parent else None,
-        "children": [{"id": c.id, "base_url": c.base_url, "path": origin_path(settings, c)}
-                     for c in settings.children(node.id)],
-        "settings": node.registry.model_dump(),
-    }
-
-
-def catalogue_resource(node: Any, dsn: str) -> dict[str, Any]:
+def catalogue_resource(node: NodeSettings, dsn: str) -> dict[str, Any]:
     """The pygeoapi collection `catalogue` (itemType record) served by our provider."""
     return {
         "type": "collection",
@@ -60,30 +56,26 @@ def catalogue_resource(node: Any, dsn: str) -> dict[str, Any]:
     }
 
 
-def _rec(node: dict, path: str, rid: str, stype: str, url: str, title: str, *,
+def _rec(node: ServerSection, path: str, rid: str, stype: str, url: str, title: str, *,
          description: str = "", keywords: list[str] | None = None, bbox: list[float] | None = None,
          access: str = "public", layer_id: str | None = None) -> dict[str, Any]:
-    return {"id": rid, "origin_node": node["id"], "origin_path": path, "type": stype, "url": url,
+    return {"id": rid, "origin_node": node.id, "origin_path": path, "type": stype, "url": url,
             "title": title, "description": description, "keywords": list(keywords or []),
             "bbox": [round(float(v), 7) for v in bbox] if bbox else None,
-            "scale": {"finest": node["scale"]["finest"], "coarsest": node["scale"]["coarsest"]},
+            "scale": {"finest": node.scale.finest, "coarsest": node.scale.coarsest},
             "access": access, "layer_id": layer_id, "status": "approved"}
 
 
-def desired_records(node_meta: dict[str, Any], pygeoapi_config: dict[str, Any],
+def desired_records(runtime: NodeRuntime, pygeoapi_config: dict[str, Any],
                     levels: dict[str, str]) -> list[dict[str, Any]]:
     """Every service this node serves, as records."""
-    from tiles.mapproxy_config import TITLES
-    from tiles.styles import EMAP_LAYERS
-
-    node = node_meta["node"]
-    nid, base = node["id"], node["base_url"].rstrip("/")
-    path = (node_meta.get("registry") or {}).get("path") or (
-        f"{node['parent']}/{nid}" if node.get("parent") else nid)
-    extent = node["extent"]
-    out = [_rec(node, path, f"{nid}:node", "node", base, node["title"], bbox=extent,
-                description=f"geoplat node {nid} (tier {node['tier']})",
-                keywords=["node", node["tier"]])]
+    node = runtime.server
+    nid, base = node.id, node.base_url.rstrip("/")
+    path = runtime.registry.path
+    extent = node.extent.as_list()
+    out = [_rec(node, path, f"{nid}:node", "node", base, node.title, bbox=extent,
+                description=f"geoplat node {nid} (tier {node.tier})",
+                keywords=["node", node.tier])]
     for cid, res in (pygeoapi_config.get("resources") or {}).items():
         if res.get("type") != "collection":
             continue
@@ -108,10 +100,10 @@ def desired_records(node_meta: dict[str, Any], pygeoapi_config: dict[str, Any],
     # the e-map layers and the composite layers (registry settings), each as WMTS and WMS
     maps = [(lid, TITLES.get(lid, lid), ["e-map", "政务电子地图", lid], "government e-map")
             for lid in EMAP_LAYERS]
-    maps += [(c["id"], c["title"], ["composite", "组合服务", c["id"]], "composite")
-             for c in node_meta.get("compositions") or []]
+    maps += [(c.id, c.title, ["composite", "组合服务", c.id], "composite")
+             for c in runtime.compositions]
     for lid, name, kw, what in maps:
-        title = f"{name} ({node['title']})"
+        title = f"{name} ({node.title})"
         for stype, url in (("WMTS", f"{base}/wmts/1.0.0/WMTSCapabilities.xml"),
                            ("WMS", f"{base}/wms?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.3.0")):
             out.append(_rec(node, path, f"{nid}:{stype.lower()}:{lid}", stype, url, title,
@@ -132,21 +124,21 @@ def _published_layers(cur: Any) -> set[str]:
     return {r["name"] for r in cur.fetchall()}
 
 
-def sync_local_services(dsn: str, node_meta: dict, pygeoapi_config: dict,
+def sync_local_services(runtime: NodeRuntime, pygeoapi_config: dict,
                         levels: dict[str, str]) -> None:
     """Make the node's own (source=local) records match what it serves; idempotent."""
-    ensure_schema(dsn)
-    desired = {r["id"]: r for r in desired_records(node_meta, pygeoapi_config, levels)}
-    node = node_meta["node"]
-    upward = bool(node.get("parent"))
-    review = bool(((node_meta.get("registry") or {}).get("settings") or {}).get("review_published"))
-    db = Database(dsn, maxconn=1)
+    ensure_schema(runtime.dsn)
+    desired = {r["id"]: r for r in desired_records(runtime, pygeoapi_config, levels)}
+    node = runtime.server
+    upward = node.parent is not None
+    review = runtime.registry.settings.review_published
+    db = Database(runtime.dsn, maxconn=1)
     try:
         with db.transaction() as cur:
             # one sync at a time per node (publishing may run while the node starts)
             cur.execute("SELECT pg_advisory_xact_lock(4244)")
             cur.execute(f"SELECT {COLUMNS} FROM registry.services WHERE source = 'local' "
-                        "AND origin_node = %s FOR UPDATE", (node["id"],))
+                        "AND origin_node = %s FOR UPDATE", (node.id,))
             current = {r["id"]: record_of(r) for r in cur.fetchall()}
             reviewed = _published_layers(cur) if review else set()
             changed = []
@@ -170,5 +162,4 @@ def sync_local_services(dsn: str, node_meta: dict, pygeoapi_config: dict,
                                 (rec["id"],))
                     outbox_add(cur, "upsert", rec["id"], record_of(cur.fetchone()))
     finally:
-        if db._pool is not None:
-            db._pool.closeall()
+        db.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from geoplat_settings import NodeView
 from layers.errors import printable
 from services.access import audit
 from services.db import Database
@@ -17,19 +18,18 @@ from services.registry.db import (
 )
 from services.registry.errors import RegistryError
 from services.registry.external import BadURL, harvest, new_record
-from services.registry.settings import RegistrySettings
 
 ACTIONS = {"approve": ("pending", "approved"), "reject": ("pending", "rejected"),
            "retire": ("approved", "retired")}
 
 
-def register_external(db: Database, meta: dict[str, Any], url: str, *, wanted: str | None = None,
+def register_external(db: Database, view: NodeView, url: str, *, wanted: str | None = None,
                       title: str | None = None, description: str | None = None,
                       keywords: list[str] | None = None, access: str = "public",
                       actor: str, ip: str | None = None) -> dict[str, Any]:
     """Harvest `url` and store a pending record; nothing is stored when harvesting fails."""
-    node = meta["node"]
-    cfg = RegistrySettings(**meta["registry"]["settings"])
+    node = view.server
+    cfg = view.registry.settings
     if wanted is not None and wanted not in SERVICE_TYPES[:-1]:
         raise RegistryError(400, "Bad request", "type must be one of " + ", ".join(SERVICE_TYPES[:-1]))
     if access not in ACCESS:
@@ -39,25 +39,25 @@ def register_external(db: Database, meta: dict[str, Any], url: str, *, wanted: s
     try:
         info = harvest(url, cfg, wanted)
     except RegistryError as exc:
-        audit.record(db, node["id"], "registry.register", actor=actor, subject=printable(url, 2000),
+        audit.record(db, node.id, "registry.register", actor=actor, subject=printable(url, 2000),
                      ok=False, ip=ip, reason=exc.detail)
         raise
-    rec = new_record(node, meta["registry"]["path"], info, title=title, description=description,
+    rec = new_record(node.id, view.registry.path, info, title=title, description=description,
                      keywords=keywords, access=access, submitted_by=actor)
     with db.transaction() as cur:
         write_record(cur, rec, "external", keep_health=False)
-    audit.record(db, node["id"], "registry.register", actor=actor, subject=rec["id"], ip=ip,
+    audit.record(db, node.id, "registry.register", actor=actor, subject=rec["id"], ip=ip,
                  url=rec["url"], type=rec["type"])
     got = db.one(f"SELECT {COLUMNS} FROM registry.services WHERE id = %s", (rec["id"],))
     assert got is not None
     return record_of(got)
 
 
-def decide(db: Database, meta: dict[str, Any], record_id: str, action: str, *, actor: str,
+def decide(db: Database, view: NodeView, record_id: str, action: str, *, actor: str,
            ip: str | None = None) -> dict[str, Any]:
     """approve / reject / retire one external record of this node, or approve / reject a
     pending record of a layer published here (`registry.review_published`); 404/409 otherwise."""
-    node = meta["node"]
+    node = view.server
     if action not in ACTIONS:
         raise RegistryError(404, "Not Found", "Unknown action.")
     before, after = ACTIONS[action]
@@ -65,7 +65,7 @@ def decide(db: Database, meta: dict[str, Any], record_id: str, action: str, *, a
         cur.execute(f"SELECT {COLUMNS}, source FROM registry.services WHERE id = %s "
                     "AND origin_node = %s AND (source = 'external' OR (source = 'local' "
                     "AND status IN ('pending', 'rejected') AND %s <> 'retire')) FOR UPDATE",
-                    (record_id, node["id"], action))
+                    (record_id, node.id, action))
         row = cur.fetchone()
         if row is None:
             raise RegistryError(404, "Not Found", "No such external service, or published layer "
@@ -81,9 +81,9 @@ def decide(db: Database, meta: dict[str, Any], record_id: str, action: str, *, a
                     "WHERE id = %s", (actor, record_id))
         cur.execute(f"SELECT {COLUMNS} FROM registry.services WHERE id = %s", (record_id,))
         out = record_of(cur.fetchone())
-        if node.get("parent") and after in ("approved", "retired"):
+        if node.parent and after in ("approved", "retired"):
             outbox_add(cur, "upsert", record_id, out)
-    audit.record(db, node["id"], f"registry.{action}", actor=actor, subject=record_id, ip=ip,
+    audit.record(db, node.id, f"registry.{action}", actor=actor, subject=record_id, ip=ip,
                  url=out["url"])
     return out
 

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from geoplat_settings import NodeView
 from services.access.control import AccessControl
 from services.db import Database
 from services.errors import AuthError, BadRequest, problem, route_group
@@ -42,7 +43,7 @@ async def viewer_of(control: AccessControl, request: Request) -> Viewer:
                   granted=await control.granted(p))
 
 
-def execute_with_viewer(original: Any, control_getter: Any) -> Any:
+def execute_with_viewer(original: Any, control: AccessControl) -> Any:
     """Wrap pygeoapi's `execute_from_starlette`: catalogue calls run with the caller's VIEWER.
 
     pygeoapi runs the API function in a thread pool without copying context variables, so the
@@ -52,7 +53,7 @@ def execute_with_viewer(original: Any, control_getter: Any) -> Any:
     async def execute(api_function: Any, request: Request, *args: Any, **kwargs: Any) -> Response:
         if request.path_params.get("collection_id") != "catalogue":
             return await original(api_function, request, *args, **kwargs)
-        viewer = await viewer_of(control_getter(), request)
+        viewer = await viewer_of(control, request)
 
         def call(*a: Any, **k: Any) -> Any:
             token = VIEWER.set(viewer)
@@ -71,14 +72,11 @@ def execute_with_viewer(original: Any, control_getter: Any) -> Any:
 
 
 class RegistryRoutes:
-    def __init__(self, meta: dict[str, Any], control_getter: Any):
-        self.meta, self._control = meta, control_getter
-        self.db = Database(meta["dsn"], maxconn=4)
-        self.node_id = meta["node"]["id"]
+    """The `/registry` routes of a node (a router factory: `routes()` given its dependencies)."""
 
-    @property
-    def control(self) -> AccessControl:
-        return self._control()  # installed by services.access.install.install_auth, maybe after us
+    def __init__(self, view: NodeView, db: Database, control: AccessControl):
+        self.view, self.db, self.control = view, db, control
+        self.node_id = view.server.id
 
     def routes(self) -> list[BaseRoute]:
         return route_group([
@@ -118,7 +116,7 @@ class RegistryRoutes:
             return JSONResponse({"services": rows}, headers={"Cache-Control": "no-store"})
         data = ServiceRegistration.parse(await self._json(request))
         rec = await anyio.to_thread.run_sync(lambda: review.register_external(
-            self.db, self.meta, data.url or "", wanted=data.type,
+            self.db, self.view, data.url or "", wanted=data.type,
             title=data.title, description=data.description,
             keywords=data.keywords, access=data.access or "public",
             actor=p.username or p.sub, ip=client_ip(request)))
@@ -127,7 +125,7 @@ class RegistryRoutes:
     async def decide(self, request: Request) -> Response:
         p = await self._user(request, admin_only=True)
         rec = await anyio.to_thread.run_sync(lambda: review.decide(
-            self.db, self.meta, request.path_params["record_id"],
+            self.db, self.view, request.path_params["record_id"],
             request.path_params["action"], actor=p.username or p.sub,
             ip=client_ip(request)))
         return JSONResponse(rec)
@@ -137,7 +135,7 @@ class RegistryRoutes:
         if p is None:
             raise AuthError(401, "Unauthorized", "Pushes need a node's token.")
         body = await self._json(request)
-        result = await anyio.to_thread.run_sync(lambda: fn(self.db, self.meta, p, body))
+        result = await anyio.to_thread.run_sync(lambda: fn(self.db, self.view, p, body))
         return JSONResponse(result)
 
     async def push(self, request: Request) -> Response:
@@ -154,9 +152,9 @@ class RegistryRoutes:
         details = p is not None and self.control.is_admin(p)
 
         def read() -> tuple[dict[str, Any], dict[str, Any]]:
-            return (health.health_tree(self.db, self.meta),
-                    health.push_state(self.db, (self.meta["registry"]["parent"] or {}).get("id"),
-                                      details=details))
+            parent = self.view.registry.parent
+            return (health.health_tree(self.db, self.view),
+                    health.push_state(self.db, parent.id if parent else None, details=details))
 
         tree, push = await anyio.to_thread.run_sync(read)
         return JSONResponse({"node": self.node_id, "tree": tree, "push": push},
@@ -164,25 +162,4 @@ class RegistryRoutes:
                                      "Vary": "Authorization, Cookie"})
 
 
-def install_registry(app: Any, meta: dict[str, Any]) -> None:
-    """Mount the routes, wrap pygeoapi's executor, start the background worker.
-
-    Access control is looked up per request, so this may run before or after install_auth.
-    """
-    if "registry" not in meta:
-        return
-    from pygeoapi import starlette_app
-
-    from services.access import control as access
-    from services.access.require import guard_group
-    from services.access.rules import REGISTRY
-    from services.registry.worker import start
-
-    app.router.routes.extend(guard_group(REGISTRY, RegistryRoutes(meta, access.current).routes()))
-    if not hasattr(starlette_app.execute_from_starlette, "__wrapped__"):
-        starlette_app.execute_from_starlette = execute_with_viewer(
-            starlette_app.execute_from_starlette, access.current)
-    start(meta)
-
-
-__all__ = ["install_registry", "problem"]
+__all__ = ["RegistryRoutes", "execute_with_viewer", "problem"]

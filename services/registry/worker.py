@@ -17,12 +17,12 @@ import httpx
 import psycopg2
 import tenacity
 
+from geoplat_settings import AuthSection, NodeRuntime, NodeView
 from services.access.clients import SyncClientCredentials
 from services.db import Database
 from services.registry import federation, health
 from services.registry.db import refusal_add, state_get, state_set
 from services.registry.external import guarded_client
-from services.registry.settings import RegistrySettings
 
 LOGGER = logging.getLogger("geoplat.registry")
 LOCK_KEY = 4245
@@ -40,10 +40,12 @@ class Pusher:
     unreachable parent, 401/403 or a 5xx are retried.
     """
 
-    def __init__(self, db: Database, meta: dict[str, Any]):
-        self.db, self.meta = db, meta
-        self.parent = meta["registry"]["parent"]
-        self.auth = meta["auth"]
+    def __init__(self, db: Database, view: NodeView, auth: AuthSection):
+        self.db, self.view = db, view
+        parent = view.registry.parent
+        assert parent is not None, "only a node with a parent pushes"
+        self.parent = parent
+        self.auth = auth
         self._credentials: SyncClientCredentials | None = None
         self.failures = 0
         self.single_until = 0  # send one change per batch up to this outbox seq
@@ -53,12 +55,12 @@ class Pusher:
         """This node's client-credentials token (Authlib: renewed 30 s before it expires)."""
         if self._credentials is None or self._credentials.http is not client:
             self._credentials = SyncClientCredentials(
-                client, self.auth["token_url"], self.auth["client_id"],
-                self.auth["client_secret"], timeout=10.0)
+                client, self.auth.token_url, self.auth.client_id,
+                self.auth.client_secret, timeout=10.0)
         return self._credentials.token(PUSH_SCOPE)
 
     def _post(self, client: httpx.Client, path: str, body: dict) -> httpx.Response:
-        url = self.parent["base_url"].rstrip("/") + path
+        url = self.parent.base_url.rstrip("/") + path
         r = client.post(url, json=body, headers={"Authorization": f"Bearer {self.token(client)}"})
         if r.status_code == 401 and self._credentials is not None:
             # token expired or keys rotated: once more with a new one
@@ -82,7 +84,7 @@ class Pusher:
                 changes.append({"op": row["op"], **row["payload"]})
         batch = rows[-1]["seq"]
         r = self._post(client, "/registry/api/push",
-                       {"sender": self.meta["node"]["id"], "batch": batch, "changes": changes})
+                       {"sender": self.view.server.id, "batch": batch, "changes": changes})
         body = _json(r)
         if r.status_code == 200 or (r.status_code == 409 and body.get("last_batch", 0) >= batch):
             refused = _refusals(body.get("refused"), len(rows)) if r.status_code == 200 else {}
@@ -102,7 +104,7 @@ class Pusher:
 
     def _settle(self, rows: list[dict[str, Any]], batch: int, refused: dict[int, str]) -> None:
         """The batch is done: park what was refused, forget what was acknowledged."""
-        parent = self.parent["id"]
+        parent = self.parent.id
         with self.db.transaction() as cur:
             for i, reason in sorted(refused.items()):
                 row = rows[i]
@@ -128,8 +130,8 @@ class Pusher:
         """Reconcile with the parent: digest first, the whole subtree only when they differ."""
         if not self.flushed():
             return {"skipped": "outbox not empty"}
-        root = self.meta["registry"]["path"]
-        me = self.meta["node"]["id"]
+        root = self.view.registry.path
+        me = self.view.server.id
         r = self._post(client, "/registry/api/sync",
                        {"sender": me, "digest": federation.subtree_digest(self.db, root)})
         if r.status_code != 200:
@@ -185,11 +187,11 @@ def _json(r: httpx.Response) -> dict:
 class RegistryWorker(threading.Thread):
     """One per process; works only while holding the node's advisory lock."""
 
-    def __init__(self, meta: dict[str, Any]):
+    def __init__(self, runtime: NodeRuntime):
         super().__init__(name="geoplat-registry", daemon=True)
-        self.meta = meta
-        self.cfg = RegistrySettings(**meta["registry"]["settings"])
-        self.db = Database(meta["dsn"], maxconn=3)
+        self.runtime = runtime
+        self.cfg = runtime.registry.settings
+        self.db = Database(runtime.dsn, maxconn=3)
         self.stop_event = threading.Event()
         self._lock_conn: Any = None
         # the worker's one HTTP client (pushes, probes; each request sets its own timeout where
@@ -199,7 +201,7 @@ class RegistryWorker(threading.Thread):
     def _acquire(self) -> bool:
         try:
             if self._lock_conn is None or self._lock_conn.closed:
-                self._lock_conn = psycopg2.connect(self.meta["dsn"], connect_timeout=3,
+                self._lock_conn = psycopg2.connect(self.runtime.dsn, connect_timeout=3,
                                                    application_name="geoplat-registry-worker")
                 self._lock_conn.autocommit = True
             with self._lock_conn.cursor() as cur:
@@ -246,14 +248,15 @@ class RegistryWorker(threading.Thread):
         while not (done.is_set() or self.stop_event.is_set()):
             started = time.monotonic()
             try:
-                health.probe_area(self.db, self.meta, self.http)
+                health.probe_area(self.db, self.runtime, self.http)
             except Exception:
                 LOGGER.exception("health probes failed")
             wait = self.cfg.health_interval - (time.monotonic() - started)
             done.wait(max(0.05, wait))
 
     def _push_loop(self) -> None:
-        pusher = Pusher(self.db, self.meta) if self.meta["registry"]["parent"] else None
+        rt = self.runtime
+        pusher = Pusher(self.db, rt, rt.auth) if rt.registry.parent is not None else None
         next_sync = time.monotonic() + min(self.cfg.full_sync_interval, 5.0)
         while not self.stop_event.is_set() and self._holding():
             if pusher is not None:
@@ -283,7 +286,7 @@ class RegistryWorker(threading.Thread):
 
         def failed(outcome: Any) -> None:
             exc = outcome.exception() if outcome is not None else None
-            LOGGER.warning("registry push to %s failed: %s", pusher.parent["id"], exc)
+            LOGGER.warning("registry push to %s failed: %s", pusher.parent.id, exc)
             pusher.failed(str(exc))
 
         retrying = tenacity.Retrying(
@@ -299,10 +302,12 @@ class RegistryWorker(threading.Thread):
             failed(stopped.last_attempt)
         return due["sync"]
 
-
-def start(meta: dict[str, Any]) -> RegistryWorker | None:
-    if "registry" not in meta:
-        return None
-    worker = RegistryWorker(meta)
-    worker.start()
-    return worker
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop working, release the lock and close the pool (the app's lifespan calls it)."""
+        self.stop_event.set()
+        if self.is_alive():
+            self.join(timeout)
+        conn, self._lock_conn = self._lock_conn, None
+        if conn is not None and not conn.closed:
+            conn.close()
+        self.db.close()

@@ -74,13 +74,13 @@ class KeysPage:
                     allowed = [line.strip() for line in str(form.get("allowed") or "").splitlines()
                                if line.strip()][:50]
                     value, record = await sso._run(lambda: apikeys.create_key(
-                        sso.db, sso.node["id"], user.id, name, str(form.get("kind") or ""),
+                        sso.db, sso.node.id, user.id, name, str(form.get("kind") or ""),
                         allowed, actor=user.username))
                     created = {"name": record["name"], "value": value}
                 elif action == "revoke":
                     key_id = str(form.get("key_id") or "")[:16]
                     done = await sso._run(lambda: apikeys.revoke_key(
-                        sso.db, sso.node["id"], key_id, user_id=user.id, actor=user.username))
+                        sso.db, sso.node.id, key_id, user_id=user.id, actor=user.username))
                     if not done:
                         raise AuthError(404, "Not found", "No such active key of yours.")
                     message = f"Key {key_id} revoked."
@@ -98,4 +98,4 @@ class KeysPage:
             "FROM auth.api_keys WHERE user_id = %s ORDER BY created_at", (user.id,)))
         return self.sso._page(KEYS, request, title="开发者密钥 Developer keys", status=status,
                               error=error, user=user.username, keys=rows, created=created,
-                              message=message, action=PATH, base=self.sso.node["base_url"])
+                              message=message, action=PATH, base=self.sso.node.base_url)

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from geoplat_settings import NodeAuth, ServerSection
 from services.access import audit
 from services.access.control import bearer
 from services.access.tokens import TokenValidator
@@ -42,11 +43,11 @@ INVALID_TOKEN = {ProblemError: with_headers({"WWW-Authenticate": 'Bearer error="
 
 
 class SSO:
-    def __init__(self, provider: Provider, validator: TokenValidator, node: dict[str, Any],
-                 secret: str, settings: dict[str, Any]):
+    def __init__(self, provider: Provider, validator: TokenValidator, node: ServerSection,
+                 secret: str, settings: NodeAuth):
         self.p, self.validator, self.node = provider, validator, node
         self.db = provider.db
-        self.base = node["base_url"] + "/sso"
+        self.base = node.base_url + "/sso"
         self.csrf = Csrf(secret)
         self.sessions = URLSafeTimedSerializer(secret, salt="geoplat-sso-session")
         self.settings = settings
@@ -69,7 +70,7 @@ class SSO:
             Route("/sso/api/keys/lookup", self.key_lookup, methods=["GET"]),
             Route("/sso/api/keys/{key_id}/revoke", self.key_revoke, methods=["POST"]),
             # node provisioning over HTTP: client registration, cascade key (issue 12)
-            *NodeRegistration(self.db, self.node["id"], self.validator).routes(),
+            *NodeRegistration(self.db, self.node.id, self.validator).routes(),
         ])
 
     # --- helpers ---------------------------------------------------------------------------
@@ -77,7 +78,7 @@ class SSO:
     def _page(self, template: str, request: Request, *, title: str, status: int = 200,
               **values: Any) -> Response:
         csrf, cookies = self.csrf.issue(request)
-        return render(template, title=title, node_title=self.node["title"], status=status,
+        return render(template, title=title, node_title=self.node.title, status=status,
                       csrf=csrf, cookies=cookies, **values)
 
     def session_user(self, request: Request) -> dict | None:
@@ -103,28 +104,28 @@ class SSO:
                             headers={"Cache-Control": "max-age=60"})
 
     async def authorize(self, request: Request) -> Response:
-        req = await oauth2_request(request, self.node["base_url"])
+        req = await oauth2_request(request, self.node.base_url)
         try:
             grant = await self._run(self.p.get_consent_grant, req, None)
         except ValueError:
             # Authlib echoes the redirect_uri in its error description and refuses to build
             # one holding `"` or `\\` (ValueError): the request is bad, not the server
             return render(MESSAGE, title="Invalid authorization request", status=400,
-                          node_title=self.node["title"],
+                          node_title=self.node.title,
                           message="invalid_request: the redirect_uri is not registered for "
                                   "this client")
         except OAuth2Error as error:
             if getattr(error, "redirect_uri", None):  # client and redirect_uri were verified
                 return await self._run(self.p.handle_error_response, req, error)
             return render(MESSAGE, title="Invalid authorization request", status=400,
-                          node_title=self.node["title"],
+                          node_title=self.node.title,
                           message=f"{error.error}: {error.description or ''}")
         session = self.session_user(request)
         user = await self._run(accounts.get, self.db, session["uid"]) if session else None
         if user is None:
             return self._page(LOGIN, request, title="登录 Sign in", action="/sso/login",
                               next=str(request.query_params),
-                              register_url=self.node["base_url"] + "/auth/register")
+                              register_url=self.node.base_url + "/auth/register")
         req.user = user
         return await self._run(lambda: self.p.create_authorization_response(req, user, grant))
 
@@ -132,7 +133,7 @@ class SSO:
         if request.method == "GET":
             return self._page(LOGIN, request, title="登录 Sign in", action="/sso/login",
                               next=request.query_params.get("next", ""),
-                              register_url=self.node["base_url"] + "/auth/register")
+                              register_url=self.node.base_url + "/auth/register")
         form = await request.form()
         nxt = str(form.get("next") or "")
         try:
@@ -140,22 +141,22 @@ class SSO:
         except AuthError as exc:
             return self._page(LOGIN, request, title="登录 Sign in", status=403, error=exc.detail,
                               action="/sso/login", next=nxt,
-                              register_url=self.node["base_url"] + "/auth/register")
+                              register_url=self.node.base_url + "/auth/register")
         username = str(form.get("username") or "")[:64]
         ip = client_ip(request)
         try:
             user = await self._run(lambda: accounts.authenticate(
                 self.db, username, str(form.get("password") or ""),
-                threshold=self.settings["lockout_threshold"],
-                lockout_minutes=self.settings["lockout_minutes"]))
+                threshold=self.settings.lockout_threshold,
+                lockout_minutes=self.settings.lockout_minutes))
         except AuthError as exc:
             event = "login.locked" if exc.extra.get("locked") else "login.fail"
-            await self._run(lambda: audit.record(self.db, self.node["id"], event, actor=username,
+            await self._run(lambda: audit.record(self.db, self.node.id, event, actor=username,
                                                  ok=False, ip=ip))
             return self._page(LOGIN, request, title="登录 Sign in", status=exc.status,
                               error=exc.detail, action="/sso/login", next=nxt,
-                              register_url=self.node["base_url"] + "/auth/register")
-        await self._run(lambda: audit.record(self.db, self.node["id"], "login.ok",
+                              register_url=self.node.base_url + "/auth/register")
+        await self._run(lambda: audit.record(self.db, self.node.id, "login.ok",
                                              actor=user.username, ip=ip))
         # `next` is only ever a query string for our own /sso/authorize: no open redirect.
         response: Response
@@ -165,7 +166,7 @@ class SSO:
             query = urlencode(parse_qsl(nxt, keep_blank_values=True))
             response = RedirectResponse("/sso/authorize?" + query, status_code=303)
         else:
-            response = render(MESSAGE, title="已登录 Signed in", node_title=self.node["title"],
+            response = render(MESSAGE, title="已登录 Signed in", node_title=self.node.title,
                               message=f"Signed in as {user.username}.")
         response.set_cookie(SESSION_COOKIE, self.sessions.dumps({"uid": user.id,
                                                                  "at": int(time.time())}),
@@ -173,11 +174,11 @@ class SSO:
         return response
 
     async def token(self, request: Request) -> Response:
-        req = await oauth2_request(request, self.node["base_url"])
+        req = await oauth2_request(request, self.node.base_url)
         return await self._run(self.p.create_token_response, req)
 
     async def revoke(self, request: Request) -> Response:
-        req = await oauth2_request(request, self.node["base_url"])
+        req = await oauth2_request(request, self.node.base_url)
         return await self._run(self.p.create_endpoint_response, "revocation", req)
 
     async def userinfo(self, request: Request) -> Response:
@@ -209,14 +210,14 @@ class SSO:
                 "UPDATE auth.refresh_tokens SET revoked = true WHERE user_id = %s", (session["uid"],)))
             # single sign-out: the user's access tokens stop working at every node too
             await self._run(revoke_subject, self.db, session["uid"],
-                            self.settings["access_token_ttl"])
-            await self._run(lambda: audit.record(self.db, self.node["id"], "logout",
+                            self.settings.access_token_ttl)
+            await self._run(lambda: audit.record(self.db, self.node.id, "logout",
                                                  actor=str(session["uid"]), ip=client_ip(request)))
         target = await self._run(self._post_logout_target, params)
         if target:
             response: Response = RedirectResponse(target, 303)
         else:
-            response = render(MESSAGE, title="已退出 Signed out", node_title=self.node["title"],
+            response = render(MESSAGE, title="已退出 Signed out", node_title=self.node.title,
                               message="You are signed out of the federation.")
         response.delete_cookie(SESSION_COOKIE, path="/sso")
         return response
@@ -261,7 +262,7 @@ class SSO:
             raise Forbidden("Only federation nodes may forward registrations.")
         data = await json_object(request)
         via = principal.client_id.removeprefix("node-")
-        return await register_locally(self.db, self.node["id"], data, via,
+        return await register_locally(self.db, self.node.id, data, via,
                                       str(data.get("client_ip") or ""))
 
 
@@ -296,7 +297,7 @@ class SSO:
             raise BadRequest("A JSON object is expected.") from None
         data = KeyRequest.parse(raw)
         value, record = await self._run(lambda: apikeys.create_key(
-            self.db, self.node["id"], int(p.sub), str(data.name or "key"), str(data.kind or ""),
+            self.db, self.node.id, int(p.sub), str(data.name or "key"), str(data.kind or ""),
             data.allowed, data.quotas, data.rate_per_second, actor=p.username))
         return JSONResponse({**record, "key": value}, status_code=201)
 
@@ -305,7 +306,7 @@ class SSO:
 
         p = await self._developer(request)
         done = await self._run(lambda: apikeys.revoke_key(
-            self.db, self.node["id"], request.path_params["key_id"],
+            self.db, self.node.id, request.path_params["key_id"],
             user_id=None if p.platform_admin else int(p.sub), actor=p.username))
         if not done:
             raise AuthError(404, "Not Found", "No such active key of yours.")

@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tiles.styles import EMAP_LAYERS
+# the government e-map layers (tiles.styles draws them); a composite may not take their names
+EMAP_LAYERS = ("vec", "cva", "img", "cia", "ter", "cta")
 
 
 class CompositionPart(BaseModel):
