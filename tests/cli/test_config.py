@@ -12,7 +12,7 @@ import yaml
 from nodes import settings as settings_mod
 from nodes.schema import SCHEMA_DIR, render, schemas
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BASE = yaml.safe_load((ROOT / "config" / "federation.yml").read_text(encoding="utf-8"))
 
 

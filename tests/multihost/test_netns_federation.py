@@ -1,4 +1,4 @@
-"""The federation across separate hosts: each node in its own network namespace (tests/netns.py).
+"""The federation across separate hosts: each node in its own network namespace (netns.py).
 
 Proves the harness the registry's multi-host scenario (issue 5) builds on: nodes reach each
 other only at their namespace addresses, the e-map cascade and single sign-on work between

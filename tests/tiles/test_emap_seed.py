@@ -11,7 +11,7 @@ import requests
 from nodes.pygeoapi_config import node_dir
 from tiles.seed import count_tiles, invalidate, tile_range
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BBOX = (120.15, 30.22, 120.25, 30.28)
 
 

@@ -244,7 +244,7 @@ def test_cli_publishing_as_root_leaves_everything_to_the_run_user(federation, ur
     points_frame(12).to_csv(src, index=False)
     os.chmod(src, 0o600)
     config = Path(federation.config_dir) / "federation.yml"
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
 
     def geoplat(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "nodes.cli", "--config", str(config),

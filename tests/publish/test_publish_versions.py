@@ -25,7 +25,7 @@ from nodes.pygeoapi_config import node_dir
 from tiles.seed import tile_range
 
 NAME = "pub_ver_loop"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Issue 11, item 5: GIS clients given only a URL with `tk=` draw the map (QGIS, GDAL, pyogrio).
 
 QGIS 3.22 is Debian's `python3-qgis` (the Makefile installs it), driven headless by
-tests/qgis_render.py under /usr/bin/python3; GDAL's WMTS driver is Debian's `gdal_translate`;
+./qgis_render.py under /usr/bin/python3; GDAL's WMTS driver is Debian's `gdal_translate`;
 pyogrio is the venv's (its bundled GDAL ignores GDAL_HTTP_HEADERS, so the key goes in the URL).
 Runs on the `keyed` federation (conftest.py: keys required, the default).
 """

@@ -32,7 +32,7 @@ from publish_helpers import ctx_of, items, sign_in_users, tables_like, wait_for,
 from layers.formats import PublishError, rasterio_ready
 from layers.publish import publish, retire
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "Security-Uploads-Pass-1"
 MARKER = "GEOPLAT_SECRET_MARKER"
 

@@ -2,7 +2,7 @@
 CSV exports without spreadsheet formulas, and the HTML page of a non-public layer.
 
 The browser half of item 2 (payloads that must not run in Chromium) is
-tests/test_security_html_browser.py.
+tests/browser/test_security_html_browser.py.
 """
 
 from __future__ import annotations

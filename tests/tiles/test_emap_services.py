@@ -211,7 +211,7 @@ def test_sensitive_layers_never_reach_the_emap(federation, urls: dict[str, str])
             text = xml.read_text(encoding="utf-8")
             assert not any(f'FROM "{t}"' in text for t in hidden), (n.id, xml.name)
     # even a style that asks for contours cannot draw them
-    style = load_styles(Path(__file__).resolve().parent.parent / "config" / "styles" / "emap.yml")
+    style = load_styles(Path(__file__).resolve().parents[2] / "config" / "styles" / "emap.yml")
     tables = drawable_tables(layers, {lay.id for lay in layers})
     assert "contours" not in tables
     style = style.model_copy(update={"classes": {**style.classes, "water_line": style.classes[

@@ -24,7 +24,7 @@ import pyogrio
 import pytest
 import requests
 import shapely
-from conftest import free_port
+from federations import free_port
 from publish_helpers import every_worker, points_frame, sign_in_users
 from sso_client import CLI_CLIENT, CLI_REDIRECT, form_fields
 
@@ -436,7 +436,7 @@ def test_plain_pkce_is_refused_at_authorize(urls, method) -> None:
 def test_insecure_transport_is_not_set_at_import() -> None:
     env = {k: v for k, v in os.environ.items() if k != "AUTHLIB_INSECURE_TRANSPORT"}
     code = "import os, services.sso.provider; print(os.environ.get('AUTHLIB_INSECURE_TRANSPORT'))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
                          env=env, capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "None"
 

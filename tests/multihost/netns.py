@@ -52,7 +52,7 @@ from nodes import settings as settings_mod
 from nodes import supervisor
 from nodes.postgres import Cluster, ensure_database
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NODE_IDS = ("national", "zhejiang", "hangzhou")
 SUBNET = "10.231"  # 10.231.<k>.0/24, k picked per run among the /24s not in use here
 LOCK_FILE = Path("/tmp/geoplat-netns.lock")

@@ -37,7 +37,7 @@ from services.db import Database
 from services.sso import accounts
 
 PASSWORD = "Progress-Test-Pass-1"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STREAM = {"Accept": NDJSON}
 
 
@@ -271,7 +271,7 @@ def keyed(tmp_path_factory, pg_cluster, make_federation, federation) -> Iterator
     """The main node alone, with `public_requires_key` on and a small upload limit.
 
     It shares the cluster's `geoplat_national` database with the session federation (as
-    tests/test_auth_default_keys.py does); what it publishes is purged at the end.
+    tests/auth/test_auth_default_keys.py does); what it publishes is purged at the end.
     """
     base = tmp_path_factory.mktemp("progress_keyed")
     path = make_federation(base, pg_cluster, require_keys=True)

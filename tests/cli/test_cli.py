@@ -13,7 +13,7 @@ import requests
 
 from nodes import settings as settings_mod
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def geoplat(config: Path, *args: str, **kw) -> subprocess.CompletedProcess[str]:

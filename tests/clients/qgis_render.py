@@ -1,6 +1,6 @@
 """Render layers with QGIS headless (run by Debian's /usr/bin/python3, not the venv).
 
-Used by tests/test_clients_qgis.py: `python3 qgis_render.py SPEC.json`, where SPEC is
+Used by tests/clients/test_clients_qgis.py: `python3 qgis_render.py SPEC.json`, where SPEC is
 {"out_dir": ..., "size": 512, "layers": [{"name", "provider", "uri", "crs", "extent"}]};
 prints one JSON line: {name: {"valid", "error", "png", "colours"}}. QGIS 3.22 (Debian's
 python3-qgis) needs QT_QPA_PLATFORM=offscreen, set by the caller.
