@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from federations import free_port, write_federation
+from publish_helpers import ctx_of
 from var_dirs import remove_all
 
 from nodes import settings as settings_mod
@@ -53,6 +54,13 @@ def urls(federation: settings_mod.FederationSettings) -> dict[str, str]:
 def make_federation():
     """`write_federation` for tests that start their own nodes."""
     return write_federation
+
+
+@pytest.fixture(scope="module")
+def ctx(federation: settings_mod.FederationSettings):
+    """Hangzhou's publishing context (`layers.web.node_context`) in the shared federation, per
+    module (tests/publish/, tests/security/test_security_uploads.py)."""
+    return ctx_of(federation, "hangzhou")
 
 
 @pytest.fixture(scope="session")

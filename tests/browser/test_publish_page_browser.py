@@ -8,8 +8,6 @@ node session cookie), uploads with the page's own JS and reads the result from t
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 from pathlib import Path
 
 import geopandas as gpd
@@ -22,36 +20,10 @@ from publish_helpers import ctx_of, served, wait_for
 
 from services.sso import accounts
 
-os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-
 PASSWORD = "Browser-Test-Pass-1"
 USER = "pubbrowser_alice"
 N = 60_000
 WAIT_MS = 120_000  # generous: a loaded 2-core machine
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
-
-
-def _chromium() -> str:
-    path = os.environ.get("GEOPLAT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(path).is_file():
-        pytest.fail("Debian's chromium is not installed (it is in APT_PACKAGES: run `make` or "
-                    "`apt-get install -y --no-install-recommends chromium`)", pytrace=False)
-    return path
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = _chromium()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("playwright is missing: `.venv/bin/pip install -e '.[test]'`", pytrace=False)
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import json
 import pytest
 import requests
 from publish_helpers import ctx_of, served, wait_for
-from test_publish_page_browser import browser  # noqa: F401 - Debian's chromium, module scope
 
 from layers.publish import publish, retire
 
@@ -58,7 +57,7 @@ def xss_layer(federation, urls, tmp_path_factory):
 
 
 @pytest.fixture()
-def tab(browser):  # noqa: F811
+def tab(browser):
     context = browser.new_context()
     context.set_default_timeout(WAIT_MS)
     context.add_init_script(RECORDER)

@@ -9,18 +9,13 @@ import zipfile
 import pyogrio
 import pytest
 import shapely
-from publish_helpers import ctx_of, items, points_frame, tables_like, wait_for, work_dir_empty
+from publish_helpers import items, points_frame, tables_like, wait_for, work_dir_empty
 
 from layers.formats import PublishError
 from layers.publish import publish, versions
 from layers.settings import PublishSettings
 
 NAME = "pub_bad_target"
-
-
-@pytest.fixture(scope="module")
-def ctx(federation):
-    return ctx_of(federation, "hangzhou")
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,10 @@ import psycopg2
 import pyogrio
 import pytest
 import shapely
-from publish_helpers import ctx_of, scalar
+from publish_helpers import scalar
 
 from layers import formats
 from layers.publish import publish, retire
-
-
-@pytest.fixture(scope="module")
-def ctx(federation):
-    return ctx_of(federation, "hangzhou")
 
 
 def _rows(dsn: str, table: str) -> list[tuple]:

@@ -13,16 +13,10 @@ import shapely
 from owslib.wms import WebMapService
 from owslib.wmts import WebMapTileService
 from PIL import Image
-from publish_helpers import ctx_of
 
 from layers.formats import PublishError
 from layers.publish import publish, retire
 from tiles.seed import tile_range
-
-
-@pytest.fixture(scope="module")
-def ctx(federation):
-    return ctx_of(federation, "hangzhou")
 
 
 def _pixels(data: bytes) -> np.ndarray:

@@ -9,7 +9,6 @@ import pytest
 import requests
 import shapely
 from publish_helpers import (
-    ctx_of,
     items,
     points_frame,
     read_gdal,
@@ -22,16 +21,6 @@ from publish_helpers import (
 from pyproj import Transformer
 
 from layers.publish import publish, retire, versions
-
-
-@pytest.fixture(scope="module")
-def ctx(federation):
-    return ctx_of(federation, "hangzhou")
-
-
-@pytest.fixture(scope="module")
-def base(urls):
-    return urls["hangzhou"]
 
 
 def _gdf(df: pd.DataFrame, geoms, crs: str):

@@ -47,11 +47,6 @@ def tokens(main_db, urls) -> dict[str, dict[str, str]]:
     return sign_in_users(main_db, urls["national"], "progress", users, PASSWORD)
 
 
-@pytest.fixture(scope="module")
-def hz(federation):
-    return ctx_of(federation, "hangzhou")
-
-
 def points_gpkg(path: Path, n: int, seed: int = 1) -> Path:
     """`n` points near Hangzhou; dyadic coordinates so that a zip of the file stays small."""
     rng = np.random.default_rng(seed)
@@ -151,11 +146,11 @@ def test_stream_shows_loading_progress_then_the_result(urls, tokens, tmp_path):
     assert stream_lines(r)[-1]["result"]["layers"][0]["version"] == layer["version"] + 1
 
 
-def test_error_after_streaming_began_is_the_last_line(urls, tokens, hz, tmp_path):
+def test_error_after_streaming_began_is_the_last_line(urls, tokens, ctx, tmp_path):
     base, name = urls["hangzhou"], "prog_stream_err"
     good = points_gpkg(tmp_path / "good.gpkg", 40)
     assert post(base, tokens["publisher"], name, good).status_code == 201
-    version = current_version(hz, name)
+    version = current_version(ctx, name)
     empty = tmp_path / "empty.geojson"
     empty.write_text('{"type": "FeatureCollection", "features": []}', encoding="utf-8")
     bad_crs = tmp_path / "bad_crs.gpkg"
@@ -167,21 +162,21 @@ def test_error_after_streaming_began_is_the_last_line(urls, tokens, hz, tmp_path
         assert err["status"] == status and err["type"] == "about:blank" and err["title"]
         assert err["detail"] and "Traceback" not in err["detail"] and str(tmp_path) not in err["detail"]
         assert not any("result" in x for x in lines)
-    assert current_version(hz, name) == version and matched(base, name) == 40
-    assert work_dir_empty(hz)
+    assert current_version(ctx, name) == version and matched(base, name) == 40
+    assert work_dir_empty(ctx)
 
 
-def test_client_going_away_cancels_the_publish_without_debris(federation, urls, tokens, hz,
+def test_client_going_away_cancels_the_publish_without_debris(federation, urls, tokens, ctx,
                                                               tmp_path):
     base, name = urls["hangzhou"], "prog_gone"
     small = points_gpkg(tmp_path / "small.gpkg", 30)
     assert post(base, tokens["publisher"], name, small).status_code == 201
-    version = current_version(hz, name)
+    version = current_version(ctx, name)
     gpkg = points_gpkg(tmp_path / "big.gpkg", 400_000, seed=5)
     big = tmp_path / "big.zip"
     with zipfile.ZipFile(big, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.write(gpkg, "big.gpkg")  # 4.5 MB instead of 17: a quicker upload
-    db = Database(hz.dsn, maxconn=1)
+    db = Database(ctx.dsn, maxconn=1)
     before = max(e["id"] for e in audit.query(db, event="layer.publish", limit=5))
 
     seen = []
@@ -206,9 +201,9 @@ def test_client_going_away_cancels_the_publish_without_debris(federation, urls, 
     # the COPY was aborted from its data source (the progress callback); the audit names the
     # client going away, not the cancelled statement psycopg2 reports
     assert "disconnected" in event["detail"]["error"], event
-    assert tables_like(hz.dsn, f"{name}__v%") == [f"{name}__v{version}"]
-    wait_for(lambda: work_dir_empty(hz), timeout=10)
-    assert current_version(hz, name) == version and matched(base, name) == 30
+    assert tables_like(ctx.dsn, f"{name}__v%") == [f"{name}__v{version}"]
+    wait_for(lambda: work_dir_empty(ctx), timeout=10)
+    assert current_version(ctx, name) == version and matched(base, name) == 30
     r = post(base, tokens["publisher"], name, small)  # the layer's lock was released
     assert r.status_code == 201, r.text
     assert r.json()["layers"][0]["version"] == version + 1
@@ -241,7 +236,7 @@ def test_refusals_before_the_stream_keep_their_status(urls, tokens, tmp_path):
 
 # --- e-map through the CLI and the API ---------------------------------------------------------
 
-def test_emap_through_the_cli_and_the_api(federation, urls, tokens, hz, tmp_path):
+def test_emap_through_the_cli_and_the_api(federation, urls, tokens, ctx, tmp_path):
     base = urls["hangzhou"]
     src = points_gpkg(tmp_path / "emap.gpkg", 25)
     config = Path(federation.config_dir) / "federation.yml"
@@ -259,7 +254,7 @@ def test_emap_through_the_cli_and_the_api(federation, urls, tokens, hz, tmp_path
         assert "EPSG:4490" in wms.contents["prog_api_emap"].crsOptions
     finally:
         for name in ("prog_cli_emap", "prog_api_emap"):
-            pub.retire(hz, name, purge=True)
+            pub.retire(ctx, name, purge=True)
     assert not {"prog_cli_emap", "prog_api_emap"} & set(
         WebMapService(f"{base}/wms", version="1.1.1", timeout=60).contents)
 

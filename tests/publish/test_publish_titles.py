@@ -13,12 +13,10 @@ import json
 import pandas as pd
 import psycopg2
 import pyogrio
-import pytest
 import requests
 import shapely
 from owslib.ogcapi.features import Features
 from publish_helpers import (
-    ctx_of,
     items,
     points_frame,
     read_gdal,
@@ -32,16 +30,6 @@ from layers.publish import publish, rollback
 
 NAME_GBK = "pub_titles_gbk"
 NAME_JSON = "pub_titles_json"
-
-
-@pytest.fixture(scope="module")
-def ctx(federation):
-    return ctx_of(federation, "hangzhou")
-
-
-@pytest.fixture(scope="module")
-def base(urls):
-    return urls["hangzhou"]
 
 
 def _gdf(df: pd.DataFrame, geoms, crs: str = "EPSG:4490"):

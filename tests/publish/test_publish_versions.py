@@ -17,7 +17,7 @@ import pyogrio
 import pytest
 import requests
 import shapely
-from publish_helpers import ctx_of, items, points_frame, tables_like, wait_for, work_dir_empty
+from publish_helpers import items, points_frame, tables_like, wait_for, work_dir_empty
 
 from layers.formats import PublishError
 from layers.publish import LayerLock, publish, rollback, versions
@@ -26,11 +26,6 @@ from tiles.seed import tile_range
 
 NAME = "pub_ver_loop"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def ctx(federation):
-    return ctx_of(federation, "hangzhou")
 
 
 def _gpkg(path: Path, n: int, tag: str, seed: int, x0: float = 120.10) -> Path:

@@ -40,11 +40,6 @@ MARKER = "GEOPLAT_SECRET_MARKER"
 # --- fixtures -------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def ctx(federation):
-    return ctx_of(federation, "hangzhou")
-
-
-@pytest.fixture(scope="module")
 def tokens(main_db, urls) -> dict[str, dict[str, str]]:
     return sign_in_users(main_db, urls["national"], "secup",
                          {"publisher": ["hangzhou:publisher"], "national": ["national:publisher"]},
