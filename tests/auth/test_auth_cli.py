@@ -9,6 +9,7 @@ from pathlib import Path
 import jwt
 import requests
 from sso_client import bearer, login_pkce
+from waiting import wait_for
 
 from nodes import cli
 
@@ -36,11 +37,10 @@ def test_users_grants_audit_cli(federation, urls, capsys, monkeypatch) -> None:
     code, out = run(federation, capsys, monkeypatch, "grants", "approve", str(g["id"]),
                     "--node", "zhejiang", "--days", "1")
     assert code == 0 and json.loads(out)["status"] == "approved"
-    import time
-
-    time.sleep(1.1)
-    r = requests.get(urls["zhejiang"] + "/ogc/collections/contours/items?f=json&limit=1",
-                     headers=bearer(token), timeout=30)
+    r = wait_for(lambda: (r := requests.get(  # grant caches expire within 1 s
+        urls["zhejiang"] + "/ogc/collections/contours/items?f=json&limit=1",
+        headers=bearer(token), timeout=30)).status_code == 200 and r, 10,
+        "the approved grant opens contours")
     assert r.status_code == 200
     code, out = run(federation, capsys, monkeypatch, "audit", "--node", "zhejiang",
                     "--event", "grant.approve", "--json")
@@ -54,16 +54,19 @@ def test_users_grants_audit_cli(federation, urls, capsys, monkeypatch) -> None:
 
 def test_signing_key_rotation(federation, urls, capsys, monkeypatch) -> None:
     old = login_pkce(urls["national"], "cli_user", "cli-password-123")
-    code, out = run(federation, capsys, monkeypatch, "sso", "rotate-key")
+    code, _ = run(federation, capsys, monkeypatch, "sso", "rotate-key")
     assert code == 0
-    import time
+    old_kid = jwt.get_unverified_header(old["access_token"])["kid"]
 
-    time.sleep(10.5)  # the main node re-reads its keys every 10 s
+    def signed_with_the_new_key() -> dict | None:  # the main node re-reads its keys every 10 s
+        token = login_pkce(urls["national"], "cli_user", "cli-password-123")
+        return token if jwt.get_unverified_header(token["access_token"])["kid"] != old_kid \
+            else None
+
+    new = wait_for(signed_with_the_new_key, 30, "tokens signed with the new key", interval=0.5)
     keys = requests.get(urls["national"] + "/sso/jwks", timeout=10).json()["keys"]
     assert len(keys) >= 2
-    new = login_pkce(urls["national"], "cli_user", "cli-password-123")
-    assert jwt.get_unverified_header(new["access_token"])["kid"] != \
-        jwt.get_unverified_header(old["access_token"])["kid"]
+    assert jwt.get_unverified_header(new["access_token"])["kid"] != old_kid
     for token in (old, new):  # Hangzhou follows the rotation (refetch on unknown kid)
         r = requests.get(urls["hangzhou"] + "/auth/me", headers=bearer(token), timeout=10)
         assert r.status_code == 200, r.text

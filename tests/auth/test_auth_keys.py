@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import requests
-from sso_client import bearer, login_pkce
+from sso_client import bearer, form_fields, login_pkce
+from waiting import wait_for
 
 from nodes import federation as federation_mod
 from services.db import Database
@@ -182,7 +183,11 @@ def test_nginx_usage_log_is_folded_into_key_counters(tmp_path) -> None:
         assert stand_in.wait(timeout=5) != 0
         (logs / emap_keys.USAGE_LOG).write_text("later\t-\n")
         assert emap_keys.take_nginx_usage(tmp_path) == {}  # nginx may still write to it
-        time.sleep(emap_keys._ROTATED_SETTLE + 0.1)
+        # the clock of the rotation: the lock file records when it was, moved back past the
+        # settling time (instead of waiting it out)
+        lock = logs / (emap_keys.USAGE_LOG + ".lock")
+        assert float(lock.read_text()) > time.time() - emap_keys._ROTATED_SETTLE
+        lock.write_text(str(time.time() - emap_keys._ROTATED_SETTLE - 0.1))
 
         class Keys:
             def __init__(self) -> None:
@@ -206,17 +211,15 @@ def _node_dir(federation, node_id: str):
 
 
 def _wait_learned(federation, node_id: str, needle: str, present: bool = True) -> None:
-    import time
-
     maps = _node_dir(federation, node_id) / "nginx" / "keys-fast"
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        text = "".join(p.read_text() for p in maps.glob("*.map"))
-        if (needle in text) == present:
-            time.sleep(1.5)  # nginx reloads gracefully: new workers take over
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{needle[:12]}... {'not ' if present else ''}learned in 15 s")
+    wait_for(lambda: (needle in "".join(p.read_text() for p in maps.glob("*.map"))) == present,
+             15, f"{needle[:12]}... {'' if present else 'un'}learned")
+
+
+def _from_memory(url: str, params: dict, headers: dict | None = None) -> bool:
+    """nginx answered from its learned keys (after its graceful reload: new workers)."""
+    r = requests.get(url, params=params, headers=headers or {}, timeout=60)
+    return r.status_code == 200 and r.headers.get("X-Key-Check") == "memory"
 
 
 def test_learned_keys_are_answered_from_nginx_memory(federation, urls, dev) -> None:
@@ -242,6 +245,8 @@ def test_learned_keys_are_answered_from_nginx_memory(federation, urls, dev) -> N
     _wait_learned(federation, "zhejiang", f'"{slow["key"]}|vec|i:127.0.0.1"')
     _wait_learned(federation, "zhejiang", f'"{server["key"]}|vec|i:127.0.0.1"')
     _wait_learned(federation, "zhejiang", f'"{browser["key"]}|vec|o:https://hall.example.cn"')
+    wait_for(lambda: _from_memory(url, {"tk": server["key"]})
+             and _from_memory(url, {"tk": browser["key"]}, web), 15, "nginx took the keys over")
     for params, headers in (({"tk": server["key"]}, {}), ({}, {"X-Api-Key": server["key"]}),
                             ({"tk": browser["key"]}, web),
                             ({"tk": browser["key"]}, {"Referer": "https://hall.example.cn/a"})):
@@ -312,8 +317,6 @@ def test_sweeper_drops_revoked_keys_from_nginx_memory(federation, main_db, urls,
 
 
 def _page_session(urls, username: str) -> requests.Session:
-    from sso_client import form_fields
-
     s = requests.Session()
     r = s.get(urls["national"] + "/sso/keys", allow_redirects=False, timeout=10)
     assert r.status_code == 303 and r.headers["Location"] == "/sso/login?next=/sso/keys"
@@ -327,8 +330,6 @@ def _page_session(urls, username: str) -> requests.Session:
 def test_key_management_page(urls, dev) -> None:
     """A developer creates, uses and revokes a key on the page; CSRF and roles are enforced."""
     import re
-
-    from sso_client import form_fields
 
     page = urls["national"] + "/sso/keys"
     s = _page_session(urls, "key_dev")

@@ -16,7 +16,8 @@ import pyogrio
 import pytest
 import requests
 import shapely
-from publish_helpers import ctx_of, served, wait_for
+from publish_helpers import ctx_of, served
+from waiting import wait_for
 
 from services.sso import accounts
 

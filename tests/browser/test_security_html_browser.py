@@ -13,7 +13,8 @@ import json
 
 import pytest
 import requests
-from publish_helpers import ctx_of, served, wait_for
+from publish_helpers import ctx_of, served
+from waiting import wait_for
 
 from layers.publish import publish, retire
 

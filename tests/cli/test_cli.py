@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import requests
+from waiting import wait_for
 
 from nodes import settings as settings_mod
 
@@ -18,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def geoplat(config: Path, *args: str, **kw) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "nodes.cli", "--config", str(config), *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=240, **kw)
+                          check=False, capture_output=True, text=True, cwd=ROOT, timeout=240,
+                          **kw)
 
 
 def our_processes(marker: str) -> list[int]:
@@ -70,8 +72,7 @@ def test_up_then_ctrl_c_leaves_nothing_running(tmp_path: Path, pg_cluster, make_
     finally:
         if proc.poll() is None:
             proc.kill()
-    time.sleep(0.5)
-    assert our_processes(marker) == []
+    wait_for(lambda: our_processes(marker) == [], 10, "every node process gone")
     for node in s.nodes:
         try:
             requests.get(node.base_url + "/health", timeout=2)

@@ -27,6 +27,7 @@ Needs root, `ip` (iproute2) and nginx like the rest of the suite.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import os
 import re
@@ -35,7 +36,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,6 +47,7 @@ import pytest
 import yaml
 from psycopg2 import sql
 from var_dirs import var_dir_for
+from waiting import wait_gone
 
 from nodes import settings as settings_mod
 from nodes import supervisor
@@ -129,9 +130,8 @@ def _kill_namespace_processes(ns: str, grace: float = 3.0) -> None:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + grace
-        while pids() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        with contextlib.suppress(AssertionError):  # still there: the next signal
+            wait_gone(pids, grace, f"processes in {ns}", interval=0.1)
 
 
 def remove_stale() -> list[str]:

@@ -19,6 +19,7 @@ import requests
 from netns import NODE_IDS, NetnsFederation, federation_fixture
 from sso_client import bearer, login_pkce
 from tile_helpers import image, tdt_url_at
+from waiting import wait_for
 
 from nodes import federation as federation_mod
 from nodes import supervisor
@@ -39,14 +40,6 @@ netfed = federation_fixture()
 
 def has_service_hall(img: np.ndarray) -> bool:
     return bool((np.abs(img[..., :3] - np.array(SERVICE_HALL)).max(axis=-1) <= 12).any())
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f} s: {what}")
-        time.sleep(0.3)
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +199,7 @@ def test_cut_and_restore_the_zhejiang_link(netfed: NetnsFederation) -> None:
     finally:
         netfed.restore("zhejiang")
 
-    wait_until(lambda: netfed.http_status_in("national", urls["zhejiang"] + "/health", 2) == 200,
+    wait_for(lambda: netfed.http_status_in("national", urls["zhejiang"] + "/health", 2) == 200,
                30, "zhejiang answers the main node again")
     for nid in NODE_IDS:
         assert requests.get(urls[nid] + "/health", timeout=10).json()["status"] == "ok", nid
@@ -224,7 +217,7 @@ def test_cut_and_restore_the_zhejiang_link(netfed: NetnsFederation) -> None:
         return False
 
     try:
-        wait_until(cascade_back, 60, "the main node shows hangzhou's tile again")
+        wait_for(cascade_back, 60, "the main node shows hangzhou's tile again")
     except AssertionError as exc:
         raise AssertionError(f"{exc} (zhejiang's last answers: {seen[-3:]})") from None
     finally:

@@ -18,6 +18,7 @@ import requests
 from netns import NetnsFederation, federation_fixture
 from sso_client import bearer, login_pkce
 from tile_helpers import tdt_url_at
+from waiting import wait_for
 
 from nodes import federation as federation_mod
 from services.db import Database
@@ -54,15 +55,6 @@ def db_of(netfed: NetnsFederation, nid: str) -> Database:
     return Database(federation_mod.node_dsn(s, s.node(nid)), maxconn=1)
 
 
-def wait_until(predicate, timeout: float, what: str, step: float = 0.2) -> float:
-    t0 = time.monotonic()
-    while not predicate():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"not within {timeout:.0f} s: {what}")
-        time.sleep(step)
-    return time.monotonic() - t0
-
-
 def approved_at(db: Database, rid: str) -> int:
     return db.one("SELECT count(*) AS n FROM registry.services WHERE id = %s AND "
                   "status = 'approved'", (rid,))["n"]
@@ -82,7 +74,7 @@ def test_registrations_and_health_cross_hosts(netfed: NetnsFederation, tmp_path:
                                  netfed.address("hangzhou"), "--directory", str(site)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     service = f"http://{netfed.address('hangzhou')}:{SERVICE_PORT}"
-    wait_until(lambda: netfed.http_status_in("hangzhou", service + "/one.xml") == 200, 20,
+    wait_for(lambda: netfed.http_status_in("hangzhou", service + "/one.xml") == 200, 20,
                "the department WMS is up")
 
     def register_and_approve(name: str) -> str:
@@ -96,7 +88,7 @@ def test_registrations_and_health_cross_hosts(netfed: NetnsFederation, tmp_path:
         return rid
 
     first = register_and_approve("one")
-    wait_until(lambda: approved_at(national, first) == 1, 60, "first registration at main")
+    wait_for(lambda: approved_at(national, first) == 1, 60, "first registration at main")
     got = requests.get(urls["national"] + "/ogc/collections/catalogue/items/" + first,
                        params={"f": "json"}, timeout=30).json()
     assert got["properties"]["origin_path"] == "national/zhejiang/hangzhou"
@@ -106,21 +98,25 @@ def test_registrations_and_health_cross_hosts(netfed: NetnsFederation, tmp_path:
 
     netfed.cut("zhejiang")
     try:
-        took = wait_until(lambda: national.one(
+        cut = time.monotonic()
+        wait_for(lambda: national.one(
             "SELECT health FROM registry.services WHERE id = 'zhejiang:node'")["health"] == "down",
-            2 * INTERVAL + 2, "zhejiang marked down at the main node", step=0.1)
-        assert took <= 2 * INTERVAL + 2
+            2 * INTERVAL + 2, "zhejiang marked down at the main node", interval=0.1)
+        assert time.monotonic() - cut <= 2 * INTERVAL + 2
         r = requests.get(tile, timeout=30)
         assert r.status_code == 200 and r.headers["Content-Type"].startswith("image/")
         second = register_and_approve("two")
-        time.sleep(2 * INTERVAL)
+        # Hangzhou's worker tried to push it to its cut-off parent and failed
+        wait_for(lambda: hangzhou.one(
+            "SELECT 1 AS failing FROM registry.state WHERE name = 'push_error'"), 2 * INTERVAL + 10,
+            "Hangzhou's push to its cut-off parent failed")
         assert approved_at(national, second) == 0
         assert hangzhou.one("SELECT count(*) AS n FROM registry.outbox WHERE record_id = %s",
                             (second,))["n"] >= 1
     finally:
         netfed.restore("zhejiang")
-    wait_until(lambda: approved_at(national, second) == 1, 90, "second registration at main")
-    wait_until(lambda: national.one("SELECT health FROM registry.services WHERE "
+    wait_for(lambda: approved_at(national, second) == 1, 90, "second registration at main")
+    wait_for(lambda: national.one("SELECT health FROM registry.services WHERE "
                                     "id = 'zhejiang:node'")["health"] == "up", 30,
                "zhejiang up again")
     for rid in (first, second):
@@ -132,4 +128,4 @@ def test_registrations_and_health_cross_hosts(netfed: NetnsFederation, tmp_path:
                "status IN ('approved', 'retired') AND version > 0 ORDER BY id")
         return national.all(sql) == hangzhou.all(sql)
 
-    wait_until(same_subtree, 30, "the main node holds exactly Hangzhou's records")
+    wait_for(same_subtree, 30, "the main node holds exactly Hangzhou's records")

@@ -12,7 +12,8 @@ import pyogrio
 import pytest
 import requests
 import shapely
-from publish_helpers import points_frame, served, sign_in_users, wait_for
+from publish_helpers import ctx_of, points_frame, served, sign_in_users
+from waiting import wait_for
 
 from layers.formats import PublishError
 from layers.web import Upload
@@ -84,8 +85,6 @@ def test_publish_list_versions_rollback_retire_over_http(urls, tokens, geojson_b
 
 
 def test_changes_are_audited(federation, urls, tokens):
-    from publish_helpers import ctx_of
-
     from services.access import audit
     from services.db import Database
 
@@ -177,8 +176,6 @@ def test_published_layer_is_registered(federation, urls, tokens, geojson_bytes):
     """The registry hook (issue 5) records the layer with its access level, when present."""
     pytest.importorskip("services.registry.local")
     import psycopg2
-    from publish_helpers import ctx_of
-
     base, h = urls["hangzhou"], tokens["publisher"]
     r = _upload(base, h, "pub_api_registered", geojson_bytes, access="registered")
     assert r.status_code == 201, r.text
@@ -196,7 +193,6 @@ def test_large_upload_through_the_front_door(federation, urls, tokens, tmp_path)
     """A file over nginx's general body limit (10 MB) streams through to the app and loads in
     batches (GDAL's Arrow stream, more than one batch)."""
     import numpy as np
-    from publish_helpers import ctx_of
 
     from layers import formats
     from layers.publish import retire

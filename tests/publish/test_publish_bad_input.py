@@ -9,7 +9,8 @@ import zipfile
 import pyogrio
 import pytest
 import shapely
-from publish_helpers import items, points_frame, tables_like, wait_for, work_dir_empty
+from publish_helpers import items, points_frame, tables_like, work_dir_empty
+from waiting import wait_for
 
 from layers.formats import PublishError
 from layers.publish import publish, versions

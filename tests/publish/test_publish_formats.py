@@ -14,11 +14,11 @@ from publish_helpers import (
     read_gdal,
     served,
     tables_like,
-    wait_for,
     work_dir_empty,
     zip_dir,
 )
 from pyproj import Transformer
+from waiting import wait_for
 
 from layers.publish import publish, retire, versions
 

@@ -13,8 +13,9 @@ import psycopg2
 import pytest
 import requests
 import shapely
-from publish_helpers import ctx_of, points_frame, served, wait_for
+from publish_helpers import ctx_of, points_frame, served
 from sso_client import bearer, login_pkce
+from waiting import wait_for
 
 from layers.publish import publish, retire
 from nodes import federation as federation_mod

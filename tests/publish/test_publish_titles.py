@@ -16,15 +16,8 @@ import pyogrio
 import requests
 import shapely
 from owslib.ogcapi.features import Features
-from publish_helpers import (
-    items,
-    points_frame,
-    read_gdal,
-    scalar,
-    served,
-    wait_for,
-    zip_dir,
-)
+from publish_helpers import items, points_frame, read_gdal, scalar, served, zip_dir
+from waiting import wait_for
 
 from layers.publish import publish, rollback
 

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import geopandas as gpd
@@ -17,7 +16,8 @@ import pyogrio
 import pytest
 import requests
 import shapely
-from publish_helpers import items, points_frame, tables_like, wait_for, work_dir_empty
+from publish_helpers import items, points_frame, tables_like, work_dir_empty
+from waiting import wait_for
 
 from layers.formats import PublishError
 from layers.publish import LayerLock, publish, rollback, versions
@@ -69,7 +69,7 @@ def test_republish_reader_sees_old_or_new_then_rollback_restores(ctx, urls, tmp_
     t = threading.Thread(target=reader)
     t.start()
     try:
-        time.sleep(0.5)
+        wait_for(lambda: len(seen) >= 2 or problems, 30, "the reader reads v1")
         [v2] = publish(ctx, _gpkg(tmp_path / "v2.gpkg", 45, "v2", 2, x0=120.12), NAME)
         assert v2.version == v1.version + 1
         wait_for(lambda: seen[-10:] == ["v2"] * 10, timeout=20)
@@ -155,7 +155,7 @@ def test_ctrl_c_during_load_leaves_previous_version_and_no_debris(ctx, urls, fed
             conn.close()
 
     try:
-        wait_for(lambda: copying() or proc.poll() is not None, timeout=60, every=0.05)
+        wait_for(lambda: copying() or proc.poll() is not None, timeout=60, interval=0.05)
         assert proc.poll() is None, proc.communicate()
         os.kill(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 from owslib.ogcapi.records import Records
-from registry_support import HEALTH_INTERVAL, Fed, ServiceServer, running_federation, wait_for
+from registry_support import HEALTH_INTERVAL, Fed, ServiceServer, running_federation
+from waiting import wait_for
 
 from services.access import audit
 
@@ -59,7 +60,7 @@ def settled(fed: Fed) -> None:
         have = {r["id"] for r in fed.dbs["r_national"].all(
             "SELECT id FROM registry.services WHERE status = 'approved'")}
         return want <= have
-    assert wait_for(done, 30), "records did not reach the main node"
+    wait_for(done, 30, "records did not reach the main node")
 
 
 # --- catalogue ------------------------------------------------------------------------------
@@ -191,11 +192,11 @@ def test_register_review_and_roles(fed: Fed, server: ServiceServer) -> None:
     assert rid in ids_at(fed.urls["r_hangzhou"])
     got = Records(fed.urls["r_hangzhou"] + "/ogc").collection_items(CAT, q="规划")
     assert rid in {f["id"] for f in got["features"]}
-    assert wait_for(lambda: rid in ids_at(fed.main), 20), "approved record not at the main node"
+    wait_for(lambda: rid in ids_at(fed.main), 20, "approved record not at the main node")
     r = httpx.post(url + "/retire", headers=fed.headers["reg_admin"], timeout=30)
     assert r.status_code == 200 and r.json()["status"] == "retired"
     assert rid not in ids_at(fed.urls["r_hangzhou"])
-    assert wait_for(lambda: rid not in ids_at(fed.main), 20), "retired record still upstream"
+    wait_for(lambda: rid not in ids_at(fed.main), 20, "retired record still upstream")
     # reject
     other = register(fed, "reg_admin", server.url + "/to-wms").json()
     assert other["status"] == "pending" and other["type"] == "WMS"
@@ -263,7 +264,7 @@ def test_cli_register_and_approve(fed: Fed, server: ServiceServer, capsys) -> No
                  "--actor", "operator"]) == 0
     assert main(["--config", cfg, "registry", "register", "http://10.0.0.9/", "--node",
                  "r_hangzhou"]) == 1
-    assert wait_for(lambda: rid in ids_at(fed.main), 20)
+    wait_for(lambda: rid in ids_at(fed.main), 20)
     assert any(e["subject"] == rid and e["actor"] == "operator"
                for e in audit.query(fed.dbs["r_hangzhou"], event="registry.approve"))
 
@@ -345,7 +346,7 @@ def test_health_tree_and_status(fed: Fed, capsys) -> None:
     assert tree["id"] == "r_national"
     zj = tree["children"][0]
     assert zj["id"] == "r_zhejiang" and zj["children"][0]["id"] == "r_hangzhou"
-    assert wait_for(lambda: httpx.get(fed.main + "/registry/api/health", timeout=30).json()[
+    wait_for(lambda: httpx.get(fed.main + "/registry/api/health", timeout=30).json()[
         "tree"]["children"][0]["children"][0]["health"] == "up", 10)
     from nodes.cli import main
 
@@ -365,10 +366,10 @@ def test_external_service_down_is_seen_upstream(fed: Fed, server: ServiceServer)
                                         (rec["id"],))
         return row and row["health"]
 
-    assert wait_for(lambda: health_at_main() == "up", 20)
+    wait_for(lambda: health_at_main() == "up", 20)
     server.set_down(True)
     try:
-        assert wait_for(lambda: health_at_main() == "down", 20)
+        wait_for(lambda: health_at_main() == "down", 20)
     finally:
         server.set_down(False)
 
@@ -383,14 +384,17 @@ def test_parent_down_nothing_lost_then_marked_down_in_two_intervals(fed: Fed,
             return fed.dbs["r_national"].one(
                 "SELECT health FROM registry.services WHERE id = 'r_zhejiang:node'")["health"]
 
-        assert wait_for(lambda: zj_health() == "down", 2 * HEALTH_INTERVAL + 1.5, step=0.1)
+        wait_for(lambda: zj_health() == "down", 2 * HEALTH_INTERVAL + 1.5, interval=0.1)
         assert time.monotonic() - stopped <= 2 * HEALTH_INTERVAL + 1.5
         # register and approve at Hangzhou while its parent is down: kept in the outbox
         rec = register(fed, "reg_admin", server.url + "/wms?SERVICE=WMS&REQUEST=GetCapabilities",
                        title="registered while the parent is down").json()
         httpx.post(f"{fed.urls['r_hangzhou']}/registry/api/services/{rec['id']}/approve",
                    headers=fed.headers["reg_admin"], timeout=30).raise_for_status()
-        time.sleep(2)
+        # Hangzhou's worker tried to push it to its stopped parent and failed
+        wait_for(lambda: fed.dbs["r_hangzhou"].one(
+            "SELECT 1 AS failing FROM registry.state WHERE name = 'push_error'"), 20,
+            "Hangzhou's push to its stopped parent failed")
         waiting = fed.dbs["r_hangzhou"].one(
             "SELECT count(*) AS n FROM registry.outbox WHERE record_id = %s", (rec["id"],))["n"]
         assert waiting >= 1
@@ -399,16 +403,16 @@ def test_parent_down_nothing_lost_then_marked_down_in_two_intervals(fed: Fed,
         assert tree["children"][0]["health"] == "down"
     finally:
         fed.start("r_zhejiang")
-    assert wait_for(lambda: rec["id"] in ids_at(fed.main), 40), "registration lost"
-    assert wait_for(lambda: zj_health() == "up", 10)
+    wait_for(lambda: rec["id"] in ids_at(fed.main), 40, "registration lost")
+    wait_for(lambda: zj_health() == "up", 10)
     rows = fed.dbs["r_national"].all("SELECT id FROM registry.services WHERE id = %s",
                                      (rec["id"],))
     assert len(rows) == 1
     settled(fed)
     # the main node holds exactly the subtree: nothing duplicated, nothing missing
     for child in ("r_hangzhou", "r_zhejiang"):
-        assert wait_for(lambda c=child: subtree_versions(fed, c, "r_national")
-                        == subtree_versions(fed, c, c), 20), child
+        wait_for(lambda c=child: subtree_versions(fed, c, "r_national")
+                 == subtree_versions(fed, c, c), 20, child)
 
 
 def subtree_versions(fed: Fed, origin: str, at: str) -> dict[str, int]:
@@ -431,7 +435,7 @@ def test_full_sync_removes_what_the_child_no_longer_has(fed: Fed) -> None:
         return all(fed.dbs[at].one("SELECT 1 AS x FROM registry.services WHERE id = %s",
                                    (stale["id"],)) is None for at in ("r_zhejiang", "r_national"))
 
-    assert wait_for(gone, 20), "full sync did not remove the stale record"
+    wait_for(gone, 20, "full sync did not remove the stale record")
     assert stale["id"] not in ids_at(fed.main)
     assert subtree_versions(fed, "r_hangzhou", "r_national") == subtree_versions(
         fed, "r_hangzhou", "r_hangzhou")
@@ -467,8 +471,8 @@ def test_sync_local_services_is_idempotent_and_retires(fed: Fed) -> None:
     gone = row("r_hangzhou:features:roads")
     assert gone["status"] == "retired" and gone["version"] == before["version"] + 1
     assert outbox_max() > mark
-    assert wait_for(lambda: "r_hangzhou:features:roads" not in ids_at(fed.main), 20)
+    wait_for(lambda: "r_hangzhou:features:roads" not in ids_at(fed.main), 20)
     sync_local_services(meta["dsn"], meta, config, levels)
     back = row("r_hangzhou:features:roads")
     assert back["status"] == "approved" and back["version"] == before["version"] + 2
-    assert wait_for(lambda: "r_hangzhou:features:roads" in ids_at(fed.main), 20)
+    wait_for(lambda: "r_hangzhou:features:roads" in ids_at(fed.main), 20)

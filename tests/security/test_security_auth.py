@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -27,6 +26,7 @@ import shapely
 from federations import free_port
 from publish_helpers import every_worker, points_frame, sign_in_users
 from sso_client import CLI_CLIENT, CLI_REDIRECT, form_fields
+from waiting import wait_for
 
 from nodes import federation as federation_mod
 from services.access import apikeys
@@ -468,10 +468,7 @@ def _serve(app, port: int):
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for(lambda: server.started, 30, "uvicorn started", interval=0.05, ignore=())
     return server, thread
 
 

@@ -17,6 +17,7 @@ import requests
 import yaml
 from publish_helpers import every_worker
 from sso_client import bearer, login_pkce
+from waiting import wait_for
 
 from nodes import federation as federation_mod
 from nodes import settings as settings_mod
@@ -31,17 +32,6 @@ pytestmark = pytest.mark.slow
 MAX_AGE = 20  # auth.revocation_max_age of every node here
 PASSWORD = "health-correct-horse-1"
 CHECKS = {"database", "ogc", "tiles", "revocations", "keys", "registry"}
-
-
-def wait_for(fn, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"not within {timeout:.0f} s: {what} (last: {last!r})")
 
 
 @pytest.fixture(scope="module")

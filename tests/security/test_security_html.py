@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from publish_helpers import ctx_of, served, sign_in_users, wait_for
+from publish_helpers import ctx_of, served, sign_in_users
+from waiting import wait_for
 
 from layers.publish import publish, retire
 

@@ -12,6 +12,7 @@ import pytest
 import requests
 from lxml import etree
 from tile_helpers import image, tdt_url
+from waiting import wait_for
 
 from nodes import federation as federation_mod
 from services.access import apikeys
@@ -111,10 +112,9 @@ def _tiles_used(db: Database, key_id: str) -> int:
 
 
 def _wait_used(db: Database, key_id: str, at_least: int) -> int:
-    deadline = time.monotonic() + 90  # counters flush every 5 s; nginx's log is folded later
-    while _tiles_used(db, key_id) < at_least and time.monotonic() < deadline:
-        time.sleep(1)  # polling interval, bounded by the deadline
-    return _tiles_used(db, key_id)
+    # counters flush every 5 s; nginx's log is folded later
+    return wait_for(lambda: (n := _tiles_used(db, key_id)) >= at_least and n, 90,
+                    f"{at_least} tiles counted", interval=1)
 
 
 def test_keyed_images_are_served_and_counted(keyed, hz_db, key_id) -> None:
@@ -285,13 +285,10 @@ def test_kvp_gettile_is_served_from_nginx_with_the_key_check(keyed) -> None:
     q = {**KVP_TILE, "TILEMATRIX": "04", "TILEROW": "2", "TILECOL": "13"}
     first = requests.get(url, params={**q, "tk": keyed["key"]}, timeout=120)
     assert first.status_code == 200
-    deadline = time.monotonic() + 30
-    hit = None
-    while time.monotonic() < deadline:
-        hit = requests.get(url, params={**q, "tk": keyed["key"]}, timeout=60)
-        if hit.headers.get("X-Tile-Cache") == "hit":
-            break
-        time.sleep(0.5)  # the tile is written by MapProxy after its answer
+    hit = wait_for(lambda: (r := requests.get(url, params={**q, "tk": keyed["key"]}, timeout=60))
+                   .headers.get("X-Tile-Cache") == "hit" and r, 30,
+                   "the tile is written by MapProxy after its answer, then served by nginx",
+                   interval=0.5)
     assert hit is not None and hit.headers.get("X-Tile-Cache") == "hit"
     assert hit.content == first.content
     for headers in ({}, {"Accept": "text/html"}, {"Referer": "https://elsewhere.example/"}):

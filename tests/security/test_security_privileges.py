@@ -22,7 +22,9 @@ import psycopg2
 import pytest
 import requests
 import yaml
+from publish_helpers import items, points_frame
 from tile_helpers import image, tdt_url_at
+from waiting import wait_for
 
 from nodes import federation as federation_mod
 from nodes import settings as settings_mod
@@ -238,8 +240,6 @@ def test_cli_publishing_as_root_leaves_everything_to_the_run_user(federation, ur
                                                                   tmp_path) -> None:
     """`geoplat layers publish` by root, of a file only root can read (pytest's tmp is 0700):
     published, served, and every file it left in var/nodes belongs to the node's user."""
-    from publish_helpers import items, points_frame, wait_for
-
     src = tmp_path / "privs_cli.csv"
     points_frame(12).to_csv(src, index=False)
     os.chmod(src, 0o600)

@@ -25,7 +25,8 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from registry_support import Fed, ServiceServer, running_federation, wait_for
+from registry_support import Fed, ServiceServer, running_federation
+from waiting import wait_for
 
 from services.access import audit
 from services.registry.db import outbox_add
@@ -254,8 +255,8 @@ def test_degenerate_bbox_layers_reach_the_main_node(fed: Fed, tmp_path: Path) ->
     assert cli(fed, "layers", "publish", str(one), "--node", HZ, "--name", "sec_one_point") == 0
     assert cli(fed, "layers", "publish", str(line), "--node", HZ, "--name", "sec_one_lat") == 0
     wanted = {f"{HZ}:features:sec_one_point", f"{HZ}:features:sec_one_lat"}
-    assert wait_for(lambda: wanted <= catalogue_ids(fed.main), 60), \
-        "a degenerate-bbox layer never reached the main node"
+    wait_for(lambda: wanted <= catalogue_ids(fed.main), 60,
+             "a degenerate-bbox layer never reached the main node")
     row = fed.dbs[MAIN].one("SELECT ST_XMin(geom) AS x0, ST_XMax(geom) AS x1, ST_YMin(geom) AS y0, "
                             "ST_YMax(geom) AS y1 FROM registry.services WHERE id = %s",
                             (f"{HZ}:features:sec_one_point",))
@@ -279,7 +280,7 @@ def unused_batch(fed: Fed) -> int:
     Taken once the child's outbox is empty, so no batch of its own below it is still unsent.
     """
     db = fed.dbs[HZ]
-    assert wait_for(lambda: db.one("SELECT count(*) AS n FROM registry.outbox")["n"] == 0, 60)
+    wait_for(lambda: db.one("SELECT count(*) AS n FROM registry.outbox")["n"] == 0, 60)
     return db.one("SELECT nextval('registry.outbox_seq_seq') AS n")["n"]
 
 
@@ -332,7 +333,7 @@ def test_a_refused_change_is_parked_and_later_changes_flow(
     r = httpx.post(f"{fed.urls[HZ]}/registry/api/services/{ext}/approve",
                    headers=fed.headers["reg_admin"], timeout=30)
     assert r.status_code == 200, r.text
-    assert wait_for(lambda: ext in catalogue_ids(fed.main), 60), "later changes do not flow"
+    wait_for(lambda: ext in catalogue_ids(fed.main), 60, "later changes do not flow")
 
     parked = hz.all("SELECT record_id, reason FROM registry.refused WHERE direction = 'out'")
     assert [p["record_id"] for p in parked] == [rid]

@@ -27,7 +27,8 @@ import pyogrio
 import pytest
 import requests
 import shapely
-from publish_helpers import ctx_of, items, sign_in_users, tables_like, wait_for, work_dir_empty
+from publish_helpers import ctx_of, items, sign_in_users, tables_like, work_dir_empty
+from waiting import wait_for
 
 from layers.formats import PublishError, rasterio_ready
 from layers.publish import publish, retire

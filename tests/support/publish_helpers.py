@@ -11,18 +11,16 @@ import numpy as np
 import pandas as pd
 import psycopg2
 import requests
+from sso_client import bearer, login_pkce
 
 from layers.web import node_context
 from nodes.pygeoapi_config import node_dir
+from services.sso import accounts
 
 
 def sign_in_users(main_db, main_url: str, prefix: str, users: dict[str, list[str]],
                   password: str) -> dict[str, dict[str, str]]:
     """Create `<prefix>_<name>` users with their roles; bearer headers by name."""
-    from sso_client import bearer, login_pkce
-
-    from services.sso import accounts
-
     out = {}
     for name, roles in users.items():
         accounts.create(main_db, f"{prefix}_{name}", password, roles=roles)
@@ -35,23 +33,6 @@ def ctx_of(settings, node_id: str):
     ndir = node_dir(settings, node)
     meta = json.loads((ndir / "node.json").read_text(encoding="utf-8"))
     return node_context(meta, ndir)
-
-
-def wait_for(fn, timeout: float = 15.0, every: float = 0.2):
-    """Poll `fn` until it returns something truthy; return it (or fail)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-        except Exception as exc:  # noqa: BLE001 - not served yet
-            last = exc
-            time.sleep(every)
-            continue
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"condition not met in {timeout} s (last: {last!r})")
 
 
 def served(base: str, name: str, headers: dict | None = None) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -124,17 +123,6 @@ def running_federation(make_federation: Any, base: Path, cluster: Any, *, prefix
         fed.close()
 
 
-def wait_for(predicate: Any, timeout: float, step: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            return value
-        time.sleep(step)
-
-
 # --- a real HTTP server with well-behaved and badly-behaved "services" ----------------------
 
 WMS_CAPS = """<?xml version="1.0" encoding="UTF-8"?>
@@ -187,8 +175,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b"<html><body>hello, not a service</body></html>", "text/html")
         elif path == "/json":
             self._send(200, b'{"hello": "world"}', "application/json")
-        elif path == "/sleep":
-            time.sleep(6)
+        elif path == "/sleep":  # a service that hangs: answers only when the server closes
+            server.closing.wait(timeout=6)
             self._send(200, WMS_CAPS.encode())
         elif path == "/to-file":
             self._send(302, b"", headers={"Location": "file:///etc/passwd"})
@@ -223,6 +211,7 @@ class ServiceServer:
         self.httpd.down = False  # type: ignore[attr-defined]
         self.httpd.hits = 0  # type: ignore[attr-defined]
         self.httpd.lock = threading.Lock()  # type: ignore[attr-defined]
+        self.httpd.closing = threading.Event()  # type: ignore[attr-defined]
         self.port = self.httpd.server_address[1]
         self.url = f"http://{host}:{self.port}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -236,6 +225,7 @@ class ServiceServer:
         self.httpd.down = down  # type: ignore[attr-defined]
 
     def close(self) -> None:
+        self.httpd.closing.set()  # type: ignore[attr-defined]
         self.httpd.shutdown()
         self.httpd.server_close()
 

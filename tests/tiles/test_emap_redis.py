@@ -7,12 +7,13 @@ import asyncio
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
+from federations import free_port
+from waiting import wait_for
 
 from nodes.pygeoapi_config import node_dir
 from tiles.build import validate_mapproxy
@@ -25,25 +26,21 @@ from tiles.settings import TileCache
 HALL = (120.2130, 30.2460)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture()
 def redis_server(tmp_path: Path):
     exe = shutil.which("redis-server")
     if exe is None:
-        pytest.skip("redis-server not installed (Makefile APT_PACKAGES installs it)")
+        pytest.fail("redis-server is not installed (it is in the Makefile's APT_PACKAGES: run "
+                    "`make install`, or `apt-get install -y redis-server`)", pytrace=False)
     port = free_port()
     proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", str(tmp_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
-        assert time.monotonic() < deadline, "redis did not start"
-        time.sleep(0.1)
+    def accepts() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_for(accepts, 10, "redis-server accepts connections", interval=0.1)
     yield port
     proc.terminate()
     proc.wait(timeout=10)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 import tile_helpers
+from publish_helpers import every_worker
 from tile_helpers import image
 
 from nodes import supervisor
@@ -124,7 +124,8 @@ def test_cascade_survives_a_child_going_down(federation, urls: dict[str, str],
         restarted_nodes.append(proc.pgid)
         supervisor.wait_healthy([proc])
     assert requests.get(urls["hangzhou"] + "/health", timeout=10).json()["status"] == "ok"
-    time.sleep(0.1)
+    # the other modules use the restarted node: every one of its workers answers again
+    every_worker(urls["hangzhou"] + "/health", hangzhou.workers, lambda r: r.json()["status"])
 
 
 def test_tk_hook_can_refuse_before_any_tile_work(federation) -> None:
