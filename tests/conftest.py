@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from federations import free_port, write_federation
+from federations import free_port, isolated_federation, write_federation
 from publish_helpers import ctx_of
 from var_dirs import remove_all
 
@@ -52,8 +52,9 @@ def urls(federation: settings_mod.FederationSettings) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def make_federation():
-    """`write_federation` for tests that start their own nodes."""
-    return write_federation
+    """The configuration of a federation for tests that start their own nodes: its databases
+    and roles are its own (`geoplat_<id>_t<n>`), never the suite-wide federation's."""
+    return isolated_federation
 
 
 @pytest.fixture(scope="module")
@@ -75,16 +76,18 @@ def main_db(federation: settings_mod.FederationSettings):
 
 @pytest.fixture(scope="session")
 def keyed(tmp_path_factory: pytest.TempPathFactory, pg_cluster: Cluster) -> Iterator[dict]:
-    """A federation of its own with `public_requires_key` at its default (true), shared by the
-    suites of keys (test_auth_default_keys, test_security_keys, test_clients_qgis): base URLs
-    `hz`/`zj`/`nat`, a server key `key` for 127.0.0.0/8, `main_db`, `settings`."""
+    """A federation of its own (databases `geoplat_<id>_keyed`) with `public_requires_key` at
+    its default (true), shared by the suites of keys (test_auth_default_keys, test_security_keys,
+    test_clients_qgis): base URLs `hz`/`zj`/`nat`, a server key `key` for 127.0.0.0/8,
+    `main_db`, `settings`."""
     from nodes import federation as federation_mod
     from services.access import apikeys
     from services.db import Database
     from services.sso import accounts
 
     base = tmp_path_factory.mktemp("keyed")
-    settings = settings_mod.load(write_federation(base, pg_cluster, require_keys=True))
+    settings = settings_mod.load(write_federation(base, pg_cluster, require_keys=True,
+                                                  tag="keyed"))
     assert all(n.auth.public_requires_key for n in settings.nodes)
     procs, _ = supervisor.up(settings, echo=lambda *a: None)
     try:

@@ -60,7 +60,7 @@ def test_form_registration_with_csrf_at_zhejiang(federation, urls) -> None:
 
 @pytest.fixture()
 def own_federation(tmp_path, pg_cluster, make_federation):
-    """A second national + hangzhou on the session's PostGIS (same data, other ports)."""
+    """A second national + hangzhou on the session's PostGIS (databases of their own)."""
     settings = settings_mod.load(make_federation(tmp_path, pg_cluster))
     procs, _ = supervisor.up(settings, only=["national", "hangzhou"], echo=lambda *a: None)
     yield settings, {p.node.id: p for p in procs}

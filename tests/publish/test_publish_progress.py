@@ -24,8 +24,9 @@ import requests
 import shapely
 import yaml
 from owslib.wms import WebMapService
-from publish_helpers import ctx_of, sign_in_users, tables_like, wait_for, work_dir_empty
+from publish_helpers import ctx_of, sign_in_users, tables_like, work_dir_empty
 from sso_client import bearer, login_pkce
+from waiting import wait_for
 
 from layers import publish as pub
 from layers.web import NDJSON, ClientGone, ProgressStream
@@ -265,8 +266,7 @@ def test_emap_through_the_cli_and_the_api(federation, urls, tokens, ctx, tmp_pat
 def keyed(tmp_path_factory, pg_cluster, make_federation, federation) -> Iterator[dict]:
     """The main node alone, with `public_requires_key` on and a small upload limit.
 
-    It shares the cluster's `geoplat_national` database with the session federation (as
-    tests/auth/test_auth_default_keys.py does); what it publishes is purged at the end.
+    Its database is its own (`make_federation`); what it publishes is purged at the end.
     """
     base = tmp_path_factory.mktemp("progress_keyed")
     path = make_federation(base, pg_cluster, require_keys=True)
