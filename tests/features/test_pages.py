@@ -10,7 +10,7 @@ import requests
 # what a page loads (scripts, styles, images, frames), not links a reader may follow
 EXTERNAL = re.compile(r"""<(?:script|img|iframe|source)\b[^>]*\bsrc\s*=\s*["'](?:https?:)?//(?!127\.0\.0\.1|localhost)"""
                       r"""|<link\b[^>]*\bhref\s*=\s*["'](?:https?:)?//(?!127\.0\.0\.1|localhost)"""
-                      r"""|url\(\s*["']?(?:https?:)?//(?!127\.0\.0\.1|localhost)""", re.I)
+                      r"""|url\(\s*["']?(?:https?:)?//(?!127\.0\.0\.1|localhost)""", re.IGNORECASE)
 
 
 @pytest.mark.parametrize("path", ["/ogc", "/ogc/collections", "/ogc/collections/poi",
