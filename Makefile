@@ -45,7 +45,7 @@ user:  # after the venv (install lists it last): it grants access to the interpr
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,dev]'
 	@touch $@
 
 node_modules/.installed: package.json
@@ -69,5 +69,6 @@ bench: install
 	$(BIN)/python bench/features.py
 	$(BIN)/python bench/tiles.py
 
-lint:
-	$(BIN)/ruff check nodes layers tiles services tests bench
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy

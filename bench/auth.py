@@ -33,7 +33,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # sso_client: sign-in through the real pages
+sys.path.insert(0, str(ROOT / "tests" / "support"))  # sso_client: the tests' sign-in
 
 from nodes import federation as federation_mod
 from nodes import settings as settings_mod

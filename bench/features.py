@@ -104,7 +104,8 @@ def ensure_federation(needed: set[str], db_was_running: bool) -> list[str] | Non
     nothing). Only a fully stopped federation is started, so that command stops nothing
     someone else started; a managed PostGIS that was already running is kept.
     """
-    out = subprocess.run(GEOPLAT + ["status", "--json"], cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run(GEOPLAT + ["status", "--json"], cwd=ROOT, capture_output=True, text=True,
+                         check=False)
     rows = {r["node"]: r for r in json.loads(out.stdout)}
     if all(rows[n]["status"] == "ok" for n in needed):
         print(f"reusing running nodes: {', '.join(sorted(needed))}")
@@ -135,7 +136,7 @@ def ensure_tipg_venv() -> None:
     """
     python = TIPG_VENV / "bin" / "python"
     check = [str(python), "-c", "import tipg, httptools, uvloop"]
-    if not python.exists() or subprocess.run(check, capture_output=True).returncode:
+    if not python.exists() or subprocess.run(check, capture_output=True, check=False).returncode:
         print(f"installing tipg into {TIPG_VENV}")
         subprocess.run(["python3", "-m", "venv", str(TIPG_VENV)], check=True)
         pip = str(TIPG_VENV / "bin" / "pip")
@@ -146,12 +147,12 @@ def start_tipg(node: str, dsn: str, workers: int) -> tuple[subprocess.Popen, str
     """One tipg (uvicorn, same worker count as our node) on a free loopback port."""
     port = free_port()
     env = {"PATH": os.environ.get("PATH", ""), "DATABASE_URL": dsn, "TIPG_DEBUG": "false"}
-    log = open(BENCH / "results" / f"tipg-{node}.log", "wb")
-    proc = subprocess.Popen(
-        [str(TIPG_VENV / "bin" / "uvicorn"), "tipg.main:app", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", str(workers), "--http", "httptools", "--loop", "uvloop",
-         "--no-access-log", "--log-level", "warning"],
-        cwd=BENCH, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(BENCH / "results" / f"tipg-{node}.log", "wb") as log:  # the child has its copy
+        proc = subprocess.Popen(
+            [str(TIPG_VENV / "bin" / "uvicorn"), "tipg.main:app", "--host", "127.0.0.1",
+             "--port", str(port), "--workers", str(workers), "--http", "httptools",
+             "--loop", "uvloop", "--no-access-log", "--log-level", "warning"],
+            cwd=BENCH, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -285,14 +286,15 @@ def measure(case: Case, ours: str, tipg: str, args: argparse.Namespace,
 
 def git_commit() -> str:
     def git(*a: str) -> str:
-        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True,
+                              check=False).stdout.strip()
     dirty = "-dirty" if git("status", "--short") else ""
     return (git("rev-parse", "--short", "HEAD") or "unknown") + dirty
 
 
 def table(rows: list[tuple[Case, Result, Result]]) -> str:
-    lines = ["| case | ours req/s | ours p95 ms | tipg req/s | tipg p95 ms | ours/tipg "
-             "| errors ours/tipg | client CPU ours/tipg |",
+    lines = [("| case | ours req/s | ours p95 ms | tipg req/s | tipg p95 ms | ours/tipg "
+              "| errors ours/tipg | client CPU ours/tipg |"),
              "|---|---:|---:|---:|---:|---:|---|---|"]
     for case, o, t in rows:
         ratio = o.rps / t.rps if t.rps else math.nan
@@ -382,12 +384,12 @@ def main(argv: list[str] | None = None) -> int:
         for proc, _ in tipgs.values():
             stop_group(proc)
         if stop_cmd:
-            subprocess.run(GEOPLAT + stop_cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
+            subprocess.run(GEOPLAT + stop_cmd, cwd=ROOT, stdout=subprocess.DEVNULL, check=False)
 
     if rows:
         tipg_version = subprocess.run([str(TIPG_VENV / "bin" / "python"), "-c",
                                        "import tipg; print(tipg.__version__)"],
-                                      capture_output=True, text=True).stdout.strip()
+                                      capture_output=True, text=True, check=False).stdout.strip()
         head = (f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {git_commit()}, "
                 f"{os.cpu_count()} cores, load average {load_before:.1f} before / "
                 f"{os.getloadavg()[0]:.1f} after\n\n"

@@ -38,7 +38,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # sso_client: sign-in through the real pages
+sys.path.insert(0, str(ROOT / "tests" / "support"))  # sso_client: the tests' sign-in
 RESULTS = ROOT / "bench" / "results" / "publish.md"
 # the environment as started: libraries imported later (the nodes' Mapnik, rasterio) point
 # PROJ_DATA at their own data, where the system's ogr2ogr finds no proj.db

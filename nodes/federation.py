@@ -5,7 +5,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from layers.load import LayerSpec, LoadResult, load_layer
 from nodes.postgres import Cluster, PostgresError, ensure_postgis
@@ -65,10 +72,15 @@ def load_node_layers(settings: FederationSettings, node: NodeSettings, *, force:
                   transient=False) as progress:
         for layer in load_layers(settings, node):
             task = progress.add_task(f"{node.id}.{layer.id}", total=None)
-            res = load_layer(
-                dsn, layer_spec(settings, layer), force=force,
-                progress=lambda n, t=task: progress.advance(t, n),
-                on_total=lambda total, t=task: progress.update(t, total=total))
+
+            def advance(n: int, t: TaskID = task) -> None:
+                progress.advance(t, n)
+
+            def set_total(total: int, t: TaskID = task) -> None:
+                progress.update(t, total=total)
+
+            res = load_layer(dsn, layer_spec(settings, layer), force=force, progress=advance,
+                             on_total=set_total)
             progress.update(task, total=res.feature_count, completed=res.feature_count,
                             description=f"{node.id}.{layer.id}" + (" (unchanged)" if res.skipped else ""))
             results.append(res)

@@ -82,7 +82,7 @@ class Cluster:
         cmd = [str(pg_bindir() / args[0]), *args[1:]]
         if owner:
             cmd = ["runuser", "-u", owner, "--", *cmd]
-        res = subprocess.run(cmd, capture_output=True, text=True)
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if check and res.returncode != 0:
             raise PostgresError(f"{args[0]} failed: {res.stderr.strip() or res.stdout.strip()}")
         return res

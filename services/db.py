@@ -186,7 +186,9 @@ def secret(db: Database, name: str) -> str:
     """A random secret kept in `auth.secrets`, created on first use."""
     db.execute("INSERT INTO auth.secrets (name, value) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                (name, secrets.token_urlsafe(32)))
-    return db.one("SELECT value FROM auth.secrets WHERE name = %s", (name,))["value"]
+    row = db.one("SELECT value FROM auth.secrets WHERE name = %s", (name,))
+    assert row is not None  # inserted just above
+    return row["value"]
 
 
 class Database:
@@ -212,9 +214,8 @@ class Database:
             if self._pool is None:
                 self._pool = psycopg2.pool.ThreadedConnectionPool(
                     1, self.maxconn, self.dsn, connect_timeout=3, application_name="geoplat-auth")
-        with self._slots:
-            with self._pooled() as cur:
-                yield cur
+        with self._slots, self._pooled() as cur:
+            yield cur
 
     @contextlib.contextmanager
     def _pooled(self) -> Iterator[psycopg2.extras.RealDictCursor]:

@@ -3,52 +3,18 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
-from var_dirs import remove_all, var_dir_for
+from federations import free_port, isolated_federation, write_federation
+from publish_helpers import ctx_of
+from var_dirs import remove_all
 
 from nodes import settings as settings_mod
 from nodes import supervisor
 from nodes.postgres import Cluster
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def write_federation(base: Path, cluster: Cluster, ports: dict[str, int] | None = None,
-                     require_keys: bool = False) -> Path:
-    """A copy of config/federation.yml with var/, PostGIS and ports of this test run.
-
-    Most suites call public layers anonymously, so keys are optional unless `require_keys`
-    (the shipped default, tested in test_auth_default_keys.py).
-    """
-    raw = yaml.safe_load((ROOT / "config" / "federation.yml").read_text(encoding="utf-8"))
-    raw["var_dir"] = str(var_dir_for(base))  # not under `base`: the nodes' user must enter it
-    raw["data_dir"] = str(ROOT / "data-samples")
-    raw["postgres"] = {"data_dir": str(cluster.data_dir), "port": cluster.port}
-    for node in raw["nodes"]:
-        node["host"] = "127.0.0.1"
-        node["port"] = (ports or {}).get(node["id"]) or free_port()
-        node["database_url"] = ""
-        node["auth"] = {**(node.get("auth") or {}), "public_requires_key": require_keys}
-    cfg_dir = base / "config"
-    cfg_dir.mkdir(parents=True, exist_ok=True)
-    if (cfg_dir / "layers").exists():
-        shutil.rmtree(cfg_dir / "layers")
-    shutil.copytree(ROOT / "config" / "layers", cfg_dir / "layers")
-    path = cfg_dir / "federation.yml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return path
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -86,8 +52,16 @@ def urls(federation: settings_mod.FederationSettings) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def make_federation():
-    """`write_federation` for tests that start their own nodes."""
-    return write_federation
+    """The configuration of a federation for tests that start their own nodes: its databases
+    and roles are its own (`geoplat_<id>_t<n>`), never the suite-wide federation's."""
+    return isolated_federation
+
+
+@pytest.fixture(scope="module")
+def ctx(federation: settings_mod.FederationSettings):
+    """Hangzhou's publishing context (`layers.web.node_context`) in the shared federation, per
+    module (tests/publish/, tests/security/test_security_uploads.py)."""
+    return ctx_of(federation, "hangzhou")
 
 
 @pytest.fixture(scope="session")
@@ -102,16 +76,18 @@ def main_db(federation: settings_mod.FederationSettings):
 
 @pytest.fixture(scope="session")
 def keyed(tmp_path_factory: pytest.TempPathFactory, pg_cluster: Cluster) -> Iterator[dict]:
-    """A federation of its own with `public_requires_key` at its default (true), shared by the
-    suites of keys (test_auth_default_keys, test_security_keys, test_clients_qgis): base URLs
-    `hz`/`zj`/`nat`, a server key `key` for 127.0.0.0/8, `main_db`, `settings`."""
+    """A federation of its own (databases `geoplat_<id>_keyed`) with `public_requires_key` at
+    its default (true), shared by the suites of keys (test_auth_default_keys, test_security_keys,
+    test_clients_qgis): base URLs `hz`/`zj`/`nat`, a server key `key` for 127.0.0.0/8,
+    `main_db`, `settings`."""
     from nodes import federation as federation_mod
     from services.access import apikeys
     from services.db import Database
     from services.sso import accounts
 
     base = tmp_path_factory.mktemp("keyed")
-    settings = settings_mod.load(write_federation(base, pg_cluster, require_keys=True))
+    settings = settings_mod.load(write_federation(base, pg_cluster, require_keys=True,
+                                                  tag="keyed"))
     assert all(n.auth.public_requires_key for n in settings.nodes)
     procs, _ = supervisor.up(settings, echo=lambda *a: None)
     try:

@@ -266,7 +266,7 @@ class KeyChecker:
             row = await anyio.to_thread.run_sync(lambda: self.db.one(
                 "SELECT coalesce(sum(count), 0) AS n FROM auth.key_usage WHERE key_id = %s AND "
                 "kind = %s AND day = current_date", (key_id, kind)))
-            base = (now, int(row["n"]))
+            base = (now, int(row["n"]) if row else 0)
             self._base[(key_id, kind)] = base
         return base[1] + self._counts.get((key_id, kind), 0)
 

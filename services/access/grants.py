@@ -25,6 +25,7 @@ def request_grant(db: Database, node_id: str, p: Principal, layer_id: str, reaso
     row = db.one(f"INSERT INTO auth.grants (user_sub, username, layer_id, status, reason) "
                  f"VALUES (%s, %s, %s, 'pending', %s) RETURNING {COLUMNS}",
                  (p.sub, p.username, layer_id, reason[:500]))
+    assert row is not None  # INSERT ... RETURNING
     audit.record(db, node_id, "grant.request", actor=p.username or p.sub, subject=layer_id,
                  grant_id=row["id"])
     return row

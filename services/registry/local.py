@@ -146,7 +146,8 @@ def sync_local_services(runtime: NodeRuntime, pygeoapi_config: dict,
                 old = current.get(rid)
                 if rec["layer_id"] in reviewed:  # a node admin decides; later publishes keep it
                     keep = old is not None and old["status"] != "retired"
-                    rec = {**rec, "status": old["status"] if keep else "pending"}
+                    rec = {**rec, "status": old["status"] if old is not None and keep
+                           else "pending"}
                 if old is not None and _same(old, rec):
                     continue
                 rec = {**rec, "version": (old["version"] + 1) if old else 1}

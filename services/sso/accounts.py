@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -153,7 +154,7 @@ def authenticate(db: Database, username: str, password: str, *, threshold: int,
 
 
 def create(db: Database, username: str, password: str, email: str = "",
-           *, roles: list[str] = (), platform_admin: bool = False, via: str = "cli") -> User:
+           *, roles: Sequence[str] = (), platform_admin: bool = False, via: str = "cli") -> User:
     """An account made by an operator (CLI, demo, tests), with roles like `hangzhou:admin`."""
     user = by_name(db, username)
     if user is None:
