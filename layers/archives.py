@@ -13,8 +13,8 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from layers.errors import PublishError
 from geoplat_settings import PublishSettings
+from layers.errors import PublishError
 
 VECTOR_SUFFIXES = {".zip", ".gpkg", ".geojson", ".json", ".csv", ".shp"}
 RASTER_SUFFIXES = {".tif", ".tiff"}

@@ -6,7 +6,7 @@ read and goes to the COPY as EWKB with a new header (layers/copy_encoder.py `Ewk
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -127,11 +127,11 @@ def read_batched(path: Path, what: str, crs: Any, layer: str | None, encoding: s
             source.close()
 
     return VectorData(template, np.empty(0, dtype=object), gtype, titles, label(crs), report,
-                      batches=batches(), count_hint=count)
+                      batches=batches(), count_hint=count)  # type: ignore[arg-type]  # WKB as Ewkb
 
 
 def _arrow_batches(path: Path, what: str, layer: str | None, encoding: str | None,
-                   batch_rows: int) -> Iterator[tuple[pd.DataFrame, np.ndarray, np.ndarray]]:
+                   batch_rows: int) -> Generator[tuple[pd.DataFrame, np.ndarray, np.ndarray]]:
     """(attributes indexed by source FID, FIDs, WKB) of `batch_rows` features at a time.
 
     GDAL's Arrow stream reads a batch column by column, without a Python object per value

@@ -202,7 +202,7 @@ def ewkb_rows(fields: list[tuple[np.ndarray, np.ndarray]], geoms: Ewkb) -> bytes
     tail[:, :4] = (body_lens + len(head)).astype(">i4").view(np.uint8).reshape(n, 4)
     tail[:, 4:] = head
     buf, starts = _pack_rows(fields, tail)
-    view = memoryview(buf)
+    view = memoryview(buf)  # type: ignore[arg-type]  # numpy arrays are buffers
     rows = (view[a:b] for a, b in pairwise(np.append(starts, len(buf)).tolist()))
     return b"".join(chain.from_iterable(zip(rows, geoms.bodies)))
 

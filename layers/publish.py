@@ -35,7 +35,7 @@ import psycopg2
 import yaml
 from psycopg2 import sql
 
-from geoplat_settings import NodeRuntime, PublishSettings
+from geoplat_settings import EMAP_LAYERS, NodeRuntime, PublishSettings
 from layers.errors import printable
 from layers.formats import (
     RASTER_SUFFIXES,
@@ -53,7 +53,6 @@ from layers.formats import (
 from layers.load import CATALOGUE_DDL, create_layer_table, upsert_catalogue
 from layers.serving import CHANNEL, POLL_SECONDS
 from tiles.seed import invalidate
-from tiles.styles import EMAP_LAYERS
 
 LOGGER = logging.getLogger("geoplat.publish")
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,44}$")
@@ -436,7 +435,8 @@ def publish(ctx: NodeContext, path: Path, name: str, *, title: str | None = None
         if all_layers and data_path.suffix.lower() == ".gpkg":
 
             names = gpkg_layers(data_path)
-            targets = [(f"{name}_{safe_names([n])[n]}"[:45], n) for n in names]
+            targets: list[tuple[str, str | None]] = [
+                (f"{name}_{safe_names([n])[n]}"[:45], n) for n in names]
             for target, _ in targets:
                 validate_name(target, ctx)
         else:

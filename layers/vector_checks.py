@@ -46,7 +46,8 @@ class VectorData:
 
 
 
-def safe_names(names: list[str], reserved: set[str] = frozenset({"fid", "geom"})) -> dict[str, str]:
+def safe_names(names: list[str], reserved: frozenset[str] | set[str] = frozenset({"fid", "geom"})
+               ) -> dict[str, str]:
     """original -> SQL/OGC-safe lowercase unique name (non-ASCII names become attr_<n>)."""
     taken: set[str] = set()
     out: dict[str, str] = {}

@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from geoplat_settings import NodeRuntime
 from nodes.container import NodeServices
@@ -63,7 +63,7 @@ class GuardMiddleware:
 
         no_body = False
 
-        async def guarded_send(message: dict) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal started, no_body
             if message["type"] == "http.response.start":
                 started = True

@@ -10,6 +10,7 @@ import anyio
 import psycopg2
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Message
 
 from geoplat_settings import ServerSection
 from services.access.control import AccessControl
@@ -85,7 +86,7 @@ class Health:
         async def receive() -> dict:
             return {"type": "http.request", "body": b"", "more_body": False}
 
-        async def send(message: dict) -> None:
+        async def send(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -146,7 +147,7 @@ class Health:
             if revocations.failure or revocations.age() > 2 * POLL_SECONDS:
                 await revocations.poll()  # no traffic has polled lately: find out now
             checks["revocations"] = revocations.status()
-        if getattr(control, "keys", None) is not None:
+        if control is not None and control.keys is not None:
             await control.keys.probe()  # only after failed lookups
             checks["keys"] = control.keys.status()
         checks["registry"] = await anyio.to_thread.run_sync(self._registry_check)

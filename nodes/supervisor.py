@@ -47,11 +47,11 @@ def run_dir(settings: FederationSettings) -> Path:
 def start_node(settings: FederationSettings, node: NodeSettings, ndir: Path, *,
                wrap: Wrap | None = None) -> NodeProcess:
     """Start the node's process group; `wrap` may prefix the command (e.g. `ip netns exec`)."""
-    log = open(settings.resolve(settings.var_dir) / "run" / f"{node.id}.log", "ab")
+    log_path = settings.resolve(settings.var_dir) / "run" / f"{node.id}.log"
     env = {**os.environ, "GEOPLAT_NODE_DIR": str(ndir), "PYTHONUNBUFFERED": "1"}
     env.pop("GEOPLAT_INITIAL_TOKEN", None)  # build time only (services/provision.py)
-    door = FrontDoor(ndir, node.host, node.port)
-    door = door if door.available() and door.conf.exists() else None
+    front = FrontDoor(ndir, node.host, node.port)
+    door = front if front.available() and front.conf.exists() else None
     bind = door.app_args() if door else ["--host", node.host, "--port", str(node.port)]
     user = privileges.run_user()
     if user is not None:  # as root: the whole group (nginx master too) runs as the node's user
@@ -68,9 +68,10 @@ def start_node(settings: FederationSettings, node: NodeSettings, ndir: Path, *,
         cmd = privileges.drop_command(user, low_port=node.port < 1024) + cmd
     if wrap is not None:  # must exec the command, so its pid stays the group leader
         cmd = wrap(node, cmd)
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True,
-                            cwd=str(Path(__file__).resolve().parent.parent))
+    with open(log_path, "ab") as log:  # the child has its own copy of the descriptor
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                cwd=str(Path(__file__).resolve().parent.parent))
     (run_dir(settings) / f"{node.id}.pid").write_text(str(proc.pid))
     return NodeProcess(node, proc)
 
@@ -234,4 +235,4 @@ def foreground(settings: FederationSettings, procs: list[NodeProcess], echo=prin
     return code
 
 
-__all__ = ["NodeProcess", "build_node", "node_dir", "start_node", "stop_group", "up", "down"]
+__all__ = ["NodeProcess", "build_node", "down", "node_dir", "start_node", "stop_group", "up"]

@@ -19,11 +19,11 @@ from typing import Any
 import psycopg2
 import yaml
 
+from geoplat_settings import EMAP_LAYERS
 from tiles.frontdoor import FrontDoor
 from tiles.mapproxy_config import build_mapproxy_config
 from tiles.rasters import make_hillshade
 from tiles.styles import (
-    EMAP_LAYERS,
     check_no_sensitive,
     drawable_tables,
     load_styles,

@@ -16,12 +16,13 @@ from urllib.parse import quote, urlsplit
 
 from lxml import etree
 from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
 _URL_ATTRS = {XLINK_HREF, "href", "template"}
 
 
-def accepted_tk(scope: dict) -> str | None:
+def accepted_tk(scope: Scope) -> str | None:
     """The request's `tk` as the key checker reads it (Starlette: the last `tk` value); echoed
     into documents only after that check allowed the request."""
     return HTTPConnection(scope).query_params.get("tk") or None

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from geoplat_settings import EMAP_LAYERS
 from tiles.grids import GRIDS, MAX_LEVEL
-from tiles.styles import EMAP_LAYERS
 
 
 def add_commands(sub: Any, load: Callable[[argparse.Namespace], Any],
@@ -74,7 +74,7 @@ def cmd_seed(args: argparse.Namespace, settings: Any, node_dir: Callable[[Any, A
                           TimeRemainingColumn(), transient=False) as progress:
                 task = progress.add_task("seed", total=n)
                 res = seed(ndir, layer, grid, levels, bbox, workers=args.workers,
-                           progress=lambda k, t=task: progress.advance(t, k))
+                           progress=lambda k, t=task: progress.advance(t, k))  # type: ignore[misc]
             print(f"{node.id} {layer}_{grid}: {res.tiles} tiles in {res.seconds:.1f} s "
                   f"({res.rate:.1f} tiles/s)")
             total_tiles += res.tiles

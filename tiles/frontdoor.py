@@ -20,10 +20,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from geoplat_settings import EMAP_LAYERS
 from tiles import nginx
 from tiles.errors import nginx_exception_xml, ogc_code_for
 from tiles.grids import MAX_LEVEL
-from tiles.styles import EMAP_LAYERS
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 _JPEG = ("img", "ter")  # layer formats as in config/styles/emap.yml

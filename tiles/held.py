@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from starlette.types import Send
+from starlette.types import Message, Send
 
 
 class HeldResponse:
     """The held `http.response.start` message and the body parts received so far."""
 
-    def __init__(self, start: dict):
+    def __init__(self, start: Message):
         self.start = start
         self.parts: list[bytes] = []
 
-    def add(self, message: dict) -> bytes | None:
+    def add(self, message: Message) -> bytes | None:
         """The whole body once `message` is the last part, else None (more to come)."""
         self.parts.append(message.get("body", b""))
         return None if message.get("more_body") else b"".join(self.parts)

@@ -10,11 +10,12 @@ with the grid's top-left origin, so nginx can map a tile URL straight to a file.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from geoplat_settings import EMAP_LAYERS
 from tiles.grids import GRIDS, MAX_LEVEL
-from tiles.styles import EMAP_LAYERS
 
 # Finest e-map level a node renders from its own data, by tier (DESIGN.md, scales per tier).
 OWN_MAX_LEVEL = {"main": 14, "sub": 16, "base": MAX_LEVEL}
@@ -91,7 +92,7 @@ def add_compositions(conf: dict[str, Any], compositions: list[dict[str, Any]],
 
 
 def build_mapproxy_config(node: Any, children: list[Any], tiles_dir: Path,
-                          layer_formats: dict[str, str], cache_dir: Path,
+                          layer_formats: Mapping[str, str], cache_dir: Path,
                           child_key: str | None = None,
                           compositions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The MapProxy YAML dict; `node`/`children` are NodeSettings, mapfiles in `tiles_dir`.
@@ -111,7 +112,7 @@ def build_mapproxy_config(node: Any, children: list[Any], tiles_dir: Path,
     redis = tile_cache is not None and tile_cache.backend == "redis"
 
     def storage(name: str) -> dict[str, Any]:
-        if redis:
+        if redis and tile_cache is not None:
             return {"type": "redis", **tile_cache.redis_params(), "default_ttl": tile_cache.ttl,
                     "prefix": redis_prefix(node.id, name)}
         return {"type": "file", "directory_layout": "tms", "use_grid_names": True}

@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from geoplat_settings import EMAP_LAYERS
 from tiles.grids import GRIDS, MAX_LEVEL, tile_at
-from tiles.styles import EMAP_LAYERS
 
 MERCATOR_LAT = 85.0511287798
 

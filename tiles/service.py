@@ -29,14 +29,14 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from geoplat_settings import EMAP_LAYERS
 from tiles import capabilities
 from tiles.errors import OGCError, wms_exception, wmts_exception
 from tiles.grids import GRIDS, MAX_LEVEL
 from tiles.held import HeldResponse
 from tiles.mapproxy_config import MAX_WMS_AREA, MAX_WMS_PIXELS
-from tiles.styles import EMAP_LAYERS
 
 LOGGER = logging.getLogger("geoplat.tiles")
 KeyCheck = Callable[[Scope, Sequence[str], str], Awaitable[OGCError | None]]
@@ -359,7 +359,7 @@ class TileService:
             resp = wms_exception(err, version) if wms else wmts_exception(err)
             await resp(scope, receive, send)
 
-        async def guarded(message: dict) -> None:
+        async def guarded(message: Message) -> None:
             if state["replaced"]:
                 return
             if message["type"] == "http.response.start":
@@ -391,7 +391,7 @@ class TileService:
                 return
             await send(message)
 
-        await self.mapproxy(scope, receive, guarded)
+        await self.mapproxy(scope, receive, guarded)  # type: ignore[arg-type]  # ASGI types
 
 
 def _header(scope: Scope, name: bytes) -> str:

@@ -15,7 +15,6 @@ from xml.etree import ElementTree as ET
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from geoplat_settings import EMAP_LAYERS as EMAP_LAYERS  # the layers drawn here (named in settings)
 from tiles.grids import scale_denominator
 
 META_BUFFER = 128  # px rendered around a meta-tile so labels and symbols cross tile edges

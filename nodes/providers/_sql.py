@@ -221,7 +221,7 @@ def describe_table(
             id_field=id_field,
             geom_field=geom_field,
             srid=srid,
-            geometry_type=str(srid_row["gtype"] or "Geometry"),
+            geometry_type=str((srid_row["gtype"] if srid_row is not None else None) or "Geometry"),
             columns=columns,
             id_type=columns[id_field],
             table=sa_table,

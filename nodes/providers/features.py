@@ -272,7 +272,7 @@ class PostGISFeatureProvider(BaseProvider):
         order.append(t.c[self.id_field].asc())  # stable paging
         offset, limit = max(int(offset or 0), 0), max(int(limit if limit is not None else 10), 0)
 
-        cols = [t.c[self.id_field].label("__id"), *[t.c[n] for n in names]]
+        cols: list[Any] = [t.c[self.id_field].label("__id"), *[t.c[n] for n in names]]
         if not skip_geometry:
             cols.append(self._geometry_out(crs_transform_spec))
         # page over ids first: PostgreSQL would otherwise build the output (GeoJSON!) of

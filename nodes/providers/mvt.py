@@ -16,6 +16,7 @@ import threading
 from typing import Any, ClassVar
 
 import psycopg2
+from morecantile import Tile
 from psycopg2 import sql as pgsql
 from pygeoapi.models.provider.base import LinkType, TileMatrixSetEnum, TileSetMetadata
 from pygeoapi.provider.base import ProviderConnectionError
@@ -43,7 +44,7 @@ _POINT_TYPES = {"POINT", "MULTIPOINT"}
 
 def _tile_bounds_lonlat(tms: str, z: int, x: int, y: int) -> tuple[float, float, float, float]:
     """lon/lat bounds of a tile (WebMercatorQuad or WorldCRS84Quad, top-left origin)."""
-    b = OGC_TMS[tms].xy_bounds(x, y, z)
+    b = OGC_TMS[tms].xy_bounds(Tile(x, y, z))
     if tms == WORLD_CRS84:
         return b.left, b.bottom, b.right, b.top
     # pyproj directly: morecantile's `bounds` looks its transformer up by CRS, ~1 ms a tile
@@ -68,7 +69,8 @@ class PostGISMVTProvider(BaseMVTProvider):
         self.dsn, self.schema, self.table, self.id_field, self.geom_field = _sql.table_settings(
             provider_def, self.data)
         self.layer = provider_def.get("layer") or self.table
-        opts = self.options = dict(self.options or {})
+        opts: dict[str, Any] = dict(getattr(self, "options", None) or {})
+        self.options = opts
         zoom = dict(opts.get("zoom") or {})
         self.minzoom = int(zoom.get("min", 0))
         self.maxzoom = min(int(zoom.get("max", 22)), _MAX_Z)

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 from services.access import audit
 from services.db import Database
@@ -312,7 +313,7 @@ class KeyChecker:
         """
         return bool(self.own_origin) and request_origin(c) == self.own_origin
 
-    async def check(self, conn: HTTPConnection | dict, kind: str, principal: Any, *,
+    async def check(self, conn: HTTPConnection | Scope, kind: str, principal: Any, *,
                     page: bool = False) -> Any:
         from services.access.control import ALLOW, Decision
 

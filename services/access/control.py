@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import anyio
 from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 from services.access.tokens import Principal, TokenValidator
 from services.db import Database
@@ -46,7 +47,7 @@ def token_cookie(node_id: str) -> str:
     return f"{TOKEN_COOKIE}_{node_id}"
 
 
-def bearer(conn: HTTPConnection | dict, cookie: str | None = None) -> str | None:
+def bearer(conn: HTTPConnection | Scope, cookie: str | None = None) -> str | None:
     """The access token of a request: `Authorization: Bearer`, else the node's session cookie."""
     headers = conn.headers if isinstance(conn, HTTPConnection) else HTTPConnection(conn).headers
     auth = headers.get("authorization", "")
@@ -70,7 +71,7 @@ class AccessControl:
     def non_public(self) -> set[str]:
         return {k for k, v in self.levels.items() if v != "public"}
 
-    async def principal(self, conn: HTTPConnection | dict) -> Principal | None:
+    async def principal(self, conn: HTTPConnection | Scope) -> Principal | None:
         """The caller, or None when anonymous; AuthError 401 for a bad token."""
         scope = conn.scope if isinstance(conn, HTTPConnection) else conn
         if "geoplat.principal" in scope:
@@ -133,7 +134,7 @@ class AccessControl:
         self.levels = levels
         self._grant_cache.clear()
 
-    async def check(self, conn: HTTPConnection | dict, layer_id: str | None, kind: Kind,
+    async def check(self, conn: HTTPConnection | Scope, layer_id: str | None, kind: Kind,
                     level: str | None = None, *, page: bool = False) -> Decision:
         """Token, API key/quota and layer level for one request (layer None: no layer).
 
@@ -153,7 +154,7 @@ class AccessControl:
             return Decision(True, principal=p)
         return await self.decide(p, layer_id, level)
 
-    async def visible(self, request: HTTPConnection | dict, layer_ids: list[str]) -> list[str]:
+    async def visible(self, request: HTTPConnection | Scope, layer_ids: list[str]) -> list[str]:
         """The subset of `layer_ids` the caller may see (for capabilities documents)."""
         try:
             p = await self.principal(request)

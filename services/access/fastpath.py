@@ -196,7 +196,7 @@ def _reload_nginx(node_dir: Path) -> bool:
         return False
     test = subprocess.run([NGINX, "-t", "-q", "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
                            "-e", str(prefix / "logs" / "error.log")],
-                          capture_output=True, text=True, timeout=30)
+                          check=False, capture_output=True, text=True, timeout=30)
     if test.returncode != 0:
         LOGGER.error("learned key maps refused by nginx, not reloaded: %s", test.stderr[-500:])
         return False
@@ -253,9 +253,7 @@ class Sweeper:
             except AuthError:  # main node unreachable: keep trusting what we knew, for a while
                 verdict[value] = None if self.keys.failing_too_long() else "keep"
                 continue
-            if key is None or key.revoked:
-                verdict[value] = None
-            elif quotas and await self.keys.used_today(key.key_id, "tiles") >= \
+            if key is None or key.revoked or quotas and await self.keys.used_today(key.key_id, "tiles") >= \
                     key.quotas.get("tiles", 0):
                 verdict[value] = None
             else:
@@ -274,7 +272,9 @@ class Sweeper:
 
         if not self.dir.is_dir():
             return False
-        lock = open(self.dir / "sweep.lock", "a+")
+        # the lock lives as long as this round (released by close() below); opening a local file
+        # does not block the loop
+        lock = open(self.dir / "sweep.lock", "a+")  # noqa: SIM115, ASYNC230
         try:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -309,9 +309,12 @@ class Sweeper:
             # a case is served from memory only once its key's rate limit is known
             served = {c: v for c, v in cases.items() if v in rates}
             state = self.dir / "state.json"
-            await anyio.to_thread.run_sync(lambda: (
-                state.write_text(json.dumps({"cases": cases, "rates": rates}), encoding="utf-8"),
-                os.chmod(state, 0o600), _write_maps(self.dir, served, rates)))
+            def write() -> None:
+                state.write_text(json.dumps({"cases": cases, "rates": rates}), encoding="utf-8")
+                os.chmod(state, 0o600)
+                _write_maps(self.dir, served, rates)
+
+            await anyio.to_thread.run_sync(write)
             await anyio.to_thread.run_sync(_reload_nginx, self.node_dir)
             return True
         finally:
@@ -323,6 +326,6 @@ class Sweeper:
                 await self.tick()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a failed round must not stop the next ones
+            except Exception:
                 LOGGER.exception("key fast-path sweep failed")
             await asyncio.sleep(TICK_SECONDS)

@@ -22,8 +22,8 @@ from services.access.apikeys import KeyChecker
 from services.access.control import AccessControl, token_cookie
 from services.access.fastpath import Sweeper
 from services.access.key_links import KeyLinks
-from services.access.revocations import RevocationList
 from services.access.require import guard_group
+from services.access.revocations import RevocationList
 from services.access.routes import NodeAuthRoutes, NodeClient
 from services.access.rules import AUTH
 from services.access.rules import SSO as SSO_RULES

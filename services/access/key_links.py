@@ -14,7 +14,7 @@ import json
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tiles.capabilities import accepted_tk, with_tk
 from tiles.held import HeldResponse
@@ -56,7 +56,7 @@ class KeyLinks:
             return
         held: HeldResponse | None = None
 
-        async def rewriting(message: dict) -> None:
+        async def rewriting(message: Message) -> None:
             nonlocal held
             if message["type"] == "http.response.start":
                 ctype = dict(message.get("headers", [])).get(b"content-type", b"")

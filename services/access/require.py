@@ -35,7 +35,7 @@ from typing import Any, Literal
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Match, Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.access.control import AccessControl, Decision, bearer, token_cookie
 from services.errors import AuthError, problem
@@ -115,7 +115,7 @@ def guard(requirement: Requirement, route: BaseRoute) -> BaseRoute:
     if not isinstance(route, (Route, Mount)):
         raise TypeError(f"cannot guard {route!r}")
     route.app = Enforce(route.app, requirement)
-    route.requirement = requirement  # type: ignore[attr-defined]
+    route.requirement = requirement  # type: ignore[union-attr]  # our attribute on Starlette's
     return route
 
 
@@ -124,7 +124,7 @@ def guard_group(rules: Mapping[str, Requirement], routes: Iterable[BaseRoute]) -
     so a new route cannot be mounted without deciding who may call it."""
     out = []
     for route in routes:
-        path = getattr(route, "path", None)
+        path = str(getattr(route, "path", ""))
         if path not in rules:
             raise LookupError(f"no access rule for {path!r} (services/access/rules.py)")
         out.append(guard(rules[path], route))
@@ -135,7 +135,7 @@ def attach(routes: list[BaseRoute], rules: Mapping[str, Requirement]) -> None:
     """Guard, in place, the routes of `routes` the `rules` name (a group another package added
     to the app's router, e.g. layers/web.py, which does not import services)."""
     for i, route in enumerate(routes):
-        path = getattr(route, "path", None)
+        path = str(getattr(route, "path", ""))
         if path in rules and getattr(route, "requirement", None) is None:
             routes[i] = guard(rules[path], route)
 
@@ -333,7 +333,7 @@ async def ogc_api(app: ASGIApp, req: Requirement, control: AccessControl, scope:
             return
     if layer in control.non_public:
         # answers that depend on who asks must never be served from a shared cache
-        async def private_send(message: dict) -> None:
+        async def private_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = [(k, v) for k, v in message.get("headers", [])
                            if k.lower() != b"cache-control"]

@@ -15,6 +15,7 @@ node's `/health` (degraded), and once its copy is older than `max_age` seconds (
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -75,10 +76,8 @@ class RevocationList:
             return True
         task = self._task
         if task is not None and not task.done():
-            try:
+            with contextlib.suppress(Exception):  # poll() logs; a timeout is a failure too
                 await asyncio.wait_for(asyncio.shield(task), 4.0)
-            except Exception:  # noqa: BLE001 - poll() logs; a timeout is a failure too
-                pass
         elif time.monotonic() - self._polled >= 1.0:
             self._polled = time.monotonic()
             await self.poll()

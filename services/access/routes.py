@@ -15,6 +15,7 @@ from authlib.integrations.base_client import OAuthError
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Scope
 
 from geoplat_settings import AuthSection, ServerSection
 from services.access import grants
@@ -263,7 +264,7 @@ class NodeAuthRoutes:
                                  decision.detail or decision.title)
         return decision.error().response()
 
-    async def _learn(self, scope: dict, layer: str | None) -> None:
+    async def _learn(self, scope: Scope, layer: str | None) -> None:
         """A keyed tile allowed without a token: let nginx answer this exact case itself."""
         from services.access import fastpath as emap_fastpath
         from services.access.apikeys import request_origin

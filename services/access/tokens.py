@@ -8,6 +8,7 @@ node is down, tokens signed by a cached key keep working until they expire.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,11 +132,9 @@ class TokenValidator:
             except (httpx.HTTPError, JoseError, ValueError, KeyError, TypeError):
                 # keep what we have: issued tokens keep working while the main node is down
                 if not self._keys and self.store is not None:
-                    try:
+                    with contextlib.suppress(Exception):  # the database may be down too
                         saved = await anyio.to_thread.run_sync(self.store.load)
                         self._keys = self._parse(saved or {})
-                    except Exception:  # noqa: BLE001 - the database may be down too
-                        pass
 
     @staticmethod
     def _parse(jwks: dict[str, Any]) -> dict[str, Any]:

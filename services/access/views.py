@@ -14,6 +14,7 @@ from collections import OrderedDict
 from typing import Any
 
 from starlette.requests import Request
+from starlette.types import Scope
 
 
 def filter_openapi(doc: dict[str, Any], hidden: frozenset[str]) -> dict[str, Any]:
@@ -26,7 +27,7 @@ def filter_openapi(doc: dict[str, Any], hidden: frozenset[str]) -> dict[str, Any
         out["tags"] = [t for t in out["tags"] if t.get("name") not in hidden]
     params = out.get("components", {}).get("parameters", {})
     for name in list(params):
-        if any(name == h or name.startswith(f"{h}.") or name.startswith(f"{h}_") for h in hidden):
+        if any(name == h or name.startswith((f"{h}.", f"{h}_")) for h in hidden):
             del params[name]
     return out
 
@@ -68,7 +69,7 @@ class FilteredViews:
                 self._apis.popitem(last=False)
         return api
 
-    async def serve(self, view: str, hidden: frozenset[str], scope: dict, receive: Any,
+    async def serve(self, view: str, hidden: frozenset[str], scope: Scope, receive: Any,
                     send: Any) -> None:
         import anyio
         import pygeoapi.api as core_api

@@ -144,7 +144,7 @@ def _check_health(change: dict, partial: bool = False) -> None:
 def refusal(index: int, change: Any, reason: str) -> dict[str, Any]:
     """How one refused change is reported to its sender."""
     ch = change if isinstance(change, dict) else {}
-    rec = ch.get("record") if isinstance(ch.get("record"), dict) else {}
+    rec: dict[str, Any] = ch["record"] if isinstance(ch.get("record"), dict) else {}
     rid = ch.get("id", rec.get("id")) if ch.get("op") != "upsert" else rec.get("id")
     return {"index": index, "op": ch.get("op") if isinstance(ch.get("op"), str) else None,
             "id": rid[:300] if isinstance(rid, str) else None, "reason": reason}

@@ -293,14 +293,17 @@ class RegistryWorker(threading.Thread):
             retry=tenacity.retry_if_exception_type(Exception),
             wait=tenacity.wait_exponential(multiplier=1, max=MAX_BACKOFF),
             stop=tenacity.stop_when_event_set(self.stop_event) | tenacity.stop_any(
-                lambda _state: not self._holding()),
-            sleep=self.stop_event.wait,  # an Event, so shutdown interrupts the backoff
+                lambda _state: not self._holding()),  # type: ignore[arg-type]  # a callable stop
+            sleep=self._backoff,  # on an Event, so shutdown interrupts the backoff
             before_sleep=lambda state: failed(state.outcome), reraise=False)
         try:
             retrying(attempt)
         except tenacity.RetryError as stopped:  # shutdown or lock lost while failing
             failed(stopped.last_attempt)
         return due["sync"]
+
+    def _backoff(self, seconds: float) -> None:
+        self.stop_event.wait(seconds)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop working, release the lock and close the pool (the app's lifespan calls it)."""

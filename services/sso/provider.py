@@ -116,7 +116,7 @@ class Client(rfc6749.ClientMixin):
 
     def check_client_secret(self, client_secret: str) -> bool:
         return bool(self.secret_hash) and hmac.compare_digest(
-            self.secret_hash, hash_secret(client_secret or ""))
+            self.secret_hash or "", hash_secret(client_secret or ""))
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         return method == self.auth_method
@@ -209,7 +209,7 @@ class Provider(rfc6749.AuthorizationServer):
         provider = self
 
         class CodeGrant(grants.AuthorizationCodeGrant):
-            TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+            TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "client_secret_post", "none"]
 
             def save_authorization_code(self, code: str, request: Any) -> None:
                 data = request.payload.data
@@ -235,7 +235,7 @@ class Provider(rfc6749.AuthorizationServer):
                 return accounts.get(provider.db, authorization_code.user_id)
 
         class RefreshGrant(grants.RefreshTokenGrant):
-            TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+            TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "client_secret_post", "none"]
             INCLUDE_NEW_REFRESH_TOKEN = True
 
             def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
@@ -250,10 +250,10 @@ class Provider(rfc6749.AuthorizationServer):
                                     "WHERE token_hash = %s", (refresh_token.token_hash,))
 
         class ClientCredentials(grants.ClientCredentialsGrant):
-            TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+            TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "client_secret_post"]
 
         class Revocation(RevocationEndpoint):
-            CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+            CLIENT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "client_secret_post", "none"]
 
             def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
                 token = None if token_type_hint == "access_token" else \
@@ -308,7 +308,7 @@ class Provider(rfc6749.AuthorizationServer):
     def query_access(self, value: str) -> AccessToken | None:
         """An access token this provider signed (any of its published keys), still unexpired."""
         try:
-            key = parse_jwks(self.signer.jwks()).get(unverified_header(value).get("kid"))
+            key = parse_jwks(self.signer.jwks()).get(str(unverified_header(value).get("kid")))
             if key is None:
                 return None
             claims = verified_claims(value, key, issuer=self.issuer, audience=self.audience,

@@ -96,7 +96,8 @@ def is_json(ctype: str) -> bool:
 
 async def read_body(receive: Receive) -> tuple[bytes, bool]:
     """The whole body, unless it grows over MAX_INSPECTED: (what was read, complete)."""
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":

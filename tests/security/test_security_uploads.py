@@ -526,9 +526,9 @@ def test_service_names_are_reserved_in_the_cli(federation, tmp_path):
 
 def test_reserved_names_follow_the_services_they_protect(federation):
     """The list in layers/publish.py names what the node really serves (no drift)."""
+    from geoplat_settings import EMAP_LAYERS
     from layers.publish import RESERVED
     from services.registry.local import CATALOGUE
-    from tiles.styles import EMAP_LAYERS
 
     assert CATALOGUE in RESERVED and set(EMAP_LAYERS) <= RESERVED
     national = ctx_of(federation, "national")
