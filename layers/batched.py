@@ -143,8 +143,8 @@ def _arrow_batches(path: Path, what: str, layer: str | None, encoding: str | Non
         with fence.vector_fence(), pyogrio.raw.open_arrow(
                 fence.gdal_path(path, driver), layer=layer, encoding=encoding,
                 batch_size=batch_rows, return_fids=True, use_pyarrow=True,
-                **fence.open_options(driver)) as (meta, reader):
-            fid, geom = meta["fid_column"], meta["geometry_name"] or "wkb_geometry"
+                **fence.open_options(driver)) as (info, reader):
+            fid, geom = info["fid_column"], info["geometry_name"] or "wkb_geometry"
             for batch in reader:
                 fids = batch.column(fid).to_numpy()
                 wkb = batch.column(geom).to_numpy(zero_copy_only=False)

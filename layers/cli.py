@@ -19,6 +19,7 @@ from geoplat_settings import RUNTIME_FILE, NodeRuntime
 from layers.errors import PublishError
 
 if TYPE_CHECKING:
+    # lazy: each command loads only what it needs (CLI start-up)
     from layers.publish import NodeContext
 
 
@@ -27,6 +28,7 @@ Context = Callable[[NodeRuntime, Path], "NodeContext"]
 
 def _publishing() -> ModuleType:
     # imported when a layers command runs, not with the CLI: it loads pandas, shapely, GDAL
+    # lazy: each command loads only what it needs (CLI start-up)
     import layers.publish
 
     return layers.publish

@@ -35,6 +35,7 @@ def _as_run_user(args: argparse.Namespace) -> int | None:
     `main()` may be called in-process (tests, scripts) and must leave its caller as it was.
     None: run here (not root, or not such a command).
     """
+    # lazy: each command loads only what it needs (CLI start-up)
     from nodes import privileges
 
     if args.command not in _AS_RUN_USER:
@@ -80,6 +81,7 @@ def _as_run_user(args: argparse.Namespace) -> int | None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    # lazy: each command loads only what it needs (CLI start-up)
     from nodes import supervisor
 
     s = _load(args)
@@ -91,6 +93,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    # lazy: each command loads only what it needs (CLI start-up)
     from nodes import supervisor
 
     supervisor.down(_load(args), stop_cluster=not args.keep_db)
@@ -98,6 +101,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    # lazy: each command loads only what it needs (CLI start-up)
     from nodes import federation, supervisor
 
     s = _load(args)
@@ -123,11 +127,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
     elif tree:
+        # lazy: each command loads only what it needs (CLI start-up)
         from services.registry.cli import print_tree
 
         print("federation health (registry of the main node):")
         print_tree(tree)
     if not args.json:  # issue 11: changes a parent refused are parked; say so
+        # lazy: each command loads only what it needs (CLI start-up)
         from services.registry.cli import push_lines
 
         for node in s.nodes:
@@ -147,6 +153,7 @@ def _health_tree(node: settings_mod.NodeSettings) -> dict | None:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    # lazy: each command loads only what it needs (CLI start-up)
     from nodes import federation
 
     s = _load(args)
@@ -182,6 +189,7 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_config_schema(args: argparse.Namespace) -> int:
+    # lazy: each command loads only what it needs (CLI start-up)
     from nodes.schema import write_schemas
 
     for path in write_schemas(Path(args.out) if args.out else None):
@@ -221,7 +229,10 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--out", help="directory (default config/schema)")
     sc.set_defaults(func=cmd_config_schema)
 
+    # lazy: each command loads only what it needs (CLI start-up)
     from nodes.build import node_view
+
+    # lazy: each command loads only what it needs (CLI start-up)
     from nodes.pygeoapi_config import node_dir
     from tiles.cli import add_commands as add_tiles_commands  # tiles seed|clean (issue 3)
 
@@ -241,6 +252,7 @@ def parser() -> argparse.ArgumentParser:
 
 def _publish_context(runtime: Any, ndir: Path) -> Any:
     # imported when a layers command runs, not with the CLI: it loads pandas, shapely, GDAL
+    # lazy: each command loads only what it needs (CLI start-up)
     from nodes.publishing import publish_context
 
     return publish_context(runtime, ndir)
@@ -248,6 +260,7 @@ def _publish_context(runtime: Any, ndir: Path) -> Any:
 
 def _node_dsn(args: argparse.Namespace, node_id: str | None) -> tuple[str, str]:
     """(id, database URL) of a node, default the main node: for the services commands."""
+    # lazy: each command loads only what it needs (CLI start-up)
     from nodes import federation
 
     s = _load(args)

@@ -133,6 +133,7 @@ def cmd_users_list(args: argparse.Namespace, resolve: Resolver) -> int:
 
 
 def cmd_users_add(args: argparse.Namespace, resolve: Resolver) -> int:
+    # lazy: each command loads only what it needs (CLI start-up)
     from services.sso import accounts
 
     node_id, db = _db(args, resolve, main=True)
@@ -151,6 +152,7 @@ def cmd_users_add(args: argparse.Namespace, resolve: Resolver) -> int:
 
 
 def cmd_users_role(args: argparse.Namespace, resolve: Resolver) -> int:
+    # lazy: each command loads only what it needs (CLI start-up)
     from services.sso import accounts
 
     node_id, db = _db(args, resolve, main=True)
@@ -168,12 +170,14 @@ def cmd_users_role(args: argparse.Namespace, resolve: Resolver) -> int:
 
 
 def cmd_users_flag(args: argparse.Namespace, resolve: Resolver, action: str) -> int:
+    # lazy: each command loads only what it needs (CLI start-up)
     from services.sso import accounts
 
     node_id, db = _db(args, resolve, main=True)
     if action == "unlock":
         ok = accounts.unlock(db, args.username)
     else:
+        # lazy: each command loads only what it needs (CLI start-up)
         from services.access.revocations import revoke_subject
 
         user = accounts.by_name(db, args.username)
@@ -189,6 +193,7 @@ def cmd_users_flag(args: argparse.Namespace, resolve: Resolver, action: str) -> 
 
 
 def cmd_grants_list(args: argparse.Namespace, resolve: Resolver) -> int:
+    # lazy: each command loads only what it needs (CLI start-up)
     from services.access import grants
 
     _, db = _db(args, resolve, args.node)
@@ -199,6 +204,7 @@ def cmd_grants_list(args: argparse.Namespace, resolve: Resolver) -> int:
 
 
 def cmd_grants_decide(args: argparse.Namespace, resolve: Resolver, action: str) -> int:
+    # lazy: each command loads only what it needs (CLI start-up)
     from services.access import grants
 
     node_id, db = _db(args, resolve, args.node)
@@ -220,6 +226,7 @@ def cmd_audit(args: argparse.Namespace, resolve: Resolver) -> int:
 
 
 def cmd_rotate(args: argparse.Namespace, resolve: Resolver) -> int:
+    # lazy: each command loads only what it needs (CLI start-up)
     from services.sso import signing
 
     node_id, db = _db(args, resolve, main=True)

@@ -20,6 +20,7 @@ import psycopg2
 import yaml
 
 from geoplat_settings import EMAP_LAYERS
+from tiles import compat
 from tiles.frontdoor import FrontDoor
 from tiles.mapproxy_config import build_mapproxy_config
 from tiles.rasters import make_hillshade
@@ -95,8 +96,6 @@ def build_tiles(node: Any, children: list[Any], layers: list[Any], dsn: str, nod
                 child_key: str | None = None,
                 compositions: list[dict] | None = None) -> TilePaths:
     """Write mapfiles and the MapProxy config of `node`; returns where they are."""
-    from tiles import compat
-
     paths = TilePaths(node_dir)
     paths.tiles_dir.mkdir(parents=True, exist_ok=True)
     paths.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -130,8 +129,6 @@ def validate_mapproxy(path: Path) -> None:
     """MapProxy's own validation (schema and references); raises ValueError on errors."""
     from mapproxy.config.loader import load_configuration
     from mapproxy.config.validator import validate
-
-    from tiles import compat
 
     compat.install()
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))

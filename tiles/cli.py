@@ -52,6 +52,7 @@ def cmd_seed(args: argparse.Namespace, settings: Any, node_dir: Callable[[Any, A
         TimeRemainingColumn,
     )
 
+    # lazy: each command loads only what it needs (CLI start-up)
     from tiles.seed import count_tiles, parse_bbox, parse_levels, seed
 
     node = _node(settings, args.node)
@@ -85,6 +86,7 @@ def cmd_seed(args: argparse.Namespace, settings: Any, node_dir: Callable[[Any, A
 
 
 def cmd_clean(args: argparse.Namespace, settings: Any, node_dir: Callable[[Any, Any], Path]) -> int:
+    # lazy: each command loads only what it needs (CLI start-up)
     from tiles.seed import clean, parse_bbox, parse_levels
 
     node = _node(settings, args.node)

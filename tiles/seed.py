@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from geoplat_settings import EMAP_LAYERS
+from tiles import compat
 from tiles.grids import GRIDS, MAX_LEVEL, tile_at
 
 MERCATOR_LAT = 85.0511287798
@@ -69,8 +70,6 @@ def count_tiles(grid: str, bbox, levels: tuple[int, int]) -> int:
 
 def _tile_manager(mapproxy_yaml: Path, layer: str, grid: str):
     from mapproxy.config.loader import load_configuration
-
-    from tiles import compat
 
     compat.install()
     conf = load_configuration(str(mapproxy_yaml), seed=True)

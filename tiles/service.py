@@ -32,11 +32,11 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from geoplat_settings import EMAP_LAYERS
-from tiles import capabilities
+from tiles import capabilities, compat
 from tiles.errors import OGCError, wms_exception, wmts_exception
 from tiles.grids import GRIDS, MAX_LEVEL
 from tiles.held import HeldResponse
-from tiles.mapproxy_config import MAX_WMS_AREA, MAX_WMS_PIXELS
+from tiles.mapproxy_config import EXT, MAX_WMS_AREA, MAX_WMS_PIXELS
 
 LOGGER = logging.getLogger("geoplat.tiles")
 KeyCheck = Callable[[Scope, Sequence[str], str], Awaitable[OGCError | None]]
@@ -155,8 +155,6 @@ def yaml_layers(mapproxy_yaml: Path) -> dict[str, str]:
     """Tiled layers of a MapProxy config beyond the e-map ones -> tile extension."""
     import yaml
 
-    from tiles.mapproxy_config import EXT
-
     conf = yaml.safe_load(Path(mapproxy_yaml).read_text(encoding="utf-8")) or {}
     caches = conf.get("caches") or {}
     out = {}
@@ -199,8 +197,6 @@ class TileService:
     @staticmethod
     def _make(mapproxy_yaml: Path) -> Any:
         from mapproxy.wsgiapp import make_wsgi_app
-
-        from tiles import compat
 
         compat.install()
         return make_wsgi_app(str(mapproxy_yaml))

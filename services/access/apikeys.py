@@ -26,6 +26,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
 from services.access import audit
+from services.access.control import ALLOW, Decision
 from services.db import Database
 from services.errors import AuthError
 
@@ -315,8 +316,6 @@ class KeyChecker:
 
     async def check(self, conn: HTTPConnection | Scope, kind: str, principal: Any, *,
                     page: bool = False) -> Any:
-        from services.access.control import ALLOW, Decision
-
         c = conn if isinstance(conn, HTTPConnection) else HTTPConnection(conn)
         value = c.query_params.get("tk") or c.headers.get("x-api-key")
         if not value:

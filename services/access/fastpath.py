@@ -30,7 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from services.errors import AuthError
 from tiles.errors import nginx_exception_xml, ogc_code_for
+from tiles.frontdoor import NGINX
 
 LOGGER = logging.getLogger("geoplat.auth")
 
@@ -187,8 +189,6 @@ def _write_maps(d: Path, cases: dict[str, str], rates: dict[str, int] | None = N
 
 def _reload_nginx(node_dir: Path) -> bool:
     """Test the config with the new maps, then reload nginx gracefully (no dropped request)."""
-    from tiles.frontdoor import NGINX
-
     prefix = node_dir / "nginx"
     try:
         pid = int((prefix / "nginx.pid").read_text().strip())
@@ -244,8 +244,6 @@ class Sweeper:
 
     async def _verdicts(self, values: set[str], *, quotas: bool) -> dict[str, Any]:
         """value -> its key record, None (refuse now), or "keep" (main node unreachable)."""
-        from services.errors import AuthError
-
         verdict: dict[str, Any] = {}
         for value in values:
             try:
@@ -285,6 +283,8 @@ class Sweeper:
             full = force or now - self._last_sweep >= SWEEP_SECONDS
             if full:
                 self._last_sweep = now
+
+                # services/access/emap.py imports this module (nginx_location_limits): a real cycle
                 from services.access.emap import fold_nginx_usage
 
                 await fold_nginx_usage(self.keys, self.node_dir, force=True)

@@ -18,11 +18,14 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Scope
 
 from geoplat_settings import AuthSection, ServerSection
-from services.access import grants
+from services.access import audit, grants
+from services.access import fastpath as emap_fastpath
+from services.access.apikeys import request_origin
 from services.access.clients import AppOAuth2Client, ClientCredentials, TokenUnavailable
 from services.access.control import AccessControl, token_cookie
+from services.access.emap import fold_nginx_usage
 from services.access.models import GrantDecision
-from services.errors import AuthError, BadRequest, Unauthorized, route_group
+from services.errors import AuthError, BadRequest, Unauthorized, ogc_exception, route_group
 from services.models import json_object
 from services.web.pages import LOGOUT, MESSAGE, REGISTER, Csrf, client_ip, render
 
@@ -241,8 +244,6 @@ class NodeAuthRoutes:
         (`f=ogc`: the OGC exception)."""
         from urllib.parse import urlsplit
 
-        from services.access.emap import fold_nginx_usage
-
         await fold_nginx_usage(self.control.keys, self.node_dir)  # keyed tiles nginx sent on a cached allow
         original = request.headers.get("x-original-uri", "")
         scope = dict(request.scope)
@@ -258,7 +259,6 @@ class NodeAuthRoutes:
                 await self._learn(scope, layer)
             return Response(status_code=204, headers={"Cache-Control": "no-store"})
         if request.query_params.get("f") == "ogc":  # nginx sends it as the tile's answer
-            from services.errors import ogc_exception
 
             return ogc_exception(decision.status, decision.error().ogc_code,
                                  decision.detail or decision.title)
@@ -266,9 +266,6 @@ class NodeAuthRoutes:
 
     async def _learn(self, scope: Scope, layer: str | None) -> None:
         """A keyed tile allowed without a token: let nginx answer this exact case itself."""
-        from services.access import fastpath as emap_fastpath
-        from services.access.apikeys import request_origin
-
         node_dir = self.node_dir
         keys = self.control.keys
         c = HTTPConnection(scope)
@@ -292,8 +289,6 @@ class NodeAuthRoutes:
     async def audit(self, request: Request) -> Response:
         """This node's audit trail, newest first (`event`, `actor`, `since`, `limit`)."""
         from datetime import datetime
-
-        from services.access import audit
 
         q = request.query_params
         await self._admin(request)

@@ -16,6 +16,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import Scope
 
+from services.web.pages import worker_id
+
 
 def filter_openapi(doc: dict[str, Any], hidden: frozenset[str]) -> dict[str, Any]:
     """The OpenAPI document without paths, tags or parameters naming hidden collections."""
@@ -82,7 +84,6 @@ class FilteredViews:
         response = await starlette_app.execute_from_starlette(func, request, alternative_api=api)
         response.headers["Cache-Control"] = "private, no-store"
         response.headers["Vary"] = "Authorization, Cookie"
-        from services.web.pages import worker_id
 
         response.headers["X-Geoplat-Worker"] = worker_id()  # every worker's listing can be checked
         await response(scope, receive, send)

@@ -28,6 +28,7 @@ from authlib.oidc.core.grants import OpenIDCode
 from joserfc.jwk import RSAKey
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from services.access.revocations import revoke_token
 from services.access.tokens import TokenRefused, parse_jwks, unverified_header, verified_claims
 from services.db import Database
 from services.sso import accounts
@@ -262,7 +263,6 @@ class Provider(rfc6749.AuthorizationServer):
 
             def revoke_token(self, token: Any, request: Any) -> None:
                 if isinstance(token, AccessToken):  # nodes learn it from /sso/revocations
-                    from services.access.revocations import revoke_token
 
                     revoke_token(provider.db, token.jti, token.exp)
                     return

@@ -15,8 +15,9 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from geoplat_settings import NodeAuth, ServerSection
-from services.access import audit
+from services.access import apikeys, audit
 from services.access.control import bearer
+from services.access.revocations import listing, revoke_subject
 from services.access.tokens import TokenValidator
 from services.errors import (
     AuthError,
@@ -204,8 +205,6 @@ class SSO:
             return self._page(LOGOUT, request, title="退出 Sign out", action="/sso/logout",
                               params=keep, message="Sign out of the federation?")
         if session:
-            from services.access.revocations import revoke_subject
-
             await self._run(lambda: self.db.execute(
                 "UPDATE auth.refresh_tokens SET revoked = true WHERE user_id = %s", (session["uid"],)))
             # single sign-out: the user's access tokens stop working at every node too
@@ -246,8 +245,6 @@ class SSO:
 
     async def revocations(self, request: Request) -> Response:
         """Access tokens revoked before expiry, for the nodes' validators (`after`: last id)."""
-        from services.access.revocations import listing
-
         try:
             after = int(request.query_params.get("after") or 0)
         except ValueError:
@@ -281,8 +278,6 @@ class SSO:
 
     async def keys(self, request: Request) -> Response:
         """A developer lists (GET) or creates (POST {name, kind, allowed, quotas}) API keys."""
-        from services.access import apikeys
-
         p = await self._developer(request)
         if request.method == "GET":
             rows = await self._run(lambda: self.db.all(
@@ -302,8 +297,6 @@ class SSO:
         return JSONResponse({**record, "key": value}, status_code=201)
 
     async def key_revoke(self, request: Request) -> Response:
-        from services.access import apikeys
-
         p = await self._developer(request)
         done = await self._run(lambda: apikeys.revoke_key(
             self.db, self.node.id, request.path_params["key_id"],
@@ -314,8 +307,6 @@ class SSO:
 
     async def key_lookup(self, request: Request) -> Response:
         """For nodes (client credentials, scope `keys`): the record of a key by its hash."""
-        from services.access import apikeys
-
         p = await self._bearer(request)
         if p.is_user or "keys" not in p.claims.get("scope", "").split():
             raise Forbidden("Only federation nodes look keys up.")
