@@ -25,7 +25,7 @@ FEATURE_PROVIDER = "nodes.providers.features.PostGISFeatureProvider"
 MVT_PROVIDER = "nodes.providers.mvt.PostGISMVTProvider"
 # what layers/serving.py configures published layers with (written into the node's runtime)
 PROVIDERS = Providers(feature=FEATURE_PROVIDER, tile=MVT_PROVIDER,
-                      coverage="layers.coverage.COGProvider")
+                      coverage="nodes.providers.coverage.COGProvider")
 
 
 def node_dir(settings: FederationSettings, node: NodeSettings) -> Path:
