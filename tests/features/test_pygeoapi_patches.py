@@ -74,3 +74,18 @@ def test_transformer_cache_wraps_the_signature_it_keys_on() -> None:
     """install_transformer_cache keys pyproj.Transformer.from_crs calls by their arguments."""
     params = list(inspect.signature(pyproj.Transformer.from_crs).parameters)
     assert params[:3] == ["crs_from", "crs_to", "always_xy"]
+
+
+def test_the_provider_names_in_the_runtime_are_pygeoapi_providers() -> None:
+    """Published layers are served by the classes the runtime names (a moved provider module
+    would otherwise leave published layers unserved)."""
+    import importlib
+
+    from pygeoapi.provider.base import BaseProvider
+
+    from nodes.pygeoapi_config import PROVIDERS
+
+    for field, dotted in PROVIDERS.model_dump().items():
+        module, _, name = dotted.rpartition(".")
+        cls = getattr(importlib.import_module(module), name)
+        assert issubclass(cls, BaseProvider), (field, dotted)
