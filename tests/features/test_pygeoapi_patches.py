@@ -82,10 +82,11 @@ def test_the_provider_names_in_the_runtime_are_pygeoapi_providers() -> None:
     import importlib
 
     from pygeoapi.provider.base import BaseProvider
+    from pygeoapi.provider.tile import BaseTileProvider
 
     from nodes.pygeoapi_config import PROVIDERS
 
     for field, dotted in PROVIDERS.model_dump().items():
         module, _, name = dotted.rpartition(".")
         cls = getattr(importlib.import_module(module), name)
-        assert issubclass(cls, BaseProvider), (field, dotted)
+        assert issubclass(cls, (BaseProvider, BaseTileProvider)), (field, dotted)
