@@ -12,7 +12,18 @@ from typing import Any
 
 from waiting import wait_for
 
+from geoplat_settings import (
+    AuthSection,
+    DatabaseSection,
+    Extent,
+    NodeRef,
+    NodeRuntime,
+    RegistrySection,
+    ScaleRange,
+    ServerSection,
+)
 from nodes.postgres import ensure_database, ensure_postgis
+from nodes.pygeoapi_config import PROVIDERS
 from services.registry.db import ensure_schema, outbox_add, state_get
 from services.registry.worker import Pusher, RegistryWorker
 
@@ -39,7 +50,7 @@ class _DownParent(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def test_push_backs_off_exponentially_and_shutdown_interrupts_it(pg_cluster) -> None:
+def test_push_backs_off_exponentially_and_shutdown_interrupts_it(pg_cluster, tmp_path) -> None:
     ensure_database(pg_cluster.dsn(), "retry_pusher")
     dsn = pg_cluster.dsn("retry_pusher")
     ensure_postgis(dsn)
@@ -48,16 +59,21 @@ def test_push_backs_off_exponentially_and_shutdown_interrupts_it(pg_cluster) -> 
     httpd.pushes = []  # type: ignore[attr-defined]
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    meta = {"node": {"id": "c"}, "dsn": dsn,
-            "registry": {"parent": {"id": "p", "base_url": base}, "path": "p/c", "children": [],
-                         "settings": {}},
-            "auth": {"token_url": base + "/token", "client_id": "node-c", "client_secret": "s"}}
-    worker = RegistryWorker(meta)
+    runtime = NodeRuntime(
+        directory=str(tmp_path), database=DatabaseSection(dsn=dsn), providers=PROVIDERS,
+        server=ServerSection(id="c", title="c", tier="base", parent="p", base_url=base + "/c",
+                             extent=Extent(minx=0, miny=0, maxx=1, maxy=1),
+                             scale=ScaleRange(finest=500, coarsest=2000), workers=1),
+        registry=RegistrySection(path="p/c", parent=NodeRef(id="p", base_url=base)),
+        auth=AuthSection(node_id="c", is_main=False, main_url=base, issuer=base + "/sso",
+                         jwks_url=base + "/sso/jwks", token_url=base + "/token", audience="t",
+                         client_id="node-c", client_secret="s"))
+    worker = RegistryWorker(runtime)
     try:
         with worker.db.transaction() as cur:
             outbox_add(cur, "upsert", "c:a", {"id": "c:a"})
         assert worker._acquire()  # the advisory lock: retries stop when it is lost
-        pusher = Pusher(worker.db, meta)
+        pusher = Pusher(worker.db, runtime, runtime.auth)
         pushing = threading.Thread(target=worker._push,
                                    args=(pusher, worker.http, time.monotonic() + 3600))
         pushing.start()
