@@ -10,7 +10,7 @@ value (a path, a host, a layer name) can end a directive or a block and start an
 - `host`: an IP address (IPv6 bracketed) or a DNS name;
 - `port`: an integer from 1 to 65535;
 - `names`: an alternation `a|b|c` of lowercase identifiers, for regex locations and maps;
-- `numbers`: an alternation of non-negative integers;
+- `numbers`: an alternation of non-negative integers; `integer`: one;
 - `squoted`: a constant as an nginx single-quoted string (no `'`, `\\` or control characters).
 
 `render(template, **values)` is the one entry point (also for the key configs of
@@ -77,6 +77,12 @@ def numbers(values: Iterable[Any]) -> str:
     return "|".join(str(v) for v in out)
 
 
+def integer(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UnsafeValue(f"not a non-negative integer: {value!r}")
+    return str(value)
+
+
 def squoted(value: Any) -> str:
     text = str(value)
     if _CONTROL.search(text) or "'" in text or "\\" in text:
@@ -89,7 +95,7 @@ _ENV = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=False,
                    undefined=StrictUndefined, keep_trailing_newline=True,
                    trim_blocks=True, lstrip_blocks=True)
 _ENV.filters.update(path=path, host=host, port=port, names=names, numbers=numbers,
-                    squoted=squoted)
+                    integer=integer, squoted=squoted)
 
 
 def render(template: str, **values: Any) -> str:

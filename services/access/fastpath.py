@@ -50,51 +50,6 @@ def fast_dir(node_dir: Path) -> Path:
     return node_dir / "nginx" / FAST_DIR
 
 
-def nginx_maps(node_dir: Path) -> str:
-    """http level: `$geoplat_fast` is 1 when this request is a learned case."""
-    d = fast_dir(node_dir)
-    return f"""# learned key cases (services/access/fastpath.py): exact match only
-map $arg_tk $geoplat_anykey {{
-    "" $http_x_api_key;
-    default $arg_tk;
-}}
-map $http_origin $geoplat_origin {{
-    "" $geoplat_referer;
-    default $http_origin;
-}}
-map "$geoplat_anykey|$geoplat_layer|o:$geoplat_origin" $geoplat_fast_o {{
-    default "";
-    include {d}/origin*.map;
-}}
-map "$geoplat_anykey|$geoplat_layer|i:$remote_addr" $geoplat_fast_i {{
-    default "";
-    include {d}/ip*.map;
-}}
-# map strings ignore case: the learned case must equal the request's exactly
-map "$geoplat_fast_o#$geoplat_anykey|$geoplat_layer|o:$geoplat_origin" $geoplat_fast_o_ok {{
-    "~^(.+)#\\1$" 1;
-    default "";
-}}
-map "$geoplat_fast_i#$geoplat_anykey|$geoplat_layer|i:$remote_addr" $geoplat_fast_i_ok {{
-    "~^(.+)#\\1$" 1;
-    default "";
-}}
-map $http_cookie $geoplat_token_cookie {{
-    "~geoplat_at_" 1;
-    default "";
-}}
-map "$geoplat_fast_o_ok$geoplat_fast_i_ok:$http_authorization$geoplat_token_cookie" $geoplat_fast {{
-    "~^1+:$" 1;
-    default 0;
-}}
-# says which answers came from memory (`X-Key-Check: memory`), for operators and tests
-map $geoplat_fast $geoplat_key_via {{
-    1 memory;
-    default "";
-}}
-"""
-
-
 # nginx cannot give each key its own rate: a learned key is limited at the largest of these
 # classes that does not exceed its own rate_per_second (a leaky bucket with that burst)
 RATE_CLASSES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 100000)
@@ -105,46 +60,7 @@ def rate_class(rate_per_second: int) -> int:
     return fitting[-1]
 
 
-def nginx_rate_limits(node_dir: Path) -> str:
-    """http level: one limit_req zone per rate class, keyed by learned keys of that class."""
-    d = fast_dir(node_dir)
-    out = [f"""map $geoplat_anykey $geoplat_key_rate {{
-    default "";
-    include {d}/rates*.map;
-}}
-"""]
-    for c in RATE_CLASSES:
-        out.append(f"""map "$geoplat_fast:$geoplat_key_rate" $geoplat_rl_{c} {{
-    "1:c{c}" $geoplat_anykey;
-    default "";
-}}
-limit_req_zone $geoplat_rl_{c} zone=geoplat_rl_{c}:1m rate={c}r/s;
-""")
-    return "".join(out)
-
-
-def nginx_location_limits() -> str:
-    """In each tile location: the rate limits of learned keys (429 as an OGC exception)."""
-    return "".join(f"limit_req zone=geoplat_rl_{c} burst={c} nodelay;\n" for c in RATE_CLASSES) + \
-        "limit_req_status 429;\nlimit_req_log_level warn;\nerror_page 429 = @geoplat_rate;\n"
-
-
 RATE_EXCEEDED = nginx_exception_xml(ogc_code_for(429), "Rate limit of this API key exceeded.")
-
-
-def nginx_rate_location() -> str:
-    """server level: the answer to a learned key over its rate."""
-    return f"""location @geoplat_rate {{
-    default_type application/xml;
-    add_header Cache-Control no-store always;
-    return 429 '{RATE_EXCEEDED}';
-}}
-"""
-
-
-def nginx_map_sizes() -> str:
-    """http level, before any `map`: hash sizes for learned cases (each < 256 bytes)."""
-    return f"map_hash_bucket_size 256;\nmap_hash_max_size {2 * MAX_CASES};\n"
 
 
 def case_of(value: str, layer: str | None, kind: str, origin: str | None, ip: str) -> str | None:
@@ -284,7 +200,7 @@ class Sweeper:
             if full:
                 self._last_sweep = now
 
-                # services/access/emap.py imports this module (nginx_location_limits): a real cycle
+                # services/access/emap.py imports this module (reset, the rate classes): a real cycle
                 from services.access.emap import fold_nginx_usage
 
                 await fold_nginx_usage(self.keys, self.node_dir, force=True)
