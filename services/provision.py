@@ -33,6 +33,7 @@ import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from services.access import apikeys
+from services.access.clients import SyncClientCredentials, TokenUnavailable
 from services.db import Database, ensure_schema
 from services.sso import accounts, registration, signing
 from services.sso.registration import CLIENTS_PATH, NODE_KEY_PATH
@@ -179,9 +180,12 @@ def _problem(r: httpx.Response) -> str:
 
 def _client_token(http: httpx.Client, base: str, client: dict[str, Any],
                   scope: str) -> str | None:
-    r = http.post(base + "/sso/token", data={"grant_type": "client_credentials", "scope": scope},
-                  auth=(client["client_id"], client["client_secret"]))
-    return r.json().get("access_token") if r.status_code == 200 else None
+    """A client-credentials token of `client` (services/access/clients.py), None if refused."""
+    try:
+        return SyncClientCredentials(http, base + "/sso/token", client["client_id"],
+                                     client["client_secret"]).token(scope)
+    except TokenUnavailable:
+        return None
 
 
 def _register(http: httpx.Client, settings: Any, node: Any, base: str) -> dict[str, Any]:
