@@ -292,11 +292,11 @@ def kind_of(sub: str) -> str:
 def is_page(scope: Scope) -> bool:
     """One of pygeoapi's HTML pages or static files: what pygeoapi answers in HTML (`f=html`, or
     no `f` and `Accept: text/html`), never a tile, MVT or image (issue 11, #4)."""
-    c = HTTPConnection(scope)
-    path = c.url.path
+    path = scope["path"]  # not `HTTPConnection.url`: building the URL costs more than this check
     if path.startswith("/ogc/static/"):
         return True
     if path.startswith("/ogc") and not _TILE_PATH.search(path):
+        c = HTTPConnection(scope)
         fmt = c.query_params.get("f")
         return fmt == "html" or (fmt is None and "text/html" in c.headers.get("accept", ""))
     return False
