@@ -182,13 +182,36 @@ class Reloader:
                         " generation = EXCLUDED.generation, seen_at = now()", (self.worker, gen))
         self._reported = time.monotonic()
 
-    def _swap(self, resources: dict[str, dict[str, Any]], levels: dict[str, str]) -> None:
+    def _build(self, resources: dict[str, dict[str, Any]], base: dict[str, Any] | None = None
+               ) -> tuple[dict[str, Any], dict[str, Any], Any]:
         from pygeoapi.api import API
         from pygeoapi.openapi import get_oas
 
-        config = merged(self.base_config, resources)
+        config = merged(self.base_config if base is None else base, resources)
         oas = get_oas(config)
-        api = API(config, oas)
+        return config, oas, API(config, oas)
+
+    def _loadable(self, resources: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The published resources pygeoapi can load, each tried alone (a COG deleted by hand,
+        a provider that fails to open): one broken layer must not keep every other publish
+        of the node from being served. The broken ones are logged and left out."""
+        alone = {**self.base_config, "resources": {}}
+        good = {}
+        for name, res in resources.items():
+            try:
+                self._build({name: res}, alone)
+            except Exception:
+                LOGGER.exception("published layer %s cannot be loaded; it is not served until "
+                                 "it is published again, rolled back or retired", name)
+                continue
+            good[name] = res
+        return good
+
+    def _swap(self, resources: dict[str, dict[str, Any]], levels: dict[str, str]) -> None:
+        try:
+            config, oas, api = self._build(resources)
+        except Exception:  # noqa: BLE001 - any provider's failure: find and leave out the bad ones
+            config, oas, api = self._build(self._loadable(resources))
         levels = {k: v for k, v in levels.items() if k not in self.base_levels}
         if self.control is not None:
             # stricter of old and new until the new API is in place
