@@ -126,6 +126,10 @@ class NodeSettings(_Model):
         default=None, description="URL users reach the node at; default http://host:port"
     )
     extent: Extent
+    area_code: str | None = Field(
+        default=None, pattern=r"^[1-9]\d{5}$",
+        description="GB/T 2260 code of the division the node is responsible for (330000, 330100);"
+                    " its parent asks it for places there. None: the whole country (main node)")
     scale: ScaleRange
     database_url: str | None = Field(
         default=None, description="PostgreSQL URL; empty: a database in the managed cluster"
@@ -139,7 +143,7 @@ class NodeSettings(_Model):
     registry: RegistrySettings = RegistrySettings()
     publish: PublishSettings = PublishSettings()
 
-    @field_validator("database_url", "parent", "public_url", mode="before")
+    @field_validator("database_url", "parent", "public_url", "area_code", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -184,3 +188,10 @@ class FederationSettings(_Model):
 
     def children(self, node_id: str) -> list[NodeSettings]:
         return [n for n in self.nodes if n.parent == node_id]
+
+    def subtree(self, node_id: str) -> list[NodeSettings]:
+        """The node and all its descendants, parents first."""
+        out = [self.node(node_id)]
+        for child in self.children(node_id):
+            out += self.subtree(child.id)
+        return out

@@ -72,6 +72,11 @@ class NodeRef(_Section):
     id: str
     base_url: str
     path: str | None = Field(default=None, description="origin path (children only)")
+    extent: tuple[float, float, float, float] | None = Field(
+        default=None, description="children only: lon/lat box of the child's data")
+    area_code: str | None = Field(default=None, description="children only: its GB/T 2260 code")
+    subtree_codes: list[str] = Field(
+        default=[], description="children only: area codes of the child and its descendants")
 
 
 class RegistrySection(_Section):

@@ -55,12 +55,19 @@ def server_section(node: NodeSettings) -> ServerSection:
                          workers=node.workers)
 
 
+def subtree_codes(settings: FederationSettings, node: NodeSettings) -> list[str]:
+    """Area codes of a node and its descendants (a parent routes place queries by them)."""
+    return [n.area_code for n in settings.subtree(node.id) if n.area_code]
+
+
 def registry_section(settings: FederationSettings, node: NodeSettings) -> RegistrySection:
     parent = settings.node(node.parent) if node.parent else None
     return RegistrySection(
         path=origin_path(settings, node),
         parent=NodeRef(id=parent.id, base_url=parent.base_url) if parent else None,
-        children=[NodeRef(id=c.id, base_url=c.base_url, path=origin_path(settings, c))
+        children=[NodeRef(id=c.id, base_url=c.base_url, path=origin_path(settings, c),
+                          extent=(c.extent.minx, c.extent.miny, c.extent.maxx, c.extent.maxy),
+                          area_code=c.area_code, subtree_codes=subtree_codes(settings, c))
                   for c in settings.children(node.id)],
         settings=node.registry)
 
