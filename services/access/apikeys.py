@@ -45,6 +45,12 @@ NEAR_QUOTA = 10  # within this many (or 5 %) of a quota, requests are counted ex
 KEY_SUBJECT = "key:"  # a revoked key in the revocation list: `key:<key_id>` (no user's sub)
 
 
+def quotas_of(stored: dict[str, Any]) -> dict[str, int]:
+    """A key's daily quota of every kind: as stored, a kind the record lacks (a key made before
+    the kind existed) at its default."""
+    return {**DEFAULT_QUOTAS, **{k: int(v) for k, v in stored.items() if k in KINDS}}
+
+
 def key_hash(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
@@ -67,7 +73,7 @@ class ApiKey:
 
     def quota(self, kind: str) -> int:
         """The daily quota of `kind` (a record from before the kind existed: the default)."""
-        return int(self.quotas.get(kind, DEFAULT_QUOTAS.get(kind, 0)))
+        return quotas_of(self.quotas).get(kind, 0)
 
     def principal(self) -> Principal:
         """The caller a request with this key (and no token) acts as: its owner, by key."""

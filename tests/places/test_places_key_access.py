@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import io
 import math
+import re
 from pathlib import Path
 
 import httpx
 import pytest
 import requests
-from sso_client import bearer, login_pkce
+from sso_client import bearer, form_fields, login_pkce
 from waiting import wait_for
 
 from nodes import cli
@@ -272,6 +273,32 @@ def test_the_search_quota_kind(urls, main_db, owner, good) -> None:
     assert record["quotas"] == {**apikeys.DEFAULT_QUOTAS, "search": 2}
     default = next(k for k in keys if k["key_id"] == good[:8])
     assert default["quotas"]["search"] == apikeys.DEFAULT_QUOTAS["search"]
+    # and on the developer's key page, beside the other kinds
+    page = _page_session(urls, "places_key_dev").get(urls["national"] + "/sso/keys", timeout=30)
+    row = re.search(rf"<code>{key[:8]}</code>.*?</tr>", page.text, re.DOTALL)
+    assert row and "search 2" in row.group(0) and "tiles 100000" in row.group(0)
+
+
+def test_a_key_recorded_before_the_search_kind_gets_its_default(urls, main_db, owner) -> None:
+    key = create_key(main_db, owner.id)
+    main_db.execute("UPDATE auth.api_keys SET quotas = quotas - 'search' WHERE key_id = %s",
+                    (key[:8],))
+    assert search_check(urls["hangzhou"], key).status_code == 204  # not a quota of 0
+    dev = login_pkce(urls["national"], "places_key_dev", PASSWORD)
+    keys = requests.get(urls["national"] + "/sso/api/keys", headers=bearer(dev),
+                        timeout=30).json()["keys"]
+    record = next(k for k in keys if k["key_id"] == key[:8])
+    assert record["quotas"]["search"] == apikeys.DEFAULT_QUOTAS["search"]
+
+
+def _page_session(urls: dict[str, str], username: str) -> requests.Session:
+    """Signed in at the main node's key page (its SSO session)."""
+    s = requests.Session()
+    login = s.get(urls["national"] + "/sso/login?next=/sso/keys", timeout=30)
+    r = s.post(urls["national"] + "/sso/login", data={**form_fields(login.text),
+               "username": username, "password": PASSWORD}, allow_redirects=False, timeout=30)
+    assert r.status_code == 303 and r.headers["Location"] == "/sso/keys"
+    return s
 
 
 def test_search_kind_in_process_and_visible_layers(federation, main_db, owner) -> None:
