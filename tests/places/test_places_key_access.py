@@ -128,7 +128,7 @@ def test_a_valid_key_reaches_registered_layers_on_every_surface(urls, good, tile
     assert search_check(hz, good).status_code == 204
 
 
-def test_restricted_stays_refused_with_a_key_alone(urls, good, tile) -> None:
+def test_restricted_stays_refused_with_a_key_alone(urls, main_db, good, tile) -> None:
     hz = urls["hangzhou"]
     for surface, path in layer_surfaces(RESTRICTED, tile).items():
         r = get(hz, path, good)
@@ -139,6 +139,14 @@ def test_restricted_stays_refused_with_a_key_alone(urls, good, tile) -> None:
     r = requests.get(hz + "/auth/check", params={"layer": RESTRICTED, "kind": "tiles"},
                      headers={"X-Original-URI": f"/?tk={good}"}, timeout=30)
     assert r.status_code == 401  # nginx's fast path asks the same
+
+    # with a token the token's user is the caller (the key is still checked and counted)
+    admin = accounts.create(main_db, "places_key_hzadmin", PASSWORD, roles=["hangzhou:admin"])
+    token = bearer(login_pkce(urls["national"], admin.username, PASSWORD))
+    r = get(hz, layer_surfaces(RESTRICTED, tile)["items"], good, token)
+    assert r.status_code == 200 and r.json()["features"]
+    r = get(hz, layer_surfaces(RESTRICTED, tile)["items"], "0" * 32, token)
+    assert r.status_code == 403  # a bad key is refused whoever sends it
 
 
 def refused_everywhere(urls: dict[str, str], key: str, tile: str, statuses: set[int],
