@@ -1,8 +1,10 @@
 """Developer API keys (`tk`, like Tianditu's): created at the main node, checked at every node.
 
 Browser keys are bound to origins (Origin or Referer header), server keys to IP ranges. Each
-key has a daily quota per service kind (tiles, features, search) at each node and a rate
-limit. Checks are cheap: the key record is cached in-process for a short TTL (looked up at the
+key has a daily quota per service kind (tiles, features, search: place names and addresses) at
+each node and a rate limit. A valid key acts for its owner: it reaches what the owner may see at
+`registered` level (never `restricted`, which needs a signed-in token and a grant); a key of a
+disabled account is refused, and a deleted account's keys are gone with it. Checks are cheap: the key record is cached in-process for a short TTL (looked up at the
 main node over HTTP with the node's client credentials, or in its database on the main node);
 usage is counted in memory and flushed to `auth.key_usage` of the node in batches.
 """
@@ -26,7 +28,9 @@ from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
 from services.access import audit
-from services.access.control import ALLOW, Decision
+from services.access.control import Decision
+from services.access.revocations import POLL_SECONDS, revoke_subject
+from services.access.tokens import Principal
 from services.db import Database
 from services.errors import AuthError
 
@@ -38,6 +42,13 @@ DEFAULT_RATE = 50
 KEY_TTL = 30.0
 FLUSH_SECONDS = 5.0
 NEAR_QUOTA = 10  # within this many (or 5 %) of a quota, requests are counted exactly
+KEY_SUBJECT = "key:"  # a revoked key in the revocation list: `key:<key_id>` (no user's sub)
+
+
+def quotas_of(stored: dict[str, Any]) -> dict[str, int]:
+    """A key's daily quota of every kind: as stored, a kind the record lacks (a key made before
+    the kind existed) at its default."""
+    return {**DEFAULT_QUOTAS, **{k: int(v) for k, v in stored.items() if k in KINDS}}
 
 
 def key_hash(value: str) -> str:
@@ -53,6 +64,21 @@ class ApiKey:
     quotas: dict[str, int]
     rate_per_second: int
     revoked: bool
+    owner: str = ""  # the owner's username
+    owner_active: bool = False  # the owner's account is not disabled (unknown: fail closed)
+
+    @property
+    def usable(self) -> bool:
+        return not self.revoked and self.owner_active
+
+    def quota(self, kind: str) -> int:
+        """The daily quota of `kind` (a record from before the kind existed: the default)."""
+        return quotas_of(self.quotas).get(kind, 0)
+
+    def principal(self) -> Principal:
+        """The caller a request with this key (and no token) acts as: its owner, by key."""
+        return Principal(sub=str(self.user_id), username=self.owner, is_user=False,
+                         key_id=self.key_id)
 
     def permits(self, origin: str | None, ip: str) -> bool:
         if self.kind == "browser":
@@ -111,14 +137,19 @@ def revoke_key(db: Database, node_id: str, key_id: str, *, user_id: int | None,
         args = (key_id, user_id)
     done = db.execute(sql, args) == 1
     if done:
+        # the nodes' revocation lists tell their key checkers to fetch the record again
+        revoke_subject(db, KEY_SUBJECT + key_id, KEY_TTL)
         audit.record(db, node_id, "key.revoke", actor=actor, subject=key_id)
     return done
 
 
 def lookup(db: Database, hashed: str) -> dict | None:
-    row = db.one("SELECT key_id, user_id, kind, allowed, quotas, rate_per_second, "
-                 "revoked_at IS NOT NULL AS revoked FROM auth.api_keys WHERE key_hash = %s",
-                 (hashed,))
+    """The record of a key with its owner's username and state (a deleted owner's keys are
+    deleted with the account)."""
+    row = db.one("SELECT k.key_id, k.user_id, k.kind, k.allowed, k.quotas, k.rate_per_second, "
+                 "k.revoked_at IS NOT NULL AS revoked, u.username AS owner, "
+                 "NOT u.disabled AS owner_active FROM auth.api_keys k "
+                 "JOIN auth.users u ON u.id = k.user_id WHERE k.key_hash = %s", (hashed,))
     return dict(row) if row else None
 
 
@@ -138,11 +169,15 @@ class KeyChecker:
 
     def __init__(self, db: Database, node_id: str, *, main_db: Database | None,
                  node_client: Any, public_requires_key: bool, main_url: str = "",
-                 max_age: float = 300, own_origin: str | None = None):
+                 max_age: float = 300, own_origin: str | None = None,
+                 revocations: Any = None):
         self.db, self.node_id, self.main_db = db, node_id, main_db
         self.main_url, self.node_client = main_url, node_client
         self.public_requires_key = public_requires_key
         self.own_origin = own_origin
+        # services.access.revocations.RevocationList: a subject revoked after a key record was
+        # fetched (its owner disabled, signed out, a role removed) makes the record fetched again
+        self.revocations = revocations
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
         self._inflight: dict[str, asyncio.Future] = {}
         self._counts: dict[tuple[str, str], int] = {}   # unflushed, (key_id, kind)
@@ -168,8 +203,12 @@ class KeyChecker:
 
     async def key(self, value: str) -> ApiKey | None:
         hashed = key_hash(value)
+        if self.revocations is not None:
+            self.revocations.nudge()
+            await self.revocations.current(2 * POLL_SECONDS)
         hit = self._cache.get(hashed)
-        if hit and time.monotonic() - hit[0] < min(KEY_TTL, self.max_age):
+        if hit and time.monotonic() - hit[0] < min(KEY_TTL, self.max_age) and \
+                not self._owner_revoked_since(hit):
             return hit[1]
         # one lookup per key at a time: concurrent requests wait for it (no thundering herd)
         pending = self._inflight.get(hashed)
@@ -188,6 +227,17 @@ class KeyChecker:
         finally:
             self._inflight.pop(hashed, None)
 
+    def _owner_revoked_since(self, hit: tuple[float, ApiKey | None]) -> bool:
+        """The main node revoked the key, or its owner's tokens (disabled, signed out, a role
+        removed), after this record was fetched: fetch it again."""
+        key = hit[1]
+        if key is None or self.revocations is None:
+            return False
+        fetched = time.time() - (time.monotonic() - hit[0])
+        not_before = self.revocations.not_before
+        return any(nb is not None and nb[0] >= fetched for nb in (
+            not_before.get(str(key.user_id)), not_before.get(KEY_SUBJECT + key.key_id)))
+
     async def _lookup(self, hashed: str, hit: tuple[float, ApiKey | None] | None) -> ApiKey | None:
         now = time.monotonic()
         try:
@@ -205,7 +255,8 @@ class KeyChecker:
         key = None
         if row:
             key = ApiKey(row["key_id"], row["user_id"], row["kind"], tuple(row["allowed"]),
-                         dict(row["quotas"]), int(row["rate_per_second"]), bool(row["revoked"]))
+                         dict(row["quotas"]), int(row["rate_per_second"]), bool(row["revoked"]),
+                         str(row.get("owner") or ""), row.get("owner_active") is True)
         if len(self._cache) > 50000:
             self._cache.clear()
         self._cache[hashed] = (now, key)
@@ -316,6 +367,10 @@ class KeyChecker:
 
     async def check(self, conn: HTTPConnection | Scope, kind: str, principal: Any, *,
                     page: bool = False) -> Any:
+        """The key's part of a request's check (a `Decision`): key valid for this origin or
+        address, its owner's account active, within rate and the daily quota of `kind` (counted
+        here); allowed, its principal is the token's caller, else the key's owner
+        (`ApiKey.principal`), else None (no key, none needed)."""
         c = conn if isinstance(conn, HTTPConnection) else HTTPConnection(conn)
         value = c.query_params.get("tk") or c.headers.get("x-api-key")
         if not value:
@@ -329,6 +384,9 @@ class KeyChecker:
             return Decision(False, exc.status, exc.title, exc.detail)
         if key is None or key.revoked:
             return Decision(False, 403, "Invalid key", "This API key is unknown or revoked.")
+        if not key.owner_active:
+            return Decision(False, 403, "Invalid key",
+                            "The account that owns this API key is disabled.")
         origin = request_origin(c)
         ip = c.client.host if c.client else ""
         if not key.permits(origin, ip):
@@ -338,7 +396,7 @@ class KeyChecker:
             return Decision(False, 429, "Too Many Requests",
                             f"Rate limit of {key.rate_per_second} requests per second exceeded.")
         if kind in KINDS:
-            limit = key.quotas.get(kind, 0)
+            limit = key.quota(kind)
             used = await self._used_today(key.key_id, kind)
             over = used >= limit
             if not over and limit - used <= max(NEAR_QUOTA, limit // 20):
@@ -355,4 +413,5 @@ class KeyChecker:
             if time.monotonic() - self._last_flush > FLUSH_SECONDS or \
                     sum(self._counts.values()) > 500:
                 await self.flush()
-        return Decision(True, principal=principal) if principal else ALLOW
+        # a key acts for its owner: the token's caller if there is one, else the owner by key
+        return Decision(True, principal=principal or key.principal())

@@ -2,8 +2,14 @@
 
 `AccessControl` decides; services/access/require.py enforces it on every route group of the
 node app (the rules: services/access/rules.py); `check()` is the hook for other engines of the
-node. Levels: `public`, `registered` (any signed-in user), `restricted` (a grant at
-this node, or node admin / publisher of this node, or platform admin).
+node. Levels: `public`, `registered` (any signed-in user, or a valid developer key, which acts
+for its owner), `restricted` (a signed-in user with a grant at this node, or node admin /
+publisher of this node, or platform admin; a key alone never reaches it).
+
+The caller of a request is its token's principal, else the owner of its valid key
+(`Principal.via_key`); `check()` finds it once and keeps it in the scope (`caller()`), so that
+listings, capabilities, records and the place-name routes filter for the same caller the
+check allowed (`visible()`, `visible_layers()`).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from services.errors import AuthError
 
 Kind = Literal["features", "tiles", "search", "maps", "metadata"]
 TOKEN_COOKIE = "geoplat_at"
+CALLER = "geoplat.caller"  # scope key: the caller `check()` decided for (token or key owner)
 GRANT_CACHE_SECONDS = 1.0
 
 
@@ -111,11 +118,16 @@ class AccessControl:
             return Decision(True, principal=p)
         if p is None:
             return Decision(False, 401, "Unauthorized",
-                            "This layer needs a signed-in user; send a bearer token.")
+                            "This layer needs a signed-in user; send a bearer token or an API "
+                            "key (tk).")
         if level == "registered":
-            if p.is_user:
+            if p.is_user or p.via_key:  # a developer key acts for its registered owner
                 return Decision(True, principal=p)
             return Decision(False, 403, "Forbidden", "This layer is for signed-in users.")
+        if p.via_key:
+            return Decision(False, 401, "Unauthorized",
+                            "This layer is restricted: it needs a signed-in user's bearer token "
+                            "and a grant; an API key alone never reaches it.")
         if p.is_user and (self.is_privileged(p) or layer_id in await self.granted(p)):
             return Decision(True, principal=p)
         return Decision(False, 403, "Forbidden",
@@ -140,6 +152,7 @@ class AccessControl:
 
         `page`: the request is one of the node's own HTML pages (the route's requirement says
         which are, services.access.require.is_page): no key is needed for it."""
+        scope = conn.scope if isinstance(conn, HTTPConnection) else conn
         try:
             p = await self.principal(conn)
         except AuthError as exc:
@@ -148,17 +161,32 @@ class AccessControl:
             key_decision = await self.keys.check(conn, kind, p, page=page)
             if not key_decision.allowed:
                 return key_decision
+            p = key_decision.principal  # the token's caller, else the key's owner
         elif self.public_requires_key and p is None:
             return Decision(False, 401, "Unauthorized", "Send an API key (tk) or a bearer token.")
+        scope[CALLER] = p
         if layer_id is None:
             return Decision(True, principal=p)
         return await self.decide(p, layer_id, level)
 
+    async def caller(self, conn: HTTPConnection | Scope) -> Principal | None:
+        """Who `check()` allowed this request for (the token's user, or a key's owner); before a
+        check, or for a bad token: the token's principal, or None."""
+        scope = conn.scope if isinstance(conn, HTTPConnection) else conn
+        if CALLER in scope:
+            return scope[CALLER]
+        try:
+            return await self.principal(conn)
+        except AuthError:
+            return None
+
     async def visible(self, request: HTTPConnection | Scope, layer_ids: list[str]) -> list[str]:
         """The subset of `layer_ids` the caller may see (for capabilities documents)."""
-        try:
-            p = await self.principal(request)
-        except AuthError:
-            p = None
-        hidden = await self.hidden(p)
+        hidden = await self.hidden(await self.caller(request))
         return [layer for layer in layer_ids if layer not in hidden]
+
+    async def visible_layers(self, request: HTTPConnection | Scope) -> frozenset[str]:
+        """The layers of this node the caller of an allowed request may see: what a query over
+        several layers (the place-name routes' `visible`) may draw results from."""
+        hidden = await self.hidden(await self.caller(request))
+        return frozenset(layer for layer in self.levels if layer not in hidden)

@@ -9,8 +9,8 @@ memory with no subrequest. Only an exact, case-sensitive match is trusted (the m
 ignore case, a backreference check restores it) and only without an `Authorization` header or
 token cookie; everything else keeps going through auth_request and the app.
 
-The sweeper re-validates learned keys every SWEEP_SECONDS: revoked or unknown keys, a binding
-that no longer admits the case, or a used-up daily tile quota remove the key's cases and
+The sweeper re-validates learned keys every SWEEP_SECONDS: revoked or unknown keys, keys of a disabled owner, a
+binding that no longer admits the case, or a used-up daily tile quota remove the key's cases and
 nginx is reloaded, so what the app would refuse is refused again within about
 SWEEP_SECONDS + the key cache TTL (services.access.apikeys.KEY_TTL). Usage of keyed tiles nginx sends
 itself is counted from its usage log as before (`emap_keys.fold_nginx_usage`).
@@ -167,8 +167,8 @@ class Sweeper:
             except AuthError:  # main node unreachable: keep trusting what we knew, for a while
                 verdict[value] = None if self.keys.failing_too_long() else "keep"
                 continue
-            if key is None or key.revoked or quotas and await self.keys.used_today(key.key_id, "tiles") >= \
-                    key.quotas.get("tiles", 0):
+            if key is None or not key.usable or quotas and \
+                    await self.keys.used_today(key.key_id, "tiles") >= key.quota("tiles"):
                 verdict[value] = None
             else:
                 verdict[value] = key

@@ -127,7 +127,8 @@ def build_auth(runtime: NodeRuntime, db: Database, node_dir: Path | None,
     control.keys = KeyChecker(db, auth.node_id, main_db=main_db, node_client=routes.client,
                               public_requires_key=settings.public_requires_key,
                               main_url=auth.main_url, max_age=settings.revocation_max_age,
-                              own_origin=runtime.server.base_url.rstrip("/"))
+                              own_origin=runtime.server.base_url.rstrip("/"),
+                              revocations=validator.revocations)
     return NodeAuthServices(
         runtime=runtime, db=db, main_db=main_db, validator=validator, control=control,
         keys=control.keys, node_client=routes.client, node_routes=routes, sso=sso,

@@ -264,12 +264,9 @@ class EngineAccess:
                         decision.status)
 
     async def hidden(self, scope: Scope, layers: Iterable[str]) -> set[str]:
-        """The layers of `layers` this caller may not see (left out of capabilities)."""
-        try:
-            p = await self.control.principal(scope)
-        except AuthError:
-            p = None
-        return set(layers) & set(await self.control.hidden(p))
+        """The layers of `layers` this caller (token, else key owner) may not see (left out of
+        capabilities)."""
+        return set(layers) & set(await self.control.hidden(await self.control.caller(scope)))
 
 
 # --- the pygeoapi mount ---------------------------------------------------------------------
@@ -338,7 +335,7 @@ async def ogc_api(app: ASGIApp, req: Requirement, control: AccessControl, scope:
                 headers = [(k, v) for k, v in message.get("headers", [])
                            if k.lower() != b"cache-control"]
                 headers += [(b"cache-control", b"private, no-store"),
-                            (b"vary", b"Authorization, Cookie")]
+                            (b"vary", b"Authorization, Cookie, X-Api-Key")]
                 message = {**message, "headers": headers}
             await send(message)
 

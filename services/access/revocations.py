@@ -5,7 +5,8 @@ can consult. The main node keeps `auth.token_revocations`: a single token (its `
 RFC 7009 revocation of an access token) or every token of a user issued before a moment
 (sign-out at the main node, a disabled account, a removed role). Entries live only until the
 tokens they cover have expired. `GET /sso/revocations?after=<id>` lists them (like a CRL it
-names no secret: token ids and user ids). Each node's `RevocationList` polls it every
+names no secret: token ids, user ids, and `key:<id>` for revoked API keys, whose ids are the
+first 8 of their 32 hex digits). Each node's `RevocationList` polls it every
 `POLL_SECONDS` in the background (never on a request's path) and the token validator refuses
 what it covers. If the main node is unreachable the list keeps what it had, says so in the
 node's `/health` (degraded), and once its copy is older than `max_age` seconds (the node's
@@ -102,6 +103,25 @@ class RevocationList:
             return True
         nb = self.not_before.get(str(claims.get("sub")))
         return nb is not None and float(claims.get("iat", 0)) <= nb[0]
+
+    def nudge(self) -> None:
+        """Poll soon if the copy is due (traffic that validates no token, e.g. API keys whose
+        owner may have been disabled, keeps the list current too)."""
+        self._maybe_poll()
+
+    async def current(self, within: float) -> None:
+        """Make sure the copy is at most `within` seconds old if the main node answers (an idle
+        worker's first API key request waits for one poll; steady traffic never does, the
+        background polls keep the copy younger). A failing poll is only logged."""
+        if self.age() <= within:
+            return
+        task = self._task
+        if task is not None and not task.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(task), 3.0)
+        elif time.monotonic() - self._polled >= 1.0:
+            self._polled = time.monotonic()
+            await self.poll()
 
     def _maybe_poll(self) -> None:
         if time.monotonic() - self._polled < POLL_SECONDS or \

@@ -22,7 +22,7 @@ from services.access import audit, grants
 from services.access import fastpath as emap_fastpath
 from services.access.apikeys import request_origin
 from services.access.clients import AppOAuth2Client, ClientCredentials, TokenUnavailable
-from services.access.control import AccessControl, token_cookie
+from services.access.control import CALLER, AccessControl, token_cookie
 from services.access.emap import fold_nginx_usage
 from services.access.models import GrantDecision
 from services.errors import AuthError, BadRequest, Unauthorized, ogc_exception, route_group
@@ -249,13 +249,14 @@ class NodeAuthRoutes:
         scope = dict(request.scope)
         scope["query_string"] = urlsplit(original).query.encode("latin-1", "replace")
         scope.pop("geoplat.principal", None)
+        scope.pop(CALLER, None)
         layer = request.query_params.get("layer") or None
         kind = request.query_params.get("kind") or "tiles"
         if kind not in ("tiles", "features", "search", "maps", "metadata"):
             raise BadRequest("unknown kind")
         decision = await self.control.check(scope, layer, kind)  # type: ignore[arg-type]
         if decision.allowed:
-            if kind == "tiles" and decision.principal is None:
+            if kind == "tiles" and (decision.principal is None or decision.principal.via_key):
                 await self._learn(scope, layer)
             return Response(status_code=204, headers={"Cache-Control": "no-store"})
         if request.query_params.get("f") == "ogc":  # nginx sends it as the tile's answer
@@ -273,7 +274,7 @@ class NodeAuthRoutes:
         if not node_dir or keys is None or not value or c.headers.get("authorization"):
             return
         key = await keys.key(value)  # cached by the check that just allowed it
-        if key is None or key.revoked:
+        if key is None or not key.usable:
             return
         case = emap_fastpath.case_of(value, layer, key.kind, request_origin(c),
                                      c.client.host if c.client else "")

@@ -75,7 +75,9 @@ def verified_claims(token: str, key: RSAKey, *, issuer: str, audience: str,
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a user (from a token) or a client of the federation."""
+    """Who is calling: a user (from a token), a client of the federation, or the owner of a
+    developer key (`key_id` set, `is_user` False: a key reaches `registered` layers for its
+    owner, never a role, a grant or anything a token is needed for)."""
 
     sub: str
     username: str
@@ -83,6 +85,12 @@ class Principal:
     client_id: str = ""
     is_user: bool = True
     claims: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    key_id: str = ""
+
+    @property
+    def via_key(self) -> bool:
+        """The caller is known only by a developer key (no token)."""
+        return bool(self.key_id) and not self.is_user
 
     @property
     def platform_admin(self) -> bool:

@@ -83,7 +83,7 @@ class FilteredViews:
         request = Request(scope, receive)
         response = await starlette_app.execute_from_starlette(func, request, alternative_api=api)
         response.headers["Cache-Control"] = "private, no-store"
-        response.headers["Vary"] = "Authorization, Cookie"
+        response.headers["Vary"] = "Authorization, Cookie, X-Api-Key"
 
         response.headers["X-Geoplat-Worker"] = worker_id()  # every worker's listing can be checked
         await response(scope, receive, send)

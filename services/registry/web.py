@@ -31,10 +31,9 @@ MAX_BODY = 64 * 1024 * 1024
 
 
 async def viewer_of(control: AccessControl, request: Request) -> Viewer:
-    try:
-        p = await control.principal(request)
-    except AuthError:
-        return ANONYMOUS
+    p = await control.caller(request)  # the token's user, else a developer key's owner
+    if p is not None and p.via_key:
+        return Viewer(is_user=True)  # `registered` records; no role or grant by key
     if p is None or not p.is_user:
         return ANONYMOUS
     privileged = frozenset(r.split(":", 1)[0] for r in p.roles
@@ -64,7 +63,7 @@ def execute_with_viewer(original: Any, control: AccessControl) -> Any:
 
         response = await original(call, request, *args, **kwargs)
         response.headers["Cache-Control"] = "private, no-store"
-        response.headers["Vary"] = "Authorization, Cookie"
+        response.headers["Vary"] = "Authorization, Cookie, X-Api-Key"
         return response
 
     execute.__wrapped__ = original  # type: ignore[attr-defined]

@@ -96,6 +96,7 @@ class KeysPage:
         rows = await self.sso._run(lambda: self.sso.db.all(
             "SELECT key_id, name, kind, allowed, quotas, rate_per_second, revoked_at "
             "FROM auth.api_keys WHERE user_id = %s ORDER BY created_at", (user.id,)))
+        rows = [{**r, "quotas": apikeys.quotas_of(r["quotas"])} for r in rows]
         return self.sso._page(KEYS, request, title="开发者密钥 Developer keys", status=status,
                               error=error, user=user.username, keys=rows, created=created,
                               message=message, action=PATH, base=self.sso.node.base_url)

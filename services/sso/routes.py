@@ -284,7 +284,8 @@ class SSO:
                 "SELECT key_id, name, kind, allowed, quotas, rate_per_second, created_at, "
                 "revoked_at FROM auth.api_keys WHERE user_id = %s ORDER BY created_at",
                 (int(p.sub),)))
-            return JSONResponse({"keys": [{k: (v.isoformat() if hasattr(v, "isoformat") else v)
+            return JSONResponse({"keys": [{k: (v.isoformat() if hasattr(v, "isoformat") else
+                                               apikeys.quotas_of(v) if k == "quotas" else v)
                                            for k, v in r.items()} for r in rows]})
         try:
             raw = await request.json()

@@ -2,7 +2,9 @@
 
 Hangzhou's `poi` is public, `addresses` registered, `parcels` restricted. Each cell asserts the
 exact status, and that a layer the caller may not use is never named in a listing, the landing
-page, the OpenAPI document or an HTML page.
+page, the OpenAPI document or an HTML page. `key` is a developer key sent alone (no token): it
+acts for its registered owner, so it reaches `registered` layers, and never `restricted` ones
+(401: those need a signed-in token with a grant) (issue 13).
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import requests
 from sso_client import bearer, login_pkce
 
 from nodes import federation as federation_mod
+from services.access import apikeys
 from services.db import Database
 from services.sso import accounts
 
 PASSWORD = "matrix-password-1"
-ROLES = {  # role -> (roles given at the main node, platform admin)
+ROLES = {  # role -> (roles given at the main node, platform admin); "key": a key alone
     "anonymous": None,
+    "key": (["developer"], False),
     "user": ([], False),
     "developer": (["developer"], False),
     "publisher": (["hangzhou:publisher"], False),
@@ -36,6 +40,8 @@ def expected(role: str, level: str) -> int:
         return 200
     if role == "anonymous":
         return 401
+    if role == "key":  # a key acts for its registered owner; restricted needs a token
+        return 200 if level == "registered" else 401
     if level == "registered" or role in PRIVILEGED:
         return 200
     return 403
@@ -50,7 +56,13 @@ def headers(federation, urls) -> dict[str, dict[str, str]]:
         if spec is None:
             out[role] = {}
             continue
-        accounts.create(db, f"matrix_{role}", PASSWORD, roles=spec[0], platform_admin=spec[1])
+        user = accounts.create(db, f"matrix_{role}", PASSWORD, roles=spec[0],
+                               platform_admin=spec[1])
+        if role == "key":
+            value, _ = apikeys.create_key(db, "test", user.id, "matrix", "server",
+                                          ["127.0.0.0/8"], actor="test")
+            out[role] = {"X-Api-Key": value}
+            continue
         out[role] = bearer(login_pkce(urls["national"], f"matrix_{role}", PASSWORD))
     return out
 
@@ -161,6 +173,7 @@ def test_hook_for_tile_services(federation, urls, headers) -> None:
     from pathlib import Path
 
     from geoplat_settings import NodeRuntime
+    from services.access.apikeys import KeyChecker
     from services.access.control import AccessControl
     from services.access.install import JwksStore
     from services.access.tokens import TokenValidator
@@ -168,6 +181,8 @@ def test_hook_for_tile_services(federation, urls, headers) -> None:
     runtime = NodeRuntime.load(Path(federation.resolve(federation.var_dir)) / "nodes" / "hangzhou")
     auth = runtime.auth
     db = Database(runtime.dsn, maxconn=2)
+    main = next(n for n in federation.nodes if n.tier == "main")
+    main_db = Database(federation_mod.node_dsn(federation, main), maxconn=2)
 
     def scope(h: dict[str, str]) -> dict:
         return {"type": "http", "method": "GET", "path": "/wmts", "query_string": b"",
@@ -183,6 +198,8 @@ def test_hook_for_tile_services(federation, urls, headers) -> None:
             auth.node_id, dict(auth.levels), db,
             TokenValidator(auth.issuer, auth.jwks_url, auth.audience, http, store=JwksStore(db)),
             public_requires_key=requires_key)
+        access.keys = KeyChecker(db, auth.node_id, main_db=main_db, node_client=None,
+                                 public_requires_key=requires_key)
         anon, admin, user = scope({}), scope(headers["node_admin"]), scope(headers["user"])
         d = await access.check(anon, "vec", "tiles")  # e-map layer, not in the layer config
         assert d.allowed is (not requires_key) and (d.allowed or d.status == 401)
@@ -195,6 +212,20 @@ def test_hook_for_tile_services(federation, urls, headers) -> None:
         assert await access.visible(admin, ["vec", "parcels"]) == ["vec", "parcels"]
         bad = scope({"Authorization": "Bearer x.y.z"})
         assert (await access.check(bad, "vec", "tiles")).status == 401
+        # a key alone acts for its owner: registered layers on every tile surface, not restricted
+        key = headers["key"]
+        assert (await access.check(scope(key), "vec", "tiles")).allowed
+        assert (await access.check(scope(key), "addresses", "tiles")).allowed
+        assert (await access.check(scope(key), "vec", "maps", level="registered")).allowed
+        assert (await access.check(scope(key), "parcels", "tiles")).status == 401
+        assert (await access.check(scope(key), "vec", "tiles", level="restricted")).status == 401
+        keyed = scope(key)  # capabilities: what the checked caller may see
+        assert (await access.check(keyed, None, "metadata")).allowed
+        assert await access.visible(keyed, ["vec", "addresses", "parcels"]) == ["vec", "addresses"]
+        assert await access.visible_layers(keyed) == {
+            layer for layer, level in access.levels.items() if level != "restricted"}
+        assert {"poi", "addresses"} <= await access.visible_layers(keyed)
+        assert "addresses" not in await access.visible_layers(anon)
 
     asyncio.run(run(False))
     asyncio.run(run(True))
