@@ -11,7 +11,8 @@ import math
 from dataclasses import replace
 from typing import Any
 
-from rapidfuzz import fuzz, process
+from rapidfuzz import process
+from rapidfuzz.distance import Levenshtein
 
 from services.db import Database
 from services.places import limits, rows
@@ -56,7 +57,7 @@ def search_statement(qn: str | None, vis: list[str], *, bbox: tuple | None = Non
         where.append("p.category = ANY(%(categories)s)")
         args["categories"] = categories
     if bbox:
-        where.append("p.geom && ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4490)")
+        where.append("ST_Intersects(p.geom, ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4490))")
         args.update(x0=bbox[0], y0=bbox[1], x1=bbox[2], y1=bbox[3])
     if codes:
         where.append(f"{rows.CODE_COLUMN[codes[0]]} = ANY(%(codes)s)")
@@ -186,8 +187,11 @@ class Search:
         exact = d.divisions.by_name.get(n)
         if exact:
             return sorted(exact, key=lambda e: (len(e.code), e.code))[:MAX_ADMIN_MATCHES]
-        best = process.extract(n, list(d.divisions.by_name), scorer=fuzz.WRatio, limit=3,
-                               score_cutoff=80)
+        if len(n) < 3:      # one character of two wrong is not a fuzzy match
+            return []
+        best = process.extract(n, [k for k in d.divisions.by_name if len(k) >= 3],
+                               scorer=Levenshtein.normalized_similarity, limit=3,
+                               score_cutoff=0.6)
         if not best:
             return []
         top = best[0][1]
