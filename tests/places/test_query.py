@@ -18,6 +18,7 @@ import pytest
 import sample_gazetteer
 from place_variants import variants
 from pyproj import Geod
+from waiting import wait_for
 
 from nodes.postgres import Cluster, ensure_database, ensure_postgis
 from services.db import Database
@@ -196,6 +197,32 @@ def test_visible_layers_only(places: Places) -> None:
     r = places.reverse(120.1516409, 30.257205, visible=none)
     assert r.address is None and r.road is None and r.poi is None
     assert places.reverse(120.1516409, 30.257205, visible=frozenset({"addresses"})).address
+
+
+def test_a_rebuild_is_seen_without_a_restart(places: Places) -> None:
+    """The road dictionary follows the table (a rebuild by services.places.gazetteer)."""
+    assert places.geocode("上城区测试新路7号", visible=ALL).level != "address"
+    rows = [sample_gazetteer.row(kind=k, name=n, road="测试新路", road_norm="测试新路",
+                                 number=num, number_int=7 if num else None, layer=layer,
+                                 address="浙江省杭州市上城区测试新路7号" if num else None,
+                                 source_id="t", geom="POINT(120.17 30.25)",
+                                 shape="LINESTRING(120.16 30.25, 120.18 30.25)" if not num else None,
+                                 county="上城区", county_code="330102")
+            for k, n, num, layer in (("road", "测试新路", None, "roads"),
+                                     ("address", "测试新路7号", "7号", "addresses"))]
+    cols = ", ".join(sample_gazetteer.COLUMNS)
+    values = ", ".join(["%s"] * (len(sample_gazetteer.COLUMNS) - 2))
+    try:
+        with places.db.cursor() as cur:
+            for r in rows:
+                cur.execute(f"INSERT INTO geoplat_places ({cols}) VALUES ({values},"
+                            " ST_GeomFromText(%s, 4490), ST_GeomFromText(%s, 4490))", r)
+        best = wait_for(lambda: (b := places.geocode("上城区测试新路7号", visible=ALL).best)
+                        and b.kind == "address" and b, timeout=20,
+                        message="the new door plate is geocoded")
+        assert best.address == "浙江省杭州市上城区测试新路7号"
+    finally:
+        places.db.execute("DELETE FROM geoplat_places WHERE source_id = 't'")
 
 
 LONG = "杭" * 101
