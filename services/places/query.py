@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rapidfuzz import fuzz, process
@@ -29,7 +29,7 @@ from rapidfuzz.distance import Levenshtein
 
 from services.db import Database
 from services.places import limits, rows
-from services.places.model import Geocoded, Place, Reversed
+from services.places.model import AdminChain, Geocoded, Place, Reversed
 from services.places.parse import DEPTH, ROAD_SUFFIXES, Division, Divisions, parse, split_number
 from services.places.search import Search
 from services.places.text import grams, normalise
@@ -41,6 +41,7 @@ FUZZY_CUTOFF = 60.0         # rapidfuzz ratio below which a road name does not m
 MAX_GEOCODE = 20
 NEAREST_FACTOR = 0.8
 MAX_ROAD_CANDIDATES = 12
+TOWNSHIP_NEAREST_M = 10_000.0
 
 
 @dataclass
@@ -327,21 +328,34 @@ class Places(Search):
         return Reversed(lon=x, lat=y, formatted_address=formatted, admin=admin, address=door,
                         road=road, poi=near["poi"])
 
-    def _admin_at(self, x: float, y: float, nearest: Place | None) -> Any:
-        """The divisions containing the point: those of the nearest door plate / POI (the
-        gazetteer's own chain), else the boundaries holding it, else the nearest township."""
-        if nearest is not None and nearest.admin.county_code:
-            return nearest.admin
-        found = self.db.all(
-            "SELECT code, name, kind FROM geoplat_divisions WHERE boundary IS NOT NULL AND"
-            " ST_Intersects(boundary, ST_SetSRID(ST_MakePoint(%(x)s, %(y)s), 4490))",
-            {"x": x, "y": y})
-        entries = sorted((self._dict.divisions.by_code[r["code"]] for r in found
-                          if r["code"] in self._dict.divisions.by_code),
-                         key=lambda e: DEPTH[e.kind])
-        if entries:
-            return rows.chain_of(self._dict.divisions.chain(entries[-1].code))
-        return rows.chain({})
+    def _admin_at(self, x: float, y: float, nearest: Place | None) -> AdminChain:
+        """The divisions containing the point: the chain of the nearest door plate / POI (the
+        gazetteer's own), else the deepest division whose boundary holds it. Where the chain
+        stops at the county and the county's townships are points only (no boundary), the
+        nearest township centre of that county within TOWNSHIP_NEAREST_M is taken: an
+        approximation (a Voronoi cell of the centres), documented here and in the README."""
+        chain = nearest.admin if nearest is not None and nearest.admin.county_code else None
+        if chain is None:
+            found = self.db.all(
+                "SELECT code FROM geoplat_divisions WHERE boundary IS NOT NULL AND"
+                " ST_Intersects(boundary, ST_SetSRID(ST_MakePoint(%(x)s, %(y)s), 4490))",
+                {"x": x, "y": y})
+            entries = sorted((self._dict.divisions.by_code[r["code"]] for r in found
+                              if r["code"] in self._dict.divisions.by_code),
+                             key=lambda e: DEPTH[e.kind])
+            chain = rows.chain_of(self._dict.divisions.chain(entries[-1].code)) if entries \
+                else rows.chain({})
+        if chain.county_code and not chain.township_code:
+            town = self.db.one(
+                "WITH pt AS (SELECT ST_SetSRID(ST_MakePoint(%(x)s, %(y)s), 4490) AS g)"
+                " SELECT d.code, d.name FROM geoplat_divisions d, pt WHERE d.kind = 'township'"
+                " AND d.parent_code = %(county)s AND (d.boundary IS NULL OR"
+                " ST_Intersects(d.boundary, pt.g)) AND ST_DWithin(d.centre::geography,"
+                " pt.g::geography, %(m)s) ORDER BY d.boundary IS NULL, d.centre <-> pt.g LIMIT 1",
+                {"x": x, "y": y, "county": chain.county_code, "m": TOWNSHIP_NEAREST_M})
+            if town:
+                chain = replace(chain, township=town["name"], township_code=town["code"])
+        return chain
 
 
 _SPECIFIC = {"address": 0, "poi": 1, "road": 2, "township": 3, "county": 4, "city": 5,
