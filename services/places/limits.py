@@ -1,16 +1,21 @@
 """The limits of the places query layer and the checks of its arguments (PlacesInputError with
-Tianditu's infocode). At least Tianditu's own limits; documented in services/places/README.
+Tianditu's infocode).
+
+These are the outer bounds, the union of what the two route styles accept (Tianditu's own
+limits are enforced by services.places.tianditu: keyWord 100-200, start/count 300, radius
+10 km; our API's by services.places.api: offset 10,000, radius 50 km): the query layer is the
+last line, so a route that forgets a check still cannot ask for more than this.
 
 | argument         | limit                                   | infocode |
 |------------------|-----------------------------------------|----------|
-| text / keyword   | 1-100 characters after trimming; no NUL, no control characters | 2003 empty, 2001 otherwise |
-| limit (count)    | 1-300                                   | 2007 |
-| offset (start)   | 0-300                                   | 2007 |
+| text / keyword   | 1-200 characters after trimming; no NUL, no control characters | 2003 empty, 2001 otherwise |
+| limit (count)    | 1-300 (geocode 1-20, suggest 1-100)     | 2007 |
+| offset (start)   | 0-10,000                                | 2007 |
 | lon / lat        | finite, -180..180 / -90..90             | 2005 |
-| radius_m         | > 0 and <= 10,000                       | 2006 |
-| max_distance_m   | > 0 and <= 10,000                       | 2006 |
+| radius_m         | > 0 and <= 50,000                       | 2006 |
+| max_distance_m   | > 0 and <= 50,000                       | 2006 |
 | bbox             | 4 finite numbers, min < max, in range   | 2005 |
-| polygon          | 3-20 distinct points, valid ring        | 2006 (points), 2005 (coordinates) |
+| polygon          | 3-100 distinct points, valid ring       | 2006 (points), 2005 (coordinates) |
 | categories       | <= 20, each <= 50 characters            | 2001 |
 | kinds            | known kinds only                        | 2004 |
 | children (admin) | 0-3                                     | 2004 |
@@ -36,9 +41,9 @@ from services.places.model import LEVEL_CN
 from services.places.text import MAX_TEXT
 
 MAX_COUNT = 300
-MAX_START = 300
-MAX_RADIUS_M = 10_000.0
-MAX_POLYGON_POINTS = 20
+MAX_START = 10_000
+MAX_RADIUS_M = 50_000.0
+MAX_POLYGON_POINTS = 100
 MAX_CATEGORIES = 20
 MAX_CHILDREN = 3
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

@@ -25,7 +25,7 @@ __all__ = ["Search", "search_statement", "suggest_statement"]
 
 KIND_ORDER = ("ARRAY['province', 'city', 'county', 'township', 'poi', 'road', 'place',"
               " 'address']")
-MAX_SUGGEST = 50
+MAX_SUGGEST = 100
 DEFAULT_RADIUS_M = 1000.0
 MAX_ADMIN_MATCHES = 10
 

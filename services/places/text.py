@@ -29,7 +29,7 @@ from pypinyin import Style, lazy_pinyin
 __all__ = ["MAX_TEXT", "chinese_number", "door_number_int", "grams", "normalise",
            "pinyin_initials", "short_name"]
 
-MAX_TEXT = 100           # characters of a query (Tianditu's keyWord limit is 100 too)
+MAX_TEXT = 200           # characters of a query (Tianditu's keyWord: 100; the routes: 200)
 _T2S = opencc.OpenCC("t2s")
 # everything that is not a letter, a digit or an ideograph, except '-' (kept between digits)
 _DROP = re.compile(r"[^\w\-]|_", re.UNICODE)

@@ -227,7 +227,7 @@ def test_a_rebuild_is_seen_without_a_restart(places: Places) -> None:
         places.db.execute("DELETE FROM geoplat_places WHERE source_id = 't'")
 
 
-LONG = "杭" * 101
+LONG = "杭" * 201
 
 
 @pytest.mark.parametrize(("call", "code"), [
@@ -238,22 +238,24 @@ LONG = "杭" * 101
     (lambda p: p.geocode(5, visible=ALL), 2001),
     (lambda p: p.search("x" * 10_000, visible=ALL), 2001),
     (lambda p: p.search("杭州", visible=ALL, limit=301), 2007),
-    (lambda p: p.search("杭州", visible=ALL, offset=301), 2007),
+    (lambda p: p.search("杭州", visible=ALL, offset=10_001), 2007),
     (lambda p: p.search("杭州", visible=ALL, limit=0), 2007),
-    (lambda p: p.search(None, visible=ALL, near=(120.1, 30.2), radius_m=10_001), 2006),
+    (lambda p: p.search(None, visible=ALL, near=(120.1, 30.2), radius_m=50_001), 2006),
     (lambda p: p.search(None, visible=ALL, near=(190.0, 30.2), radius_m=100), 2005),
     (lambda p: p.search(None, visible=ALL, near=(float("nan"), 30.2)), 2005),
     (lambda p: p.search(None, visible=ALL, radius_m=100), 2003),
     (lambda p: p.search(None, visible=ALL,
-                        polygon=[(120 + i / 100, 30 + (i % 2) / 100) for i in range(21)]), 2006),
+                        polygon=[(120 + i / 1000, 30 + (i % 2) / 100) for i in range(101)]), 2006),
     (lambda p: p.search(None, visible=ALL, polygon=[(120.0, 30.0), (120.1, 30.0)]), 2001),
     (lambda p: p.search(None, visible=ALL, bbox=(120.2, 30.0, 120.1, 30.1)), 2005),
     (lambda p: p.search(None, visible=ALL, kinds=("nonsense",)), 2004),
     (lambda p: p.search(None, visible=ALL), 2003),
     (lambda p: p.reverse(120.0, 91.0, visible=ALL), 2005),
-    (lambda p: p.reverse(120.0, 30.0, visible=ALL, max_distance_m=20_000), 2006),
+    (lambda p: p.reverse(120.0, 30.0, visible=ALL, max_distance_m=60_000), 2006),
     (lambda p: p.admin("杭州", children=9), 2004),
     (lambda p: p.suggest("", visible=ALL), 2003),
+    (lambda p: p.suggest("杭", visible=ALL, limit=101), 2007),
+    (lambda p: p.geocode("杭州", visible=ALL, limit=21), 2007),
 ])
 def test_bad_input_is_refused_with_its_infocode(places: Places, call: Any, code: int) -> None:
     with pytest.raises(PlacesInputError) as e:
