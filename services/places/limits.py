@@ -107,7 +107,7 @@ def bbox(value: tuple[float, float, float, float]) -> tuple[float, float, float,
         raise PlacesInputError(BAD_PARAMETER, "bbox must be 4 numbers", param="bbox")
     x0, y0 = lonlat(value[0], value[1])
     x1, y1 = lonlat(value[2], value[3])
-    if not (x0 < x1 and y0 < y1):
+    if not (x0 <= x1 and y0 <= y1):
         raise PlacesInputError(BAD_LONLAT, "bbox must be minx,miny,maxx,maxy", param="bbox")
     return x0, y0, x1, y1
 

@@ -2,8 +2,11 @@
 splits of a road junction.
 
 The dictionary is the node's own `geoplat_divisions` (names and short names, `Divisions`), not
-a general one (jieba's and cpca's dictionaries do not hold the node's townships and roads, and
-cpca's table is its own, not the node's GB/T 2260 data; neither was adopted). Parsing here is
+a general one. cpca 0.5.5 (jieba + its own 2018 table) was measured on 1200 door-plate variants
+of tests/support/place_variants (seed 13, normalised text, the sample gazetteer): the right
+county for 94.7 % (missing 区 as in 杭州市上城宏二路2号: 70 %; it leaves 区/地 of a doubled
+suffix in the address), against 100 % here at about the same cost (31 vs 36 µs a query); and
+it knows neither the node's townships nor its roads. So it was not adopted. Parsing here is
 deterministic string work on text.normalise() output; the query layer resolves roads against
 the node's own road names (rapidfuzz).
 
