@@ -8,7 +8,8 @@ IMMUTABLE SQL function giving the character unigrams and bigrams of the name and
 (services.places.text.grams is its Python twin): a 1-character query is `@> ARRAY['杭']`, a
 longer one `@>` all its bigrams (substring candidates, confirmed by `strpos`), then ranked.
 Prefix type-ahead uses B-trees with text_pattern_ops (name_norm, pinyin); door plates a B-tree
-on (road_norm, number_int); places a GiST on geom (KNN and bbox pre-filters).
+on (road_norm, number_int); places a GiST on geom (KNN and bbox pre-filters), roads one on
+shape (the nearest road of a reverse geocode).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT AS $$
 
 INDEXES = """
 CREATE INDEX IF NOT EXISTS geoplat_places_geom ON geoplat_places USING gist (geom);
+CREATE INDEX IF NOT EXISTS geoplat_places_shape ON geoplat_places USING gist (shape)
+    WHERE shape IS NOT NULL;
 CREATE INDEX IF NOT EXISTS geoplat_places_kind ON geoplat_places (kind);
 CREATE INDEX IF NOT EXISTS geoplat_places_grams ON geoplat_places
     USING gin (geoplat_grams(name_norm, aliases));

@@ -49,6 +49,7 @@ class _Dictionary:
     generation: tuple = ()
     divisions: Divisions = field(default_factory=lambda: Divisions([]))
     roads: dict[str, set[str]] = field(default_factory=dict)   # road_norm -> division codes
+    roads_in: dict[str, list[str]] = field(default_factory=dict)  # division code -> road_norms
     ready: bool = False
 
 
@@ -101,8 +102,12 @@ class Places(Search):
                 " WHERE kind = 'road' OR (kind = 'address' AND road_norm IS NOT NULL)"):
             codes = roads.setdefault(r["road"], set())
             codes.update(c for c in (r["province_code"], r["city_code"], r["county_code"]) if c)
+        roads_in: dict[str, list[str]] = {}
+        for name, codes in roads.items():
+            for code in codes:
+                roads_in.setdefault(code, []).append(name)
         return _Dictionary(generation=generation, divisions=Divisions(divs), roads=roads,
-                           ready=True)
+                           roads_in=roads_in, ready=True)
 
     # -- geocoding -------------------------------------------------------------------------
 
@@ -163,7 +168,8 @@ class Places(Search):
                 out[t] = max(out.get(t, 0), sim if in_scope else sim * 0.85)
         if out and max(out.values()) >= 95:
             return sorted(out.items(), key=lambda kv: -kv[1])[:limit]
-        names = [n for n, c in d.roads.items() if not codes or c & codes]
+        names = list(dict.fromkeys(n for c in codes for n in d.roads_in.get(c, ()))) \
+            if codes else list(d.roads)
         for name, score, _ in process.extract(text, names, scorer=_similarity, limit=limit,
                                               score_cutoff=FUZZY_CUTOFF):
             out[name] = max(out.get(name, 0), float(score) * 0.95)
