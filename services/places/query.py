@@ -19,6 +19,7 @@ never read (`layer IS NULL OR layer = ANY(visible)` in every statement).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -36,7 +37,12 @@ from services.places.text import grams, normalise
 
 __all__ = ["Places"]
 
-REFRESH_S = 2.0             # how often the node's dictionaries are checked for a rebuild
+LOGGER = logging.getLogger(__name__)
+
+# how often the node's dictionaries (divisions, road names: in memory, for parsing and fuzzy
+# road matching) are checked for a rebuild; a changed table is reloaded in a thread while the
+# old dictionary serves (about 2.5 s for 300k distinct road/county pairs on this machine)
+REFRESH_S = 2.0
 FUZZY_CUTOFF = 60.0         # rapidfuzz ratio below which a road name does not match
 MAX_GEOCODE = 20
 NEAREST_FACTOR = 0.8
@@ -61,6 +67,7 @@ class Places(Search):
         self._dict = _Dictionary()
         self._checked = 0.0
         self._lock = threading.Lock()
+        self._loading = False
 
     # -- the node's dictionaries (divisions, road names), reloaded after a rebuild --------
 
@@ -86,9 +93,23 @@ class Places(Search):
                 "   WHERE relid = 'geoplat_divisions'::regclass) AS dt")
             generation = tuple(row.values()) if row else ()
             if generation != self._dict.generation or not self._dict.ready:
-                self._dict = self._load(generation)
+                if not self._dict.generation:        # the first load: the caller waits
+                    self._dict = self._load(generation)
+                elif not self._loading:              # a rebuild: the old one serves meanwhile
+                    self._loading = True
+                    threading.Thread(target=self._reload, args=(generation,), daemon=True,
+                                     name=f"places-dictionary-{self.node}").start()
             self._checked = now
             return self._dict
+
+    def _reload(self, generation: tuple) -> None:
+        try:
+            self._dict = self._load(generation)
+        except Exception:   # the old dictionary goes on serving; the next check tries again
+            LOGGER.warning("reloading the place-name dictionary of %s failed", self.node,
+                           exc_info=True)
+        finally:
+            self._loading = False
 
     def _load(self, generation: tuple) -> _Dictionary:
         divs = [Division(code=r["code"], name=r["name"], kind=r["kind"],
@@ -96,12 +117,13 @@ class Places(Search):
                          lon=float(r["lon"]), lat=float(r["lat"]))
                 for r in self.db.all(f"SELECT {rows.DIVISION_COLS} FROM geoplat_divisions")]
         roads: dict[str, set[str]] = {}
-        for r in self.db.all(
-                "SELECT DISTINCT coalesce(road_norm, name_norm) AS road, province_code,"
-                " city_code, county_code FROM geoplat_places"
-                " WHERE kind = 'road' OR (kind = 'address' AND road_norm IS NOT NULL)"):
-            codes = roads.setdefault(r["road"], set())
-            codes.update(c for c in (r["province_code"], r["city_code"], r["county_code"]) if c)
+        with self.db.cursor() as cur, cur.connection.cursor() as plain:   # tuples: 1M rows
+            plain.execute(
+                "SELECT coalesce(road_norm, name_norm), province_code, city_code, county_code"
+                " FROM geoplat_places WHERE kind = 'road'"
+                " OR (kind = 'address' AND road_norm IS NOT NULL) GROUP BY 1, 2, 3, 4")
+            for road, *codes in plain.fetchall():
+                roads.setdefault(road, set()).update(c for c in codes if c)
         roads_in: dict[str, list[str]] = {}
         for name, codes in roads.items():
             for code in codes:
