@@ -275,8 +275,9 @@ class Places(Search):
             f" SELECT {rows.PLACE_COLS.replace('ST_X(p.geom)', 'ST_X(x.pt)').replace('ST_Y(p.geom)', 'ST_Y(x.pt)')}"
             " FROM x JOIN geoplat_places p ON p.id = x.id WHERE x.pt IS NOT NULL",
             {"a": na, "b": nb, "visible": vis})
-        if not r:
-            return []
+        if not r:   # the two roads do not meet: the first road, well below a junction
+            return [replace(pl, score=round((pl.score or 0) * 0.6, 1))
+                    for pl in self._road(na, scope, vis, d, with_number=False)[:1]]
         name = f"{r['name']}与{nb}交叉口"
         return [rows.place(r, self.node, score=min(sa, sb) * 0.98, name=name,
                            id=f"{self.node}:junction:{r['id']}:{nb}", address=None, number=None,

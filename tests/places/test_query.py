@@ -114,6 +114,9 @@ def test_levels(places: Places) -> None:
         g = places.geocode(text, visible=ALL)
         assert g.level == level, text
         assert g.best is not None and code in g.best.id
+    g = places.geocode("宏二路与宏六路交叉口", visible=ALL)     # they do not meet
+    assert g.level == "road" and g.best is not None and g.best.name == "宏二路"
+    assert (g.best.score or 100) < 60
     g = places.geocode("市民中心", visible=ALL)
     assert g.level == "poi" and g.best is not None and g.best.name == "杭州市民中心政务服务大厅"
 
