@@ -47,7 +47,6 @@ FUZZY_CUTOFF = 60.0         # rapidfuzz ratio below which a road name does not m
 MAX_GEOCODE = 20
 NEAREST_FACTOR = 0.8
 MAX_ROAD_CANDIDATES = 12
-TOWNSHIP_NEAREST_M = 10_000.0
 
 
 @dataclass
@@ -359,10 +358,9 @@ class Places(Search):
 
     def _admin_at(self, x: float, y: float, nearest: Place | None) -> AdminChain:
         """The divisions containing the point: the chain of the nearest door plate / POI (the
-        gazetteer's own), else the deepest division whose boundary holds it. Where the chain
-        stops at the county and the county's townships are points only (no boundary), the
-        nearest township centre of that county within TOWNSHIP_NEAREST_M is taken: an
-        approximation (a Voronoi cell of the centres), documented here and in the README."""
+        gazetteer's own), else the deepest division whose boundary holds it; a township only
+        where the chain has one or a township boundary holds the point (township centres
+        alone are not used: the samples' are synthetic, and a nearest centre is a guess)."""
         chain = nearest.admin if nearest is not None and nearest.admin.county_code else None
         if chain is None:
             found = self.db.all(
@@ -378,10 +376,9 @@ class Places(Search):
             town = self.db.one(
                 "WITH pt AS (SELECT ST_SetSRID(ST_MakePoint(%(x)s, %(y)s), 4490) AS g)"
                 " SELECT d.code, d.name FROM geoplat_divisions d, pt WHERE d.kind = 'township'"
-                " AND d.parent_code = %(county)s AND (d.boundary IS NULL OR"
-                " ST_Intersects(d.boundary, pt.g)) AND ST_DWithin(d.centre::geography,"
-                " pt.g::geography, %(m)s) ORDER BY d.boundary IS NULL, d.centre <-> pt.g LIMIT 1",
-                {"x": x, "y": y, "county": chain.county_code, "m": TOWNSHIP_NEAREST_M})
+                " AND d.parent_code = %(county)s AND d.boundary IS NOT NULL"
+                " AND ST_Intersects(d.boundary, pt.g) LIMIT 1",
+                {"x": x, "y": y, "county": chain.county_code})
             if town:
                 chain = replace(chain, township=town["name"], township_code=town["code"])
         return chain

@@ -126,11 +126,25 @@ def test_reverse_of_door_plates(places: Places, samples: dict) -> None:
         r = places.reverse(row["lon"], row["lat"], visible=ALL)
         assert r.formatted_address == row["address"]
         assert r.admin.county_code == DISTRICT_CODES[row["district"]]
-        # townships are points in the samples: the nearest one of the county
-        assert (r.admin.township_code or "").startswith(r.admin.county_code)
+        # the samples' townships are synthetic points: no township is guessed from them
+        assert r.admin.township_code is None
         assert r.address is not None and r.address.distance_m is not None
         assert r.address.distance_m < 0.01
         assert r.road is not None and r.road.distance_m is not None
+
+
+def test_reverse_township_from_its_boundary(places: Places) -> None:
+    x, y = 120.1516409, 30.257205
+    box = f"MULTIPOLYGON((({x - .01} {y - .01}, {x + .01} {y - .01}, {x + .01} {y + .01},"\
+          f" {x - .01} {y + .01}, {x - .01} {y - .01})))"
+    try:
+        places.db.execute("UPDATE geoplat_divisions SET boundary = ST_GeomFromText(%s, 4490)"
+                          " WHERE code = '330102001'", (box,))
+        r = places.reverse(x, y, visible=ALL)
+        assert (r.admin.township, r.admin.township_code) == ("清波街道", "330102001")
+        assert r.admin.county_code == "330102"
+    finally:
+        places.db.execute("UPDATE geoplat_divisions SET boundary = NULL WHERE code = '330102001'")
 
 
 def test_reverse_distances_on_the_ellipsoid(places: Places) -> None:
