@@ -74,7 +74,7 @@ def write_osm(gpkg: Path, out: Path) -> dict[str, int]:
     for row in roads.itertuples():
         parts = getattr(row.geometry, "geoms", [row.geometry])
         for line in parts:
-            refs = []
+            refs: list[int] = []
             for lon, lat in line.coords:
                 key = (round(lon, 7), round(lat, 7))
                 if key not in coord_ids:

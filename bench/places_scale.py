@@ -10,15 +10,17 @@ do), each a straight line from a random point of the county's bbox, door numbers
 
 from __future__ import annotations
 
+import importlib
 import io
 import math
 import random
 import resource
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pyogrio
@@ -64,7 +66,7 @@ def counties(gpkg: Path) -> list[dict]:
 def _norm() -> tuple[Callable[[str], str], Callable[[str], str] | None, str]:
     """services.places.text.normalise / pinyin_initials when the matching code is there."""
     try:
-        from services.places import text
+        text = importlib.import_module("services.places.text")
     except ImportError:
         return (lambda s: s), None, "identity (services.places.text not on this checkout)"
     return text.normalise, getattr(text, "pinyin_initials", None), "services.places.text.normalise"
@@ -135,8 +137,6 @@ class _Stream(io.TextIOBase):
                 break
         out, self._buf = self._buf[:want], self._buf[want:]
         return out
-
-    readline = read
 
 
 def generate(dsn: str, gpkg: Path, n: int, seed: int = 13, samples: int = 4000) -> tuple[Generated, str]:
@@ -212,12 +212,12 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_threads(calls: list[Callable[[], object]], concurrency: int
-                ) -> tuple[list[object], list[float], float]:
+def run_threads(calls: Sequence[Callable[[], Any]], concurrency: int
+                ) -> tuple[list[Any], list[float], float]:
     """Each call once, `concurrency` at a time (closed loop); (results, latencies s, wall s)."""
     lat: list[float] = [0.0] * len(calls)
 
-    def timed(i: int) -> object:
+    def timed(i: int) -> Any:
         t = time.perf_counter()
         try:
             return calls[i]()
