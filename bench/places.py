@@ -374,6 +374,8 @@ def machine() -> str:
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                            capture_output=True, text=True, check=False).stdout.strip()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    if not commit:
+        commit = "? (not a git checkout)"
     return (f"commit {commit}{' (+ local changes)' if dirty else ''}; {os.cpu_count()} cores "
             f"({model}); load average {load} at the start")
 
@@ -388,12 +390,14 @@ def main() -> int:
     ap.add_argument("--scale-rows", type=int, default=1_000_000)
     ap.add_argument("--scale-queries", type=int, default=2000)
     ap.add_argument("--federated-queries", type=int, default=500)
+    ap.add_argument("--note", default="", help="recorded with the results (what was merged)")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
     if parts - {"quality", "scale", "federated"}:
         ap.error(f"unknown part(s): {', '.join(sorted(parts - {'quality', 'scale', 'federated'}))}")
 
-    out = [f"\n## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {machine()}"]
+    out = [f"\n## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {machine()}"
+           + (f"\n\n{args.note}" if args.note else "")]
     base = Path(tempfile.mkdtemp(prefix="geoplat-bench-places-"))
     base.chmod(0o755)
     cluster = Cluster(data_dir=base / "cluster", port=free_port(), fast=True)

@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg2
 import pyogrio
+import shapely
 
 PROVINCE, PROVINCE_CODE = "浙江省", "330000"
 CITIES = {"3301": "杭州市", "3302": "宁波市", "3303": "温州市", "3304": "嘉兴市", "3305": "湖州市",
@@ -53,14 +54,57 @@ class Generated:
 
 
 def counties(gpkg: Path) -> list[dict]:
+    """The county units; a city's 市辖区 (its urban districts as one unit in the 1999 data) has
+    no county name of its own in an address: 浙江省杭州市<road><number>."""
     df = pyogrio.read_dataframe(gpkg, layer="counties")
     out = []
     for row in df.itertuples():
-        city = CITIES.get(row.code[:4], "")
-        name = row.name if not row.name.endswith("市辖区") else row.name[:-3] + "区"
-        out.append({"name": name, "code": row.code, "city": city, "city_code": row.code[:4] + "00",
-                    "bounds": row.geometry.bounds})
+        urban = row.name.endswith("市辖区")
+        out.append({"name": None if urban else row.name, "code": None if urban else row.code,
+                    "unit_name": row.name, "unit_code": row.code,
+                    "city": CITIES.get(row.code[:4], ""), "city_code": row.code[:4] + "00",
+                    "bounds": row.geometry.bounds, "geometry": row.geometry})
     return out
+
+
+def _divisions(cur, units: list[dict], norm: Callable[[str], str]) -> int:
+    """geoplat_divisions (province, cities, county units with their 1999 boundaries) and the
+    same divisions as public rows of geoplat_places, as services.places.gazetteer makes them:
+    the query layer parses the admin prefix of an address against them."""
+    try:
+        short: Callable[[str], str] = importlib.import_module("services.places.text").short_name
+    except (ImportError, AttributeError):
+        def short(name: str) -> str:
+            return name[:-1] if len(name) > 2 and name[-1] in "省市区县" else name
+    by_city: dict[str, list] = {}
+    for u in units:
+        by_city.setdefault(u["city_code"], []).append(u["geometry"])
+    divs: list[tuple[str, str, str, str | None, Any]] = [
+        (PROVINCE_CODE, PROVINCE, "province", None, shapely.unary_union([u["geometry"] for u in units]))]
+    divs += [(code, CITIES[code[:4]], "city", PROVINCE_CODE, shapely.unary_union(geoms))
+             for code, geoms in sorted(by_city.items())]
+    divs += [(u["unit_code"], u["unit_name"], "county", u["city_code"], u["geometry"]) for u in units]
+    cur.execute("TRUNCATE geoplat_divisions")
+    for code, name, kind, parent, geom in divs:
+        multi = geom if geom.geom_type == "MultiPolygon" else shapely.MultiPolygon([geom])
+        centre = geom.point_on_surface()
+        cur.execute(
+            "INSERT INTO geoplat_divisions (code, name, name_norm, short_name, kind, parent_code,"
+            " centre, bbox, boundary, boundary_note, source) VALUES (%s, %s, %s, %s, %s, %s,"
+            " ST_SetSRID(ST_GeomFromWKB(%s), 4490), ST_SetSRID(ST_Envelope(ST_GeomFromWKB(%s)), 4490),"
+            " ST_SetSRID(ST_GeomFromWKB(%s), 4490), %s, %s)",
+            (code, name, norm(name), short(name), kind, parent, centre.wkb, multi.wkb, multi.wkb,
+             "1999 county units", "data-samples/zhejiang.gpkg"))
+        chain = {"province": (PROVINCE, PROVINCE_CODE),
+                 "city": (CITIES.get(code[:4]), code[:4] + "00") if kind != "province" else (None, None),
+                 "county": (name, code) if kind == "county" else (None, None)}
+        cur.execute(
+            "INSERT INTO geoplat_places (kind, name, name_norm, province, province_code, city,"
+            " city_code, county, county_code, geom) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s,"
+            " ST_SetSRID(ST_GeomFromWKB(%s), 4490))",
+            (kind, name, norm(name), *chain["province"], *chain["city"], *chain["county"],
+             centre.wkb))
+    return len(divs)
 
 
 def _norm() -> tuple[Callable[[str], str], Callable[[str], str] | None, str]:
@@ -87,7 +131,7 @@ def _rows(n: int, seed: int, units: list[dict], norm: Callable[[str], str],
         names: set[str] = set()
         while len(names) < per_county:
             names.add(rng.choice(CHARS) + rng.choice(CHARS) + rng.choice(SUFFIXES))
-        prefix = PROVINCE + c["city"] + c["name"]
+        prefix = PROVINCE + c["city"] + (c["name"] or "")
         minx, miny, maxx, maxy = c["bounds"]
         for road in sorted(names):
             if made >= n:
@@ -150,10 +194,11 @@ def generate(dsn: str, gpkg: Path, n: int, seed: int = 13, samples: int = 4000) 
     with conn, conn.cursor() as cur:
         cur.execute(schema.DDL)
         cur.execute("TRUNCATE geoplat_places")
+        _divisions(cur, units, norm)
         cur.copy_expert(f"COPY geoplat_places ({', '.join(COLUMNS)}) FROM STDIN",
                         _Stream(_rows(n, seed, units, norm, initials, max(1, n // samples), sample)))
         cur.execute("SELECT count(*) FILTER (WHERE kind = 'address'), count(*) FILTER "
-                    "(WHERE kind = 'road') FROM geoplat_places")
+                    "(WHERE kind = 'road') FROM geoplat_places")  # divisions: 88 more rows
         plates, roads = cur.fetchone()
     conn.close()
     return Generated(plates, roads, time.perf_counter() - t0, sample), how
