@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import math
 import os
 import platform
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -178,23 +180,57 @@ def accuracy(run: Run, truth: list[dict]) -> tuple[float, dict[str, tuple[int, i
     return right / len(truth), {k: (v[0], v[1]) for k, v in sorted(per_form.items())}
 
 
-def quality(args, cluster: Cluster, hz: str, token: str | None, workers: int, base: Path,
-            out: list[str]) -> int:
+Engine = Callable[[int], Run]  # runs the first n queries (all: len) once
+
+
+def http_engine(urls: list[str], headers: dict[str, str], concurrency: int) -> Engine:
+    return lambda n: asyncio.run(fire(urls[:n], headers, concurrency))
+
+
+def inprocess_engine(texts: list[str], dsn: str, concurrency: int) -> tuple[Engine, Callable]:
+    """services.places.query.Places over the node's own database, in this process (no HTTP,
+    JSON or access check): the accuracy of the query layer before its route is mounted."""
+    from services.db import Database
+    places_cls = importlib.import_module("services.places.query").Places  # not merged yet: ImportError
+    db = Database(dsn, maxconn=concurrency)
+    visible = frozenset(r["layer"] for r in db.all(
+        "SELECT DISTINCT layer FROM geoplat_places WHERE layer IS NOT NULL"))
+    places = places_cls(db, "hangzhou")
+
+    def run(n: int) -> Run:
+        calls = [partial(places.geocode, t, visible=visible, limit=1) for t in texts[:n]]
+        results, lat, wall = places_scale.run_threads(calls, concurrency)
+        return Run(answers=[(g.best.lon, g.best.lat) if g.best else None for g in results],
+                   latencies=lat, wall=wall)
+    return run, db.close
+
+
+def quality(args, cluster: Cluster, hz: str, hz_dsn: str, token: str | None, workers: int,
+            base: Path, out: list[str]) -> int:
     queries, source = load_variants(args.variants, args.seed)
     texts, truth = [q for q, _ in queries], [row for _, row in queries]
     print(f"query set: {len(texts)} variants from {source}", flush=True)
-    engines: dict[str, tuple[list[str], dict[str, str]]] = {}
+    engines: dict[str, Engine] = {}
     notes: list[str] = [f"Query set: {len(texts)} variants (seed {args.seed}) from {source}."]
+    closers: list[Callable] = []
 
     ours = [f"{hz}/api/places/geocode?address={quote(t)}" for t in texts]
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     probe = httpx.get(ours[0], headers=headers, timeout=30)
     if probe.status_code == 200 and "features" in probe.json():
-        engines["ours"] = (ours, headers)
+        engines["ours"] = http_engine(ours, headers, args.concurrency)
     else:
         reason = f"ours skipped: GET /api/places/geocode answered {probe.status_code} (not built yet?)"
         print(reason)
         notes.append(reason + ".")
+        try:
+            engines["ours, in-process"], close = inprocess_engine(texts, hz_dsn, args.concurrency)
+            closers.append(close)
+            notes.append("\"ours, in-process\": services.places.query.Places on the hangzhou node's "
+                         "database, called in 8 threads of this process (no HTTP, JSON or access "
+                         "check): its accuracy compares, its req/s and p95 do not.")
+        except ImportError as exc:
+            notes.append(f"ours, in-process skipped too: {exc}.")
 
     proc = None
     try:
@@ -205,26 +241,29 @@ def quality(args, cluster: Cluster, hz: str, token: str | None, workers: int, ba
         port = free_port()
         proc = places_osm.start_nominatim(NOMINATIM_VENV, base / "nominatim", workers, port)
         search = f"http://127.0.0.1:{port}/search?format=geojson&limit=1&q="
-        engines["nominatim"] = ([search + quote(t) for t in texts], {})
-        engines["nominatim, spaced"] = ([search + quote(spaced(t)) for t in texts], {})
+        engines["nominatim"] = http_engine([search + quote(t) for t in texts], {},
+                                           args.concurrency)
+        engines["nominatim, spaced"] = http_engine([search + quote(spaced(t)) for t in texts], {},
+                                                   args.concurrency)
         notes.append(f"Nominatim 5.3.3 (osm2pgsql {osm2pgsql_version()}), import of "
                      f"{', '.join(f'{v} {k}' for k, v in counts.items())} took {secs:.1f} s; "
                      f"served by its Starlette app under uvicorn (httptools, uvloop, {workers} "
                      "workers, as our node), `/search?q=…&format=geojson&limit=1`.")
         runs: dict[str, list[Run]] = {name: [] for name in engines}
         order = list(engines)
-        for name, (urls, hdrs) in engines.items():  # warm-up, not counted
-            asyncio.run(fire(urls[: min(200, len(urls))], hdrs, args.concurrency))
+        for engine in engines.values():  # warm-up, not counted
+            engine(min(200, len(texts)))
         for r in range(args.rounds):
             for name in order if r % 2 == 0 else order[::-1]:
-                urls, hdrs = engines[name]
-                run = asyncio.run(fire(urls, hdrs, args.concurrency))
+                run = engines[name](len(texts))
                 runs[name].append(run)
                 print(f"round {r + 1} {name:18} {run.rps:7.1f} req/s  p95 {run.p95_ms():6.1f} ms",
                       flush=True)
     finally:
         if proc is not None:
             places_osm.stop(proc)
+        for close in closers:
+            close()
     out.append(f"\n### Quality and speed against Nominatim ({args.concurrency} concurrent "
                f"clients, {args.rounds} rounds of every variant, alternating order)\n")
     out.append("| engine | top-1 within 25 m | req/s | p95 ms | errors | req/s ratio to nominatim |")
@@ -240,8 +279,9 @@ def quality(args, cluster: Cluster, hz: str, token: str | None, workers: int, ba
         summary[name] = (acc, rps, p95(lat), forms)
     for name, (acc, rps, p, _) in summary.items():
         ratio = rps / summary["nominatim"][1] if "nominatim" in summary else math.nan
+        cell = "not comparable (no HTTP)" if "in-process" in name else f"{ratio:.2f}"
         errs = sum(sum(r.errors.values()) for r in runs[name])
-        out.append(f"| {name} | {100 * acc:.1f} % | {rps:.1f} | {p:.1f} | {errs} | {ratio:.2f} |")
+        out.append(f"| {name} | {100 * acc:.1f} % | {rps:.1f} | {p:.1f} | {errs} | {cell} |")
     forms_all = sorted({f for s in summary.values() for f in s[3]})
     out.append("\n| form | " + " | ".join(summary) + " |")
     out.append("|---|" + "---|" * len(summary))
@@ -279,7 +319,7 @@ def scale(args, cluster: Cluster, out: list[str]) -> int:
                f"`services.places.indexes.create` + ANALYZE {idx_s:.1f} s; table "
                f"{mib['table']:.0f} MiB, indexes {mib['indexes']:.0f} MiB, total {mib['total']:.0f} MiB.")
     try:
-        from services.places.query import Places
+        places_cls = importlib.import_module("services.places.query").Places
     except ImportError as exc:
         reason = f"scale queries skipped: services.places.query not on this checkout ({exc})"
         print(reason)
@@ -287,7 +327,7 @@ def scale(args, cluster: Cluster, out: list[str]) -> int:
         return 0
     from services.db import Database
     db = Database(dsn, maxconn=args.concurrency)
-    places = Places(db, "bench")
+    places = places_cls(db, "bench")
     plates = gen.sample[: args.scale_queries]
     geocode = [partial(places.geocode, p.address, visible=VISIBLE, limit=1) for p in plates]
     # 8 m east of the plate: the nearest door plate is still that one (plates are 12 m apart)
@@ -348,8 +388,9 @@ def federated(args, main_url: str, hz: str, token: str | None, out: list[str]) -
 
 # ---------------------------------------------------------------- main
 
-def start_nodes(base: Path, cluster: Cluster) -> tuple[list, str, str, str | None, int]:
-    """national + hangzhou on free ports; (processes, main URL, hangzhou URL, token, workers)."""
+def start_nodes(base: Path, cluster: Cluster) -> tuple[list, str, str, str, str | None, int]:
+    """national + hangzhou on free ports; (processes, main URL, hangzhou URL, hangzhou's
+    database, token, workers)."""
     settings = settings_mod.load(write_config(base, cluster))
     procs, _ = supervisor.up(settings, only=["national", "hangzhou"], echo=lambda *a: None)
     main_node, hz = settings.node("national"), settings.node("hangzhou")
@@ -362,7 +403,8 @@ def start_nodes(base: Path, cluster: Cluster) -> tuple[list, str, str, str | Non
     db.close()
     # addresses and poi are `access: registered`: a signed-in user sees them
     token = login_pkce(main_node.base_url, "bench_places", "bench-password-1")["access_token"]
-    return procs, main_node.base_url, hz.base_url, token, hz.workers
+    return (procs, main_node.base_url, hz.base_url, federation_mod.node_dsn(settings, hz), token,
+            hz.workers)
 
 
 def machine() -> str:
@@ -407,9 +449,9 @@ def main() -> int:
     try:
         if parts & {"quality", "federated"}:
             print("starting national + hangzhou", flush=True)
-            procs, main_url, hz, token, workers = start_nodes(base, cluster)
+            procs, main_url, hz, hz_dsn, token, workers = start_nodes(base, cluster)
             if "quality" in parts:
-                status |= quality(args, cluster, hz, token, workers, base, out)
+                status |= quality(args, cluster, hz, hz_dsn, token, workers, base, out)
             if "federated" in parts:
                 status |= federated(args, main_url, hz, token, out)
         if "scale" in parts:
