@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 import pyogrio
@@ -119,7 +119,12 @@ async def fire(urls: list[str], headers: dict[str, str], concurrency: int) -> Ru
             while nxt < len(urls):
                 i, nxt = nxt, nxt + 1
                 t = time.perf_counter()
-                r = await client.get(urls[i])
+                try:
+                    r = await client.get(urls[i])
+                except httpx.HTTPError as exc:
+                    run.latencies[i] = time.perf_counter() - t
+                    run.errors[type(exc).__name__] += 1
+                    continue
                 run.latencies[i] = time.perf_counter() - t
                 if r.status_code == 200:
                     run.answers[i] = first_point(r.json())
@@ -205,6 +210,45 @@ def inprocess_engine(texts: list[str], dsn: str, concurrency: int) -> tuple[Engi
     return run, db.close
 
 
+def nominatim_engines(args, cluster: Cluster, texts: list[str], workers: int, base: Path,
+                      engines: dict[str, Engine], notes: list[str]) -> subprocess.Popen:
+    """Install (if needed), import and start Nominatim; add its engines; its server process."""
+    places_osm.ensure_venv(NOMINATIM_VENV)
+    osm = base / "hangzhou.osm"
+    counts = places_osm.write_osm(GPKG, osm)
+    secs = places_osm.import_nominatim(NOMINATIM_VENV, base / "nominatim", osm, cluster.dsn())
+    port = free_port()
+    proc = places_osm.start_nominatim(NOMINATIM_VENV, base / "nominatim", workers, port)
+    search = f"http://127.0.0.1:{port}/search?format=geojson&limit=1&q="
+    engines["nominatim"] = http_engine([search + quote(t) for t in texts], {}, args.concurrency)
+    engines["nominatim, spaced"] = http_engine([search + quote(spaced(t)) for t in texts], {},
+                                               args.concurrency)
+    notes.append(f"Nominatim 5.3.3 (osm2pgsql {osm2pgsql_version()}), import of "
+                 f"{', '.join(f'{v} {k}' for k, v in counts.items())} took {secs:.1f} s; "
+                 f"served by its Starlette app under uvicorn (httptools, uvloop, {workers} "
+                 "workers, as our node), `/search?q=…&format=geojson&limit=1`.")
+    return proc
+
+
+def trgm_engine(texts: list[str], dsn: str, cluster: Cluster, concurrency: int
+                ) -> tuple[Engine, Callable]:
+    """The issue's fallback peer: plain pg_trgm similarity() over the node's addresses table."""
+    from services.db import Database
+    admin = Database(cluster.dsn(urlsplit(dsn).path.lstrip("/")), maxconn=1)
+    admin.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")  # as the superuser, in that database
+    admin.close()
+    db = Database(dsn, maxconn=concurrency)
+    sql = ("SELECT ST_X(geom) AS lon, ST_Y(geom) AS lat FROM addresses"
+           " ORDER BY similarity(address, %s) DESC LIMIT 1")
+
+    def run(n: int) -> Run:
+        calls = [partial(db.one, sql, (t,)) for t in texts[:n]]
+        results, lat, wall = places_scale.run_threads(calls, concurrency)
+        return Run(answers=[(r["lon"], r["lat"]) if r else None for r in results],
+                   latencies=lat, wall=wall)
+    return run, db.close
+
+
 def quality(args, cluster: Cluster, hz: str, hz_dsn: str, token: str | None, workers: int,
             base: Path, out: list[str]) -> int:
     queries, source = load_variants(args.variants, args.seed)
@@ -234,21 +278,21 @@ def quality(args, cluster: Cluster, hz: str, hz_dsn: str, token: str | None, wor
 
     proc = None
     try:
-        places_osm.ensure_venv(NOMINATIM_VENV)
-        osm = base / "hangzhou.osm"
-        counts = places_osm.write_osm(GPKG, osm)
-        secs = places_osm.import_nominatim(NOMINATIM_VENV, base / "nominatim", osm, cluster.dsn())
-        port = free_port()
-        proc = places_osm.start_nominatim(NOMINATIM_VENV, base / "nominatim", workers, port)
-        search = f"http://127.0.0.1:{port}/search?format=geojson&limit=1&q="
-        engines["nominatim"] = http_engine([search + quote(t) for t in texts], {},
-                                           args.concurrency)
-        engines["nominatim, spaced"] = http_engine([search + quote(spaced(t)) for t in texts], {},
-                                                   args.concurrency)
-        notes.append(f"Nominatim 5.3.3 (osm2pgsql {osm2pgsql_version()}), import of "
-                     f"{', '.join(f'{v} {k}' for k, v in counts.items())} took {secs:.1f} s; "
-                     f"served by its Starlette app under uvicorn (httptools, uvloop, {workers} "
-                     "workers, as our node), `/search?q=…&format=geojson&limit=1`.")
+        if args.peer == "nominatim":
+            try:
+                proc = nominatim_engines(args, cluster, texts, workers, base, engines, notes)
+            except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+                reason = f"Nominatim could not be run: {exc}"
+                print(reason, file=sys.stderr)
+                notes.append(reason.replace("\n", " / ") + "; compared against pg_trgm instead.")
+                args.peer = "pg_trgm"
+        if args.peer == "pg_trgm":
+            engines["pg_trgm similarity()"], close = trgm_engine(texts, hz_dsn, cluster,
+                                                                  args.concurrency)
+            closers.append(close)
+            notes.append("\"pg_trgm similarity()\": `SELECT ST_X(geom), ST_Y(geom) FROM addresses "
+                         "ORDER BY similarity(address, %s) DESC LIMIT 1` on the hangzhou node's "
+                         "addresses table, in 8 threads of this process (no HTTP).")
         runs: dict[str, list[Run]] = {name: [] for name in engines}
         order = list(engines)
         for engine in engines.values():  # warm-up, not counted
@@ -257,16 +301,16 @@ def quality(args, cluster: Cluster, hz: str, hz_dsn: str, token: str | None, wor
             for name in order if r % 2 == 0 else order[::-1]:
                 run = engines[name](len(texts))
                 runs[name].append(run)
-                print(f"round {r + 1} {name:18} {run.rps:7.1f} req/s  p95 {run.p95_ms():6.1f} ms",
+                print(f"round {r + 1} {name:20} {run.rps:7.1f} req/s  p95 {run.p95_ms():6.1f} ms",
                       flush=True)
     finally:
         if proc is not None:
             places_osm.stop(proc)
         for close in closers:
             close()
-    out.append(f"\n### Quality and speed against Nominatim ({args.concurrency} concurrent "
+    out.append(f"\n### Quality and speed against {args.peer} ({args.concurrency} concurrent "
                f"clients, {args.rounds} rounds of every variant, alternating order)\n")
-    out.append("| engine | top-1 within 25 m | req/s | p95 ms | errors | req/s ratio to nominatim |")
+    out.append(f"| engine | top-1 within 25 m | req/s | p95 ms | errors | req/s ratio to {args.peer} |")
     out.append("|---|---|---|---|---|---|")
     summary: dict[str, tuple[float, float, float, dict]] = {}
     bad = 0
@@ -278,7 +322,8 @@ def quality(args, cluster: Cluster, hz: str, hz_dsn: str, token: str | None, wor
         bad += errs
         summary[name] = (acc, rps, p95(lat), forms)
     for name, (acc, rps, p, _) in summary.items():
-        ratio = rps / summary["nominatim"][1] if "nominatim" in summary else math.nan
+        peer = "nominatim" if "nominatim" in summary else "pg_trgm similarity()"
+        ratio = rps / summary[peer][1] if peer in summary else math.nan
         cell = "not comparable (no HTTP)" if "in-process" in name else f"{ratio:.2f}"
         errs = sum(sum(r.errors.values()) for r in runs[name])
         out.append(f"| {name} | {100 * acc:.1f} % | {rps:.1f} | {p:.1f} | {errs} | {cell} |")
@@ -433,6 +478,8 @@ def main() -> int:
     ap.add_argument("--scale-rows", type=int, default=1_000_000)
     ap.add_argument("--scale-queries", type=int, default=2000)
     ap.add_argument("--federated-queries", type=int, default=500)
+    ap.add_argument("--peer", choices=["nominatim", "pg_trgm"], default="nominatim",
+                    help="pg_trgm: the issue's fallback when Nominatim cannot run")
     ap.add_argument("--note", default="", help="recorded with the results (what was merged)")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
