@@ -187,7 +187,8 @@ def quality(args, cluster: Cluster, hz: str, hz_dsn: str, token: str | None, wor
     if "nominatim, spaced" in summary:
         out.append(f"\"nominatim, spaced\" is a diagnostic, not the comparison: {spaced(texts[1])!r} "
                    f"for {texts[1]!r} (spaces after 省/市/区/县 and before the door number, where "
-                   "the query ends in one); Nominatim splits words at spaces and punctuation only.")
+                   "the query ends in one); Nominatim splits words at spaces and punctuation, digits "
+                   "glued to their neighbours.")
     return 1 if bad else 0
 
 
