@@ -90,7 +90,11 @@ def load_variants(n: int, seed: int) -> tuple[list[tuple[str, dict]], str]:
         tmp = Path(tempfile.mkdtemp(prefix="geoplat-bench-variants-"))
         (tmp / "place_variants.py").write_text(text, encoding="utf-8")
         sys.path.insert(0, str(tmp))
-        import place_variants
+        try:
+            import place_variants
+        finally:
+            sys.path.remove(str(tmp))
+            shutil.rmtree(tmp, ignore_errors=True)  # the module is loaded; no copy stays behind
         source = "place_variants.py of branch places-matching (git show)"
     addresses, pois, roads = sample_rows()
     return place_variants.variants(addresses, n, seed, pois=pois, roads=roads), source
