@@ -10,7 +10,7 @@ APT_PACKAGES := postgresql-15 postgresql-15-postgis-3 postgresql-contrib gdal-bi
 	python3-qgis qgis-providers acl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install apt user venv npm up down status test bench clean-var lint
+.PHONY: install apt user venv npm up down status test bench bench-places-deps bench-places clean-var lint
 
 install: apt $(VENV)/.installed node_modules/.installed user
 
@@ -68,6 +68,27 @@ test: install
 bench: install
 	$(BIN)/python bench/features.py
 	$(BIN)/python bench/tiles.py
+
+# What bench/places.py needs besides the project (not part of `make up`/`make test`): Debian's
+# osm2pgsql for Nominatim's import, and Nominatim in a venv of its own (it pins psycopg 3,
+# SQLAlchemy 2 and PyICU, none of them ours; PyICU builds against libicu-dev).
+NOMINATIM_VENV := bench/.venv-nominatim
+NOMINATIM_PINS := nominatim-db==5.3.3 nominatim-api==5.3.3 starlette==1.10.0 'uvicorn[standard]==0.54.0'
+BENCH_PLACES_APT := osm2pgsql libicu-dev pkg-config g++
+bench-places-deps:
+	@missing=""; for p in $(BENCH_PLACES_APT); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "apt: installing$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@test -x $(NOMINATIM_VENV)/bin/python || $(PYTHON) -m venv $(NOMINATIM_VENV)
+	$(NOMINATIM_VENV)/bin/pip install -q $(NOMINATIM_PINS)
+
+bench-places: install bench-places-deps
+	$(BIN)/python bench/places.py
 
 lint: install
 	$(BIN)/ruff check .
