@@ -41,6 +41,10 @@ class PlacesMapping(BaseModel):
     level: DivisionLevel | None = Field(default=None, description="division kind: the level")
     category_default: str | None = Field(default=None, description="category of every entry "
                                          "when there is no category column")
+    boundary_note: str | None = Field(default=None, description="division kind: where its "
+                                      "outlines come from (e.g. 1999 county units)")
+    note: Column | None = Field(default=None, description="division kind: a column with that "
+                                "note per feature (overrides boundary_note)")
 
     @model_validator(mode="after")
     def _complete(self) -> PlacesMapping:
@@ -54,5 +58,5 @@ class PlacesMapping(BaseModel):
 
     def columns(self) -> dict[str, str]:
         """Part -> source column, for the parts that are set."""
-        parts = ("name", "address", "road", "number", "category", "phone", "code")
+        parts = ("name", "address", "road", "number", "category", "phone", "code", "note")
         return {p: getattr(self, p) for p in parts if getattr(self, p) is not None}

@@ -55,4 +55,12 @@ CREATE TABLE IF NOT EXISTS geoplat_places (
     shape geometry(Geometry, 4490),    -- a road's lines; NULL for points
     extra jsonb NOT NULL DEFAULT '{}'::jsonb
 );
+-- the builder's own: point-in-boundary lookups while it assigns admin chains
+CREATE INDEX IF NOT EXISTS geoplat_divisions_boundary ON geoplat_divisions USING gist (boundary);
+-- a publisher's mapping of a published layer (mapping NULL: it feeds no places); without a
+-- row a published point layer with a name column becomes POIs (gazetteer.default_mapping)
+CREATE TABLE IF NOT EXISTS geoplat_places_sources (
+    layer text PRIMARY KEY,
+    mapping jsonb
+);
 """
