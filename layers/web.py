@@ -411,6 +411,7 @@ class PublishRoutes:
             src = up.file.with_name(up.filename) if up.filename else up.file
             up.file.replace(src)
             keywords = [k.strip() for k in f.get("keywords", "").split(",") if k.strip()]
+            places = pub.parse_places(f.get("places"))
 
             def run(progress: pub.Progress = pub._noop) -> list[pub.PublishResult]:
                 return pub.publish(
@@ -419,7 +420,8 @@ class PublishRoutes:
                     keywords=keywords, layer=f.get("layer") or None,
                     all_layers=f.get("all_layers", "").lower() in TRUE,
                     actor=p.username, progress=progress,
-                    emap=None if "emap" not in f else f["emap"].strip().lower() in TRUE)
+                    emap=None if "emap" not in f else f["emap"].strip().lower() in TRUE,
+                    places=places)
 
             if wants_progress(request, f):
                 self._preflight(f)  # what is cheap to check gets its status, not a stream

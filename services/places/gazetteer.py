@@ -9,7 +9,7 @@
 - every division also as a place (layer NULL: public);
 - the features of the mapped layers (config/layers/<node>.yml `places:`) and of the published
   vector layers (a point layer with a name column becomes POIs unless its publisher gave a
-  mapping, `set_published_mapping`): door plates, roads (merged per name within a county),
+  mapping: `geoplat_published.places`, set by layers.publish.publish(places=...)): door plates, roads (merged per name within a county),
   POIs and place names, each with its layer (access rules apply) and its admin chain (the finest
   division boundary containing it, then its code parents).
 
@@ -20,6 +20,7 @@ builds. Then services.places.indexes.create(cur).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -65,6 +66,7 @@ class Source:
     columns: dict[str, str]        # source attribute name -> table column
     geometry_type: str
     boundary_note: str | None = None
+    checksum: str = ""             # of the loaded data (geoplat_layers)
 
 
 @dataclass
@@ -74,6 +76,7 @@ class BuildResult:
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     skipped: list[str] = field(default_factory=list)   # sources left out, with why
+    unchanged: bool = False        # same inputs as the last build: nothing written
 
 
 def _quiet(step: str, done: int, total: int | None) -> None:
@@ -82,23 +85,25 @@ def _quiet(step: str, done: int, total: int | None) -> None:
 
 # --------------------------------------------------------------------------- sources
 
-def _catalogue(cur: Any) -> dict[str, tuple[str, dict[str, str]]]:
-    """layer id -> (geometry type, source attribute -> table column) from geoplat_layers."""
+def _catalogue(cur: Any) -> dict[str, tuple[str, dict[str, str], str]]:
+    """layer id -> (geometry type, source attribute -> table column, checksum) from
+    geoplat_layers (the loader's and the publisher's catalogue)."""
     cur.execute("SELECT to_regclass('geoplat_layers') IS NOT NULL")
     if not cur.fetchone()[0]:
         return {}
-    cur.execute("SELECT id, geometry_type, columns FROM geoplat_layers")
-    return {r[0]: (r[1], {str(src): col for col, src in (r[2] or {}).items()})
+    cur.execute("SELECT id, geometry_type, columns, checksum FROM geoplat_layers")
+    return {r[0]: (r[1], {str(src): col for col, src in (r[2] or {}).items()}, r[3])
             for r in cur.fetchall()}
 
 
-def _published(cur: Any) -> list[tuple[str, str, dict[str, Any] | None, bool]]:
-    """Published vector layers now served: (name, access, mapping given, mapping row exists)."""
+def _published(cur: Any) -> list[tuple[str, str, Any]]:
+    """Published vector layers now served: (name, access, the publisher's `places`: a mapping,
+    false, or None for the default rule)."""
     cur.execute("SELECT to_regclass('geoplat_published') IS NOT NULL")
     if not cur.fetchone()[0]:
         return []
-    cur.execute("SELECT p.name, p.access, s.mapping, s.layer IS NOT NULL FROM geoplat_published p"
-                " LEFT JOIN geoplat_places_sources s ON s.layer = p.name"
+    # to_jsonb(p): a catalogue made before the `places` column reads as NULL
+    cur.execute("SELECT p.name, p.access, to_jsonb(p) -> 'places' FROM geoplat_published p"
                 " WHERE p.kind = 'vector' AND p.current_version IS NOT NULL ORDER BY p.name")
     return list(cur.fetchall())
 
@@ -127,40 +132,32 @@ def sources(cur: Any, layers: list[LayerSettings], result: BuildResult) -> list[
         if layer.id not in cat:
             result.skipped.append(f"{layer.id}: not loaded")
             continue
-        gtype, cols = cat[layer.id]
+        gtype, cols, checksum = cat[layer.id]
         out.append(Source(layer.id, layer.id, layer.access, layer.places, cols, gtype,
-                          layer.places.boundary_note))
+                          layer.places.boundary_note, checksum))
     configured = {s.layer for s in out} | {layer.id for layer in layers}
-    for name, access, given, has_row in _published(cur):
-        if name in configured or name not in cat:
-            continue
-        gtype, cols = cat[name]
-        mapping: PlacesMapping | None
-        if has_row:
-            try:
-                mapping = PlacesMapping.model_validate(given) if given else None
-            except ValidationError:
-                result.skipped.append(f"{name}: invalid places mapping")
-                continue
-        else:
-            mapping = default_mapping(cols, gtype)
-        if mapping is None:
-            continue
-        out.append(Source(name, name, access, mapping, cols, gtype, None))
     for s in out:
         missing = [c for c in s.mapping.columns().values() if c not in s.columns]
         if missing:
             raise ValueError(f"layer {s.layer}: places mapping names columns it lacks: {missing}")
+    for name, access, given in _published(cur):
+        if name in configured or name not in cat:
+            continue
+        gtype, cols, checksum = cat[name]
+        mapping: PlacesMapping | None
+        try:
+            mapping = (default_mapping(cols, gtype) if given is None or given is True
+                       else PlacesMapping.model_validate(given) if given else None)
+        except ValidationError:
+            result.skipped.append(f"{name}: invalid places mapping")
+            continue
+        if mapping is None:
+            continue
+        if any(c not in cols for c in mapping.columns().values()):
+            result.skipped.append(f"{name}: places mapping names columns it lacks")
+            continue
+        out.append(Source(name, name, access, mapping, cols, gtype, None, checksum))
     return out
-
-
-def set_published_mapping(cur: Any, layer: str, mapping: PlacesMapping | None) -> None:
-    """The publisher's mapping of a published layer (None: it feeds no places); the next build
-    uses it. Without a row the default applies (`default_mapping`)."""
-    cur.execute(DDL)
-    cur.execute("INSERT INTO geoplat_places_sources (layer, mapping) VALUES (%s, %s)"
-                " ON CONFLICT (layer) DO UPDATE SET mapping = EXCLUDED.mapping",
-                (layer, json.dumps(mapping.model_dump(exclude_none=True)) if mapping else None))
 
 
 def _rows(cur: Any, s: Source, geom_sql: str) -> Iterator[dict[str, Any]]:
@@ -469,9 +466,24 @@ def area_scope(area_code: str | None) -> str | None:
     return area_code.rstrip("0")[:4] if area_code[2:] != "0000" else area_code[:2]
 
 
+def inputs_checksum(srcs: list[Source], scope: str | None, divisions_csv: Path) -> str:
+    """What a build depends on: the sources' data and mappings, the division file, the area,
+    and the code that turns them into rows (this module, the text normaliser)."""
+    h = hashlib.sha256()
+    code = [Path(__file__), Path(__file__).with_name("text.py"), Path(div.__file__)]
+    for p in [divisions_csv, *code]:
+        h.update(p.read_bytes() if p.exists() else b"-")
+    h.update(json.dumps([scope, [(s.layer, s.table, s.access, s.checksum,
+                                  s.mapping.model_dump(mode="json")) for s in srcs]],
+                        sort_keys=True).encode())
+    return h.hexdigest()
+
+
 def build(dsn: str, node_id: str, layers: list[LayerSettings], *, area_code: str | None = None,
-          divisions_csv: Path = div.DIVISIONS_CSV, progress: Progress = _quiet) -> BuildResult:
-    """(Re)build the node's gazetteer in one transaction (see the module docstring)."""
+          divisions_csv: Path = div.DIVISIONS_CSV, progress: Progress = _quiet,
+          force: bool = False) -> BuildResult:
+    """(Re)build the node's gazetteer in one transaction (see the module docstring); nothing
+    is written when its inputs are those of the last build, unless `force`."""
     started = time.monotonic()
     conn = psycopg2.connect(dsn, application_name="geoplat-gazetteer")
     try:
@@ -482,6 +494,12 @@ def build(dsn: str, node_id: str, layers: list[LayerSettings], *, area_code: str
             srcs = sources(cur, layers, result)
             all_rows = div.load(divisions_csv)
             scope = area_scope(area_code)
+            checksum = inputs_checksum(srcs, scope, divisions_csv)
+            cur.execute("SELECT checksum FROM geoplat_places_build WHERE id = 1")
+            last = cur.fetchone()
+            if last and last[0] == checksum and not force:
+                result.unchanged = True
+                return result
             if scope is None:
                 codes = []
                 for s in srcs:
@@ -508,7 +526,11 @@ def build(dsn: str, node_id: str, layers: list[LayerSettings], *, area_code: str
                 result.counts[s.mapping.kind] = result.counts.get(s.mapping.kind, 0) + n
             _assign_admin(cur, all_rows)
             indexes.create(cur)
-            cur.execute("REVOKE ALL ON geoplat_places, geoplat_divisions, geoplat_places_sources"
+            cur.execute("INSERT INTO geoplat_places_build (id, checksum, counts) VALUES (1, %s, %s)"
+                        " ON CONFLICT (id) DO UPDATE SET checksum = EXCLUDED.checksum,"
+                        " counts = EXCLUDED.counts, built_at = now()",
+                        (checksum, json.dumps(result.counts)))
+            cur.execute("REVOKE ALL ON geoplat_places, geoplat_divisions, geoplat_places_build"
                         " FROM PUBLIC")
         conn.autocommit = True
         with conn.cursor() as cur:

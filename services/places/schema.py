@@ -57,10 +57,11 @@ CREATE TABLE IF NOT EXISTS geoplat_places (
 );
 -- the builder's own: point-in-boundary lookups while it assigns admin chains
 CREATE INDEX IF NOT EXISTS geoplat_divisions_boundary ON geoplat_divisions USING gist (boundary);
--- a publisher's mapping of a published layer (mapping NULL: it feeds no places); without a
--- row a published point layer with a name column becomes POIs (gazetteer.default_mapping)
-CREATE TABLE IF NOT EXISTS geoplat_places_sources (
-    layer text PRIMARY KEY,
-    mapping jsonb
+-- the last build: a build with the same inputs writes nothing (services.places.gazetteer)
+CREATE TABLE IF NOT EXISTS geoplat_places_build (
+    id int PRIMARY KEY CHECK (id = 1),
+    checksum text NOT NULL,
+    counts jsonb NOT NULL,
+    built_at timestamptz NOT NULL DEFAULT now()
 );
 """
