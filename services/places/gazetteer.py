@@ -40,7 +40,7 @@ from shapely.geometry.base import BaseGeometry
 
 from geoplat_settings import LayerSettings, PlacesMapping
 from services.places import divisions as div
-from services.places import indexes
+from services.places import indexes, outlines
 from services.places.schema import DDL
 
 LOGGER = logging.getLogger("geoplat.places")
@@ -186,18 +186,10 @@ def _text(v: Any) -> str | None:
 
 # --------------------------------------------------------------------------- divisions
 
-@dataclass
-class LayerGeometry:
-    """What the division layers give, by the code they carry (1999 or 2023)."""
-    polys: dict[str, list[BaseGeometry]] = field(default_factory=dict)
-    points: dict[str, BaseGeometry] = field(default_factory=dict)
-    notes: dict[str, str] = field(default_factory=dict)
-    names: dict[str, str] = field(default_factory=dict)
-
-
-def _division_geometry(cur: Any, srcs: list[Source], result: BuildResult) -> LayerGeometry:
+def _division_geometry(cur: Any, srcs: list[Source], result: BuildResult
+                       ) -> outlines.LayerGeometry:
     """Polygons by 1999/2023 code as the layers give them, points by division code, notes."""
-    lg = LayerGeometry()
+    lg = outlines.LayerGeometry()
     polys, points, notes = lg.polys, lg.points, lg.notes
     for s in srcs:
         if s.mapping.kind != "division":
@@ -221,94 +213,6 @@ def _division_geometry(cur: Any, srcs: list[Source], result: BuildResult) -> Lay
             else:
                 points[code] = g
     return lg
-
-
-def _multipolygon(g: BaseGeometry | None) -> BaseGeometry | None:
-    if g is None or g.is_empty:
-        return None
-    g = shapely.make_valid(g)
-    polys = [p for p in getattr(g, "geoms", [g]) if p.geom_type == "Polygon" and not p.is_empty]
-    for p in getattr(g, "geoms", []):
-        if p.geom_type == "MultiPolygon":
-            polys.extend(p.geoms)
-    return shapely.MultiPolygon(polys) if polys else None
-
-
-def _renamed_1999(rows: list[div.DivisionRow], lg: LayerGeometry) -> dict[str, str]:
-    """2023 county code -> the 1999 unit of another code with the same name stem in the same
-    prefecture (萧山区 330109 <- 萧山市 330181), for counties without an outline of their code."""
-    codes = {r.code for r in rows}
-    spare: dict[tuple[str, str], list[str]] = {}
-    for c in lg.polys:
-        if len(c) == 6 and c not in codes and c[4:] != "01":    # xx01: a 1999 市辖区
-            spare.setdefault((c[:4], div.short_name(lg.names.get(c, ""))), []).append(c)
-    out = {}
-    for r in rows:
-        if r.kind == "county" and r.code not in lg.polys:
-            found = spare.get((r.code[:4], div.short_name(r.name)), [])
-            if len(found) == 1:
-                out[r.code] = found[0]
-    return out
-
-
-def division_rows(rows: list[div.DivisionRow], scope: str, lg: LayerGeometry
-                  ) -> list[dict[str, Any]]:
-    """Each division with its boundary, centre and bbox (see the module docstring)."""
-    polys, points, notes = lg.polys, lg.points, lg.notes
-    renamed = _renamed_1999(rows, lg)
-    children: dict[str, list[str]] = {}
-    for r in rows:
-        if r.parent_code:
-            children.setdefault(r.parent_code, []).append(r.code)
-    out: dict[str, dict[str, Any]] = {}
-    for kind in ("township", "county", "city", "province"):
-        for r in (x for x in rows if x.kind == kind):
-            note = notes.get(r.code)
-            own = renamed.get(r.code, r.code)
-            boundary = _multipolygon(shapely.union_all(polys[own])) if own in polys else None
-            if own != r.code:
-                note = (f"{notes.get(own) or 'outline'}: that of {lg.names.get(own, '')} {own}"
-                        " (renamed)")
-            inside = r.code.startswith(scope)
-            if boundary is None and kind in ("city", "province") and inside:
-                prefix = r.code[:4] if kind == "city" else r.code[:2]
-                parts = [g for c, gs in polys.items() if len(c) == 6 and c.startswith(prefix)
-                         and c != r.code for g in gs]
-                if parts:
-                    boundary = _multipolygon(shapely.union_all(parts))
-                    codes = sorted({notes[c] for c in polys if c.startswith(prefix) and c in notes})
-                    note = "union of its county outlines" + (f"; {codes[0]}" if codes else "")
-            kids = [out[c] for c in children.get(r.code, []) if c in out]
-            centre = points.get(r.code)
-            if centre is None and boundary is not None:
-                centre = boundary.point_on_surface()
-            if centre is None:
-                located = [k for k in kids if k["centre"] is not None]
-                if located:
-                    centre = shapely.MultiPoint([k["centre"] for k in located]).centroid
-                    note = note or "no boundary; centre: mean of its subdivisions' centres"
-            if boundary is not None:
-                bbox = boundary.bounds
-            else:
-                boxes = [k["bbox"] for k in kids if k["bbox"] and inside]
-                bbox = (min(b[0] for b in boxes), min(b[1] for b in boxes),
-                        max(b[2] for b in boxes), max(b[3] for b in boxes)) if boxes else None
-            out[r.code] = {"code": r.code, "name": r.name, "kind": r.kind,
-                           "parent_code": r.parent_code, "centre": centre, "bbox": bbox,
-                           "boundary": boundary, "note": note}
-    # top down: a division still without a centre takes its parent's
-    for r in rows:
-        d = out[r.code]
-        if d["centre"] is None:
-            p = out.get(r.parent_code or "")
-            if p is not None and p["centre"] is not None:
-                d["centre"] = p["centre"]
-                d["note"] = d["note"] or "no boundary; centre: its parent's"
-    for d in out.values():
-        if d["centre"] is None:     # nothing at all above or below: a division far off scope
-            d["centre"] = shapely.Point(0, 0)
-            d["note"] = "no geometry on this node"
-    return [out[r.code] for r in rows]
 
 
 def _chain(rows: dict[str, div.DivisionRow], code: str) -> dict[str, str | None]:
@@ -511,7 +415,7 @@ def build(dsn: str, node_id: str, layers: list[LayerSettings], *, area_code: str
                 scope = div.scope_of(codes)
             result.scope = scope
             rows = div.in_scope(all_rows, scope)
-            drows = division_rows(rows, scope, _division_geometry(cur, srcs, result))
+            drows = outlines.division_rows(rows, scope, _division_geometry(cur, srcs, result))
             cur.execute("DELETE FROM geoplat_places")
             cur.execute("DELETE FROM geoplat_divisions")
             _insert_divisions(cur, drows, all_rows)
