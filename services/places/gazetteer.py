@@ -36,6 +36,7 @@ import psycopg2.extras
 import shapely
 from psycopg2 import sql
 from pydantic import ValidationError
+from pypinyin import Style, lazy_pinyin
 from shapely.geometry.base import BaseGeometry
 
 from geoplat_settings import LayerSettings, PlacesMapping
@@ -51,9 +52,16 @@ NAME_COLUMNS = ("name", "名称", "title", "mc", "NAME", "Name")
 Progress = Callable[[str, int, int | None], None]   # (step, done, total or None)
 
 
+# Placeholders until services.places.text lands (the matching helper's normalise and
+# pinyin_initials): swap them for those on merge.
 def _normalise(text: str) -> str:
-    """Placeholder until services.places.text.normalise lands (matching helper)."""
     return unicodedata.normalize("NFKC", text).strip()
+
+
+def _pinyin(text: str) -> str:
+    """Initials of the name's pinyin, letters and digits kept: 杭州市民中心 -> hzsmzx."""
+    parts = lazy_pinyin(_normalise(text), style=Style.FIRST_LETTER, errors="default")
+    return "".join(p for p in parts if p.isascii()).lower()
 
 
 @dataclass(frozen=True)
@@ -245,20 +253,21 @@ def _insert_divisions(cur: Any, drows: list[dict[str, Any]], all_rows: dict[str,
     places = []
     for d in drows:
         ch = _chain(all_rows, d["code"])
-        places.append((d["kind"], d["name"], _normalise(d["name"]),
-                       [_normalise(div.short_name(d["name"]))], *(ch.get(c) for c in ADMIN_COLS),
-                       d["code"], shapely.to_wkb(d["centre"])))
+        short = div.short_name(d["name"])
+        places.append((d["kind"], d["name"], _normalise(d["name"]), _pinyin(d["name"]),
+                       [_normalise(short)] if short != d["name"] else [],
+                       *(ch.get(c) for c in ADMIN_COLS), d["code"], shapely.to_wkb(d["centre"])))
     psycopg2.extras.execute_values(
-        cur, "INSERT INTO geoplat_places (kind, name, name_norm, aliases, "
+        cur, "INSERT INTO geoplat_places (kind, name, name_norm, pinyin, aliases, "
              + ", ".join(ADMIN_COLS) + ", source_id, geom) VALUES %s", places,
-        template="(" + ", ".join(["%s"] * 13) + ", ST_SetSRID(ST_GeomFromWKB(%s), 4490))",
+        template="(" + ", ".join(["%s"] * 14) + ", ST_SetSRID(ST_GeomFromWKB(%s), 4490))",
         page_size=500)
 
 
 # --------------------------------------------------------------------------- features
 
 _NUMBER = re.compile(r"\d+")
-PLACE_COLS = ("kind", "name", "name_norm", "address", "address_norm", "road", "road_norm",
+PLACE_COLS = ("kind", "name", "name_norm", "pinyin", "address", "address_norm", "road", "road_norm",
               "number", "number_int", "category", "phone", "layer", "source_id", "extra")
 
 
@@ -270,11 +279,13 @@ def _number_int(number: str | None) -> int | None:
 def _place_values(s: Source, r: dict[str, Any]) -> tuple[Any, ...] | None:
     m = s.mapping
     address, road, number = _text(r.get("address")), _text(r.get("road")), _text(r.get("number"))
-    name = _text(r.get("name")) or (address if m.kind == "address" else None)
+    name = _text(r.get("name"))
+    if name is None and m.kind == "address":     # a door plate is named by road and number
+        name = road + number if road and number else address
     if name is None:
         return None
     category = _text(r.get("category")) or m.category_default
-    return (m.kind, name, _normalise(name), address, _normalise(address) if address else None,
+    return (m.kind, name, _normalise(name), _pinyin(name), address, _normalise(address) if address else None,
             road, _normalise(road) if road else None, number, _number_int(number), category,
             _text(r.get("phone")), s.layer, str(r["fid"]), "{}")
 
@@ -324,18 +335,18 @@ def _insert_roads(cur: Any, s: Source, progress: Progress) -> int:
                    ST_LineMerge(ST_Union(geom)) AS shape FROM located GROUP BY name, county)
         INSERT INTO geoplat_places (kind, name, name_norm, road, road_norm, layer, source_id,
                                     extra, geom, shape)
-        SELECT 'road', name, %(placeholder)s, name, NULL, %(layer)s, fid,
+        SELECT 'road', name, '', name, NULL, %(layer)s, fid,
                jsonb_build_object('segments', parts),
                ST_SetSRID(ST_ClosestPoint(shape, ST_Centroid(shape)), 4490),
                ST_SetSRID(shape, 4490)
           FROM merged
-        RETURNING id, name""", {"layer": s.layer, "placeholder": ""})
+        RETURNING id, name""", {"layer": s.layer})
     ids = cur.fetchall()
     # normalised text from Python (text.normalise is Python): one UPDATE from VALUES
     psycopg2.extras.execute_values(
-        cur, "UPDATE geoplat_places p SET name_norm = v.norm, road_norm = v.norm"
-             " FROM (VALUES %s) AS v (id, norm) WHERE p.id = v.id",
-        [(i, _normalise(name)) for i, name in ids], page_size=BATCH)
+        cur, "UPDATE geoplat_places p SET name_norm = v.norm, road_norm = v.norm, pinyin = v.py"
+             " FROM (VALUES %s) AS v (id, norm, py) WHERE p.id = v.id",
+        [(i, _normalise(name), _pinyin(name)) for i, name in ids], page_size=BATCH)
     cur.execute("DROP TABLE _gz_roads")
     progress(s.layer, len(ids), len(ids))
     return len(ids)
@@ -364,10 +375,13 @@ def _assign_admin(cur: Any, rows: dict[str, div.DivisionRow]) -> None:
 # --------------------------------------------------------------------------- build
 
 def area_scope(area_code: str | None) -> str | None:
-    """A node's `area_code` (330000, 330100) as a code prefix ('33', '3301'); None: unknown."""
+    """A node's `area_code` (330000, 330100, 330102) as a code prefix ('33', '3301', '330102');
+    None: unknown (then the node's division layers tell)."""
     if not area_code:
         return None
-    return area_code.rstrip("0")[:4] if area_code[2:] != "0000" else area_code[:2]
+    if area_code[2:] == "0000":
+        return area_code[:2]
+    return area_code[:4] if area_code[4:] == "00" else area_code
 
 
 def inputs_checksum(srcs: list[Source], scope: str | None, divisions_csv: Path) -> str:

@@ -81,8 +81,9 @@ def division_rows(rows: list[div.DivisionRow], scope: str, lg: LayerGeometry
                          and c != r.code for g in gs]
                 if parts:
                     boundary = multipolygon(shapely.union_all(parts))
-                    codes = sorted({notes[c] for c in polys if c.startswith(prefix) and c in notes})
-                    note = "union of its county outlines" + (f"; {codes[0]}" if codes else "")
+                    kinds = sorted({notes[c] for c in polys if c.startswith(prefix) and c in notes})
+                    note = "union of its county outlines" + (f" ({'; '.join(kinds)})"[:300]
+                                                             if kinds else "")
             kids = [out[c] for c in children.get(r.code, []) if c in out]
             centre = points.get(r.code)
             if centre is None and boundary is not None:

@@ -240,3 +240,17 @@ def test_node_roles_reach_only_their_own_gazetteer(federation):
     nat_db = psycopg2.extensions.parse_dsn(nat)["dbname"]
     with pytest.raises(psycopg2.OperationalError):
         psycopg2.connect(**{**hz_role, "dbname": nat_db}).close()
+
+
+@pytest.mark.parametrize(("area_code", "scope"), [
+    ("330000", "33"), ("330100", "3301"), ("330102", "330102"), (None, None)])
+def test_area_code_as_scope(area_code, scope):
+    assert gazetteer.area_scope(area_code) == scope
+
+
+def test_default_mapping_of_published_layers():
+    m = gazetteer.default_mapping({"名称": "attr_1", "category": "category"}, "Point")
+    assert m is not None and (m.kind, m.name, m.category, m.address) == ("poi", "名称",
+                                                                         "category", None)
+    assert gazetteer.default_mapping({"name": "name"}, "MultiPolygon") is None
+    assert gazetteer.default_mapping({"code": "code"}, "Point") is None
