@@ -45,6 +45,8 @@ class PlacesMapping(BaseModel):
                                       "outlines come from (e.g. 1999 county units)")
     note: Column | None = Field(default=None, description="division kind: a column with that "
                                 "note per feature (overrides boundary_note)")
+    extra: list[Column] = Field(default=[], max_length=20, description="columns copied as they "
+                                "are into the entry's `extra` (opening hours, services ...)")
 
     @model_validator(mode="after")
     def _complete(self) -> PlacesMapping:
@@ -60,3 +62,7 @@ class PlacesMapping(BaseModel):
         """Part -> source column, for the parts that are set."""
         parts = ("name", "address", "road", "number", "category", "phone", "code", "note")
         return {p: getattr(self, p) for p in parts if getattr(self, p) is not None}
+
+    def all_columns(self) -> list[str]:
+        """Every source column the mapping reads (its parts and its extras)."""
+        return [*self.columns().values(), *self.extra]

@@ -267,7 +267,7 @@ def _set_places(cur: Any, name: str, places: PlacesMapping | bool | None,
     if places is None:
         return
     if isinstance(places, PlacesMapping):
-        missing = sorted(c for c in places.columns().values() if c not in columns)
+        missing = sorted(c for c in places.all_columns() if c not in columns)
         if missing:
             raise PublishError("the places mapping names columns the data lacks: "
                                + ", ".join(printable(c, 60) for c in missing[:5]), 400)

@@ -145,7 +145,7 @@ def sources(cur: Any, layers: list[LayerSettings], result: BuildResult) -> list[
                           layer.places.boundary_note, checksum))
     configured = {s.layer for s in out} | {layer.id for layer in layers}
     for s in out:
-        missing = [c for c in s.mapping.columns().values() if c not in s.columns]
+        missing = [c for c in s.mapping.all_columns() if c not in s.columns]
         if missing:
             raise ValueError(f"layer {s.layer}: places mapping names columns it lacks: {missing}")
     for name, access, given in _published(cur):
@@ -161,7 +161,7 @@ def sources(cur: Any, layers: list[LayerSettings], result: BuildResult) -> list[
             continue
         if mapping is None:
             continue
-        if any(c not in cols for c in mapping.columns().values()):
+        if any(c not in cols for c in mapping.all_columns()):
             result.skipped.append(f"{name}: places mapping names columns it lacks")
             continue
         out.append(Source(name, name, access, mapping, cols, gtype, None, checksum))
@@ -173,6 +173,8 @@ def _rows(cur: Any, s: Source, geom_sql: str) -> Iterator[dict[str, Any]]:
     parts = s.mapping.columns()
     fields = [sql.SQL("{} AS {}").format(sql.Identifier(s.columns[col]), sql.Identifier(part))
               for part, col in parts.items()]
+    fields += [sql.SQL("{} AS {}").format(sql.Identifier(s.columns[col]), sql.Identifier(f"x{i}"))
+               for i, col in enumerate(s.mapping.extra)]
     named = cur.connection.cursor(name=f"gz_{s.layer}"[:60],
                                   cursor_factory=psycopg2.extras.RealDictCursor)
     named.itersize = BATCH
@@ -287,7 +289,9 @@ def _place_values(s: Source, r: dict[str, Any]) -> tuple[Any, ...] | None:
     category = _text(r.get("category")) or m.category_default
     return (m.kind, name, _normalise(name), _pinyin(name), address, _normalise(address) if address else None,
             road, _normalise(road) if road else None, number, _number_int(number), category,
-            _text(r.get("phone")), s.layer, str(r["fid"]), "{}")
+            _text(r.get("phone")), s.layer, str(r["fid"]),
+            json.dumps({col: r[f"x{i}"] for i, col in enumerate(m.extra)
+                        if r[f"x{i}"] is not None}, ensure_ascii=False, default=str))
 
 
 def _insert_points(cur: Any, s: Source, progress: Progress) -> int:

@@ -145,6 +145,11 @@ def test_every_door_plate_agrees_with_its_district(federation):
         dsn, "SELECT number, number_int, road FROM geoplat_places"
              " WHERE address = '浙江省杭州市上城区宏二路2号'")
     assert (number, number_int, road) == ("2号", 2, "宏二路")
+    # a POI's mapped extras (config/layers/hangzhou.yml): what the service-hall pages show
+    [(category, phone, extra)] = _rows(dsn, "SELECT category, phone, extra FROM geoplat_places"
+                                            " WHERE name = '杭州市民中心政务服务大厅'")
+    assert (category, phone) == ("service_hall", "12345")
+    assert extra["opening_hours"].startswith("Mo-Fr") and "不动产登记" in extra["services"]
 
 
 def test_publish_adds_pois_and_retire_removes_them(federation, ctx, tmp_path):
