@@ -50,7 +50,7 @@ from tiles.errors import ProblemError, route_group, with_headers
 
 LOGGER = logging.getLogger("geoplat.publish")
 FIELDS = {"name", "title", "access", "crs", "keywords", "layer", "all_layers", "emap", "csrf_token",
-          "progress"}
+          "progress", "places"}
 TRUE = ("1", "true", "on", "yes")
 MULTIPART_SLACK = 64 * 1024  # form fields and part headers around the file
 NDJSON = "application/x-ndjson"

@@ -4,15 +4,19 @@ load time, following publishes and retires, and never empty while rebuilt."""
 from __future__ import annotations
 
 import csv
+import io
 import threading
 
+import geopandas as gpd
 import psycopg2
 import pyogrio
 import pytest
-from publish_helpers import points_frame
+import requests
+import shapely
+from publish_helpers import points_frame, sign_in_users
 
 from layers.formats import PublishError
-from layers.publish import parse_places, publish, retire
+from layers.publish import parse_places, publish, retire, rollback
 from nodes import federation as federation_mod
 from nodes.settings import load_layers
 from services.places import divisions, gazetteer
@@ -186,6 +190,47 @@ def test_publish_adds_pois_and_retire_removes_them(federation, ctx, tmp_path):
     assert published() == []
     # the sample layers are untouched by all this
     assert _counts(dsn, "geoplat_places")["address"] == 4500
+
+
+def _geojson(names: list[str]) -> bytes:
+    src = points_frame(len(names), seed=5, x0=120.17, y0=30.25)
+    gdf = gpd.GeoDataFrame({"mc": names, "lb": ["school"] * len(names)},
+                           geometry=list(shapely.points(src.lon, src.lat)), crs="EPSG:4490")
+    buf = io.BytesIO()
+    pyogrio.write_dataframe(gdf, buf, driver="GeoJSON")
+    return buf.getvalue()
+
+
+def test_http_publish_with_a_mapping_then_rollback(federation, urls, main_db, ctx):
+    """POST /api/layers with `places`; a rollback brings the earlier version's entries back."""
+    dsn, base = _dsn(federation, "hangzhou"), urls["hangzhou"]
+    h = sign_in_users(main_db, urls["national"], "gzpub", {"publisher": ["hangzhou:publisher"]},
+                      "Gazetteer-Test-Pass-1")["publisher"]
+    name = "pub_gz_http"
+
+    def post(data: bytes, places: str) -> requests.Response:
+        return requests.post(f"{base}/api/layers", headers=h, timeout=120,
+                             data={"name": name, "places": places},
+                             files={"file": ("p.geojson", data, "application/geo+json")})
+
+    def entries() -> list[tuple]:
+        return _rows(dsn, "SELECT name, kind, category FROM geoplat_places WHERE layer = %s"
+                          " ORDER BY name", (name,))
+
+    mapping = '{"kind": "poi", "name": "mc", "category": "lb"}'
+    r = post(_geojson(["甲小学", "乙小学"]), '{"kind": "poi", "name": "名称"}')
+    assert r.status_code == 400 and r.headers["content-type"].startswith("application/problem")
+    assert "名称" in r.json()["detail"] and entries() == []
+    r = post(_geojson(["甲小学", "乙小学"]), '{"kind": "poi", "name": 1; DROP TABLE x}')
+    assert r.status_code == 400 and "Traceback" not in r.text and entries() == []
+    assert post(_geojson(["甲小学", "乙小学"]), mapping).status_code == 201
+    assert entries() == [("乙小学", "poi", "school"), ("甲小学", "poi", "school")]
+    assert post(_geojson(["丙中学"]), "").status_code == 201      # keeps the mapping
+    assert entries() == [("丙中学", "poi", "school")]
+    rollback(ctx, name)
+    assert [e[0] for e in entries()] == ["乙小学", "甲小学"]
+    retire(ctx, name)
+    assert entries() == []
 
 
 @pytest.mark.parametrize("text", ['{"kind": "poi"}', '{"kind": "sql"}', "[1, 2]",
