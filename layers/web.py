@@ -1,7 +1,8 @@
 """The publishing API and upload page of a node: `/api/layers`, `/publish`.
 
 - `POST /api/layers` (multipart: file + name, title, access, crs, keywords, layer, all_layers,
-  emap: `true` draws a public layer on the node's e-map and offers it as a WMS layer)
+  emap: `true` draws a public layer on the node's e-map and offers it as a WMS layer,
+  places: how it feeds place search, `layers.publish.parse_places`)
   streams the upload to disk in chunks, refusing it (413) as soon as it passes the size limit;
 - `GET /api/layers`, `GET /api/layers/{name}/versions`, `POST /api/layers/{name}/rollback`,
   `DELETE /api/layers/{name}` (retire);
