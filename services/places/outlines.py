@@ -17,6 +17,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from services.places import divisions as div
+from services.places.text import short_name
 
 
 @dataclass
@@ -46,11 +47,11 @@ def renamed_1999(rows: list[div.DivisionRow], lg: LayerGeometry) -> dict[str, st
     spare: dict[tuple[str, str], list[str]] = {}
     for c in lg.polys:
         if len(c) == 6 and c not in codes and c[4:] != "01":    # xx01: a 1999 市辖区
-            spare.setdefault((c[:4], div.short_name(lg.names.get(c, ""))), []).append(c)
+            spare.setdefault((c[:4], short_name(lg.names.get(c, ""))), []).append(c)
     out = {}
     for r in rows:
         if r.kind == "county" and r.code not in lg.polys:
-            found = spare.get((r.code[:4], div.short_name(r.name)), [])
+            found = spare.get((r.code[:4], short_name(r.name)), [])
             if len(found) == 1:
                 out[r.code] = found[0]
     return out

@@ -42,7 +42,9 @@ _ETHNIC = ("维吾尔", "柯尔克孜", "乌孜别克", "塔吉克", "哈萨克"
            "保安", "裕固", "独龙", "赫哲", "门巴", "珞巴", "基诺", "高山", "回", "藏", "苗", "彝",
            "壮", "满", "侗", "瑶", "白", "傣", "黎", "佤", "畲", "水", "土", "羌", "怒", "京")
 _SUFFIXES = ("特别行政区", "自治区", "自治州", "自治县", "自治旗", "民族乡", "街道办事处",
-             "街道", "地区", "省", "市", "区", "县", "旗", "盟", "镇", "乡")
+             "街道", "地区", "新区", "省", "市", "区", "县", "旗", "盟", "镇", "乡")
+# 新区 before 区: 浦东新区 -> 浦东; a stem of one character keeps it (清新区 -> 清新)
+_SHORT_EXCEPTIONS = {"神农架林区": "神农架"}  # 林区 is a suffix only there (碑林区, 万柏林区)
 
 
 def chinese_number(text: str) -> int | None:
@@ -105,6 +107,8 @@ def short_name(name: str) -> str:
     that would keep fewer than two characters is returned whole (沙市区 -> 沙市, 市辖区)."""
     if name.endswith("市辖区"):
         return name
+    if name in _SHORT_EXCEPTIONS:
+        return _SHORT_EXCEPTIONS[name]
     for suffix in _SUFFIXES:
         if name.endswith(suffix) and len(name) - len(suffix) >= 2:
             stem = name[: -len(suffix)]

@@ -20,6 +20,7 @@ from layers.publish import parse_places, publish, retire, rollback
 from nodes import federation as federation_mod
 from nodes.settings import load_layers
 from services.places import divisions, gazetteer
+from services.places.text import short_name
 
 DIVISIONS = divisions.DIVISIONS_CSV
 DATA = DIVISIONS.parent
@@ -68,7 +69,7 @@ def test_divisions_file_has_every_level_and_no_statistics_only_units():
     ("新疆维吾尔自治区", "新疆"), ("延边朝鲜族自治州", "延边"), ("景宁畲族自治县", "景宁"),
     ("清波街道", "清波"), ("城区", "城区"), ("锡林郭勒盟", "锡林郭勒")])
 def test_short_names(name, short):
-    assert divisions.short_name(name) == short
+    assert short_name(name) == short
 
 
 def test_every_node_has_its_divisions_and_places(federation):
