@@ -1,8 +1,6 @@
-"""The places query layer (services.places.query.Places) over a real PostGIS database filled
-from the sample GeoPackages.
-
-The tables are filled by tests/support/sample_gazetteer.py, a small loader: replaced by
-services.places.gazetteer.build when it lands.
+"""The places query layer (services.places.query.Places) over the gazetteer that
+services.places.gazetteer built for the Hangzhou node of the shared test federation, copied into
+a private database (tests/support/sample_gazetteer.py) so that tests may change and grow it.
 """
 
 from __future__ import annotations
@@ -10,6 +8,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -20,6 +19,7 @@ from place_variants import variants
 from pyproj import Geod
 from waiting import wait_for
 
+from nodes import federation as federation_mod
 from nodes.postgres import Cluster, ensure_database, ensure_postgis
 from services.db import Database
 from services.places import search as search_mod
@@ -27,6 +27,7 @@ from services.places.errors import PlacesInputError
 from services.places.query import Places
 from services.places.text import normalise
 
+SAMPLES = Path(__file__).resolve().parents[2] / "data-samples"
 ALL = frozenset({"addresses", "roads", "poi", "places"})
 GEOD = Geod(ellps="GRS80")      # CGCS2000's ellipsoid (EPSG:4490)
 DISTRICT_CODES = {"上城区": "330102", "拱墅区": "330105", "西湖区": "330106"}
@@ -36,17 +37,23 @@ def _metres(a: tuple[float, float], b: tuple[float, float]) -> float:
     return GEOD.inv(a[0], a[1], b[0], b[1])[2]
 
 
-@pytest.fixture(scope="module")
-def places(pg_cluster: Cluster) -> Iterator[Places]:
-    ensure_database(pg_cluster.dsn(), "geoplat_places_query")
-    url = pg_cluster.dsn("geoplat_places_query")
+def _private_copy(pg_cluster: Cluster, federation: Any, name: str,
+                  extra: list[tuple] | None = None) -> str:
+    ensure_database(pg_cluster.dsn(), name)
+    url = pg_cluster.dsn(name)
     ensure_postgis(url)
     conn = psycopg2.connect(url)
     conn.autocommit = True
     with conn.cursor() as cur:
-        sample_gazetteer.load(cur)
+        sample_gazetteer.copy_from(
+            federation_mod.node_dsn(federation, federation.node("hangzhou")), cur, extra)
     conn.close()
-    db = Database(url, maxconn=2)
+    return url
+
+
+@pytest.fixture(scope="module")
+def places(pg_cluster: Cluster, federation: Any) -> Iterator[Places]:
+    db = Database(_private_copy(pg_cluster, federation, "geoplat_places_query"), maxconn=2)
     yield Places(db, "hangzhou")
     db.close()
 
@@ -54,7 +61,7 @@ def places(pg_cluster: Cluster) -> Iterator[Places]:
 @pytest.fixture(scope="module")
 def samples() -> dict[str, list[dict[str, Any]]]:
     def read(layer: str) -> Any:
-        return pyogrio.read_dataframe(sample_gazetteer.SAMPLES / "hangzhou.gpkg", layer=layer,
+        return pyogrio.read_dataframe(SAMPLES / "hangzhou.gpkg", layer=layer,
                                       fid_as_index=True)
     addresses = [{"address": r.address, "road": r.road, "number": r.number,
                   "district": r.district, "lon": r.geometry.x, "lat": r.geometry.y, "fid": i}
@@ -195,8 +202,12 @@ def test_admin_lookup(places: Places) -> None:
     assert places.admin("156330100")[0].code == "330100"
     [sc] = places.admin("330102", children=1)
     assert "330102001" in {c.code for c in sc.children}
+    # Hangzhou's node has the outlines of its districts (the city: their union), not the
+    # province's (the national node has those)
+    [city] = places.admin("杭州市", geometry=True)
+    assert city.boundary_wkt is not None and city.boundary_wkt.startswith("MULTIPOLYGON")
     [zj] = places.admin("浙江省", geometry=True)
-    assert zj.boundary_wkt is not None and zj.boundary_wkt.startswith("MULTIPOLYGON")
+    assert zj.boundary_wkt is None and zj.boundary_note
     assert places.admin("杭洲市")[0].code == "330100"       # one wrong character
     assert places.admin("000000") == [] and places.admin("不存在的地方") == []
 
@@ -303,10 +314,7 @@ def test_injection_text_is_only_text(places: Places, text: str) -> None:
 # -- 1-2 character queries from the index, on >= 100k rows -----------------------------------
 
 @pytest.fixture(scope="module")
-def big(pg_cluster: Cluster) -> Iterator[Places]:
-    ensure_database(pg_cluster.dsn(), "geoplat_places_big")
-    url = pg_cluster.dsn("geoplat_places_big")
-    ensure_postgis(url)
+def big(pg_cluster: Cluster, federation: Any) -> Iterator[Places]:
     rng = random.Random(100)
     pool = "东南西北中上下前后左右金木水火土山河湖海江天地人和平安康宁春夏秋冬花草松竹梅兰菊"
     extra = []
@@ -319,12 +327,7 @@ def big(pg_cluster: Cluster) -> Iterator[Places]:
             road_norm=road, number=number, number_int=int(number[:-1]), layer="addresses",
             source_id=f"gen{i}", geom=f"POINT({119 + rng.random() * 2} {29 + rng.random() * 2})",
             shape=None, city="杭州市", city_code="330100"))
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        sample_gazetteer.load(cur, extra_rows=extra)
-    conn.close()
-    db = Database(url, maxconn=2)
+    db = Database(_private_copy(pg_cluster, federation, "geoplat_places_big", extra), maxconn=2)
     yield Places(db, "big")
     db.close()
 
