@@ -132,6 +132,16 @@ class Places(Search):
 
     # -- geocoding -------------------------------------------------------------------------
 
+    def admin_codes(self, text: str | None) -> list[str]:
+        """Codes of the divisions an address or name starts with (the deepest level found;
+        homonyms all): the federation routes a query by them. Empty when none is named."""
+        if not text or len(text) > limits.MAX_TEXT:
+            return []
+        d = self.dictionary()
+        if not d.ready:
+            return []
+        return [div.code for div in parse(normalise(text), d.divisions).scope]
+
     def geocode(self, text: str, *, visible: frozenset[str], limit: int = 5) -> Geocoded:
         q = limits.text(text, "keyWord")
         assert q is not None
