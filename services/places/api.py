@@ -4,8 +4,9 @@ GeoJSON FeatureCollections, lon/lat in CRS84 by default; `crs=` the EPSG:4490 UR
 CGCS2000 in its own axis order (lat, lon) with a `Content-Crs` header, as the node's OGC API
 endpoints do. `partial` lists the nodes of the federation that did not answer in time; search
 pages carry `next`/`prev` links. Errors are RFC 9457 problem+json (`PlacesInputError`, which
-carries Tianditu's infocode too). Limits (more generous than Tianditu's where they differ):
-text 200 characters, `limit` 1-100, `offset` 0-10,000, `radius` up to 50 km, `children` 0-3.
+carries Tianditu's infocode too). Limits, as the query layer's (services/places/limits.py) and
+Tianditu's: text 100 characters, `limit` 1-100, `offset` 0-300, `radius` up to 10 km,
+`max_distance` up to 5 km, `children` 0-3.
 The OpenAPI document of these routes: `openapi()` (served at /api/places/openapi).
 """
 
@@ -29,13 +30,13 @@ from services.places.errors import (
     PlacesInputError,
 )
 from services.places.model import LEVEL_CN, AdminChain, Division, Geocoded, Place, Reversed
-from services.places.tianditu import TYPE_OF, lonlat, number, numbers
+from services.places.tianditu import CONTROL, TYPE_OF, lonlat, number, numbers
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 CRS4490 = "http://www.opengis.net/def/crs/EPSG/0/4490"
 CRS_NAMES = {CRS84: CRS84, "CRS84": CRS84, "OGC:CRS84": CRS84,
              CRS4490: CRS4490, "EPSG:4490": CRS4490}
-MAX_TEXT, MAX_LIMIT, MAX_OFFSET, MAX_RADIUS_M, MAX_CHILDREN = 200, 100, 10_000, 50_000.0, 3
+MAX_TEXT, MAX_LIMIT, MAX_OFFSET, MAX_RADIUS_M, MAX_CHILDREN = 100, 100, 300, 10_000.0, 3
 CATEGORIES = tuple(TYPE_OF)
 
 
@@ -51,8 +52,8 @@ def text(params: dict[str, str], key: str, *, required: bool = False) -> str | N
         if required:
             raise fail(MISSING, f"{key} is required.", key)
         return None
-    if "\x00" in v:
-        raise fail(BAD_PARAMETER, f"{key} contains a NUL character.", key)
+    if CONTROL.search(v):
+        raise fail(BAD_PARAMETER, f"{key} contains control characters.", key)
     if len(v) > MAX_TEXT:
         raise fail(BAD_PARAMETER, f"{key} is longer than {MAX_TEXT} characters.", key)
     return v.strip()

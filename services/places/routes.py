@@ -29,7 +29,9 @@ from services.places.model import Division, Geocoded, Place, Reversed, SearchRes
 from tiles.errors import ProblemError, problem
 
 LOGGER = logging.getLogger("geoplat.places")
-MAX_QUERY = 16_384  # bytes of query string
+# bytes of query string (nginx lets request lines up to 64 KB through to the app and answers a
+# JSON 414 beyond: tiles/templates/nginx.conf.j2)
+MAX_QUERY = 64 * 1024
 GEOJSON = "application/geo+json"
 OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
 TIANDITU_PATHS = ("/geocoder", "/v2/search", "/search", "/v2/administrative", "/administrative")

@@ -34,9 +34,9 @@ MpLebron/Tianditu_Develop_Agent `skills/tianditu-lbs/references/*.md` and DemoMa
 Not verified in any stored source, chosen and documented here: the error bodies of
 `/geocoder` (status "404" with `infocode`), `/v2/administrative` (`status` 400) and the
 legacy `/administrative` (`returncode` "101"); the body for a missing or bad `tk` (see
-services/places/routes.py). Limits: keyword 200 characters, `postStr`/`ds` 8,192 characters,
-`start` 0-300, `count` 1-300 with start+count <= 500 (Tianditu's), `queryRadius` <= 10 km
-(Tianditu's), polygons <= 100 points (Tianditu: 20), `mapBound` within -180..180/-90..90.
+services/places/routes.py). Limits, Tianditu's own: keyword 100 characters, `start` 0-300,
+`count` 1-300 with start+count <= 500, `queryRadius` <= 10 km, polygons <= 20 points; and
+`postStr`/`ds` at most 8,192 characters, coordinates within -180..180/-90..90.
 """
 
 from __future__ import annotations
@@ -58,11 +58,12 @@ from services.places.errors import (
 )
 
 NOT_JSON = 2002
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # as the query layer refuses
 MAX_RAW = 8192
-MAX_KEYWORD = 200
+MAX_KEYWORD = 100  # Tianditu's keyWord limit, and the query layer's (text.MAX_TEXT)
 MAX_START, MAX_COUNT, MAX_TOTAL = 300, 300, 500
 MAX_RADIUS_M = 10_000.0
-MAX_POLYGON_POINTS = 100
+MAX_POLYGON_POINTS = 20  # Tianditu's
 QUERY_TYPES_V2 = (1, 2, 3, 7, 10, 12, 13, 14)
 QUERY_TYPES_V1 = (1, 2, 3, 7, 10)
 PLACE_NAME_KINDS = ("place", "province", "city", "county", "township")
@@ -135,8 +136,8 @@ def text(d: dict[str, Any], key: str, *, required: bool = False,
     if isinstance(v, bool) or not isinstance(v, (str, int, float)):
         raise fail(BAD_PARAMETER, f"{key} must be a string.", key)
     s = str(v).strip()
-    if "\x00" in s:
-        raise fail(BAD_PARAMETER, f"{key} contains a NUL character.", key)
+    if CONTROL.search(s):
+        raise fail(BAD_PARAMETER, f"{key} contains control characters.", key)
     if len(s) > max_len:
         raise fail(BAD_PARAMETER, f"{key} is longer than {max_len} characters.", key)
     return s
@@ -228,7 +229,7 @@ def polygon(s: str | None, key: str = "polygon") -> list[tuple[float, float]]:
     if len(xs) % 2:
         raise fail(BAD_LONLAT, f"{key} is \"x1,y1,x2,y2,...\".", key)
     pts = [lonlat(xs[i], xs[i + 1], key) for i in range(0, len(xs), 2)]
-    if len(pts) > MAX_POLYGON_POINTS:
+    if len(pts) - (len(pts) > 1 and pts[0] == pts[-1]) > MAX_POLYGON_POINTS:
         raise fail(OUT_OF_RANGE, f"{key} has more than {MAX_POLYGON_POINTS} points.", key)
     if len(pts) >= 3 and pts[0] != pts[-1]:
         pts.append(pts[0])  # Tianditu asks for a closed ring; we close it

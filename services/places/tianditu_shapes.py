@@ -30,6 +30,8 @@ SEARCH_VERSION = "geoplat-1.0V"
 GEOD = Geod(ellps="GRS80")  # CGCS2000's ellipsoid
 # v2 administrative `level` counts upward from the bottom (administrative2.html)
 LEVEL_UP = {"country": 5, "province": 4, "city": 3, "county": 2, "township": 1}
+# resultType 3 `area.level` is the map level (1-18) to show the area at (movk-mapbox)
+AREA_ZOOM = {"province": 7, "city": 10, "county": 12, "township": 14}
 DIRECTIONS = ("北", "东北", "东", "东南", "南", "西南", "西", "西北")
 
 
@@ -159,7 +161,7 @@ def area(d: Division) -> dict[str, Any]:
     b = d.bbox
     return {"name": d.name, "bound": ",".join(coord(v) for v in b) if b else "",
             "lonlat": f"{coord(d.lon)},{coord(d.lat)}",
-            "adminCode": int(tianditu_code(d.code) or 0), "level": LEVEL_UP.get(d.kind, 0)}
+            "adminCode": int(tianditu_code(d.code) or 0), "level": AREA_ZOOM.get(d.kind, 12)}
 
 
 def search(res: SearchResult, req: SearchRequest) -> dict[str, Any]:
