@@ -80,14 +80,24 @@ def admin_v1_error(infocode: int, message: str) -> dict[str, Any]:
 
 # --- geocoder -------------------------------------------------------------------------------
 
+def with_partial(body: dict[str, Any], partial: tuple[str, ...]) -> dict[str, Any]:
+    """Our one addition to Tianditu's shapes: `partial`, the nodes of the federation that did
+    not answer in time, only when there are any (Tianditu's clients ignore unknown fields)."""
+    if partial:
+        body["partial"] = list(partial)
+    return body
+
+
 def geocode(g: Geocoded, keyword: str) -> dict[str, Any]:
     if g.best is None:
-        return {"msg": "无结果", "status": "101", "searchVersion": SEARCH_VERSION}
+        return with_partial({"msg": "无结果", "status": "101", "searchVersion": SEARCH_VERSION},
+                            g.partial)
     b = g.best
-    return {"msg": "ok", "status": "0", "searchVersion": SEARCH_VERSION,
-            "location": {"score": round(b.score if b.score is not None else 100),
-                         "level": LEVEL_CN.get(g.level or b.kind, LEVEL_CN["place"]),
-                         "lon": coord(b.lon), "lat": coord(b.lat), "keyWord": keyword}}
+    return with_partial({
+        "msg": "ok", "status": "0", "searchVersion": SEARCH_VERSION,
+        "location": {"score": round(b.score if b.score is not None else 100),
+                     "level": LEVEL_CN.get(g.level or b.kind, LEVEL_CN["place"]),
+                     "lon": coord(b.lon), "lat": coord(b.lat), "keyWord": keyword}}, g.partial)
 
 
 def _near(p: Place | None, lon: float, lat: float, key: str) -> dict[str, Any]:
@@ -114,9 +124,10 @@ def reverse(r: Reversed) -> dict[str, Any]:
     comp.update(_near(r.address, r.lon, r.lat, "address"))
     comp.update(_near(r.road, r.lon, r.lat, "road"))
     comp.update(_near(r.poi, r.lon, r.lat, "poi"))
-    return {"msg": "ok", "status": "0",
-            "result": {"formatted_address": r.formatted_address,
-                       "location": {"lon": r.lon, "lat": r.lat}, "addressComponent": comp}}
+    return with_partial({"msg": "ok", "status": "0",
+                         "result": {"formatted_address": r.formatted_address,
+                                    "location": {"lon": r.lon, "lat": r.lat},
+                                    "addressComponent": comp}}, r.partial)
 
 
 # --- search ---------------------------------------------------------------------------------
@@ -175,7 +186,7 @@ def search(res: SearchResult, req: SearchRequest) -> dict[str, Any]:
         out.update({"resultType": 1, "count": str(res.total),
                     "pois": [poi(p, req) for p in res.places], "lineData": []})
     out["status"] = status()  # each group of a grouped answer carries its own too
-    return out
+    return with_partial(out, res.partial)
 
 
 def grouped(results: dict[str, SearchResult], req: SearchRequest) -> dict[str, Any]:

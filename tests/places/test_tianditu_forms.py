@@ -169,6 +169,9 @@ def test_geocoder_shape() -> None:
                    "keyWord": "宏二路2号"}
     assert isinstance(loc["lon"], str) and isinstance(body["status"], str)
     assert tianditu_shapes.geocode(Geocoded(None, None), "x")["status"] == "101"
+    assert "partial" not in body
+    late = tianditu_shapes.geocode(Geocoded(None, None, partial=("hangzhou",)), "x")
+    assert late["partial"] == ["hangzhou"]
 
 
 def test_reverse_shape() -> None:
