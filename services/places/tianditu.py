@@ -19,9 +19,12 @@ MpLebron/Tianditu_Develop_Agent `skills/tianditu-lbs/references/*.md` and DemoMa
   `count` a string as in the empty-result sample (liuxsdev/qgis-plugin-tianditu), `lonlat`
   "x,y", `distance` "799m"/"1.2km", statistics `priorityCitys[].adminCode` a number and
   `allAdmins[].adminCode` a string as in MpLebron scene4; `status{infocode,cndesc}`.
-- legacy `/search` (search.html; DemoMacro's wrapper sends every value as a string): the same
-  fields with `specifyAdminCode`; its `lonlat` is "x y", as T.LocalSearch callers split it
-  (`obj[i].lonlat.split(" ")` in public client code).
+- legacy `/search` (search.html; DemoMacro's wrapper and the public client code calling
+  `api.tianditu.gov.cn/search?postStr=` send every value as a string, `"level":"15"`,
+  `"count":"20"`, extra fields such as `queryTerminal`, spaces after the commas of `mapBound`,
+  even a surplus `}`): the same fields with `specifyAdminCode`; its `lonlat` is "x y", as its
+  callers split it (`item.lonlat.split(" ")` in a component calling that URL; also the
+  T.LocalSearch callers' `obj[i].lonlat.split(" ")`).
 - `/v2/administrative?keyword=&childLevel=&extensions=` (administrative2.html; MpLebron scene7):
   `{"status":200,"message":"成功","data":{"suggestion":[{name,gb}],"district":[{gb,pgb,name,
   center{lng,lat},level,boundary?,children}]}}`, `level` counting upward (country 5 ... county
@@ -106,6 +109,19 @@ def fail(code: int, message: str, param: str | None = None) -> PlacesInputError:
 _SINGLE = re.compile(r"'((?:[^'\\]|\\.)*)'")
 
 
+_DECODER = json.JSONDecoder()
+
+
+def _loads(raw: str) -> Any:
+    """One JSON value; a surplus of closing braces after it is tolerated, as Tianditu does
+    (public client code sends `postStr={...}}` and gets answers)."""
+    try:
+        value, end = _DECODER.raw_decode(raw)
+    except ValueError:
+        return None
+    return value if raw[end:].strip().strip("}") == "" else None
+
+
 def decode(raw: str | None, name: str) -> dict[str, Any]:
     """`postStr`/`ds` as clients send it: JSON, or Tianditu's single-quoted pseudo-JSON."""
     if raw is None or not raw.strip():
@@ -114,13 +130,11 @@ def decode(raw: str | None, name: str) -> dict[str, Any]:
         raise fail(BAD_PARAMETER, f"{name} is longer than {MAX_RAW} characters.", name)
     if "\x00" in raw:
         raise fail(BAD_PARAMETER, f"{name} contains a NUL character.", name)
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        try:
-            value = json.loads(_SINGLE.sub(lambda m: json.dumps(m.group(1)), raw))
-        except ValueError:
-            raise fail(NOT_JSON, f"{name} is not valid JSON.", name) from None
+    value = _loads(raw.strip())
+    if value is None:
+        value = _loads(_SINGLE.sub(lambda m: json.dumps(m.group(1)), raw.strip()))
+    if value is None:
+        raise fail(NOT_JSON, f"{name} is not valid JSON.", name)
     if not isinstance(value, dict):
         raise fail(NOT_JSON, f"{name} must be a JSON object.", name)
     return value

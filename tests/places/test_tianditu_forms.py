@@ -52,6 +52,22 @@ def test_single_quoted_pseudo_json_of_the_reverse_geocoder() -> None:
                                                   "postStr")) == (120.2, 30.25)
 
 
+def test_postStr_as_public_client_code_sends_it() -> None:
+    # string values, extra fields, spaces in mapBound, and a surplus closing brace
+    raw = ('{"yingjiType":0,"sourceType":0,"keyWord":"公园","level":"15","mapBound":'
+           '"119.56160545698368, 29.044618600019025,119.70854760613294, 29.11992072753492",'
+           '"queryType":"1","start":0,"count":"20","specifyAdminCode":"156330100",'
+           '"queryTerminal":10000}}')
+    r = tianditu.parse_search(tianditu.decode(raw, "postStr"), legacy=True)
+    assert (r.keyword, r.count, r.admin) == ("公园", 20, "330100")
+    assert r.bbox == (119.56160545698368, 29.044618600019025, 119.70854760613294,
+                      29.11992072753492)
+    single = "{'keyWord':'公园','level':'10','mapBound':'115.3,39.3,117.4,40.4'," \
+             "'queryType':'1','start':'0','count':'1'}"
+    assert tianditu.parse_search(tianditu.decode(single, "postStr"), legacy=True).count == 1
+    assert err(tianditu.decode, '{"keyWord":"a"}x', "postStr") == 2002
+
+
 @pytest.mark.parametrize(("raw", "code"), [
     (None, 2003), ("", 2003), ("{'lon':", 2002), ("[1,2]", 2002), ("{\"a\":1}\x00", 2001),
     ("{" + "x" * 9000 + "}", 2001), ("{'lon':'abc','lat':30}", 2005),
