@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from openapi_spec_validator import validate
 from pyproj import Geod
 
 from services.places import api, tianditu, tianditu_shapes
@@ -306,3 +307,11 @@ def test_api_search_args_and_features() -> None:
     assert err(api.crs_of, {"crs": "EPSG:3857"}) == 2004
     swapped = api.division_feature(CITY, api.CRS4490)["geometry"]["coordinates"][0][0][0]
     assert list(swapped) == [30.0, 120.0]
+
+
+def test_openapi_document_is_valid_openapi() -> None:
+    doc = api.openapi("http://127.0.0.1:8200")
+    validate(doc)  # openapi-spec-validator: raises on an invalid document
+    params = {p["name"] for p in doc["paths"]["/api/places/search"]["get"]["parameters"]}
+    assert {"q", "bbox", "near", "radius", "admin", "category", "limit", "offset",
+            "crs"} <= params
