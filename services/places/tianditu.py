@@ -306,10 +306,11 @@ class SearchRequest:
     def statistics(self) -> bool:
         if self.query_type == 14:
             return True
-        # a province (not a municipality) named in `specify` gives statistics (search2)
+        # a province (not a municipality) named in `specify` gives statistics (search2, the
+        # geo-compass mirror of its docs), for the searches that take `specify`
         a = self.admin or ""
-        return (self.query_type == 12 and a.isdigit() and len(a) == 6 and a.endswith("0000")
-                and a[:2] not in MUNICIPALITIES)
+        return (self.query_type in (1, 7, 12) and a.isdigit() and len(a) == 6
+                and a.endswith("0000") and a[:2] not in MUNICIPALITIES)
 
     @property
     def kinds(self) -> tuple[str, ...] | None:
