@@ -28,8 +28,8 @@ Kinds:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from starlette.requests import HTTPConnection, Request
@@ -73,6 +73,9 @@ class Requirement:
     challenge: bool = False  # a 401 carries `WWW-Authenticate: Bearer`
     pages: bool = False  # HTML pages for people (pygeoapi's) need no key
     note: str = ""  # why, for readers of the rules
+    # API kinds: the answer to a refused request in the routes' own error form (the Tianditu
+    # web services answer a bad tk in Tianditu's JSON); None: problem+json
+    refusal: Callable[[Decision], ASGIApp] | None = field(default=None, compare=False)
 
     @property
     def open(self) -> bool:
@@ -95,7 +98,8 @@ class Requirement:
 
 def require(kind: str, *, layer: LayerFrom = "none", unauthorized: str = "",
             forbidden: str = "", challenge: bool = False, pages: bool = False,
-            note: str = "") -> Requirement:
+            note: str = "", refusal: Callable[[Decision], ASGIApp] | None = None
+            ) -> Requirement:
     """The requirement of a route group (see the module docstring for the kinds)."""
     if kind not in KINDS:
         raise ValueError(f"unknown access kind {kind!r}; one of {', '.join(KINDS)}")
@@ -103,7 +107,9 @@ def require(kind: str, *, layer: LayerFrom = "none", unauthorized: str = "",
         raise ValueError(f"a {kind!r} requirement says what an anonymous caller is told")
     if kind in ENGINE_KINDS and layer != "request":
         raise ValueError("tile engines name the layers of a request: layer='request'")
-    return Requirement(kind, layer, unauthorized, forbidden, challenge, pages, note)
+    if refusal is not None and kind not in API_KINDS:
+        raise ValueError("only API kinds answer refusals in their own form")
+    return Requirement(kind, layer, unauthorized, forbidden, challenge, pages, note, refusal)
 
 
 # --- attaching ------------------------------------------------------------------------------
@@ -205,7 +211,9 @@ class Enforce:
         else:
             decision = await control.check(scope, None, req.kind)  # type: ignore[arg-type]
             if not decision.allowed:
-                await _refusal(decision, control, scope)(scope, receive, send)
+                answer = req.refusal(decision) if req.refusal else _refusal(decision, control,
+                                                                             scope)
+                await answer(scope, receive, send)
                 return
             await self.app(scope, receive, send)
 

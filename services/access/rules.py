@@ -10,6 +10,7 @@ drift apart. Role kinds repeat the 401/403 details their endpoints always answer
 from __future__ import annotations
 
 from services.access.require import Requirement, require
+from services.places.tianditu_shapes import key_refusal
 
 PUBLIC = require("public", note="anyone, no key")
 PAGE = require("public-page", note="a page anyone may see; what it does needs more")
@@ -103,10 +104,29 @@ PUBLISHING = {
     "/publish": PAGE,  # the form; a caller who may not publish gets the sign-in page
 }
 
+# place names (issue 13): token or key, the key's `search` quota; results are filtered per layer
+# by the query layer (`visible`), so no layer is named here
+_SEARCH = require("search", note="geocoding, reverse geocoding, place search, divisions")
+_TDT_SEARCH = require("search", refusal=key_refusal,
+                      note="Tianditu web services: a refused key answers in Tianditu's JSON")
+PLACES = {
+    "/geocoder": _TDT_SEARCH,
+    "/v2/search": _TDT_SEARCH,
+    "/search": _TDT_SEARCH,
+    "/v2/administrative": _TDT_SEARCH,
+    "/administrative": _TDT_SEARCH,
+    "/api/places/geocode": _SEARCH,
+    "/api/places/reverse": _SEARCH,
+    "/api/places/search": _SEARCH,
+    "/api/places/suggest": _SEARCH,
+    "/api/places/admin/{code}": _SEARCH,
+    "/api/places/openapi": PUBLIC,  # the description of the API, like /ogc/openapi
+}
+
 # paths whose caller is an OAuth client authenticating itself: no cookie, so no CSRF token
 CLIENT_AUTHENTICATED = frozenset(p for group in (AUTH, SSO) for p, r in group.items()
                                  if r.kind == "client")
 
 GROUPS: dict[str, dict[str, Requirement]] = {
     "node": NODE, "ogc": OGC, "tiles": TILE_SURFACES, "auth": AUTH, "sso": SSO,
-    "registry": REGISTRY, "publishing": PUBLISHING}
+    "registry": REGISTRY, "publishing": PUBLISHING, "places": PLACES}
