@@ -103,6 +103,31 @@ def _float(v: Any) -> float | None:
         return None
 
 
+def api_params(q: str | None, args: dict[str, Any]) -> dict[str, str]:
+    """`Places.search` arguments as the query of our /api/places/search (a polygon as its
+    bbox: the answers are filtered here; kinds too)."""
+    out: dict[str, str] = {}
+    if q:
+        out["q"] = q
+    bbox = args.get("bbox")
+    if args.get("polygon"):
+        xs, ys = zip(*args["polygon"], strict=True)
+        bbox = (min(xs), min(ys), max(xs), max(ys))
+    if bbox:
+        out["bbox"] = ",".join(repr(float(v)) for v in bbox)
+    if args.get("near"):
+        out["near"] = ",".join(repr(float(v)) for v in args["near"])
+        if args.get("radius_m"):
+            out["radius"] = repr(float(args["radius_m"]))
+    if args.get("admin"):
+        out["admin"] = str(args["admin"])
+    if args.get("categories"):
+        out["category"] = ",".join(args["categories"])
+    if args.get("statistics"):
+        out["statistics"] = "true"
+    return out
+
+
 def _places(body: dict[str, Any]) -> list[Place]:
     return [p for f in body.get("features") or [] if (p := place_from_feature(f)) is not None]
 
@@ -159,7 +184,7 @@ class FederatedPlaces:
         r, answers = await self._both(
             lambda: self.local.reverse(lon, lat, visible=visible, max_distance_m=max_distance_m),
             targets, "/api/places/reverse",
-            {"lon": repr(lon), "lat": repr(lat), "max_distance": repr(max_distance_m)}, ask)
+            {"lon": repr(lon), "lat": repr(lat), "max_distance": str(int(max_distance_m))}, ask)
         best = r
         nearest = {role: getattr(r, role) for role in ("address", "road", "poi")}
         for body in answers.bodies.values():
@@ -218,9 +243,10 @@ class FederatedPlaces:
                 q, visible=visible, **{**args, "offset": 0, "limit": min(300, offset + limit)}))
         merged = list(local_all.places)
         total = local_all.total
+        theirs: list[Place] = []
         stats: dict[str, AreaCount] = {s.code: s for s in local_all.statistics}
         for body in answers.bodies.values():
-            merged += _places(body)
+            theirs += _places(body)
             total += int(body.get("numberMatched") or len(body.get("features") or []))
             for s in body.get("statistics") or []:
                 try:
@@ -230,6 +256,12 @@ class FederatedPlaces:
                     continue
                 old = stats.get(a.code)
                 stats[a.code] = a if old is None else replace(old, count=max(old.count, a.count))
+        if args.get("polygon"):
+            ring = shapely.geometry.Polygon(args["polygon"])
+            theirs = [p for p in theirs if ring.covers(shapely.geometry.Point(p.lon, p.lat))]
+        if args.get("kinds"):
+            theirs = [p for p in theirs if p.kind in args["kinds"]]
+        merged += theirs
         if args.get("near"):
             merged.sort(key=lambda p: p.distance_m if p.distance_m is not None else 1e12)
         else:
@@ -239,7 +271,7 @@ class FederatedPlaces:
                             area=res.area, partial=answers.partial)
 
     async def suggest(self, q: str, *, visible: frozenset[str], limit: int, ask: Ask
-                      ) -> list[Place] | tuple[list[Place], tuple[str, ...]]:
+                      ) -> tuple[list[Place], tuple[str, ...]]:
         found, answers = await self._both(
             lambda: self.local.suggest(q, visible=visible, limit=limit), list(self.children),
             "/api/places/suggest", {"q": q, "limit": str(limit)}, ask)

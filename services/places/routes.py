@@ -17,14 +17,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-import anyio
+import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from services.access.control import token_cookie
 from services.access.require import control_of
 from services.places import api, tianditu, tianditu_shapes
 from services.places.errors import BAD_ENUM, BAD_PARAMETER, MISSING, PlacesInputError
+from services.places.federated import Ask, FederatedPlaces, api_params
+from services.places.federation import Child, Fanout, credentials, deadline_of
 from services.places.model import Division, Geocoded, Place, Reversed, SearchResult
 from tiles.errors import ProblemError, problem
 
@@ -88,8 +91,24 @@ ErrorForm = Callable[[int, str], dict[str, Any]]
 
 
 class PlacesRoutes:
-    def __init__(self, places: PlacesQuery, base_url: str):
-        self.places, self.base_url = places, base_url.rstrip("/")
+    """`places`: this node's query layer; `children` and `http`: the child nodes a query may
+    concern and the app's HTTP client (services.places.federation), none on a leaf node."""
+
+    def __init__(self, places: PlacesQuery, base_url: str, *, node_id: str = "",
+                 children: list[Child] | None = None, http: httpx.AsyncClient | None = None):
+        self.places, self.base_url, self.node_id = places, base_url.rstrip("/"), node_id
+        kids = list(children or [])
+        self.fed = FederatedPlaces(places, kids,  # type: ignore[arg-type]
+                                   Fanout(kids, http) if http is not None and kids else None)
+
+    def ask(self, request: Request) -> Ask:
+        """The caller's credentials and the time left, for the children a query concerns."""
+        cookie = request.cookies.get(token_cookie(self.node_id)) if self.node_id else None
+        headers, params = credentials(request.headers, cookie, request.query_params.get("tk"))
+        for name in ("origin", "referer", "x-api-key"):  # a browser key is bound to its origin
+            if name in request.headers:
+                headers[name] = request.headers[name]
+        return Ask(headers, params, deadline_of(request.headers))
 
     def routes(self) -> list[BaseRoute]:
         get = ["GET", "HEAD"]
@@ -109,9 +128,6 @@ class PlacesRoutes:
             Route("/api/places/admin/{code}", a(self.admin), methods=get),
             Route("/api/places/openapi", self.openapi, methods=get),
         ]
-
-    async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
 
     # --- error forms ----------------------------------------------------------------------
 
@@ -149,14 +165,15 @@ class PlacesRoutes:
             if p.get("type", "geocode") != "geocode":
                 raise PlacesInputError(BAD_ENUM, "type is geocode.", param="type")
             lon, lat = tianditu.parse_reverse(tianditu.decode(p["postStr"], "postStr"))
-            r = await self._run(self.places.reverse, lon, lat,
-                                visible=await visible_layers(request))
+            r = await self.fed.reverse(lon, lat, visible=await visible_layers(request),
+                                       max_distance_m=500, ask=self.ask(request))
             return tdt_json(tianditu_shapes.reverse(r))
         if "ds" not in p:
             raise PlacesInputError(MISSING, "ds (geocode) or postStr (reverse) is missing.",
                                    param="ds")
         keyword = tianditu.parse_geocode(tianditu.decode(p["ds"], "ds"))
-        g = await self._run(self.places.geocode, keyword, visible=await visible_layers(request))
+        g = await self.fed.geocode(keyword, visible=await visible_layers(request), limit=5,
+                                   ask=self.ask(request))
         return tdt_json(tianditu_shapes.geocode(g, keyword))
 
     async def _search(self, request: Request, legacy: bool) -> Response:
@@ -164,16 +181,19 @@ class PlacesRoutes:
         if p.get("type", "query") != "query":
             raise PlacesInputError(BAD_ENUM, "type is query.", param="type")
         req = tianditu.parse_search(tianditu.decode(p.get("postStr"), "postStr"), legacy=legacy)
-        visible = await visible_layers(request)
+        visible, ask = await visible_layers(request), self.ask(request)
+
+        async def one_search(cats: list[str] | None) -> SearchResult:
+            args = req.query_args(cats)
+            return await self.fed.search(req.keyword, visible=visible, ask=ask,
+                                         api_params=api_params(req.keyword, args), **args)
+
         if req.data_types and len(req.data_types) > 1:
             results = {}
             for label, cats in req.data_types:
-                results[label] = await self._run(self.places.search, req.keyword,
-                                                 visible=visible, **req.query_args(list(cats)))
+                results[label] = await one_search(list(cats))
             return tdt_json(tianditu_shapes.grouped(results, req))
-        one = list(req.data_types[0][1]) if req.data_types else None
-        res = await self._run(self.places.search, req.keyword, visible=visible,
-                              **req.query_args(one))
+        res = await one_search(list(req.data_types[0][1]) if req.data_types else None)
         return tdt_json(tianditu_shapes.search(res, req))
 
     async def search_v2(self, request: Request) -> Response:
@@ -186,16 +206,16 @@ class PlacesRoutes:
         p = params_of(request)
         req = tianditu.parse_admin_v2(p.get("keyword"), p.get("childLevel"), p.get("extensions"))
         one_char = len(req.keyword) == 1 and not req.by_code
-        found = await self._run(self.places.admin, req.keyword, children=req.children,
-                                geometry=req.geometry)
+        found, _ = await self.fed.admin(req.keyword, children=req.children,
+                                        geometry=req.geometry, ask=self.ask(request))
         return tdt_json(tianditu_shapes.admin_v2(found, geometry=req.geometry,
                                                  suggest_only=one_char))
 
     async def admin_v1(self, request: Request) -> Response:
         p = params_of(request)
         req = tianditu.parse_admin_v1(tianditu.decode(p.get("postStr"), "postStr"))
-        found = await self._run(self.places.admin, req.keyword, children=req.children,
-                                geometry=req.geometry)
+        found, _ = await self.fed.admin(req.keyword, children=req.children,
+                                        geometry=req.geometry, ask=self.ask(request))
         return tdt_json(tianditu_shapes.admin_v1(found, geometry=req.geometry,
                                                  parents=req.parents))
 
@@ -213,8 +233,8 @@ class PlacesRoutes:
         address = api.text(p, "address", required=True)
         assert address is not None
         limit = api.integer(p, "limit", 5, 1, 20)
-        g = await self._run(self.places.geocode, address,
-                            visible=await visible_layers(request), limit=limit)
+        g = await self.fed.geocode(address, visible=await visible_layers(request), limit=limit,
+                                   ask=self.ask(request))
         return self._geojson(api.geocoded(g, crs), crs)
 
     async def reverse(self, request: Request) -> Response:
@@ -222,8 +242,8 @@ class PlacesRoutes:
         crs = api.crs_of(p)
         lon, lat = api.point_of(p)
         max_d = api.integer(p, "max_distance", 500, 1, 5000)
-        r = await self._run(self.places.reverse, lon, lat,
-                            visible=await visible_layers(request), max_distance_m=max_d)
+        r = await self.fed.reverse(lon, lat, visible=await visible_layers(request),
+                                   max_distance_m=max_d, ask=self.ask(request))
         return self._geojson(api.reversed_(r, crs), crs)
 
     async def search(self, request: Request) -> Response:
@@ -231,8 +251,8 @@ class PlacesRoutes:
         crs = api.crs_of(p)
         args = api.search_args(p)
         q = args.pop("q")
-        res = await self._run(self.places.search, q, visible=await visible_layers(request),
-                              **args)
+        res = await self.fed.search(q, visible=await visible_layers(request),
+                                    ask=self.ask(request), api_params=api_params(q, args), **args)
         body = api.collection([api.place_feature(x, crs) for x in res.places], res.partial,
                               numberMatched=res.total,
                               links=api.page_links(f"{self.base_url}/api/places/search", p,
@@ -251,10 +271,10 @@ class PlacesRoutes:
         q = api.text(p, "q", required=True)
         assert q is not None
         limit = api.integer(p, "limit", 10, 1, api.MAX_LIMIT)
-        found = await self._run(self.places.suggest, q, visible=await visible_layers(request),
-                                limit=limit)
-        return self._geojson(api.collection([api.place_feature(x, crs) for x in found], ()),
-                             crs)
+        found, partial = await self.fed.suggest(q, visible=await visible_layers(request),
+                                                limit=limit, ask=self.ask(request))
+        return self._geojson(api.collection([api.place_feature(x, crs) for x in found],
+                                            partial), crs)
 
     async def admin(self, request: Request) -> Response:
         p = params_of(request)
@@ -263,12 +283,12 @@ class PlacesRoutes:
         assert code is not None
         children = api.integer(p, "children", 0, 0, api.MAX_CHILDREN)
         geometry = api.boolean(p, "geometry")
-        found = await self._run(self.places.admin, tianditu.admin_code(code), children=children,
-                                geometry=geometry)
+        found, partial = await self.fed.admin(tianditu.admin_code(code), children=children,
+                                              geometry=geometry, ask=self.ask(request))
         if not found:
             return problem(404, "Not Found", "No administrative division has this code or name.")
-        return self._geojson(api.collection([api.division_feature(d, crs) for d in found], ()),
-                             crs)
+        return self._geojson(api.collection([api.division_feature(d, crs) for d in found],
+                                            partial), crs)
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(api.openapi(self.base_url), media_type=OPENAPI)
