@@ -3,7 +3,9 @@
 
 Reproducible: fixed seed, numpy/shapely/geopandas (+ rasterio for the GeoTIFF only).
 Reads the REAL outputs of build_real.py:
-    national.gpkg:counties   (1:4M county units 3301xx -> layer `districts`, real, synthetic=false)
+    national.gpkg:counties   (1:4M county units 3301xx -> layer `districts`: the 2023 districts,
+                              outside the city proper the real 1999 units, inside it synthetic
+                              cells around the invented district centres; see districts_2023)
     zhejiang.gpkg:rivers     (钱塘江 bank lines -> river channel mask)
     zhejiang.gpkg:townships  (real 2023 street names/codes -> 街道便民服务中心 names)
     rasters/dem_zhejiang.tif (real 30" DEM -> keep the West Lake hills free of buildings)
@@ -528,9 +530,7 @@ def main():
 
     if OUT.exists():
         OUT.unlink()
-    d = gpd.GeoDataFrame({"name": districts["name"].values, "code": districts["code"].values,
-                              "synthetic": np.zeros(len(districts), bool)},
-                         geometry=districts.geometry.values, crs=CRS)
+    d = districts_2023(districts, seeds, dcode)
     d.to_file(OUT, layer="districts", driver="GPKG", engine="pyogrio")
     roads_deg = out(roads.assign(synthetic=True), "multiline")
     layers = {"districts": d, "roads": roads_deg, "buildings": out(buildings, "polygon"),
@@ -544,6 +544,46 @@ def main():
         log(f"  hangzhou.gpkg:{name} {len(g)} {g.geom_type.unique().tolist()}")
 
     render_image(roads, buildings, parcels_gdf, water, hills)
+
+
+# ------------------------------------------------------------------ districts (2023 names)
+# 1999 county units outside the city proper that are 2023 divisions with the same extent
+KEPT_1999 = {"330122": ("桐庐县", "330122"), "330127": ("淳安县", "330127"),
+             "330182": ("建德市", "330182"), "330183": ("富阳区", "330111"),
+             "330185": ("临安区", "330112")}
+# 1999 units whose area is today's urban districts: 杭州市市辖区, 萧山市, 余杭市
+URBAN_1999 = ("330101", "330181", "330184")
+
+
+def districts_2023(districts, seeds, dcode):
+    """Hangzhou's 2023 districts/counties with real names and codes.
+
+    Outside the city proper the 1999 units are kept (富阳市 -> 富阳区 2014, 临安市 -> 临安区
+    2017: renamed, same extent). The city proper (1999: 市辖区 + 萧山市 + 余杭市; 2023: 上城,
+    拱墅, 西湖, 滨江, 萧山, 余杭, 临平, 钱塘) is cut into the Voronoi cells of the same invented
+    district centres that label the synthetic features (`district_of`), so every feature lies
+    in the district its `district`/`address` names; those cells are marked synthetic.
+    """
+    rows = []
+    for _, r in districts.sort_values("code").iterrows():
+        if r["code"] in KEPT_1999:
+            name, code = KEPT_1999[r["code"]]
+            note = "1999 county unit" + ("" if code == r["code"] else f" {r['name']} {r['code']}, renamed")
+            rows.append({"name": name, "code": code, "synthetic": False, "boundary": note,
+                         "geometry": r.geometry})
+    urban = to_m(shapely.union_all(districts[districts["code"].isin(URBAN_1999)].geometry.values))
+    pts = {n: to_m(Point(*xy)) for n, xy in seeds.items()}
+    cells = shapely.voronoi_polygons(shapely.MultiPoint(list(pts.values())), extend_to=urban)
+    for name, pt in pts.items():
+        cell = next(c for c in cells.geoms if c.contains(pt))
+        part = shapely.make_valid(to_deg(cell.intersection(urban)))
+        polys = [g for g in getattr(part, "geoms", [part]) if g.geom_type == "Polygon"]
+        rows.append({"name": name, "code": dcode[name], "synthetic": True,
+                     "boundary": "synthetic: Voronoi cell of an invented centre within the 1999 "
+                                 "units 330101+330181+330184",
+                     "geometry": shapely.MultiPolygon(polys)})
+    out = gpd.GeoDataFrame(rows, geometry="geometry", crs=CRS)
+    return out.sort_values("code").reset_index(drop=True)
 
 
 # ------------------------------------------------------------------ synthetic image

@@ -20,6 +20,7 @@ from geoplat_settings.federation import (
     ScaleRange,
     Tier,
 )
+from geoplat_settings.places import PlacesKind, PlacesMapping
 from geoplat_settings.publish import PublishSettings
 from geoplat_settings.registry import EMAP_LAYERS, Composition, CompositionPart, RegistrySettings
 from geoplat_settings.runtime import (
@@ -58,6 +59,8 @@ __all__ = [
     "NodeRuntime",
     "NodeSettings",
     "NodeView",
+    "PlacesKind",
+    "PlacesMapping",
     "Providers",
     "PublishSettings",
     "RegistrySection",

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from geoplat_settings.auth import NodeAuth
+from geoplat_settings.places import PlacesMapping
 from geoplat_settings.publish import PublishSettings
 from geoplat_settings.registry import RegistrySettings
 from geoplat_settings.tiles import TileCache
@@ -91,6 +92,8 @@ class LayerSettings(_Model):
     min_zoom: int = Field(default=0, ge=0, le=24, description="WebMercatorQuad zoom it appears at")
     max_zoom: int = Field(default=22, ge=0, le=24)
     attribution: str = ""
+    places: PlacesMapping | None = Field(
+        default=None, description="how its features feed the node's gazetteer (place search)")
 
     @model_validator(mode="after")
     def _zooms(self) -> LayerSettings:

@@ -69,6 +69,9 @@ CREATE TABLE IF NOT EXISTS geoplat_published (
     last_version int NOT NULL DEFAULT 0,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+-- how the layer feeds the node's gazetteer: a PlacesMapping, false (not at all), or NULL (the
+-- default: a point layer with a name column gives POIs; services/places/gazetteer.py)
+ALTER TABLE geoplat_published ADD COLUMN IF NOT EXISTS places jsonb;
 CREATE TABLE IF NOT EXISTS geoplat_layer_versions (
     name text NOT NULL REFERENCES geoplat_published (name) ON DELETE CASCADE,
     version int NOT NULL,
@@ -111,6 +114,8 @@ class PublishHooks:
 
     audit: AuditHook | None = None
     sync_registry: RegistryHook | None = None
+    # (ctx): rebuilds the node's gazetteer (place search) from what it now serves
+    refresh_places: RegistryHook | None = None
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,9 @@ def add_commands(sub: Any, load: Callable[[argparse.Namespace], Any],
     p.add_argument("--emap", action=argparse.BooleanOptionalAction, default=None,
                    help="draw the layer on the node's e-map (vec) and offer it as a WMS layer; "
                         "public layers only (default: off, or as the previous version)")
+    p.add_argument("--places", help="how it feeds place search: JSON of a mapping, e.g. "
+                   "'{\"kind\": \"poi\", \"name\": \"mc\"}', or none / default (a point "
+                   "layer with a name column gives POIs)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=lambda a: cmd_publish(a, _ctx(a, load, node_dir, context)))
 
@@ -148,7 +151,8 @@ def cmd_publish(args: argparse.Namespace, ctx: Any) -> int:
         results = _run(lambda: publish(ctx, Path(args.source), args.name, title=args.title,
                                        access=args.access, crs=args.crs, keywords=keywords,
                                        layer=args.layer, all_layers=args.all_layers,
-                                       actor=_actor(), progress=progress, emap=args.emap))
+                                       actor=_actor(), progress=progress, emap=args.emap,
+                                       places=_publishing().parse_places(args.places)))
     if args.json:
         return _print([r.as_dict() for r in results])
     for r in results:

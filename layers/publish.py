@@ -30,7 +30,9 @@ from typing import Any
 
 import psycopg2
 from psycopg2 import sql
+from pydantic import ValidationError
 
+from geoplat_settings import PlacesMapping
 from layers.catalogue import (
     LEVELS,
     RESERVED,
@@ -76,15 +78,20 @@ LOGGER = logging.getLogger("geoplat.publish")
 # what the app, the CLI and the tests use from here (the catalogue's names included)
 __all__ = [
     "LEVELS", "RESERVED", "LayerLock", "NodeContext", "Progress", "PublishHooks", "PublishResult",
-    "_audit", "_noop", "configured_names", "list_layers", "publish", "retire", "rollback",
-    "validate_name", "versions",
+    "_audit", "_noop", "configured_names", "list_layers", "parse_places", "publish", "retire",
+    "rollback", "validate_name", "versions",
 ]
 
 def publish(ctx: NodeContext, path: Path, name: str, *, title: str | None = None,
             access: str = "public", crs: str | None = None, keywords: list[str] | None = None,
             layer: str | None = None, all_layers: bool = False, actor: str | None = None,
-            progress: Progress = _noop, emap: bool | None = None) -> list[PublishResult]:
-    """Publish `path` as layer `name` (or `name_<layer>` for every layer of a GeoPackage)."""
+            progress: Progress = _noop, emap: bool | None = None,
+            places: PlacesMapping | bool | None = None) -> list[PublishResult]:
+    """Publish `path` as layer `name` (or `name_<layer>` for every layer of a GeoPackage).
+
+    `places`: how the layer feeds the node's gazetteer (place search): a mapping, False (not
+    at all), True (the default rule: a point layer with a name column gives POIs) or None
+    (as the previous version did; the default rule for a new layer)."""
     if access not in LEVELS:
         raise PublishError(f"access must be one of {', '.join(LEVELS)}", 400)
     if emap and access != "public":
@@ -110,7 +117,8 @@ def publish(ctx: NodeContext, path: Path, name: str, *, title: str | None = None
             results.append(_publish_one(ctx, data_path, path.name, work, target, src_layer,
                                         title=(title or target) + (f" ({src_layer})" if all_layers else ""),
                                         access=access, crs=crs, keywords=keywords or [],
-                                        actor=actor, progress=progress, emap=emap))
+                                        actor=actor, progress=progress, emap=emap,
+                                        places=places))
     except PublishError as exc:
         _audit(ctx, "layer.publish", name, actor, ok=False, error=exc.message, source=path.name)
         raise
@@ -122,7 +130,7 @@ def publish(ctx: NodeContext, path: Path, name: str, *, title: str | None = None
 def _publish_one(ctx: NodeContext, data_path: Path, source_name: str, work: Path, name: str,
                  src_layer: str | None, *, title: str, access: str, crs: str | None,
                  keywords: list[str], actor: str | None, progress: Progress,
-                 emap: bool | None) -> PublishResult:
+                 emap: bool | None, places: PlacesMapping | bool | None = None) -> PublishResult:
     conn = psycopg2.connect(ctx.dsn, application_name="geoplat-publish")
     cog_final: Path | None = None
     try:
@@ -191,6 +199,7 @@ def _publish_one(ctx: NodeContext, data_path: Path, source_name: str, work: Path
                     if count == 0:
                         raise PublishError(f"{source_name}: no feature has a usable geometry")
                     gtype, columns, report = data.geometry_type, data.titles, data.report
+                    _set_places(cur, name, places, set(columns.values()))
                 progress("swapping", None, None)
                 row = {"geometry_type": gtype, "feature_count": count, "bbox": bbox,
                        "columns": columns, "checksum": checksum}
@@ -229,6 +238,43 @@ def _publish_one(ctx: NodeContext, data_path: Path, source_name: str, work: Path
         if cog_final is not None:
             cog_final.unlink(missing_ok=True)
         conn.close()
+
+
+def parse_places(text: str | None) -> PlacesMapping | bool | None:
+    """The `places` of a publish request (CLI `--places`, form field `places`): JSON of a
+    mapping (`{"kind": "poi", "name": "mc", "category": "lb"}`), `none` (feeds no places),
+    `default` (the default rule); empty: unchanged."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    if text.lower() in ("none", "false"):
+        return False
+    if text.lower() == "default":
+        return True
+    if len(text) > 4000:
+        raise PublishError("places: mapping too long", 400)
+    try:
+        return PlacesMapping.model_validate_json(text)
+    except ValidationError as exc:
+        problems = "; ".join(printable(e["msg"], 120) for e in exc.errors()[:3])
+        raise PublishError(f"places: not a valid mapping ({problems})", 400) from None
+
+
+def _set_places(cur: Any, name: str, places: PlacesMapping | bool | None,
+                columns: set[str]) -> None:
+    """Store the layer's gazetteer mapping (see publish); a mapping naming a column the data
+    lacks is refused and nothing is published."""
+    if places is None:
+        return
+    if isinstance(places, PlacesMapping):
+        missing = sorted(c for c in places.all_columns() if c not in columns)
+        if missing:
+            raise PublishError("the places mapping names columns the data lacks: "
+                               + ", ".join(printable(c, 60) for c in missing[:5]), 400)
+        value: str | None = places.model_dump_json(exclude_none=True)
+    else:
+        value = None if places else "false"
+    cur.execute("UPDATE geoplat_published SET places = %s WHERE name = %s", (value, name))
 
 
 def layer_urls(ctx: NodeContext, name: str, raster: bool) -> dict[str, str]:
@@ -376,6 +422,7 @@ def after_change(ctx: NodeContext, event: str, name: str, actor: str | None,
         except Exception:
             LOGGER.exception("tile cache invalidation after %s %s failed", event, name)
     sync_registry(ctx)
+    refresh_places(ctx)
 
 
 def _drop_tile_caches(ctx: NodeContext, name: str, current: int | None) -> None:
@@ -404,6 +451,17 @@ def _audit(ctx: NodeContext, event: str, name: str, actor: str | None, ok: bool 
         ctx.hooks.audit(ctx, event, name, actor, ok, detail)
     except Exception:
         LOGGER.exception("audit of %s %s failed", event, name)
+
+
+def refresh_places(ctx: NodeContext) -> None:
+    """Rebuild the node's gazetteer (the injected hook); never fails the caller (the change is
+    made: a failed rebuild leaves the previous gazetteer and is logged)."""
+    if ctx.hooks.refresh_places is None:
+        return
+    try:
+        ctx.hooks.refresh_places(ctx)
+    except Exception:
+        LOGGER.exception("gazetteer rebuild failed")
 
 
 def sync_registry(ctx: NodeContext) -> None:

@@ -1,7 +1,8 @@
 """The publishing API and upload page of a node: `/api/layers`, `/publish`.
 
 - `POST /api/layers` (multipart: file + name, title, access, crs, keywords, layer, all_layers,
-  emap: `true` draws a public layer on the node's e-map and offers it as a WMS layer)
+  emap: `true` draws a public layer on the node's e-map and offers it as a WMS layer,
+  places: how it feeds place search, `layers.publish.parse_places`)
   streams the upload to disk in chunks, refusing it (413) as soon as it passes the size limit;
 - `GET /api/layers`, `GET /api/layers/{name}/versions`, `POST /api/layers/{name}/rollback`,
   `DELETE /api/layers/{name}` (retire);
@@ -50,7 +51,7 @@ from tiles.errors import ProblemError, route_group, with_headers
 
 LOGGER = logging.getLogger("geoplat.publish")
 FIELDS = {"name", "title", "access", "crs", "keywords", "layer", "all_layers", "emap", "csrf_token",
-          "progress"}
+          "progress", "places"}
 TRUE = ("1", "true", "on", "yes")
 MULTIPART_SLACK = 64 * 1024  # form fields and part headers around the file
 NDJSON = "application/x-ndjson"
@@ -411,6 +412,7 @@ class PublishRoutes:
             src = up.file.with_name(up.filename) if up.filename else up.file
             up.file.replace(src)
             keywords = [k.strip() for k in f.get("keywords", "").split(",") if k.strip()]
+            places = pub.parse_places(f.get("places"))
 
             def run(progress: pub.Progress = pub._noop) -> list[pub.PublishResult]:
                 return pub.publish(
@@ -419,7 +421,8 @@ class PublishRoutes:
                     keywords=keywords, layer=f.get("layer") or None,
                     all_layers=f.get("all_layers", "").lower() in TRUE,
                     actor=p.username, progress=progress,
-                    emap=None if "emap" not in f else f["emap"].strip().lower() in TRUE)
+                    emap=None if "emap" not in f else f["emap"].strip().lower() in TRUE,
+                    places=places)
 
             if wants_progress(request, f):
                 self._preflight(f)  # what is cheap to check gets its status, not a stream

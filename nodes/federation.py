@@ -17,6 +17,8 @@ from rich.progress import (
 from layers.load import LayerSpec, LoadResult, load_layer
 from nodes.postgres import Cluster, PostgresError, ensure_postgis
 from nodes.settings import FederationSettings, LayerSettings, NodeSettings, load_layers
+from services.places import gazetteer
+from services.places.gazetteer import BuildResult
 
 
 def managed_cluster(settings: FederationSettings, *, fast: bool = False) -> Cluster:
@@ -84,4 +86,25 @@ def load_node_layers(settings: FederationSettings, node: NodeSettings, *, force:
             progress.update(task, total=res.feature_count, completed=res.feature_count,
                             description=f"{node.id}.{layer.id}" + (" (unchanged)" if res.skipped else ""))
             results.append(res)
+        build_gazetteer(settings, node, dsn, progress=progress, force=force)
     return results
+
+
+def build_gazetteer(settings: FederationSettings, node: NodeSettings, dsn: str, *,
+                    progress: Progress | None = None, force: bool = False) -> BuildResult:
+    """The node's place names and addresses from its layers just loaded (services/places)."""
+    task = progress.add_task(f"{node.id}.gazetteer", total=None) if progress else None
+
+    def step(name: str, done: int, total: int | None) -> None:
+        if progress is not None and task is not None:
+            progress.update(task, description=f"{node.id}.gazetteer: {name}", completed=done,
+                            total=total)
+
+    res = gazetteer.build(dsn, node.id, load_layers(settings, node),
+                          area_code=getattr(node, "area_code", None), progress=step, force=force)
+    if progress is not None and task is not None:
+        n = sum(res.counts.values())
+        progress.update(task, total=n or 1, completed=n or 1,
+                        description=f"{node.id}.gazetteer" + (" (unchanged)" if res.unchanged
+                                                              else f" {res.counts}"))
+    return res

@@ -1,7 +1,8 @@
 """Publishing wired into a node: what `layers/` is given instead of importing `services`.
 
 - `hooks`: the audit trail (services/access/audit.py) and the registry sync
-  (services/registry/local.py) that every publish, rollback and retire calls;
+  (services/registry/local.py) and the gazetteer rebuild (services/places/gazetteer.py) that
+  every publish, rollback and retire calls;
 - `ControlAccess`: the publishing routes' access and CSRF checks over the node's
   `AccessControl` and `Csrf`, refusing with `layers.errors.Refused`;
 - `publish_context`: a built node's publishing context with those hooks (app, CLI, tests).
@@ -23,6 +24,7 @@ from services.access import audit
 from services.access.control import AccessControl
 from services.db import Database
 from services.errors import AuthError
+from services.places import gazetteer
 from services.registry.local import sync_local_services
 from services.web.pages import Csrf
 
@@ -43,7 +45,14 @@ def registry_hook(ctx: NodeContext) -> None:
     sync_local_services(runtime, config, levels)
 
 
-HOOKS = PublishHooks(audit=audit_hook, sync_registry=registry_hook)
+def places_hook(ctx: NodeContext) -> None:
+    """The gazetteer follows the layers served: the node's configured layers (their `places`
+    mappings) and its published ones (services/places/gazetteer.py)."""
+    runtime = NodeRuntime.load(ctx.node_dir)
+    gazetteer.build(ctx.dsn, ctx.id, runtime.layers)
+
+
+HOOKS = PublishHooks(audit=audit_hook, sync_registry=registry_hook, refresh_places=places_hook)
 
 
 def publish_context(runtime: NodeRuntime, node_dir: Path | None = None) -> NodeContext:

@@ -55,4 +55,13 @@ CREATE TABLE IF NOT EXISTS geoplat_places (
     shape geometry(Geometry, 4490),    -- a road's lines; NULL for points
     extra jsonb NOT NULL DEFAULT '{}'::jsonb
 );
+-- the builder's own: point-in-boundary lookups while it assigns admin chains
+CREATE INDEX IF NOT EXISTS geoplat_divisions_boundary ON geoplat_divisions USING gist (boundary);
+-- the last build: a build with the same inputs writes nothing (services.places.gazetteer)
+CREATE TABLE IF NOT EXISTS geoplat_places_build (
+    id int PRIMARY KEY CHECK (id = 1),
+    checksum text NOT NULL,
+    counts jsonb NOT NULL,
+    built_at timestamptz NOT NULL DEFAULT now()
+);
 """
