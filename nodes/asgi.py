@@ -134,6 +134,8 @@ def route_groups(services: NodeServices, landing: Any) -> list[RouteGroup]:
         RouteGroup("registry", guard_group(rules.REGISTRY, services.registry_routes())),
         RouteGroup("auth", services.auth.routes()),  # /sso (main node), /auth: guarded there
         RouteGroup("publish", guard_group(rules.PUBLISHING, services.publish_routes())),
+        # place names: Tianditu web services and /api/places (issue 13)
+        RouteGroup("places", guard_group(rules.PLACES, services.places_routes())),
     ]
 
 
@@ -153,6 +155,9 @@ def create_app(runtime: NodeRuntime | str | os.PathLike | None = None) -> ASGIAp
             "node": node.summary(),
             "links": [
                 {"rel": "service-desc", "href": f"{base}/ogc/openapi", "title": "OpenAPI"},
+                {"rel": "service-desc", "href": f"{base}/api/places/openapi",
+                 "type": "application/vnd.oai.openapi+json;version=3.0",
+                 "title": "Place names API (OpenAPI)"},
                 {"rel": "data", "href": f"{base}/ogc/collections", "title": "OGC API collections"},
                 {"rel": "ogc-api", "href": f"{base}/ogc", "title": "OGC API landing page"},
                 {"rel": "status", "href": f"{base}/health", "title": "Health"},

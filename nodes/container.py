@@ -28,6 +28,8 @@ from nodes.publishing import ControlAccess, publish_context
 from services.access.install import NodeAuthServices, build_auth
 from services.access.views import FilteredViews
 from services.db import Database
+from services.places.query import Places
+from services.places.routes import PlacesRoutes
 from services.registry.web import RegistryRoutes
 from services.registry.worker import RegistryWorker
 from tiles.service import tile_routes
@@ -58,6 +60,7 @@ class NodeServices:
     reloader: Reloader
     registry_worker: RegistryWorker
     health: Health
+    places: Places  # the place-name query layer over the node's gazetteer (issue 13)
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
@@ -79,12 +82,16 @@ class NodeServices:
             reloader=Reloader(runtime.dsn, runtime.providers, pygeoapi, auth.control, views,
                               tile_reloader),
             registry_worker=RegistryWorker(runtime),
-            health=Health(runtime.server, runtime.dsn, auth.control, pygeoapi, service))
+            health=Health(runtime.server, runtime.dsn, auth.control, pygeoapi, service),
+            places=Places(db, runtime.server.id))
 
     # --- router factories' dependencies ------------------------------------------------------
 
     def registry_routes(self) -> list[BaseRoute]:
         return list(RegistryRoutes(self.runtime, self.registry_db, self.auth.control).routes())
+
+    def places_routes(self) -> list[BaseRoute]:
+        return PlacesRoutes(self.places, self.runtime.server.base_url).routes()
 
     def publish_routes(self) -> list[BaseRoute]:
         ctx = publish_context(self.runtime)

@@ -25,7 +25,14 @@ from starlette.routing import BaseRoute, Route
 from services.access.require import control_of
 from services.places import api, tianditu, tianditu_shapes
 from services.places.errors import BAD_ENUM, BAD_PARAMETER, MISSING, PlacesInputError
-from services.places.model import Division, Geocoded, Place, Reversed, SearchResult
+from services.places.model import (
+    DIVISION_KINDS,
+    Division,
+    Geocoded,
+    Place,
+    Reversed,
+    SearchResult,
+)
 from tiles.errors import ProblemError, problem
 
 LOGGER = logging.getLogger("geoplat.places")
@@ -185,11 +192,14 @@ class PlacesRoutes:
     async def admin_v2(self, request: Request) -> Response:
         p = params_of(request)
         req = tianditu.parse_admin_v2(p.get("keyword"), p.get("childLevel"), p.get("extensions"))
-        one_char = len(req.keyword) == 1 and not req.by_code
+        if len(req.keyword) == 1 and not req.by_code:  # Tianditu: suggestions only
+            typed = await self._run(self.places.suggest, req.keyword, visible=frozenset(),
+                                    limit=20)
+            return tdt_json(tianditu_shapes.admin_v2_suggestions(
+                [p for p in typed if p.kind in DIVISION_KINDS]))
         found = await self._run(self.places.admin, req.keyword, children=req.children,
                                 geometry=req.geometry)
-        return tdt_json(tianditu_shapes.admin_v2(found, geometry=req.geometry,
-                                                 suggest_only=one_char))
+        return tdt_json(tianditu_shapes.admin_v2(found, geometry=req.geometry))
 
     async def admin_v1(self, request: Request) -> Response:
         p = params_of(request)
