@@ -28,7 +28,14 @@ from services.places import api, tianditu, tianditu_shapes
 from services.places.errors import BAD_ENUM, BAD_PARAMETER, MISSING, PlacesInputError
 from services.places.federated import Ask, FederatedPlaces, api_params
 from services.places.federation import Child, Fanout, credentials, deadline_of
-from services.places.model import Division, Geocoded, Place, Reversed, SearchResult
+from services.places.model import (
+    DIVISION_KINDS,
+    Division,
+    Geocoded,
+    Place,
+    Reversed,
+    SearchResult,
+)
 from tiles.errors import ProblemError, problem
 
 LOGGER = logging.getLogger("geoplat.places")
@@ -205,11 +212,14 @@ class PlacesRoutes:
     async def admin_v2(self, request: Request) -> Response:
         p = params_of(request)
         req = tianditu.parse_admin_v2(p.get("keyword"), p.get("childLevel"), p.get("extensions"))
-        one_char = len(req.keyword) == 1 and not req.by_code
+        if len(req.keyword) == 1 and not req.by_code:  # Tianditu: suggestions only
+            typed, _ = await self.fed.suggest(req.keyword, visible=frozenset(), limit=20,
+                                              ask=self.ask(request))
+            return tdt_json(tianditu_shapes.admin_v2_suggestions(
+                [p for p in typed if p.kind in DIVISION_KINDS]))
         found, _ = await self.fed.admin(req.keyword, children=req.children,
                                         geometry=req.geometry, ask=self.ask(request))
-        return tdt_json(tianditu_shapes.admin_v2(found, geometry=req.geometry,
-                                                 suggest_only=one_char))
+        return tdt_json(tianditu_shapes.admin_v2(found, geometry=req.geometry))
 
     async def admin_v1(self, request: Request) -> Response:
         p = params_of(request)

@@ -206,14 +206,28 @@ def _district(d: Division, geometry: bool) -> dict[str, Any]:
     return out
 
 
-def admin_v2(divisions: list[Division], *, geometry: bool, suggest_only: bool = False
-             ) -> dict[str, Any]:
-    suggestion = [{"name": d.name, "gb": tianditu_code(d.code)} for d in divisions]
-    district = [] if suggest_only else [_district(d, geometry) for d in divisions[:1]]
-    if not suggest_only:
-        suggestion = suggestion[1:]
-    return {"status": 200, "message": "成功",
-            "data": {"suggestion": suggestion, "district": district}}
+def admin_v2(divisions: list[Division], *, geometry: bool) -> dict[str, Any]:
+    """The first match as `district`, the others as `suggestion`."""
+    return {"status": 200, "message": "成功", "data": {
+        "suggestion": [{"name": d.name, "gb": tianditu_code(d.code)} for d in divisions[1:]],
+        "district": [_district(d, geometry) for d in divisions[:1]]}}
+
+
+def division_code(p: Place) -> str | None:
+    """The code of a division entry of the gazetteer (its own level of its admin chain)."""
+    return {"province": p.admin.province_code, "city": p.admin.city_code,
+            "county": p.admin.county_code, "township": p.admin.township_code}.get(p.kind)
+
+
+def admin_v2_suggestions(places: list[Place]) -> dict[str, Any]:
+    """A one-character keyword: suggestions only (administrative2.html), from type-ahead."""
+    seen, out = set(), []
+    for p in places:
+        code = division_code(p)
+        if code and code not in seen:
+            seen.add(code)
+            out.append({"name": p.name, "gb": tianditu_code(code)})
+    return {"status": 200, "message": "成功", "data": {"suggestion": out, "district": []}}
 
 
 def regions(boundary_wkt: str | None) -> list[dict[str, str]]:

@@ -261,7 +261,9 @@ def test_administrative_shapes() -> None:
     assert d["children"][0]["gb"] == "156330102" and d["children"][0]["level"] == 2
     assert "boundary" not in tianditu_shapes.admin_v2([CITY], geometry=False)["data"][
         "district"][0]
-    one = tianditu_shapes.admin_v2([CITY], geometry=False, suggest_only=True)
+    city_place = Place("national:9", "city", "杭州市", 120.2, 30.25,
+                       AdminChain("浙江省", "330000", "杭州市", "330100"))
+    one = tianditu_shapes.admin_v2_suggestions([city_place, city_place, PLATE])
     assert one["data"] == {"suggestion": [{"name": "杭州市", "gb": "156330100"}], "district": []}
     v1 = tianditu_shapes.admin_v1([CITY], geometry=True, parents=True)
     assert v1["returncode"] == "100"
