@@ -14,8 +14,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 install: apt $(VENV)/.installed node_modules/.installed user
 
-apt:
-	@missing=""; for p in $(APT_PACKAGES); do \
+# apt-get install the Debian packages of $(1) that are missing (nothing when all are there)
+define apt_install
+	@missing=""; for p in $(1); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -23,6 +24,10 @@ apt:
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+apt:
+	$(call apt_install,$(APT_PACKAGES))
 
 # As root: the unprivileged user `geoplat up` drops to (nodes/privileges.py), allowed to read
 # the checkout and to enter (only) every parent directory of it, of the venv and of the Python
@@ -76,14 +81,7 @@ NOMINATIM_VENV := bench/.venv-nominatim
 NOMINATIM_PINS := nominatim-db==5.3.3 nominatim-api==5.3.3 starlette==1.10.0 'uvicorn[standard]==0.54.0'
 BENCH_PLACES_APT := osm2pgsql libicu-dev pkg-config g++
 bench-places-deps:
-	@missing=""; for p in $(BENCH_PLACES_APT); do \
-		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-		echo "apt: installing$$missing"; \
-		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	$(call apt_install,$(BENCH_PLACES_APT))
 	@test -x $(NOMINATIM_VENV)/bin/python || $(PYTHON) -m venv $(NOMINATIM_VENV)
 	$(NOMINATIM_VENV)/bin/pip install -q $(NOMINATIM_PINS)
 
