@@ -283,10 +283,12 @@ def federated(args, main_url: str, hz: str, token: str | None, out: list[str]) -
 # ---------------------------------------------------------------- main
 
 def start_nodes(base: Path, cluster: Cluster) -> tuple[list, str, str, str, str | None, int]:
-    """national + hangzhou on free ports; (processes, main URL, hangzhou URL, hangzhou's
+    """national, zhejiang (the main node asks Hangzhou through it) and hangzhou on free ports;
+    (processes, main URL, hangzhou URL, hangzhou's
     database, token, workers)."""
     settings = settings_mod.load(write_config(base, cluster))
-    procs, _ = supervisor.up(settings, only=["national", "hangzhou"], echo=lambda *a: None)
+    procs, _ = supervisor.up(settings, only=["national", "zhejiang", "hangzhou"],
+                             echo=lambda *a: None)
     main_node, hz = settings.node("national"), settings.node("hangzhou")
     from sso_client import login_pkce
 
