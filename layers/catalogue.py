@@ -105,7 +105,8 @@ WORKER_STALE_SECONDS = 6
 # (ctx, event, subject, actor, ok, detail): appends to the node's audit trail
 AuditHook = Callable[["NodeContext", str, str, "str | None", bool, dict[str, Any]], None]
 # (ctx): makes the node's registry records match what it serves after a change
-RegistryHook = Callable[["NodeContext"], None]
+ContextHook = Callable[["NodeContext"], None]  # called with the context after a change
+RegistryHook = ContextHook
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class PublishHooks:
     audit: AuditHook | None = None
     sync_registry: RegistryHook | None = None
     # (ctx): rebuilds the node's gazetteer (place search) from what it now serves
-    refresh_places: RegistryHook | None = None
+    refresh_places: ContextHook | None = None
 
 
 @dataclass(frozen=True)

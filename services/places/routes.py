@@ -36,7 +36,7 @@ from services.places.model import (
     Reversed,
     SearchResult,
 )
-from tiles.errors import ProblemError, problem
+from tiles.errors import problem
 
 LOGGER = logging.getLogger("geoplat.places")
 # bytes of query string (nginx lets request lines up to 64 KB through to the app and answers a
@@ -72,15 +72,7 @@ async def visible_layers(request: Request) -> frozenset[str]:
     control = control_of(request.scope)
     if control is None:
         return frozenset()
-    own = getattr(control, "visible_layers", None)  # the access helper's (issue 13)
-    if own is not None:
-        return frozenset(await own(request.scope))
-    try:
-        p = await control.principal(request.scope)
-    except ProblemError:  # a bad token was refused by the check already
-        p = None
-    hidden = await control.hidden(p)
-    return frozenset(layer for layer in control.levels if layer not in hidden)
+    return frozenset(await control.visible_layers(request.scope))
 
 
 def tdt_json(body: dict[str, Any], status: int = 200) -> JSONResponse:
