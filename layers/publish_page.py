@@ -18,6 +18,8 @@ input,select{width:100%;padding:.3em}progress{width:100%}pre{white-space:pre-wra
 <label>关键词 Keywords (comma separated) <input name="keywords"></label>
 <label>GeoPackage layer <input name="layer"></label>
 <label><input type="checkbox" name="emap" value="true" style="width:auto"> 叠加到电子地图 Draw on the e-map (vec) and offer as a WMS layer (public layers only)</label>
+<label>地名 Place search (empty: the default rule; <code>none</code>: none; or a JSON mapping of columns)
+<input name="places" maxlength="4000" placeholder='{"kind": "poi", "name": "mc", "category": "lb"}'></label>
 <button>发布 Publish</button></form>
 <progress id="p" value="0" max="1" hidden></progress><p id="st"></p>
 <progress id="l" value="0" max="1" hidden></progress><pre id="out"></pre>

@@ -36,8 +36,9 @@ MpLebron/Tianditu_Develop_Agent `skills/tianditu-lbs/references/*.md` and DemoMa
 
 Not verified in any stored source, chosen and documented here: the error bodies of
 `/geocoder` (status "404" with `infocode`), `/v2/administrative` (`status` 400) and the
-legacy `/administrative` (`returncode` "101"); the body for a missing or bad `tk` (see
-services/places/routes.py). Limits, Tianditu's own: keyword 100 characters, `start` 0-300,
+legacy `/administrative` (`returncode` "101"); the codes of a missing `tk` or a quota refusal
+(an unknown key and a wrong origin use Tianditu's gateway bodies, codes 1 and 7: see
+services/places/tianditu_shapes.py `key_refusal`). Limits, Tianditu's own: keyword 100 characters, `start` 0-300,
 `count` 1-300 with start+count <= 500, `queryRadius` <= 10 km, polygons <= 20 points; and
 `postStr`/`ds` at most 8,192 characters, coordinates within -180..180/-90..90.
 """

@@ -266,17 +266,28 @@ def admin_v1(divisions: list[Division], *, geometry: bool, parents: bool) -> dic
 
 # --- refusals of the key check -------------------------------------------------------------
 
-KEY_RESOLVE = {401: "请在请求中加入tk参数（开发者密钥）或登录令牌",
-               403: "请检查tk参数是否正确、未被吊销，且允许本机来源",
-               429: "今日调用量已用完或请求过于频繁，请稍后再试"}
+# Tianditu's refusal bodies as its gateway sends them with HTTP 403, quoted in a public client
+# that checks keys (liuxspro/qgis-plugin-tianditu, tianditu_tools/widgets/Setting/dialog.py):
+# {'msg': '非法Key', 'resolve': '请到API控制台重新申请Key', 'code': 1},
+# {'msg': '域名不匹配', 'resolve': '请到API控制台查看域名配置并修改', 'code': 7},
+# {'msg': '权限类型错误', 'resolve': 'Key权限类型为:服务端，请使用服务端访问！', 'code': 12}.
+INVALID_KEY = ("非法Key", "请到API控制台重新申请Key", 1)
+WRONG_ORIGIN = ("域名不匹配", "请到API控制台查看域名配置并修改（浏览器端Key绑定域名，服务端Key绑定IP）", 7)
+# not seen in a stored source, ours: a missing tk / bad token, a quota or rate refusal
+NO_KEY = ("缺少Key", "请在请求中加入tk参数（开发者密钥）或登录令牌", 401)
+OVER_QUOTA = ("调用超限", "今日调用量已用完或请求过于频繁，请稍后再试", 429)
+BY_TITLE = {"Invalid key": INVALID_KEY, "Key not allowed here": WRONG_ORIGIN}
 
 
 def key_refusal(decision: Any) -> Response:
-    """A request the key check refused (missing/bad/revoked tk, quota), in the JSON form of
-    Tianditu's web services with the HTTP status the Tianditu tile routes give the same
-    refusal (401/403/429): `{"msg", "resolve", "code"}` (the form is not confirmed in a stored
-    source; see the module docstring of services/places/tianditu.py)."""
+    """A request the key check refused, in Tianditu's form `{"msg", "resolve", "code"}` (its
+    codes 1 and 7 where Tianditu has one, above), with the HTTP status of our access rules
+    (401 no credentials, 403 a bad/revoked key or a wrong origin, 429) and our English
+    explanation as `detail`."""
     st = int(getattr(decision, "status", 403))
-    body = {"msg": getattr(decision, "detail", "") or getattr(decision, "title", "Forbidden"),
-            "resolve": KEY_RESOLVE.get(st, KEY_RESOLVE[403]), "code": st}
+    title = getattr(decision, "title", "")
+    msg, resolve, code = BY_TITLE.get(title) or (
+        OVER_QUOTA if st == 429 else NO_KEY if st == 401 else INVALID_KEY)
+    body = {"msg": msg, "resolve": resolve, "code": code,
+            "detail": getattr(decision, "detail", "") or title}
     return JSONResponse(body, status_code=st, headers={"Cache-Control": "no-store"})

@@ -79,8 +79,9 @@ RECORDER = """() => {
 
 
 def _submit(tab, name: str, title: str, file: Path, access: str = "public",
-            emap: bool = False) -> None:
+            emap: bool = False, places: str = "") -> None:
     tab.fill("#f input[name=name]", name)
+    tab.fill("#f input[name=places]", places)
     tab.fill("#f input[name=title]", title)
     tab.select_option("#f select[name=access]", access)
     tab.set_checked("#f input[name=emap]", emap)
@@ -133,6 +134,22 @@ def test_upload_page_shows_the_error_detail(page, tmp_path, urls):
     status, out = page.text_content("#st"), page.text_content("#out") or ""
     assert "失败" in status and out.startswith("422 "), (status, out)
     assert "zero features" in out, out  # the problem's detail, not just a status
+    assert not served(urls["hangzhou"], name)
+
+
+def test_upload_page_sends_the_places_mapping(page, tmp_path, urls):
+    """The form's place-search field reaches the API: a mapping naming a column the data lacks
+    is refused with the API's detail, and nothing is published."""
+    one = tmp_path / "one.geojson"
+    one.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties":'
+                   ' {"mc": "测试点"}, "geometry": {"type": "Point", "coordinates": [120.2, 30.2]}}]}',
+                   encoding="utf-8")
+    name = "pub_browser_places"
+    _submit(page, name, "", one, places='{"kind": "poi", "name": "no_such_column"}')
+    page.wait_for_function("() => document.getElementById('out').textContent !== ''",
+                           timeout=WAIT_MS)
+    status, out = page.text_content("#st"), page.text_content("#out") or ""
+    assert "失败" in status and "no_such_column" in out, (status, out)
     assert not served(urls["hangzhou"], name)
 
 

@@ -53,7 +53,7 @@ def test_search_quota_counts_both_styles(urls: dict[str, str], small_quota: str)
                                                "tk": small_quota}, timeout=60)
     assert over.status_code == 429
     body = over.json()
-    assert body["code"] == 429 and "quota" in body["msg"] and body["resolve"]
+    assert body["code"] == 429 and "quota" in body["detail"] and body["msg"] and body["resolve"]
     over = httpx.get(hz + "/api/places/geocode", params={"address": "宏二路", "tk": small_quota},
                      timeout=60)
     assert over.status_code == 429

@@ -280,9 +280,15 @@ def test_key_refusal_form() -> None:
 
     resp = tianditu_shapes.key_refusal(Refused())
     assert resp.status_code == 403
-    assert json.loads(bytes(resp.body)) == {"msg": "This API key is unknown or revoked.",
-                                           "resolve": tianditu_shapes.KEY_RESOLVE[403],
-                                           "code": 403}
+    assert json.loads(bytes(resp.body)) == {"msg": "非法Key", "resolve": "请到API控制台重新申请Key",
+                                           "code": 1,
+                                           "detail": "This API key is unknown or revoked."}
+
+    class Elsewhere:
+        status, title, detail = 403, "Key not allowed here", "bound to other origins"
+
+    body = json.loads(bytes(tianditu_shapes.key_refusal(Elsewhere()).body))
+    assert body["msg"] == "域名不匹配" and body["code"] == 7
 
 
 # --- our JSON API ---------------------------------------------------------------------------
