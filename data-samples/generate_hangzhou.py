@@ -7,7 +7,8 @@ Reads the REAL outputs of build_real.py:
                               outside the city proper the real 1999 units, inside it synthetic
                               cells around the invented district centres; see districts_2023)
     zhejiang.gpkg:rivers     (钱塘江 bank lines -> river channel mask)
-    zhejiang.gpkg:townships  (real 2023 street names/codes -> 街道便民服务中心 names)
+    zhejiang.gpkg:townships  (real 2023 street names/codes -> 街道便民服务中心 names, and the
+                              layer `township_cells` by hangzhou_townships.py)
     rasters/dem_zhejiang.tif (real 30" DEM -> keep the West Lake hills free of buildings)
 Everything else (roads, buildings, POIs, addresses, parcels, the image) is invented, and each
 feature carries synthetic=true.  Only the POI '杭州市民中心政务服务大厅' has a fixed, exact
@@ -22,6 +23,7 @@ import sys
 from pathlib import Path
 
 import geopandas as gpd
+import hangzhou_townships  # data-samples/hangzhou_townships.py: the township cells
 import numpy as np
 import rasterio
 import rasterio.features
@@ -542,6 +544,7 @@ def main():
         layers[name].to_file(OUT, layer=name, driver="GPKG", engine="pyogrio")
     for name, g in layers.items():
         log(f"  hangzhou.gpkg:{name} {len(g)} {g.geom_type.unique().tolist()}")
+    hangzhou_townships.main()  # township cells from the districts, POIs and zhejiang points
 
     render_image(roads, buildings, parcels_gdf, water, hills)
 

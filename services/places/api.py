@@ -207,6 +207,7 @@ def division_feature(d: Division, crs: str) -> dict[str, Any]:
 
 def division_child(d: Division) -> dict[str, Any]:
     return {"code": d.code, "name": d.name, "kind": d.kind, "lon": d.lon, "lat": d.lat,
+            "bbox": list(d.bbox) if d.bbox else None, "boundary_note": d.boundary_note,
             "children": [division_child(c) for c in d.children]}
 
 

@@ -91,9 +91,13 @@ def division_from_feature(f: dict[str, Any]) -> Division | None:
 
 
 def _child_division(c: dict[str, Any]) -> Division:
+    bbox = tuple(float(v) for v in c["bbox"]) if c.get("bbox") else None
+    note = c.get("boundary_note")
     return Division(code=str(c["code"]), name=str(c["name"]), kind=c["kind"],
                     parent_code=None, lon=float(c.get("lon") or 0), lat=float(c.get("lat") or 0),
-                    bbox=None, children=tuple(_child_division(x) for x in c.get("children") or []))
+                    bbox=bbox if bbox and len(bbox) == 4 else None,  # type: ignore[arg-type]
+                    boundary_note=str(note) if note is not None else None,
+                    children=tuple(_child_division(x) for x in c.get("children") or []))
 
 
 def _float(v: Any) -> float | None:
@@ -194,6 +198,14 @@ class FederatedPlaces:
                 role = (f.get("properties") or {}).get("role")
                 if p is not None and role in nearest:
                     by_role[role] = p
+            theirs = admin_of(body.get("admin"))
+            if (theirs.township_code and not best.admin.township_code
+                    and best.admin.city_code in (None, theirs.city_code)):
+                # the child holds the townships (and its districts' outlines): its chain, and
+                # its formatted address while no door plate is nearer
+                formatted = best.formatted_address if nearest["address"] is not None else str(
+                    body.get("formatted_address") or best.formatted_address)
+                best = replace(best, admin=theirs, formatted_address=formatted)
             for role, p in by_role.items():
                 mine = nearest[role]
                 if mine is None or (p.distance_m or 0) < (mine.distance_m or 0):

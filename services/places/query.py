@@ -368,9 +368,10 @@ class Places(Search):
 
     def _admin_at(self, x: float, y: float, nearest: Place | None) -> AdminChain:
         """The divisions containing the point: the chain of the nearest door plate / POI (the
-        gazetteer's own), else the deepest division whose boundary holds it; a township only
-        where the chain has one or a township boundary holds the point (township centres
-        alone are not used: the samples' are synthetic, and a nearest centre is a guess)."""
+        gazetteer's own), else the deepest division whose boundary holds it; then the
+        township of that county whose boundary holds the point (the nearest place may be in
+        the next one), else the chain's own township. Township centres alone are not used:
+        the samples' are synthetic, and a nearest centre is a guess."""
         chain = nearest.admin if nearest is not None and nearest.admin.county_code else None
         if chain is None:
             found = self.db.all(
@@ -382,12 +383,12 @@ class Places(Search):
                              key=lambda e: DEPTH[e.kind])
             chain = rows.chain_of(self._dict.divisions.chain(entries[-1].code)) if entries \
                 else rows.chain({})
-        if chain.county_code and not chain.township_code:
+        if chain.county_code:
             town = self.db.one(
                 "WITH pt AS (SELECT ST_SetSRID(ST_MakePoint(%(x)s, %(y)s), 4490) AS g)"
                 " SELECT d.code, d.name FROM geoplat_divisions d, pt WHERE d.kind = 'township'"
                 " AND d.parent_code = %(county)s AND d.boundary IS NOT NULL"
-                " AND ST_Intersects(d.boundary, pt.g) LIMIT 1",
+                " AND ST_Intersects(d.boundary, pt.g) ORDER BY d.code LIMIT 1",
                 {"x": x, "y": y, "county": chain.county_code})
             if town:
                 chain = replace(chain, township=town["name"], township_code=town["code"])

@@ -133,25 +133,32 @@ def test_reverse_of_door_plates(places: Places, samples: dict) -> None:
         r = places.reverse(row["lon"], row["lat"], visible=ALL)
         assert r.formatted_address == row["address"]
         assert r.admin.county_code == DISTRICT_CODES[row["district"]]
-        # the samples' townships are synthetic points: no township is guessed from them
-        assert r.admin.township_code is None
+        # the township whose (synthetic) cell holds the plate (tests/places/test_townships.py)
+        assert r.admin.township_code and r.admin.township_code[:6] == r.admin.county_code
         assert r.address is not None and r.address.distance_m is not None
         assert r.address.distance_m < 0.01
         assert r.road is not None and r.road.distance_m is not None
 
 
-def test_reverse_township_from_its_boundary(places: Places) -> None:
-    x, y = 120.1516409, 30.257205
-    box = f"MULTIPOLYGON((({x - .01} {y - .01}, {x + .01} {y - .01}, {x + .01} {y + .01},"\
-          f" {x - .01} {y + .01}, {x - .01} {y - .01})))"
-    try:
-        places.db.execute("UPDATE geoplat_divisions SET boundary = ST_GeomFromText(%s, 4490)"
-                          " WHERE code = '330102001'", (box,))
-        r = places.reverse(x, y, visible=ALL)
-        assert (r.admin.township, r.admin.township_code) == ("清波街道", "330102001")
-        assert r.admin.county_code == "330102"
-    finally:
-        places.db.execute("UPDATE geoplat_divisions SET boundary = NULL WHERE code = '330102001'")
+def test_reverse_township_is_the_one_holding_the_point(places: Places) -> None:
+    """Not the township of the nearest door plate: points just across a township's edge from
+    a plate (within 50 m of it, in the next township of its district)."""
+    found = places.db.all("""
+        SELECT p.township_code AS plate_town, t.code, ST_X(q.g) AS x, ST_Y(q.g) AS y
+          FROM geoplat_places p
+          JOIN geoplat_divisions t ON t.kind = 'township' AND t.parent_code = p.county_code
+           AND t.code <> p.township_code AND ST_DWithin(t.boundary, p.geom, 0.0003)
+         CROSS JOIN LATERAL (SELECT ST_PointOnSurface(ST_Intersection(t.boundary, ST_SetSRID(
+                ST_Buffer(p.geom::geography, 50)::geometry, 4490))) AS g) q
+         WHERE p.kind = 'address' AND NOT ST_IsEmpty(q.g) ORDER BY p.id LIMIT 20""")
+    assert len(found) >= 10
+    across = 0
+    for row in found:
+        r = places.reverse(row["x"], row["y"], visible=ALL)
+        assert (r.admin.township_code, r.admin.county_code) == (row["code"], row["code"][:6])
+        assert r.address is not None
+        across += r.address.admin.township_code == row["plate_town"] != row["code"]
+    assert across >= 5     # the nearest door plate was in the other township
 
 
 def test_reverse_distances_on_the_ellipsoid(places: Places) -> None:
