@@ -380,7 +380,10 @@ class KeyChecker:
         again: the node the caller asked did, and counted the request there. The accepted
         key's value is kept in the scope (`CHECKED_KEY`), for the node's own children."""
         c = conn if isinstance(conn, HTTPConnection) else HTTPConnection(conn)
-        forwarded = await self.forward.stated_key(c) if self.forward is not None else None
+        # only place-name queries are forwarded (kind `search`): a statement on any other
+        # surface is ignored, whoever makes it
+        forwarded = await self.forward.stated_key(c) \
+            if self.forward is not None and kind == "search" else None
         value = forwarded or c.query_params.get("tk") or c.headers.get("x-api-key")
         if not value:
             if principal is None and self.public_requires_key and not (page or self.own_page(c)):

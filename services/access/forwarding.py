@@ -21,8 +21,9 @@ So the parent proves itself and states the key:
 The child (`ForwardTrust`) trusts the statement only with a valid token of its own parent:
 signature and issuer/audience against the main node's cached JWKS (no call per request, as
 services/access/tokens.py), `gty=client_credentials`, client `node-<parent id>` (the only node
-that forwards to it), scope `forward`. Then the key acts for its owner at `registered` level
-as a direct key does, but its quota, rate and origin/IP binding are not applied again. Without
+that forwards to it), scope `forward`, and only on the place-name routes (kind `search`: no
+other request is forwarded). Then the key acts for its owner at `registered` level as a direct
+key does, but its quota, rate and origin/IP binding are not applied again. Without
 such a token the header is ignored: a caller cannot state a key it does not hold, or have a
 node launder one (a node forwards only the key its own check accepted, `CHECKED_KEY`).
 """

@@ -160,6 +160,13 @@ def test_a_stated_key_without_the_parents_node_token_is_ignored(federation, urls
     # a real token of the parent with the statement is what the child trusts
     real = {NODE_TOKEN_HEADER: node_token(federation, "zhejiang")}
     assert "address" in kinds(geocode(hz, headers={**stated, **real}))
+    # for place-name queries only: parents forward nothing else
+    r = requests.get(hz + "/ogc/collections/addresses/items", params={"f": "json", "limit": 1},
+                     headers={**stated, **real}, timeout=30)
+    assert r.status_code == 401, r.text[:300]
+    assert requests.get(hz + "/ogc/collections/addresses/items",
+                        params={"f": "json", "limit": 1, "tk": good},
+                        timeout=30).status_code == 200
 
 
 def test_a_node_never_passes_on_a_statement_it_ignored(federation, urls, good) -> None:
