@@ -25,6 +25,7 @@ from layers.serving import Reloader
 from layers.web import PublishRoutes
 from nodes.health import Health
 from nodes.publishing import ControlAccess, publish_context
+from services.access.forwarding import NodeCredential
 from services.access.install import NodeAuthServices, build_auth
 from services.access.views import FilteredViews
 from services.db import Database
@@ -96,7 +97,9 @@ class NodeServices:
         area is asked there too, with the app's HTTP client (services.places.federation)."""
         return PlacesRoutes(self.places, self.runtime.server.base_url,
                             node_id=self.runtime.server.id, children=children_of(self.runtime),
-                            http=self.http).routes()
+                            http=self.http,
+                            forwarding=NodeCredential(self.auth.node_client.credentials)
+                            ).routes()
 
     def publish_routes(self) -> list[BaseRoute]:
         ctx = publish_context(self.runtime)

@@ -29,6 +29,7 @@ from starlette.types import Scope
 
 from services.access import audit
 from services.access.control import Decision
+from services.access.forwarding import CHECKED_KEY, ForwardTrust
 from services.access.revocations import POLL_SECONDS, revoke_subject
 from services.access.tokens import Principal
 from services.db import Database
@@ -170,8 +171,10 @@ class KeyChecker:
     def __init__(self, db: Database, node_id: str, *, main_db: Database | None,
                  node_client: Any, public_requires_key: bool, main_url: str = "",
                  max_age: float = 300, own_origin: str | None = None,
-                 revocations: Any = None):
+                 revocations: Any = None, forward: ForwardTrust | None = None):
         self.db, self.node_id, self.main_db = db, node_id, main_db
+        # a key the node's parent states it checked (services/access/forwarding.py)
+        self.forward = forward
         self.main_url, self.node_client = main_url, node_client
         self.public_requires_key = public_requires_key
         self.own_origin = own_origin
@@ -370,9 +373,18 @@ class KeyChecker:
         """The key's part of a request's check (a `Decision`): key valid for this origin or
         address, its owner's account active, within rate and the daily quota of `kind` (counted
         here); allowed, its principal is the token's caller, else the key's owner
-        (`ApiKey.principal`), else None (no key, none needed)."""
+        (`ApiKey.principal`), else None (no key, none needed).
+
+        A key this node's parent forwarded with its node token (`ForwardTrust`) is checked as
+        a key of an active owner, not revoked, but its binding, rate and quota are not applied
+        again: the node the caller asked did, and counted the request there. The accepted
+        key's value is kept in the scope (`CHECKED_KEY`), for the node's own children."""
         c = conn if isinstance(conn, HTTPConnection) else HTTPConnection(conn)
-        value = c.query_params.get("tk") or c.headers.get("x-api-key")
+        # only place-name queries are forwarded (kind `search`): a statement on any other
+        # surface is ignored, whoever makes it
+        forwarded = await self.forward.stated_key(c) \
+            if self.forward is not None and kind == "search" else None
+        value = forwarded or c.query_params.get("tk") or c.headers.get("x-api-key")
         if not value:
             if principal is None and self.public_requires_key and not (page or self.own_page(c)):
                 return Decision(False, 401, "Unauthorized",
@@ -387,6 +399,9 @@ class KeyChecker:
         if not key.owner_active:
             return Decision(False, 403, "Invalid key",
                             "The account that owns this API key is disabled.")
+        if forwarded:
+            c.scope[CHECKED_KEY] = value
+            return Decision(True, principal=principal or key.principal())
         origin = request_origin(c)
         ip = c.client.host if c.client else ""
         if not key.permits(origin, ip):
@@ -413,5 +428,6 @@ class KeyChecker:
             if time.monotonic() - self._last_flush > FLUSH_SECONDS or \
                     sum(self._counts.values()) > 500:
                 await self.flush()
+        c.scope[CHECKED_KEY] = value
         # a key acts for its owner: the token's caller if there is one, else the owner by key
         return Decision(True, principal=principal or key.principal())

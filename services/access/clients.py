@@ -7,8 +7,10 @@ token `leeway` seconds before the old one expires. They send through the app's o
 their own, so timeouts, `trust_env` and the connection pool are the caller's.
 
 `ClientCredentials` (one per OAuth client and app) caches a token per scope: the node's
-registrations forwarded to the main node (`register`), API-key lookups (`keys`), the registry
-push to the parent (`geoplat`, from the worker thread: `SyncClientCredentials`).
+registrations forwarded to the main node (`register`), API-key lookups (`keys`), place-name
+queries forwarded to its children with the key it checked (`forward`,
+services/access/forwarding.py), the registry push to the parent (`geoplat`, from the worker
+thread: `SyncClientCredentials`).
 """
 
 from __future__ import annotations
@@ -118,6 +120,13 @@ class ClientCredentials:
                 client.token = None
                 raise TokenUnavailable(str(exc)) from None
             return _access_token(client.token)
+
+    def granted(self, scope: str) -> frozenset[str]:
+        """The scopes the main node granted the cached token of `scope` (none cached: empty)."""
+        client = self._clients.get(scope)
+        token = client.token if client is not None else None
+        value = token.get("scope") if isinstance(token, dict) else None
+        return frozenset(value.split()) if isinstance(value, str) else frozenset()
 
     def forget(self, scope: str) -> None:
         client = self._clients.get(scope)

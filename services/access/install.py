@@ -21,6 +21,7 @@ from geoplat_settings import NodeRuntime
 from services.access.apikeys import KeyChecker
 from services.access.control import AccessControl, token_cookie
 from services.access.fastpath import Sweeper
+from services.access.forwarding import ForwardTrust
 from services.access.key_links import KeyLinks
 from services.access.require import guard_group
 from services.access.revocations import RevocationList
@@ -124,11 +125,13 @@ def build_auth(runtime: NodeRuntime, db: Database, node_dir: Path | None,
 
     routes = NodeAuthRoutes(runtime.server, auth, control, node_secret, http, register,
                             node_dir=node_dir)
+    parent = runtime.registry.parent  # the only node that forwards queries to this one
     control.keys = KeyChecker(db, auth.node_id, main_db=main_db, node_client=routes.client,
                               public_requires_key=settings.public_requires_key,
                               main_url=auth.main_url, max_age=settings.revocation_max_age,
                               own_origin=runtime.server.base_url.rstrip("/"),
-                              revocations=validator.revocations)
+                              revocations=validator.revocations,
+                              forward=ForwardTrust(validator, parent.id if parent else None))
     return NodeAuthServices(
         runtime=runtime, db=db, main_db=main_db, validator=validator, control=control,
         keys=control.keys, node_client=routes.client, node_routes=routes, sso=sso,

@@ -10,8 +10,12 @@ or none. A child that is down or slower than the deadline is left out and named 
 never an error. Children ask their own children the same way, with the deadline they were given
 minus a margin (`X-Geoplat-Deadline-Ms`).
 
-The caller's credentials travel with the question (the bearer token, from the header or the
-node's session cookie, and `tk`): each child applies its own access rules to its own layers.
+The caller's credentials travel with the question: the bearer token (from the header or the
+node's session cookie), so each child applies its own access rules to its own layers, and the
+developer key this node checked, stated beside this node's own `forward` token
+(services/access/forwarding.py): a child applies the key as its owner's without counting it
+or checking its origin/IP binding again. Without a node token the key travels as `tk` with
+the caller's Origin/Referer, and each child checks and counts it again.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 import httpx
 
 from geoplat_settings import NodeRuntime
+from services.access.forwarding import FORWARDED_KEY_HEADER, NODE_TOKEN_HEADER
 
 DEADLINE_HEADER = "X-Geoplat-Deadline-Ms"
 DEFAULT_DEADLINE_S = 2.5
@@ -90,16 +95,27 @@ def deadline_of(headers: Mapping[str, str], default: float = DEFAULT_DEADLINE_S)
     return max(0.0, min(default, given) - MARGIN_S)
 
 
-def credentials(headers: Mapping[str, str], cookie_token: str | None, tk: str | None
-                ) -> tuple[dict[str, str], dict[str, str]]:
-    """(headers, params) that carry the caller's credentials to a child."""
+def credentials(headers: Mapping[str, str], cookie_token: str | None, key: str | None,
+                node_token: str | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """(headers, params) that carry the caller's credentials to a child: the caller's bearer
+    token, and `key`, the developer key this node's check accepted, stated with this node's
+    `node_token`, or without one as `tk` with the caller's Origin/Referer (a browser key's
+    binding; the child checks and counts the key again)."""
     out: dict[str, str] = {}
     auth = headers.get("authorization", "")
     if auth[:7].lower() == "bearer ":
         out["Authorization"] = auth
     elif cookie_token:
         out["Authorization"] = f"Bearer {cookie_token}"
-    return out, ({"tk": tk} if tk else {})
+    if not key:
+        return out, {}
+    if node_token:
+        out[NODE_TOKEN_HEADER], out[FORWARDED_KEY_HEADER] = node_token, key
+        return out, {}
+    for name in ("origin", "referer"):
+        if headers.get(name):
+            out[name] = headers[name]
+    return out, {"tk": key}
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ RFC 9457 problem+json; an unexpected failure is logged and answered without inte
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -23,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from services.access.control import token_cookie
+from services.access.forwarding import CHECKED_KEY, NodeCredential
 from services.access.require import control_of
 from services.places import api, tianditu, tianditu_shapes
 from services.places.errors import BAD_ENUM, BAD_PARAMETER, MISSING, PlacesInputError
@@ -42,6 +44,7 @@ LOGGER = logging.getLogger("geoplat.places")
 # bytes of query string (nginx lets request lines up to 64 KB through to the app and answers a
 # JSON 414 beyond: tiles/templates/nginx.conf.j2)
 MAX_QUERY = 64 * 1024
+TOKEN_BUDGET_S = 1.0  # the most a query waits for this node's first `forward` token
 GEOJSON = "application/geo+json"
 OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
 TIANDITU_PATHS = ("/geocoder", "/v2/search", "/search", "/v2/administrative", "/administrative")
@@ -91,23 +94,33 @@ ErrorForm = Callable[[int, str], dict[str, Any]]
 
 class PlacesRoutes:
     """`places`: this node's query layer; `children` and `http`: the child nodes a query may
-    concern and the app's HTTP client (services.places.federation), none on a leaf node."""
+    concern and the app's HTTP client (services.places.federation), none on a leaf node;
+    `forwarding`: this node's token for stating to its children the key it checked
+    (services/access/forwarding.py; None: the key travels as `tk`)."""
 
     def __init__(self, places: PlacesQuery, base_url: str, *, node_id: str = "",
-                 children: list[Child] | None = None, http: httpx.AsyncClient | None = None):
+                 children: list[Child] | None = None, http: httpx.AsyncClient | None = None,
+                 forwarding: NodeCredential | None = None):
         self.places, self.base_url, self.node_id = places, base_url.rstrip("/"), node_id
+        self.forwarding = forwarding
         kids = list(children or [])
         self.fed = FederatedPlaces(places, kids,  # type: ignore[arg-type]
                                    Fanout(kids, http) if http is not None and kids else None)
 
-    def ask(self, request: Request) -> Ask:
-        """The caller's credentials and the time left, for the children a query concerns."""
+    async def ask(self, request: Request) -> Ask:
+        """The caller's credentials and the time left, for the children a query concerns: the
+        key this node's check accepted (`tk`, `X-Api-Key`, or stated by this node's parent) is
+        stated with this node's `forward` token, so that the children neither count it again
+        nor apply its origin/IP binding to this node."""
+        started = time.monotonic()
+        deadline = deadline_of(request.headers)
         cookie = request.cookies.get(token_cookie(self.node_id)) if self.node_id else None
-        headers, params = credentials(request.headers, cookie, request.query_params.get("tk"))
-        for name in ("origin", "referer", "x-api-key"):  # a browser key is bound to its origin
-            if name in request.headers:
-                headers[name] = request.headers[name]
-        return Ask(headers, params, deadline_of(request.headers))
+        key = request.scope.get(CHECKED_KEY)
+        token = None
+        if key and self.forwarding is not None and self.fed.fanout is not None:
+            token = await self.forwarding.token(min(TOKEN_BUDGET_S, deadline / 3))
+        headers, params = credentials(request.headers, cookie, key, token)
+        return Ask(headers, params, max(0.0, deadline - (time.monotonic() - started)))
 
     def routes(self) -> list[BaseRoute]:
         get = ["GET", "HEAD"]
@@ -165,14 +178,14 @@ class PlacesRoutes:
                 raise PlacesInputError(BAD_ENUM, "type is geocode.", param="type")
             lon, lat = tianditu.parse_reverse(tianditu.decode(p["postStr"], "postStr"))
             r = await self.fed.reverse(lon, lat, visible=await visible_layers(request),
-                                       max_distance_m=500, ask=self.ask(request))
+                                       max_distance_m=500, ask=await self.ask(request))
             return tdt_json(tianditu_shapes.reverse(r))
         if "ds" not in p:
             raise PlacesInputError(MISSING, "ds (geocode) or postStr (reverse) is missing.",
                                    param="ds")
         keyword = tianditu.parse_geocode(tianditu.decode(p["ds"], "ds"))
         g = await self.fed.geocode(keyword, visible=await visible_layers(request), limit=5,
-                                   ask=self.ask(request))
+                                   ask=await self.ask(request))
         return tdt_json(tianditu_shapes.geocode(g, keyword))
 
     async def _search(self, request: Request, legacy: bool) -> Response:
@@ -180,7 +193,7 @@ class PlacesRoutes:
         if p.get("type", "query") != "query":
             raise PlacesInputError(BAD_ENUM, "type is query.", param="type")
         req = tianditu.parse_search(tianditu.decode(p.get("postStr"), "postStr"), legacy=legacy)
-        visible, ask = await visible_layers(request), self.ask(request)
+        visible, ask = await visible_layers(request), await self.ask(request)
 
         async def one_search(cats: list[str] | None) -> SearchResult:
             args = req.query_args(cats)
@@ -206,18 +219,18 @@ class PlacesRoutes:
         req = tianditu.parse_admin_v2(p.get("keyword"), p.get("childLevel"), p.get("extensions"))
         if len(req.keyword) == 1 and not req.by_code:  # Tianditu: suggestions only
             typed, _ = await self.fed.suggest(req.keyword, visible=frozenset(), limit=20,
-                                              ask=self.ask(request))
+                                              ask=await self.ask(request))
             return tdt_json(tianditu_shapes.admin_v2_suggestions(
                 [p for p in typed if p.kind in DIVISION_KINDS]))
         found, _ = await self.fed.admin(req.keyword, children=req.children,
-                                        geometry=req.geometry, ask=self.ask(request))
+                                        geometry=req.geometry, ask=await self.ask(request))
         return tdt_json(tianditu_shapes.admin_v2(found, geometry=req.geometry))
 
     async def admin_v1(self, request: Request) -> Response:
         p = params_of(request)
         req = tianditu.parse_admin_v1(tianditu.decode(p.get("postStr"), "postStr"))
         found, _ = await self.fed.admin(req.keyword, children=req.children,
-                                        geometry=req.geometry, ask=self.ask(request))
+                                        geometry=req.geometry, ask=await self.ask(request))
         return tdt_json(tianditu_shapes.admin_v1(found, geometry=req.geometry,
                                                  parents=req.parents))
 
@@ -236,7 +249,7 @@ class PlacesRoutes:
         assert address is not None
         limit = api.integer(p, "limit", 5, 1, 20)
         g = await self.fed.geocode(address, visible=await visible_layers(request), limit=limit,
-                                   ask=self.ask(request))
+                                   ask=await self.ask(request))
         return self._geojson(api.geocoded(g, crs), crs)
 
     async def reverse(self, request: Request) -> Response:
@@ -245,7 +258,7 @@ class PlacesRoutes:
         lon, lat = api.point_of(p)
         max_d = api.integer(p, "max_distance", 500, 1, 5000)
         r = await self.fed.reverse(lon, lat, visible=await visible_layers(request),
-                                   max_distance_m=max_d, ask=self.ask(request))
+                                   max_distance_m=max_d, ask=await self.ask(request))
         return self._geojson(api.reversed_(r, crs), crs)
 
     async def search(self, request: Request) -> Response:
@@ -254,7 +267,7 @@ class PlacesRoutes:
         args = api.search_args(p)
         q = args.pop("q")
         res = await self.fed.search(q, visible=await visible_layers(request),
-                                    ask=self.ask(request), api_params=api_params(q, args), **args)
+                                    ask=await self.ask(request), api_params=api_params(q, args), **args)
         body = api.collection([api.place_feature(x, crs) for x in res.places], res.partial,
                               numberMatched=res.total,
                               links=api.page_links(f"{self.base_url}/api/places/search", p,
@@ -274,7 +287,7 @@ class PlacesRoutes:
         assert q is not None
         limit = api.integer(p, "limit", 10, 1, api.MAX_LIMIT)
         found, partial = await self.fed.suggest(q, visible=await visible_layers(request),
-                                                limit=limit, ask=self.ask(request))
+                                                limit=limit, ask=await self.ask(request))
         return self._geojson(api.collection([api.place_feature(x, crs) for x in found],
                                             partial), crs)
 
@@ -286,7 +299,7 @@ class PlacesRoutes:
         children = api.integer(p, "children", 0, 0, api.MAX_CHILDREN)
         geometry = api.boolean(p, "geometry")
         found, partial = await self.fed.admin(tianditu.admin_code(code), children=children,
-                                              geometry=geometry, ask=self.ask(request))
+                                              geometry=geometry, ask=await self.ask(request))
         if not found:
             return problem(404, "Not Found", "No administrative division has this code or name.")
         return self._geojson(api.collection([api.division_feature(d, crs) for d in found],

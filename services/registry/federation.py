@@ -37,6 +37,7 @@ from services.registry.db import (
 from services.registry.errors import RegistryError
 
 LOGGER = logging.getLogger("geoplat.registry")
+PUSH_SCOPE = "geoplat"  # of the token a child pushes with (services/registry/worker.py)
 MAX_CHANGES = 5000
 MAX_SNAPSHOT = 200_000
 
@@ -55,6 +56,11 @@ def check_sender(view: NodeView, principal: Any, sender: Any) -> NodeRef:
         raise AuthError(401, "Unauthorized", "Pushes need a node's client-credentials token.")
     if principal.is_user or not isinstance(sender, str) or principal.client_id != f"node-{sender}":
         raise AuthError(403, "Forbidden", "The token does not belong to the sending node.")
+    # the scope pushes are made with (services/registry/worker.py): a node's token of another
+    # scope, e.g. the `forward` token a parent sends its children with place-name queries,
+    # must not let a child that received it push as that node
+    if PUSH_SCOPE not in str(principal.claims.get("scope", "")).split():
+        raise AuthError(403, "Forbidden", f"Pushes need a node token of scope {PUSH_SCOPE}.")
     for child in view.registry.children:
         if child.id == sender:
             return child

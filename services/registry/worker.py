@@ -28,7 +28,7 @@ LOGGER = logging.getLogger("geoplat.registry")
 LOCK_KEY = 4245
 BATCH = 500
 MAX_BACKOFF = 15.0
-PUSH_SCOPE = "geoplat"
+PUSH_SCOPE = federation.PUSH_SCOPE
 
 
 class Pusher:

@@ -35,7 +35,9 @@ from services.sso import accounts
 from services.sso.signing import Signer
 
 LOGGER = logging.getLogger("geoplat.auth")
-SCOPES = ["openid", "profile", "email", "geoplat", "offline_access", "register", "keys"]
+# `forward`: a node's token to its children, beside the key it checked (services/access/forwarding.py)
+SCOPES = ["openid", "profile", "email", "geoplat", "offline_access", "register", "keys",
+          "forward"]
 CODE_TTL = 300
 
 

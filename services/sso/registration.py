@@ -52,7 +52,7 @@ from services.web.pages import client_ip
 CLIENTS_PATH = "/sso/api/clients"
 NODE_KEY_PATH = "/sso/api/node-key"
 NODE_GRANTS = ["authorization_code", "refresh_token", "client_credentials"]
-NODE_SCOPE = "openid profile email geoplat offline_access register keys"
+NODE_SCOPE = "openid profile email geoplat offline_access register keys forward"
 AUTH_METHOD = "client_secret_basic"
 DEFAULT_TOKEN_HOURS = 24.0
 MAX_TOKEN_HOURS = 24.0 * 30

@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
+from services.access.forwarding import FORWARDED_KEY_HEADER, NODE_TOKEN_HEADER
 from services.places.federation import (
     DEADLINE_HEADER,
     Child,
@@ -59,8 +60,14 @@ def test_deadline_shrinks_down_the_tree() -> None:
 
 
 def test_credentials_travel_with_the_question() -> None:
-    assert credentials({"authorization": "Bearer abc"}, None, "k1") == \
-        ({"Authorization": "Bearer abc"}, {"tk": "k1"})
+    caller = {"authorization": "Bearer abc", "origin": "https://portal.example.cn"}
+    # the key this node checked, stated beside this node's own token (no Origin needed)
+    assert credentials(caller, None, "k1", "node-token") == (
+        {"Authorization": "Bearer abc", NODE_TOKEN_HEADER: "node-token",
+         FORWARDED_KEY_HEADER: "k1"}, {})
+    # without a node token: as `tk`, with the caller's Origin for a browser key's binding
+    assert credentials(caller, None, "k1") == \
+        ({"Authorization": "Bearer abc", "origin": "https://portal.example.cn"}, {"tk": "k1"})
     assert credentials({}, "from-cookie", None) == ({"Authorization": "Bearer from-cookie"}, {})
     assert credentials({"authorization": "Basic x"}, None, None) == ({}, {})
 
