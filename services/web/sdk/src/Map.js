@@ -74,6 +74,8 @@ export default class Map extends Observable {
     this.graphics = new VectorSource();
     this.popup = new Popup();
     this.tileErrorAt_ = -Infinity;
+    /** @type {GeoplatError|null} */
+    this.lastError = null;
     const center = checkLngLat(options.center || [116.391, 39.907]);
     this.map = new OlMap({
       target: el,
@@ -205,6 +207,8 @@ export default class Map extends Observable {
   fail_(err) {
     const error = err instanceof GeoplatError ? err
       : new GeoplatError({status: 0, title: 'Error', detail: String(err && err.message || err)});
+    /** @type {GeoplatError|null} The last error (also on the element: data-error="403"). */
+    this.lastError = error;
     this.element.dataset.error = String(error.status);
     this.dispatchEvent({type: 'error', error, status: error.status, title: error.title,
       detail: error.detail});
