@@ -55,3 +55,20 @@ def test_a_browser_key_from_another_origin_is_refused(browser, urls, demo, other
     # the node is where the script came from, not the page's origin
     assert page.evaluate("() => map.node") == node
     page.close()
+
+
+def test_an_unknown_layer_gives_an_error_event_not_a_blank_overlay(browser, urls) -> None:
+    """A tile that fails to load is asked once more with fetch, to read the node's OGC
+    exception: the `error` event carries it."""
+    page = browser.new_page()
+    page.goto(f"{urls['national']}/sdk/examples/geoplat-map.html")
+    page.wait_for_selector(IDLE, timeout=90_000)
+    page.evaluate("() => { map.addLayer({type: 'wms', layer: 'no_such_layer'}); }")
+    err = wait_error(page)
+    assert err["status"] == 400
+    assert err["title"] == "LayerNotDefined" and "LAYERS" in err["detail"]
+    assert "/wms?" in err["url"] and "tk=***" in err["url"]
+    wmts = page.evaluate("""() => map.addLayer({type: 'wmts', layer: 'no_such_layer'}).ready
+        .then(() => null, (e) => e.message)""")
+    assert "no WMTS layer no_such_layer" in wmts
+    page.close()

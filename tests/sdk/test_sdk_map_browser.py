@@ -65,11 +65,11 @@ def test_level_18_over_hangzhou_shows_the_information_base(browser, urls) -> Non
     an upscaled level 14 of its own data."""
     view = {"zoom": 18, "lon": CIVIC_CENTRE[0], "lat": CIVIC_CENTRE[1], "labels": "false"}
     main = open_map(browser, example(urls["national"], **view))
-    via_main = snapshot(main)
+    via_main = snapshot(main, inner=0.7)
     local = open_map(browser, example(urls["hangzhou"], **view))
-    from_hangzhou = snapshot(local)
+    from_hangzhou = snapshot(local, inner=0.7)
     rerender(main, "map.setZoom(14)")
-    own_14 = snapshot(main)
+    own_14 = snapshot(main, inner=0.7)
     assert colours(via_main) > 30, "level 18 is blank"
     assert differing(via_main, from_hangzhou) < 0.02, "level 18 is not the information base's"
     assert differing(via_main, own_14) > 0.2, "level 18 looks like level 14: no detail"

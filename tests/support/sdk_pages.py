@@ -26,9 +26,15 @@ def rerender(page: Any, action: str) -> None:
     page.wait_for_selector(IDLE, timeout=90_000)
 
 
-def snapshot(page: Any) -> Image.Image:
-    """What the map element shows, as RGB."""
-    return Image.open(io.BytesIO(page.locator("#map").screenshot())).convert("RGB")
+def snapshot(page: Any, inner: float = 1.0) -> Image.Image:
+    """What the map element shows, as RGB; with `inner` < 1 only that central share of it (away
+    from the controls and the attribution, which name the node)."""
+    img = Image.open(io.BytesIO(page.locator("#map").screenshot())).convert("RGB")
+    if inner < 1:
+        w, h = img.size
+        dx, dy = round(w * (1 - inner) / 2), round(h * (1 - inner) / 2)
+        img = img.crop((dx, dy, w - dx, h - dy))
+    return img
 
 
 def pixel_of(page: Any, lon_lat: tuple[float, float]) -> tuple[int, int]:
