@@ -1,0 +1,52 @@
+"""Tables of the routing topology (services/maps/topology.py writes them, routing.py reads).
+
+- `geoplat_route_edges`: the noded road network, one row per edge between two vertices:
+  driving cost in seconds along (`cost`) and against (`reverse_cost`) the digitised direction,
+  -1 where one-way forbids it (pgRouting's convention); `walk_cost` in seconds both ways, -1 on
+  roads closed to pedestrians; `drive_main`/`walk_main`: the edge is in the largest connected
+  part of the driving/walking graph (points snap only to those, so that a route exists);
+- `geoplat_route_vertices`: the vertices (pgRouting ids);
+- `geoplat_route_build`: the checksum of the inputs of the last build and its figures.
+"""
+
+from __future__ import annotations
+
+DDL = """
+CREATE TABLE IF NOT EXISTS geoplat_route_edges (
+    id bigint PRIMARY KEY,
+    source bigint NOT NULL,
+    target bigint NOT NULL,
+    cost double precision NOT NULL,
+    reverse_cost double precision NOT NULL,
+    walk_cost double precision NOT NULL,
+    length_m double precision NOT NULL,
+    name text,
+    kind text,
+    oneway smallint NOT NULL DEFAULT 0,
+    layer text NOT NULL,
+    source_fid bigint,
+    drive_main boolean NOT NULL DEFAULT false,
+    walk_main boolean NOT NULL DEFAULT false,
+    geom geometry(LineString, 4490) NOT NULL
+);
+CREATE TABLE IF NOT EXISTS geoplat_route_vertices (
+    id bigint PRIMARY KEY,
+    geom geometry(Point, 4490) NOT NULL
+);
+CREATE TABLE IF NOT EXISTS geoplat_route_build (
+    id integer PRIMARY KEY CHECK (id = 1),
+    checksum text NOT NULL,
+    figures jsonb NOT NULL DEFAULT '{}',
+    built_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+INDEXES = """
+CREATE INDEX IF NOT EXISTS geoplat_route_edges_geom ON geoplat_route_edges USING gist (geom);
+CREATE INDEX IF NOT EXISTS geoplat_route_edges_drive ON geoplat_route_edges USING gist (geom)
+    WHERE drive_main;
+CREATE INDEX IF NOT EXISTS geoplat_route_edges_walk ON geoplat_route_edges USING gist (geom)
+    WHERE walk_main;
+"""
+
+TABLES = ("geoplat_route_edges", "geoplat_route_vertices", "geoplat_route_build")
