@@ -136,6 +136,8 @@ def route_groups(services: NodeServices, landing: Any) -> list[RouteGroup]:
         RouteGroup("publish", guard_group(rules.PUBLISHING, services.publish_routes())),
         # place names: Tianditu web services and /api/places (issue 13)
         RouteGroup("places", guard_group(rules.PLACES, services.places_routes())),
+        # routing over the node's roads: /api/route and Tianditu's /drive (issue 15)
+        RouteGroup("routing", guard_group(rules.ROUTING, services.routing_routes())),
     ]
 
 

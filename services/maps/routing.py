@@ -47,7 +47,7 @@ _COSTS: dict[Profile, tuple[str, str, str]] = {
     "shortest": ("CASE WHEN cost < 0 THEN -1 ELSE length_m END",
                  "CASE WHEN reverse_cost < 0 THEN -1 ELSE length_m END", "drive_main"),
     "no_highways": ("CASE WHEN walk_cost < 0 THEN -1 ELSE cost END",
-                    "CASE WHEN walk_cost < 0 THEN -1 ELSE reverse_cost END", "walk_main"),
+                    "CASE WHEN walk_cost < 0 THEN -1 ELSE reverse_cost END", "street_main"),
     "walk": ("walk_cost", "walk_cost", "walk_main"),
 }
 

@@ -3,8 +3,11 @@
 - `geoplat_route_edges`: the noded road network, one row per edge between two vertices:
   driving cost in seconds along (`cost`) and against (`reverse_cost`) the digitised direction,
   -1 where one-way forbids it (pgRouting's convention); `walk_cost` in seconds both ways, -1 on
-  roads closed to pedestrians; `drive_main`/`walk_main`: the edge is in the largest connected
-  part of the driving/walking graph (points snap only to those, so that a route exists);
+  roads closed to pedestrians; `drive_main`/`walk_main`/`street_main`: the edge is in the
+  largest strongly connected part of the driving graph, the largest connected part of the
+  walking graph, the largest strongly connected part of the driving graph without the roads
+  closed to pedestrians (Tianditu's style 2, no highways): points snap only to those, so that
+  a route exists;
 - `geoplat_route_vertices`: the vertices (pgRouting ids);
 - `geoplat_route_build`: the checksum of the inputs of the last build and its figures.
 """
@@ -27,8 +30,10 @@ CREATE TABLE IF NOT EXISTS geoplat_route_edges (
     source_fid bigint,
     drive_main boolean NOT NULL DEFAULT false,
     walk_main boolean NOT NULL DEFAULT false,
+    street_main boolean NOT NULL DEFAULT false,
     geom geometry(LineString, 4490) NOT NULL
 );
+ALTER TABLE geoplat_route_edges ADD COLUMN IF NOT EXISTS street_main boolean NOT NULL DEFAULT false;
 CREATE TABLE IF NOT EXISTS geoplat_route_vertices (
     id bigint PRIMARY KEY,
     geom geometry(Point, 4490) NOT NULL
@@ -47,6 +52,8 @@ CREATE INDEX IF NOT EXISTS geoplat_route_edges_drive ON geoplat_route_edges USIN
     WHERE drive_main;
 CREATE INDEX IF NOT EXISTS geoplat_route_edges_walk ON geoplat_route_edges USING gist (geom)
     WHERE walk_main;
+CREATE INDEX IF NOT EXISTS geoplat_route_edges_street ON geoplat_route_edges USING gist (geom)
+    WHERE street_main;
 """
 
 TABLES = ("geoplat_route_edges", "geoplat_route_vertices", "geoplat_route_build")

@@ -58,7 +58,7 @@ class BuildResult:
 
 
 def sources(cur: Any, layers: list[LayerSettings], result: BuildResult) -> list[RoadSource]:
-    """The node's loaded layers that have a `routing:` mapping (columns checked)."""
+    """The node's loaded public layers that have a `routing:` mapping (columns checked)."""
     cur.execute("SELECT to_regclass('geoplat_layers') IS NOT NULL")
     cat: dict[str, tuple[dict[str, str], str]] = {}
     if cur.fetchone()[0]:
@@ -71,6 +71,9 @@ def sources(cur: Any, layers: list[LayerSettings], result: BuildResult) -> list[
             continue
         if layer.id not in cat:
             result.skipped.append(f"{layer.id}: not loaded")
+            continue
+        if layer.access != "public":  # a route line shows the roads: anyone may ask for one
+            result.skipped.append(f"{layer.id}: not public")
             continue
         cols, checksum = cat[layer.id]
         missing = [c for c in layer.routing.columns() if c not in cols]
@@ -157,27 +160,49 @@ def _write(cur: Any, srcs: list[RoadSource], result: BuildResult) -> None:
     result.edges, result.vertices = len(rows), len(net.vertices)
 
 
+# a temporary table, analysed: a CTE over the function's rows is estimated at 5 rows and
+# joined by a nested loop (11 s on the sample network)
+_PARTS = """
+CREATE TEMP TABLE geoplat_route_parts ON COMMIT DROP AS
+SELECT node, component FROM {components}(%s)
+"""
 _MAIN = """
-WITH c AS (SELECT node, component FROM pgr_connectedComponents(%s)),
-big AS (SELECT component FROM c GROUP BY component ORDER BY count(*) DESC LIMIT 1)
-UPDATE geoplat_route_edges e SET {flag} = true FROM c
-WHERE c.node = e.source AND c.component = (SELECT component FROM big)
+UPDATE geoplat_route_edges e SET {flag} = true
+FROM geoplat_route_parts ps, geoplat_route_parts pt
+WHERE ps.node = e.source AND pt.node = e.target AND ps.component = %(big)s
+  AND pt.component = %(big)s AND ({open})
 """
 
 
 def _main_parts(cur: Any) -> None:
-    """Mark the largest connected part of the driving and of the walking graph."""
+    """Flag the edges a point may snap to: for driving, the largest strongly connected part
+    (one-way streets respected: from any of its edges every other one can be reached, so no
+    point is trapped in a one-way dead end), also without the roads closed to pedestrians; for
+    walking, the largest connected part."""
     cur.execute("SELECT count(*) FROM geoplat_route_edges")
     if not cur.fetchone()[0]:
         return
-    graphs = {"drive_main": "SELECT id, source, target, 1 AS cost, 1 AS reverse_cost"
-                            " FROM geoplat_route_edges",
-              "walk_main": "SELECT id, source, target, 1 AS cost, 1 AS reverse_cost"
-                           " FROM geoplat_route_edges WHERE walk_cost >= 0"}
-    for flag, edges in graphs.items():
-        cur.execute(sql.SQL(_MAIN).format(flag=sql.Identifier(flag)), (edges,))
-    # a closed road whose source vertex lies in the walking part is still closed
-    cur.execute("UPDATE geoplat_route_edges SET walk_main = false WHERE walk_cost < 0")
+    graphs = {
+        "drive_main": ("pgr_strongComponents", "cost >= 0 OR reverse_cost >= 0",
+                       "SELECT id, source, target, cost, reverse_cost FROM geoplat_route_edges"),
+        "street_main": ("pgr_strongComponents", "walk_cost >= 0",
+                        ("SELECT id, source, target, cost, reverse_cost FROM geoplat_route_edges"
+                         " WHERE walk_cost >= 0")),
+        "walk_main": ("pgr_connectedComponents", "walk_cost >= 0",
+                      ("SELECT id, source, target, walk_cost AS cost, walk_cost AS reverse_cost"
+                       " FROM geoplat_route_edges WHERE walk_cost >= 0")),
+    }
+    for flag, (components, open_, edges) in graphs.items():
+        cur.execute(sql.SQL(_PARTS).format(components=sql.Identifier(components.lower())),
+                    (edges,))
+        cur.execute("ANALYZE geoplat_route_parts")
+        cur.execute("SELECT component FROM geoplat_route_parts GROUP BY component"
+                    " ORDER BY count(*) DESC, component LIMIT 1")
+        big = cur.fetchone()
+        if big is not None:
+            cur.execute(sql.SQL(_MAIN).format(flag=sql.Identifier(flag), open=sql.SQL(open_)),
+                        {"big": big[0]})
+        cur.execute("DROP TABLE geoplat_route_parts")
 
 
 def build(dsn: str, node_id: str, layers: list[LayerSettings], *, force: bool = False
