@@ -10,9 +10,14 @@ Profiles: `fastest` (driving seconds, one-way respected), `shortest` (metres, on
 respected), `no_highways` (driving seconds without the roads closed to pedestrians, i.e.
 expressways), `walk` (walking seconds, both ways on every road open to pedestrians).
 
-Large networks: above `FULL_NETWORK_EDGES` edges a leg reads only the edges in the box around
-its two points grown by the larger of `MARGIN_M` and their distance, and the whole network only
-if that finds no route. A route leaving that box would be missed (a limit, README "Routing").
+pgRouting reads the edges of every route anew (from `geoplat_route_graph`, narrow and in
+spatial order). On a network of up to `FULL_NETWORK_EDGES` edges it reads all of them: the
+route is the exact optimum. On a larger one a leg reads the edges in the box around its two
+ends grown by `MARGIN_M` or `MARGIN_SHARE` of their distance, and for a drive longer than
+2 x `LOCAL_M` only the major roads (40 km/h and more) of that box plus every road within
+`LOCAL_M` of either end, the usual hierarchy of long trips; if that finds no route, the whole
+box, then the whole network. So on a large network a route that would leave the box, or use a
+minor road far from both ends, can be missed (a limit, README "Routing").
 """
 
 from __future__ import annotations
@@ -32,12 +37,15 @@ from services.db import Database
 from services.maps.errors import BAD_LONLAT, NO_DATA, OUT_OF_RANGE, bad, unroutable
 
 Profile = Literal["fastest", "shortest", "no_highways", "walk"]
+Box = tuple[float, float, float, float]
 PROFILES: tuple[Profile, ...] = ("fastest", "shortest", "no_highways", "walk")
 GEOD = Geod(ellps="GRS80")
 MAX_SNAP_M = 5000.0        # a point farther than this from every road is refused
 MAX_POINTS = 12            # origin, destination and up to 10 via points
-FULL_NETWORK_EDGES = 50_000
-MARGIN_M = 3000.0
+FULL_NETWORK_EDGES = 20_000
+MARGIN_M = 1000.0          # a large network's box: the ends' box grown by this, or by
+MARGIN_SHARE = 0.3         # this share of their distance if more
+LOCAL_M = 1500.0           # long drives: every road this near either end, major roads elsewhere
 UNNAMED = "无名道路"
 END_GAP = 1e-7             # of an edge's length: how close to its ends a snapped point may lie
 
@@ -172,33 +180,53 @@ class Router:
         return Snap(lon, lat, int(row["id"]), fraction, (row["x"], row["y"]),
                     float(row["dist"]))
 
-    def _edges_sql(self, profile: Profile, box: tuple[float, float, float, float] | None) -> str:
+    def _edges_sql(self, profile: Profile, box: Box | None, ends: list[Box] | None,
+                   keep: tuple[int, int]) -> str:
+        """What pgRouting reads: the whole graph, the edges of a box, or (long drives) the
+        major roads of the box and every road near either end (module docstring)."""
         cost, reverse, _ = _COSTS[profile]
         q = (f"SELECT id, source, target, {cost} AS cost, {reverse} AS reverse_cost"
-             " FROM geoplat_route_edges")
-        if box is not None:
-            x0, y0, x1, y1 = box
-            q += f" WHERE geom && ST_MakeEnvelope({x0:.9f}, {y0:.9f}, {x1:.9f}, {y1:.9f}, 4490)"
-        return q
+             " FROM geoplat_route_graph")
+        if box is None:
+            return q
 
-    def _box(self, a: Snap, b: Snap) -> tuple[float, float, float, float]:
-        d = max(MARGIN_M, GEOD.inv(a.lon, a.lat, b.lon, b.lat)[2])
-        lat = (a.lat + b.lat) / 2
-        dy = d / 111_000.0
-        dx = d / (111_000.0 * max(0.1, math.cos(math.radians(lat))))
-        return (min(a.snapped[0], b.snapped[0]) - dx, min(a.snapped[1], b.snapped[1]) - dy,
-                max(a.snapped[0], b.snapped[0]) + dx, max(a.snapped[1], b.snapped[1]) + dy)
+        def inside(b: Box) -> str:
+            return (f"x BETWEEN {b[0]:.9f} AND {b[2]:.9f} AND y BETWEEN {b[1]:.9f} AND {b[3]:.9f}")
+
+        q += f" WHERE ({inside(box)})"
+        if ends:
+            q += " AND (major OR " + " OR ".join(f"({inside(b)})" for b in ends) + ")"
+        return q + f" OR id IN ({int(keep[0])}, {int(keep[1])})"
+
+    @staticmethod
+    def _around(a: tuple[float, float], b: tuple[float, float], margin_m: float) -> Box:
+        lat = (a[1] + b[1]) / 2
+        dy = margin_m / 110_574.0
+        dx = margin_m / (111_320.0 * max(0.1, math.cos(math.radians(lat))))
+        return (min(a[0], b[0]) - dx, min(a[1], b[1]) - dy, max(a[0], b[0]) + dx,
+                max(a[1], b[1]) + dy)
+
+    def _plans(self, cur: Any, a: Snap, b: Snap, profile: Profile
+               ) -> list[tuple[Box | None, list[Box] | None]]:
+        if self.edge_count(cur) <= FULL_NETWORK_EDGES:
+            return [(None, None)]
+        d = GEOD.inv(a.snapped[0], a.snapped[1], b.snapped[0], b.snapped[1])[2]
+        box = self._around(a.snapped, b.snapped, max(MARGIN_M, MARGIN_SHARE * d))
+        plans: list[tuple[Box | None, list[Box] | None]] = [(box, None), (None, None)]
+        if profile != "walk" and d > 2 * LOCAL_M:
+            ends = [self._around(s.snapped, s.snapped, LOCAL_M) for s in (a, b)]
+            plans.insert(0, (box, ends))
+        return plans
 
     def _leg(self, cur: Any, a: Snap, b: Snap, profile: Profile) -> list[dict[str, Any]]:
-        points = (f"SELECT 1 AS pid, {a.edge}::bigint AS edge_id, {a.fraction!r}::float8 AS fraction UNION ALL "
-                  f"SELECT 2, {b.edge}::bigint, {b.fraction!r}::float8")
-        boxes: list[tuple[float, float, float, float] | None] = [None]
-        if self.edge_count(cur) > FULL_NETWORK_EDGES:
-            boxes.insert(0, self._box(a, b))
-        for box in boxes:
+        points = (f"SELECT 1 AS pid, {a.edge:d}::bigint AS edge_id,"
+                  f" {a.fraction!r}::float8 AS fraction UNION ALL"
+                  f" SELECT 2, {b.edge:d}::bigint, {b.fraction!r}::float8")
+        for box, ends in self._plans(cur, a, b, profile):
             cur.execute("SELECT node, edge, cost, agg_cost FROM pgr_withPoints(%s, %s, -1, -2,"
                         " directed => true, driving_side => 'b', details => false)"
-                        " ORDER BY seq", (self._edges_sql(profile, box), points))
+                        " ORDER BY seq",
+                        (self._edges_sql(profile, box, ends, (a.edge, b.edge)), points))
             rows = list(cur.fetchall())
             if rows:
                 return rows

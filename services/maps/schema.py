@@ -8,6 +8,9 @@
   walking graph, the largest strongly connected part of the driving graph without the roads
   closed to pedestrians (Tianditu's style 2, no highways): points snap only to those, so that
   a route exists;
+- `geoplat_route_graph`: what pgRouting reads per route, narrow and in spatial order (a point
+  on each edge as x/y with a B-tree): 21,000 edges of a box are read in 9 ms where the edges
+  table with its geometries took 120 ms; `major`: a road of a class driven at 40 km/h or more;
 - `geoplat_route_vertices`: the vertices (pgRouting ids);
 - `geoplat_route_build`: the checksum of the inputs of the last build and its figures.
 """
@@ -31,12 +34,26 @@ CREATE TABLE IF NOT EXISTS geoplat_route_edges (
     drive_main boolean NOT NULL DEFAULT false,
     walk_main boolean NOT NULL DEFAULT false,
     street_main boolean NOT NULL DEFAULT false,
+    major boolean NOT NULL DEFAULT false,
     geom geometry(LineString, 4490) NOT NULL
 );
 ALTER TABLE geoplat_route_edges ADD COLUMN IF NOT EXISTS street_main boolean NOT NULL DEFAULT false;
+ALTER TABLE geoplat_route_edges ADD COLUMN IF NOT EXISTS major boolean NOT NULL DEFAULT false;
 CREATE TABLE IF NOT EXISTS geoplat_route_vertices (
     id bigint PRIMARY KEY,
     geom geometry(Point, 4490) NOT NULL
+);
+CREATE TABLE IF NOT EXISTS geoplat_route_graph (
+    id bigint PRIMARY KEY,
+    source bigint NOT NULL,
+    target bigint NOT NULL,
+    cost double precision NOT NULL,
+    reverse_cost double precision NOT NULL,
+    walk_cost double precision NOT NULL,
+    length_m double precision NOT NULL,
+    major boolean NOT NULL,
+    x double precision NOT NULL,
+    y double precision NOT NULL
 );
 CREATE TABLE IF NOT EXISTS geoplat_route_build (
     id integer PRIMARY KEY CHECK (id = 1),
@@ -56,4 +73,14 @@ CREATE INDEX IF NOT EXISTS geoplat_route_edges_street ON geoplat_route_edges USI
     WHERE street_main;
 """
 
-TABLES = ("geoplat_route_edges", "geoplat_route_vertices", "geoplat_route_build")
+CREATE_GRAPH = """
+INSERT INTO geoplat_route_graph (id, source, target, cost, reverse_cost, walk_cost, length_m,
+                                 major, x, y)
+SELECT id, source, target, cost, reverse_cost, walk_cost, length_m, major,
+       ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom))
+FROM geoplat_route_edges ORDER BY ST_GeoHash(ST_PointOnSurface(geom), 9), id;
+CREATE INDEX IF NOT EXISTS geoplat_route_graph_xy ON geoplat_route_graph (x, y);
+"""
+
+TABLES = ("geoplat_route_edges", "geoplat_route_vertices", "geoplat_route_graph",
+          "geoplat_route_build")

@@ -30,12 +30,13 @@ from psycopg2 import sql
 
 from geoplat_settings import LayerSettings, RoutingMapping
 from services.maps import noding
-from services.maps.schema import DDL, INDEXES, TABLES
+from services.maps.schema import CREATE_GRAPH, DDL, INDEXES, TABLES
 
 LOGGER = logging.getLogger("geoplat.routing")
 LOCK_KEY = 0x67726F75  # "grou": one topology build at a time per database
 ONE_WAY = {"yes", "true", "1", "t", "y", "是"}
 AGAINST = {"-1", "reverse"}
+MAJOR_KMH = 40.0  # roads at least this fast carry long routes (services/maps/routing.py)
 _CODE = Path(__file__).parent
 
 
@@ -143,17 +144,19 @@ def _write(cur: Any, srcs: list[RoadSource], result: BuildResult) -> None:
         road = int(net.road[i])
         fid, kind, name, oneway = attrs[road]
         m = owner[road].mapping
-        speed = m.speeds_kmh.get(kind or "", m.default_speed_kmh) / 3.6
+        kmh = m.speeds_kmh.get(kind or "", m.default_speed_kmh)
+        speed = kmh / 3.6
         length = float(net.length_m[i])
         seconds = length / speed
         d = _direction(oneway)
         walk = -1.0 if (kind or "") in m.no_walking else length / (m.walk_speed_kmh / 3.6)
         rows.append((i + 1, int(net.source[i]), int(net.target[i]),
                      seconds if d >= 0 else -1.0, seconds if d <= 0 else -1.0, walk, length,
-                     name, kind, d, owner[road].layer, fid, f"SRID=4490;{hexes[i]}"))
+                     name, kind, d, owner[road].layer, fid, "t" if kmh >= MAJOR_KMH else "f",
+                     f"SRID=4490;{hexes[i]}"))
     _copy(cur, "geoplat_route_edges",
           ["id", "source", "target", "cost", "reverse_cost", "walk_cost", "length_m", "name",
-           "kind", "oneway", "layer", "source_fid", "geom"], rows)
+           "kind", "oneway", "layer", "source_fid", "major", "geom"], rows)
     _copy(cur, "geoplat_route_vertices", ["id", "geom"],
           ((i + 1, f"SRID=4490;POINT({float(x)!r} {float(y)!r})")
            for i, (x, y) in enumerate(net.vertices)))
@@ -225,8 +228,10 @@ def build(dsn: str, node_id: str, layers: list[LayerSettings], *, force: bool = 
                 return result
             cur.execute("DELETE FROM geoplat_route_edges")
             cur.execute("DELETE FROM geoplat_route_vertices")
+            cur.execute("DELETE FROM geoplat_route_graph")
             if srcs:
                 _write(cur, srcs, result)
+            cur.execute(CREATE_GRAPH)
             cur.execute(INDEXES)
             _main_parts(cur)
             result.seconds = round(time.monotonic() - started, 2)
@@ -241,6 +246,7 @@ def build(dsn: str, node_id: str, layers: list[LayerSettings], *, force: bool = 
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("ANALYZE geoplat_route_edges")
+            cur.execute("ANALYZE geoplat_route_graph")
     finally:
         conn.close()
     result.seconds = round(time.monotonic() - started, 2)
