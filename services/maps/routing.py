@@ -23,6 +23,7 @@ minor road far from both ends, can be missed (a limit, README "Routing").
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, Literal
@@ -47,6 +48,7 @@ MARGIN_M = 1000.0          # a large network's box: the ends' box grown by this,
 MARGIN_SHARE = 0.3         # this share of their distance if more
 LOCAL_M = 1500.0           # long drives: every road this near either end, major roads elsewhere
 UNNAMED = "无名道路"
+EDGE_COUNT_TTL = 60.0      # seconds
 END_GAP = 1e-7             # of an edge's length: how close to its ends a snapped point may lie
 
 # (cost, reverse cost, graph flag) per profile; SQL fragments of our own, no input in them
@@ -140,7 +142,7 @@ class Router:
 
     def __init__(self, db: Database, extent: tuple[float, float, float, float] | None = None):
         self.db, self.extent = db, extent
-        self._edges: int | None = None
+        self._edges: tuple[int, float] | None = None
 
     # --- input --------------------------------------------------------------------------
 
@@ -157,14 +159,17 @@ class Router:
     # --- queries ------------------------------------------------------------------------
 
     def edge_count(self, cur: Any) -> int:
-        if self._edges is None:
-            cur.execute("SELECT to_regclass('geoplat_route_edges') IS NOT NULL AS ok")
-            if not cur.fetchone()["ok"]:
-                self._edges = 0
-            else:
-                cur.execute("SELECT count(*) AS n FROM geoplat_route_edges")
-                self._edges = int(cur.fetchone()["n"])
-        return self._edges
+        """Edges of the node's network (0: none, or not built), looked up once a minute: a
+        publish may rebuild it."""
+        now = time.monotonic()
+        if self._edges is None or now - self._edges[1] > EDGE_COUNT_TTL:
+            cur.execute("SELECT to_regclass('geoplat_route_graph') IS NOT NULL AS ok")
+            n = 0
+            if cur.fetchone()["ok"]:
+                cur.execute("SELECT count(*) AS n FROM geoplat_route_graph")
+                n = int(cur.fetchone()["n"])
+            self._edges = (n, now)
+        return self._edges[0]
 
     def snap(self, cur: Any, lon: float, lat: float, profile: Profile, param: str) -> Snap:
         flag = _COSTS[profile][2]
@@ -200,37 +205,40 @@ class Router:
 
     @staticmethod
     def _around(a: tuple[float, float], b: tuple[float, float], margin_m: float) -> Box:
-        lat = (a[1] + b[1]) / 2
+        """The box of a and b grown by at least margin_m on every side (degrees reckoned at the
+        box's highest latitude and the shortest degree of latitude: never less)."""
+        lat = min(89.0, max(abs(a[1]), abs(b[1])) + margin_m / 110_574.0)
         dy = margin_m / 110_574.0
-        dx = margin_m / (111_320.0 * max(0.1, math.cos(math.radians(lat))))
+        dx = margin_m / (111_320.0 * max(0.01, math.cos(math.radians(lat))))
         return (min(a[0], b[0]) - dx, min(a[1], b[1]) - dy, max(a[0], b[0]) + dx,
                 max(a[1], b[1]) + dy)
 
-    def _plans(self, cur: Any, a: Snap, b: Snap, profile: Profile
-               ) -> list[tuple[Box | None, list[Box] | None]]:
-        if self.edge_count(cur) <= FULL_NETWORK_EDGES:
-            return [(None, None)]
-        d = GEOD.inv(a.snapped[0], a.snapped[1], b.snapped[0], b.snapped[1])[2]
-        box = self._around(a.snapped, b.snapped, max(MARGIN_M, MARGIN_SHARE * d))
-        plans: list[tuple[Box | None, list[Box] | None]] = [(box, None), (None, None)]
-        if profile != "walk" and d > 2 * LOCAL_M:
-            ends = [self._around(s.snapped, s.snapped, LOCAL_M) for s in (a, b)]
-            plans.insert(0, (box, ends))
-        return plans
-
-    def _leg(self, cur: Any, a: Snap, b: Snap, profile: Profile) -> list[dict[str, Any]]:
+    def _run(self, cur: Any, a: Snap, b: Snap, profile: Profile, box: Box | None,
+             ends: list[Box] | None = None) -> list[dict[str, Any]]:
         points = (f"SELECT 1 AS pid, {a.edge:d}::bigint AS edge_id,"
                   f" {a.fraction!r}::float8 AS fraction UNION ALL"
                   f" SELECT 2, {b.edge:d}::bigint, {b.fraction!r}::float8")
-        for box, ends in self._plans(cur, a, b, profile):
-            cur.execute("SELECT node, edge, cost, agg_cost FROM pgr_withPoints(%s, %s, -1, -2,"
-                        " directed => true, driving_side => 'b', details => false)"
-                        " ORDER BY seq",
-                        (self._edges_sql(profile, box, ends, (a.edge, b.edge)), points))
-            rows = list(cur.fetchall())
+        cur.execute("SELECT node, edge, cost, agg_cost FROM pgr_withPoints(%s, %s, -1, -2,"
+                    " directed => true, driving_side => 'b', details => false) ORDER BY seq",
+                    (self._edges_sql(profile, box, ends, (a.edge, b.edge)), points))
+        return list(cur.fetchall())
+
+    def _leg(self, cur: Any, a: Snap, b: Snap, profile: Profile) -> list[dict[str, Any]]:
+        """One leg: over the whole graph of a network up to FULL_NETWORK_EDGES (exact); on a
+        larger one the box, long drives first its major roads (module docstring), then the
+        whole network if neither finds a route."""
+        if self.edge_count(cur) > FULL_NETWORK_EDGES:
+            d = GEOD.inv(a.snapped[0], a.snapped[1], b.snapped[0], b.snapped[1])[2]
+            box = self._around(a.snapped, b.snapped, max(MARGIN_M, MARGIN_SHARE * d))
+            if profile != "walk" and d > 2 * LOCAL_M:
+                ends = [self._around(s.snapped, s.snapped, LOCAL_M) for s in (a, b)]
+                rows = self._run(cur, a, b, profile, box, ends)
+                if rows:
+                    return rows
+            rows = self._run(cur, a, b, profile, box)
             if rows:
                 return rows
-        return []
+        return self._run(cur, a, b, profile, None)
 
     def route(self, points: list[tuple[float, float]], profile: Profile = "fastest"
               ) -> Route:
@@ -242,6 +250,8 @@ class Router:
         for (lon, lat), name in zip(points, names):
             self.check_point(lon, lat, name)
         with self.db.cursor() as cur:
+            if self.edge_count(cur) == 0:
+                raise unroutable(NO_DATA, "This node has no road network to route on.")
             snaps = [self.snap(cur, lon, lat, profile, name)
                      for (lon, lat), name in zip(points, names)]
             trav: list[Traversal] = []

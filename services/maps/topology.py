@@ -226,6 +226,14 @@ def build(dsn: str, node_id: str, layers: list[LayerSettings], *, force: bool = 
             if last and last[0] == checksum and not force:
                 result.unchanged = True
                 return result
+            cur.execute("SELECT 1 FROM pg_extension WHERE extname = 'pgrouting'")
+            if srcs and cur.fetchone() is None:
+                # an external server whose administrator has not created it (README): the
+                # node serves everything else; /api/route answers that there is no network
+                LOGGER.warning("routing topology of %s skipped: the pgrouting extension is "
+                               "missing (CREATE EXTENSION pgrouting, as a superuser)", node_id)
+                result.skipped.append("pgrouting extension missing")
+                return result  # no build recorded: the next one, with the extension, runs
             cur.execute("DELETE FROM geoplat_route_edges")
             cur.execute("DELETE FROM geoplat_route_vertices")
             cur.execute("DELETE FROM geoplat_route_graph")

@@ -133,6 +133,19 @@ def test_topology_is_built_from_the_roads(federation: Any, hz: Any) -> None:
     assert res.unchanged
 
 
+def test_publish_hook_rebuilds_from_the_served_layers(ctx: Any, hz: Any) -> None:
+    """Every publish, rollback and retire calls the hook (layers/publish.py after_change); it
+    rebuilds from the node's runtime layers: the same inputs here, so nothing is rewritten."""
+    from nodes.publishing import HOOKS, routing_hook
+
+    assert HOOKS.refresh_routing is routing_hook
+    hz.execute("SELECT built_at, checksum FROM geoplat_route_build")
+    before = hz.fetchone()
+    routing_hook(ctx)
+    hz.execute("SELECT built_at, checksum FROM geoplat_route_build")
+    assert hz.fetchone() == before
+
+
 def test_route_between_door_plates_equals_pgr_dijkstra(urls: dict[str, str], hz: Any) -> None:
     for (ra, na), (rb, nb) in [(("宏二路", "2号"), ("寿湖路", "43号")),
                                (("寿湖路", "17号"), ("宏二路", "8号"))]:
