@@ -1,7 +1,8 @@
 """Routes over the node's routing topology (services/maps/topology.py) with pgRouting.
 
 `Router(db, extent).route(points, profile)`: each point snaps to the nearest edge of the
-largest connected part of the profile's graph (KNN on the edges' GiST index, then the true
+largest (for driving: strongly) connected part of the profile's graph (services/maps/schema.py
+`*_main` flags; KNN on the edges' GiST index, then the true
 geodesic distance among the 8 nearest), at its projection on that edge (not the nearest
 vertex): the edge is split there by `pgr_withPoints`, which runs Dijkstra from point to point.
 Legs between consecutive points (via points: Tianditu's `mid`) are joined.
