@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := postgresql-15 postgresql-15-postgis-3 postgresql-contrib gdal-bin nginx-light \
+APT_PACKAGES := postgresql-15 postgresql-15-postgis-3 postgresql-15-pgrouting postgresql-contrib gdal-bin nginx-light \
 	fonts-wqy-zenhei fonts-noto-cjk redis-server wrk python3-venv iproute2 chromium \
 	python3-qgis qgis-providers acl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

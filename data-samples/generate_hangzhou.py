@@ -535,6 +535,7 @@ def main():
     d = districts_2023(districts, seeds, dcode)
     d.to_file(OUT, layer="districts", driver="GPKG", engine="pyogrio")
     roads_deg = out(roads.assign(synthetic=True), "multiline")
+    roads_deg["oneway"] = one_way_streets(roads_deg)
     layers = {"districts": d, "roads": roads_deg, "buildings": out(buildings, "polygon"),
               "addresses": out(addresses, "point"), "parcels": out(parcels_gdf, "polygon")}
     poi_g = out(poi, "point")
@@ -547,6 +548,21 @@ def main():
     hangzhou_townships.main()  # township cells from the districts, POIs and zhejiang points
 
     render_image(roads, buildings, parcels_gdf, water, hills)
+
+
+# ------------------------------------------------------------------ one-way streets
+ONE_WAY_CENTRE = (120.17, 30.262)  # near the lake shore of 上城区
+ONE_WAY_COUNT = 6
+
+
+def one_way_streets(roads_deg):
+    """`oneway` (OSM's values: "yes" = only in the digitised direction, "no"): the few local
+    streets nearest the old town are one-way (routing: services/maps/topology.py). Chosen
+    after everything else is drawn, so no other feature moves."""
+    local = roads_deg[roads_deg["kind"] == "local"]
+    d = local.geometry.centroid.distance(Point(*ONE_WAY_CENTRE))
+    chosen = set(d.sort_values(kind="stable").index[:ONE_WAY_COUNT])
+    return ["yes" if i in chosen else "no" for i in roads_deg.index]
 
 
 # ------------------------------------------------------------------ districts (2023 names)

@@ -23,6 +23,7 @@ from geoplat_settings.federation import (
 from geoplat_settings.places import PlacesKind, PlacesMapping
 from geoplat_settings.publish import PublishSettings
 from geoplat_settings.registry import EMAP_LAYERS, Composition, CompositionPart, RegistrySettings
+from geoplat_settings.routing import RoutingMapping
 from geoplat_settings.runtime import (
     RUNTIME_FILE,
     AuthSection,
@@ -65,6 +66,7 @@ __all__ = [
     "PublishSettings",
     "RegistrySection",
     "RegistrySettings",
+    "RoutingMapping",
     "ScaleRange",
     "ServerSection",
     "Tier",

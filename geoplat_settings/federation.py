@@ -15,6 +15,7 @@ from geoplat_settings.auth import NodeAuth
 from geoplat_settings.places import PlacesMapping
 from geoplat_settings.publish import PublishSettings
 from geoplat_settings.registry import RegistrySettings
+from geoplat_settings.routing import RoutingMapping
 from geoplat_settings.tiles import TileCache
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -94,6 +95,8 @@ class LayerSettings(_Model):
     attribution: str = ""
     places: PlacesMapping | None = Field(
         default=None, description="how its features feed the node's gazetteer (place search)")
+    routing: RoutingMapping | None = Field(
+        default=None, description="the layer is (part of) the node's road network for routing")
 
     @model_validator(mode="after")
     def _zooms(self) -> LayerSettings:

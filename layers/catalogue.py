@@ -117,6 +117,8 @@ class PublishHooks:
     sync_registry: RegistryHook | None = None
     # (ctx): rebuilds the node's gazetteer (place search) from what it now serves
     refresh_places: ContextHook | None = None
+    # (ctx): rebuilds the node's routing topology from the road layers it now serves
+    refresh_routing: ContextHook | None = None
 
 
 @dataclass(frozen=True)

@@ -423,6 +423,7 @@ def after_change(ctx: NodeContext, event: str, name: str, actor: str | None,
             LOGGER.exception("tile cache invalidation after %s %s failed", event, name)
     sync_registry(ctx)
     refresh_places(ctx)
+    refresh_routing(ctx)
 
 
 def _drop_tile_caches(ctx: NodeContext, name: str, current: int | None) -> None:
@@ -462,6 +463,16 @@ def refresh_places(ctx: NodeContext) -> None:
         ctx.hooks.refresh_places(ctx)
     except Exception:
         LOGGER.exception("gazetteer rebuild failed")
+
+
+def refresh_routing(ctx: NodeContext) -> None:
+    """Rebuild the node's routing topology (the injected hook); never fails the caller."""
+    if ctx.hooks.refresh_routing is None:
+        return
+    try:
+        ctx.hooks.refresh_routing(ctx)
+    except Exception:
+        LOGGER.exception("routing topology rebuild failed")
 
 
 def sync_registry(ctx: NodeContext) -> None:

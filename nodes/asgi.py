@@ -141,6 +141,8 @@ def route_groups(services: NodeServices, landing: Any) -> list[RouteGroup]:
         RouteGroup("sdk", guard_group(rules.SDK, SdkRoutes(
             services.runtime.server.base_url, services.runtime.node_dir,
             services.runtime.server.title).routes())),
+        # routing over the node's roads: /api/route and Tianditu's /drive (issue 15)
+        RouteGroup("routing", guard_group(rules.ROUTING, services.routing_routes())),
     ]
 
 

@@ -29,6 +29,8 @@ from services.access.forwarding import NodeCredential
 from services.access.install import NodeAuthServices, build_auth
 from services.access.views import FilteredViews
 from services.db import Database
+from services.maps.routes import RoutingRoutes
+from services.maps.routing import Router
 from services.places.federation import children_of
 from services.places.query import Places
 from services.places.routes import PlacesRoutes
@@ -63,6 +65,7 @@ class NodeServices:
     registry_worker: RegistryWorker
     health: Health
     places: Places  # the place-name query layer over the node's gazetteer (issue 13)
+    router: Router  # routes over the node's routing topology (issue 15)
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
@@ -85,7 +88,8 @@ class NodeServices:
                               tile_reloader),
             registry_worker=RegistryWorker(runtime),
             health=Health(runtime.server, runtime.dsn, auth.control, pygeoapi, service),
-            places=Places(db, runtime.server.id))
+            places=Places(db, runtime.server.id),
+            router=Router(db, tuple(runtime.server.extent.as_list())))  # type: ignore[arg-type]
 
     # --- router factories' dependencies ------------------------------------------------------
 
@@ -100,6 +104,10 @@ class NodeServices:
                             http=self.http,
                             forwarding=NodeCredential(self.auth.node_client.credentials)
                             ).routes()
+
+    def routing_routes(self) -> list[BaseRoute]:
+        """/api/route and Tianditu's /drive over the node's roads (services/maps)."""
+        return RoutingRoutes(self.router).routes()
 
     def publish_routes(self) -> list[BaseRoute]:
         ctx = publish_context(self.runtime)

@@ -17,6 +17,7 @@ from rich.progress import (
 from layers.load import LayerSpec, LoadResult, load_layer
 from nodes.postgres import Cluster, PostgresError, ensure_postgis
 from nodes.settings import FederationSettings, LayerSettings, NodeSettings, load_layers
+from services.maps import topology
 from services.places import gazetteer
 from services.places.gazetteer import BuildResult
 
@@ -87,7 +88,20 @@ def load_node_layers(settings: FederationSettings, node: NodeSettings, *, force:
                             description=f"{node.id}.{layer.id}" + (" (unchanged)" if res.skipped else ""))
             results.append(res)
         build_gazetteer(settings, node, dsn, progress=progress, force=force)
+        build_topology(settings, node, dsn, progress=progress, force=force)
     return results
+
+
+def build_topology(settings: FederationSettings, node: NodeSettings, dsn: str, *,
+                   progress: Progress | None = None, force: bool = False
+                   ) -> topology.BuildResult:
+    """The node's routing network from its road layers just loaded (services/maps)."""
+    task = progress.add_task(f"{node.id}.routing", total=None) if progress else None
+    res = topology.build(dsn, node.id, load_layers(settings, node), force=force)
+    if progress is not None and task is not None:
+        progress.update(task, total=1, completed=1, description=f"{node.id}.routing" + (
+            " (unchanged)" if res.unchanged else f" {res.edges} edges"))
+    return res
 
 
 def build_gazetteer(settings: FederationSettings, node: NodeSettings, dsn: str, *,

@@ -237,12 +237,14 @@ def ensure_database(admin_dsn: str, dbname: str, owner: str | None = None) -> No
 
 
 def ensure_postgis(dsn: str) -> None:
-    """PostGIS and pg_trgm (the registry's search): extensions a node role cannot create."""
+    """PostGIS, pg_trgm (the registry's search) and pgRouting (services/maps: routes over the
+    node's roads): extensions a node role cannot create."""
     conn = _admin(dsn)
     try:
         with conn.cursor() as cur:
             cur.execute("CREATE EXTENSION IF NOT EXISTS postgis")
             cur.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+            cur.execute("CREATE EXTENSION IF NOT EXISTS pgrouting")
     finally:
         conn.close()
 

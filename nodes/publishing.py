@@ -1,7 +1,8 @@
 """Publishing wired into a node: what `layers/` is given instead of importing `services`.
 
 - `hooks`: the audit trail (services/access/audit.py) and the registry sync
-  (services/registry/local.py) and the gazetteer rebuild (services/places/gazetteer.py) that
+  (services/registry/local.py), the gazetteer rebuild (services/places/gazetteer.py) and the
+  routing topology rebuild (services/maps/topology.py) that
   every publish, rollback and retire calls;
 - `ControlAccess`: the publishing routes' access and CSRF checks over the node's
   `AccessControl` and `Csrf`, refusing with `layers.errors.Refused`;
@@ -24,6 +25,7 @@ from services.access import audit
 from services.access.control import AccessControl
 from services.db import Database
 from services.errors import AuthError
+from services.maps import topology
 from services.places import gazetteer
 from services.registry.local import sync_local_services
 from services.web.pages import Csrf
@@ -52,7 +54,14 @@ def places_hook(ctx: NodeContext) -> None:
     gazetteer.build(ctx.dsn, ctx.id, runtime.layers)
 
 
-HOOKS = PublishHooks(audit=audit_hook, sync_registry=registry_hook, refresh_places=places_hook)
+def routing_hook(ctx: NodeContext) -> None:
+    """The routing topology follows the road layers served (services/maps/topology.py)."""
+    runtime = NodeRuntime.load(ctx.node_dir)
+    topology.build(ctx.dsn, ctx.id, runtime.layers)
+
+
+HOOKS = PublishHooks(audit=audit_hook, sync_registry=registry_hook, refresh_places=places_hook,
+                     refresh_routing=routing_hook)
 
 
 def publish_context(runtime: NodeRuntime, node_dir: Path | None = None) -> NodeContext:

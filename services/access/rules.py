@@ -133,10 +133,22 @@ SDK = {
     "/api": PUBLIC,  # Tianditu's script URL ?v=4.0&tk=KEY: the key is only written, not checked
 }
 
+# routing (issue 15): token or key, counted against the key's `search` quota (Tianditu counts
+# its web services, search and routes alike, per key); the network is built only from public
+# road layers (services/maps/topology.py), so no layer is named here
+_ROUTE = require("search", note="routes over the node's road network")
+_TDT_ROUTE = require("search", refusal=key_refusal,
+                     note="Tianditu's driving route: a refused key answers in Tianditu's JSON")
+ROUTING = {
+    "/api/route": _ROUTE,
+    "/drive": _TDT_ROUTE,
+}
+
 # paths whose caller is an OAuth client authenticating itself: no cookie, so no CSRF token
 CLIENT_AUTHENTICATED = frozenset(p for group in (AUTH, SSO) for p, r in group.items()
                                  if r.kind == "client")
 
 GROUPS: dict[str, dict[str, Requirement]] = {
     "node": NODE, "ogc": OGC, "tiles": TILE_SURFACES, "auth": AUTH, "sso": SSO,
-    "registry": REGISTRY, "publishing": PUBLISHING, "places": PLACES, "sdk": SDK}
+    "registry": REGISTRY, "publishing": PUBLISHING, "places": PLACES, "sdk": SDK,
+    "routing": ROUTING}
