@@ -227,13 +227,22 @@ export class ControlMapType extends Control {
       b.addEventListener("click", (ev) => {
         ev.stopPropagation();
         map.setMapType(entry.layer);
-        for (const x of buttons) x.classList.toggle("active", x === b);
       });
-      if (map.getMapType() === entry.layer) b.classList.add("active");
+      b._tdtMapType = entry.layer;
       buttons.push(b);
       div.appendChild(b);
     }
+    this._sync = () => {
+      for (const x of buttons) x.classList.toggle("active", x._tdtMapType === map.getMapType());
+    };
+    this._sync();
+    map.addEventListener("maptypechange", this._sync);
     return div;
+  }
+
+  onRemove(map) {
+    if (map && this._sync) map.removeEventListener("maptypechange", this._sync);
+    this._sync = null;
   }
 }
 
@@ -248,15 +257,20 @@ export class ControlOverviewMap extends Control {
     const div = document.createElement("div");
     div.className = "tdt-control-overviewmap";
     const size = this.options.size instanceof Point ? this.options.size : new Point(150, 150);
-    const layers = map._core.baseLayers().map((l) => new TileLayer({ source: l.getSource() }));
     this._ov = new OlOverviewMap({
       target: div,
-      layers,
+      layers: [],
       collapsed: !this.options.isOpen,
       collapsible: true,
       view: new View({ projection: map._proj() }),
     });
     map._olMap.addControl(this._ov);
+    // the base map's sources exist once the SDK has read the node's capabilities
+    const ov = this._ov;
+    map._core.ready.then(() => {
+      if (this._ov !== ov) return;
+      for (const l of map._core.baseLayers()) ov.getOverviewMap().addLayer(new TileLayer({ source: l.getSource() }));
+    }, () => {});
     const box = this._ov.getOverviewMap().getTargetElement();
     if (box) {
       box.style.width = `${size.x}px`;

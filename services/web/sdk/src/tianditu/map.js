@@ -238,6 +238,7 @@ export class TMap extends Evented {
     }
     this._mapType = mapType;
     this._applyStyle();
+    this.fire("maptypechange", { mapType });
   }
 
   getMapType() { return this._mapType; }

@@ -94,8 +94,13 @@ const CSS = `
 .tdt-control-maptype button{display:block;margin:0 0 2px;padding:3px 8px;background:#fff;border:1px solid #ccc;cursor:pointer;font:12px sans-serif}
 .tdt-control-maptype button.active{border-color:#3385ff;color:#3385ff}
 .tdt-control-maptype img{width:40px;height:40px;display:block}
+.tdt-control-overviewmap .ol-overviewmap-map{border:1px solid #7b98bc;background:#f8f4f0}
+.tdt-control-overviewmap .ol-collapsed .ol-overviewmap-map{display:none}
+.tdt-control-overviewmap .ol-overviewmap-box{border:2px solid rgba(0,60,136,.7);background:rgba(0,60,136,.1)}
+.tdt-control-overviewmap button{display:block;background:#fff;border:1px solid #ccc;cursor:pointer}
 .tdt-control-copyright{font:11px sans-serif;background:rgba(255,255,255,.7);padding:0 5px;color:#333}
-.tdt-control-scale .ol-scale-line{position:static}
+.tdt-control-scale .ol-scale-line{position:static;background:transparent;padding:0}
+.tdt-control-scale .ol-scale-line-inner{border:2px solid #555;border-top:none;color:#333;font:11px sans-serif;text-align:center;background:rgba(255,255,255,.6)}
 `;
 
 export function injectCss(doc) {
