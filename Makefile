@@ -10,9 +10,9 @@ APT_PACKAGES := postgresql-15 postgresql-15-postgis-3 postgresql-contrib gdal-bi
 	python3-qgis qgis-providers acl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install apt user venv npm up down status test bench bench-places-deps bench-places clean-var lint
+.PHONY: install apt node user venv npm sdk up down status test test-js bench bench-places-deps bench-places clean-var lint
 
-install: apt $(VENV)/.installed node_modules/.installed user
+install: apt $(VENV)/.installed node_modules/.installed sdk user
 
 # apt-get install the Debian packages of $(1) that are missing (nothing when all are there)
 define apt_install
@@ -53,10 +53,29 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test,dev]'
 	@touch $@
 
-node_modules/.installed: package.json
-	@if command -v npm >/dev/null; then npm install --no-audit --no-fund --silent; \
-	else echo "npm not found: HTML pages will lack maps (apt-get install npm)"; fi
+# node and npm: Debian's `nodejs` and `npm` for what `command -v` lacks (a nodesource nodejs
+# already bundles npm, and Debian's npm would conflict with it)
+node:
+	@missing=""; command -v node >/dev/null || missing="nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+		echo "apt: installing $$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+node_modules/.installed: package.json package-lock.json | node
+	npm install --no-audit --no-fund --silent
 	@mkdir -p node_modules && touch $@
+
+# the JavaScript SDK (services/web/sdk): esbuild bundles and tsc declarations in dist/
+SDK := services/web/sdk
+SDK_SOURCES := $(shell find $(SDK)/src -name '*.js' 2>/dev/null) $(SDK)/build.mjs
+sdk: $(SDK)/dist/geoplat.js
+
+$(SDK)/dist/geoplat.js: node_modules/.installed $(SDK_SOURCES)
+	node $(SDK)/build.mjs
+	@touch $@
 
 up: install
 	$(BIN)/geoplat up
@@ -67,8 +86,13 @@ down:
 status:
 	$(BIN)/geoplat status
 
+# the JS unit tests and the Python suite; fails if either fails (both run)
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@rc=0; node --test $(SDK)/test/*.test.mjs || rc=1; \
+	$(BIN)/python -m pytest $(PYTEST_ARGS) || rc=1; exit $$rc
+
+test-js: node_modules/.installed
+	node --test $(SDK)/test/*.test.mjs
 
 bench: install
 	$(BIN)/python bench/features.py

@@ -30,6 +30,7 @@ from nodes.pygeoapi_app import install_catalogue_viewer, load_pygeoapi
 from nodes.security_headers import SecurityHeadersMiddleware
 from services.access import rules
 from services.access.require import guard_group, ogc_root
+from services.web.sdk_routes import PublicReadCors, SdkRoutes
 from tiles.errors import problem
 
 LOGGER = logging.getLogger("geoplat.node")
@@ -136,6 +137,10 @@ def route_groups(services: NodeServices, landing: Any) -> list[RouteGroup]:
         RouteGroup("publish", guard_group(rules.PUBLISHING, services.publish_routes())),
         # place names: Tianditu web services and /api/places (issue 13)
         RouteGroup("places", guard_group(rules.PLACES, services.places_routes())),
+        # the JavaScript SDK, its docs and Tianditu's script URL /api (issue 14)
+        RouteGroup("sdk", guard_group(rules.SDK, SdkRoutes(
+            services.runtime.server.base_url, services.runtime.node_dir,
+            services.runtime.server.title).routes())),
     ]
 
 
@@ -186,4 +191,5 @@ def create_app(runtime: NodeRuntime | str | os.PathLike | None = None) -> ASGIAp
     app.state.services = services
     services.health.app = app
     guarded = GuardMiddleware(services.auth.wrap(app, services.views))
-    return SecurityHeadersMiddleware(guarded)
+    # outside the access checks, so that a page of another origin reads their refusals too
+    return SecurityHeadersMiddleware(PublicReadCors(guarded))

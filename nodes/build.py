@@ -31,8 +31,9 @@ from nodes.pygeoapi_config import PROVIDERS, build_config, node_dir, write_confi
 from nodes.settings import load_layers
 from nodes.templates import prepare_templates
 from services.access.emap import write_nginx_key_conf
-from services.provision import provision_node
+from services.provision import demo_file, provision_node
 from services.registry.local import origin_path, sync_local_services
+from services.web.sdk_routes import write_demo_key
 from tiles.build import build_tiles
 
 
@@ -108,6 +109,7 @@ def build_node(settings: FederationSettings, node: NodeSettings, *,
         compositions=[CompositionRef(id=c["id"], title=c["title"]) for c in comps])
     runtime.write()  # mode 600: holds the database password and the client secret
     sync_local_services(runtime, *full_config(out, dsn, runtime))
+    write_demo_key(out, demo_file(settings))  # the SDK docs' live examples (issue 14)
     hand_to_run_user(out)
     return out
 

@@ -1,9 +1,9 @@
 """What keeps a node's HTML pages from running anyone else's script.
 
-- `script_json`: the one encoder for values written into a `<script>` (JSON with `<`, `>`, `&`,
-  `'`, U+2028 and U+2029 as `\\u` escapes, so no value can close the script, open a comment or
-  end a line). pygeoapi's templates get it as `script_json` and as their own `to_json`
-  (nodes/templates.py `install_page_rendering`).
+- `script_json` (services/web/scriptsafe.py, re-exported here): the one encoder for values
+  written into a `<script>` (JSON with `<`, `>`, `&`, `'`, U+2028 and U+2029 as `\\u` escapes, so
+  no value can close the script, open a comment or end a line). pygeoapi's templates get it
+  as `script_json` and as their own `to_json` (nodes/templates.py `install_page_rendering`).
 - `SecurityHeadersMiddleware`: every response gets `X-Content-Type-Options` and
   `Referrer-Policy`; every HTML response a Content-Security-Policy with a fresh nonce per
   response (inline scripts run only with that nonce) and `X-Frame-Options`.
@@ -15,35 +15,18 @@ nonce. Our own Starlette pages read the nonce from `scope[NONCE_SCOPE_KEY]`.
 
 from __future__ import annotations
 
-import json
 import secrets
-from typing import Any
 
-from markupsafe import Markup
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.web.scriptsafe import script_json
+
+__all__ = ["NONCE_MARKER", "NONCE_SCOPE_KEY", "SecurityHeadersMiddleware", "script_json"]
 
 NONCE_SCOPE_KEY = "geoplat.csp_nonce"
 # never sent to anyone: each response carries its own nonce in its place. Marker and nonce
 # have the same length, so the body's Content-Length stays right (HEAD included).
 NONCE_MARKER = secrets.token_hex(16)
-
-# What is left of a JSON text that could end a <script>, start an HTML comment or entity,
-# break out of a quoted attribute, or end a JS line in an old engine.
-_SCRIPT_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026",
-                   ord("'"): "\\u0027", 0x2028: "\\u2028", 0x2029: "\\u2029"}
-
-
-def _json_default(value: Any) -> Any:
-    from pygeoapi.util import json_serial  # dates, decimals, bytes as pygeoapi writes them
-
-    return json_serial(value)
-
-
-def script_json(value: Any, pretty: bool = False) -> Markup:
-    """`value` as a JavaScript expression that is safe anywhere inside a `<script>` element."""
-    text = json.dumps(value, default=_json_default, ensure_ascii=False,
-                      indent=4 if pretty else None, separators=(",", ":"))
-    return Markup(text.translate(_SCRIPT_ESCAPES))
 
 
 def content_security_policy(nonce: str) -> str:

@@ -123,10 +123,20 @@ PLACES = {
     "/api/places/openapi": PUBLIC,  # the description of the API, like /ogc/openapi
 }
 
+# the JavaScript SDK (issue 14): scripts, declarations and docs anyone may load; the data they
+# fetch carries the key (and a browser key is checked against the page's origin there)
+SDK = {
+    "/sdk": PUBLIC,  # -> /sdk/
+    "/sdk/": PAGE,  # the docs, with live examples using the node's demo browser key
+    "/sdk/{name:str}": PUBLIC,  # geoplat.js, geoplat.esm.js, geoplat.d.ts
+    "/sdk/examples/{name:str}.html": PAGE,
+    "/api": PUBLIC,  # Tianditu's script URL ?v=4.0&tk=KEY: the key is only written, not checked
+}
+
 # paths whose caller is an OAuth client authenticating itself: no cookie, so no CSRF token
 CLIENT_AUTHENTICATED = frozenset(p for group in (AUTH, SSO) for p, r in group.items()
                                  if r.kind == "client")
 
 GROUPS: dict[str, dict[str, Requirement]] = {
     "node": NODE, "ogc": OGC, "tiles": TILE_SURFACES, "auth": AUTH, "sso": SSO,
-    "registry": REGISTRY, "publishing": PUBLISHING, "places": PLACES}
+    "registry": REGISTRY, "publishing": PUBLISHING, "places": PLACES, "sdk": SDK}

@@ -1,0 +1,81 @@
+// Builds the SDK with esbuild (pinned in the project's package.json); `make install` runs it.
+//   dist/geoplat.js      UMD: global `Geoplat` as a plain <script>, AMD and CommonJS too
+//   dist/geoplat.esm.js  ES module (`import {Map} from "http://NODE/sdk/geoplat.esm.js"`)
+//   dist/tianditu.js     when src/tianditu/index.js exists: an IIFE with the SDK inside. It
+//                        declares no global itself: src/tianditu/index.js sets `globalThis.T`
+//                        (and Tianditu's other globals, TMAP_*), reading the key and node from
+//                        `globalThis.GEOPLAT_TIANDITU = {key, node, v}`, which the node's
+//                        `/api?v=4.0&tk=KEY` writes before this bundle (services/web/sdk_routes.py).
+//   dist/geoplat.d.ts    TypeScript declarations from the JSDoc (tsc --allowJs --declaration).
+// Usage: node build.mjs [--no-types]
+import {execFileSync} from 'node:child_process';
+import {existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs';
+import {dirname, join} from 'node:path';
+import {fileURLToPath} from 'node:url';
+import * as esbuild from 'esbuild';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..', '..');
+const dist = join(here, 'dist');
+const version = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version || '0';
+
+const UMD_HEAD = `(function (root, factory) {
+  if (typeof define === 'function' && define.amd) { define([], factory); }
+  else if (typeof module === 'object' && module.exports) { module.exports = factory(); }
+  else { root.Geoplat = factory(); }
+}(typeof self !== 'undefined' ? self : this, function () {
+var module = {exports: {}}, exports = module.exports;`;
+const UMD_TAIL = 'return module.exports;\n}));';
+
+const common = {
+  bundle: true,
+  minify: true,
+  sourcemap: false,
+  target: ['es2020'],
+  legalComments: 'eof',
+  logLevel: 'warning',
+  define: {'process.env.NODE_ENV': '"production"'},
+  loader: {'.css': 'text'},
+};
+
+async function build() {
+  mkdirSync(dist, {recursive: true});
+  const tmp = join(dist, '.tmp');
+  rmSync(tmp, {recursive: true, force: true});
+  mkdirSync(tmp);
+  await esbuild.build({...common, entryPoints: [join(here, 'src', 'umd.js')], format: 'cjs',
+    platform: 'browser', banner: {js: UMD_HEAD}, footer: {js: UMD_TAIL},
+    outfile: join(tmp, 'geoplat.js')});
+  await esbuild.build({...common, entryPoints: [join(here, 'src', 'esm.js')], format: 'esm',
+    outfile: join(tmp, 'geoplat.esm.js')});
+  const tianditu = join(here, 'src', 'tianditu', 'index.js');
+  if (existsSync(tianditu)) {
+    await esbuild.build({...common, entryPoints: [tianditu], format: 'iife',
+      outfile: join(tmp, 'tianditu.js')});
+  }
+  if (!process.argv.includes('--no-types')) {
+    const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+    execFileSync(process.execPath, [tsc, '--allowJs', '--declaration', '--emitDeclarationOnly',
+      '--skipLibCheck', '--target', 'es2020', '--module', 'es2020', '--moduleResolution',
+      'bundler', '--outFile', join(tmp, 'geoplat.d.ts'), join(here, 'src', 'index.js')],
+    {stdio: 'inherit'});
+    const dts = readFileSync(join(tmp, 'geoplat.d.ts'), 'utf8');
+    writeFileSync(join(tmp, 'geoplat.d.ts'),
+      `// geoplat SDK ${version}: declarations generated from the JSDoc of src/\n` + dts +
+      '\ndeclare module "geoplat" {\n    export * from "index";\n}\n');
+  }
+  // replace the old files only once everything built
+  for (const name of ['geoplat.js', 'geoplat.esm.js', 'tianditu.js', 'geoplat.d.ts']) {
+    if (existsSync(join(tmp, name))) {
+      renameSync(join(tmp, name), join(dist, name));
+    } else if (name === 'tianditu.js') {
+      rmSync(join(dist, name), {force: true});
+    }
+  }
+  rmSync(tmp, {recursive: true, force: true});
+}
+
+build().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
