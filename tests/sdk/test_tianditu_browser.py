@@ -1,0 +1,313 @@
+"""The Tianditu JS API 4.0 layer in headless Chromium, on the shared federation: the pages of
+services/web/sdk/examples/tianditu-*.html, written in the form of Tianditu's own examples with
+the script src `/api?v=4.0&tk=KEY` (the node's demo browser key), served by the node.
+
+Checked against the sample data (hangzhou.gpkg): the service halls LocalSearch returns, the
+door plate Geocoder.getPoint finds; and against what the page asked the node (the postStr,
+the `tk` on every request, the grid of the tiles). The render gate is the SDK's
+`data-idle="true"` on the map element (OpenLayers' rendercomplete), reached through T.Map.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pyogrio
+import pytest
+from browser_support import browser  # noqa: F401  (the fixture)
+from pyproj import Geod
+
+ROOT = Path(__file__).resolve().parents[2]
+GEOD = Geod(ellps="GRS80")
+IDLE = "#mapDiv[data-idle='true']"
+
+# pixels of the map's canvases: how many are opaque and how many colours they hold
+CANVAS_STATS = """() => {
+  const out = {opaque: 0, total: 0, colours: 0};
+  const seen = new Set();
+  for (const c of document.querySelectorAll('#mapDiv canvas')) {
+    if (!c.width || !c.height) continue;
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    for (let i = 0; i < d.length; i += 4 * 7) {
+      out.total++;
+      if (d[i + 3] > 0) { out.opaque++; seen.add((d[i] >> 3) + ',' + (d[i+1] >> 3) + ',' + (d[i+2] >> 3)); }
+    }
+  }
+  out.colours = seen.size;
+  return out;
+}"""
+
+SAMPLE = """() => {
+  const c = document.querySelector('#mapDiv canvas');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  const out = [];
+  for (let i = 0; i < d.length; i += 4 * 997) out.push(d[i], d[i + 1], d[i + 2]);
+  return out;
+}"""
+
+
+@pytest.fixture(scope="module")
+def halls() -> Any:
+    poi = pyogrio.read_dataframe(ROOT / "data-samples" / "hangzhou.gpkg", layer="poi")
+    return poi[poi["category"] == "service_hall"]
+
+
+@pytest.fixture(scope="module")
+def plates() -> Any:
+    return pyogrio.read_dataframe(ROOT / "data-samples" / "hangzhou.gpkg", layer="addresses")
+
+
+class Page:
+    """A page of the node with what it asked for and what it complained about."""
+
+    def __init__(self, chromium: Any, url: str):
+        self.page = chromium.new_page(viewport={"width": 1024, "height": 800})
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        # the browser's own /favicon.ico is not the page's doing
+        self.page.on("response", lambda r: self.errors.append(f"HTTP {r.status} {r.url}")
+                     if r.status >= 400 and urlsplit(r.url).path != "/favicon.ico" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        self.page.on("console", lambda m: self.errors.append(f"console: {m.text}")
+                     if m.type == "error" and not m.text.startswith("Failed to load resource")
+                     else None)
+        self.page.goto(url)
+        self.page.wait_for_selector(IDLE, timeout=60000)
+
+    def click_and_render(self, selector: str) -> None:
+        """Clicks and waits for the map's next rendercomplete (polling with wait_for_function
+        would need `eval`, which the node's CSP forbids)."""
+        done = self.page.evaluate("""(sel) => new Promise((resolve) => {
+          map.getLibMap().once('rendercomplete', () => resolve(true));
+          setTimeout(() => resolve(false), 60000);  // a bound, not a wait: fails the test
+          document.querySelector(sel).click();
+        })""", selector)
+        assert done
+        self.page.wait_for_selector(IDLE, timeout=60000)
+
+    def close(self) -> None:
+        self.page.close()
+
+
+def metres(a: tuple[float, float], b: tuple[float, float]) -> float:
+    return float(GEOD.inv(a[0], a[1], b[0], b[1])[2])
+
+
+def not_blank(stats: dict[str, int]) -> None:
+    assert stats["total"] > 10000, stats
+    assert stats["opaque"] / stats["total"] > 0.95, stats
+    assert stats["colours"] > 20, stats
+
+
+def test_service_hall_page(browser: Any, urls: dict[str, str], halls: Any,  # noqa: F811
+                           plates: Any) -> None:
+    node = urls["hangzhou"]
+    p = Page(browser, node + "/sdk/examples/tianditu-service-hall.html")
+    page = p.page
+    try:
+        # the script URL as Tianditu's: /api?v=4.0&tk=KEY, with the node's demo browser key
+        api = [u for u in p.requests if urlsplit(u).path == "/api"]
+        assert len(api) == 1, api
+        key = parse_qs(urlsplit(api[0]).query)["tk"][0]
+        assert re.fullmatch(r"[A-Za-z0-9_-]{8,}", key), key
+        assert page.evaluate("typeof T.Map") == "function"
+        assert page.evaluate("TMAP_NORMAL_MAP instanceof T.MapType")
+        # the map renders in the c grid at Tianditu's level 13
+        not_blank(page.evaluate(CANVAS_STATS))
+        assert page.evaluate("map.getCode()") == "EPSG:4326"
+        assert page.evaluate("map.getZoom()") == 13
+        res = page.evaluate("map.getLibMap().getView().getResolution()")
+        assert res == pytest.approx(0.703125 / 2 ** 12, rel=1e-6)
+        tiles = [u for u in p.requests if "/wmts" in urlsplit(u).path]
+        assert tiles, p.requests
+        for u in tiles:
+            assert parse_qs(urlsplit(u).query).get("tk") == [key], u
+        assert any("/c/13/" in u or "TILEMATRIX=13" in u.upper() for u in tiles), tiles[:5]
+        assert not any("/w/" in urlsplit(u).path for u in tiles), tiles[:5]
+        centre = page.evaluate("[map.getCenter().lng, map.getCenter().lat]")
+        assert metres(tuple(centre), (120.2130, 30.2460)) < 1
+
+        # the info window opens on a click on the marker
+        assert not page.is_visible(".tdt-infowindow")
+        page.click(".tdt-marker-icon")
+        page.wait_for_selector(".tdt-infowindow", state="visible", timeout=5000)
+        assert page.inner_text(".tdt-infowindow-content") == "杭州市民中心政务服务大厅"
+        # and closes with its button
+        page.click(".tdt-infowindow-close-button")
+        page.wait_for_selector(".tdt-infowindow", state="detached", timeout=5000)
+
+        # LocalSearch: the service halls of the view, as the data has them
+        bounds = page.evaluate("(() => { const b = map.getBounds(); return [b.getWest(), "
+                               "b.getSouth(), b.getEast(), b.getNorth()]; })()")
+        with page.expect_request(lambda r: urlsplit(r.url).path == "/v2/search") as req:
+            page.click("#searchButton")
+        query = parse_qs(urlsplit(req.value.url).query)
+        assert query["type"] == ["query"] and query["tk"] == [key]
+        post = json.loads(query["postStr"][0])
+        assert post["keyWord"] == "政务服务" and post["queryType"] == 1 and post["level"] == 13
+        assert post["start"] == 0 and post["count"] == 10
+        sent = [float(v) for v in post["mapBound"].split(",")]
+        assert sent == pytest.approx(bounds, abs=1e-6)
+        page.wait_for_selector("#searchDiv a.poi", timeout=30000)
+        found = page.eval_on_selector_all(
+            "#searchDiv a.poi", "els => els.map(a => [a.textContent, a.dataset.lonlat])")
+        by_name = {r["name"]: (r.geometry.x, r.geometry.y) for _, r in halls.iterrows()}
+        inside = {name for name, (x, y) in by_name.items() if "政务服务" in name
+                  and bounds[0] <= x <= bounds[2] and bounds[1] <= y <= bounds[3]}
+        assert inside, "the view holds no service hall: the test's view is wrong"
+        names = [n for n, _ in found]
+        assert set(names) >= inside, (names, inside)
+        for name, lonlat in found:
+            assert name in by_name, f"{name} is not a service hall"
+            x, y = (float(v) for v in lonlat.split(","))
+            assert metres((x, y), by_name[name]) < 1, name
+        count = page.evaluate("localsearch.getCountNumber()")
+        assert count == len(found)
+        assert f"共{count}条记录，分1页,当前第1页" in page.inner_text("#searchDiv")
+        # each result's marker opens its info window with the name and address
+        page.wait_for_selector(IDLE, timeout=60000)
+        page.click("#searchDiv a.poi >> nth=0")
+        page.wait_for_selector(".tdt-infowindow", state="visible", timeout=5000)
+        assert page.inner_text(".tdt-infowindow-content").startswith("名称:" + names[0])
+
+        # Geocoder.getPoint: the door plate of the data
+        with page.expect_request(lambda r: urlsplit(r.url).path == "/geocoder") as req:
+            page.click("#geocodeButton")
+        ds = json.loads(parse_qs(urlsplit(req.value.url).query)["ds"][0])
+        assert ds == {"keyWord": "浙江省杭州市上城区宏二路2号"}
+        page.wait_for_selector("#geocodeDiv:not(:empty)", timeout=30000)
+        lng, lat = (float(v) for v in page.inner_text("#geocodeDiv").split(","))
+        plate = plates[plates["address"] == "浙江省杭州市上城区宏二路2号"].iloc[0].geometry
+        assert metres((lng, lat), (plate.x, plate.y)) < 1
+        markers = page.evaluate("map.getOverlays().filter(o => o.getType() === 2)"
+                                ".map(o => [o.getLngLat().lng, o.getLngLat().lat])")
+        assert any(metres(tuple(m), (plate.x, plate.y)) < 1 for m in markers)
+        assert p.errors == [], p.errors
+    finally:
+        p.close()
+
+
+def test_web_mercator_map_types_and_click(browser: Any, urls: dict[str, str]) -> None:  # noqa: F811
+    p = Page(browser, urls["hangzhou"] + "/sdk/examples/tianditu-map.html")
+    page = p.page
+    try:
+        assert page.evaluate("map.getCode()") == "EPSG:900913", "Tianditu's default projection"
+        assert page.evaluate("map.getZoom()") == 12
+        res = page.evaluate("map.getLibMap().getView().getResolution()")
+        assert res == pytest.approx(2 * 20037508.342789244 / 256 / 2 ** 12, rel=1e-6)
+        tiles = [u for u in p.requests if "/wmts" in urlsplit(u).path]
+        assert tiles and not any("/c/" in urlsplit(u).path for u in tiles), tiles[:5]
+        not_blank(page.evaluate(CANVAS_STATS))
+        # a click gives Tianditu's event object: the lnglat of the pixel
+        size = page.evaluate("[map.getSize().x, map.getSize().y]")
+        page.mouse.click(size[0] / 2, size[1] / 2)
+        page.wait_for_selector("#lnglat:not(:empty)", timeout=5000)
+        lng, lat = (float(v) for v in page.inner_text("#lnglat").split(","))
+        assert metres((lng, lat), (120.16, 30.27)) < 30  # within a pixel at level 12
+        # TMAP_SATELLITE_MAP shows the imagery: other pixels, from the img layer
+        before = page.evaluate(SAMPLE)
+        p.requests.clear()
+        p.click_and_render("#satellite")
+        after = page.evaluate(SAMPLE)
+        assert before != after
+        img = [u for u in p.requests if "img" in u and "/wmts" in urlsplit(u).path]
+        assert img, p.requests[:5]
+        assert not any("cia" in u for u in p.requests), "卫星 is the imagery without labels"
+        p.requests.clear()
+        p.click_and_render("#hybrid")
+        assert any("cia" in u for u in p.requests), "卫星混合 adds the imagery labels"
+        active = page.inner_text(".tdt-control-maptype button.active")
+        assert active == "卫星混合"
+        assert p.errors == [], p.errors
+    finally:
+        p.close()
+
+
+def test_overlays_click_and_info_window(browser: Any, urls: dict[str, str]) -> None:  # noqa: F811
+    p = Page(browser, urls["hangzhou"] + "/sdk/examples/tianditu-overlays.html")
+    page = p.page
+    try:
+        kinds = page.evaluate("map.getOverlays().map(o => o.getType())")
+        assert sorted(kinds) == [1, 4, 5, 6, 7], kinds
+        radius_ok = page.evaluate(
+            "(() => { const c = map.getOverlays().find(o => o.getType() === 7);"
+            " const b = c.getBounds(); return b.getNorthEast().distanceTo("
+            "new T.LngLat(b.getNorthEast().lng, c.getCenter().lat)); })()")
+        assert radius_ok == pytest.approx(500, rel=0.01), "a circle of 500 m on the ground"
+        pt = page.evaluate("(() => { const p = map.lngLatToContainerPoint("
+                           "new T.LngLat(120.213, 30.246)); return [p.x, p.y]; })()")
+        page.mouse.click(pt[0], pt[1])
+        page.wait_for_selector("#clicked:not(:empty)", timeout=5000)
+        assert page.inner_text("#clicked") == "圆：半径500米"
+        page.wait_for_selector(".tdt-infowindow", state="visible", timeout=5000)
+        assert page.inner_text(".tdt-infowindow-content") == "杭州市民中心"
+        assert page.inner_text(".tdt-label") == "钱塘江"
+        assert p.errors == [], p.errors
+    finally:
+        p.close()
+
+
+def test_reverse_geocoder_and_administrative(browser: Any, urls: dict[str, str],  # noqa: F811
+                                             plates: Any) -> None:
+    p = Page(browser, urls["hangzhou"] + "/sdk/examples/tianditu-geocoder.html")
+    page = p.page
+    try:
+        plate = plates[plates["address"] == "浙江省杭州市上城区宏二路2号"].iloc[0].geometry
+        with page.expect_request(lambda r: urlsplit(r.url).path == "/geocoder"
+                                 and "postStr" in r.url) as req:
+            page.evaluate(f"geocode.getLocation(new T.LngLat({plate.x}, {plate.y}), "
+                          "locationResult)")
+        q = parse_qs(urlsplit(req.value.url).query)
+        assert q["type"] == ["geocode"]
+        assert json.loads(q["postStr"][0]) == {"lon": round(plate.x, 6), "lat": round(plate.y, 6),
+                                               "ver": 1}
+        page.wait_for_selector("#address:not(:empty)", timeout=30000)
+        assert page.inner_text("#address") == "浙江省杭州市上城区宏二路2号"
+        assert p.errors == [], p.errors
+    finally:
+        p.close()
+    p = Page(browser, urls["hangzhou"] + "/sdk/examples/tianditu-administrative.html")
+    page = p.page
+    try:
+        page.click("#search")
+        page.wait_for_selector("#msg:not(:empty)", timeout=30000)
+        assert page.inner_text("#msg").startswith("上城区（156330102，中心")
+        assert page.evaluate("map.getOverlays().filter(o => o.getType() === 5).length") >= 1
+        assert p.errors == [], p.errors
+    finally:
+        p.close()
+
+
+def test_wrong_key_is_reported_not_a_blank_map(browser: Any, urls: dict[str, str]) -> None:  # noqa: F811
+    """The same layer loaded with a key the node does not know: T.Map's `error` event has the
+    node's 401/403 problem, a service callback gets a failed status with the reason."""
+    p = Page(browser, urls["hangzhou"] + "/sdk/examples/tianditu-geocoder.html")
+    page = p.page
+    try:
+        page.evaluate("""() => new Promise((resolve, reject) => {
+          const s = document.createElement('script');
+          s.src = '/api?v=4.0&tk=' + 'f'.repeat(32);
+          s.nonce = document.querySelector('script[nonce]').nonce;
+          s.onload = resolve; s.onerror = reject;
+          document.head.appendChild(s);
+        })""")
+        got = page.evaluate("""() => new Promise((resolve) => {
+          const div = document.createElement('div');
+          div.style.cssText = 'width:300px;height:200px';
+          document.body.appendChild(div);
+          const m = new T.Map(div, {projection: 'EPSG:4326'});
+          m.addEventListener('error', (e) => resolve({status: e.status, detail: e.detail}));
+          m.centerAndZoom(new T.LngLat(120.2, 30.25), 12);
+        })""")
+        assert got["status"] in (401, 403), got
+        assert got["detail"], got
+        geo = page.evaluate("""() => new Promise((resolve) => new T.Geocoder().getPoint(
+          '浙江省杭州市上城区宏二路2号', (r) => resolve([r.getStatus(), r.getMsg()])))""")
+        assert geo[0] != 0 and re.search(r"HTTP 40[13]", geo[1]), geo
+    finally:
+        p.close()
