@@ -311,3 +311,129 @@ def test_wrong_key_is_reported_not_a_blank_map(browser: Any, urls: dict[str, str
         assert geo[0] != 0 and re.search(r"HTTP 40[13]", geo[1]), geo
     finally:
         p.close()
+
+
+def test_tianditu_tile_url_layer_and_wms(browser: Any, urls: dict[str, str]) -> None:  # noqa: F811
+    """Tianditu's own tile URL (`/img_w/wmts?...TILEMATRIX={z}&TILEROW={y}&TILECOL={x}&tk=`),
+    only the host changed, as `new T.Map(el, {layers: [new T.TileLayer(url)]})`, and a
+    T.TileLayer.WMS of the node's /wms."""
+    p = Page(browser, urls["hangzhou"] + "/sdk/examples/tianditu-layers.html")
+    page = p.page
+    try:
+        key = parse_qs(urlsplit(next(u for u in p.requests
+                                     if urlsplit(u).path == "/api")).query)["tk"][0]
+        not_blank(page.evaluate(CANVAS_STATS))
+        tdt = [parse_qs(urlsplit(u).query) for u in p.requests
+               if urlsplit(u).path == "/img_w/wmts"]
+        assert tdt, p.requests[:10]
+        for q in tdt:
+            assert q["TILEMATRIX"] == ["12"] and q["TILEMATRIXSET"] == ["w"] and q["tk"] == [key]
+        # a map given its own layers shows no e-map base layer
+        emap = [u for u in p.requests if "/wmts" in urlsplit(u).path
+                and urlsplit(u).path != "/img_w/wmts" and "Capabilities" not in u]
+        assert emap == [], emap[:5]
+        before = page.evaluate(SAMPLE)
+        p.click_and_render("#add")
+        getmap = [parse_qs(urlsplit(u).query) for u in p.requests if urlsplit(u).path == "/wms"]
+        assert getmap, p.requests[-5:]
+        q = {k: v[0] for k, v in getmap[0].items()}
+        assert {k: q[k] for k in ("REQUEST", "LAYERS", "TRANSPARENT", "FORMAT", "VERSION",
+                                   "SRS", "tk")} == {
+            "REQUEST": "GetMap", "LAYERS": "cia", "TRANSPARENT": "TRUE", "FORMAT": "image/png",
+            "VERSION": "1.1.1", "SRS": "EPSG:3857", "tk": key}
+        assert page.evaluate(SAMPLE) != before, "the labels are drawn over the imagery"
+        assert page.evaluate("map.getLayers().length") == 2
+        page.click("#remove")
+        assert page.evaluate("map.getLayers().length") == 1
+        assert p.errors == [], p.errors
+    finally:
+        p.close()
+
+
+SEARCH = """([how, args]) => new Promise((resolve) => {
+  setTimeout(() => resolve({type: 'no answer in 30 s'}), 30000);  // a bound: fails the test
+  localsearch.setSearchCompleteCallback((r) => resolve({
+    type: r.getResultType(), count: localsearch.getCountNumber(),
+    pages: localsearch.getCountPage(), index: localsearch.getPageIndex(),
+    pois: (r.getPois() || []).map((p) => [p.name, p.lonlat])}));
+  if (how === 'search') localsearch.search(args[0], args[1]);
+  if (how === 'nearby') localsearch.searchNearby(args[0], new T.LngLat(args[1], args[2]), args[3]);
+  if (how === 'page') localsearch.gotoPage(args[0]);
+  if (how === 'next') localsearch.nextPage();
+})"""
+
+
+def test_local_search_paging_nearby_admin_code_and_events(browser: Any,  # noqa: F811
+                                                          urls: dict[str, str],
+                                                          halls: Any) -> None:
+    p = Page(browser, urls["hangzhou"] + "/sdk/examples/tianditu-service-hall.html")
+    page = p.page
+    try:
+        posts: list[dict[str, Any]] = []
+        page.on("request", lambda r: posts.append(json.loads(
+            parse_qs(urlsplit(r.url).query)["postStr"][0]))
+            if urlsplit(r.url).path == "/v2/search" else None)
+        by_name = {r["name"]: (r.geometry.x, r.geometry.y, r["district"])
+                   for _, r in halls.iterrows()}
+        # zoomend on T.Map with Tianditu's event object
+        ev = page.evaluate("""() => new Promise((resolve) => {
+          map.addEventListener('zoomend', function (e) {
+            resolve([e.type, e.target === map, this === map, map.getZoom()]); });
+          setTimeout(() => resolve('no zoomend'), 10000);  // a bound: fails the test
+          map.setZoom(11);
+        })""")
+        assert ev == ["zoomend", True, True, 11]
+        page.wait_for_selector(IDLE, timeout=60000)
+
+        # pages of 2, counted from 1; start = (page - 1) * 2
+        page.evaluate("localsearch.setPageCapacity(2)")
+        first = page.evaluate(SEARCH, ["search", ["便民服务中心", 1]])
+        assert first["type"] == 1 and first["index"] == 1 and len(first["pois"]) == 2
+        assert first["count"] > 4, first
+        assert first["pages"] == -(-first["count"] // 2)
+        second = page.evaluate(SEARCH, ["next", []])
+        assert second["index"] == 2 and len(second["pois"]) == 2
+        last = page.evaluate(SEARCH, ["page", [first["pages"]]])
+        assert last["index"] == first["pages"]
+        assert len(last["pois"]) == first["count"] - 2 * (first["pages"] - 1)
+        seen = [n for r in (first, second, last) for n, _ in r["pois"]]
+        assert len(set(seen)) == len(seen), "pages do not repeat a result"
+        assert all(name in by_name for name in seen)
+        assert [(q["queryType"], q["start"], q["count"]) for q in posts] == [
+            (1, 0, 2), (1, 2, 2), (1, 2 * (first["pages"] - 1), 2)]
+
+        # searchNearby: queryType 3, and every result within the radius (the data's positions)
+        posts.clear()
+        page.evaluate("localsearch.setPageCapacity(20)")
+        near = page.evaluate(SEARCH, ["nearby", ["便民服务中心", 120.2130, 30.2460, 3000]])
+        assert posts[-1]["queryType"] == 3 and posts[-1]["pointLonlat"] == "120.213,30.246"
+        assert posts[-1]["queryRadius"] == "3000"
+        got = {n for n, _ in near["pois"]}
+        expected = {n for n, (x, y, _) in by_name.items() if "便民服务中心" in n
+                    and metres((x, y), (120.2130, 30.2460)) <= 3000}
+        assert expected and got == expected, (got, expected)
+
+        # setSpecifyAdminCode: `specify`, and only 上城区's halls
+        posts.clear()
+        page.evaluate("localsearch.setSpecifyAdminCode('156330102')")
+        spec = page.evaluate(SEARCH, ["search", ["便民服务中心", 1]])
+        assert posts[-1]["specify"] == "156330102"
+        assert spec["pois"] and all(by_name[n][2] == "上城区" for n, _ in spec["pois"]), spec
+
+        # overlays: the page's own search puts a marker per result; then removal and clearing
+        page.evaluate("localsearch.setSearchCompleteCallback(localSearchResult)")
+        page.click("#searchButton")
+        page.wait_for_selector("#searchDiv a.poi", timeout=30000)
+        n_markers = page.locator(".tdt-marker-icon").count()
+        assert n_markers == page.evaluate("map.getOverlays().length") > 1
+        page.evaluate("map.removeOverLay(map.getOverlays()[0])")
+        assert page.locator(".tdt-marker-icon").count() == n_markers - 1
+        page.click(".tdt-marker-icon >> nth=0")
+        page.wait_for_selector(".tdt-infowindow", state="visible", timeout=5000)
+        page.evaluate("map.clearOverLays()")
+        assert page.locator(".tdt-marker-icon").count() == 0
+        assert page.locator(".tdt-infowindow").count() == 0
+        assert page.evaluate("map.getOverlays().length") == 0
+        assert p.errors == [], p.errors
+    finally:
+        p.close()

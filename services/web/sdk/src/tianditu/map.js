@@ -520,7 +520,9 @@ export class TMap extends Evented {
   _wire() {
     const m = this._olMap;
     const view = () => this._view();
-    let zoomAtStart = null;
+    // OpenLayers fires movestart in the frame after the view changed: the level before a move
+    // is the one of the last moveend
+    let lastZoom = null;
     let zoomStarted = false;
     let dragging = false;
     let hovered = null;
@@ -556,11 +558,7 @@ export class TMap extends Evented {
       }
       this.fire("drag", this._mouse(ev));
     });
-    m.on("movestart", () => {
-      zoomAtStart = this.getZoom();
-      zoomStarted = false;
-      this.fire("movestart", {});
-    });
+    m.on("movestart", () => this.fire("movestart", {}));
     m.on("moveend", () => {
       if (this._maxBounds) {
         const c = this.getCenter();
@@ -572,8 +570,10 @@ export class TMap extends Evented {
         this.fire("dragend", {});
       }
       this.fire("moveend", {});
-      if (zoomAtStart !== null && this.getZoom() !== zoomAtStart) this.fire("zoomend", {});
-      zoomAtStart = null;
+      const z = this.getZoom();
+      if (lastZoom !== null && z !== lastZoom) this.fire("zoomend", {});
+      lastZoom = z;
+      zoomStarted = false;
     });
     let oldSize = null;
     m.on("change:size", () => {
