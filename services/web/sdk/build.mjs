@@ -38,6 +38,32 @@ const common = {
   loader: {'.css': 'text'},
 };
 
+// tsc --outFile names each module by its path under src/ ("Map", "overlays/TileOverlay") but
+// leaves some re-exports relative ("./Map.js"), which an ambient module cannot resolve (they
+// would be `any`): name them as the modules are named.
+function resolveAmbient(dts) {
+  let current = '';
+  return dts.split('\n').map((line) => {
+    const m = /^declare module "([^"]+)" \{/.exec(line);
+    if (m) {
+      current = m[1];
+    }
+    return line.replace(/(from |import\()"(\.{1,2}\/[^"]+?)(\.js)?"/g, (_, kw, spec) => {
+      const base = current.includes('/') ? current.slice(0, current.lastIndexOf('/') + 1) : '';
+      const parts = (base + spec).split('/');
+      const out = [];
+      for (const part of parts) {
+        if (part === '..') {
+          out.pop();
+        } else if (part !== '.') {
+          out.push(part);
+        }
+      }
+      return `${kw}"${out.join('/')}"`;
+    });
+  }).join('\n');
+}
+
 async function build() {
   mkdirSync(dist, {recursive: true});
   const tmp = join(dist, '.tmp');
@@ -59,7 +85,7 @@ async function build() {
       '--skipLibCheck', '--target', 'es2020', '--module', 'es2020', '--moduleResolution',
       'bundler', '--outFile', join(tmp, 'geoplat.d.ts'), join(here, 'src', 'index.js')],
     {stdio: 'inherit'});
-    const dts = readFileSync(join(tmp, 'geoplat.d.ts'), 'utf8');
+    const dts = resolveAmbient(readFileSync(join(tmp, 'geoplat.d.ts'), 'utf8'));
     writeFileSync(join(tmp, 'geoplat.d.ts'),
       `// geoplat SDK ${version}: declarations generated from the JSDoc of src/\n` + dts +
       '\ndeclare module "geoplat" {\n    export * from "index";\n}\n');

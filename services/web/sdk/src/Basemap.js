@@ -24,6 +24,29 @@ export function checkBasemap(name) {
 }
 
 /**
+ * Text for OpenLayers' attribution control, which writes attributions as HTML: escaped.
+ * @param {unknown} text Plain text.
+ * @return {string} HTML showing that text.
+ */
+export function escapeHtml(text) {
+  return String(text ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/**
+ * The attribution of a node's e-map: its capabilities' title and access constraints.
+ * @param {Object} capabilities Parsed WMTS capabilities.
+ * @return {string|undefined} HTML (escaped text).
+ */
+export function attributionOf(capabilities) {
+  const id = capabilities && capabilities.ServiceIdentification;
+  if (!id) {
+    return undefined;
+  }
+  return [id.Title, id.AccessConstraints].filter(Boolean).map(escapeHtml).join(' · ') ||
+    undefined;
+}
+
+/**
  * A WMTS source of one capabilities layer in one matrix set, or null if the capabilities
  * lack it.
  * @param {Object} capabilities Parsed by ol/format/WMTSCapabilities.
@@ -39,7 +62,11 @@ export function wmtsSource(capabilities, layer, matrixSet, projection, crossOrig
     return null;
   }
   options.crossOrigin = crossOrigin === undefined ? null : crossOrigin;
+  options.attributions = attributionOf(capabilities);
   options.wrapX = projection.getCode() === 'EPSG:3857';
+  // no fade-in: OpenLayers' 250 ms opacity transition delays rendercomplete by as much, and
+  // base maps of government sites (Tianditu's too) show tiles at once
+  options.transition = 0;
   return new WMTS(options);
 }
 

@@ -74,6 +74,8 @@ export default class Map extends Observable {
     this.graphics = new VectorSource();
     this.popup = new Popup();
     this.tileErrorAt_ = -Infinity;
+    /** @type {GeoplatError|null} */
+    this.lastError = null;
     const center = checkLngLat(options.center || [116.391, 39.907]);
     this.map = new OlMap({
       target: el,
@@ -141,7 +143,7 @@ export default class Map extends Observable {
     const resolutions = viewResolutions(basemap.source(basemap.getName()));
     this.map.setView(this.makeView_(resolutions, view.getCenter(), view.getZoom()));
     for (const layer of basemap.getLayers()) {
-      this.watchTiles_(layer.getSource.bind(layer));
+      this.watchTiles_(layer);
       this.map.addLayer(layer);
     }
     this.basemap = basemap;
@@ -152,22 +154,21 @@ export default class Map extends Observable {
   /**
    * Tile load errors: the first failing tile (then one every 10 s at most) is asked again
    * with fetch to read the node's problem detail, which the `error` event carries.
-   * @param {function(): any} getSource The layer's current source.
+   * @param {import('ol/layer/Base.js').default} layer A tile layer (its source may change).
    * @private
    */
-  watchTiles_(getSource) {
+  watchTiles_(layer) {
     const seen = new WeakSet();
     const attach = () => {
-      const source = getSource();
-      if (!source || seen.has(source)) {
+      const source = /** @type {any} */ (layer).getSource && /** @type {any} */ (layer).getSource();
+      if (!source || seen.has(source) || typeof source.getTileUrlFunction !== 'function') {
         return;
       }
       seen.add(source);
       source.on('tileloaderror', (evt) => this.onTileError_(source, evt.tile));
     };
     attach();
-    this.map.getLayers().on('change:length', attach);
-    this.map.on('precompose', attach);
+    layer.on('change:source', attach);
   }
 
   /**
@@ -205,6 +206,8 @@ export default class Map extends Observable {
   fail_(err) {
     const error = err instanceof GeoplatError ? err
       : new GeoplatError({status: 0, title: 'Error', detail: String(err && err.message || err)});
+    /** @type {GeoplatError|null} The last error (also on the element: data-error="403"). */
+    this.lastError = error;
     this.element.dataset.error = String(error.status);
     this.dispatchEvent({type: 'error', error, status: error.status, title: error.title,
       detail: error.detail});
@@ -269,9 +272,6 @@ export default class Map extends Observable {
     this.options = {...this.options, basemap: name};
     await this.ready;
     this.basemap.setName(name);
-    for (const layer of this.basemap.getLayers()) {
-      this.watchTiles_(layer.getSource.bind(layer));
-    }
   }
 
   /**
@@ -361,7 +361,7 @@ export default class Map extends Observable {
       : new TileOverlay(spec, context);
     this.overlays_.add(overlay);
     this.map.addLayer(overlay.getLibLayer());
-    this.watchTiles_(() => overlay.getLibLayer().getSource());
+    this.watchTiles_(overlay.getLibLayer());
     overlay.ready.catch((err) => this.fail_(err));
     return overlay;
   }

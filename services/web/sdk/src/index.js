@@ -21,6 +21,13 @@
  *   `map.graphics` (VectorSource of graphics), `map.popup`, `map.ready` (Promise), events
  *   `ready`, `rendercomplete`, `moveend`, `click`, `featureclick`, `error`.
  * - `setDefaults({node, key, scriptUrl})`, `defaultNode()`, `defaultKey()`.
+ *
+ * The Tianditu layer's bundle (dist/tianditu.js, built from src/tianditu/index.js by build.mjs)
+ * is an IIFE without a global name of its own: src/tianditu/index.js sets `globalThis.T` (and
+ * TMAP_* and the other globals Tianditu pages use). `/api?v=4.0&tk=KEY` runs
+ * `globalThis.GEOPLAT_TIANDITU = {key, node, v}` first (services/web/sdk_routes.py): the key of
+ * the script URL, and the node's base URL (`document.currentScript.src` works too, through
+ * `nodeFromScriptUrl`, which strips `/api`).
  */
 import * as ol from './olparts.js';
 

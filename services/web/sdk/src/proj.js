@@ -11,9 +11,10 @@
  * tile offset at high levels.
  */
 import proj4 from 'proj4';
-import {addProjection, get as getProjection} from 'ol/proj.js';
+import {addCoordinateTransforms, addProjection, get as getProjection} from 'ol/proj.js';
 import Projection from 'ol/proj/Projection.js';
-import {register} from 'ol/proj/proj4.js';
+import {PROJECTIONS as MERCATOR} from 'ol/proj/epsg3857.js';
+import {PROJECTIONS as LONLAT} from 'ol/proj/epsg4326.js';
 
 /** The CRS code of CGCS2000 geographic coordinates. */
 export const CGCS2000 = 'EPSG:4490';
@@ -69,6 +70,16 @@ export function registerCGCS2000() {
     global: true,
   });
   addProjection(projection);
-  register(proj4);
+  // transforms to the projections OpenLayers knows (Web Mercator, WGS 84 lon/lat and their
+  // aliases), computed by proj4. Not `register(proj4)` of ol/proj/proj4: it pairs every
+  // definition proj4 ships (120 UTM zones among them), some 17,000 transforms, which took
+  // 250 ms of a page's start in headless chromium (bench/web.py)
+  for (const [others, code] of [[MERCATOR, 'EPSG:3857'], [LONLAT, 'EPSG:4326']]) {
+    const t = proj4(def, proj4.defs(code));
+    for (const other of others) {
+      addCoordinateTransforms(projection, other, (c) => t.forward([c[0], c[1]]),
+        (c) => t.inverse([c[0], c[1]]));
+    }
+  }
   return projection;
 }

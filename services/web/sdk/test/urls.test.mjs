@@ -65,3 +65,12 @@ test('vector tiles: the OGC API Tiles template with the key', () => {
   assert.equal(vectorTileTemplate(NODE, 'poi', 'k'),
     `${NODE}/ogc/collections/poi/tiles/WebMercatorQuad/{z}/{y}/{x}?f=mvt&tk=k`);
 });
+
+test('attributions from capabilities are text, escaped for the attribution control', async () => {
+  const {attributionOf, escapeHtml} = await import('../src/Basemap.js');
+  assert.equal(escapeHtml('<img src=x onerror=alert(1)>&"\''),
+    '&#60;img src=x onerror=alert(1)&#62;&#38;&#34;&#39;');
+  assert.equal(attributionOf({ServiceIdentification: {Title: '国家 <b>', AccessConstraints: 'a&b'}}),
+    '国家 &#60;b&#62; · a&#38;b');
+  assert.equal(attributionOf({}), undefined);
+});

@@ -43,6 +43,12 @@ export default class TileOverlay extends Observable {
     const key = context.key;
     const opacity = options.opacity ?? 1;
     if (options.type === 'vectortiles') {
+      // the nodes serve MVT in WebMercatorQuad only, and OpenLayers cannot reproject vector
+      // tiles: in a c-grid map use a features overlay
+      if (context.projection.getCode() !== 'EPSG:3857') {
+        throw new TypeError('vector tiles are WebMercatorQuad: use them in a map with crs ' +
+          '"EPSG:3857", or a {type: "features"} overlay in EPSG:4490');
+      }
       this.source = new VectorTileSource({format: new MVT(),
         url: vectorTileTemplate(this.node, options.collection, key)});
       this.layer = new VectorTileLayer({source: this.source, opacity,

@@ -1,0 +1,144 @@
+"""JS SDK benchmark (issue 14; not a test): bundle sizes and time to the first rendered map.
+
+Run from the repository root:  .venv/bin/python bench/web.py [--config FEDERATION.yml] [--runs 5]
+Uses the running federation of the config (default config/federation.yml; `geoplat up --detach`
+if it is not running, stopped again afterwards). Measures:
+  - gzip -9 size of dist/geoplat.js and dist/tianditu.js (goal: SDK <= 200 KB);
+  - navigation -> first rendercomplete (`data-idle="true"` on the map element, recorded in the
+    page by a MutationObserver against performance.now(), i.e. from navigation start) of a
+    1280x800 map at level 12 over Hangzhou in headless chromium, each run in a fresh browser
+    context (empty HTTP cache): `cold` after the main node's tile cache for levels 11-13 there
+    is cleaned, `warm` with the tiles cached by the previous run (goal warm <= 1.0 s);
+  - the same through the Tianditu layer (/sdk/examples/tianditu-*.html, when there is one whose
+    view is parameterised like geoplat-map's; goal <= 1.1x the SDK's warm time).
+Prints a table and appends it to bench/results/web.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import statistics
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from nodes import settings as settings_mod
+from nodes import supervisor
+from nodes.pygeoapi_config import node_dir
+from services.web.sdk_routes import DIST, EXAMPLES
+from tiles.seed import clean
+
+VIEW = {"zoom": 12, "lon": 120.155, "lat": 30.25}
+BBOX = (119.9, 30.0, 120.4, 30.5)
+SIZE = {"width": 1280, "height": 800}
+RECORD = """
+window.__firstIdle = null;
+new MutationObserver((list, obs) => {
+  for (const m of list) {
+    if (m.target.dataset && m.target.dataset.idle === 'true' && window.__firstIdle === null) {
+      window.__firstIdle = performance.now(); obs.disconnect();
+    }
+  }
+}).observe(document, {subtree: true, attributes: true, attributeFilter: ['data-idle']});
+"""
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+
+
+def gz(name: str) -> int | None:
+    path = DIST / name
+    return len(gzip.compress(path.read_bytes(), 9)) if path.exists() else None
+
+
+def first_render(browser, url: str) -> float:
+    """Seconds from navigation start to the first rendercomplete, in a fresh context."""
+    context = browser.new_context(viewport=SIZE)
+    try:
+        page = context.new_page()
+        page.add_init_script(RECORD)
+        page.goto(url)
+        page.wait_for_function("() => window.__firstIdle !== null", timeout=120_000)
+        return page.evaluate("() => window.__firstIdle") / 1000
+    finally:
+        context.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", help="federation.yml (default: the project's)")
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    if not (DIST / "geoplat.js").exists():
+        print("the SDK is not built: make sdk", file=sys.stderr)
+        return 1
+    settings = settings_mod.load(args.config) if args.config else settings_mod.load()
+    main_node = next(n for n in settings.nodes if n.tier == "main")
+    started = False
+    if main_node.id not in supervisor.running_nodes(settings):
+        print("starting the federation (geoplat up --detach)")
+        env = {**os.environ, **({"GEOPLAT_CONFIG": args.config} if args.config else {})}
+        subprocess.run([str(ROOT / ".venv" / "bin" / "geoplat"), "up", "--detach"], check=True,
+                       env=env)
+        started = True
+    base = main_node.base_url
+    query = "&".join(f"{k}={v}" for k, v in VIEW.items())
+    sdk_url = f"{base}/sdk/examples/geoplat-map.html?{query}"
+    tianditu = sorted(p.stem for p in EXAMPLES.glob("tianditu-*.html"))
+    tdt_url = f"{base}/sdk/examples/{tianditu[0]}.html?{query}" if tianditu else None
+    httpx.get(sdk_url).raise_for_status()
+    ndir = node_dir(settings, main_node)
+    from playwright.sync_api import sync_playwright
+
+    rows: dict[str, list[float]] = {"sdk cold": [], "sdk warm": []}
+    if tdt_url:
+        rows["tianditu warm"] = []
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                         args=ARGS)
+            first_render(browser, sdk_url)  # the browser's own start-up out of the figures
+            for _ in range(args.runs):
+                clean(ndir, levels=(11, 13), bbox=BBOX)
+                rows["sdk cold"].append(first_render(browser, sdk_url))
+                rows["sdk warm"].append(first_render(browser, sdk_url))
+                if tdt_url:
+                    rows["tianditu warm"].append(first_render(browser, tdt_url))
+            browser.close()
+    finally:
+        if started:
+            subprocess.run([str(ROOT / ".venv" / "bin" / "geoplat"), "down"], check=False)
+    sdk_gz, tdt_gz = gz("geoplat.js"), gz("tianditu.js")
+    lines = [(f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
+             f"{args.runs} runs each (median, min-max)"), "",
+             "| what | value | goal |", "|---|---|---|",
+             f"| geoplat.js gzip -9 | {sdk_gz / 1024:.1f} KB | <= 200 KB |",
+             (f"| tianditu.js gzip -9 | "
+             f"{f'{tdt_gz / 1024:.1f} KB' if tdt_gz else 'not built'} | |")]
+    for name, values in rows.items():
+        lines.append(f"| {name}: navigation -> first rendercomplete, 1280x800, level 12 | "
+                     f"{statistics.median(values):.3f} s ({min(values):.3f}-{max(values):.3f}) | "
+                     f"{'<= 1.0 s' if name == 'sdk warm' else ''} |")
+    if tdt_url:
+        ratio = statistics.median(rows["tianditu warm"]) / statistics.median(rows["sdk warm"])
+        lines.append(f"| tianditu warm / sdk warm ({tianditu[0]}) | {ratio:.2f} | <= 1.1 |")
+    else:
+        lines.append("| tianditu layer | no /sdk/examples/tianditu-*.html yet | |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    out = ROOT / "bench" / "results" / "web.md"
+    if not out.exists():
+        out.write_text("# JS SDK: bundle size and first render (bench/web.py)\n\n")
+    with out.open("a", encoding="utf-8") as f:
+        f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

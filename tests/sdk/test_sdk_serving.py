@@ -1,0 +1,155 @@
+"""How nodes serve the SDK (issue 14): bundles with ETag, gzip and caching through the node's
+front door, the docs and examples as pages with the demo browser key, Tianditu's script URL
+`/api?v=4.0&tk=` with the key written safely for a script, CORS for pages of other origins."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from federations import free_port
+from starlette.applications import Starlette
+
+from services.web.sdk_routes import DIST, Assets, SdkRoutes
+
+HOSTILE_KEYS = [
+    "</script><script>alert(1)</script>",
+    "\u2028\u2029alert(1)//",
+    "'\";alert(1)//<!--",
+    "&amp;<b>\\u003c",
+]
+
+
+def test_bundles_are_served_with_etag_gzip_and_caching(urls) -> None:
+    base = urls["national"]
+    r = httpx.get(f"{base}/sdk/geoplat.js", headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/javascript")
+    assert r.headers["content-encoding"] == "gzip"
+    assert "max-age" in r.headers["cache-control"]
+    assert "Geoplat" in r.text  # httpx decompressed it: the UMD wrapper names the global
+    assert r.content == (DIST / "geoplat.js").read_bytes()
+    again = httpx.get(f"{base}/sdk/geoplat.js", headers={
+        "Accept-Encoding": "gzip", "If-None-Match": r.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
+    plain = httpx.get(f"{base}/sdk/geoplat.js", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.headers["etag"] != r.headers["etag"]
+    esm = httpx.get(f"{base}/sdk/geoplat.esm.js")
+    assert esm.status_code == 200 and "export" in esm.text
+    dts = httpx.get(f"{base}/sdk/geoplat.d.ts")
+    assert dts.status_code == 200 and "class Map" in dts.text
+    for bad in ("/sdk/build.mjs", "/sdk/..%2fsdk_routes.py", "/sdk/src/Map.js", "/sdk/x.js"):
+        assert httpx.get(base + bad).status_code == 404, bad
+
+
+def test_docs_and_examples_are_pages_with_the_demo_browser_key(urls, demo) -> None:
+    base = urls["hangzhou"]
+    docs = httpx.get(f"{base}/sdk/")
+    assert docs.status_code == 200 and "geoplat-map" in docs.text
+    assert demo["browser_key"] in docs.text
+    assert demo["server_key"] not in docs.text, "a server key never goes into a page"
+    page = httpx.get(f"{base}/sdk/examples/geoplat-map.html")
+    csp = page.headers["content-security-policy"]
+    nonce = csp.split("'nonce-")[1].split("'")[0]
+    assert f'<script nonce="{nonce}">' in page.text
+    assert json.dumps(demo["browser_key"]) in page.text
+    assert " on" not in page.text.split("<body>")[1].replace(" only", ""), "no inline handlers"
+    for name in ("../docs", "nope", "Geoplat-map", "a" * 70):
+        assert httpx.get(f"{base}/sdk/examples/{name}.html").status_code == 404, name
+    assert httpx.get(f"{base}/sdk", follow_redirects=False).headers["location"] == "/sdk/"
+
+
+def test_capabilities_and_refusals_carry_cors_for_other_origins(urls, demo) -> None:
+    base = urls["national"]
+    origin = {"Origin": "http://127.0.0.1:9"}
+    ok = httpx.get(f"{base}/wmts/1.0.0/WMTSCapabilities.xml",
+                   params={"tk": demo["server_key"]}, headers=origin)
+    assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "*"
+    assert "access-control-allow-credentials" not in ok.headers
+    refused = httpx.get(f"{base}/wmts/1.0.0/WMTSCapabilities.xml",
+                        params={"tk": demo["browser_key"]}, headers=origin)
+    assert refused.status_code == 403
+    assert refused.headers["access-control-allow-origin"] == "*"
+    places = httpx.get(f"{base}/api/places/search", params={"q": "杭州", "tk": "bad"},
+                       headers=origin)
+    assert places.status_code == 403 and places.headers["access-control-allow-origin"] == "*"
+    # nothing else gets it: the sign-on and key pages stay same-origin
+    assert "access-control-allow-origin" not in httpx.get(f"{base}/sso/keys",
+                                                          headers=origin).headers
+
+
+def test_the_tianditu_script_url_of_the_node(urls) -> None:
+    base = urls["national"]
+    r = httpx.get(f"{base}/api", params={"v": "4.0", "tk": "abc"})
+    assert r.headers["content-type"].startswith("application/javascript")
+    if (DIST / "tianditu.js").exists():
+        assert r.status_code == 200
+        assert r.text.startswith('globalThis.GEOPLAT_TIANDITU={"key":"abc",')
+        assert r.headers["cache-control"].startswith("private")
+    else:  # not built here: a script that says so, not a blank page
+        assert r.status_code == 503 and r.text.startswith("throw new Error(")
+    wrong = httpx.get(f"{base}/api", params={"v": "3.0"})
+    assert wrong.status_code == 400 and wrong.text.startswith("throw new Error(")
+
+
+@pytest.fixture(scope="module")
+def sdk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """SdkRoutes alone on a loopback uvicorn, over a dist/ of the test's own."""
+    dist = tmp_path_factory.mktemp("dist")
+    (dist / "tianditu.js").write_text("window.T = {};\n")
+    app = Starlette(routes=SdkRoutes("http://node.example", dist, "t", Assets(dist)).routes())
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", dist
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.mark.parametrize("key", HOSTILE_KEYS)
+def test_the_key_is_written_safely_for_a_script(sdk_server, key: str) -> None:
+    base, _ = sdk_server
+    r = httpx.get(f"{base}/api", params={"v": "4.0", "tk": key})
+    assert r.status_code == 200
+    prefix, _, rest = r.text.partition("\n")
+    assert rest == "window.T = {};\n"
+    for raw in ("<", ">", "&", "'", "\u2028", "\u2029"):
+        assert raw not in prefix, f"{raw!r} left raw in {prefix!r}"
+    assert prefix.startswith("globalThis.GEOPLAT_TIANDITU=") and prefix.endswith(";")
+    value = json.loads(prefix[len("globalThis.GEOPLAT_TIANDITU="):-1])
+    assert value == {"key": key, "node": "http://node.example", "v": "4.0"}
+
+
+def test_script_prefix_limits_and_versions(sdk_server) -> None:
+    base, _ = sdk_server
+    assert httpx.get(f"{base}/api", params={"tk": "k" * 257}).status_code == 400
+    with httpx.stream("GET", f"{base}/api", params={"tk": "k"},
+                      headers={"Accept-Encoding": "gzip"}) as r:
+        assert r.status_code == 200 and r.headers["content-encoding"] == "gzip"
+        raw = b"".join(r.iter_raw())
+    assert gzip.decompress(raw).endswith(b"window.T = {};\n")
+
+
+def test_a_missing_bundle_is_a_script_error_and_a_rebuild_is_picked_up(sdk_server) -> None:
+    base, dist = sdk_server
+    r = httpx.get(f"{base}/sdk/geoplat.js")
+    assert r.status_code == 503 and r.text.startswith("throw new Error(")
+    assert "make install" in r.text and r.headers["cache-control"] == "no-store"
+    (dist / "geoplat.js").write_text("var Geoplat = 1;\n")
+    first = httpx.get(f"{base}/sdk/geoplat.js")
+    assert first.status_code == 200 and first.text == "var Geoplat = 1;\n"
+    (dist / "geoplat.js").write_text("var Geoplat = 22;\n")
+    second = httpx.get(f"{base}/sdk/geoplat.js")
+    assert second.text == "var Geoplat = 22;\n" and second.headers["etag"] != first.headers["etag"]
