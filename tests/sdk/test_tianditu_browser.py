@@ -10,15 +10,19 @@ the `tk` on every request, the grid of the tiles). The render gate is the SDK's
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
 import pyogrio
 import pytest
-from browser_support import browser  # noqa: F401  (the fixture)
+from PIL import Image
 from pyproj import Geod
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,13 +102,21 @@ def metres(a: tuple[float, float], b: tuple[float, float]) -> float:
     return float(GEOD.inv(a[0], a[1], b[0], b[1])[2])
 
 
+def shown(page: Any) -> dict[str, int]:
+    """CANVAS_STATS from a screenshot of the map (tiles of another origin taint the canvas)."""
+    img = np.asarray(Image.open(io.BytesIO(page.locator("#mapDiv").screenshot())).convert("RGB"))
+    px = img.reshape(-1, 3)[::7]
+    return {"total": len(px), "opaque": len(px),
+            "colours": len({tuple(v) for v in (px >> 3).tolist()})}
+
+
 def not_blank(stats: dict[str, int]) -> None:
     assert stats["total"] > 10000, stats
     assert stats["opaque"] / stats["total"] > 0.95, stats
     assert stats["colours"] > 20, stats
 
 
-def test_service_hall_page(browser: Any, urls: dict[str, str], halls: Any,  # noqa: F811
+def test_service_hall_page(browser: Any, urls: dict[str, str], halls: Any,
                            plates: Any) -> None:
     node = urls["hangzhou"]
     p = Page(browser, node + "/sdk/examples/tianditu-service-hall.html")
@@ -192,7 +204,7 @@ def test_service_hall_page(browser: Any, urls: dict[str, str], halls: Any,  # no
         p.close()
 
 
-def test_web_mercator_map_types_and_click(browser: Any, urls: dict[str, str]) -> None:  # noqa: F811
+def test_web_mercator_map_types_and_click(browser: Any, urls: dict[str, str]) -> None:
     p = Page(browser, urls["hangzhou"] + "/sdk/examples/tianditu-map.html")
     page = p.page
     try:
@@ -228,7 +240,7 @@ def test_web_mercator_map_types_and_click(browser: Any, urls: dict[str, str]) ->
         p.close()
 
 
-def test_overlays_click_and_info_window(browser: Any, urls: dict[str, str]) -> None:  # noqa: F811
+def test_overlays_click_and_info_window(browser: Any, urls: dict[str, str]) -> None:
     p = Page(browser, urls["hangzhou"] + "/sdk/examples/tianditu-overlays.html")
     page = p.page
     try:
@@ -252,7 +264,7 @@ def test_overlays_click_and_info_window(browser: Any, urls: dict[str, str]) -> N
         p.close()
 
 
-def test_reverse_geocoder_and_administrative(browser: Any, urls: dict[str, str],  # noqa: F811
+def test_reverse_geocoder_and_administrative(browser: Any, urls: dict[str, str],
                                              plates: Any) -> None:
     p = Page(browser, urls["hangzhou"] + "/sdk/examples/tianditu-geocoder.html")
     page = p.page
@@ -283,7 +295,7 @@ def test_reverse_geocoder_and_administrative(browser: Any, urls: dict[str, str],
         p.close()
 
 
-def test_wrong_key_is_reported_not_a_blank_map(browser: Any, urls: dict[str, str]) -> None:  # noqa: F811
+def test_wrong_key_is_reported_not_a_blank_map(browser: Any, urls: dict[str, str]) -> None:
     """The same layer loaded with a key the node does not know: T.Map's `error` event has the
     node's 401/403 problem, a service callback gets a failed status with the reason."""
     p = Page(browser, urls["hangzhou"] + "/sdk/examples/tianditu-geocoder.html")
@@ -313,7 +325,7 @@ def test_wrong_key_is_reported_not_a_blank_map(browser: Any, urls: dict[str, str
         p.close()
 
 
-def test_tianditu_tile_url_layer_and_wms(browser: Any, urls: dict[str, str]) -> None:  # noqa: F811
+def test_tianditu_tile_url_layer_and_wms(browser: Any, urls: dict[str, str]) -> None:
     """Tianditu's own tile URL (`/img_w/wmts?...TILEMATRIX={z}&TILEROW={y}&TILECOL={x}&tk=`),
     only the host changed, as `new T.Map(el, {layers: [new T.TileLayer(url)]})`, and a
     T.TileLayer.WMS of the node's /wms."""
@@ -363,7 +375,7 @@ SEARCH = """([how, args]) => new Promise((resolve) => {
 })"""
 
 
-def test_local_search_paging_nearby_admin_code_and_events(browser: Any,  # noqa: F811
+def test_local_search_paging_nearby_admin_code_and_events(browser: Any,
                                                           urls: dict[str, str],
                                                           halls: Any) -> None:
     p = Page(browser, urls["hangzhou"] + "/sdk/examples/tianditu-service-hall.html")
@@ -437,3 +449,91 @@ def test_local_search_paging_nearby_admin_code_and_events(browser: Any,  # noqa:
         assert p.errors == [], p.errors
     finally:
         p.close()
+
+
+# Tianditu's example form untouched (inline script, <body onLoad>, onClick attributes): only the
+# script src changed. No CSP on a developer's own server, so it runs as written there.
+OWN_PAGE = """<!DOCTYPE html>
+<html>
+<head>
+    <meta http-equiv="content-type" content="text/html; charset=utf-8"/>
+    <title>天地图－地图API－范例－添加标注与信息窗口</title>
+    <script type="text/javascript" src="NODE/api?v=4.0&tk=KEY"></script>
+    <style type="text/css">body,html{width:100%;height:100%;margin:0}#mapDiv{width:100%;height:400px}</style>
+    <script>
+        var map;
+        var zoom = 14;
+        function onLoad() {
+            map = new T.Map('mapDiv', {projection: 'EPSG:4326'});
+            map.centerAndZoom(new T.LngLat(120.2130, 30.2460), zoom);
+            var marker = new T.Marker(new T.LngLat(120.2130, 30.2460));
+            map.addOverLay(marker);
+            var markerInfoWin = new T.InfoWindow("杭州市民中心政务服务大厅");
+            marker.addEventListener("click", function () {
+                marker.openInfoWindow(markerInfoWin);
+            });
+        }
+    </script>
+</head>
+<body onLoad="onLoad()">
+<div id="mapDiv"></div>
+<p><a id="zoomIn" href="javascript://" onClick="map.zoomIn()">放大</a></p>
+</body>
+</html>
+"""
+
+
+def test_unchanged_tianditu_page_on_its_own_origin(browser: Any, urls: dict[str, str],
+                                                    main_db: Any) -> None:
+    """A developer's own server with Tianditu's page as written, the script src pointing at
+    the node, and a browser key registered for that page's origin."""
+    from services.access import apikeys
+    from services.sso import accounts
+
+    class Handler(BaseHTTPRequestHandler):
+        body = b""
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(self.body)))
+            self.end_headers()
+            self.wfile.write(self.body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    origin = f"http://127.0.0.1:{server.server_address[1]}"
+    user = accounts.create(main_db, "tianditu_own_origin", "tianditu-own-origin-pw-1",
+                           roles=["developer"])
+    key, _ = apikeys.create_key(main_db, "test", user.id, "tianditu page", "browser", [origin],
+                                actor="test")
+    node = urls["hangzhou"]
+    Handler.body = OWN_PAGE.replace("NODE", node).replace("KEY", key).encode()
+    try:
+        p = Page(browser, origin + "/")
+        page = p.page
+        try:
+            not_blank(shown(page))
+            tiles = [u for u in p.requests if "/wmts" in urlsplit(u).path]
+            assert tiles and all(parse_qs(urlsplit(u).query).get("tk") == [key] for u in tiles)
+            assert page.evaluate("map.getZoom()") == 14
+            page.click(".tdt-marker-icon")
+            page.wait_for_selector(".tdt-infowindow", state="visible", timeout=5000)
+            assert page.inner_text(".tdt-infowindow-content") == "杭州市民中心政务服务大厅"
+            # an onClick attribute with href="javascript://"; zoomIn animates, zoomend ends it
+            zoomed = page.evaluate("""() => new Promise((resolve) => {
+              map.addEventListener('zoomend', () => resolve(map.getZoom()));
+              setTimeout(() => resolve('no zoomend'), 10000);  // a bound: fails the test
+              document.getElementById('zoomIn').click();
+            })""")
+            assert zoomed == 15
+            page.wait_for_selector(IDLE, timeout=60000)
+            assert p.errors == [], p.errors
+        finally:
+            p.close()
+    finally:
+        server.shutdown()
+        server.server_close()
