@@ -283,7 +283,7 @@ def test_reverse_geocoder_and_administrative(browser: Any, urls: dict[str, str],
         assert p.errors == [], p.errors
     finally:
         p.close()
-    p = Page(browser, urls["hangzhou"] + "/sdk/examples/tianditu-administrative.html")
+    p = Page(browser, urls["hangzhou"] + "/sdk/examples/tianditu-division.html")
     page = p.page
     try:
         page.click("#search")
@@ -537,3 +537,25 @@ def test_unchanged_tianditu_page_on_its_own_origin(browser: Any, urls: dict[str,
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize(("crs", "code", "resolution"), [
+    ("EPSG:4490", "EPSG:4326", 0.703125 / 2 ** 11),
+    ("EPSG:3857", "EPSG:900913", 2 * 20037508.342789244 / 256 / 2 ** 12)])
+def test_basic_map_view_from_its_url(browser: Any, urls: dict[str, str], crs: str, code: str,
+                                     resolution: float) -> None:
+    """The page bench/web.py compares with geoplat-map.html: the same view parameters."""
+    p = Page(browser, urls["hangzhou"] + f"/sdk/examples/tianditu-basic-map.html?crs={crs}"
+             "&lon=120.155&lat=30.25&zoom=12")
+    try:
+        page = p.page
+        not_blank(page.evaluate(CANVAS_STATS))
+        assert page.evaluate("map.getCode()") == code
+        assert page.evaluate("map.getZoom()") == 12
+        assert page.evaluate("map.getLibMap().getView().getResolution()") == pytest.approx(
+            resolution, rel=1e-6)
+        centre = page.evaluate("[map.getCenter().lng, map.getCenter().lat]")
+        assert metres(tuple(centre), (120.155, 30.25)) < 1
+        assert p.errors == [], p.errors
+    finally:
+        p.close()

@@ -140,7 +140,7 @@ export class TMap extends Evented {
     const w = Math.max(1, size[0] - 2 * pad);
     const h = Math.max(1, size[1] - 2 * pad);
     const res = Math.max((ext[2] - ext[0]) / w, (ext[3] - ext[1]) / h);
-    let zoom = res > 0 ? Math.floor(this._zoomOfResolution(res)) : this._maxZoom;
+    let zoom = res > 0 ? Math.floor(this._zoomOfResolution(res) + 1e-6) : this._maxZoom;
     zoom = Math.min(this._maxZoom, Math.max(this._minZoom, zoom));
     return { center: this._fromView(getCenter(ext)), zoom };
   }

@@ -352,6 +352,17 @@ export class InfoWindow extends OverlayBase {
 
   getElement() { return this._el; }
 
+  /** `map.addOverLay(infoWindow)` opens it at its position (`setLngLat`), as Tianditu's. */
+  _add(map) {
+    super._add(map);
+    if (this._lnglat) map.openInfoWindow(this, this._lnglat);
+  }
+
+  _remove() {
+    this._close();
+    super._remove();
+  }
+
   _fill() {
     if (!this._contentEl) return;
     const c = this._content;
