@@ -217,10 +217,16 @@ def test_web_mercator_map_types_and_click(browser: Any, urls: dict[str, str]) ->
         not_blank(page.evaluate(CANVAS_STATS))
         # a click gives Tianditu's event object: the lnglat of the pixel
         size = page.evaluate("[map.getSize().x, map.getSize().y]")
+        page.evaluate("map.addEventListener('click', function (e) { window.clicked = {type: "
+                      "e.type, target: e.target === map, x: e.containerPoint.x, "
+                      "y: e.containerPoint.y, lnglat: e.lnglat instanceof T.LngLat}; })")
         page.mouse.click(size[0] / 2, size[1] / 2)
         page.wait_for_selector("#lnglat:not(:empty)", timeout=5000)
         lng, lat = (float(v) for v in page.inner_text("#lnglat").split(","))
         assert metres((lng, lat), (120.16, 30.27)) < 30  # within a pixel at level 12
+        assert page.evaluate("window.clicked") == {"type": "click", "target": True,
+                                                   "x": size[0] / 2, "y": size[1] / 2,
+                                                   "lnglat": True}
         # TMAP_SATELLITE_MAP shows the imagery: other pixels, from the img layer
         before = page.evaluate(SAMPLE)
         p.requests.clear()

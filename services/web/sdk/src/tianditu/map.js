@@ -26,6 +26,7 @@ import { LngLat, LngLatBounds, Point, toLngLat } from "./base.js";
 import { createCore } from "./core.js";
 import { Evented } from "./events.js";
 import { MapType, builtinMapTypes, codeOf, emapOf, gridOf, resolutionOf, zoomLevel, MAX_ZOOM, MIN_ZOOM } from "./maptype.js";
+import { wireEvents } from "./mapevents.js";
 import { injectCss, OverlayBase } from "./overlay.js";
 
 const MAP_TYPES = builtinMapTypes();
@@ -57,7 +58,7 @@ export class TMap extends Evented {
     this._maxBounds = null;
     this._loaded = false;
     this._style = null;
-    this._wire();
+    wireEvents(this);
     // the SDK's errors (a refused key: 401/403, a quota: 429) as an `error` event of the map
     this._core.onError((e) => {
       if (typeof console !== "undefined") console.error(`T.Map: ${e.status} ${e.title}: ${e.detail}`);
@@ -496,118 +497,6 @@ export class TMap extends Evented {
   getLayers() { return this._layers.slice(); }
 
   clearLayers() { for (const l of this._layers.slice()) this.removeLayer(l); }
-
-  // --- events ---------------------------------------------------------------------------------
-
-  _mouse(ev) {
-    const px = ev.pixel;
-    const coord = ev.coordinate || (px && this._olMap.getCoordinateFromPixel(px));
-    return { lnglat: coord ? this._fromView(coord) : undefined, containerPoint: px ? new Point(px[0], px[1]) : undefined, originalEvent: ev.originalEvent };
-  }
-
-  _domMouse(ev) {
-    const r = this._olMap.getViewport().getBoundingClientRect();
-    const px = [ev.clientX - r.left, ev.clientY - r.top];
-    const coord = this._olMap.getCoordinateFromPixel(px);
-    return { lnglat: coord ? this._fromView(coord) : undefined, containerPoint: new Point(px[0], px[1]), originalEvent: ev };
-  }
-
-  _vectorAt(px) {
-    if (!this._vector || !px) return null;
-    return this._olMap.forEachFeatureAtPixel(px, (f) => f.get("tdtOverlay"), { layerFilter: (l) => l === this._vector, hitTolerance: 3 }) || null;
-  }
-
-  _wire() {
-    const m = this._olMap;
-    const view = () => this._view();
-    // OpenLayers fires movestart in the frame after the view changed: the level before a move
-    // is the one of the last moveend
-    let lastZoom = null;
-    let zoomStarted = false;
-    let dragging = false;
-    let hovered = null;
-    m.on("click", (ev) => {
-      const data = this._mouse(ev);
-      const hit = this._vectorAt(ev.pixel);
-      if (hit) hit.fire("click", { ...data, lnglat: hit._eventLngLat() });
-      if (this._openInfo && this._openInfo.win.options.closeOnClick) this.closeInfoWindow();
-      this.fire("click", data);
-    });
-    m.on("dblclick", (ev) => {
-      const hit = this._vectorAt(ev.pixel);
-      if (hit) hit.fire("dblclick", this._mouse(ev));
-      this.fire("dblclick", this._mouse(ev));
-    });
-    m.on("pointermove", (ev) => {
-      if (ev.dragging) return;
-      const data = this._mouse(ev);
-      if (this._overlays.some((o) => o.listens && (o.listens("mouseover") || o.listens("mouseout")))) {
-        const hit = this._vectorAt(ev.pixel);
-        if (hit !== hovered) {
-          if (hovered) hovered.fire("mouseout", data);
-          if (hit) hit.fire("mouseover", data);
-          hovered = hit;
-        }
-      }
-      this.fire("mousemove", data);
-    });
-    m.on("pointerdrag", (ev) => {
-      if (!dragging) {
-        dragging = true;
-        this.fire("dragstart", {});
-      }
-      this.fire("drag", this._mouse(ev));
-    });
-    m.on("movestart", () => this.fire("movestart", {}));
-    m.on("moveend", () => {
-      if (this._maxBounds) {
-        const c = this.getCenter();
-        if (c && !this._maxBounds.contains(c)) view().setCenter(this._toView(this._clamp(c)));
-      }
-      this._updateCustom();
-      if (dragging) {
-        dragging = false;
-        this.fire("dragend", {});
-      }
-      this.fire("moveend", {});
-      const z = this.getZoom();
-      if (lastZoom !== null && z !== lastZoom) this.fire("zoomend", {});
-      lastZoom = z;
-      zoomStarted = false;
-    });
-    let oldSize = null;
-    m.on("change:size", () => {
-      const s = m.getSize();
-      const newSize = s ? new Point(s[0], s[1]) : undefined;
-      if (oldSize) this.fire("resize", { newSize, oldSize });
-      oldSize = newSize;
-    });
-    const onView = (v) => {
-      v.on("change:center", () => this.fire("move", {}));
-      v.on("change:resolution", () => {
-        if (!zoomStarted) {
-          zoomStarted = true;
-          this.fire("zoomstart", {});
-        }
-      });
-    };
-    onView(view());
-    m.on("change:view", () => {
-      // the SDK replaces the view once the capabilities are read: keep the levels set here
-      const v = view();
-      v.setMinZoom(this._minZoom);
-      v.setMaxZoom(Math.min(this._maxZoom, v.getMaxZoom()));
-      onView(v);
-    });
-    const vp = m.getViewport();
-    vp.addEventListener("contextmenu", (ev) => this.fire("contextmenu", this._domMouse(ev)));
-    vp.addEventListener("mouseenter", (ev) => this.fire("mouseover", this._domMouse(ev)));
-    vp.addEventListener("mouseleave", (ev) => this.fire("mouseout", this._domMouse(ev)));
-  }
-
-  _updateCustom() {
-    for (const o of this._overlays) if (!(o instanceof OverlayBase) && typeof o.update === "function") o.update();
-  }
 }
 
 export { MapType, MAP_TYPES };
