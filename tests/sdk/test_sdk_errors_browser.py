@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from sdk_pages import IDLE
 
+from services.access import apikeys
+from services.sso import accounts
+
 
 def wait_error(page) -> dict:
     page.wait_for_selector("#map[data-error]", timeout=90_000)
@@ -71,4 +74,41 @@ def test_an_unknown_layer_gives_an_error_event_not_a_blank_overlay(browser, urls
     wmts = page.evaluate("""() => map.addLayer({type: 'wmts', layer: 'no_such_layer'}).ready
         .then(() => null, (e) => e.message)""")
     assert "no WMTS layer no_such_layer" in wmts
+    page.close()
+
+
+def quota_key(main_db, federation, **quotas: int) -> str:
+    """A browser key of the demo developer for the nodes' origins, with small daily quotas."""
+    owner = accounts.by_name(main_db, "demo")
+    value, _ = apikeys.create_key(main_db, "test", owner.id, "sdk quota", "browser",
+                                  [n.base_url for n in federation.nodes], quotas=quotas,
+                                  actor="test")
+    return value
+
+
+def test_a_quota_exceeded_rejects_a_service_call_with_429(browser, urls, main_db,
+                                                         federation) -> None:
+    key = quota_key(main_db, federation, search=1)
+    page = browser.new_page()
+    page.goto(f"{urls['national']}/sdk/examples/geoplat-map.html")
+    page.wait_for_selector(IDLE, timeout=90_000)
+    got = page.evaluate("""async (key) => {
+        const first = await Geoplat.admin('330100', {key}).then(() => 'ok', (e) => e.status);
+        const second = await Geoplat.admin('330100', {key}).then(() => 'ok',
+            (e) => ({status: e.status, title: e.title, detail: e.detail}));
+        return {first, second}; }""", key)
+    assert got["first"] == "ok"
+    assert got["second"]["status"] == 429 and got["second"]["title"] == "Quota exceeded"
+    assert "search quota" in got["second"]["detail"]
+    page.close()
+
+
+def test_a_tiles_quota_exceeded_gives_the_map_an_error_event(browser, urls, main_db,
+                                                             federation) -> None:
+    key = quota_key(main_db, federation, tiles=3)
+    page = browser.new_page()
+    page.goto(f"{urls['zhejiang']}/sdk/examples/geoplat-map.html?tk={key}&zoom=9")
+    err = wait_error(page)
+    assert err["status"] == 429, err
+    assert "tiles quota" in err["detail"]
     page.close()
