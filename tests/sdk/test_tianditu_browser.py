@@ -438,6 +438,17 @@ def test_local_search_paging_nearby_admin_code_and_events(browser: Any,
         assert posts[-1]["specify"] == "156330102"
         assert spec["pois"] and all(by_name[n][2] == "上城区" for n, _ in spec["pois"]), spec
 
+        # type 4: suggestions from the node's type-ahead (pinyin initials of 杭州市民中心)
+        with page.expect_request(lambda r: urlsplit(r.url).path == "/api/places/suggest") as sr:
+            sug = page.evaluate("""() => new Promise((resolve) => {
+              setTimeout(() => resolve('no answer in 30 s'), 30000);  // a bound: fails the test
+              localsearch.setSearchCompleteCallback((r) => resolve([r.getResultType(),
+                r.getSuggests().map((x) => x.name)]));
+              localsearch.search('hzsmzx', 4);
+            })""")
+        assert parse_qs(urlsplit(sr.value.url).query)["q"] == ["hzsmzx"]
+        assert sug[0] == 4 and any("市民中心" in n for n in sug[1]), sug
+
         # overlays: the page's own search puts a marker per result; then removal and clearing
         page.evaluate("localsearch.setSearchCompleteCallback(localSearchResult)")
         page.click("#searchButton")

@@ -8,7 +8,7 @@ import {LngLat, LngLatBounds, Point, fmt, toLngLat} from '../src/tianditu/base.j
 import {Evented} from '../src/tianditu/events.js';
 import {configure, serviceUrl} from '../src/tianditu/http.js';
 import {
-  LocalSearch, LocalSearchResult, jsType, searchPostStr,
+  LocalSearch, LocalSearchResult, jsType, searchPostStr, suggestBody, suggestParams,
 } from '../src/tianditu/localsearch.js';
 import {
   EMAP, MapType, builtinMapTypes, codeOf, emapOf, gridOf, resolutionOf, tileUrl, wmsParams,
@@ -230,6 +230,29 @@ test('LocalSearchResult getters over the node answer shapes', () => {
   const empty = new LocalSearchResult({count: '0', resultType: 1, status: {infocode: 1000}});
   assert.equal(empty.getCount(), 0);
   assert.equal(new LocalSearchResult(null).getStatus(), 3000);
+});
+
+test('LocalSearch types 4 and 5: the node suggestions as resultType 4 suggests', () => {
+  assert.deepEqual(suggestParams(' hzsmzx ', 10), {q: 'hzsmzx', limit: 10});
+  assert.deepEqual(suggestParams('x', 300), {q: 'x', limit: 100});
+  assert.throws(() => suggestParams('', 10), /empty/);
+  const body = suggestBody({type: 'FeatureCollection', features: [
+    {type: 'Feature', properties: {name: '杭州市民中心政务服务大厅', address: '上城区',
+      admin: {province_code: '330000', city_code: '330100', county_code: '330102',
+        township_code: null}}},
+    {type: 'Feature', properties: {name: '杭州市', admin: {}}}]}, 'hzsmzx');
+  const r = new LocalSearchResult(body, {keyword: 'hzsmzx', jsType: 4});
+  assert.equal(r.getResultType(), 4);
+  assert.equal(r.getCount(), 2);
+  assert.deepEqual(r.getSuggests(), [
+    {name: '杭州市民中心政务服务大厅', address: '上城区', gbCode: '156330102'},
+    {name: '杭州市', address: '', gbCode: ''}]);
+  assert.equal(r.getPois(), undefined);
+  const none = new LocalSearchResult(suggestBody({features: []}, 'x'), {jsType: 4});
+  assert.equal(none.getCount(), 0);
+  assert.deepEqual(none.getSuggests(), []);
+  assert.equal(none.getStatus(), 1000);
+  assert.equal(new LocalSearchResult(suggestBody(null, 'x'), {jsType: 5}).getCount(), 0);
 });
 
 test('Geocoder: the ds and postStr sent, result getters over the node answers', () => {

@@ -11,9 +11,10 @@
  * JS API type 1 and 7 are the same queryType with the map's `mapBound` and `level`; 2 (the view)
  * is queryType 2; 10 (a box) is queryType 2 over the box; `searchInBounds` is queryType 2 over
  * the bounds; `searchNearby` queryType 3 with `pointLonlat` and `queryRadius` (metres, at most
- * 10 km); `setSpecifyAdminCode(code)` adds `specify` to types 1 and 7. The service has no
- * suggestion (4) or bus (5) search: those are queryType 1 and the answer's POIs become
- * `suggests` (name, address, gbCode). The answer is passed on as the service gives it (POI
+ * 10 km); `setSpecifyAdminCode(code)` adds `specify` to types 1 and 7. Suggestions (type 4, and
+ * 5, Tianditu's bus-plan suggestions: the node has no bus data) come from the node's type-ahead
+ * `/api/places/suggest?q=` (names, addresses, also pinyin initials), given as `suggests`
+ * ({name, address, gbCode}) of a resultType 4 answer. The answer is passed on as the service gives it (POI
  * `lonlat` "x,y", as the example splits it with `split(",")`); `prompt[].admins[]` also get the
  * `name` the example reads beside the service's `adminName`.
  */
@@ -26,6 +27,7 @@ export const MAX_START = 300;
 export const MAX_TOTAL = 500; // start + count
 export const MAX_RADIUS = 10000; // metres
 export const MAX_KEYWORD = 100;
+export const MAX_SUGGEST = 100; // the node's /api/places limit
 const JS_TYPES = [1, 2, 4, 5, 7, 10];
 
 function keyword(kw) {
@@ -89,6 +91,24 @@ export function searchPostStr(q, st) {
   post.start = start;
   post.count = count;
   return post;
+}
+
+/** The `/api/places/suggest` parameters of a type 4 or 5 search (pure). */
+export function suggestParams(kw, capacity) {
+  return { q: keyword(kw), limit: Math.min(MAX_SUGGEST, Math.max(1, capacity)) };
+}
+
+/** A resultType 4 answer from the node's suggestions (GeoJSON features; pure). */
+export function suggestBody(fc, kw) {
+  const features = fc && Array.isArray(fc.features) ? fc.features : [];
+  const suggests = features.map((f) => {
+    const p = (f && f.properties) || {};
+    const a = p.admin || {};
+    const code = a.township_code || a.county_code || a.city_code || a.province_code || "";
+    return { name: String(p.name ?? ""), address: String(p.address ?? ""), gbCode: code ? `156${code}` : "" };
+  });
+  return { resultType: 4, count: String(suggests.length), keyWord: kw, suggests,
+    status: { infocode: 1000, cndesc: "服务正常" } }; // none found: count "0", as Tianditu's empty answer
 }
 
 /** The JS API's query type from `search(kw, type)`: 1, 2, 4, 5, 7 or 10 (strings too). */
@@ -259,7 +279,11 @@ export class LocalSearch {
     this._last = q;
     this._page = page;
     const kw = post.keyWord;
-    getJSON("/v2/search", { postStr: JSON.stringify(post), type: "query" }).then(
+    const suggest = q.kind === "search" && (q.type === 4 || q.type === 5);
+    const request = suggest
+      ? getJSON("/api/places/suggest", suggestParams(kw, this._capacity)).then((fc) => suggestBody(fc, kw))
+      : getJSON("/v2/search", { postStr: JSON.stringify(post), type: "query" });
+    request.then(
       (body) => new LocalSearchResult(body, { keyword: kw, jsType: q.type }),
       (err) => { report("LocalSearch", err); return failed(err, kw, q.type); },
     ).then((result) => {
