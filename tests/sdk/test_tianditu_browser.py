@@ -576,3 +576,25 @@ def test_basic_map_view_from_its_url(browser: Any, urls: dict[str, str], crs: st
         assert p.errors == [], p.errors
     finally:
         p.close()
+
+
+def test_service_hall_page_shows_hostile_place_text_as_text(browser: Any,
+                                                            urls: dict[str, str]) -> None:
+    """A search answer whose name and address hold HTML (a publisher's data is hostile input):
+    the example's list and info window show it as text, no element is made of it."""
+    p = Page(browser, urls["hangzhou"] + "/sdk/examples/tianditu-service-hall.html")
+    page = p.page
+    try:
+        evil = '<img src=x id=evil onerror="window.owned=1">'
+        # the page's own onSearchComplete callback, given such an answer
+        page.evaluate("""(evil) => localSearchResult({getResultType: () => 1, getPois: () => [
+          {name: evil, address: '<b id=bold>x</b>', lonlat: '120.2130,30.2460'}]})""", evil)
+        page.wait_for_selector("#searchDiv a.poi", timeout=5000)
+        assert page.inner_text("#searchDiv a.poi") == evil
+        page.click("#searchDiv a.poi")
+        page.wait_for_selector(".tdt-infowindow", state="visible", timeout=5000)
+        assert page.inner_text(".tdt-infowindow-content") == f"名称:{evil}\n地址:<b id=bold>x</b>"
+        assert page.locator("#evil").count() == 0 and page.locator("#bold").count() == 0
+        assert page.evaluate("window.owned") is None
+    finally:
+        p.close()
