@@ -321,3 +321,37 @@ def test_basic_map_view_from_its_url(browser: Any, urls: dict[str, str], crs: st
         assert p.errors == [], p.errors
     finally:
         p.close()
+
+
+def test_style_bounds_and_resize(browser: Any, urls: dict[str, str]) -> None:
+    p = Page(browser, urls["hangzhou"] + "/sdk/examples/tianditu-basic-map.html")
+    page = p.page
+    try:
+        plain = page.evaluate(SAMPLE)
+        # setStyle("black") draws the base map darker; removeStyle gives the same pixels back
+        page.evaluate("""() => new Promise((resolve) => {
+          map.getLibMap().once('rendercomplete', resolve); map.setStyle('black'); })""")
+        dark = page.evaluate(SAMPLE)
+        assert sum(dark) < sum(plain) * 0.8, (sum(dark), sum(plain))
+        page.evaluate("""() => new Promise((resolve) => {
+          map.getLibMap().once('rendercomplete', resolve); map.removeStyle(); })""")
+        assert page.evaluate(SAMPLE) == plain
+        with pytest.raises(Exception, match="black"):
+            page.evaluate("map.setStyle('pink')")
+        # setMaxBounds holds the centre inside
+        centre = page.evaluate("""() => {
+          map.setMaxBounds(new T.LngLatBounds(new T.LngLat(120.3, 30.3), new T.LngLat(120.4, 30.4)));
+          const c = map.getCenter(); return [c.lng, c.lat]; }""")
+        assert centre == pytest.approx([120.3, 30.3], abs=1e-9)
+        # checkResize after the container changed: the new size, and a resize event
+        got = page.evaluate("""() => new Promise((resolve) => {
+          map.addEventListener('resize', (e) => resolve([e.newSize.x, e.newSize.y, e.oldSize.x]));
+          setTimeout(() => resolve('no resize'), 10000);  // a bound: fails the test
+          document.getElementById('mapDiv').style.right = '224px';
+          map.checkResize();
+        })""")
+        assert got == [800, 760, 1024], got
+        assert page.evaluate("[map.getSize().x, map.getSize().y]") == [800, 760]
+        assert p.errors == [], p.errors
+    finally:
+        p.close()

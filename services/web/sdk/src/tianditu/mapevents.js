@@ -86,7 +86,8 @@ export function wireEvents(map) {
     lastZoom = z;
     zoomStarted = false;
   });
-  let oldSize = null;
+  const size0 = m.getSize();
+  let oldSize = size0 ? new Point(size0[0], size0[1]) : null;
   m.on("change:size", () => {
     const s = m.getSize();
     const newSize = s ? new Point(s[0], s[1]) : undefined;
