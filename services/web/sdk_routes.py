@@ -220,8 +220,12 @@ class SdkRoutes:
 # headers. No credentials are ever allowed: the key in the URL is the credential, and a browser
 # key is checked against the page's Origin by the node, so `*` gives a page of another origin
 # nothing its own key would not.
-CORS_PREFIXES = ("/wmts", "/wms", "/tms", "/service", "/api/places/", "/sdk/")
-CORS_EXACT = frozenset({"/api"})
+CORS_PREFIXES = ("/wmts", "/wms", "/tms", "/service", "/api/places/", "/sdk/", "/api/halls/",
+                 "/api/items")
+# Tianditu's script, its web services (T.LocalSearch, T.Geocoder, T.AdministrativeDivision,
+# T.DrivingRoute call them from the page's origin) and our route API
+CORS_EXACT = frozenset({"/api", "/geocoder", "/v2/search", "/search", "/v2/administrative",
+                        "/administrative", "/drive", "/api/route"})
 TIANDITU_TILES = re.compile(r"^/[a-z]{3}_[cw]/wmts$")
 
 
