@@ -12,9 +12,22 @@ from typing import Any
 
 import pytest
 from browser_support import browser  # noqa: F401  (a fixture: pytest finds it here)
+from tianditu_support import door_plates, service_halls
 
 from nodes import settings as settings_mod
 from services.provision import demo_file
+
+
+@pytest.fixture(scope="module")
+def halls() -> Any:
+    """The sample's service halls (the Hangzhou `poi` layer)."""
+    return service_halls()
+
+
+@pytest.fixture(scope="module")
+def plates() -> Any:
+    """The sample's door plates (the Hangzhou `addresses` layer)."""
+    return door_plates()
 
 
 @pytest.fixture(scope="module")

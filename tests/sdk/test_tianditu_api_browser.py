@@ -18,21 +18,9 @@ from tianditu_support import (
     IDLE,
     SAMPLE,
     Page,
-    door_plates,
     metres,
     not_blank,
-    service_halls,
 )
-
-
-@pytest.fixture(scope="module")
-def halls() -> Any:
-    return service_halls()
-
-
-@pytest.fixture(scope="module")
-def plates() -> Any:
-    return door_plates()
 
 
 def test_web_mercator_map_types_and_click(browser: Any, urls: dict[str, str]) -> None:

@@ -23,22 +23,10 @@ from tianditu_support import (
     CANVAS_STATS,
     IDLE,
     Page,
-    door_plates,
     metres,
     not_blank,
-    service_halls,
     shown,
 )
-
-
-@pytest.fixture(scope="module")
-def halls() -> Any:
-    return service_halls()
-
-
-@pytest.fixture(scope="module")
-def plates() -> Any:
-    return door_plates()
 
 
 def test_service_hall_page(browser: Any, urls: dict[str, str], halls: Any,
