@@ -11,7 +11,8 @@
   along the road network: the user's point and every office snap to the network as
   services/maps/routing.py snaps (the same query), then ONE pgRouting query
   (`pgr_withPoints` from the user's point to every office's point; its paths give the
-  distances) answers every candidate. Each office with its opening status (hours.py), windows,
+  distances) answers every candidate. The offices' snaps are kept in memory per item and
+  profile until the catalogue, the network or the gazetteer is rebuilt. Each office with its opening status (hours.py), windows,
   phone and appointment link; `open_now` lists the open ones first. Offices the network does
   not reach come last, with no duration.
 """
@@ -21,7 +22,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,15 +48,13 @@ GEOD = Geod(ellps="GRS80")
 MAX_LIMIT = 50
 MAX_SEARCH = 100
 MIN_SCORE = 65.0
+SNAP_CACHE = 512    # (item, profile) pairs whose offices' snaps are kept
 VERSION_TTL = 2.0  # seconds between checks of the catalogue's version
 _FILLER = re.compile(r"^(我要|我想|怎么|如何|去哪里?|在哪里?|哪里)?(办理|办|申请|补办)?(?=..)")
 
 _OFFICES = """
 SELECT o.office_id, o.name, o.opening_hours, o.phone, o.appointment_url, l.windows,
-       p.address, ST_X(p.geom) AS x, ST_Y(p.geom) AS y,
-       ST_Distance(p.geom::geography, ST_SetSRID(ST_MakePoint(%(x)s, %(y)s), 4490)::geography)
-         AS straight_m,
-       s.id AS edge, s.fraction, s.dist AS snap_m
+       p.address, ST_X(p.geom) AS x, ST_Y(p.geom) AS y, s.id AS edge, s.fraction, s.dist AS snap_m
 FROM geoplat_office_items l
 JOIN geoplat_offices o USING (office_id)
 JOIN geoplat_places p ON p.kind = 'poi' AND p.layer = %(layer)s
@@ -67,6 +68,14 @@ LEFT JOIN LATERAL (
   ORDER BY c.dist, c.id LIMIT 1) s ON true
 WHERE l.code = %(code)s
 ORDER BY o.office_id
+"""
+
+# what the offices' snaps depend on: the catalogue, the network and the gazetteer's POIs
+_STATE = """
+SELECT (SELECT max(version) FROM geoplat_items_versions) AS items,
+       (SELECT built_at FROM geoplat_route_build) AS roads,
+       CASE WHEN to_regclass('geoplat_places_build') IS NULL THEN NULL
+            ELSE (SELECT built_at FROM geoplat_places_build) END AS places
 """
 
 _RANK = """
@@ -126,6 +135,8 @@ class Halls:
         self.db, self.router, self.hours, self.poi_layer = db, router, hours, poi_layer
         self._index: tuple[int, list[Entry]] = (-1, [])
         self._checked = 0.0
+        self._snaps: OrderedDict[tuple[Any, ...], list[dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
 
     # --- the catalogue ----------------------------------------------------------------------
 
@@ -212,10 +223,7 @@ class Halls:
             if self.router.edge_count(cur) == 0:
                 raise unroutable(NO_DATA, "This node has no road network to route on.")
             origin = self.router.snap(cur, lon, lat, profile, "lon,lat")
-            flag = _COSTS[profile][2]
-            cur.execute(sql.SQL(_OFFICES).format(flag=sql.Identifier(flag)),
-                        {"x": lon, "y": lat, "layer": self.poi_layer, "code": code})
-            offices = [dict(r) for r in cur.fetchall()]
+            offices = self._offices(cur, code, profile)
             costs = self._rank(cur, origin, offices, profile)
         feats = []
         for pid, o in enumerate(offices, start=2):
@@ -224,7 +232,7 @@ class Halls:
             props = {**office_json(o), "opening_hours": o["opening_hours"],
                      "duration": round(cost[0], 1) if cost else None,
                      "distance": round(cost[1], 1) if cost else None,
-                     "straight_distance": round(float(o["straight_m"]), 1),
+                     "straight_distance": round(GEOD.inv(lon, lat, o["x"], o["y"])[2], 1),
                      "snap_distance": round(float(o["snap_m"]), 1) if o["snap_m"] is not None
                      else None, **st.as_dict()}
             feats.append({"type": "Feature", "id": o["office_id"],
@@ -245,6 +253,26 @@ class Halls:
                 "open_now": open_first, "candidates": len(offices),
                 "from": {"requested": [lon, lat], "location": list(origin.snapped),
                          "snap_distance": round(origin.distance_m, 1)}}
+
+    def _offices(self, cur: Any, code: str, profile: Profile) -> list[dict[str, Any]]:
+        """The item's offices with their snaps on the profile's network, kept (at most
+        SNAP_CACHE items) until the catalogue, the network or the gazetteer changes."""
+        cur.execute(_STATE)
+        state = tuple(cur.fetchone().values())
+        key = (code, profile, *state)
+        with self._lock:
+            if key in self._snaps:
+                self._snaps.move_to_end(key)
+                return self._snaps[key]
+        flag = _COSTS[profile][2]
+        cur.execute(sql.SQL(_OFFICES).format(flag=sql.Identifier(flag)),
+                    {"layer": self.poi_layer, "code": code})
+        offices = [dict(r) for r in cur.fetchall()]
+        with self._lock:
+            self._snaps[key] = offices
+            while len(self._snaps) > SNAP_CACHE:
+                self._snaps.popitem(last=False)
+        return offices
 
     def _rank(self, cur: Any, origin: Any, offices: list[dict[str, Any]], profile: Profile
               ) -> dict[int, tuple[float, float]]:

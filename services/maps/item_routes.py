@@ -34,7 +34,7 @@ from services.access import audit
 from services.db import Database
 from services.maps import items
 from services.maps.errors import BAD_ENUM, BAD_PARAMETER, MISSING, RouteError, bad
-from services.maps.halls import MAX_LIMIT, MAX_SEARCH, Halls
+from services.maps.halls import MAX_LIMIT, MAX_SEARCH, Halls, item_json
 from services.maps.routes import MAX_QUERY
 from services.places.text import MAX_TEXT
 from tiles.errors import ProblemError, problem
@@ -142,8 +142,6 @@ class ItemRoutes:
         if q.strip():
             hits = await anyio.to_thread.run_sync(lambda: self.halls.search(q, limit))
         else:
-            from services.maps.halls import item_json
-
             entries = await anyio.to_thread.run_sync(self.halls.index)
             hits = [item_json(e.row) for e in entries[:limit]]
         return JSONResponse({"items": hits, "count": len(hits)}, headers=NO_STORE)

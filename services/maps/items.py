@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import psycopg2
 import psycopg2.extras
 
@@ -168,7 +169,11 @@ def read_rows(path: Path, filename: str) -> dict[str, list[dict[str, str]]]:
             raise ItemsError("a CSV file is UTF-8 text", 415) from None
         if "\x00" in text:
             raise ItemsError("a CSV file is UTF-8 text", 415)
-        rows = list(csv.reader(io.StringIO(text, newline="")))
+        try:
+            rows = list(csv.reader(io.StringIO(text, newline="")))
+        except csv.Error:
+            raise ItemsError("the CSV does not parse (a field too long, or a stray quote)",
+                             400) from None
         return {_kind(rows[0] if rows else [], None): [_row_dict(rows[0], r) for r in rows[1:]]}
     if suffix == ".xlsx":
         return _xlsx(path)
@@ -176,26 +181,27 @@ def read_rows(path: Path, filename: str) -> dict[str, list[dict[str, str]]]:
 
 
 def _xlsx(path: Path) -> dict[str, list[dict[str, str]]]:
-    import openpyxl  # imported here: only uploads need it
-
     if not zipfile.is_zipfile(path):
         raise ItemsError("the file is named .xlsx but is not an XLSX workbook", 415)
-    try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception:  # noqa: BLE001 - a broken workbook raises anything from zip to XML
-        raise ItemsError("the file is named .xlsx but is not an XLSX workbook", 415) from None
     out: dict[str, list[dict[str, str]]] = {}
-    try:
-        for name in wb.sheetnames:
-            if name not in ("items", "offices"):
-                continue
-            it = wb[name].iter_rows(values_only=True, max_row=MAX_ROWS + 2,
-                                    max_col=len(ITEM_COLUMNS) + 4)
-            header = [_text(c) for c in next(it, ())]
-            _kind(header, name)
-            out[name] = [_row_dict(header, [_text(c) for c in r]) for r in it]
-    finally:
-        wb.close()
+    try:  # defusedxml installed: openpyxl refuses DTDs and entities (XML bombs)
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        try:
+            for name in wb.sheetnames:
+                if name not in ("items", "offices"):
+                    continue
+                it = wb[name].iter_rows(values_only=True, max_row=MAX_ROWS + 2,
+                                        max_col=len(ITEM_COLUMNS) + 4)
+                header = [_text(c) for c in next(it, ())]
+                _kind(header, name)
+                out[name] = [_row_dict(header, [_text(c) for c in r]) for r in it]
+        finally:
+            wb.close()
+    except ItemsError:
+        raise
+    except Exception:  # noqa: BLE001 - a broken workbook raises anything from zip to XML
+        raise ItemsError("the file is named .xlsx but is not a readable XLSX workbook",
+                         415) from None
     if not out:
         raise ItemsError("the workbook has no sheet named items or offices", 400)
     return out

@@ -10,6 +10,7 @@ import csv
 import datetime as dt
 import io
 import re
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -259,6 +260,25 @@ def _items_csv(change: dict[int, dict[str, str]] | None = None) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
+def _xml_bomb() -> bytes:
+    """An XLSX whose sheet expands an entity a billion times (refused: defusedxml)."""
+    wb = openpyxl.Workbook()
+    wb.active.title = "items"
+    wb.active.append(["code", "name"])
+    buf = io.BytesIO()
+    wb.save(buf)
+    dtd = ('<?xml version="1.0"?><!DOCTYPE worksheet [<!ENTITY lol0 "lol">'
+           + "".join(f'<!ENTITY lol{i + 1} "{f"&lol{i};" * 10}">' for i in range(9)) + "]>")
+    out = io.BytesIO()
+    with zipfile.ZipFile(buf) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                data = (dtd + data.decode().replace("<t>name</t>", "<t>&lol9;</t>")).encode()
+            dst.writestr(info, data)
+    return out.getvalue()
+
+
 def _upload(urls: dict[str, str], headers: dict[str, str], name: str, data: bytes
             ) -> httpx.Response:
     return httpx.post(urls["hangzhou"] + "/api/items/catalogue", headers=headers, timeout=60,
@@ -305,7 +325,9 @@ def test_files_are_opened_only_as_what_they_claim(urls: dict[str, str], heads: d
                                ("items.xlsx", _items_csv(), 415),
                                ("items.txt", _items_csv(), 415),
                                ("items.csv", "code,name\n".encode("utf-16"), 415),
-                               ("items.csv", b"a,b\n1,2\n", 400)):
+                               ("items.csv", b"a,b\n1,2\n", 400),
+                               ("items.csv", b'code,name\n"' + b"x" * 200_000 + b'",y\n', 400),
+                               ("items.xlsx", _xml_bomb(), 415)):
         r = _upload(urls, heads["publisher"], name, data)
         assert r.status_code == status, (name, r.text)
     assert version(hz) == before
