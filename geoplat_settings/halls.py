@@ -4,8 +4,9 @@ it loads and the days its offices are closed (`halls:` of a node in config/feder
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class HallsSettings(BaseModel):
@@ -26,3 +27,12 @@ class HallsSettings(BaseModel):
         description="public holidays: every office is closed on them ('PH off'), whatever its"
                     " opening_hours say")
     timezone: str = Field(default="Asia/Shanghai", description="where opening hours are read")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ValueError, KeyError, OSError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value

@@ -94,9 +94,13 @@ def _at(value: str | None, tz: Any) -> dt.datetime | None:
         if len(value) > 40:
             raise ValueError
         t = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise bad(BAD_PARAMETER, "at is an ISO 8601 date and time.", "at") from None
-    return t.replace(tzinfo=tz) if t.tzinfo is None else t
+        t = t.replace(tzinfo=tz) if t.tzinfo is None else t
+        if not 2000 <= t.astimezone(tz).year <= 2100:
+            raise ValueError
+    except (ValueError, OverflowError):
+        raise bad(BAD_PARAMETER, "at is an ISO 8601 date and time (years 2000 to 2100).",
+                  "at") from None
+    return t
 
 
 class ItemRoutes:
