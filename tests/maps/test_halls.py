@@ -367,3 +367,23 @@ def test_a_good_file_replaces_the_catalogue(urls: dict[str, str], heads: dict[st
                          timeout=30).json()["versions"]
     assert [v["version"] for v in versions[:2]] == [v0 + 2, v0 + 1]
     assert versions[0]["actor"] == "halls_publisher" and versions[0]["source"] == "items.xlsx"
+
+
+def test_a_keys_search_quota_counts_the_item_routes(urls: dict[str, str], main_db: Any,
+                                                    hz: Any) -> None:
+    from services.access import apikeys
+    from services.sso import accounts
+
+    user = accounts.create(main_db, "halls_quota_dev", "halls-quota-password-1",
+                           roles=["developer"])
+    key, _ = apikeys.create_key(main_db, "test", user.id, "halls quota", "server",
+                                ["127.0.0.0/8"], quotas={"search": 3}, actor="test")
+    user_at = door_plate(hz, "宏二路", "2号")
+    assert get(urls, "/api/items", q="公积金", tk=key).status_code == 200
+    assert get(urls, "/api/items/GASF001", tk=key).status_code == 200
+    assert get(urls, "/api/halls/nearest", item="GASF001", lon=str(user_at[0]),
+               lat=str(user_at[1]), tk=key).status_code == 200
+    over = get(urls, "/api/halls/nearest", item="GASF001", lon=str(user_at[0]),
+               lat=str(user_at[1]), tk=key)
+    assert over.status_code == 429 and "quota" in over.json()["detail"]
+    assert over.headers["content-type"].startswith("application/problem+json")
