@@ -5,8 +5,8 @@
   punctuation), a leading 办/办理/我要办 dropped; a query in Latin letters matches pinyin
   initials (不动产登记 -> bdcdj); otherwise a field equal to the query scores 120, one
   containing it 100 less its length difference, else rapidfuzz's partial ratio (queries of
-  three characters or more); weights: name 1, alias 0.95, department 0.8. The index is in memory, rebuilt when the
-  catalogue's version changes.
+  three characters or more); weights: name 1, alias 0.95, department 0.8. The index is in
+  memory, rebuilt when the catalogue's version changes (checked on every search).
 - `Halls.nearest(code, lon, lat, ...)`: the offices that handle an item, ranked by travel time
   along the road network: the user's point and every office snap to the network as
   services/maps/routing.py snaps (the same query), then ONE pgRouting query
@@ -23,7 +23,6 @@ import datetime as dt
 import math
 import re
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +48,6 @@ MAX_LIMIT = 50
 MAX_SEARCH = 100
 MIN_SCORE = 65.0
 SNAP_CACHE = 512    # (item, profile) pairs whose offices' snaps are kept
-VERSION_TTL = 2.0  # seconds between checks of the catalogue's version
 _FILLER = re.compile(r"^(我要|我想|怎么|如何|去哪里?|在哪里?|哪里)?(办理|办|申请|补办)?(?=..)")
 
 _OFFICES = """
@@ -134,7 +132,6 @@ class Halls:
     def __init__(self, db: Database, router: Router, hours: Hours, poi_layer: str = "poi"):
         self.db, self.router, self.hours, self.poi_layer = db, router, hours, poi_layer
         self._index: tuple[int, list[Entry]] = (-1, [])
-        self._checked = 0.0
         self._snaps: OrderedDict[tuple[Any, ...], list[dict[str, Any]]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -148,9 +145,8 @@ class Halls:
         return int(cur.fetchone()["v"])
 
     def index(self) -> list[Entry]:
-        now = time.monotonic()
-        if now - self._checked < VERSION_TTL and self._index[0] >= 0:
-            return self._index[1]
+        """The search index of the catalogue's current version (one cheap query a call, so a
+        new catalogue is searched at once by every worker)."""
         with self.db.cursor() as cur:
             version = self._version(cur)
             if version != self._index[0]:
@@ -160,8 +156,8 @@ class Halls:
                                 " WHERE l.code = i.code) AS offices FROM geoplat_items i"
                                 " ORDER BY position")
                     rows = [dict(r) for r in cur.fetchall()]
-                self._index = (version, [self._entry(r) for r in rows])
-        self._checked = now
+                with self._lock:
+                    self._index = (version, [self._entry(r) for r in rows])
         return self._index[1]
 
     @staticmethod
