@@ -20,6 +20,7 @@ from geoplat_settings.federation import (
     ScaleRange,
     Tier,
 )
+from geoplat_settings.halls import HallsSettings
 from geoplat_settings.places import PlacesKind, PlacesMapping
 from geoplat_settings.publish import PublishSettings
 from geoplat_settings.registry import EMAP_LAYERS, Composition, CompositionPart, RegistrySettings
@@ -51,6 +52,7 @@ __all__ = [
     "Extent",
     "FederationSettings",
     "GeometryType",
+    "HallsSettings",
     "Identifier",
     "LayerFile",
     "LayerSettings",

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from geoplat_settings.auth import NodeAuth
+from geoplat_settings.halls import HallsSettings
 from geoplat_settings.places import PlacesMapping
 from geoplat_settings.publish import PublishSettings
 from geoplat_settings.registry import RegistrySettings
@@ -148,6 +149,7 @@ class NodeSettings(_Model):
     tile_cache: TileCache = TileCache()
     registry: RegistrySettings = RegistrySettings()
     publish: PublishSettings = PublishSettings()
+    halls: HallsSettings = HallsSettings()
 
     @field_validator("database_url", "parent", "public_url", "area_code", mode="before")
     @classmethod

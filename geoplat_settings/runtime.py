@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from geoplat_settings.auth import NodeAuth
 from geoplat_settings.federation import AccessLevel, Extent, LayerSettings, ScaleRange, Tier
+from geoplat_settings.halls import HallsSettings
 from geoplat_settings.publish import PublishSettings
 from geoplat_settings.registry import RegistrySettings
 from geoplat_settings.tiles import TileCache
@@ -115,6 +116,7 @@ class NodeRuntime(NodeView):
     tiles: TileCache = TileCache()
     auth: AuthSection
     publish: PublishSettings = PublishSettings()
+    halls: HallsSettings = HallsSettings()  # service items, holidays (issue 15)
     providers: Providers
     compositions: list[CompositionRef] = []
 

@@ -94,6 +94,8 @@ class GuardMiddleware:
             return None  # service registry: its routes check roles and node tokens (issue 5)
         if path.startswith("/api/layers") and method in ("GET", "HEAD", "POST", "DELETE"):
             return None  # layer publishing (layers/web.py, issue 6): its own role checks
+        if path == "/api/items/catalogue" and method in ("GET", "HEAD", "POST"):
+            return None  # the service-item catalogue upload (issue 15): the publisher's
         if sub is not None and (sub == "/admin" or sub.startswith("/admin/")):
             return problem(403, "Forbidden", "The configuration API is not available.")
         if method in READ_METHODS:
@@ -143,6 +145,8 @@ def route_groups(services: NodeServices, landing: Any) -> list[RouteGroup]:
             services.runtime.server.title).routes())),
         # routing over the node's roads: /api/route and Tianditu's /drive (issue 15)
         RouteGroup("routing", guard_group(rules.ROUTING, services.routing_routes())),
+        # service items and the nearest offices: /api/items, /api/halls/nearest (issue 15)
+        RouteGroup("items", guard_group(rules.ITEMS, services.item_routes())),
     ]
 
 

@@ -29,6 +29,9 @@ from services.access.forwarding import NodeCredential
 from services.access.install import NodeAuthServices, build_auth
 from services.access.views import FilteredViews
 from services.db import Database
+from services.maps.halls import Halls
+from services.maps.hours import Hours
+from services.maps.item_routes import ItemRoutes
 from services.maps.routes import RoutingRoutes
 from services.maps.routing import Router
 from services.places.federation import children_of
@@ -66,6 +69,7 @@ class NodeServices:
     health: Health
     places: Places  # the place-name query layer over the node's gazetteer (issue 13)
     router: Router  # routes over the node's routing topology (issue 15)
+    halls: Halls  # service items and their offices (issue 15)
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
@@ -79,6 +83,9 @@ class NodeServices:
         service = tile_service_of(tiles)
         tile_reloader = TileReloader(service, node_dir, runtime.dsn) if service is not None \
             else None
+        router = Router(db, tuple(runtime.server.extent.as_list()))  # type: ignore[arg-type]
+        halls = Halls(db, router, Hours(runtime.halls.holidays, runtime.halls.timezone),
+                      runtime.halls.poi_layer)
         return cls(
             runtime=runtime, pygeoapi=pygeoapi, db=db,
             registry_db=Database(runtime.dsn, maxconn=4),
@@ -89,7 +96,7 @@ class NodeServices:
             registry_worker=RegistryWorker(runtime),
             health=Health(runtime.server, runtime.dsn, auth.control, pygeoapi, service),
             places=Places(db, runtime.server.id),
-            router=Router(db, tuple(runtime.server.extent.as_list())))  # type: ignore[arg-type]
+            router=router, halls=halls)
 
     # --- router factories' dependencies ------------------------------------------------------
 
@@ -108,6 +115,14 @@ class NodeServices:
     def routing_routes(self) -> list[BaseRoute]:
         """/api/route and Tianditu's /drive over the node's roads (services/maps)."""
         return RoutingRoutes(self.router).routes()
+
+    def item_routes(self) -> list[BaseRoute]:
+        """/api/items and /api/halls/nearest; the catalogue upload audited in the node's db."""
+        ctx = publish_context(self.runtime)
+        return ItemRoutes(self.halls, dsn=self.runtime.dsn, node_id=self.runtime.server.id,
+                          access=ControlAccess(self.auth.control, self.auth.node_csrf),
+                          work_root=ctx.work_root, poi_layer=self.runtime.halls.poi_layer,
+                          db=self.db).routes()
 
     def publish_routes(self) -> list[BaseRoute]:
         ctx = publish_context(self.runtime)

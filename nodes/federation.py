@@ -17,7 +17,7 @@ from rich.progress import (
 from layers.load import LayerSpec, LoadResult, load_layer
 from nodes.postgres import Cluster, PostgresError, ensure_postgis
 from nodes.settings import FederationSettings, LayerSettings, NodeSettings, load_layers
-from services.maps import topology
+from services.maps import items, topology
 from services.places import gazetteer
 from services.places.gazetteer import BuildResult
 
@@ -89,7 +89,20 @@ def load_node_layers(settings: FederationSettings, node: NodeSettings, *, force:
             results.append(res)
         build_gazetteer(settings, node, dsn, progress=progress, force=force)
         build_topology(settings, node, dsn, progress=progress, force=force)
+        load_items(settings, node, dsn)
     return results
+
+
+def load_items(settings: FederationSettings, node: NodeSettings, dsn: str) -> dict[str, object]:
+    """The node's sample service items and offices (services/maps/items.py), after the
+    gazetteer (the offices are its POIs); a catalogue a publisher uploaded is kept."""
+    h = node.halls
+    data = settings.resolve(settings.data_dir)
+
+    def path(name: str | None) -> Path | None:
+        return None if name is None else (Path(name) if Path(name).is_absolute() else data / name)
+
+    return items.load_sample(dsn, path(h.items_file), path(h.offices_file), h.poi_layer)
 
 
 def build_topology(settings: FederationSettings, node: NodeSettings, dsn: str, *,

@@ -144,6 +144,19 @@ ROUTING = {
     "/drive": _TDT_ROUTE,
 }
 
+# service items and the nearest offices (issue 15): reads as the routing routes (token or key,
+# the `search` quota); replacing the catalogue is a publisher's, as /api/layers
+_ITEMS = require("search", note="service items, their offices, the nearest open office")
+ITEMS = {
+    "/api/items": _ITEMS,
+    "/api/items/{code}": _ITEMS,
+    "/api/halls/nearest": _ITEMS,
+    "/api/items/catalogue": require(
+        "publisher", unauthorized="Sign in as a publisher of this node.",
+        forbidden="Replacing the service items needs the publisher or admin role of node {node}.",
+        challenge=True),
+}
+
 # paths whose caller is an OAuth client authenticating itself: no cookie, so no CSRF token
 CLIENT_AUTHENTICATED = frozenset(p for group in (AUTH, SSO) for p, r in group.items()
                                  if r.kind == "client")
@@ -151,4 +164,4 @@ CLIENT_AUTHENTICATED = frozenset(p for group in (AUTH, SSO) for p, r in group.it
 GROUPS: dict[str, dict[str, Requirement]] = {
     "node": NODE, "ogc": OGC, "tiles": TILE_SURFACES, "auth": AUTH, "sso": SSO,
     "registry": REGISTRY, "publishing": PUBLISHING, "places": PLACES, "sdk": SDK,
-    "routing": ROUTING}
+    "routing": ROUTING, "items": ITEMS}
