@@ -74,6 +74,11 @@ def test_docs_and_examples_are_pages_with_the_demo_browser_key(urls, demo) -> No
     assert docs.status_code == 200 and "geoplat-map" in docs.text
     assert demo["browser_key"] in docs.text
     assert demo["server_key"] not in docs.text, "a server key never goes into a page"
+    for bundle in ("geoplat.js", "geoplat.esm.js", "tianditu.js", "geoplat.d.ts"):
+        body = httpx.get(f"{base}/sdk/{bundle}" if bundle != "tianditu.js" else f"{base}/api",
+                         params={"v": "4.0"} if bundle == "tianditu.js" else None).text
+        assert "T" in body and len(body) > 1000, bundle
+        assert demo["server_key"] not in body and demo["browser_key"] not in body, bundle
     page = httpx.get(f"{base}/sdk/examples/geoplat-map.html")
     csp = page.headers["content-security-policy"]
     nonce = csp.split("'nonce-")[1].split("'")[0]
