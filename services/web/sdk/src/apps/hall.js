@@ -287,6 +287,9 @@ async function loadOffices() {
 }
 
 function statusText(p) {
+  if (state.lang === 'zh' && p.status) {
+    return p.status;  // the node's own words (营业中，17:00 结束 / 已休息，明天 09:00 开始)
+  }
   if (p.open_now) {
     return `${t('openNow')}${p.closes_at ? ' · ' + t('closesAt', {t: clock(p.closes_at)}) : ''}`;
   }
