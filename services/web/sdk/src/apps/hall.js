@@ -24,7 +24,7 @@ const TEXT = {
     windows: '窗口', phone: '电话', appointment: '预约', openNow: '营业中',
     opensAt: '开门时间 {t}', closesAt: '关门时间 {t}', closed: '未营业', minutes: '{n} 分钟',
     unreachable: '无法到达', print: '打印', lang: 'English', error: '出错了：',
-    total: '全程 {d}，约 {t}', loading: '加载中…', none: '无',
+    total: '全程 {d}，约 {t}', there: '您已在此处', loading: '加载中…', none: '无',
   },
   en: {
     title: 'Service hall map', search: 'Search', q: 'What do you need? e.g. 办身份证, bdcdj',
@@ -41,7 +41,7 @@ const TEXT = {
     mode: 'Travel by', steps: 'Turn by turn', windows: 'Windows', phone: 'Phone',
     appointment: 'Appointment', openNow: 'open now', opensAt: 'opens at {t}',
     closesAt: 'closes at {t}', closed: 'closed', minutes: '{n} min', unreachable: 'unreachable',
-    print: 'Print', lang: '中文', error: 'Error: ', total: '{d} in all, about {t}',
+    print: 'Print', lang: '中文', there: 'You are there', error: 'Error: ', total: '{d} in all, about {t}',
     loading: 'Loading…', none: 'none',
   },
 };
@@ -394,6 +394,9 @@ async function drawRoute(office) {
   const ol = $('steps');
   for (const s of r.steps) {
     ol.append(el('li', `${s.instruction}`));
+  }
+  if (!r.steps.length) {
+    ol.append(el('li', t('there'), 'muted'));  // the office is at the user's point
   }
   const xs = path.map((c) => c[0]);
   const ys = path.map((c) => c[1]);
