@@ -130,6 +130,7 @@ SDK = {
     "/sdk/": PAGE,  # the docs, with live examples using the node's demo browser key
     "/sdk/{name:str}": PUBLIC,  # geoplat.js, geoplat.esm.js, geoplat.d.ts
     "/sdk/examples/{name:str}.html": PAGE,
+    "/hall": PAGE,  # the service-hall map (issue 15), with the node's demo browser key
     "/api": PUBLIC,  # Tianditu's script URL ?v=4.0&tk=KEY: the key is only written, not checked
 }
 

@@ -1,6 +1,8 @@
 """The JavaScript SDK as a node serves it: `/sdk/geoplat.js` (UMD), `/sdk/geoplat.esm.js`,
-`/sdk/geoplat.d.ts`, the docs `/sdk/` with live examples `/sdk/examples/{name}.html`, and
-Tianditu's script URL `/api?v=4.0&tk=KEY` (a prefix that sets the key, then dist/tianditu.js).
+`/sdk/geoplat.d.ts`, the docs `/sdk/` with live examples `/sdk/examples/{name}.html`,
+Tianditu's script URL `/api?v=4.0&tk=KEY` (a prefix that sets the key, then dist/tianditu.js),
+and the service-hall map `/hall` (issue 15: pages/hall.html with /sdk/hall.js, the SDK's
+reference application).
 
 The bundles are built at install time (services/web/sdk/build.mjs, `make install`); they are
 read from `services/web/sdk/dist/` when they change on disk, kept in memory with their gzip form
@@ -42,7 +44,7 @@ CACHE = "public, max-age=300, must-revalidate"
 EXAMPLE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 MAX_KEY = 256
 TIANDITU_VERSIONS = ("4.0",)
-BUNDLES = {"geoplat.js": JS, "geoplat.esm.js": JS,
+BUNDLES = {"geoplat.js": JS, "geoplat.esm.js": JS, "hall.js": JS,
            "geoplat.d.ts": "application/typescript; charset=utf-8"}
 
 _ENV = Environment(loader=FileSystemLoader(str(SDK_DIR)),
@@ -150,6 +152,7 @@ class SdkRoutes:
             Route("/sdk/{name:str}", self.bundle, methods=["GET", "HEAD"]),
             Route("/sdk/examples/{name:str}.html", self.example, methods=["GET", "HEAD"]),
             Route("/api", self.tianditu, methods=["GET", "HEAD"]),
+            Route("/hall", self.hall, methods=["GET", "HEAD"]),
         ]
 
     async def to_docs(self, request: Request) -> Response:
@@ -203,6 +206,12 @@ class SdkRoutes:
                           if EXAMPLE_NAME.fullmatch(p.stem))
         html = _ENV.get_template("docs.html").render(examples=examples,
                                                      **self.page_values(request))
+        return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
+
+    async def hall(self, request: Request) -> Response:
+        """The service-hall map (issue 15): pages/hall.html with its script /sdk/hall.js
+        (src/apps/hall.js); `?item=CODE&near=lon,lat` are read by the script."""
+        html = _ENV.get_template("pages/hall.html").render(**self.page_values(request))
         return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
 
     async def example(self, request: Request) -> Response:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import re
+import xml.etree.ElementTree as ET
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 from tianditu_support import (
     CANVAS_STATS,
@@ -340,6 +342,41 @@ def test_style_bounds_and_resize(browser: Any, urls: dict[str, str]) -> None:
         })""")
         assert got == [800, 760, 1024], got
         assert page.evaluate("[map.getSize().x, map.getSize().y]") == [800, 760]
+        assert p.errors == [], p.errors
+    finally:
+        p.close()
+
+
+def test_driving_route_reads_the_nodes_drive_answer(browser: Any, urls: dict[str, str],
+                                                    demo: dict[str, str]) -> None:
+    """T.DrivingRoute sends /drive and fills Tianditu's getters from its XML (issue 15)."""
+    orig, dest = (120.2130, 30.2460), (120.1600, 30.2700)
+    post = json.dumps({"orig": f"{orig[0]},{orig[1]}", "dest": f"{dest[0]},{dest[1]}",
+                       "mid": "", "style": "0"})
+    xml = httpx.get(urls["hangzhou"] + "/drive", timeout=60, params={
+        "postStr": post, "type": "search", "tk": demo["server_key"]}).text
+    root = ET.fromstring(xml)
+    p = Page(browser, urls["hangzhou"] + "/sdk/examples/tianditu-geocoder.html")
+    page = p.page
+    try:
+        got = page.evaluate("""([o, d]) => new Promise((resolve) => {
+          const route = new T.DrivingRoute(map, {policy: 0, onSearchComplete: (r) => {
+            const plan = r.getPlan(0);
+            const seg = plan.getRoute(0);
+            resolve({status: r.getStatus(), plans: r.getNumPlans(), km: plan.getDistance(),
+                     s: plan.getDuration(), path: plan.getPath().length,
+                     first: plan.getPath()[0] instanceof T.LngLat,
+                     routes: plan.getNumRoutes(), step: seg.getStep(0).getDescription(),
+                     same: route.getResults() === r});
+          }});
+          route.search(new T.LngLat(o[0], o[1]), new T.LngLat(d[0], d[1]));
+        })""", [list(orig), list(dest)])
+        line = [c for c in (root.findtext("routelatlon") or "").split(";") if c]
+        assert got == {"status": 0, "plans": 1, "km": float(root.findtext("distance") or 0),
+                       "s": float(root.findtext("duration") or 0), "path": len(line),
+                       "first": True, "routes": len(root.findall("simple/item")),
+                       "step": root.findtext("routes/item/strguide"), "same": True}
+        assert got["km"] > 0 and got["path"] > 1
         assert p.errors == [], p.errors
     finally:
         p.close()

@@ -6,6 +6,8 @@
 //                        (and Tianditu's other globals, TMAP_*), reading the key and node from
 //                        `globalThis.GEOPLAT_TIANDITU = {key, node, v}`, which the node's
 //                        `/api?v=4.0&tk=KEY` writes before this bundle (services/web/sdk_routes.py).
+//   dist/hall.js         the service-hall map page's script (src/apps/hall.js, an IIFE using
+//                        the global `Geoplat` of geoplat.js, which the page loads first)
 //   dist/geoplat.d.ts    TypeScript declarations from the JSDoc (tsc --allowJs --declaration).
 // Usage: node build.mjs [--no-types]
 import {execFileSync} from 'node:child_process';
@@ -79,6 +81,8 @@ async function build() {
     await esbuild.build({...common, entryPoints: [tianditu], format: 'iife',
       outfile: join(tmp, 'tianditu.js')});
   }
+  await esbuild.build({...common, entryPoints: [join(here, 'src', 'apps', 'hall.js')],
+    format: 'iife', outfile: join(tmp, 'hall.js')});
   if (!process.argv.includes('--no-types')) {
     const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
     execFileSync(process.execPath, [tsc, '--allowJs', '--declaration', '--emitDeclarationOnly',
@@ -91,7 +95,7 @@ async function build() {
       '\ndeclare module "geoplat" {\n    export * from "index";\n}\n');
   }
   // replace the old files only once everything built
-  for (const name of ['geoplat.js', 'geoplat.esm.js', 'tianditu.js', 'geoplat.d.ts']) {
+  for (const name of ['geoplat.js', 'geoplat.esm.js', 'tianditu.js', 'hall.js', 'geoplat.d.ts']) {
     if (existsSync(join(tmp, name))) {
       renameSync(join(tmp, name), join(dist, name));
     } else if (name === 'tianditu.js') {

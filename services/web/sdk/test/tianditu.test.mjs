@@ -15,9 +15,10 @@ import {
   zoomLevel,
 } from '../src/tianditu/maptype.js';
 import {
-  AdministrativeDivisionResult, DRIVING_UNAVAILABLE, DrivingRoute, GeocoderLocationResult,
-  GeocoderPointResult, adminPostStr, geocodeDs, reversePostStr,
+  AdministrativeDivisionResult, GeocoderLocationResult, GeocoderPointResult, adminPostStr,
+  geocodeDs, reversePostStr,
 } from '../src/tianditu/services.js';
+import {DrivingRouteResult, drivePostStr, lineOf} from '../src/tianditu/driving.js';
 
 test('T.LngLat coerces strings as Tianditu examples pass them, refuses non-numbers', () => {
   const p = new LngLat('120.2130', '30.2460');
@@ -299,24 +300,45 @@ test('AdministrativeDivision: the legacy postStr and result getters', () => {
   assert.equal(new AdministrativeDivisionResult({}).getStatus(), 101);
 });
 
-test('DrivingRoute says clearly that routing is not available on this node', async () => {
-  const errors = [];
-  const original = console.error;
-  console.error = (m) => errors.push(m);
-  try {
-    const got = await new Promise((resolve) => {
-      const route = new DrivingRoute(null, {policy: 0, onSearchComplete: resolve});
-      route.search(new LngLat(120.1, 30.2), new LngLat(120.2, 30.3));
-    });
-    assert.equal(got.getStatus(), 404);
-    assert.equal(got.getMsg(), DRIVING_UNAVAILABLE);
-    assert.match(got.getMsg(), /not available on this node/);
-    assert.equal(got.getNumPlans(), 0);
-    assert.deepEqual(got.getStart(), new LngLat(120.1, 30.2));
-    assert.match(errors[0], /not available/);
-  } finally {
-    console.error = original;
-  }
+test('DrivingRoute sends /drive its postStr and reads the answer as Tianditu clients do', () => {
+  assert.deepEqual(JSON.parse(drivePostStr(new LngLat(120.1, 30.2), [120.2, 30.3], 1)),
+    {orig: '120.1,30.2', dest: '120.2,30.3', mid: '', style: '1'});
+  assert.equal(JSON.parse(drivePostStr([120.1, 30.2], [120.2, 30.3], 9)).style, '0');
+  assert.equal(JSON.parse(drivePostStr([120.1, 30.2], [120.2, 30.3], 0,
+    [[120.15, 30.25]])).mid, '120.15,30.25');
+  assert.throws(() => drivePostStr('x', [120.2, 30.3]), TypeError);
+  assert.deepEqual(lineOf('120.1,30.2;120.2,30.3;'), [new LngLat(120.1, 30.2),
+    new LngLat(120.2, 30.3)]);
+  const answer = {infocode: '', cndesc: '', distance: '1.234', duration: '185',
+    routelatlon: '120.1,30.2;120.15,30.2;120.15,30.3;',
+    routes: [{strguide: '从A路出发，行驶500米', streetName: 'A路', turnlatlon: '120.1,30.2'},
+      {strguide: '直行进入A路，行驶200米', streetName: 'A路', turnlatlon: '120.14,30.2'},
+      {strguide: '左转进入B路，行驶534米', streetName: 'B路', turnlatlon: '120.15,30.2'},
+      {strguide: '到达终点', streetName: 'B路', turnlatlon: '120.15,30.3'}],
+    simple: [{strguide: '从A路出发', streetNames: 'A路', turnlatlon: '120.1,30.2',
+      streetLatLon: '120.1,30.2;120.15,30.2;', streetDistance: '700', segmentNumber: '0-1'},
+    {strguide: '左转进入B路', streetNames: 'B路', turnlatlon: '120.15,30.2',
+      streetLatLon: '120.15,30.2;120.15,30.3;', streetDistance: '534', segmentNumber: '2'}]};
+  const r = new DrivingRouteResult(new LngLat(120.1, 30.2), new LngLat(120.15, 30.3), answer);
+  assert.equal(r.getStatus(), 0);
+  assert.equal(r.getNumPlans(), 1);
+  const plan = r.getPlan(0);
+  assert.equal(plan.getDistance(), 1.234);
+  assert.equal(plan.getDuration(), 185);
+  assert.equal(plan.getPath().length, 3);
+  assert.ok(plan.getPath()[2].equals(new LngLat(120.15, 30.3)));
+  assert.equal(plan.getNumRoutes(), 2);
+  assert.equal(plan.getRoute(0).getNumSteps(), 2);
+  assert.equal(plan.getRoute(0).getDistance(), 700);
+  assert.equal(plan.getRoute(1).getStep(0).getDescription(), '左转进入B路，行驶534米');
+  assert.ok(plan.getRoute(1).getStep(0).getPosition().equals(new LngLat(120.15, 30.2)));
+  assert.deepEqual(r.getStart(), new LngLat(120.1, 30.2));
+  const none = new DrivingRouteResult(null, null, {...answer, infocode: '3001',
+    cndesc: '没有找到路线', routes: [], simple: []});
+  assert.equal(none.getStatus(), 3001);
+  assert.equal(none.getMsg(), '没有找到路线');
+  assert.equal(none.getNumPlans(), 0);
+  assert.equal(new DrivingRouteResult(null, null, null, 3000, 'HTTP 403').getStatus(), 3000);
 });
 
 test('service URLs carry the key of /api?v=4.0&tk=KEY, every value encoded', () => {

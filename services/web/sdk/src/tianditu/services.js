@@ -17,9 +17,7 @@
  * whose answer (`returncode` "100", `data[]`) is that result; `/v2/administrative` has neither
  * `points` nor `lnt`.
  *
- * T.DrivingRoute: routing is issue #15; until then `search` answers, through
- * `onSearchComplete`, a result whose `getStatus()` is 404 and `getMsg()` says it is not
- * available on this node, with no plans, and logs the same on the console.
+ * T.DrivingRoute: src/tianditu/driving.js (the node's `/drive`, Tianditu's XML answer).
  */
 
 import { LngLat, fmt, toLngLat } from "./base.js";
@@ -172,53 +170,4 @@ export class AdministrativeDivision {
   }
 }
 
-export const DRIVING_UNAVAILABLE = "驾车路线规划在本节点不可用 (T.DrivingRoute: driving routes are not available on this node yet)";
-
-export class DrivingRouteResult {
-  constructor(start, end) {
-    this.start = start ? `${start.lng},${start.lat}` : "";
-    this.end = end ? `${end.lng},${end.lat}` : "";
-    this.results = null;
-  }
-
-  getStatus() { return 404; }
-
-  getMsg() { return DRIVING_UNAVAILABLE; }
-
-  getStart() { return this.start ? toLngLat(this.start.split(",")) : undefined; }
-
-  getEnd() { return this.end ? toLngLat(this.end.split(",")) : undefined; }
-
-  getNumPlans() { return 0; }
-
-  getPlan() { return undefined; }
-}
-
-export class DrivingRoute {
-  constructor(map, opts = {}) {
-    this._map = map || null;
-    this._policy = Number(opts.policy ?? 0) || 0;
-    this._onComplete = typeof opts.onSearchComplete === "function" ? opts.onSearchComplete : null;
-    this._result = null;
-  }
-
-  search(start, end) {
-    const s = start ? toLngLat(start) : null;
-    const e = end ? toLngLat(end) : null;
-    const result = new DrivingRouteResult(s, e);
-    this._result = result;
-    report("DrivingRoute", new Error(DRIVING_UNAVAILABLE));
-    const fn = this._onComplete;
-    if (fn) Promise.resolve().then(() => fn.call(this, result));
-  }
-
-  getResults() { return this._result; }
-
-  clearResults() { this._result = null; }
-
-  setPolicy(policy) { this._policy = Number(policy) || 0; }
-
-  getPolicy() { return this._policy; }
-
-  setSearchCompleteCallback(fn) { this._onComplete = typeof fn === "function" ? fn : null; }
-}
+export { DrivingRoute, DrivingRouteResult } from "./driving.js";
