@@ -26,6 +26,8 @@ from tiles.seed import tile_range
 
 NAME = "pub_ver_loop"
 ROOT = Path(__file__).resolve().parents[2]
+INTERRUPTIBLE = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
+                 " sys.argv[0] = 'geoplat'; runpy.run_module('nodes.cli', run_name='__main__')")
 
 
 def _gpkg(path: Path, n: int, tag: str, seed: int, x0: float = 120.10) -> Path:
@@ -140,7 +142,9 @@ def test_ctrl_c_during_load_leaves_previous_version_and_no_debris(ctx, urls, fed
                            crs="EPSG:4490")
     pyogrio.write_dataframe(gdf, big, layer="pts")
     config = Path(federation.config_dir) / "federation.yml"
-    proc = subprocess.Popen([sys.executable, "-m", "nodes.cli", "--config", str(config), "layers",
+    # Ctrl-C as in a terminal: a suite started in the background (`cmd &`, nohup) inherits
+    # SIGINT ignored and Python keeps it so; the CLI gets Python's own handler back first
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTIBLE, "--config", str(config), "layers",
                              "publish", str(big), "--node", "hangzhou", "--name", name],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
