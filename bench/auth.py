@@ -41,6 +41,16 @@ from nodes import supervisor
 from nodes.postgres import Cluster
 
 
+def append_results(script: str, text: str) -> None:
+    """Append a run's `text` to bench/results/<script>.md (titled when new)."""
+    out = ROOT / "bench" / "results" / f"{script}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a", encoding="utf-8") as f:
+        if f.tell() == 0:
+            f.write(f"# bench/{script}.py results\n")
+        f.write(text + "\n")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -298,12 +308,7 @@ def main() -> int:
             f"{k} {v:.1f} µs" for k, v in micro.items()))
         text = "\n".join(lines)
         print(text)
-        out = ROOT / "bench" / "results" / "auth.md"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("a", encoding="utf-8") as f:
-            if f.tell() == 0:
-                f.write("# bench/auth.py results\n")
-            f.write(text + "\n")
+        append_results("auth", text)
         return 0
     finally:
         for p in procs:

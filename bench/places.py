@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "tests" / "support"))  # place_variants, sso_clien
 
 import places_osm
 import places_scale
-from auth import free_port, write_config
+from auth import append_results, free_port, write_config
 from places_engines import (
     GPKG,
     RIGHT_M,
@@ -365,11 +365,7 @@ def main() -> int:
         shutil.rmtree(base, ignore_errors=True)
     text = "\n".join(out)
     print(text)
-    results = BENCH / "results" / "places.md"
-    with results.open("a", encoding="utf-8") as f:
-        if f.tell() == 0:
-            f.write("# bench/places.py results\n")
-        f.write(text + "\n")
+    append_results("places", text)
     return status
 
 

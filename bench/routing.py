@@ -36,7 +36,7 @@ BENCH = ROOT / "bench"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 
-from auth import free_port, write_config
+from auth import append_results, free_port, write_config
 from places import machine
 from places_engines import p95
 
@@ -366,11 +366,7 @@ def main() -> int:
         shutil.rmtree(base, ignore_errors=True)
     text = "\n".join(out)
     print(text)
-    results = BENCH / "results" / "routing.md"
-    with results.open("a", encoding="utf-8") as f:
-        if f.tell() == 0:
-            f.write("# bench/routing.py results\n")
-        f.write(text + "\n")
+    append_results("routing", text)
     return status
 
 
