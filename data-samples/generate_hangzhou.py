@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import geopandas as gpd
+import hangzhou_cadastre  # data-samples/hangzhou_cadastre.py: parcel rights, pre-sale projects
 import hangzhou_townships  # data-samples/hangzhou_townships.py: the township cells
 import numpy as np
 import rasterio
@@ -546,6 +547,7 @@ def main():
     for name, g in layers.items():
         log(f"  hangzhou.gpkg:{name} {len(g)} {g.geom_type.unique().tolist()}")
     hangzhou_townships.main()  # township cells from the districts, POIs and zhejiang points
+    hangzhou_cadastre.main()  # parcels' rights, pre-sale projects, survey control points
 
     render_image(roads, buildings, parcels_gdf, water, hills)
 

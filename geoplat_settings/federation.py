@@ -7,7 +7,7 @@ Only the models: reading the YAML files (variables, cross-references) is the CLI
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -23,6 +23,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 Tier = Literal["main", "sub", "base"]
 AccessLevel = Literal["public", "registered", "restricted"]
+ACCESS_ORDER: dict[str, int] = {"public": 0, "registered": 1, "restricted": 2}
 GeometryType = Literal[
     "Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"
 ]
@@ -87,6 +88,10 @@ class LayerSettings(_Model):
     )
     label_field: str | None = None
     access: AccessLevel = "public"
+    field_access: dict[Identifier, AccessLevel] = Field(
+        default={}, description="attributes with their own access level, stricter than the "
+        "layer's (e.g. the holder fields of public parcels restricted): hidden on every surface "
+        "from a caller below it (services/access/fields.py)")
     sensitive: bool = Field(
         default=False, description="surveying-professional content: never drawn on the e-map"
     )
@@ -104,6 +109,34 @@ class LayerSettings(_Model):
         if self.min_zoom > self.max_zoom:
             raise ValueError("min_zoom must not exceed max_zoom")
         return self
+
+    @model_validator(mode="after")
+    def _field_levels(self) -> LayerSettings:
+        for name, level in self.field_access.items():
+            if ACCESS_ORDER[level] <= ACCESS_ORDER[self.access]:
+                raise ValueError(f"field_access.{name}: {level!r} must be stricter than the "
+                                 f"layer's access {self.access!r}")
+        used = {self.label_field, self.id_column} | _mapped_columns(self.places) | \
+            _mapped_columns(self.routing)
+        clash = sorted(used & set(self.field_access))
+        if clash:
+            raise ValueError(f"field_access: {', '.join(clash)} label, identify, feed the "
+                             "gazetteer or the routing network, which are public; restrict "
+                             "other columns")
+        return self
+
+
+def _mapped_columns(mapping: Any) -> set[str]:
+    """Columns a places/routing mapping names (its string values and `extra` lists)."""
+    if mapping is None:
+        return set()
+    out: set[str] = set()
+    for value in mapping.model_dump().values():
+        if isinstance(value, str):
+            out.add(value)
+        elif isinstance(value, list):
+            out.update(v for v in value if isinstance(v, str))
+    return out
 
 
 class LayerFile(_Model):

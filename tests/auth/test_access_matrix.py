@@ -1,6 +1,6 @@
 """Access matrix (issue 4): roles x surfaces x access levels on the Hangzhou node.
 
-Hangzhou's `poi` is public, `addresses` registered, `parcels` restricted. Each cell asserts the
+Hangzhou's `poi` is public, `addresses` registered, `control_points` restricted. Each cell asserts the
 exact status, and that a layer the caller may not use is never named in a listing, the landing
 page, the OpenAPI document or an HTML page. `key` is a developer key sent alone (no token): it
 acts for its registered owner, so it reaches `registered` layers, and never `restricted` ones
@@ -30,8 +30,8 @@ ROLES = {  # role -> (roles given at the main node, platform admin); "key": a ke
     "node_admin": (["hangzhou:admin"], False),
     "platform_admin": ([], True),
 }
-LAYERS = {"poi": "public", "addresses": "registered", "parcels": "restricted"}
-TITLES = {"addresses": "门牌地址", "parcels": "地籍宗地", "poi": "兴趣点"}
+LAYERS = {"poi": "public", "addresses": "registered", "control_points": "restricted"}
+TITLES = {"addresses": "门牌地址", "control_points": "测量控制点", "poi": "兴趣点"}
 PRIVILEGED = {"publisher", "node_admin", "platform_admin"}
 
 
@@ -143,10 +143,10 @@ def test_access_matrix(urls, headers, tile_of, role) -> None:
 
 def test_cql_post_search_is_checked_too(urls, headers) -> None:
     body = {"op": "=", "args": [{"property": "fid"}, 1]}
-    r = requests.post(urls["hangzhou"] + "/ogc/collections/parcels/items?f=json", json=body,
+    r = requests.post(urls["hangzhou"] + "/ogc/collections/control_points/items?f=json", json=body,
                       headers={"Content-Type": "application/query-cql-json"}, timeout=30)
     assert r.status_code == 401
-    r = requests.post(urls["hangzhou"] + "/ogc/collections/parcels/items?f=json", json=body,
+    r = requests.post(urls["hangzhou"] + "/ogc/collections/control_points/items?f=json", json=body,
                       headers={"Content-Type": "application/query-cql-json",
                                **headers["node_admin"]}, timeout=30)
     assert r.status_code == 200, r.text[:300]
@@ -204,12 +204,12 @@ def test_hook_for_tile_services(federation, urls, headers) -> None:
         d = await access.check(anon, "vec", "tiles")  # e-map layer, not in the layer config
         assert d.allowed is (not requires_key) and (d.allowed or d.status == 401)
         assert (await access.check(admin, "vec", "tiles")).allowed
-        assert (await access.check(anon, "parcels", "tiles")).status == 401
-        assert (await access.check(user, "parcels", "tiles")).status == 403
+        assert (await access.check(anon, "control_points", "tiles")).status == 401
+        assert (await access.check(user, "control_points", "tiles")).status == 403
         assert (await access.check(user, "vec", "tiles", level="restricted")).status == 403
-        assert (await access.check(admin, "parcels", "maps")).allowed
-        assert await access.visible(anon, ["vec", "parcels", "poi"]) == ["vec", "poi"]
-        assert await access.visible(admin, ["vec", "parcels"]) == ["vec", "parcels"]
+        assert (await access.check(admin, "control_points", "maps")).allowed
+        assert await access.visible(anon, ["vec", "control_points", "poi"]) == ["vec", "poi"]
+        assert await access.visible(admin, ["vec", "control_points"]) == ["vec", "control_points"]
         bad = scope({"Authorization": "Bearer x.y.z"})
         assert (await access.check(bad, "vec", "tiles")).status == 401
         # a key alone acts for its owner: registered layers on every tile surface, not restricted
@@ -217,11 +217,11 @@ def test_hook_for_tile_services(federation, urls, headers) -> None:
         assert (await access.check(scope(key), "vec", "tiles")).allowed
         assert (await access.check(scope(key), "addresses", "tiles")).allowed
         assert (await access.check(scope(key), "vec", "maps", level="registered")).allowed
-        assert (await access.check(scope(key), "parcels", "tiles")).status == 401
+        assert (await access.check(scope(key), "control_points", "tiles")).status == 401
         assert (await access.check(scope(key), "vec", "tiles", level="restricted")).status == 401
         keyed = scope(key)  # capabilities: what the checked caller may see
         assert (await access.check(keyed, None, "metadata")).allowed
-        assert await access.visible(keyed, ["vec", "addresses", "parcels"]) == ["vec", "addresses"]
+        assert await access.visible(keyed, ["vec", "addresses", "control_points"]) == ["vec", "addresses"]
         assert await access.visible_layers(keyed) == {
             layer for layer, level in access.levels.items() if level != "restricted"}
         assert {"poi", "addresses"} <= await access.visible_layers(keyed)

@@ -47,7 +47,7 @@ def forged(main_db, urls, **changes) -> str:
 
 
 def assert_refused(urls, token: str) -> None:
-    r = requests.get(urls["hangzhou"] + "/ogc/collections/parcels/items?f=json&limit=1",
+    r = requests.get(urls["hangzhou"] + "/ogc/collections/control_points/items?f=json&limit=1",
                      headers=bearer(token), timeout=30)
     assert r.status_code == 401, (r.status_code, r.text[:200])
     assert 'error="invalid_token"' in r.headers["WWW-Authenticate"]
@@ -58,7 +58,7 @@ def assert_refused(urls, token: str) -> None:
 
 def test_valid_forgery_baseline(main_db, urls) -> None:
     """The forging helper itself makes accepted tokens: the refusals below are meaningful."""
-    r = requests.get(urls["hangzhou"] + "/ogc/collections/parcels/items?f=json&limit=1",
+    r = requests.get(urls["hangzhou"] + "/ogc/collections/control_points/items?f=json&limit=1",
                      headers=bearer(forged(main_db, urls)), timeout=30)
     assert r.status_code == 200
 

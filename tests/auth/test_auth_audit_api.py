@@ -19,7 +19,7 @@ def test_audit_and_usage_api_for_node_admins(urls, main_db) -> None:
     user = bearer(login_pkce(urls["national"], "audit_user", PASSWORD))
     base = urls["hangzhou"]
     # something to audit at Hangzhou: a grant request by the user, rejected by the admin
-    r = requests.post(base + "/auth/grants", json={"layer": "parcels", "reason": "audit test"},
+    r = requests.post(base + "/auth/grants", json={"layer": "control_points", "reason": "audit test"},
                       headers=user, timeout=10)
     assert r.status_code == 201, r.text
     grant = r.json()["id"]
@@ -31,8 +31,8 @@ def test_audit_and_usage_api_for_node_admins(urls, main_db) -> None:
     events = r.json()["events"]
     mine = [(e["event"], e["actor"], e["subject"]) for e in events
             if e["actor"] in ("audit_hz_admin", "audit_user")]
-    assert mine[:2] == [("grant.reject", "audit_hz_admin", "parcels"),
-                        ("grant.request", "audit_user", "parcels")]
+    assert mine[:2] == [("grant.reject", "audit_hz_admin", "control_points"),
+                        ("grant.request", "audit_user", "control_points")]
     r = requests.get(base + "/auth/audit", params={"event": "grant.reject", "actor": "audit_hz_admin"},
                      headers=admin, timeout=10)
     assert {e["event"] for e in r.json()["events"]} == {"grant.reject"}

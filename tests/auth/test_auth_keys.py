@@ -57,7 +57,7 @@ def test_server_and_browser_keys_at_every_node(urls, dev) -> None:
         assert r.status_code == 403
         assert requests.get(items, params={"tk": "0" * 32}, timeout=30).status_code == 403
     # a key opens public layers only; restricted layers still need a grant
-    r = requests.get(urls["hangzhou"] + "/ogc/collections/parcels/items?f=json",
+    r = requests.get(urls["hangzhou"] + "/ogc/collections/control_points/items?f=json",
                      params={"tk": server["key"]}, timeout=30)
     assert r.status_code == 401
 
@@ -102,8 +102,8 @@ def test_auth_check_route_for_the_nginx_fast_path(urls, dev) -> None:
     r = requests.get(check, params={"layer": "vec"},
                      headers={"X-Original-URI": "/vec_c/wmts?tk=" + "f" * 32}, timeout=10)
     assert r.status_code == 403
-    r = requests.get(check, params={"layer": "parcels"},
-                     headers={"X-Original-URI": f"/tms/1.0.0/parcels/1/2/3.png?tk={key['key']}"},
+    r = requests.get(check, params={"layer": "control_points"},
+                     headers={"X-Original-URI": f"/tms/1.0.0/control_points/1/2/3.png?tk={key['key']}"},
                      timeout=10)
     assert r.status_code == 401  # a key is not a grant
 

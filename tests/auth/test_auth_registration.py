@@ -77,8 +77,8 @@ def test_main_node_down(own_federation) -> None:
 
     accounts.create(db, "reg_down_user", "down-password-1", roles=["hangzhou:publisher"])
     token = login_pkce(main, "reg_down_user", "down-password-1")
-    parcels = hz + "/ogc/collections/parcels/items?f=json&limit=1"
-    assert requests.get(parcels, headers=bearer(token), timeout=30).status_code == 200
+    control_points = hz + "/ogc/collections/control_points/items?f=json&limit=1"
+    assert requests.get(control_points, headers=bearer(token), timeout=30).status_code == 200
 
     supervisor.stop_group(procs["national"].pgid)
     with pytest.raises(requests.ConnectionError):
@@ -86,7 +86,7 @@ def test_main_node_down(own_federation) -> None:
 
     # tokens issued before keep working at Hangzhou (every worker: JWKS kept in its database)
     for _ in range(6):
-        assert requests.get(parcels, headers=bearer(token), timeout=30).status_code == 200
+        assert requests.get(control_points, headers=bearer(token), timeout=30).status_code == 200
     # registration is refused cleanly and nothing is stored
     r = requests.post(hz + "/auth/register", json={
         "username": "reg_while_down", "email": "d@example.org", "password": "a-long-password-1"},

@@ -37,7 +37,7 @@ def test_pkce_login_then_grant_lifecycle_at_hangzhou(main_db, urls, hz_admin) ->
     accounts.create(main_db, "sso_alice", PASSWORD)
     token = login_pkce(urls["national"], "sso_alice", PASSWORD)
     hz = urls["hangzhou"]
-    items = hz + "/ogc/collections/parcels/items?f=json&limit=2"
+    items = hz + "/ogc/collections/control_points/items?f=json&limit=2"
 
     # the id_token is for the client, signed with a key of the JWKS
     jwks = KeySet.import_key_set(requests.get(urls["national"] + "/sso/jwks", timeout=10).json())
@@ -48,7 +48,7 @@ def test_pkce_login_then_grant_lifecycle_at_hangzhou(main_db, urls, hz_admin) ->
     assert claims["preferred_username"] == "sso_alice"
 
     assert requests.get(items, headers=bearer(token), timeout=30).status_code == 403
-    r = requests.post(hz + "/auth/grants", json={"layer": "parcels", "reason": "planning study"},
+    r = requests.post(hz + "/auth/grants", json={"layer": "control_points", "reason": "planning study"},
                       headers=bearer(token), timeout=10)
     assert r.status_code == 201, r.text
     grant = r.json()
@@ -62,21 +62,21 @@ def test_pkce_login_then_grant_lifecycle_at_hangzhou(main_db, urls, hz_admin) ->
     r = requests.post(f"{hz}/auth/grants/{grant['id']}/approve", json={"days": 30},
                       headers=bearer(hz_admin), timeout=10)
     assert r.status_code == 200, r.text
-    r = _answer(items, token, 200, 10, "the approved grant opens parcels")
+    r = _answer(items, token, 200, 10, "the approved grant opens control_points")
     assert r.status_code == 200, r.text
     assert r.json()["features"]
     listing = requests.get(hz + "/ogc/collections?f=json", headers=bearer(token), timeout=30).json()
-    assert "parcels" in [c["id"] for c in listing["collections"]]
+    assert "control_points" in [c["id"] for c in listing["collections"]]
 
     r = requests.post(f"{hz}/auth/grants/{grant['id']}/revoke", headers=bearer(hz_admin), timeout=10)
     assert r.status_code == 200, r.text
-    assert _answer(items, token, 403, 10, "the revoked grant closes parcels").status_code == 403
+    assert _answer(items, token, 403, 10, "the revoked grant closes control_points").status_code == 403
 
     # a grant that has expired gives no access either: to a user who never read data (nothing
     # of theirs is in any worker's grant cache, so the answer is the database's)
     accounts.create(main_db, "sso_alice_late", PASSWORD)
     late = login_pkce(urls["national"], "sso_alice_late", PASSWORD)
-    g2 = requests.post(hz + "/auth/grants", json={"layer": "parcels"}, headers=bearer(late),
+    g2 = requests.post(hz + "/auth/grants", json={"layer": "control_points"}, headers=bearer(late),
                        timeout=10).json()
     r = requests.post(f"{hz}/auth/grants/{g2['id']}/approve",
                       json={"expires_at": "2000-01-01T00:00:00Z"}, headers=bearer(hz_admin),
@@ -89,7 +89,7 @@ def test_pkce_login_then_grant_lifecycle_at_hangzhou(main_db, urls, hz_admin) ->
                      timeout=10)
     assert r.status_code == 200 and r.json()["node"] == "hangzhou", r.text
     trail = {(e["event"], e["actor"], e["detail"]["grant_id"]) for e in r.json()["events"]
-             if e["event"].startswith("grant.") and e["subject"] == "parcels"}
+             if e["event"].startswith("grant.") and e["subject"] == "control_points"}
     assert {("grant.request", "sso_alice", grant["id"]),
             ("grant.approve", "sso_hz_admin", grant["id"]),
             ("grant.revoke", "sso_hz_admin", grant["id"]),
@@ -127,8 +127,8 @@ def test_sign_in_once_use_hangzhou_pages(main_db, urls, hz_admin) -> None:
     assert r.status_code == 200, r.text[:300]
     assert r.url.startswith(urls["hangzhou"] + "/ogc")
     page = browser.get(urls["hangzhou"] + "/ogc/collections?f=html", timeout=30).text
-    assert "parcels" in page  # publisher of Hangzhou sees the restricted layer
-    assert "parcels" not in requests.get(urls["hangzhou"] + "/ogc/collections?f=html",
+    assert "control_points" in page  # publisher of Hangzhou sees the restricted layer
+    assert "control_points" not in requests.get(urls["hangzhou"] + "/ogc/collections?f=html",
                                          timeout=30).text
 
 

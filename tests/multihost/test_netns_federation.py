@@ -148,8 +148,8 @@ def test_sso_across_namespaces(netfed: NetnsFederation, national_db: Database) -
     assert r.status_code == 200, r.text[:300]
     assert r.url.startswith(hz + "/ogc")
     page = browser.get(hz + "/ogc/collections?f=html", timeout=30).text
-    assert "parcels" in page  # the publisher of Hangzhou sees its restricted layer
-    assert "parcels" not in requests.get(hz + "/ogc/collections?f=html", timeout=30).text
+    assert "control_points" in page  # the publisher of Hangzhou sees its restricted layer
+    assert "control_points" not in requests.get(hz + "/ogc/collections?f=html", timeout=30).text
 
 
 def test_key_binding_sees_the_real_client_address(netfed: NetnsFederation,

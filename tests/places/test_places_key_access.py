@@ -2,7 +2,7 @@
 
 A valid key sent alone (no token) reaches what its registered owner may see: Hangzhou's
 `registered` addresses (features, vector tiles, listings, OpenAPI, records) and the national
-node's `registered` places; `restricted` parcels stay refused (401: a signed-in token with a
+node's `registered` places; `restricted` control_points stay refused (401: a signed-in token with a
 grant is needed) and unnamed. Attacks: a revoked key, a key over its quotas, a server key from
 a disallowed address, a browser key from a disallowed origin or without one, a key of a
 disabled or deleted owner: none of them reaches a registered layer on any surface. Place-name
@@ -30,8 +30,8 @@ from services.db import Database
 from services.sso import accounts
 
 PASSWORD = "places-key-password-1"
-REGISTERED, RESTRICTED = "addresses", "parcels"
-TITLES = {"addresses": "门牌地址", "parcels": "地籍宗地"}
+REGISTERED, RESTRICTED = "addresses", "control_points"
+TITLES = {"addresses": "门牌地址", "control_points": "测量控制点"}
 
 
 def create_key(main_db: Database, user_id: int, kind: str = "server",

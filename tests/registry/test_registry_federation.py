@@ -126,20 +126,20 @@ def test_paging_is_stable_and_complete(fed: Fed) -> None:
 
 def test_restricted_records_only_for_those_allowed(fed: Fed) -> None:
     settled(fed)
-    parcels = {"r_hangzhou:features:parcels", "r_hangzhou:tiles:parcels"}
+    control_points = {"r_hangzhou:features:control_points", "r_hangzhou:tiles:control_points"}
     addresses = "r_hangzhou:features:addresses"
     for url in (fed.main, fed.urls["r_hangzhou"]):
         anon = items(url, limit=1000)
         anon_ids = {f["id"] for f in anon["features"]}
-        assert not parcels & anon_ids and addresses not in anon_ids
+        assert not control_points & anon_ids and addresses not in anon_ids
         assert anon["numberMatched"] == len(anon_ids)
         user = ids_at(url, fed.headers["reg_user"])
-        assert addresses in user and not parcels & user
+        assert addresses in user and not control_points & user
         # another node's admin does not see Hangzhou's restricted records
-        assert not parcels & ids_at(url, fed.headers["reg_other_admin"])
+        assert not control_points & ids_at(url, fed.headers["reg_other_admin"])
         for who in ("reg_admin", "reg_publisher", "reg_platform"):
-            assert parcels <= ids_at(url, fed.headers[who]), who
-        r = httpx.get(f"{url}/ogc/collections/{CAT}/items/r_hangzhou:features:parcels",
+            assert control_points <= ids_at(url, fed.headers[who]), who
+        r = httpx.get(f"{url}/ogc/collections/{CAT}/items/r_hangzhou:features:control_points",
                       params={"f": "json"}, timeout=30)
         assert r.status_code == 404
     # a grant at the provider node shows the record there
@@ -147,10 +147,10 @@ def test_restricted_records_only_for_those_allowed(fed: Fed) -> None:
     sub = httpx.get(fed.urls["r_hangzhou"] + "/auth/me", headers=fed.headers["reg_user"],
                     timeout=30).json()["sub"]
     hz_db.execute("INSERT INTO auth.grants (user_sub, username, layer_id, status) "
-                  "VALUES (%s, 'reg_user', 'parcels', 'approved')", (sub,))
+                  "VALUES (%s, 'reg_user', 'control_points', 'approved')", (sub,))
     try:
-        assert parcels <= wait_for(lambda: ids_at(fed.urls["r_hangzhou"],
-                                                  fed.headers["reg_user"]) & parcels, 5)
+        assert control_points <= wait_for(lambda: ids_at(fed.urls["r_hangzhou"],
+                                                  fed.headers["reg_user"]) & control_points, 5)
     finally:
         hz_db.execute("UPDATE auth.grants SET status = 'revoked' WHERE user_sub = %s", (sub,))
 

@@ -111,7 +111,7 @@ def test_listing_follows_publish_and_retire_in_every_worker(federation, urls, pe
         return set(r.json()["paths"])
 
     before = every_worker(listing, workers, ids)  # every worker builds its cached listing
-    assert all(name not in v and "parcels" not in v for v in before.values()), before
+    assert all(name not in v and "control_points" not in v for v in before.values()), before
     assert all(f"/collections/{name}" not in v for v in every_worker(openapi, workers, paths).values())
 
     r = requests.post(f"{base}/api/layers", headers=people["admin"], timeout=120,
@@ -121,7 +121,7 @@ def test_listing_follows_publish_and_retire_in_every_worker(federation, urls, pe
     # the publish returns once every worker serves it: each worker's listing must show it now
     after = every_worker(listing, workers, ids)
     assert all(name in v for v in after.values()), {w: name in v for w, v in after.items()}
-    assert all("parcels" not in v for v in after.values())
+    assert all("control_points" not in v for v in after.values())
     spec = every_worker(openapi, workers, paths)
     assert all(f"/collections/{name}" in v for v in spec.values())
     landing = every_worker(f"{base}/ogc?f=json&tk={hz_key}", workers, lambda r: r.json()["links"])
@@ -145,17 +145,17 @@ def admin_browser(urls, people) -> requests.Session:
 
 @pytest.fixture(scope="module")
 def grant_id(urls, people) -> int:
-    r = requests.post(urls["hangzhou"] + "/auth/grants", json={"layer": "parcels"},
+    r = requests.post(urls["hangzhou"] + "/auth/grants", json={"layer": "control_points"},
                       headers=people["user"], timeout=30)
     assert r.status_code == 201, r.text
     return r.json()["id"]
 
 
 FORGED = [  # (method, path, content type, body): what a foreign page can make a browser send
-    ("POST", "/auth/grants", "text/plain", '{"layer": "parcels", "reason": "csrf"}'),
-    ("POST", "/auth/grants", "application/x-www-form-urlencoded", '{"layer": "parcels", "r": "=x"}'),
+    ("POST", "/auth/grants", "text/plain", '{"layer": "control_points", "reason": "csrf"}'),
+    ("POST", "/auth/grants", "application/x-www-form-urlencoded", '{"layer": "control_points", "r": "=x"}'),
     ("POST", "/auth/grants", "multipart/form-data; boundary=b",
-     '--b\r\nContent-Disposition: form-data; name="layer"\r\n\r\nparcels\r\n--b--\r\n'),
+     '--b\r\nContent-Disposition: form-data; name="layer"\r\n\r\ncontrol_points\r\n--b--\r\n'),
     ("POST", "/auth/grants/{grant}/approve", "text/plain", '{"days": 3650}'),
     ("POST", "/auth/grants/{grant}/revoke", "application/x-www-form-urlencoded", "a=b"),
     ("POST", "/auth/grants/{grant}/reject", "text/plain", ""),
@@ -190,25 +190,25 @@ def test_forged_cookie_requests_are_refused(urls, admin_browser, grant_id, metho
 def test_json_from_own_origin_token_or_bearer_are_accepted(urls, admin_browser, people) -> None:
     hz = urls["hangzhou"]
     own = {"Origin": hz}
-    r = admin_browser.post(hz + "/auth/grants", json={"layer": "parcels"}, headers=own, timeout=30)
+    r = admin_browser.post(hz + "/auth/grants", json={"layer": "control_points"}, headers=own, timeout=30)
     assert r.status_code == 201, r.text
     # JSON from a foreign origin is refused even with the JSON content type
-    r = admin_browser.post(hz + "/auth/grants", json={"layer": "parcels"},
+    r = admin_browser.post(hz + "/auth/grants", json={"layer": "control_points"},
                            headers={"Origin": EVIL}, timeout=30)
     assert r.status_code == 403
     # the CSRF token of one of the node's pages, as a header
     page = admin_browser.get(hz + "/auth/logout", timeout=30)
     assert page.status_code == 200 and 'method="post"' in page.text
     token = form_fields(page.text)["csrf_token"]
-    r = admin_browser.post(hz + "/auth/grants", data='{"layer": "parcels"}',
+    r = admin_browser.post(hz + "/auth/grants", data='{"layer": "control_points"}',
                            headers={"X-CSRF-Token": token, "Content-Type": "text/plain"}, timeout=30)
     assert r.status_code == 201, r.text
-    r = admin_browser.post(hz + "/auth/grants", data='{"layer": "parcels"}',
+    r = admin_browser.post(hz + "/auth/grants", data='{"layer": "control_points"}',
                            headers={"X-CSRF-Token": token + "x", "Content-Type": "text/plain"},
                            timeout=30)
     assert r.status_code == 403
     # a bearer token without cookies is not CSRF-able: any content type
-    r = requests.post(hz + "/auth/grants", data='{"layer": "parcels"}', timeout=30,
+    r = requests.post(hz + "/auth/grants", data='{"layer": "control_points"}', timeout=30,
                       headers={**people["user"], "Content-Type": "text/plain", "Origin": EVIL})
     assert r.status_code == 201, r.text
 
@@ -379,7 +379,7 @@ def test_good_text_still_passes(main_db, urls, hz_key) -> None:
     r = requests.get(f"{hz}/ogc/collections/catalogue/items?f=json&q=%E6%9D%AD%E5%B7%9E&tk={hz_key}",
                      timeout=30)
     assert r.status_code == 200
-    r = requests.post(hz + "/auth/grants", data='{"layer": "parcels", "reason": "\\ud83d\\uddfa 地图 100%"}',
+    r = requests.post(hz + "/auth/grants", data='{"layer": "control_points", "reason": "\\ud83d\\uddfa 地图 100%"}',
                       headers={**fresh, "Content-Type": "application/json"}, timeout=30)
     assert r.status_code == 201, r.text
     assert r.json()["reason"] == "\U0001f5fa 地图 100%"
