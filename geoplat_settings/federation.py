@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from geoplat_settings.auth import NodeAuth
+from geoplat_settings.cadastre import CadastreSettings
 from geoplat_settings.halls import HallsSettings
 from geoplat_settings.places import PlacesMapping
 from geoplat_settings.publish import PublishSettings
@@ -183,6 +184,7 @@ class NodeSettings(_Model):
     registry: RegistrySettings = RegistrySettings()
     publish: PublishSettings = PublishSettings()
     halls: HallsSettings = HallsSettings()
+    cadastre: CadastreSettings = CadastreSettings()
 
     @field_validator("database_url", "parent", "public_url", "area_code", mode="before")
     @classmethod

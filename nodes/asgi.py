@@ -142,7 +142,8 @@ def route_groups(services: NodeServices, landing: Any) -> list[RouteGroup]:
         # the JavaScript SDK, its docs and Tianditu's script URL /api (issue 14)
         RouteGroup("sdk", guard_group(rules.SDK, SdkRoutes(
             services.runtime.server.base_url, services.runtime.node_dir,
-            services.runtime.server.title).routes())),
+            services.runtime.server.title, cadastre=services.runtime.cadastre,
+            layer_ids=frozenset(layer.id for layer in services.runtime.layers)).routes())),
         # routing over the node's roads: /api/route and Tianditu's /drive (issue 15)
         RouteGroup("routing", guard_group(rules.ROUTING, services.routing_routes())),
         # service items and the nearest offices: /api/items, /api/halls/nearest (issue 15)

@@ -8,6 +8,7 @@
 //                        `/api?v=4.0&tk=KEY` writes before this bundle (services/web/sdk_routes.py).
 //   dist/hall.js         the service-hall map page's script (src/apps/hall.js, an IIFE using
 //                        the global `Geoplat` of geoplat.js, which the page loads first)
+//   dist/cadastre.js     the cadastral map page's script (src/apps/cadastre.js), likewise
 //   dist/geoplat.d.ts    TypeScript declarations from the JSDoc (tsc --allowJs --declaration).
 // Usage: node build.mjs [--no-types]
 import {execFileSync} from 'node:child_process';
@@ -81,8 +82,10 @@ async function build() {
     await esbuild.build({...common, entryPoints: [tianditu], format: 'iife',
       outfile: join(tmp, 'tianditu.js')});
   }
-  await esbuild.build({...common, entryPoints: [join(here, 'src', 'apps', 'hall.js')],
-    format: 'iife', outfile: join(tmp, 'hall.js')});
+  for (const app of ['hall', 'cadastre']) {
+    await esbuild.build({...common, entryPoints: [join(here, 'src', 'apps', `${app}.js`)],
+      format: 'iife', outfile: join(tmp, `${app}.js`)});
+  }
   if (!process.argv.includes('--no-types')) {
     const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
     execFileSync(process.execPath, [tsc, '--allowJs', '--declaration', '--emitDeclarationOnly',
@@ -95,7 +98,8 @@ async function build() {
       '\ndeclare module "geoplat" {\n    export * from "index";\n}\n');
   }
   // replace the old files only once everything built
-  for (const name of ['geoplat.js', 'geoplat.esm.js', 'tianditu.js', 'hall.js', 'geoplat.d.ts']) {
+  for (const name of ['geoplat.js', 'geoplat.esm.js', 'tianditu.js', 'hall.js', 'cadastre.js',
+    'geoplat.d.ts']) {
     if (existsSync(join(tmp, name))) {
       renameSync(join(tmp, name), join(dist, name));
     } else if (name === 'tianditu.js') {
