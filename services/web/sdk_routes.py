@@ -210,8 +210,8 @@ class SdkRoutes:
     async def docs(self, request: Request) -> Response:
         examples = sorted(p.stem for p in EXAMPLES.glob("*.html")
                           if EXAMPLE_NAME.fullmatch(p.stem))
-        html = _ENV.get_template("docs.html").render(examples=examples,
-                                                     **self.page_values(request))
+        html = _ENV.get_template("docs.html").render(
+            examples=examples, cadastre=self.has_cadastre(), **self.page_values(request))
         return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
 
     async def hall(self, request: Request) -> Response:
@@ -220,12 +220,15 @@ class SdkRoutes:
         html = _ENV.get_template("pages/hall.html").render(**self.page_values(request))
         return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
 
+    def has_cadastre(self) -> bool:
+        return self.cadastre.parcels is not None and self.cadastre.parcels in self.layer_ids
+
     async def cadastre_page(self, request: Request) -> Response:
         """The public cadastral map (issue 15): pages/cadastre.html with /sdk/cadastre.js
         (src/apps/cadastre.js), on a node whose `cadastre.parcels` is one of its layers."""
         c = self.cadastre
         values = self.page_values(request)
-        if c.parcels is None or c.parcels not in self.layer_ids:
+        if not self.has_cadastre():
             html = _ENV.get_template("pages/missing.html").render(
                 what="地籍图查询 Cadastral map",
                 why="这个节点没有地籍宗地图层。 This node has no cadastral parcels layer.",

@@ -1,7 +1,7 @@
 """The public cadastral map `/cadastre` (issue 15) in headless Chromium against the shared
 federation's Hangzhou node: a rectangle drawn with the mouse lists exactly the parcels the
-server's CQL2 `s_intersects` query returns (asked here with requests), and the pre-sale projects
-on them; a click on a parcel lists it; list entries are keyboard-focusable and zoom to their
+server's CQL2 `s_intersects` query returns (asked here with httpx), and the pre-sale projects
+on them; a click on a parcel lists it, and so does a polygon drawn with the mouse; list entries are keyboard-focusable and zoom to their
 parcel; the A4 PDF of the print view, rendered by pdftoppm, shows the map (and is blank there
 without it); one column without horizontal scroll at 390 px; English; hostile attribute text of
 a published layer shows as text; a node without parcels answers a 404 page."""
@@ -213,6 +213,20 @@ def test_the_query_hook_and_a_click_on_a_parcel(browser, urls, project) -> None:
     at = s_intersects(base, "parcels", page.evaluate("window.__cadastre.state.lastGeometry"))
     assert [f["properties"]["parcel_no"] for f in at] == [target["properties"]["parcel_no"]]
     assert listed(page, "parcels") == [target["properties"]["parcel_no"]]
+    # a polygon drawn with the mouse: three corners, then a click on the first closes it
+    page.click("#tool-polygon")
+    corners = [on_screen(page, c) for c in ((lon - 0.002, lat - 0.0015), (lon + 0.002,
+                                             lat - 0.001), (lon, lat + 0.0015))]
+    page.evaluate("() => { document.body.dataset.query = ''; }")
+    for x, y in [*corners, corners[0]]:
+        page.mouse.move(x, y, steps=8)
+        page.mouse.click(x, y)
+    page.wait_for_function(QUERY_DONE, timeout=60_000)
+    drawn = page.evaluate("window.__cadastre.state.lastGeometry")
+    assert drawn["type"] == "Polygon" and len(drawn["coordinates"][0]) == 4, drawn
+    expected = s_intersects(base, "parcels", drawn)
+    assert listed(page, "parcels") == sorted(f["properties"]["parcel_no"] for f in expected)
+    assert len(expected) > 1
     assert page.errors == []
     page.close()
 
@@ -275,6 +289,12 @@ def test_phone_width_and_english(browser, urls, project) -> None:
     assert "mu" in page.locator("#parcels li").nth(0).inner_text()
     page.click("#lang")
     assert page.locator("#parcels-section h2").inner_text().startswith("宗地")
+    # a query over the whole sample stops at the cap (500) and says so
+    got = page.evaluate("(b) => window.__cadastre.queryExtent(b)", [120.13, 30.22, 120.25, 30.32])
+    assert len(got["parcels"]) == 500 < got["matched"]
+    assert page.locator("#parcels li").count() == 500
+    assert f"只列出前 500 宗（共 {got['matched']} 宗）" in page.locator("#parcel-total").inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.close()
 
 

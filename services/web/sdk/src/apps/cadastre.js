@@ -96,7 +96,8 @@ for (const name of ['parcels', 'projects']) {
 const state = {
   lang: localStorage.getItem('geoplat.cadastre.lang') === 'en' ? 'en' : 'zh',
   tool: 'point', parcels: [], projects: [], matched: 0, queries: 0, draw: null,
-  geometryProperty: 'geom', lastGeometry: null, viewExtent: null, viewLoads: 0, selected: null,
+  geometryProperty: 'geom', lastGeometry: null, withSession: new URL(config.node).origin ===
+    location.origin, viewExtent: null, viewLoads: 0, selected: null,
 };
 
 /** A text of the UI's language, `{name}` replaced. */
@@ -227,10 +228,18 @@ async function loadView() {
 async function postPage(collection, filter, offset, limit) {
   const url = Geoplat.nodeUrl(config.node,
     `/ogc/collections/${encodeURIComponent(collection)}/items`, {f: 'json', limit, offset}, key);
+  const ask = (credentials) => fetch(url, {method: 'POST', credentials,
+    body: JSON.stringify(filter),
+    headers: {'Content-Type': 'application/query-cql-json', Accept: 'application/geo+json'}});
   let response;
   try {
-    response = await fetch(url, {method: 'POST', credentials: 'omit', body: JSON.stringify(filter),
-      headers: {'Content-Type': 'application/query-cql-json', Accept: 'application/geo+json'}});
+    // with the node's own session cookie (same origin only): a signed-in user with the grant
+    // reads the fields only the grant shows; a stale sign-in (401) falls back to the key alone
+    response = await ask(state.withSession ? 'same-origin' : 'omit');
+    if (response.status === 401 && state.withSession) {
+      state.withSession = false;
+      response = await ask('omit');
+    }
   } catch (cause) {
     throw new Error(String(cause));
   }
@@ -610,7 +619,7 @@ async function preparePrint() {
   $('print-scale-bar').style.width = `${(bar / scale) * 1000}mm`;
   $('print-scale-text').textContent = `${bar >= 1000 ? `${bar / 1000} km` : `${bar} m`}` +
     ` · ${t('scale')} 1:${Math.round(scale).toLocaleString('en-US')}`;
-  $('print-date').textContent = new Date().toISOString().slice(0, 10);
+  $('print-date').textContent = new Date().toLocaleDateString('sv-SE');  // YYYY-MM-DD, local
   document.body.dataset.print = 'ready';
   return {width: canvas.width, height: canvas.height, scale};
 }
