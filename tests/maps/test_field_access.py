@@ -228,3 +228,76 @@ def test_config_refuses_rules_that_cannot_hold(spec, error) -> None:
     base = {"id": "t", "title": "t", "file": "t.gpkg", "geometry_type": "Point"}
     with pytest.raises(ValueError, match=error):
         LayerSettings.model_validate({**base, **spec})
+
+
+# ---- the publish option ---------------------------------------------------------------------
+
+def _holders_geojson() -> bytes:
+    import geopandas as gpd
+    import pyogrio
+    import shapely
+
+    gdf = gpd.GeoDataFrame({"编号": ["A1", "A2", "A3"], "持有人": ["张某某", "李某某", "王某某"],
+                            "面积": [1.5, 2.5, 3.5]},
+                           geometry=list(shapely.points([120.101, 120.102, 120.103],
+                                                        [30.201, 30.202, 30.203])),
+                           crs="EPSG:4490")
+    buf = io.BytesIO()
+    pyogrio.write_dataframe(gdf, buf, driver="GeoJSON")
+    return buf.getvalue()
+
+
+def _publish(urls, headers, name: str, **fields: str) -> requests.Response:
+    return requests.post(f"{urls['hangzhou']}/api/layers", headers=headers, timeout=120,
+                         data={"name": name, **fields},
+                         files={"file": ("h.geojson", _holders_geojson(), "application/geo+json")})
+
+
+@pytest.fixture(scope="module")
+def published_holders(urls, who, federation):
+    from publish_helpers import ctx_of
+
+    from layers.publish import retire
+
+    r = _publish(urls, who["publisher"], "fa_holders", field_access="持有人=restricted")
+    assert r.status_code == 201, r.text[:500]
+    yield "fa_holders"
+    retire(ctx_of(federation, "hangzhou"), "fa_holders", purge=True)
+
+
+def _properties(urls, layer: str, headers: dict[str, str]) -> list[dict[str, Any]]:
+    r = _get(urls, f"/ogc/collections/{layer}/items", headers, f="json")
+    assert r.status_code == 200, r.text[:300]
+    return [f["properties"] for f in r.json()["features"]]
+
+
+def test_a_published_layer_with_restricted_attributes(urls, who, published_holders) -> None:
+    anon = _properties(urls, published_holders, {})  # served: publishing waits for the workers
+    assert len(anon) == 3 and all("张某某" not in json_text(p) for p in anon)
+    full = _properties(urls, published_holders, who["publisher"])
+    assert {"张某某", "李某某", "王某某"} <= {v for p in full for v in p.values()}
+    q = _get(urls, f"/ogc/collections/{published_holders}/queryables", {}, f="json").json()
+    assert "持有人" not in json_text(q)
+    grant = requests.post(urls["hangzhou"] + "/auth/grants", json={"layer": published_holders},
+                          headers=who["user"], timeout=30)
+    assert grant.status_code == 201, grant.text[:300]
+
+
+def json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("rule,error", [
+    ("不存在=restricted", "lacks"),
+    ("持有人=public", "stricter"),
+    ("持有人=secret", "must be one of"),
+    ("持有人", "attribute=level"),
+])
+def test_bad_rules_are_refused_and_publish_nothing(urls, who, rule, error) -> None:
+    r = _publish(urls, who["publisher"], "fa_bad", field_access=rule)
+    assert r.status_code == 400, r.text[:300]
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert error in r.json()["detail"]
+    assert _get(urls, "/ogc/collections/fa_bad", {}, f="json").status_code == 404
