@@ -117,8 +117,8 @@ class LayerSettings(_Model):
             if ACCESS_ORDER[level] <= ACCESS_ORDER[self.access]:
                 raise ValueError(f"field_access.{name}: {level!r} must be stricter than the "
                                  f"layer's access {self.access!r}")
-        used = {self.label_field, self.id_column} | _mapped_columns(self.places) | \
-            _mapped_columns(self.routing)
+        used = {c for c in (self.label_field, self.id_column) if c} | \
+            _mapped_columns(self.places) | _mapped_columns(self.routing)
         clash = sorted(used & set(self.field_access))
         if clash:
             raise ValueError(f"field_access: {', '.join(clash)} label, identify, feed the "

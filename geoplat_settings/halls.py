@@ -26,6 +26,10 @@ class HallsSettings(BaseModel):
         default_factory=list, max_length=400,
         description="public holidays: every office is closed on them ('PH off'), whatever its"
                     " opening_hours say")
+    workdays: list[dt.date] = Field(
+        default_factory=list, max_length=100,
+        description="make-up working days (调休上班日): weekend days on which offices keep the "
+                    "hours of their last regular working day before them")
     timezone: str = Field(default="Asia/Shanghai", description="where opening hours are read")
 
     @field_validator("timezone")

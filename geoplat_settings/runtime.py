@@ -67,6 +67,9 @@ class AuthSection(_Section):
     client_secret: str
     main_dsn: str | None = Field(default=None, description="the main node's own database only")
     levels: dict[str, AccessLevel] = {}
+    fields: dict[str, dict[str, AccessLevel]] = Field(
+        default={}, description="layer -> attribute -> level, for attributes stricter than "
+        "their layer (services/access/fields.py)")
     settings: NodeAuth = NodeAuth()
 
 

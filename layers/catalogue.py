@@ -72,6 +72,8 @@ CREATE TABLE IF NOT EXISTS geoplat_published (
 -- how the layer feeds the node's gazetteer: a PlacesMapping, false (not at all), or NULL (the
 -- default: a point layer with a name column gives POIs; services/places/gazetteer.py)
 ALTER TABLE geoplat_published ADD COLUMN IF NOT EXISTS places jsonb;
+-- attributes stricter than the layer ({column: level}; layers/field_rules.py)
+ALTER TABLE geoplat_published ADD COLUMN IF NOT EXISTS field_access jsonb NOT NULL DEFAULT '{}';
 CREATE TABLE IF NOT EXISTS geoplat_layer_versions (
     name text NOT NULL REFERENCES geoplat_published (name) ON DELETE CASCADE,
     version int NOT NULL,

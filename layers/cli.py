@@ -34,6 +34,12 @@ def _publishing() -> ModuleType:
     return layers.publish
 
 
+def _field_rules() -> ModuleType:
+    import layers.field_rules
+
+    return layers.field_rules
+
+
 def add_commands(sub: Any, load: Callable[[argparse.Namespace], Any],
                  node_dir: Callable[[Any, Any], Path], context: Context) -> None:
     """Add the `layers` command group to the `geoplat` subparsers; `context` makes the
@@ -59,6 +65,9 @@ def add_commands(sub: Any, load: Callable[[argparse.Namespace], Any],
     p.add_argument("--places", help="how it feeds place search: JSON of a mapping, e.g. "
                    "'{\"kind\": \"poi\", \"name\": \"mc\"}', or none / default (a point "
                    "layer with a name column gives POIs)")
+    p.add_argument("--field-access", help="attributes stricter than the layer, e.g. "
+                   "'right_holder=restricted,right_type=restricted' (hidden on every surface "
+                   "from callers below; none: no rule; default: as the previous version)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=lambda a: cmd_publish(a, _ctx(a, load, node_dir, context)))
 
@@ -152,7 +161,9 @@ def cmd_publish(args: argparse.Namespace, ctx: Any) -> int:
                                        access=args.access, crs=args.crs, keywords=keywords,
                                        layer=args.layer, all_layers=args.all_layers,
                                        actor=_actor(), progress=progress, emap=args.emap,
-                                       places=_publishing().parse_places(args.places)))
+                                       places=_publishing().parse_places(args.places),
+                                       field_access=_field_rules().parse_field_access(
+                                           args.field_access)))
     if args.json:
         return _print([r.as_dict() for r in results])
     for r in results:

@@ -33,6 +33,7 @@ from psycopg2 import sql
 from pydantic import ValidationError
 
 from geoplat_settings import PlacesMapping
+from layers import field_rules
 from layers.catalogue import (
     LEVELS,
     RESERVED,
@@ -86,12 +87,14 @@ def publish(ctx: NodeContext, path: Path, name: str, *, title: str | None = None
             access: str = "public", crs: str | None = None, keywords: list[str] | None = None,
             layer: str | None = None, all_layers: bool = False, actor: str | None = None,
             progress: Progress = _noop, emap: bool | None = None,
-            places: PlacesMapping | bool | None = None) -> list[PublishResult]:
+            places: PlacesMapping | bool | None = None,
+            field_access: dict[str, str] | None = None) -> list[PublishResult]:
     """Publish `path` as layer `name` (or `name_<layer>` for every layer of a GeoPackage).
 
     `places`: how the layer feeds the node's gazetteer (place search): a mapping, False (not
     at all), True (the default rule: a point layer with a name column gives POIs) or None
-    (as the previous version did; the default rule for a new layer)."""
+    (as the previous version did; the default rule for a new layer). `field_access`:
+    attributes stricter than the layer (layers/field_rules.py; None: as the previous version)."""
     if access not in LEVELS:
         raise PublishError(f"access must be one of {', '.join(LEVELS)}", 400)
     if emap and access != "public":
@@ -118,7 +121,7 @@ def publish(ctx: NodeContext, path: Path, name: str, *, title: str | None = None
                                         title=(title or target) + (f" ({src_layer})" if all_layers else ""),
                                         access=access, crs=crs, keywords=keywords or [],
                                         actor=actor, progress=progress, emap=emap,
-                                        places=places))
+                                        places=places, field_access=field_access))
     except PublishError as exc:
         _audit(ctx, "layer.publish", name, actor, ok=False, error=exc.message, source=path.name)
         raise
@@ -130,7 +133,8 @@ def publish(ctx: NodeContext, path: Path, name: str, *, title: str | None = None
 def _publish_one(ctx: NodeContext, data_path: Path, source_name: str, work: Path, name: str,
                  src_layer: str | None, *, title: str, access: str, crs: str | None,
                  keywords: list[str], actor: str | None, progress: Progress,
-                 emap: bool | None, places: PlacesMapping | bool | None = None) -> PublishResult:
+                 emap: bool | None, places: PlacesMapping | bool | None = None,
+                 field_access: dict[str, str] | None = None) -> PublishResult:
     conn = psycopg2.connect(ctx.dsn, application_name="geoplat-publish")
     cog_final: Path | None = None
     try:
@@ -200,6 +204,7 @@ def _publish_one(ctx: NodeContext, data_path: Path, source_name: str, work: Path
                         raise PublishError(f"{source_name}: no feature has a usable geometry")
                     gtype, columns, report = data.geometry_type, data.titles, data.report
                     _set_places(cur, name, places, set(columns.values()))
+                    _set_field_access(cur, name, field_access, columns, access, places)
                 progress("swapping", None, None)
                 row = {"geometry_type": gtype, "feature_count": count, "bbox": bbox,
                        "columns": columns, "checksum": checksum}
@@ -275,6 +280,16 @@ def _set_places(cur: Any, name: str, places: PlacesMapping | bool | None,
     else:
         value = None if places else "false"
     cur.execute("UPDATE geoplat_published SET places = %s WHERE name = %s", (value, name))
+
+
+def _set_field_access(cur: Any, name: str, rules: dict[str, str] | None,
+                      columns: dict[str, str], access: str,
+                      places: PlacesMapping | bool | None) -> None:
+    cur.execute("SELECT field_access FROM geoplat_published WHERE name = %s", (name,))
+    row = cur.fetchone()
+    stored = field_rules.resolve(rules, row[0] if row else None, columns, access, places)
+    cur.execute("UPDATE geoplat_published SET field_access = %s WHERE name = %s",
+                (json.dumps(stored), name))
 
 
 def layer_urls(ctx: NodeContext, name: str, raster: bool) -> dict[str, str]:

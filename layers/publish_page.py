@@ -20,6 +20,8 @@ input,select{width:100%;padding:.3em}progress{width:100%}pre{white-space:pre-wra
 <label><input type="checkbox" name="emap" value="true" style="width:auto"> 叠加到电子地图 Draw on the e-map (vec) and offer as a WMS layer (public layers only)</label>
 <label>地名 Place search (empty: the default rule; <code>none</code>: none; or a JSON mapping of columns)
 <input name="places" maxlength="4000" placeholder='{"kind": "poi", "name": "mc", "category": "lb"}'></label>
+<label>字段权限 Attribute access (attributes stricter than the layer, e.g. <code>right_holder=restricted</code>; empty: as before)
+<input name="field_access" maxlength="8000" placeholder="right_holder=restricted,right_type=restricted"></label>
 <button>发布 Publish</button></form>
 <progress id="p" value="0" max="1" hidden></progress><p id="st"></p>
 <progress id="l" value="0" max="1" hidden></progress><pre id="out"></pre>

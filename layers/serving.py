@@ -68,7 +68,12 @@ def resource(name: str, row: dict[str, Any], dsn: str, providers: Providers) -> 
             "format": {"name": "GTiff", "mimetype": "application/tiff"},
         }]
         return base
-    common = {"data": {"dsn": dsn}, "table": storage, "id_field": "fid", "geom_field": "geom"}
+    common: dict[str, Any] = {"data": {"dsn": dsn}, "table": storage, "id_field": "fid",
+                              "geom_field": "geom"}
+    rules = {c: lvl for c, lvl in (row.get("field_access") or {}).items()
+             if c in (row.get("columns") or {})}
+    if rules:  # attributes stricter than the layer (services/access/fields.py)
+        common["field_access"] = rules
     base["providers"] = [
         {"type": "feature", "name": providers.feature, **common,
          "storage_crs": EPSG.format(4490), "crs": SUPPORTED_CRS,
@@ -91,7 +96,7 @@ def published(dsn: str, providers: Providers) -> tuple[dict[str, dict[str, Any]]
             if cur.fetchone()[0] is None:
                 return {}, {}
             cur.execute("SELECT p.name, p.title, p.access, p.keywords, v.storage, v.bbox,"
-                        " v.columns"
+                        " v.columns, p.field_access"
                         " FROM geoplat_published p JOIN geoplat_layer_versions v"
                         " ON v.name = p.name AND v.version = p.current_version ORDER BY p.name")
             cols = [d[0] for d in cur.description]
@@ -100,6 +105,17 @@ def published(dsn: str, providers: Providers) -> tuple[dict[str, dict[str, Any]]
         conn.close()
     return ({r["name"]: resource(r["name"], r, dsn, providers) for r in rows},
             {r["name"]: r["access"] for r in rows})
+
+
+def field_rules_of(resources: dict[str, dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """{layer: {column: level}} of the given pygeoapi resources (their providers' rules)."""
+    out = {}
+    for name, res in resources.items():
+        for provider in res.get("providers") or []:
+            if provider.get("field_access"):
+                out[name] = dict(provider["field_access"])
+                break
+    return out
 
 
 def merged(base: dict[str, Any], resources: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -131,6 +147,7 @@ class Reloader:
         self.tiles = tiles  # layers.emap.TileReloader of this worker, if the node serves tiles
         self.base_config = copy.deepcopy(server.CONFIG)
         self.base_levels = dict(control.levels) if control is not None else {}
+        self.base_fields = dict(control.fields) if control is not None else {}
         self.seen = -1
         self.published_levels: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -227,7 +244,9 @@ class Reloader:
         if self.views is not None:
             self.views.clear()  # services.access.views.FilteredViews: per-caller listings rebuilt
         if self.control is not None:
-            self.control.set_levels({**levels, **self.base_levels})
+            fields = {k: v for k, v in field_rules_of(resources).items()
+                      if k not in self.base_levels}
+            self.control.set_levels({**levels, **self.base_levels}, {**fields, **self.base_fields})
         self.published_levels = levels
         LOGGER.info("serving %d published layers", len(resources))
 

@@ -45,13 +45,14 @@ from starlette.routing import BaseRoute, Route
 from geoplat_settings import NodeRuntime
 from layers import publish as pub
 from layers.errors import PROBLEM_TITLES, Refused
+from layers.field_rules import parse_field_access
 from layers.formats import PublishError, remove_tree
 from layers.publish_page import PAGE, PAGE_SIGNIN
 from tiles.errors import ProblemError, route_group, with_headers
 
 LOGGER = logging.getLogger("geoplat.publish")
 FIELDS = {"name", "title", "access", "crs", "keywords", "layer", "all_layers", "emap", "csrf_token",
-          "progress", "places"}
+          "progress", "places", "field_access"}
 TRUE = ("1", "true", "on", "yes")
 MULTIPART_SLACK = 64 * 1024  # form fields and part headers around the file
 NDJSON = "application/x-ndjson"
@@ -413,6 +414,7 @@ class PublishRoutes:
             up.file.replace(src)
             keywords = [k.strip() for k in f.get("keywords", "").split(",") if k.strip()]
             places = pub.parse_places(f.get("places"))
+            field_access = parse_field_access(f.get("field_access"))
 
             def run(progress: pub.Progress = pub._noop) -> list[pub.PublishResult]:
                 return pub.publish(
@@ -422,7 +424,7 @@ class PublishRoutes:
                     all_layers=f.get("all_layers", "").lower() in TRUE,
                     actor=p.username, progress=progress,
                     emap=None if "emap" not in f else f["emap"].strip().lower() in TRUE,
-                    places=places)
+                    places=places, field_access=field_access)
 
             if wants_progress(request, f):
                 self._preflight(f)  # what is cheap to check gets its status, not a stream

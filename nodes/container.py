@@ -84,7 +84,8 @@ class NodeServices:
         tile_reloader = TileReloader(service, node_dir, runtime.dsn) if service is not None \
             else None
         router = Router(db, tuple(runtime.server.extent.as_list()))  # type: ignore[arg-type]
-        halls = Halls(db, router, Hours(runtime.halls.holidays, runtime.halls.timezone),
+        halls = Halls(db, router, Hours(runtime.halls.holidays, runtime.halls.timezone,
+                                               workdays=runtime.halls.workdays),
                       runtime.halls.poi_layer)
         return cls(
             runtime=runtime, pygeoapi=pygeoapi, db=db,

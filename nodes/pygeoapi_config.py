@@ -50,7 +50,10 @@ def catalogue(dsn: str) -> dict[str, tuple[list[float], dict[str, str]]]:
 
 def _resource(layer: LayerSettings, dsn: str, bbox: list[float], node: NodeSettings,
               titles: dict[str, str] | None = None) -> dict[str, Any]:
-    common = {"data": {"dsn": dsn}, "table": layer.id, "id_field": "fid", "geom_field": "geom"}
+    common: dict[str, Any] = {"data": {"dsn": dsn}, "table": layer.id, "id_field": "fid",
+                              "geom_field": "geom"}
+    if layer.field_access:  # attributes stricter than the layer (services/access/fields.py)
+        common["field_access"] = dict(layer.field_access)
     feature: dict[str, Any] = {"type": "feature", "name": FEATURE_PROVIDER, **common,
                                "storage_crs": STORAGE_CRS, "crs": SUPPORTED_CRS}
     if layer.label_field:

@@ -101,6 +101,7 @@ def provision_node(settings: Any, node: Any, layers: list[Any], dsn: str, *,
         "client_secret": client["client_secret"],
         "main_dsn": dsn if node.id == main.id else None,  # the main node's own database only
         "levels": {layer.id: layer.access for layer in layers},
+        "fields": {layer.id: dict(layer.field_access) for layer in layers if layer.field_access},
         "settings": node.auth.model_dump(),
     }, key
 

@@ -28,8 +28,11 @@ from pygeoapi.provider.base import (
     ProviderItemNotFoundError,
     SchemaType,
 )
+from pygeofilter import ast
 from pyproj.exceptions import CRSError
 from sqlalchemy import exc as sa_exc
+
+from services.access import fields as field_access
 
 from . import _sql
 from .cql import bad, to_sql
@@ -42,6 +45,24 @@ LOGGER = logging.getLogger(__name__)
 
 COUNT_LIMIT = 10_000
 _BIGINT = (-(2**63), 2**63 - 1)
+
+
+def _filter_properties(node: Any) -> set[str]:
+    """Every property name a parsed CQL2 filter (pygeofilter AST) refers to."""
+    out: set[str] = set()
+
+    def walk(n: Any) -> None:
+        if isinstance(n, ast.Attribute):
+            out.add(str(n.name))
+        elif isinstance(n, ast.Node):
+            for child in n.get_sub_nodes():
+                walk(child)
+        elif isinstance(n, (list, tuple)):
+            for child in n:
+                walk(child)
+
+    walk(node)
+    return out
 
 
 class _CountCache:
@@ -90,7 +111,11 @@ class PostGISFeatureProvider(BaseProvider):
             self.engine, self.dsn, self.schema, self.table, self.id_field, self.geom_field
         )
         exposed = set(self.properties) if self.properties else set(self.info.columns)
-        self._attrs = [c for c in self.info.columns if c in exposed and c != self.id_field]
+        # attributes this request's caller may not see (services/access/fields.py): never
+        # selected, described, searched by `q`, filtered or sorted by
+        self.hidden = field_access.hidden(provider_def.get("field_access"))
+        self._attrs = [c for c in self.info.columns
+                       if c in exposed and c != self.id_field and c not in self.hidden]
         self._allowed = set(self._attrs) | {self.id_field}
         self._fields = self.get_fields()
 
@@ -186,6 +211,7 @@ class PostGISFeatureProvider(BaseProvider):
         if bbox:
             where.append(self._bbox_clause(bbox))
         for name, value in properties or []:
+            self._refuse_hidden([name])
             if name not in self._allowed:
                 raise bad("unknown property")
             where.append(t.c[name] == self._typed(name, value))
@@ -213,6 +239,7 @@ class PostGISFeatureProvider(BaseProvider):
                 else:
                     where.append(sa.false())
         if filterq is not None:
+            self._refuse_hidden(_filter_properties(filterq))
             try:
                 where.append(to_sql(filterq, self.info, self._allowed))
             except ProviderInvalidQueryError:
@@ -228,6 +255,12 @@ class PostGISFeatureProvider(BaseProvider):
                 LOGGER.info("filter rejected: %s", err)
                 raise bad("invalid filter") from None
         return where
+
+    def _refuse_hidden(self, names: Any) -> None:
+        named = sorted({n for n in names if n in self.hidden})
+        if named:
+            raise bad(f"property {', '.join(named)} is restricted: it needs a grant for this "
+                      "layer (or a signed-in user) to be filtered, sorted or selected")
 
     def _feature(self, row: Any, names: list[str], skip_geometry: bool) -> dict:
         m = row._mapping
@@ -255,7 +288,9 @@ class PostGISFeatureProvider(BaseProvider):
     ) -> dict:
         t = self.info.table
         where = self._where(bbox, datetime_, properties, q, filterq)
+        self._refuse_hidden([s.get("property") for s in sortby or []])
         if select_properties:
+            self._refuse_hidden(select_properties)
             unknown = set(select_properties) - self._allowed
             if unknown:
                 raise bad("unknown properties specified")

@@ -26,6 +26,7 @@ from pygeoapi.util import url_join
 from pyproj import Transformer
 from sqlalchemy import exc as sa_exc
 
+from services.access import fields as field_access
 from tiles.grids import OGC_TMS
 
 from . import _sql
@@ -83,7 +84,9 @@ class PostGISMVTProvider(BaseMVTProvider):
             self.engine, self.dsn, self.schema, self.table, self.id_field, self.geom_field
         )
         props = provider_def.get("properties") or list(self.info.columns)
-        self.attrs = [c for c in self.info.columns if c in set(props) and c != self.id_field]
+        hidden = field_access.hidden(provider_def.get("field_access"))  # this caller's
+        self.attrs = [c for c in self.info.columns
+                      if c in set(props) and c != self.id_field and c not in hidden]
         self._fields = {
             c: {"type": t["type"]}
             for c, t in self.info.json_schema_fields().items()

@@ -15,6 +15,7 @@ check allowed (`visible()`, `visible_layers()`).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -68,8 +69,11 @@ class AccessControl:
     """Decisions for one node: its layers' levels, its grants, tokens of its federation."""
 
     def __init__(self, node_id: str, levels: dict[str, str], db: Database,
-                 validator: TokenValidator, *, public_requires_key: bool = False):
+                 validator: TokenValidator, *, public_requires_key: bool = False,
+                 fields: Mapping[str, Mapping[str, str]] | None = None):
         self.node_id, self.levels, self.db, self.validator = node_id, dict(levels), db, validator
+        # layer -> {attribute: level}: attributes stricter than their layer (services/access/fields.py)
+        self.fields: dict[str, dict[str, str]] = {k: dict(v) for k, v in (fields or {}).items() if v}
         self.public_requires_key = public_requires_key
         self._grant_cache: dict[str, tuple[float, frozenset[str]]] = {}
         self.keys: Any = None  # services.access.apikeys.KeyChecker, when installed
@@ -77,6 +81,13 @@ class AccessControl:
     @property
     def non_public(self) -> set[str]:
         return {k for k, v in self.levels.items() if v != "public"}
+
+    @property
+    def grantable(self) -> frozenset[str]:
+        """Layers a user may request a grant for: restricted ones, and those with restricted
+        attributes (the grant shows those attributes)."""
+        return frozenset({k for k, v in self.levels.items() if v == "restricted"} |
+                         {k for k, f in self.fields.items() if "restricted" in f.values()})
 
     async def principal(self, conn: HTTPConnection | Scope) -> Principal | None:
         """The caller, or None when anonymous; AuthError 401 for a bad token."""
@@ -141,10 +152,29 @@ class AccessControl:
                 out.add(layer)
         return frozenset(out)
 
-    def set_levels(self, levels: dict[str, str]) -> None:
-        """New layer levels (a publish reload): cached grant decisions are made again."""
+    def set_levels(self, levels: dict[str, str],
+                   fields: Mapping[str, Mapping[str, str]] | None = None) -> None:
+        """New layer levels and attribute levels (a publish reload): cached grant decisions
+        are made again."""
         self.levels = levels
+        if fields is not None:
+            self.fields = {k: dict(v) for k, v in fields.items() if v}
         self._grant_cache.clear()
+
+    async def field_rights(self, conn: HTTPConnection | Scope, layer_id: str) -> frozenset[str]:
+        """The attribute levels of `layer_id` the caller of this request may see: a subset of
+        {"registered", "restricted"} (public attributes are everyone's)."""
+        p = await self.caller(conn)
+        return frozenset([lvl for lvl in ("registered", "restricted")
+                          if (await self.decide(p, layer_id, lvl)).allowed])
+
+    async def hidden_fields(self, conn: HTTPConnection | Scope, layer_id: str) -> frozenset[str]:
+        """The attributes of `layer_id` this request's caller must not receive."""
+        rules = self.fields.get(layer_id)
+        if not rules:
+            return frozenset()
+        rights = await self.field_rights(conn, layer_id)
+        return frozenset(f for f, lvl in rules.items() if lvl not in rights)
 
     async def check(self, conn: HTTPConnection | Scope, layer_id: str | None, kind: Kind,
                     level: str | None = None, *, page: bool = False) -> Decision:

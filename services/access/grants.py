@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from services.access import audit
@@ -14,8 +15,9 @@ COLUMNS = ("id, user_sub, username, layer_id, status, reason, requested_at, deci
 
 
 def request_grant(db: Database, node_id: str, p: Principal, layer_id: str, reason: str,
-                  levels: dict[str, str]) -> dict[str, Any]:
-    if levels.get(layer_id) != "restricted":
+                  grantable: Collection[str]) -> dict[str, Any]:
+    """A grant request for a restricted layer, or a layer with restricted attributes."""
+    if layer_id not in grantable:
         # Same answer for unknown and non-restricted layers: names are not confirmed.
         raise AuthError(404, "Not Found", "No restricted layer of that name on this node.")
     existing = db.one(f"SELECT {COLUMNS} FROM auth.grants WHERE user_sub = %s AND layer_id = %s "

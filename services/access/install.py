@@ -108,7 +108,7 @@ def build_auth(runtime: NodeRuntime, db: Database, node_dir: Path | None,
                                revocations=RevocationList(auth.issuer + "/revocations", http,
                                                           settings.revocation_max_age))
     control = AccessControl(auth.node_id, dict(auth.levels), db, validator,
-                            public_requires_key=settings.public_requires_key)
+                            public_requires_key=settings.public_requires_key, fields=auth.fields)
     node_secret = secret(db, "node-web")
     main_db = None
     sso = None

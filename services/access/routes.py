@@ -333,7 +333,7 @@ class NodeAuthRoutes:
         data = await json_object(request)
         row = await anyio.to_thread.run_sync(lambda: grants.request_grant(
             self.db, self.node.id, p, str(data.get("layer") or ""),
-            str(data.get("reason") or ""), self.control.levels))
+            str(data.get("reason") or ""), self.control.grantable))
         return JSONResponse(grants.jsonable(row), status_code=201)
 
     async def decide(self, request: Request) -> Response:

@@ -4,9 +4,12 @@ OSM specification) in the node's time zone (Asia/Shanghai).
 
 Public holidays: the node's `halls.holidays` (config/federation.yml) are appended to every
 expression as one `<dates> off` rule, the last rule of an expression overriding the earlier
-ones, so "PH off" holds whatever the office's hours say.
+ones, so "PH off" holds whatever the office's hours say. Make-up working days (调休上班日: the
+weekend days the State Council's notice makes working days, `halls.workdays`) follow each
+office's hours of its last regular working day before them (a weekday that is no holiday), as
+one `<date> <times>` rule per day after the holiday rule.
 
-`Hours(holidays, timezone, clock)`: `clock` is injectable (tests; `at=` of the API).
+`Hours(holidays, timezone, clock, workdays)`: `clock` is injectable (tests; `at=` of the API).
 """
 
 from __future__ import annotations
@@ -61,9 +64,12 @@ class Status:
 
 class Hours:
     def __init__(self, holidays: Sequence[dt.date] = (), timezone: str = "Asia/Shanghai",
-                 clock: Callable[[], dt.datetime] | None = None):
+                 clock: Callable[[], dt.datetime] | None = None,
+                 workdays: Sequence[dt.date] = ()):
         self.tz = ZoneInfo(timezone)
         self.rule = holiday_rule(holidays)
+        self.workdays = tuple((d, _reference_day(d, set(holidays)))
+                              for d in sorted(set(workdays) - set(holidays)))
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
 
     def now(self) -> dt.datetime:
@@ -71,7 +77,7 @@ class Hours:
 
     def status(self, expression: str, at: dt.datetime | None = None) -> Status:
         t = (at or self.now()).astimezone(self.tz)
-        oh = _parsed(expression, self.rule, self.tz.key)
+        oh = _parsed(expression, self.rule, self.tz.key, self.workdays)
         state, _ = oh.state(t)
         nxt = oh.next_change(t)
         is_open = state == State.OPEN
@@ -80,10 +86,32 @@ class Hours:
         return Status(is_open, nxt, _text(is_open, t, nxt))
 
 
+def _reference_day(day: dt.date, holidays: set[dt.date]) -> dt.date:
+    """The last regular working day (Monday to Friday, no holiday) before `day`."""
+    ref = day - dt.timedelta(days=1)
+    while ref.weekday() > 4 or ref in holidays:
+        ref -= dt.timedelta(days=1)
+    return ref
+
+
+def _day_rule(oh: OpeningHours, day: dt.date, like: dt.date, tz: ZoneInfo) -> str:
+    """`2026 Jan 04 09:00-12:00,13:30-17:00`: on `day`, the hours `oh` gives on `like`."""
+    start = dt.datetime.combine(like, dt.time(), tzinfo=tz)
+    spans = [f"{a:%H:%M}-{'24:00' if b.date() > like else f'{b:%H:%M}'}"
+             for a, b, state, _ in oh.intervals(start, start + dt.timedelta(days=1))
+             if state == State.OPEN]
+    return f"{day.year} {MONTHS[day.month - 1]} {day.day:02d} " + (",".join(spans) or "off")
+
+
 @lru_cache(maxsize=1024)
-def _parsed(expression: str, rule: str, tz: str) -> OpeningHours:
+def _parsed(expression: str, rule: str, tz: str,
+            workdays: tuple[tuple[dt.date, dt.date], ...] = ()) -> OpeningHours:
     full = f"{expression}; {rule}" if rule else expression
-    return OpeningHours(full, timezone=ZoneInfo(tz))
+    zone = ZoneInfo(tz)
+    if workdays:
+        regular = OpeningHours(full, timezone=zone)
+        full += "".join(f"; {_day_rule(regular, d, like, zone)}" for d, like in workdays)
+    return OpeningHours(full, timezone=zone)
 
 
 def _text(is_open: bool, t: dt.datetime, nxt: dt.datetime | None) -> str:

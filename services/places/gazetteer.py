@@ -93,14 +93,15 @@ def _catalogue(cur: Any) -> dict[str, tuple[str, dict[str, str], str]]:
             for r in cur.fetchall()}
 
 
-def _published(cur: Any) -> list[tuple[str, str, Any]]:
+def _published(cur: Any) -> list[tuple[str, str, Any, Any]]:
     """Published vector layers now served: (name, access, the publisher's `places`: a mapping,
-    false, or None for the default rule)."""
+    false, or None for the default rule, its attribute rules {column: level} or None)."""
     cur.execute("SELECT to_regclass('geoplat_published') IS NOT NULL")
     if not cur.fetchone()[0]:
         return []
     # to_jsonb(p): a catalogue made before the `places` column reads as NULL
-    cur.execute("SELECT p.name, p.access, to_jsonb(p) -> 'places' FROM geoplat_published p"
+    cur.execute("SELECT p.name, p.access, to_jsonb(p) -> 'places', to_jsonb(p) -> 'field_access'"
+                " FROM geoplat_published p"
                 " WHERE p.kind = 'vector' AND p.current_version IS NOT NULL ORDER BY p.name")
     return list(cur.fetchall())
 
@@ -137,7 +138,7 @@ def sources(cur: Any, layers: list[LayerSettings], result: BuildResult) -> list[
         missing = [c for c in s.mapping.all_columns() if c not in s.columns]
         if missing:
             raise ValueError(f"layer {s.layer}: places mapping names columns it lacks: {missing}")
-    for name, access, given in _published(cur):
+    for name, access, given, rules in _published(cur):
         if name in configured or name not in cat:
             continue
         gtype, cols, checksum = cat[name]
@@ -152,6 +153,10 @@ def sources(cur: Any, layers: list[LayerSettings], result: BuildResult) -> list[
             continue
         if any(c not in cols for c in mapping.all_columns()):
             result.skipped.append(f"{name}: places mapping names columns it lacks")
+            continue
+        if any(cols[c] in (rules or {}) for c in mapping.all_columns()):
+            # the gazetteer answers everyone who may see the layer: never a restricted attribute
+            result.skipped.append(f"{name}: places mapping reads attributes with access rules")
             continue
         out.append(Source(name, name, access, mapping, cols, gtype, None, checksum))
     return out

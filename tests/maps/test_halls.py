@@ -191,6 +191,23 @@ def test_hours_with_an_injected_clock() -> None:
     assert st.next_change == dt.datetime(2026, 12, 3, 9, 0, tzinfo=SHANGHAI)
 
 
+def test_make_up_working_days_keep_weekday_hours() -> None:
+    """调休上班日: Sunday 2026-01-04 is a working day (the 2026 notice), after a holiday
+    (Jan 1-3): an office open Mo-Fr opens with the hours of its last regular working day
+    (Wednesday Dec 31), a Sunday later it is closed again."""
+    hours = "Mo-Fr 09:00-12:00,13:30-17:00; Sa 09:00-12:00"
+    holidays = [dt.date(2026, 1, 1), dt.date(2026, 1, 2), dt.date(2026, 1, 3)]
+    h = Hours(holidays, workdays=[dt.date(2026, 1, 4)])
+    at = dt.datetime(2026, 1, 4, 10, 0, tzinfo=SHANGHAI)
+    st = h.status(hours, at)
+    assert st.open and st.next_change == dt.datetime(2026, 1, 4, 12, 0, tzinfo=SHANGHAI)
+    noon = h.status(hours, at.replace(hour=12, minute=30))
+    assert not noon.open and noon.next_change == at.replace(hour=13, minute=30)
+    assert not h.status(hours, at + dt.timedelta(days=7)).open  # Sunday Jan 11: closed
+    assert not Hours(holidays).status(hours, at).open  # without the workday: a Sunday
+    assert not h.status("Sa 09:00-12:00", at).open  # closed on its last working day: closed
+
+
 def test_open_now_lists_closed_offices_after_open_ones(urls: dict[str, str], hz: Any) -> None:
     """Saturday 10:00: district centres (Sa 09:00-12:00) are open, street centres closed."""
     user = door_plate(hz, "宏二路", "2号")
