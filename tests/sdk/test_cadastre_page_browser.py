@@ -25,7 +25,13 @@ import shapely
 from PIL import Image
 from publish_helpers import served, sign_in_users
 from sdk_pages import IDLE, differing, pixel_of, snapshot
+from sso_client import bearer, login_pkce
 from waiting import wait_for
+
+from nodes import federation as federation_mod
+from services.access.control import token_cookie
+from services.db import Database
+from services.sso import accounts
 
 MU = 10000 / 15  # m² per 亩
 PASSWORD = "Cadastre-Page-Pass-1"
@@ -34,7 +40,8 @@ HOSTILE_LAYER = "cad_hostile"
 QUERY_DONE = "() => /^\\d+$/.test(document.body.dataset.query || '')"
 
 
-def s_intersects(base: str, collection: str, geometry: dict[str, Any]) -> list[dict[str, Any]]:
+def s_intersects(base: str, collection: str, geometry: dict[str, Any],
+                 headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Every feature of `collection` the node says intersects `geometry` (CQL2-JSON, paged)."""
     body = json.dumps({"op": "s_intersects", "args": [{"property": "geometry"}, geometry]})
     out: list[dict[str, Any]] = []
@@ -42,7 +49,7 @@ def s_intersects(base: str, collection: str, geometry: dict[str, Any]) -> list[d
         r = httpx.post(f"{base}/ogc/collections/{collection}/items",
                        params={"f": "json", "limit": "500", "offset": str(len(out))},
                        content=body, timeout=60,
-                       headers={"Content-Type": "application/query-cql-json"})
+                       headers={"Content-Type": "application/query-cql-json", **(headers or {})})
         assert r.status_code == 200, r.text[:300]
         page = r.json()
         out += page["features"]
@@ -64,7 +71,8 @@ def box(lon: float, lat: float, dx: float, dy: float) -> dict[str, Any]:
 
 
 def open_cadastre(browser: Any, url: str, width: int = 1200, height: int = 800) -> Any:
-    page = browser.new_page(viewport={"width": width, "height": height})
+    page = browser.new_page(viewport={"width": width, "height": height}) if hasattr(
+        browser, "new_context") else browser.new_page()  # a context has its own viewport
     page.errors = []  # what the page complained about (favicon aside), asserted empty
     page.on("pageerror", lambda e: page.errors.append(f"pageerror: {e}"))
     page.on("console", lambda m: page.errors.append(f"console: {m.text}")
@@ -335,3 +343,41 @@ def test_hostile_attribute_text_shows_as_text(browser, urls, hostile_layer) -> N
     assert page.locator("#side img, #print-sheet img:not(#print-map)").count() == 0
     assert page.evaluate("window.hacked") is None
     page.close()
+
+
+@pytest.fixture
+def granted_token(federation: Any, main_db: Any, urls: dict[str, str]) -> Any:
+    """The access token of a user with Hangzhou's grant for `parcels` (its holder fields)."""
+    hz = Database(federation_mod.node_dsn(federation, federation.node("hangzhou")), maxconn=1)
+    user = accounts.create(main_db, "cadpage_granted", PASSWORD, roles=[])
+    hz.execute("INSERT INTO auth.grants (user_sub, username, layer_id, status) "
+               "VALUES (%s, %s, 'parcels', 'approved')", (str(user.id), user.username))
+    try:
+        yield login_pkce(urls["national"], "cadpage_granted", PASSWORD)["access_token"]
+    finally:
+        hz.execute("DELETE FROM auth.grants WHERE user_sub = %s", (str(user.id),))
+        hz.close()
+
+
+def test_the_holder_fields_for_a_signed_in_user_with_the_grant(browser, urls, project,
+                                                               granted_token) -> None:
+    """The page's queries carry the node's session cookie: the grant's fields are listed as
+    text; without it (or with a stale sign-in, which falls back to the key) they are not."""
+    base = urls["hangzhou"]
+    lon, lat = project["centre"]
+    bbox = [lon - 0.001, lat - 0.001, lon + 0.001, lat + 0.001]
+    shown = {}
+    for who, token in (("granted", granted_token), ("stale", "not-a-token"), ("anonymous", None)):
+        context = browser.new_context(viewport={"width": 1200, "height": 800})
+        if token:
+            context.add_cookies([{"name": token_cookie("hangzhou"), "value": token, "url": base}])
+        page = open_cadastre(context, f"{base}/cadastre?center={lon},{lat}&zoom=17")
+        got = page.evaluate("(b) => window.__cadastre.queryExtent(b)", bbox)
+        assert got["parcels"], who
+        shown[who] = page.locator("#parcels").inner_text()
+        context.close()
+    holders = [f["properties"]["right_holder"] for f in s_intersects(
+        base, "parcels", box(lon, lat, 0.001, 0.001), bearer(granted_token))]
+    assert holders and all(h in shown["granted"] for h in holders) and "权利人" in shown["granted"]
+    for who in ("stale", "anonymous"):
+        assert "权利人" not in shown[who] and not any(h in shown[who] for h in holders), who
