@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
@@ -25,6 +28,7 @@ from PIL import Image
 from pyproj import Transformer
 from sso_client import bearer, login_pkce
 
+from geoplat_settings import LayerSettings
 from layers.publish import publish, retire
 from nodes import federation as federation_mod
 from services.db import Database
@@ -35,6 +39,8 @@ HIDDEN = ("right_holder", "right_type", "right_nature")
 PASSWORD = "featureinfo-password-1"
 HALF = 0.001  # degrees: the request's BBOX is 2 * HALF wide around the point, 101 px
 SIZE = 101  # pixel 50 is the middle one: its centre is the point itself
+QGIS_PYTHON = "/usr/bin/python3"  # Debian's, where python3-qgis lives (not the venv)
+QGIS_IDENTIFY = Path(__file__).resolve().parents[1] / "clients" / "qgis_identify.py"
 
 
 @pytest.fixture(scope="module")
@@ -271,3 +277,38 @@ def test_getmap_of_parcels_is_a_non_blank_png(urls, parcel) -> None:
     assert px[128, 128, 3] > 0  # the parcel under the point is drawn
     assert (px[..., 3] > 0).mean() > 0.2
     assert len(np.unique(px.reshape(-1, 4), axis=0)) > 2  # fills and outlines, not one colour
+
+
+@pytest.mark.parametrize("change", [{"access": "restricted"}, {"access": "registered"},
+                                    {"sensitive": True}])
+def test_only_public_layers_that_are_not_sensitive_can_be_wms_layers(change) -> None:
+    layer = {"id": "secret", "title": "t", "file": "x.gpkg", "geometry_type": "Point",
+             "wms": True}
+    LayerSettings.model_validate(layer)
+    with pytest.raises(ValueError, match="wms"):
+        LayerSettings.model_validate({**layer, **change})
+
+
+def _qgis_identify(tmp_path, base: str, parcel: dict[str, Any], fmt: str) -> dict[str, Any]:
+    spec = tmp_path / f"identify-{fmt}.json"
+    spec.write_text(json.dumps({"url": f"{base}/wms", "layer": "parcels", "lon": parcel["lon"],
+                                "lat": parcel["lat"], "half": HALF, "format": fmt}),
+                    encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    done = subprocess.run([QGIS_PYTHON, str(QGIS_IDENTIFY), str(spec)], check=False,
+                          capture_output=True, text=True, timeout=180,
+                          env={**env, "QT_QPA_PLATFORM": "offscreen"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_qgis_identify_shows_the_parcel_without_holder_fields(urls, parcel, tmp_path) -> None:
+    """QGIS 3.22's identify tool on the WMS layer: the features (with their outline) and the
+    text answer, never the holder fields."""
+    feature = _qgis_identify(tmp_path, urls["hangzhou"], parcel, "feature")
+    assert feature["valid"] and not feature["error"], feature
+    assert [f["parcel_no"] for f in feature["features"]] == [parcel["parcel_no"]]
+    assert not set(HIDDEN) & set(feature["features"][0])
+    assert feature["features"][0]["__geometry"].startswith("MultiPolygon")
+    text = _qgis_identify(tmp_path, urls["hangzhou"], parcel, "text")
+    assert parcel["parcel_no"] in text["text"] and parcel["right_holder"] not in text["text"]
