@@ -154,6 +154,16 @@ def test_versions_and_crs_answer_the_same_feature(urls, parcel) -> None:
         "WIDTH": str(SIZE), "HEIGHT": str(SIZE), "I": "50", "J": "50",
         "INFO_FORMAT": "application/json"}, timeout=60)
     assert [f["id"] for f in _features(r)] == [parcel["fid"]]
+    box = {"EPSG:4326": f"{lat - HALF},{lon - HALF},{lat + HALF},{lon + HALF}",  # lat first
+           "CRS:84": f"{lon - HALF},{lat - HALF},{lon + HALF},{lat + HALF}"}
+    for crs, bbox in box.items():
+        for path in ("/wms", "/service"):
+            r = requests.get(base + path, params={
+                "SERVICE": "WMS", "VERSION": "1.3.0", "REQUEST": "GetFeatureInfo",
+                "LAYERS": "parcels", "QUERY_LAYERS": "parcels", "CRS": crs, "BBOX": bbox,
+                "WIDTH": str(SIZE), "HEIGHT": str(SIZE), "I": "50", "J": "50",
+                "INFO_FORMAT": "application/json", "EXCEPTIONS": "XML"}, timeout=60)
+            assert [f["id"] for f in _features(r)] == [parcel["fid"]], (crs, path)
     # the geometry is the parcel's, in CRS84 order (lon, lat)
     shape = shapely.geometry.shape(three[0]["geometry"])
     assert shape.contains(shapely.Point(lon, lat))
@@ -207,7 +217,7 @@ BAD = [
 def test_bad_requests_get_exception_xml_and_change_nothing(urls, hz_db, parcel, name, change,
                                                            code) -> None:
     before = hz_db.one("SELECT count(*) AS n FROM public.parcels")["n"]
-    r = gfi(urls["hangzhou"], parcel["lon"], parcel["lat"], **change)
+    r = gfi(urls["hangzhou"], parcel["lon"], parcel["lat"], EXCEPTIONS="XML", **change)
     assert _ogc_error(r) == code
     assert "DROP" not in r.text and "<script>" not in r.text  # nothing of the request echoed
     assert hz_db.one("SELECT count(*) AS n FROM public.parcels")["n"] == before
