@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from tiles.frontdoor import FrontDoor
 from tiles.mapproxy_config import build_mapproxy_config, xml_text
 from tiles.rasters import make_hillshade
 from tiles.styles import (
+    WmsLayerStyle,
     check_no_sensitive,
     drawable_tables,
     load_styles,
@@ -119,7 +121,7 @@ def build_tiles(node: Any, children: list[Any], layers: list[Any], dsn: str, nod
     conf = build_mapproxy_config(node, children, paths.tiles_dir, formats, paths.cache_dir,
                                  child_key, compositions)
     queryable = add_wms_layers(conf, [lay for lay in layers if getattr(lay, "wms", False)],
-                               tables, forbidden, paths.tiles_dir, dsn_parts)
+                               tables, forbidden, paths.tiles_dir, dsn_parts, style.wms)
     _write(paths.tiles_dir / QUERYABLE, queryable_text(queryable), 0o644)
     _write(paths.mapproxy_yaml, yaml.safe_dump(conf, allow_unicode=True, sort_keys=False))
     validate_mapproxy(paths.mapproxy_yaml)
@@ -130,7 +132,8 @@ def build_tiles(node: Any, children: list[Any], layers: list[Any], dsn: str, nod
 
 
 def add_wms_layers(conf: dict[str, Any], layers: list[Any], tables: set[str],
-                   forbidden: set[str], tiles_dir: Path, dsn_parts: dict[str, str]
+                   forbidden: set[str], tiles_dir: Path, dsn_parts: dict[str, str],
+                   styles: Mapping[str, WmsLayerStyle] | None = None
                    ) -> dict[str, QueryableLayer]:
     """Configured layers with `wms: true` as WMS layers of their own name (never a table the
     e-map may not draw: not loaded, not public or sensitive); returns what GetFeatureInfo
@@ -140,7 +143,8 @@ def add_wms_layers(conf: dict[str, Any], layers: list[Any], tables: set[str],
     for lay in layers:
         if lay.id not in tables or lay.id in taken:
             continue
-        xml = single_map_xml([published_style(lay.id, lay.geometry_type)],
+        own = (styles or {}).get(lay.id)
+        xml = single_map_xml([published_style(lay.id, lay.geometry_type, own)],
                              [published_layer(lay.id, dsn_parts)])
         check_no_sensitive(xml, forbidden)
         _write(tiles_dir / f"wms_{lay.id}.xml", xml)

@@ -275,18 +275,27 @@ def test_owslib_reads_capabilities_and_getfeatureinfo(urls, parcel) -> None:
     assert not set(HIDDEN) & set(doc["features"][0]["properties"])
 
 
-def test_getmap_of_parcels_is_a_non_blank_png(urls, parcel) -> None:
-    lon, lat, d = parcel["lon"], parcel["lat"], 0.004
-    r = requests.get(urls["hangzhou"] + "/wms", params={
-        "SERVICE": "WMS", "VERSION": "1.1.1", "REQUEST": "GetMap", "LAYERS": "parcels",
+def _getmap(base: str, layer: str, lon: float, lat: float, d: float = 0.004) -> np.ndarray:
+    r = requests.get(base + "/wms", params={
+        "SERVICE": "WMS", "VERSION": "1.1.1", "REQUEST": "GetMap", "LAYERS": layer,
         "STYLES": "", "SRS": "EPSG:4490", "BBOX": f"{lon - d},{lat - d},{lon + d},{lat + d}",
         "WIDTH": "256", "HEIGHT": "256", "FORMAT": "image/png", "TRANSPARENT": "TRUE"},
         timeout=60)
     assert r.status_code == 200 and r.headers["content-type"] == "image/png", r.text[:300]
-    px = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGBA"))
-    assert px[128, 128, 3] > 0  # the parcel under the point is drawn
-    assert (px[..., 3] > 0).mean() > 0.2
-    assert len(np.unique(px.reshape(-1, 4), axis=0)) > 2  # fills and outlines, not one colour
+    return np.asarray(Image.open(io.BytesIO(r.content)).convert("RGBA"))
+
+
+def test_getmap_draws_parcels_as_outlines_and_projects_filled(urls, hz_db, parcel) -> None:
+    """Each layer's style of its own (config/styles/emap.yml `wms`)."""
+    px = _getmap(urls["hangzhou"], "parcels", parcel["lon"], parcel["lat"])
+    drawn = px[..., 3] > 0
+    assert 0.02 < drawn.mean() < 0.5, drawn.mean()  # outlines, not fills
+    assert px[128, 128, 3] == 0  # inside the parcel: the base map shows through
+    row = hz_db.one("SELECT ST_X(p) AS lon, ST_Y(p) AS lat FROM (SELECT ST_PointOnSurface(geom)"
+                    " AS p FROM public.presale_projects ORDER BY fid LIMIT 1) t")
+    px = _getmap(urls["hangzhou"], "presale_projects", row["lon"], row["lat"])
+    assert px[128, 128, 3] == 255 and abs(int(px[128, 128, 0]) - 0xF2) < 8  # filled
+    assert (px[..., 3] == 0).any()  # and clear around it
 
 
 @pytest.mark.parametrize("change", [{"access": "restricted"}, {"access": "registered"},
