@@ -14,7 +14,10 @@ requirement of the tile routes in services/access/rules.py), else the `key_check
 an OGCError it returns is sent instead (as the service's exception form). Its `hidden(scope,
 layers)` names the layers to leave out of capabilities, which carry the caller's `tk` in every
 URL (tiles/capabilities.py). WMS GetMap is bounded to MAX_WMS_PIXELS a side and
-MAX_WMS_AREA pixels.
+MAX_WMS_AREA pixels. WMS GetFeatureInfo on the node's vector WMS layers (`queryable.json` beside
+the MapProxy config) is answered here, not by MapProxy (tiles/featureinfo.py), with the
+attributes the check's `hidden_fields(scope, layer)` allows; the WMS capabilities mark those
+layers queryable.
 """
 
 from __future__ import annotations
