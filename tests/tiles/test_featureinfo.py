@@ -9,6 +9,7 @@ publisher do. Real nodes, real PostGIS, OWSLib as the client that is not ours.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import httpx
 import numpy as np
 import pyogrio
 import pytest
@@ -331,3 +333,36 @@ def test_qgis_identify_shows_the_parcel_without_holder_fields(urls, parcel, tmp_
     assert feature["features"][0]["__geometry"].startswith("MultiPolygon")
     text = _qgis_identify(tmp_path, urls["hangzhou"], parcel, "text")
     assert parcel["parcel_no"] in text["text"] and parcel["right_holder"] not in text["text"]
+
+
+def test_without_a_fields_check_every_attribute_with_a_level_is_left_out(federation, hz_db,
+                                                                          parcel) -> None:
+    """Tile routes whose access check has no `hidden_fields` (an app without access control)
+    fail closed: the node's own config and database, in process."""
+    from starlette.applications import Starlette
+
+    from nodes import supervisor
+    from tiles.service import tile_routes
+
+    async def allow(scope, layers, kind):
+        return None
+
+    ndir = supervisor.node_dir(federation, federation.node("hangzhou"))
+    app = Starlette(routes=tile_routes(ndir, key_check=allow, db=hz_db))
+    lon, lat = parcel["lon"], parcel["lat"]
+    params = {
+        "SERVICE": "WMS", "VERSION": "1.1.1", "REQUEST": "GetFeatureInfo", "LAYERS": "parcels",
+        "QUERY_LAYERS": "parcels", "SRS": "EPSG:4490", "WIDTH": str(SIZE), "HEIGHT": str(SIZE),
+        "BBOX": f"{lon - HALF},{lat - HALF},{lon + HALF},{lat + HALF}", "X": "50", "Y": "50",
+        "INFO_FORMAT": "application/json"}
+
+    async def run() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://t") as c:
+            return await c.get("/wms", params=params)
+
+    r = asyncio.run(run())
+    assert r.status_code == 200, r.text[:300]
+    props = r.json()["features"][0]["properties"]
+    assert props["parcel_no"] == parcel["parcel_no"] and not set(HIDDEN) & set(props)
+    assert parcel["right_holder"] not in r.text
