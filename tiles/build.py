@@ -248,7 +248,8 @@ def published_tiles(node_dir: Path, dsn: str, vectors: list[dict[str, Any]],
         layers.append({"name": r["name"], "title": xml_text(r["title"]), "sources": [names[0]],
                        "tile_sources": names})
     queryable = read_queryable(paths.mapproxy_yaml)
-    queryable.update({v["name"]: QueryableLayer(v["name"], v["name"], v["title"], {})
+    queryable.update({v["name"]: QueryableLayer(v["name"], v["name"], v["title"], {},
+                                                dict(v.get("titles") or {}))
                       for v in vectors if v["name"] not in queryable})
     _write(tmp / QUERYABLE, queryable_text(queryable), 0o644)
     _write(tmp / "mapproxy.yaml", yaml.safe_dump(conf, allow_unicode=True, sort_keys=False))

@@ -23,7 +23,7 @@ import json
 import math
 import re
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -63,6 +63,7 @@ class QueryableLayer:
     table: str
     title: str
     fields: Mapping[str, str]
+    titles: Mapping[str, str] = field(default_factory=dict)  # column -> original attribute name
 
 
 def read_queryable(mapproxy_yaml: Path) -> dict[str, QueryableLayer]:
@@ -72,12 +73,14 @@ def read_queryable(mapproxy_yaml: Path) -> dict[str, QueryableLayer]:
         return {}
     raw = json.loads(path.read_text(encoding="utf-8"))
     return {name: QueryableLayer(name, v["table"], v.get("title") or name,
-                                 dict(v.get("fields") or {})) for name, v in raw.items()}
+                                 dict(v.get("fields") or {}), dict(v.get("titles") or {}))
+            for name, v in raw.items()}
 
 
 def queryable_text(layers: Mapping[str, QueryableLayer]) -> str:
     """The text of a `queryable.json` for `layers` (written by tiles/build.py)."""
-    return json.dumps({n: {"table": q.table, "title": q.title, "fields": dict(q.fields)}
+    return json.dumps({n: {"table": q.table, "title": q.title, "fields": dict(q.fields),
+                           "titles": dict(q.titles)}
                        for n, q in layers.items()}, ensure_ascii=False, indent=1)
 
 
@@ -188,7 +191,11 @@ def query_features(db: Rows, layer: QueryableLayer, req: FeatureInfoRequest,
         "x0": req.x - req.dx, "y0": req.y - req.dy, "x1": req.x + req.dx, "y1": req.y + req.dy,
         "x": req.x, "y": req.y, "srid": req.srid, "n": req.feature_count,
         "drop": ["geom", "fid", *sorted(hidden)]})
-    return [dict(r) for r in rows]
+    out = [dict(r) for r in rows]
+    if layer.titles:  # a published layer: its attributes by their original names
+        for r in out:
+            r["props"] = {layer.titles.get(k, k): v for k, v in (r["props"] or {}).items()}
+    return out
 
 
 # --- rendering ---------------------------------------------------------------------------------

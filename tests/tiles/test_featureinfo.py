@@ -24,23 +24,20 @@ import pyogrio
 import pytest
 import requests
 import shapely
+from field_support import HALF, SIZE, callers, gfi
 from lxml import etree
 from owslib.wms import WebMapService
 from PIL import Image
 from pyproj import Transformer
-from sso_client import bearer, login_pkce
 
 from geoplat_settings import LayerSettings
 from layers.publish import publish, retire
 from nodes import federation as federation_mod
 from services.db import Database
-from services.sso import accounts
 from tiles.featureinfo import INFO_FORMATS, MAX_FEATURE_COUNT
 
 HIDDEN = ("right_holder", "right_type", "right_nature")
 PASSWORD = "featureinfo-password-1"
-HALF = 0.001  # degrees: the request's BBOX is 2 * HALF wide around the point, 101 px
-SIZE = 101  # pixel 50 is the middle one: its centre is the point itself
 QGIS_PYTHON = "/usr/bin/python3"  # Debian's, where python3-qgis lives (not the venv)
 QGIS_IDENTIFY = Path(__file__).resolve().parents[1] / "clients" / "qgis_identify.py"
 
@@ -51,17 +48,8 @@ def hz_db(federation) -> Database:
 
 
 @pytest.fixture(scope="module")
-def who(federation, urls, main_db, hz_db) -> dict[str, dict[str, str]]:
-    """Request headers per caller: anonymous, a user without a grant, a user with the grant
-    for parcels at Hangzhou, Hangzhou's publisher."""
-    out: dict[str, dict[str, str]] = {"anonymous": {}}
-    for name, roles in (("user", []), ("granted", []), ("publisher", ["hangzhou:publisher"])):
-        user = accounts.create(main_db, f"featureinfo_{name}", PASSWORD, roles=roles)
-        out[name] = bearer(login_pkce(urls["national"], f"featureinfo_{name}", PASSWORD))
-        if name == "granted":
-            hz_db.execute("INSERT INTO auth.grants (user_sub, username, layer_id, status) "
-                          "VALUES (%s, %s, 'parcels', 'approved')", (user.id, user.username))
-    return out
+def who(urls, main_db, hz_db) -> dict[str, dict[str, str]]:
+    return callers(main_db, hz_db, urls["national"], "featureinfo", PASSWORD)
 
 
 @pytest.fixture(scope="module")
@@ -73,25 +61,6 @@ def parcel(hz_db) -> dict[str, Any]:
                     "ORDER BY fid LIMIT 1")
     assert row is not None
     return dict(row)
-
-
-def gfi(base: str, lon: float, lat: float, *, version: str = "1.3.0", fmt: str = "application/json",
-        layer: str = "parcels", headers: dict[str, str] | None = None, half: float = HALF,
-        **extra: str) -> requests.Response:
-    """GetFeatureInfo at (lon, lat), the middle pixel of a SIZE x SIZE EPSG:4490 map."""
-    if version == "1.3.0":  # EPSG:4490 is latitude first in WMS 1.3.0
-        bbox = (lat - half, lon - half, lat + half, lon + half)
-        where = {"CRS": "EPSG:4490", "I": str(SIZE // 2), "J": str(SIZE // 2)}
-    else:
-        bbox = (lon - half, lat - half, lon + half, lat + half)
-        where = {"SRS": "EPSG:4490", "X": str(SIZE // 2), "Y": str(SIZE // 2)}
-    params = {"SERVICE": "WMS", "VERSION": version, "REQUEST": "GetFeatureInfo", "LAYERS": layer,
-              "QUERY_LAYERS": layer, "STYLES": "", "BBOX": ",".join(f"{v:.7f}" for v in bbox),
-              "WIDTH": str(SIZE), "HEIGHT": str(SIZE), "FORMAT": "image/png",
-              "INFO_FORMAT": fmt, **where, **extra}
-    r = requests.get(base + "/wms", params=params, headers=headers or {}, timeout=60)
-    r.encoding = "utf-8"
-    return r
 
 
 def _features(r: requests.Response) -> list[dict[str, Any]]:
