@@ -36,6 +36,7 @@ from pyproj import Geod
 from shapely.geometry import LineString
 
 from services.db import Database
+from services.maps import landmarks
 from services.maps.errors import BAD_LONLAT, NO_DATA, OUT_OF_RANGE, bad, unroutable
 
 Profile = Literal["fastest", "shortest", "no_highways", "walk"]
@@ -144,6 +145,7 @@ class Router:
     def __init__(self, db: Database, extent: tuple[float, float, float, float] | None = None):
         self.db, self.extent = db, extent
         self._edges: tuple[int, float] | None = None
+        self.landmarks = landmarks.Landmarks()
 
     # --- input --------------------------------------------------------------------------
 
@@ -216,18 +218,60 @@ class Router:
 
     def _run(self, cur: Any, a: Snap, b: Snap, profile: Profile, box: Box | None,
              ends: list[Box] | None = None) -> list[dict[str, Any]]:
+        return self._withpoints(cur, a, b, self._edges_sql(profile, box, ends, (a.edge, b.edge)))
+
+    @staticmethod
+    def _withpoints(cur: Any, a: Snap, b: Snap, edges: str) -> list[dict[str, Any]]:
         points = (f"SELECT 1 AS pid, {a.edge:d}::bigint AS edge_id,"
                   f" {a.fraction!r}::float8 AS fraction UNION ALL"
                   f" SELECT 2, {b.edge:d}::bigint, {b.fraction!r}::float8")
         cur.execute("SELECT node, edge, cost, agg_cost FROM pgr_withPoints(%s, %s, -1, -2,"
                     " directed => true, driving_side => 'b', details => false) ORDER BY seq",
-                    (self._edges_sql(profile, box, ends, (a.edge, b.edge)), points))
+                    (edges, points))
         return list(cur.fetchall())
+
+    def graph(self, cur: Any, profile: Profile) -> landmarks.Graph | None:
+        """The profile's graph with its landmark costs (services/maps/landmarks.py)."""
+        return self.landmarks.graph(cur, profile, self._edges_sql(profile, None, None, (0, 0)),
+                                    _COSTS[profile][2])
+
+    def _pruned(self, cur: Any, a: Snap, b: Snap, profile: Profile
+                ) -> list[dict[str, Any]] | None:
+        """The leg by pgr_dijkstra over the edges the landmarks' bounds leave, the ends' edges
+        split at the ends as pgr_withPoints splits them (exact; services/maps/landmarks.py),
+        or None: the bounds would leave most of the network."""
+        g = self.graph(cur, profile)
+        if g is None:
+            return None
+        ea, eb = g.end(a.edge, a.fraction), g.end(b.edge, b.fraction)
+        from_a, to_b = g.from_end(ea), g.to_end(eb)
+        through = from_a + to_b
+        limit = g.least(ea, eb) * landmarks.GUESS + landmarks.GUESS_ADD_S
+        parts, virtual, replaced = g.split([(-1, a.edge, a.fraction), (-2, b.edge, b.fraction)])
+        whole = self._edges_sql(profile, None, None, (0, 0))
+        for _ in range(8):
+            ids = g.edges_within(through, limit, [])
+            if len(ids) > landmarks.WHOLE_SHARE * len(g.ids):
+                return None
+            edges = (f"{whole} WHERE {landmarks.ids_sql(ids)} AND id <> ALL('{{"
+                     + ",".join(map(str, replaced)) + f"}}'::bigint[]) UNION ALL {parts}")
+            cur.execute("SELECT node, edge, cost, agg_cost FROM pgr_dijkstra(%s, -1, -2,"
+                        " directed => true) ORDER BY seq", (edges,))
+            rows = [dict(r) for r in cur.fetchall()]
+            if rows and landmarks.proved(float(rows[-1]["agg_cost"]), limit):
+                for r in rows:
+                    r["edge"] = virtual.get(int(r["edge"]), r["edge"])
+                return rows
+            limit = float(rows[-1]["agg_cost"]) if rows else limit * 2.0
+        return None
 
     def _leg(self, cur: Any, a: Snap, b: Snap, profile: Profile) -> list[dict[str, Any]]:
         """One leg: over the whole graph of a network up to FULL_NETWORK_EDGES (exact); on a
         larger one the box, long drives first its major roads (module docstring), then the
         whole network if neither finds a route."""
+        rows = self._pruned(cur, a, b, profile)
+        if rows is not None:
+            return rows
         if self.edge_count(cur) > FULL_NETWORK_EDGES:
             d = GEOD.inv(a.snapped[0], a.snapped[1], b.snapped[0], b.snapped[1])[2]
             box = self._around(a.snapped, b.snapped, max(MARGIN_M, MARGIN_SHARE * d))
@@ -275,6 +319,7 @@ class Router:
                     " kind, ST_AsBinary(geom) AS wkb FROM geoplat_route_edges WHERE id = ANY(%s)",
                     (ids,))
         edges = {int(e["id"]): e for e in cur.fetchall()}
+        lines = dict(zip(edges, shapely.from_wkb([bytes(e["wkb"]) for e in edges.values()])))
         out = []
         for here, there in pairwise(rows):
             e = edges[int(here["edge"])]
@@ -287,10 +332,14 @@ class Router:
                 return 0.0 if node == e["source"] else 1.0
 
             p0, p1 = pos(int(here["node"])), pos(int(there["node"]))
-            line = shapely.from_wkb(bytes(e["wkb"]))
-            part = shapely.ops.substring(line, p0, p1, normalized=True)
-            coords = [(float(x), float(y)) for x, y in (
-                part.coords if isinstance(part, LineString) else [part.coords[0]] * 2)]
+            line = lines[int(e["id"])]
+            if {p0, p1} == {0.0, 1.0}:  # the whole edge (most of a route): no substring
+                whole = shapely.get_coordinates(line).tolist()
+                coords = [(x, y) for x, y in (whole if p0 == 0.0 else whole[::-1])]
+            else:
+                part = shapely.ops.substring(line, p0, p1, normalized=True)
+                coords = [(float(x), float(y)) for x, y in (
+                    part.coords if isinstance(part, LineString) else [part.coords[0]] * 2)]
             share = abs(p1 - p0)
             if profile == "walk":
                 seconds = e["walk_cost"] * share
