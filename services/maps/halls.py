@@ -328,8 +328,11 @@ class Halls:
         on large networks)."""
         found = self._pruned(cur, origin, offices, profile,
                              set(range(2, len(offices) + 2)) if first is None else first, limit)
-        if found is not None:
-            return found
+        return found if found is not None else self._whole(cur, origin, offices, profile)
+
+    def _whole(self, cur: Any, origin: Any, offices: list[dict[str, Any]], profile: Profile
+               ) -> dict[int, tuple[float, float]]:
+        """Every office's (seconds, metres): one pgr_withPoints over the whole network."""
         points = [(1, origin.edge, origin.fraction)]
         for pid, o in enumerate(offices, start=2):
             if o["edge"] is not None and o["snap_m"] <= MAX_SNAP_M:
@@ -377,7 +380,7 @@ class Halls:
             if int(o["edge"]) == origin.edge and abs(f - origin.fraction) < 1e-12:
                 here[pid] = (0.0, 0.0)
                 continue
-            ends[pid] = g.end(int(o["edge"]), f)
+            ends[pid] = g.kept_end(int(o["edge"]), f)
             points.append((-pid, int(o["edge"]), f))
         if not ends:
             return here

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,7 @@ GUESS = 1.15               # the first C: this much over the lower bound of the 
 GUESS_ADD_S = 30.0         # and at least this much more (seconds, or metres for `shortest`)
 SLACK = 1e-9               # relative: float sums of the bounds are not the network's
 F8 = np.float64
+END_CACHE = 10_000         # offices' ends kept per profile graph
 BIG = 1e12                 # no path (a finite stand-in for inf: inf - inf is no number)
 
 
@@ -68,6 +69,7 @@ class Graph:
     from_l: np.ndarray       # d(L, x)
     position: dict[int, int]  # edge id -> row
     per: np.ndarray          # metres per unit of cost (of the costlier way)
+    ends: dict[tuple[int, float], End] = field(default_factory=dict)  # offices' ends, kept
 
     def metres(self, edges: np.ndarray, costs: np.ndarray, virtual: dict[int, int]) -> float:
         """The length of a path given as pgRouting's rows (edge, cost; parts by `virtual`)."""
@@ -77,6 +79,15 @@ class Graph:
         use = orig > 0
         rows = np.searchsorted(self.ids, orig[use])
         return float(np.sum(self.per[rows] * costs[use]))
+
+    def kept_end(self, edge: int, fraction: float) -> End:
+        """`end`, kept for the points that come back (the offices; at most END_CACHE)."""
+        e = self.ends.get((edge, fraction))
+        if e is None:
+            e = self.end(edge, fraction)
+            if len(self.ends) < END_CACHE:
+                self.ends[(edge, fraction)] = e
+        return e
 
     def end(self, edge: int, fraction: float) -> End:
         """The point at `fraction` of the edge: it leaves by its source against the edge's
