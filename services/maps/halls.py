@@ -388,7 +388,7 @@ class Halls:
         groups = [[p for p in least if p in first], [p for p in least if p not in first]]
         order = sorted(least, key=lambda p: (p not in first, least[p]))
         need = max(0, limit - len(here))
-        limit_c = (max(least[p] for p in order[:max(need, 1)]) * landmarks.GUESS
+        limit_c = (max(least[p] for p in order[:max(need, 1)]) * landmarks.HALLS_GUESS
                    + landmarks.GUESS_ADD_S)
         from_o = g.from_end(eo)
         parts, virtual, replaced = g.split(points)

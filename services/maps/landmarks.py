@@ -35,7 +35,8 @@ import numpy as np
 
 LANDMARKS = 16
 WHOLE_SHARE = 0.6          # a pruned graph over this share of the edges: read them all
-GUESS = 1.15               # the first C: this much over the lower bound of the ends
+GUESS = 1.3                # the first C: this much over the lower bound of the ends (routes)
+HALLS_GUESS = 1.6          # (the halls ranking: its first query fails less often)
 GUESS_ADD_S = 30.0         # and at least this much more (seconds, or metres for `shortest`)
 SLACK = 1e-9               # relative: float sums of the bounds are not the network's
 F8 = np.float64
