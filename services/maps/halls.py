@@ -9,9 +9,11 @@
   memory, rebuilt when the catalogue's version changes (checked on every search).
 - `Halls.nearest(code, lon, lat, ...)`: the offices that handle an item, ranked by travel time
   along the road network: the user's point and every office snap to the network as
-  services/maps/routing.py snaps (the same query), then ONE pgRouting query
-  (`pgr_withPoints` from the user's point to every office's point; its paths give the
-  distances) answers every candidate. The offices' snaps are kept in memory per item and
+  services/maps/routing.py snaps (the same query), then one pgRouting query answers every
+  candidate that can be among the first `limit` (`pgr_dijkstra` from the user's point to
+  theirs over the edges landmark lower bounds leave, services/maps/landmarks.py; a second
+  when the first bound proves too few; its paths give the distances), or, when the bounds
+  would leave most of the network, one `pgr_withPoints` over all of it. The offices' snaps are kept in memory per item and
   profile until the catalogue, the network or the gazetteer is rebuilt. Each office with its opening status (hours.py), windows,
   phone and appointment link; `open_now` lists the open ones first. Offices the network does
   not reach come last, with no duration.

@@ -12,13 +12,18 @@ respected), `no_highways` (driving seconds without the roads closed to pedestria
 expressways), `walk` (walking seconds, both ways on every road open to pedestrians).
 
 pgRouting reads the edges of every route anew (from `geoplat_route_graph`, narrow and in
-spatial order). On a network of up to `FULL_NETWORK_EDGES` edges it reads all of them: the
-route is the exact optimum. On a larger one a leg reads the edges in the box around its two
-ends grown by `MARGIN_M` or `MARGIN_SHARE` of their distance, and for a drive longer than
-2 x `LOCAL_M` only the major roads (40 km/h and more) of that box plus every road within
-`LOCAL_M` of either end, the usual hierarchy of long trips; if that finds no route, the whole
-box, then the whole network. So on a large network a route that would leave the box, or use a
-minor road far from both ends, can be missed (a limit, README "Routing").
+spatial order), and building its graph from them is most of a route's CPU. On a network of up
+to `FULL_NETWORK_EDGES` edges a leg reads only the edges that landmark lower bounds leave
+(services/maps/landmarks.py, ALT): those that can lie on a path no costlier than a bound C,
+the ends' edges split at the ends as pgr_withPoints splits them, by `pgr_dijkstra`; an answer
+within C is proved the whole network's optimum, else C grows to the answer's cost (then
+proved); when the bounds would leave most of the network, all of it by `pgr_withPoints`. Exact
+either way. On a larger one a leg reads the edges in the box around its two ends grown by
+`MARGIN_M` or `MARGIN_SHARE` of their distance, and for a drive longer than 2 x `LOCAL_M`
+only the major roads (40 km/h and more) of that box plus every road within `LOCAL_M` of
+either end, the usual hierarchy of long trips; if that finds no route, the whole box, then the
+whole network. So on a large network a route that would leave the box, or use a minor road
+far from both ends, can be missed (a limit, README "Routing").
 """
 
 from __future__ import annotations
@@ -266,13 +271,16 @@ class Router:
         return None
 
     def _leg(self, cur: Any, a: Snap, b: Snap, profile: Profile) -> list[dict[str, Any]]:
-        """One leg: over the whole graph of a network up to FULL_NETWORK_EDGES (exact); on a
-        larger one the box, long drives first its major roads (module docstring), then the
-        whole network if neither finds a route."""
-        rows = self._pruned(cur, a, b, profile)
-        if rows is not None:
-            return rows
-        if self.edge_count(cur) > FULL_NETWORK_EDGES:
+        """One leg: on a network up to FULL_NETWORK_EDGES over the edges the landmarks leave,
+        else its whole graph (exact either way); on a larger one the box, long drives first its
+        major roads (module docstring), then the whole network if neither finds a route (on
+        the generated 100,800-edge grid the landmarks' exact answer took twice the CPU of the
+        box: bench/results/routing.md)."""
+        if self.edge_count(cur) <= FULL_NETWORK_EDGES:
+            rows = self._pruned(cur, a, b, profile)
+            if rows is not None:
+                return rows
+        else:
             d = GEOD.inv(a.snapped[0], a.snapped[1], b.snapped[0], b.snapped[1])[2]
             box = self._around(a.snapped, b.snapped, max(MARGIN_M, MARGIN_SHARE * d))
             if profile != "walk" and d > 2 * LOCAL_M:
