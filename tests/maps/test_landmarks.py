@@ -141,7 +141,7 @@ def test_pruned_ranking_equals_the_whole_network_ranking(db: Database, plates: l
                 assert cost == pytest.approx(whole[pid][0], rel=1e-9, abs=1e-6)
                 assert metres == pytest.approx(whole[pid][1], rel=1e-9, abs=1e-3)
             assert _ranked(fast, first, limit) == _ranked(whole, first, limit)
-        assert pruned >= 20
+        assert pruned >= 15  # not vacuous: most rankings took the pruned way
 
 
 def test_bounds_never_exceed_true_costs(db: Database, plates: list[Any]) -> None:
