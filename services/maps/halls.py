@@ -367,7 +367,8 @@ class Halls:
         landmarks.py), the ends' edges split as pgr_withPoints splits them. Each office whose
         cost is at most the bound C is exact; the others cost more than C. That proves the
         first `limit` when, group by group (`first`, then the rest), at least the places left
-        are proved, or the whole group is; else C doubles. None: most of the network."""
+        are proved, or the whole group is; else C becomes the cost of the last place by the
+        paths found (then proved), or doubles. None: most of the network."""
         g = self.router.graph(cur, profile)
         if g is None:
             return None
@@ -387,10 +388,12 @@ class Halls:
         if not ends:
             return here
         least = {pid: g.least(eo, e) for pid, e in ends.items()}
-        groups = [[p for p in least if p in first], [p for p in least if p not in first]]
-        order = sorted(least, key=lambda p: (p not in first, least[p]))
-        need = max(0, limit - len(here))
-        limit_c = (max(least[p] for p in order[:max(need, 1)]) * landmarks.HALLS_GUESS
+        # the offices at the user's point rank in their group too (cost 0, proved)
+        ranked = {**{p: 0.0 for p in here}, **least}
+        groups = [[p for p in ranked if p in first], [p for p in ranked if p not in first]]
+        order = sorted(ranked, key=lambda p: (p not in first, ranked[p]))
+        need = limit
+        limit_c = (max(ranked[p] for p in order[:max(need, 1)]) * landmarks.HALLS_GUESS
                    + landmarks.GUESS_ADD_S)
         from_o = g.from_end(eo)
         parts, virtual, replaced = g.split(points)
@@ -404,8 +407,8 @@ class Halls:
             edges = (f"{whole} WHERE {landmarks.ids_sql(ids)} AND id <> ALL('{{"
                      + ",".join(map(str, replaced)) + f"}}'::bigint[]) UNION ALL {parts}")
             cur.execute(_PRUNED_RANK, {"edges": edges, "ends": [-p for p in targets]})
-            proved: dict[int, tuple[float, float]] = {}
-            got: dict[int, float] = {}
+            proved: dict[int, tuple[float, float]] = dict(here)
+            got: dict[int, float] = {p: 0.0 for p in here}
             for r in cur.fetchall():
                 if r["cost"] is None:
                     continue
@@ -415,7 +418,7 @@ class Halls:
                         np.array(r["e"].split(","), dtype=np.int64),
                         np.array(r["c"].split(","), dtype=np.float64), virtual))
             if _shown_proved(groups, proved, need):
-                return {**here, **proved}
+                return proved
             limit_c = max(limit_c, _enough(groups, got, need, limit_c))
         return None
 

@@ -5,14 +5,16 @@ pgRouting builds its graph from the edges SQL anew for every query, and that bui
 Dijkstra, is most of a query's CPU (services/maps/routing.py). So a query reads only the
 edges that can lie on an answer, and proves it:
 
-- A few landmark vertices of the profile's main part (the network's outermost vertex in
-  `LANDMARKS` compass directions) and, from pgRouting (`pgr_drivingDistance` over the
-  profile's graph and over its reverse), the cost from each landmark to every vertex and from
-  every vertex to each landmark. By the triangle inequality the cost from u to v is at least
-  d(u, L) - d(v, L) and d(L, v) - d(L, u) for every landmark L: a lower bound `lb(u, v)`.
+- `LANDMARKS` landmark vertices of the profile's main part (in each of as many equal sectors
+  around its centre, the vertex farthest from it) and, from pgRouting (`pgr_drivingDistance`
+  over the profile's graph and over its reverse), the cost from each landmark to every vertex
+  and from every vertex to each landmark. By the triangle inequality the cost from u to v is
+  at least d(u, L) - d(v, L) and d(L, v) - d(L, u) for every landmark L: a lower bound
+  `lb(u, v)`.
 - A point on an edge leaves it by one of the edge's two vertices (at the share of the edge's
-  cost its fraction says, where the edge's direction allows): lb(point, x) is the least of the
-  two ways. Likewise into an end point.
+  cost its fraction says, where the edge's direction allows), and is reached likewise: its own
+  costs to and from each landmark are the better of the two ways (`Graph.end`), so it bounds
+  as a vertex does (splitting an edge changes no cost between vertices).
 - A path from s to t costing at most C runs only through vertices x with
   lb(s, x) + lb(x, t) <= C (on the path, lb(s, x) + lb(x, t) <= d(s, x) + d(x, t) = its
   cost). So Dijkstra over the edges between such vertices (and the ends' own edges) finds

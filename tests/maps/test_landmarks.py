@@ -17,7 +17,7 @@ from services.db import Database
 from services.maps import landmarks
 from services.maps.halls import Halls
 from services.maps.hours import Hours
-from services.maps.routing import PROFILES, Profile, Router
+from services.maps.routing import END_GAP, PROFILES, Profile, Router
 
 HZ_EXTENT = (118.34, 29.18, 120.73, 30.57)
 
@@ -142,6 +142,29 @@ def test_pruned_ranking_equals_the_whole_network_ranking(db: Database, plates: l
                 assert metres == pytest.approx(whole[pid][1], rel=1e-9, abs=1e-3)
             assert _ranked(fast, first, limit) == _ranked(whole, first, limit)
         assert pruned >= 15  # not vacuous: most rankings took the pruned way
+
+
+def test_an_office_at_the_users_point_keeps_its_group(db: Database) -> None:
+    """The user stands where a closed office snaps: it costs 0 yet ranks after the open ones,
+    so the first `limit` open ones must all be proved."""
+    router = Router(db, HZ_EXTENT)
+    halls = Halls(db, router, Hours())
+    with db.cursor() as cur:
+        cur.execute("SELECT code FROM geoplat_office_items GROUP BY code"
+                    " ORDER BY count(*) DESC, code LIMIT 1")
+        offices = halls._offices(cur, cur.fetchone()["code"], "fastest")
+        here = next(pid for pid, o in enumerate(offices, start=2) if o["edge"] is not None)
+        o = offices[here - 2]
+        origin = router.snap(cur, o["x"], o["y"], "fastest", "lon,lat")
+        assert origin.edge == o["edge"]
+        assert abs(min(max(float(o["fraction"]), END_GAP), 1 - END_GAP) - origin.fraction) < 1e-12
+        first = set(range(2, len(offices) + 2)) - {here}
+        whole = halls._whole(cur, origin, offices, "fastest")
+        assert whole[here] == (0.0, 0.0)
+        for limit in (1, 10, len(offices)):
+            fast = halls._pruned(cur, origin, offices, "fastest", first, limit)
+            assert fast is not None and fast[here] == (0.0, 0.0)
+            assert _ranked(fast, first, limit) == _ranked(whole, first, limit)
 
 
 def test_bounds_never_exceed_true_costs(db: Database, plates: list[Any]) -> None:
