@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import shutil
 import sys
@@ -25,6 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -47,7 +49,7 @@ from nodes import settings as settings_mod
 from nodes import supervisor
 from nodes.postgres import Cluster, ensure_database
 from services.db import Database
-from services.maps import topology
+from services.maps import landmarks, topology
 from services.maps.errors import RouteError
 from services.maps.halls import Halls
 from services.maps.hours import Hours
@@ -129,6 +131,50 @@ async def over_http(base: str, pairs: list[tuple], concurrency: int) -> tuple[li
     return lat, bad
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (/proc: the backend runs as postgres)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_query(dsn: str, make: Any, items: list[Any]) -> tuple[float, float, int]:
+    """One thread over one connection: CPU ms per query of its PostgreSQL backend and of this
+    process (what load spoils less than wall time), and the number of queries. `make(db)`
+    gives the function to call on each item; the first item warms it (landmarks, snaps)."""
+    db = Database(dsn, maxconn=1)
+    try:
+        with db.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid() AS pid")
+            pid = int(cur.fetchone()["pid"])
+        fn = make(db)
+        fn(items[0])
+        c0, p0 = cpu_seconds(pid), time.process_time()
+        for item in items:
+            fn(item)
+        n = len(items)
+        return (cpu_seconds(pid) - c0) / n * 1000, (time.process_time() - p0) / n * 1000, n
+    finally:
+        db.close()
+
+
+def whole_network(run: Any) -> Any:
+    """run() with the landmarks' pruning off: every query reads the whole network, as before
+    services/maps/landmarks.py (the bounds are still computed, then judged too wide)."""
+    keep, landmarks.WHOLE_SHARE = landmarks.WHOLE_SHARE, -1.0
+    try:
+        return run()
+    finally:
+        landmarks.WHOLE_SHARE = keep
+
+
+def cpu_table(rows: list[tuple[str, tuple[float, float, int]]]) -> list[str]:
+    out = ["", "| CPU per query, 1 thread | queries | PostgreSQL ms | Python ms | total ms |",
+           "|---|---|---|---|---|"]
+    for name, (pg, py, n) in rows:
+        out.append(f"| {name} | {n} | {pg:.1f} | {py:.1f} | {pg + py:.1f} |")
+    return out
+
+
 def row(name: str, lat: list[float], errors: int, extra: str = "", goal: float = GOAL_MS) -> str:
     ms = sorted(x * 1000 for x in lat)
     med = ms[len(ms) // 2] if ms else float("nan")
@@ -201,7 +247,7 @@ def halls(args: argparse.Namespace, dsn: str, base_url: str, out: list[str]) -> 
     for c in (1, args.concurrency):
         lat, bad = asyncio.run(halls_http(base_url, points, c))
         out.append(row(f"GET /api/halls/nearest (HTTP), {c} client{'s' if c > 1 else ''}", lat,
-                       bad, "one pgr_withPoints query to every office", HALLS_GOAL_MS))
+                       bad, "pgr_dijkstra to the offices that can rank, landmark-pruned edges", HALLS_GOAL_MS))
         lat, errors = halls_in_process(h.nearest, points, c)
         out.append(row(f"Halls.nearest (in process), {c} thread{'s' if c > 1 else ''}", lat,
                        errors, "the query layer alone", HALLS_GOAL_MS))
@@ -210,6 +256,14 @@ def halls(args: argparse.Namespace, dsn: str, base_url: str, out: list[str]) -> 
                        lat, errors, "KNN by distance, no routing", HALLS_GOAL_MS))
         status |= 1 if bad or errors else 0
     db.close()
+
+    def nearest(d: Database) -> Any:
+        hh = Halls(d, Router(d, HZ_EXTENT), Hours())
+        return lambda p: hh.nearest(HALLS_ITEM, p[0], p[1], limit=10, open_first=True)
+
+    out += cpu_table([("Halls.nearest (in process)", cpu_per_query(dsn, nearest, points)),
+                      ("the same, landmarks off (whole network)",
+                       whole_network(lambda: cpu_per_query(dsn, nearest, points)))])
     return status
 
 
@@ -273,10 +327,14 @@ def grid(args: argparse.Namespace, cluster: Cluster, base: Path, out: list[str])
         a, b = pt(), pt()
         if metres(a, b) <= 5000:
             near.append((a, b))
+    t = time.perf_counter()
+    router.route([any_pairs[0][0], any_pairs[0][1]])  # a worker's first route
+    first_s = time.perf_counter() - t
     out.append(f"\nGrid network: {n} x {n} roads {args.grid_spacing:.0f} m apart "
                f"({side_km:.1f} km square), noded into {res.edges} edges and {res.vertices} "
                f"vertices; topology build (read, GEOS noding, costs, COPY, indexes, strongly "
-               f"connected parts) **{build_s:.1f} s**.\n")
+               f"connected parts) **{build_s:.1f} s**; a worker's first route {first_s:.1f} s"
+               f" (landmarks, services/maps/landmarks.py, only up to 20,000 edges).\n")
     out.append("| grid network, in process | routes | median ms | p95 ms | p95 < 50 ms | errors | note |")
     out.append("|---|---|---|---|---|---|---|")
     status = 0
@@ -287,6 +345,13 @@ def grid(args: argparse.Namespace, cluster: Cluster, base: Path, out: list[str])
             out.append(row(f"{name}, {c} thread{'s' if c > 1 else ''}", lat, errors, note))
             status |= 1 if errors else 0
     db.close()
+
+    def route(d: Database) -> Any:
+        r = Router(d)
+        return lambda p: r.route([p[0], p[1]])
+
+    out += cpu_table([(f"Router.route, {name}", cpu_per_query(dsn, route, pairs))
+                      for name, pairs in [("random pairs", any_pairs), ("pairs ≤ 5 km apart", near)]])
     return status
 
 
@@ -325,6 +390,14 @@ def sample(args: argparse.Namespace, cluster: Cluster, base: Path, out: list[str
                        errors, "the query layer alone"))
         status |= 1 if bad or errors else 0
     db.close()
+
+    def route(d: Database) -> Any:
+        r = Router(d, HZ_EXTENT)
+        return lambda p: r.route([p[0], p[1]])
+
+    out += cpu_table([("Router.route (in process)", cpu_per_query(dsn, route, pairs)),
+                      ("the same, landmarks off (whole network)",
+                       whole_network(lambda: cpu_per_query(dsn, route, pairs)))])
     return status, procs
 
 

@@ -9,9 +9,11 @@
   memory, rebuilt when the catalogue's version changes (checked on every search).
 - `Halls.nearest(code, lon, lat, ...)`: the offices that handle an item, ranked by travel time
   along the road network: the user's point and every office snap to the network as
-  services/maps/routing.py snaps (the same query), then ONE pgRouting query
-  (`pgr_withPoints` from the user's point to every office's point; its paths give the
-  distances) answers every candidate. The offices' snaps are kept in memory per item and
+  services/maps/routing.py snaps (the same query), then one pgRouting query answers every
+  candidate that can be among the first `limit` (`pgr_dijkstra` from the user's point to
+  theirs over the edges landmark lower bounds leave, services/maps/landmarks.py; a second
+  when the first bound proves too few; its paths give the distances), or, when the bounds
+  would leave most of the network, one `pgr_withPoints` over all of it. The offices' snaps are kept in memory per item and
   profile until the catalogue, the network or the gazetteer is rebuilt. Each office with its opening status (hours.py), windows,
   phone and appointment link; `open_now` lists the open ones first. Offices the network does
   not reach come last, with no duration.
@@ -27,11 +29,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from psycopg2 import sql
 from pyproj import Geod
 from rapidfuzz import fuzz
 
 from services.db import Database
+from services.maps import landmarks
 from services.maps.errors import NO_DATA, bad, unroutable
 from services.maps.hours import Hours
 from services.maps.routing import (
@@ -40,6 +44,7 @@ from services.maps.routing import (
     MAX_SNAP_M,
     Profile,
     Router,
+    Snap,
 )
 from services.places.text import normalise, pinyin_initials
 
@@ -86,6 +91,50 @@ LEFT JOIN (SELECT id, length_m, GREATEST({cost}, {reverse}) AS whole
            FROM geoplat_route_graph) g ON g.id = r.edge
 GROUP BY r.end_pid
 """
+
+
+# one Dijkstra from the user (-1) to the offices (-pid); per office its cost and, as text for
+# numpy, its rows' edges and costs (the path's length: services/maps/landmarks.py Graph.metres)
+_PRUNED_RANK = """
+SELECT end_vid AS pid, max(agg_cost) FILTER (WHERE edge = -1) AS cost,
+       string_agg(edge::text, ',') FILTER (WHERE edge <> -1) AS e,
+       string_agg(cost::text, ',') FILTER (WHERE edge <> -1) AS c
+FROM pgr_dijkstra(%(edges)s, -1, %(ends)s::bigint[], directed => true)
+GROUP BY end_vid
+"""
+
+
+def _shown_proved(groups: list[list[int]], proved: dict[int, Any], need: int) -> bool:
+    """Whether the first `need` offices of the ranking (each group by cost, in turn) are all
+    proved: a group with at least the places left proved fills them (its others cost more),
+    a group all proved takes its share and leaves the rest to the next."""
+    for group in groups:
+        if need <= 0:
+            return True
+        done = sum(1 for p in group if p in proved)
+        if done >= need:
+            return True
+        if done < len(group):
+            return False
+        need -= len(group)
+    return True
+
+
+def _enough(groups: list[list[int]], got: dict[int, float], need: int, limit_c: float) -> float:
+    """A bound C that proves the first `need` offices, from the costs of paths found (each at
+    least the office's true cost): the need-th found cost of the group that fills the places
+    left, or twice the last C when the paths found do not say."""
+    c = 0.0
+    for group in groups:
+        if need <= 0:
+            break
+        costs = sorted(got[p] for p in group if p in got)
+        if len(costs) >= need:
+            return max(c, costs[need - 1])
+        if len(costs) < len(group):
+            return 2.0 * limit_c
+        c, need = max([c, *costs]), need - len(group)
+    return max(c, limit_c)
 
 
 @dataclass
@@ -220,11 +269,12 @@ class Halls:
                 raise unroutable(NO_DATA, "This node has no road network to route on.")
             origin = self.router.snap(cur, lon, lat, profile, "lon,lat")
             offices = self._offices(cur, code, profile)
-            costs = self._rank(cur, origin, offices, profile)
+            states = [self.hours.status(o["opening_hours"], when) for o in offices]
+            first = {pid for pid, st in enumerate(states, start=2) if st.open or not open_first}
+            costs = self._rank(cur, origin, offices, profile, first, limit)
         feats = []
-        for pid, o in enumerate(offices, start=2):
+        for pid, (o, st) in enumerate(zip(offices, states), start=2):
             cost = costs.get(pid)
-            st = self.hours.status(o["opening_hours"], when)
             props = {**office_json(o), "opening_hours": o["opening_hours"],
                      "duration": round(cost[0], 1) if cost else None,
                      "distance": round(cost[1], 1) if cost else None,
@@ -270,11 +320,21 @@ class Halls:
                 self._snaps.popitem(last=False)
         return offices
 
-    def _rank(self, cur: Any, origin: Any, offices: list[dict[str, Any]], profile: Profile
+    def _rank(self, cur: Any, origin: Any, offices: list[dict[str, Any]], profile: Profile,
+              first: set[int] | None = None, limit: int = MAX_LIMIT
               ) -> dict[int, tuple[float, float]]:
-        """pid (2.. in the offices' order) -> (seconds, metres) from the origin: one
+        """pid (2.. in the offices' order) -> (seconds, metres) from the origin, for every
+        office among the first `limit` of the ranking (offices in `first` before the others):
+        by the landmarks' pruned graph when it proves them (`_pruned`), else one
         pgr_withPoints query over the whole network (exact; README "Service items and halls"
         on large networks)."""
+        found = self._pruned(cur, origin, offices, profile,
+                             set(range(2, len(offices) + 2)) if first is None else first, limit)
+        return found if found is not None else self._whole(cur, origin, offices, profile)
+
+    def _whole(self, cur: Any, origin: Any, offices: list[dict[str, Any]], profile: Profile
+               ) -> dict[int, tuple[float, float]]:
+        """Every office's (seconds, metres): one pgr_withPoints over the whole network."""
         points = [(1, origin.edge, origin.fraction)]
         for pid, o in enumerate(offices, start=2):
             if o["edge"] is not None and o["snap_m"] <= MAX_SNAP_M:
@@ -299,6 +359,68 @@ class Halls:
                 if r["cost"] is not None and math.isfinite(r["cost"]):
                     out[-int(r["pid"])] = (float(r["cost"]), float(r["dist"]))
         return out
+
+    def _pruned(self, cur: Any, origin: Snap, offices: list[dict[str, Any]], profile: Profile,
+                first: set[int], limit: int) -> dict[int, tuple[float, float]] | None:
+        """The ranking's costs by one pgr_dijkstra from the origin to the offices that can be
+        among the first `limit`, over the edges the landmarks' bounds leave (services/maps/
+        landmarks.py), the ends' edges split as pgr_withPoints splits them. Each office whose
+        cost is at most the bound C is exact; the others cost more than C. That proves the
+        first `limit` when, group by group (`first`, then the rest), at least the places left
+        are proved, or the whole group is; else C becomes the cost of the last place by the
+        paths found (then proved), or doubles. None: most of the network."""
+        g = self.router.graph(cur, profile)
+        if g is None:
+            return None
+        eo = g.end(origin.edge, origin.fraction)
+        here: dict[int, tuple[float, float]] = {}
+        ends: dict[int, landmarks.End] = {}
+        points = [(-1, origin.edge, origin.fraction)]
+        for pid, o in enumerate(offices, start=2):
+            if o["edge"] is None or o["snap_m"] > MAX_SNAP_M:
+                continue  # unreachable: ranked last, no route asked
+            f = min(max(float(o["fraction"]), END_GAP), 1.0 - END_GAP)
+            if int(o["edge"]) == origin.edge and abs(f - origin.fraction) < 1e-12:
+                here[pid] = (0.0, 0.0)
+                continue
+            ends[pid] = g.kept_end(int(o["edge"]), f)
+            points.append((-pid, int(o["edge"]), f))
+        if not ends:
+            return here
+        least = {pid: g.least(eo, e) for pid, e in ends.items()}
+        # the offices at the user's point rank in their group too (cost 0, proved)
+        ranked = {**{p: 0.0 for p in here}, **least}
+        groups = [[p for p in ranked if p in first], [p for p in ranked if p not in first]]
+        order = sorted(ranked, key=lambda p: (p not in first, ranked[p]))
+        need = limit
+        limit_c = (max(ranked[p] for p in order[:max(need, 1)]) * landmarks.HALLS_GUESS
+                   + landmarks.GUESS_ADD_S)
+        from_o = g.from_end(eo)
+        parts, virtual, replaced = g.split(points)
+        whole = self.router._edges_sql(profile, None, None, (0, 0))
+        for _ in range(6):
+            targets = [p for p in least if least[p] <= limit_c * (1 + 1e-9) + 1e-9]
+            through = from_o + g.to_any([ends[p] for p in targets])
+            ids = g.edges_within(through, limit_c, [])
+            if len(ids) > landmarks.WHOLE_SHARE * len(g.ids):
+                return None
+            edges = (f"{whole} WHERE {landmarks.ids_sql(ids)} AND id <> ALL('{{"
+                     + ",".join(map(str, replaced)) + f"}}'::bigint[]) UNION ALL {parts}")
+            cur.execute(_PRUNED_RANK, {"edges": edges, "ends": [-p for p in targets]})
+            proved: dict[int, tuple[float, float]] = dict(here)
+            got: dict[int, float] = {p: 0.0 for p in here}
+            for r in cur.fetchall():
+                if r["cost"] is None:
+                    continue
+                got[-int(r["pid"])] = cost = float(r["cost"])
+                if landmarks.proved(cost, limit_c):
+                    proved[-int(r["pid"])] = (cost, g.metres(
+                        np.array(r["e"].split(","), dtype=np.int64),
+                        np.array(r["c"].split(","), dtype=np.float64), virtual))
+            if _shown_proved(groups, proved, need):
+                return proved
+            limit_c = max(limit_c, _enough(groups, got, need, limit_c))
+        return None
 
     def straight(self, code: str, lon: float, lat: float, limit: int = 10) -> list[int]:
         """The offices by straight-line distance alone (the benchmark's baseline)."""

@@ -12,13 +12,18 @@ respected), `no_highways` (driving seconds without the roads closed to pedestria
 expressways), `walk` (walking seconds, both ways on every road open to pedestrians).
 
 pgRouting reads the edges of every route anew (from `geoplat_route_graph`, narrow and in
-spatial order). On a network of up to `FULL_NETWORK_EDGES` edges it reads all of them: the
-route is the exact optimum. On a larger one a leg reads the edges in the box around its two
-ends grown by `MARGIN_M` or `MARGIN_SHARE` of their distance, and for a drive longer than
-2 x `LOCAL_M` only the major roads (40 km/h and more) of that box plus every road within
-`LOCAL_M` of either end, the usual hierarchy of long trips; if that finds no route, the whole
-box, then the whole network. So on a large network a route that would leave the box, or use a
-minor road far from both ends, can be missed (a limit, README "Routing").
+spatial order), and building its graph from them is most of a route's CPU. On a network of up
+to `FULL_NETWORK_EDGES` edges a leg reads only the edges that landmark lower bounds leave
+(services/maps/landmarks.py, ALT): those that can lie on a path no costlier than a bound C,
+the ends' edges split at the ends as pgr_withPoints splits them, by `pgr_dijkstra`; an answer
+within C is proved the whole network's optimum, else C grows to the answer's cost (then
+proved); when the bounds would leave most of the network, all of it by `pgr_withPoints`. Exact
+either way. On a larger one a leg reads the edges in the box around its two ends grown by
+`MARGIN_M` or `MARGIN_SHARE` of their distance, and for a drive longer than 2 x `LOCAL_M`
+only the major roads (40 km/h and more) of that box plus every road within `LOCAL_M` of
+either end, the usual hierarchy of long trips; if that finds no route, the whole box, then the
+whole network. So on a large network a route that would leave the box, or use a minor road
+far from both ends, can be missed (a limit, README "Routing").
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from pyproj import Geod
 from shapely.geometry import LineString
 
 from services.db import Database
+from services.maps import landmarks
 from services.maps.errors import BAD_LONLAT, NO_DATA, OUT_OF_RANGE, bad, unroutable
 
 Profile = Literal["fastest", "shortest", "no_highways", "walk"]
@@ -144,6 +150,7 @@ class Router:
     def __init__(self, db: Database, extent: tuple[float, float, float, float] | None = None):
         self.db, self.extent = db, extent
         self._edges: tuple[int, float] | None = None
+        self.landmarks = landmarks.Landmarks()
 
     # --- input --------------------------------------------------------------------------
 
@@ -216,19 +223,64 @@ class Router:
 
     def _run(self, cur: Any, a: Snap, b: Snap, profile: Profile, box: Box | None,
              ends: list[Box] | None = None) -> list[dict[str, Any]]:
+        return self._withpoints(cur, a, b, self._edges_sql(profile, box, ends, (a.edge, b.edge)))
+
+    @staticmethod
+    def _withpoints(cur: Any, a: Snap, b: Snap, edges: str) -> list[dict[str, Any]]:
         points = (f"SELECT 1 AS pid, {a.edge:d}::bigint AS edge_id,"
                   f" {a.fraction!r}::float8 AS fraction UNION ALL"
                   f" SELECT 2, {b.edge:d}::bigint, {b.fraction!r}::float8")
         cur.execute("SELECT node, edge, cost, agg_cost FROM pgr_withPoints(%s, %s, -1, -2,"
                     " directed => true, driving_side => 'b', details => false) ORDER BY seq",
-                    (self._edges_sql(profile, box, ends, (a.edge, b.edge)), points))
+                    (edges, points))
         return list(cur.fetchall())
 
+    def graph(self, cur: Any, profile: Profile) -> landmarks.Graph | None:
+        """The profile's graph with its landmark costs (services/maps/landmarks.py)."""
+        return self.landmarks.graph(cur, profile, self._edges_sql(profile, None, None, (0, 0)),
+                                    _COSTS[profile][2])
+
+    def _pruned(self, cur: Any, a: Snap, b: Snap, profile: Profile
+                ) -> list[dict[str, Any]] | None:
+        """The leg by pgr_dijkstra over the edges the landmarks' bounds leave, the ends' edges
+        split at the ends as pgr_withPoints splits them (exact; services/maps/landmarks.py),
+        or None: the bounds would leave most of the network."""
+        g = self.graph(cur, profile)
+        if g is None:
+            return None
+        ea, eb = g.end(a.edge, a.fraction), g.end(b.edge, b.fraction)
+        from_a, to_b = g.from_end(ea), g.to_end(eb)
+        through = from_a + to_b
+        limit = g.least(ea, eb) * landmarks.GUESS + landmarks.GUESS_ADD_S
+        parts, virtual, replaced = g.split([(-1, a.edge, a.fraction), (-2, b.edge, b.fraction)])
+        whole = self._edges_sql(profile, None, None, (0, 0))
+        for _ in range(8):
+            ids = g.edges_within(through, limit, [])
+            if len(ids) > landmarks.WHOLE_SHARE * len(g.ids):
+                return None
+            edges = (f"{whole} WHERE {landmarks.ids_sql(ids)} AND id <> ALL('{{"
+                     + ",".join(map(str, replaced)) + f"}}'::bigint[]) UNION ALL {parts}")
+            cur.execute("SELECT node, edge, cost, agg_cost FROM pgr_dijkstra(%s, -1, -2,"
+                        " directed => true) ORDER BY seq", (edges,))
+            rows = [dict(r) for r in cur.fetchall()]
+            if rows and landmarks.proved(float(rows[-1]["agg_cost"]), limit):
+                for r in rows:
+                    r["edge"] = virtual.get(int(r["edge"]), r["edge"])
+                return rows
+            limit = float(rows[-1]["agg_cost"]) if rows else limit * 2.0
+        return None
+
     def _leg(self, cur: Any, a: Snap, b: Snap, profile: Profile) -> list[dict[str, Any]]:
-        """One leg: over the whole graph of a network up to FULL_NETWORK_EDGES (exact); on a
-        larger one the box, long drives first its major roads (module docstring), then the
-        whole network if neither finds a route."""
-        if self.edge_count(cur) > FULL_NETWORK_EDGES:
+        """One leg: on a network up to FULL_NETWORK_EDGES over the edges the landmarks leave,
+        else its whole graph (exact either way); on a larger one the box, long drives first its
+        major roads (module docstring), then the whole network if neither finds a route (on
+        the generated 100,800-edge grid the landmarks' exact answer took twice the CPU of the
+        box: bench/results/routing.md)."""
+        if self.edge_count(cur) <= FULL_NETWORK_EDGES:
+            rows = self._pruned(cur, a, b, profile)
+            if rows is not None:
+                return rows
+        else:
             d = GEOD.inv(a.snapped[0], a.snapped[1], b.snapped[0], b.snapped[1])[2]
             box = self._around(a.snapped, b.snapped, max(MARGIN_M, MARGIN_SHARE * d))
             if profile != "walk" and d > 2 * LOCAL_M:
@@ -275,6 +327,7 @@ class Router:
                     " kind, ST_AsBinary(geom) AS wkb FROM geoplat_route_edges WHERE id = ANY(%s)",
                     (ids,))
         edges = {int(e["id"]): e for e in cur.fetchall()}
+        lines = dict(zip(edges, shapely.from_wkb([bytes(e["wkb"]) for e in edges.values()])))
         out = []
         for here, there in pairwise(rows):
             e = edges[int(here["edge"])]
@@ -287,10 +340,14 @@ class Router:
                 return 0.0 if node == e["source"] else 1.0
 
             p0, p1 = pos(int(here["node"])), pos(int(there["node"]))
-            line = shapely.from_wkb(bytes(e["wkb"]))
-            part = shapely.ops.substring(line, p0, p1, normalized=True)
-            coords = [(float(x), float(y)) for x, y in (
-                part.coords if isinstance(part, LineString) else [part.coords[0]] * 2)]
+            line = lines[int(e["id"])]
+            if {p0, p1} == {0.0, 1.0}:  # the whole edge (most of a route): no substring
+                whole = shapely.get_coordinates(line).tolist()
+                coords = [(x, y) for x, y in (whole if p0 == 0.0 else whole[::-1])]
+            else:
+                part = shapely.ops.substring(line, p0, p1, normalized=True)
+                coords = [(float(x), float(y)) for x, y in (
+                    part.coords if isinstance(part, LineString) else [part.coords[0]] * 2)]
             share = abs(p1 - p0)
             if profile == "walk":
                 seconds = e["walk_cost"] * share
