@@ -45,7 +45,9 @@ EXAMPLE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 MAX_KEY = 256
 TIANDITU_VERSIONS = ("4.0",)
 BUNDLES = {"geoplat.js": JS, "geoplat.esm.js": JS, "hall.js": JS,
-           "geoplat.d.ts": "application/typescript; charset=utf-8"}
+           "geoplat.d.ts": "application/typescript; charset=utf-8",
+           "portal.js": JS,  # the portal at / (services/web/portal.py, issue 16)
+           }
 
 _ENV = Environment(loader=FileSystemLoader(str(SDK_DIR)),
                    autoescape=select_autoescape(default=True, default_for_string=True))
