@@ -15,6 +15,7 @@ const TEXT = {
     noLayers: '没有可显示的图层', zoomIn: '放大到 {z} 级以上显示', length: '长度',
     area: '面积', hectare: '公顷', mu: '亩', measureHint: '单击添加节点，双击结束',
     noPlace: '没有找到“{q}”', loading: '加载中…', field: '字段', zoomTo: '定位',
+    noQuote: '筛选值中不能有单引号 (\')',
   },
   en: {
     subtitle: 'Public geographic information service', q: 'Search places, addresses, POIs',
@@ -28,7 +29,7 @@ const TEXT = {
     error: 'Error: ', noLayers: 'No layer to show', zoomIn: 'shown from level {z}',
     length: 'Length', area: 'Area', hectare: 'ha', mu: 'mu', loading: 'Loading…',
     measureHint: 'Click to add points, double-click to finish', noPlace: 'Nothing found for “{q}”',
-    field: 'Field', zoomTo: 'Zoom to',
+    field: 'Field', zoomTo: 'Zoom to', noQuote: 'A filter value cannot hold a single quote (\')',
   },
 };
 

@@ -22,7 +22,11 @@ const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
  */
 export function cqlComparison(field, op, value, type) {
   const name = IDENT.test(field) ? field : `"${field.replace(/"/g, '""')}"`;
-  const quoted = (s) => `'${s.replace(/'/g, "''")}'`;
+  if (value.includes("'")) {
+    // pygeoapi's CQL text parser has no escape for a quote inside a string
+    throw new TypeError(t('noQuote'));
+  }
+  const quoted = (s) => `'${s}'`;
   if (op === 'LIKE') {
     return `${name} LIKE ${quoted(`%${value}%`)}`;
   }
@@ -200,7 +204,13 @@ export class AttributeTable {
     if (!spec) {
       return;
     }
-    this.filter = cqlComparison(field, op, value, spec.type);
+    try {
+      this.filter = cqlComparison(field, op, value, spec.type);
+    } catch (err) {
+      this.portal.fail(err);
+      return;
+    }
+    $('status').textContent = '';
     this.offset = 0;
     this.load();
   }

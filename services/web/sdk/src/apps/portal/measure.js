@@ -53,6 +53,7 @@ export default class Measure {
     const {ol} = Geoplat;
     this.mode = mode;
     this.points = [];
+    this.endedAt = null;
     $(mode === 'line' ? 'measure-line' : 'measure-area').setAttribute('aria-pressed', 'true');
     const out = $('measure-out');
     out.hidden = false;
@@ -60,11 +61,20 @@ export default class Measure {
     const lib = this.portal.map.getLibMap();
     this.keys = [
       lib.on('click', (evt) => this.add(evt.coordinate)),
+      // no double-click zoom while measuring (false: the map's interactions do not see it)
       lib.on('dblclick', (evt) => {
-        evt.preventDefault(); // no double-click zoom while measuring
-        this.finish();
+        evt.preventDefault();
+        return false;
       }),
     ];
+    // the browser's own double click (two clicks at one place) ends it; OpenLayers' calls any
+    // two clicks within 250 ms a double click, wherever they are
+    this.onDblclick = () => {
+      if (this.points.length > 1) {
+        this.finish();
+      }
+    };
+    lib.getViewport().addEventListener('dblclick', this.onDblclick);
     this.feature = new ol.Feature();
     this.feature.setStyle(new ol.Style({stroke: new ol.Stroke({color: '#e65100', width: 3}),
       fill: new ol.Fill({color: 'rgba(230, 81, 0, 0.15)'})}));
@@ -76,6 +86,10 @@ export default class Measure {
       Geoplat.ol.unByKey(key);
     }
     this.keys = [];
+    if (this.onDblclick) {
+      this.portal.map.getLibMap().getViewport().removeEventListener('dblclick', this.onDblclick);
+      this.onDblclick = null;
+    }
     if (this.feature) {
       this.portal.map.graphics.removeFeature(this.feature);
       this.feature = null;
@@ -94,15 +108,18 @@ export default class Measure {
   /** @param {Array<number>} coordinate A click, in the map's projection. */
   add(coordinate) {
     const p = Geoplat.ol.toLonLat(coordinate, this.portal.map.projection);
-    const prev = this.points[this.points.length - 1];
+    // the second click of a double click (OpenLayers sends it before and after `dblclick`)
+    const prev = this.points[this.points.length - 1] || this.endedAt;
     if (prev && prev[0] === p[0] && prev[1] === p[1]) {
-      return; // the second click of a double click
+      return;
     }
+    this.endedAt = null;
     this.points.push(p);
     this.update(false);
   }
 
   finish() {
+    this.endedAt = this.points[this.points.length - 1] || null;
     this.update(true);
     const out = $('measure-out');
     out.dataset.done = 'true';
