@@ -9,19 +9,23 @@ pyproj.Geod's on the CGCS2000 (GRS80) ellipsoid."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from publish_helpers import sign_in_users
+from publish_helpers import served, sign_in_users
 from pyproj import Geod
 from sdk_pages import IDLE, colours, differing, pixel_of, rerender, snapshot
+from waiting import wait_for
 
 HALL = (120.2130, 30.2460)
 HALL_NAME = "杭州市民中心政务服务大厅"
 PASSWORD = "Portal-Page-Pass-1"
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+HOSTILE = '<img src=x onerror="window.hacked=1">测试</dd><b>粗'
+SPOT = (120.2400, 30.2300)  # the published point of the hostile layer (no sample POI there)
 GEOD = Geod(ellps="GRS80")  # CGCS2000's ellipsoid (f differs from GRS80's in the 12th digit)
 
 
@@ -334,3 +338,52 @@ def test_measured_lengths_and_areas_equal_pyproj_geod(browser, urls) -> None:
         assert page.locator("#identify").count() == 0, "measuring clicks identify nothing"
     finally:
         page.context.close()
+
+
+def test_identify_and_table_show_chinese_titles_and_hostile_text_as_text(browser, urls,
+                                                                         main_db) -> None:
+    """A layer published with Chinese attribute names (the queryables' titles) and values
+    that are HTML: identify and the table show the names and the values as text."""
+    base = urls["hangzhou"]
+    publisher = sign_in_users(main_db, urls["national"], "portalpub",
+                              {"pub": ["hangzhou:publisher"]}, PASSWORD)["pub"]
+    collection = {"type": "FeatureCollection", "features": [{
+        "type": "Feature", "geometry": {"type": "Point", "coordinates": list(SPOT)},
+        "properties": {"名称": HOSTILE, "类别": "<script>window.hacked=2</script>",
+                       "数量": 7}}]}
+    r = httpx.post(f"{base}/api/layers", headers=publisher, timeout=120,
+                   data={"name": "portal_hostile", "title": "门户测试 <b>层</b>"},
+                   files={"file": ("hostile.geojson", json.dumps(collection).encode(),
+                                   "application/geo+json")})
+    assert r.status_code == 201, r.text
+    try:
+        wait_for(lambda: served(base, "portal_hostile"), timeout=120)
+        page = open_portal(browser, base + f"/#c={SPOT[0]},{SPOT[1]}&z=17&l=portal_hostile:1")
+        try:
+            assert page.inner_text("li[data-layer='portal_hostile'] label") == "门户测试 <b>层</b>"
+            layer_loaded(page, "portal_hostile")
+            x, y = pixel_of(page, SPOT)
+            page.locator("#map").click(position={"x": x, "y": y})
+            page.wait_for_selector("#identify section[data-layer='portal_hostile']",
+                                   timeout=30_000)
+            section = "#identify section[data-layer='portal_hostile']"
+            titles = page.eval_on_selector_all(f"{section} dt", "els => els.map((e) => e.textContent)")
+            values = page.eval_on_selector_all(f"{section} dd", "els => els.map((e) => e.textContent)")
+            assert dict(zip(titles, values))["名称"] == HOSTILE
+            assert dict(zip(titles, values))["类别"] == "<script>window.hacked=2</script>"
+            assert "数量" in titles
+            page.click("li[data-layer='portal_hostile'] button.table")
+            page.wait_for_selector("#table-body tr", timeout=30_000)
+            assert HOSTILE in page.inner_text("#table-body")
+            heads = page.eval_on_selector_all("#table-head th", "els => els.map((e) => e.textContent)")
+            assert "名称" in heads and "类别" in heads
+            assert page.locator("#identify img, #identify b, #table-body img, #layers b"
+                                ).count() == 0
+            assert page.evaluate("() => window.hacked") is None
+            assert page.errors == []
+        finally:
+            page.context.close()
+    finally:
+        requests_delete = httpx.delete(f"{base}/api/layers/portal_hostile", headers=publisher,
+                                       timeout=60)
+        assert requests_delete.status_code in (200, 204), requests_delete.text
