@@ -387,3 +387,29 @@ def test_identify_and_table_show_chinese_titles_and_hostile_text_as_text(browser
         requests_delete = httpx.delete(f"{base}/api/layers/portal_hostile", headers=publisher,
                                        timeout=60)
         assert requests_delete.status_code in (200, 204), requests_delete.text
+
+
+def test_the_portal_works_where_public_layers_need_a_key(browser, keyed) -> None:
+    """`public_requires_key` at its default (true): tiles go with the page's browser key, an
+    anonymous user's data requests as the node's own page's (no key: the demo key's owner
+    would see the registered layers), and nothing registered shows."""
+    base = keyed["hz"]
+    assert httpx.get(base + "/ogc/collections/poi/items", params={"f": "json"},
+                     timeout=60).status_code == 401  # a script without a key is refused
+    page = open_portal(browser, base + f"/#c={HALL[0]},{HALL[1]}&z=16&l=poi:1")
+    try:
+        tree = set(page.eval_on_selector_all("#layers li[data-layer]",
+                                             "els => els.map((e) => e.dataset.layer)"))
+        assert "poi" in tree and not tree & {"addresses", "control_points"}
+        layer_loaded(page, "poi")
+        x, y = pixel_of(page, HALL)
+        page.locator("#map").click(position={"x": x, "y": y})
+        page.wait_for_selector("#identify section[data-layer='poi']", timeout=30_000)
+        assert HALL_NAME in page.inner_text("#identify")
+        page.fill("#q", "市民中心")
+        page.press("#q", "Enter")
+        page.wait_for_function("() => !!portal.picked", timeout=30_000)
+        assert page.evaluate("() => portal.picked.name") == HALL_NAME
+        assert page.errors == []
+    finally:
+        page.context.close()
