@@ -246,6 +246,43 @@ def test_the_poi_table_filtered_counts_as_the_server_and_a_row_highlights(browse
         page.context.close()
 
 
+def test_the_table_sorts_as_the_server_and_a_map_click_selects_its_row(browser, urls) -> None:
+    base = urls["hangzhou"]
+    page = open_portal(browser, base + f"/#c={HALL[0]},{HALL[1]}&z=16&l=poi:1")
+    try:
+        layer_loaded(page, "poi")
+        page.click("li[data-layer='poi'] button.table")
+        page.wait_for_selector("#table-body tr", timeout=30_000)
+        for sortby in ("+name", "-name"):
+            page.click("#table-head th[data-field='name']")
+            page.wait_for_selector(f"#table-panel[data-loading='false'][data-sort='{sortby}']",
+                                   timeout=30_000)
+            served_ids = [str(f["id"]) for f in httpx.get(
+                base + "/ogc/collections/poi/items", timeout=60,
+                params={"f": "json", "limit": "20", "sortby": sortby}).json()["features"]]
+            shown = page.eval_on_selector_all("#table-body tr", "rows => rows.map((r) => r.dataset.id)")
+            assert shown == served_ids, sortby
+        assert page.get_attribute("#table-head th[data-field='name']", "aria-sort") == "descending"
+        page.click("#table-head th[data-field='name']")  # back to the node's order
+        page.wait_for_selector("#table-panel[data-loading='false'][data-sort='']", timeout=30_000)
+        page.select_option("#tf-field", "category")
+        page.fill("#tf-value", "service_hall")
+        page.click("#table-filter button[type=submit]")
+        page.wait_for_selector("#table-panel[data-loading='false'][data-filter*='service_hall']",
+                               timeout=30_000)
+        hall_id = str(httpx.get(base + "/ogc/collections/poi/items", timeout=60, params={
+            "f": "json", "filter": f"name = '{HALL_NAME}'"}).json()["features"][0]["id"])
+        assert page.locator(f"#table-body tr[data-id='{hall_id}']").count() == 1
+        assert page.locator("#table-body tr.selected").count() == 0
+        x, y = pixel_of(page, HALL)
+        page.locator("#map").click(position={"x": x, "y": y})
+        page.wait_for_selector(f"#table-body tr.selected[data-id='{hall_id}']", timeout=30_000)
+        assert page.locator("#table-body tr.selected").count() == 1
+        assert page.errors == []
+    finally:
+        page.context.close()
+
+
 def test_search_and_enter_centres_the_map_on_it(browser, urls) -> None:
     base = urls["hangzhou"]
     first = httpx.get(base + "/api/places/suggest", params={"q": "市民中心"}, timeout=60

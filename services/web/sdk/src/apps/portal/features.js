@@ -130,6 +130,10 @@ export class Identify {
     }
     this.portal.highlight(highlight, false);
     this.portal.map.openPopup(lngLat, box);
+    // selected on the map: selected in the open table too
+    const table = this.portal.table;
+    const shown = found.find((f) => table.entry && f.entry.id === table.entry.id);
+    table.select(shown ? shown.features.map((f) => asText(f.id)) : []);
   }
 }
 
@@ -143,6 +147,8 @@ export class AttributeTable {
     this.offset = 0;
     this.matched = 0;
     this.features = [];
+    /** @type {string} `+name`, `-name` or '' (the node's order) */
+    this.sort = '';
     $('table-filter').addEventListener('submit', (e) => {
       e.preventDefault();
       this.applyFilter();
@@ -177,6 +183,7 @@ export class AttributeTable {
   async open(entry) {
     this.entry = entry;
     this.filter = '';
+    this.sort = '';
     this.offset = 0;
     $('table-panel').hidden = false;
     $('table-panel').dataset.layer = entry.id;
@@ -226,6 +233,9 @@ export class AttributeTable {
     if (this.filter) {
       params.filter = this.filter;
     }
+    if (this.sort) {
+      params.sortby = this.sort;
+    }
     try {
       const page = await this.portal.getJson(
         `/ogc/collections/${encodeURIComponent(this.entry.id)}/items`, params);
@@ -238,7 +248,18 @@ export class AttributeTable {
     } finally {
       panel.dataset.loading = 'false';
       panel.dataset.filter = this.filter;
+      panel.dataset.sort = this.sort;
     }
+  }
+
+  /**
+   * Marks the rows of these feature ids as selected (the others not).
+   * @param {Array<string>} ids Feature ids.
+   */
+  select(ids) {
+    $('table-body').querySelectorAll('tr').forEach((tr) => {
+      tr.classList.toggle('selected', ids.includes(/** @type {HTMLElement} */ (tr).dataset.id));
+    });
   }
 
   render() {
@@ -246,7 +267,27 @@ export class AttributeTable {
       : Object.keys((this.features[0] || {}).properties || {}).map((name) => ({name,
         title: name}));
     const head = el('tr');
-    head.append(...fields.map((f) => el('th', f.title)));
+    head.append(...fields.map((f) => {
+      const sorted = this.sort.slice(1) === f.name ? this.sort[0] : '';
+      const th = el('th', f.title + (sorted === '+' ? ' ▲' : sorted === '-' ? ' ▼' : ''));
+      th.dataset.field = f.name;
+      th.tabIndex = 0;
+      th.setAttribute('aria-sort', sorted === '+' ? 'ascending'
+        : sorted === '-' ? 'descending' : 'none');
+      const toggle = () => {
+        // none -> ascending -> descending -> none
+        this.sort = sorted === '' ? `+${f.name}` : sorted === '+' ? `-${f.name}` : '';
+        this.offset = 0;
+        this.load();
+      };
+      th.addEventListener('click', toggle);
+      th.addEventListener('keydown', (e) => {
+        if (e.key === 'Enter') {
+          toggle();
+        }
+      });
+      return th;
+    }));
     $('table-head').replaceChildren(head);
     const rows = this.features.map((feature) => {
       const tr = el('tr');
@@ -269,6 +310,7 @@ export class AttributeTable {
       return tr;
     });
     $('table-body').replaceChildren(...rows);
+    this.select(this.portal.highlighted ? this.portal.highlighted.map(asText) : []);
     const count = $('table-count');
     count.dataset.matched = String(this.matched);
     count.textContent = t('rows', {n: this.matched, from: this.matched ? this.offset + 1 : 0,
