@@ -187,6 +187,11 @@ def test_clicking_the_service_hall_identifies_it(browser, urls) -> None:
         titles = page.eval_on_selector_all("#identify section[data-layer='poi'] dt",
                                            "els => els.map((e) => e.textContent)")
         assert "name" in titles and "category" in titles
+        values = page.eval_on_selector_all("#identify section[data-layer='poi'] dd",
+                                           "els => els.map((e) => e.textContent)")
+        hall_id = httpx.get(urls["hangzhou"] + "/ogc/collections/poi/items", timeout=60, params={
+            "f": "json", "filter": f"name = '{HALL_NAME}'"}).json()["features"][0]["id"]
+        assert dict(zip(titles, values))["fid"] == str(hall_id)
         assert page.evaluate("() => portal.highlightLayer.getSource().getFeatures().length") >= 1
         assert page.errors == []
     finally:
@@ -215,6 +220,8 @@ def test_the_poi_table_filtered_counts_as_the_server_and_a_row_highlights(browse
         assert cells == min(20, expected["numberMatched"])
         first = page.locator("#table-body tr").first
         fid = first.get_attribute("data-id")
+        assert page.inner_text("#table-head th") == "fid"  # the id column: the feature's id
+        assert first.locator("td").first.inner_text() == fid
         first.click()
         assert page.evaluate("() => portal.highlighted.map(String)") == [fid]
         hit = httpx.get(f"{base}/ogc/collections/poi/items/{fid}", params={"f": "json"},

@@ -55,7 +55,18 @@ export function fieldsOf(queryables) {
     .filter(([, p]) => p && p['x-ogc-role'] !== 'primary-geometry' &&
       !String(p.format || '').startsWith('geometry'))
     .map(([name, p]) => ({name, title: typeof p.title === 'string' && p.title ? p.title : name,
-      type: typeof p.type === 'string' ? p.type : 'string'}));
+      type: typeof p.type === 'string' ? p.type : 'string', id: p['x-ogc-role'] === 'id'}));
+}
+
+/**
+ * A field's value of a feature (the id field is the feature's id, not a property).
+ * @param {Object} feature GeoJSON feature.
+ * @param {{name: string, id?: boolean}} field The field.
+ * @return {*} The value.
+ */
+function valueOf(feature, field) {
+  const props = feature.properties || {};
+  return field.id && !(field.name in props) ? feature.id : props[field.name];
 }
 
 export class Identify {
@@ -119,8 +130,8 @@ export class Identify {
         const named = fields.length ? fields : Object.keys(props).map((name) => ({name,
           title: name}));
         for (const field of named) {
-          if (field.name in props) {
-            dl.append(el('dt', field.title), el('dd', asText(props[field.name])));
+          if (field.name in props || field.id) {
+            dl.append(el('dt', field.title), el('dd', asText(valueOf(feature, field))));
           }
         }
         section.append(dl);
@@ -293,8 +304,7 @@ export class AttributeTable {
       const tr = el('tr');
       tr.tabIndex = 0;
       tr.dataset.id = asText(feature.id);
-      const props = feature.properties || {};
-      tr.append(...fields.map((f) => el('td', asText(props[f.name]))));
+      tr.append(...fields.map((f) => el('td', asText(valueOf(feature, f)))));
       const pick = () => {
         $('table-body').querySelectorAll('tr.selected').forEach((r) =>
           r.classList.remove('selected'));
