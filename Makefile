@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := postgresql-15 postgresql-15-postgis-3 postgresql-15-pgrouting postgresql-contrib gdal-bin nginx-light \
 	fonts-wqy-zenhei fonts-noto-cjk redis-server wrk python3-venv iproute2 chromium \
-	python3-qgis qgis-providers acl
+	python3-qgis qgis-providers acl poppler-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install apt node user venv npm sdk up down status test test-js bench bench-places-deps bench-places clean-var lint

@@ -6,6 +6,7 @@ settings with them.
 """
 
 from geoplat_settings.auth import NodeAuth
+from geoplat_settings.cadastre import CadastreSettings
 from geoplat_settings.federation import (
     PROJECT_ROOT,
     AccessLevel,
@@ -45,6 +46,7 @@ __all__ = [
     "RUNTIME_FILE",
     "AccessLevel",
     "AuthSection",
+    "CadastreSettings",
     "Composition",
     "CompositionPart",
     "CompositionRef",

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from geoplat_settings.auth import NodeAuth
+from geoplat_settings.cadastre import CadastreSettings
 from geoplat_settings.halls import HallsSettings
 from geoplat_settings.places import PlacesMapping
 from geoplat_settings.publish import PublishSettings
@@ -96,6 +97,10 @@ class LayerSettings(_Model):
         default=False, description="surveying-professional content: never drawn on the e-map"
     )
     synthetic: bool = False
+    wms: bool = Field(
+        default=False, description="offered as a WMS layer of its own name on its node (GetMap, "
+        "and GetFeatureInfo with the attributes the caller may see: tiles/featureinfo.py); "
+        "public, not sensitive layers only")
     min_zoom: int = Field(default=0, ge=0, le=24, description="WebMercatorQuad zoom it appears at")
     max_zoom: int = Field(default=22, ge=0, le=24)
     attribution: str = ""
@@ -108,6 +113,13 @@ class LayerSettings(_Model):
     def _zooms(self) -> LayerSettings:
         if self.min_zoom > self.max_zoom:
             raise ValueError("min_zoom must not exceed max_zoom")
+        return self
+
+    @model_validator(mode="after")
+    def _wms_public(self) -> LayerSettings:
+        if self.wms and (self.access != "public" or self.sensitive):
+            raise ValueError("wms: only a public layer that is not sensitive is offered on the "
+                             "WMS (images are for anyone)")
         return self
 
     @model_validator(mode="after")
@@ -183,6 +195,7 @@ class NodeSettings(_Model):
     registry: RegistrySettings = RegistrySettings()
     publish: PublishSettings = PublishSettings()
     halls: HallsSettings = HallsSettings()
+    cadastre: CadastreSettings = CadastreSettings()
 
     @field_validator("database_url", "parent", "public_url", "area_code", mode="before")
     @classmethod

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from geoplat_settings.auth import NodeAuth
+from geoplat_settings.cadastre import CadastreSettings
 from geoplat_settings.federation import AccessLevel, Extent, LayerSettings, ScaleRange, Tier
 from geoplat_settings.halls import HallsSettings
 from geoplat_settings.publish import PublishSettings
@@ -120,6 +121,7 @@ class NodeRuntime(NodeView):
     auth: AuthSection
     publish: PublishSettings = PublishSettings()
     halls: HallsSettings = HallsSettings()  # service items, holidays (issue 15)
+    cadastre: CadastreSettings = CadastreSettings()  # the /cadastre page's layers (issue 15)
     providers: Providers
     compositions: list[CompositionRef] = []
 

@@ -128,7 +128,8 @@ class RouteGroup:
 def route_groups(services: NodeServices, landing: Any) -> list[RouteGroup]:
     """Every route group of the node app, in mount order, each route with its requirement."""
     sdk = SdkRoutes(services.runtime.server.base_url, services.runtime.node_dir,
-                    services.runtime.server.title)
+                    services.runtime.server.title, cadastre=services.runtime.cadastre,
+                    layer_ids=frozenset(layer.id for layer in services.runtime.layers))
     # `/`: the portal for browsers, the landing JSON for scripts (issue 16)
     portal = Portal(sdk, services.runtime.server.summary(), landing)
     return [

@@ -79,7 +79,8 @@ class NodeServices:
         views = FilteredViews()
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0))
         auth = build_auth(runtime, db, node_dir, http)
-        tiles = tile_routes(node_dir)  # each route asks the check its requirement gives it
+        # each route asks the check its requirement gives it; GetFeatureInfo reads the node's db
+        tiles = tile_routes(node_dir, db=db)
         service = tile_service_of(tiles)
         tile_reloader = TileReloader(service, node_dir, runtime.dsn) if service is not None \
             else None

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,12 @@ import yaml
 
 from geoplat_settings import EMAP_LAYERS
 from tiles import compat
+from tiles.featureinfo import QUERYABLE, QueryableLayer, queryable_text, read_queryable
 from tiles.frontdoor import FrontDoor
-from tiles.mapproxy_config import build_mapproxy_config
+from tiles.mapproxy_config import build_mapproxy_config, xml_text
 from tiles.rasters import make_hillshade
 from tiles.styles import (
+    WmsLayerStyle,
     check_no_sensitive,
     drawable_tables,
     load_styles,
@@ -117,12 +120,41 @@ def build_tiles(node: Any, children: list[Any], layers: list[Any], dsn: str, nod
         formats[lid] = lay.format
     conf = build_mapproxy_config(node, children, paths.tiles_dir, formats, paths.cache_dir,
                                  child_key, compositions)
+    queryable = add_wms_layers(conf, [lay for lay in layers if getattr(lay, "wms", False)],
+                               tables, forbidden, paths.tiles_dir, dsn_parts, style.wms)
+    _write(paths.tiles_dir / QUERYABLE, queryable_text(queryable), 0o644)
     _write(paths.mapproxy_yaml, yaml.safe_dump(conf, allow_unicode=True, sort_keys=False))
     validate_mapproxy(paths.mapproxy_yaml)
     tile_cache = getattr(node, "tile_cache", None)
     FrontDoor(node_dir, node.host, node.port).write_config(
         paths.cache_dir, fast_path=tile_cache is None or tile_cache.backend == "file")
     return paths
+
+
+def add_wms_layers(conf: dict[str, Any], layers: list[Any], tables: set[str],
+                   forbidden: set[str], tiles_dir: Path, dsn_parts: dict[str, str],
+                   styles: Mapping[str, WmsLayerStyle] | None = None
+                   ) -> dict[str, QueryableLayer]:
+    """Configured layers with `wms: true` as WMS layers of their own name (never a table the
+    e-map may not draw: not loaded, not public or sensitive); returns what GetFeatureInfo
+    queries for them (tiles/featureinfo.py)."""
+    taken = {lay["name"] for lay in conf["layers"]}
+    queryable: dict[str, QueryableLayer] = {}
+    for lay in layers:
+        if lay.id not in tables or lay.id in taken:
+            continue
+        own = (styles or {}).get(lay.id)
+        xml = single_map_xml([published_style(lay.id, lay.geometry_type, own)],
+                             [published_layer(lay.id, dsn_parts)])
+        check_no_sensitive(xml, forbidden)
+        _write(tiles_dir / f"wms_{lay.id}.xml", xml)
+        conf["sources"][f"wms_{lay.id}"] = {"type": "mapnik",
+                                            "mapfile": str(tiles_dir / f"wms_{lay.id}.xml"),
+                                            "multithreaded": True, "transparent": True}
+        conf["layers"].append({"name": lay.id, "title": xml_text(lay.title),
+                               "sources": [f"wms_{lay.id}"]})
+        queryable[lay.id] = QueryableLayer(lay.id, lay.id, lay.title, dict(lay.field_access))
+    return queryable
 
 
 def validate_mapproxy(path: Path) -> None:
@@ -193,7 +225,8 @@ def published_tiles(node_dir: Path, dsn: str, vectors: list[dict[str, Any]],
             _write(tmp / f"pub_{v['name']}.xml", single_map_xml([st], [lay]))
             sources[f"pub_{v['name']}"] = {"type": "mapnik", "mapfile": str(out / f"pub_{v['name']}.xml"),
                                            "multithreaded": True, "transparent": True}
-            layers.append({"name": v["name"], "title": v["title"], "sources": [f"pub_{v['name']}"]})
+            layers.append({"name": v["name"], "title": xml_text(v["title"]),
+                           "sources": [f"pub_{v['name']}"]})
     storage = dict(caches["vec_c"]["cache"])
     for r in rasters:
         st, lay = raster_layer_xml(r["name"], Path(r["path"]))
@@ -212,8 +245,13 @@ def published_tiles(node_dir: Path, dsn: str, vectors: list[dict[str, Any]],
             caches[name] = {"grids": [grid], "sources": [src], "format": "image/png",
                             "cache": cache}
             names.append(name)
-        layers.append({"name": r["name"], "title": r["title"], "sources": [names[0]],
+        layers.append({"name": r["name"], "title": xml_text(r["title"]), "sources": [names[0]],
                        "tile_sources": names})
+    queryable = read_queryable(paths.mapproxy_yaml)
+    queryable.update({v["name"]: QueryableLayer(v["name"], v["name"], v["title"], {},
+                                                dict(v.get("titles") or {}))
+                      for v in vectors if v["name"] not in queryable})
+    _write(tmp / QUERYABLE, queryable_text(queryable), 0o644)
     _write(tmp / "mapproxy.yaml", yaml.safe_dump(conf, allow_unicode=True, sort_keys=False))
     try:
         tmp.rename(out)

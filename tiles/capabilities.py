@@ -88,14 +88,39 @@ def _add_tk(root: etree._Element, host: str, tk: str) -> None:
                 el.set(attr, with_tk(value, tk))
 
 
-def personalise(body: bytes, *, host: str, tk: str | None, hidden: Collection[str] = ()) -> bytes:
-    """The document with `tk` in every URL pointing at `host` and without `hidden` layers."""
-    if not tk and not hidden:
+def _mark_queryable(root: etree._Element, queryable: Collection[str]) -> None:
+    """WMS: `queryable="1"` on the layers GetFeatureInfo answers for (tiles/featureinfo.py)
+    and its INFO_FORMATs as the GetFeatureInfo formats (MapProxy knows no queryable source
+    of ours, so it marks none and lists its own)."""
+    from tiles.featureinfo import INFO_FORMATS
+
+    for el in list(root.iter()):  # a list: the loop inserts elements
+        name = _local(el)
+        if name == "Layer" and _child_text(el, "Name") in queryable:
+            el.set("queryable", "1")
+        elif name == "GetFeatureInfo":
+            formats = [c for c in el if _local(c) == "Format"]
+            ns = etree.QName(el).namespace
+            for c in formats:
+                el.remove(c)
+            for i, fmt in enumerate(INFO_FORMATS):
+                f = etree.Element(f"{{{ns}}}Format" if ns else "Format")
+                f.text = fmt
+                el.insert(i, f)
+
+
+def personalise(body: bytes, *, host: str, tk: str | None, hidden: Collection[str] = (),
+                queryable: Collection[str] = ()) -> bytes:
+    """The document with `tk` in every URL pointing at `host`, without `hidden` layers and
+    with the `queryable` (WMS) layers marked."""
+    if not tk and not hidden and not queryable:
         return body
     tree = _parse(body)
     root = tree.getroot()
     if hidden:
         _drop_hidden(root, hidden)
+    if queryable:
+        _mark_queryable(root, set(queryable) - set(hidden))
     if tk:
         _add_tk(root, host.lower(), tk)
     return _serialise(tree, body)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 from geoplat_settings import EMAP_LAYERS
 from tiles.grids import GRIDS, MAX_LEVEL
@@ -28,6 +29,13 @@ TITLES = {"vec": "矢量底图 Vector", "cva": "矢量注记 Vector annotation",
           "cia": "影像注记 Imagery annotation", "ter": "地形晕渲 Terrain",
           "cta": "地形注记 Terrain annotation"}
 EXT = {"image/png": "png", "image/jpeg": "jpeg"}
+
+
+def xml_text(text: str) -> str:
+    """A title as MapProxy must be given it: its capabilities templates (WMS, WMTS, TMS) copy
+    titles into the XML unescaped, so a `<` or `&` in one (a publisher's title) broke the
+    documents or added elements to them."""
+    return escape(text, {'"': "&quot;", "'": "&#39;"})
 
 
 def cache_name(layer: str, grid: str) -> str:
@@ -87,7 +95,7 @@ def add_compositions(conf: dict[str, Any], compositions: list[dict[str, Any]],
                                      "cache": storage(cache), "meta_size": [1, 1],
                                      "meta_buffer": 0}
             tile_sources.append(cache)
-        conf["layers"].append({"name": cid, "title": comp["title"],
+        conf["layers"].append({"name": cid, "title": xml_text(comp["title"]),
                                "sources": [cache_name(cid, "c")], "tile_sources": tile_sources})
 
 
@@ -160,7 +168,7 @@ def build_mapproxy_config(node: Any, children: list[Any], tiles_dir: Path,
             tile_sources.append(name)
         layers.append({"name": lid, "title": TITLES[lid], "sources": [cache_name(lid, "c")],
                        "tile_sources": tile_sources})
-    md = {"title": f"{node.title} e-map", "abstract": "政务电子地图 government e-map (geoplat)",
+    md = {"title": xml_text(f"{node.title} e-map"), "abstract": "政务电子地图 government e-map (geoplat)",
           "online_resource": node.base_url + "/service",
           "access_constraints": "Sample data for demonstration only; see data-samples/SOURCES.md"}
     conf = {

@@ -14,26 +14,31 @@ requirement of the tile routes in services/access/rules.py), else the `key_check
 an OGCError it returns is sent instead (as the service's exception form). Its `hidden(scope,
 layers)` names the layers to leave out of capabilities, which carry the caller's `tk` in every
 URL (tiles/capabilities.py). WMS GetMap is bounded to MAX_WMS_PIXELS a side and
-MAX_WMS_AREA pixels.
+MAX_WMS_AREA pixels. WMS GetFeatureInfo on the node's vector WMS layers (`queryable.json` beside
+the MapProxy config) is answered here, not by MapProxy (tiles/featureinfo.py), with the
+attributes the check's `hidden_fields(scope, layer)` allows; the WMS capabilities mark those
+layers queryable.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import re
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+import anyio
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from geoplat_settings import EMAP_LAYERS
-from tiles import capabilities, compat
+from tiles import capabilities, compat, featureinfo
 from tiles.errors import OGCError, wms_exception, wmts_exception
+from tiles.featureinfo import QueryableLayer, parse_bbox, read_queryable
 from tiles.grids import GRIDS, MAX_LEVEL
 from tiles.held import HeldResponse
 from tiles.mapproxy_config import EXT, MAX_WMS_AREA, MAX_WMS_PIXELS
@@ -79,18 +84,6 @@ def check_tile(layer: str, grid: str, z: str, x: str, y: str, *, min_level: int 
     return int(z), int(x), int(y)
 
 
-def _bbox(value: str) -> list[float]:
-    try:
-        parts = [float(v) for v in value.split(",")]
-    except ValueError:
-        parts = []
-    if len(parts) != 4 or not all(math.isfinite(p) for p in parts):
-        raise OGCError("InvalidParameterValue", "BBOX must be four numbers: minx,miny,maxx,maxy.", "BBOX")
-    if parts[0] >= parts[2] or parts[1] >= parts[3]:
-        raise OGCError("InvalidParameterValue", "BBOX minimum must be less than maximum.", "BBOX")
-    return parts
-
-
 def _names(value: str) -> list[str]:
     return [v for v in value.split(",") if v]
 
@@ -123,7 +116,7 @@ def check_wms(p: dict[str, str], wms_layers: Collection[str] = EMAP_LAYERS) -> l
     if size[0] * size[1] > MAX_WMS_AREA:
         raise OGCError("InvalidParameterValue",
                        f"WIDTH x HEIGHT must be at most {MAX_WMS_AREA} pixels.", "WIDTH")
-    _bbox(p.get("BBOX", ""))
+    parse_bbox(p.get("BBOX", ""))
     if p.get("FORMAT", "").lower() not in WMS_FORMATS:
         raise OGCError("InvalidFormat", "Unsupported FORMAT (use image/png or image/jpeg).", "FORMAT")
     layers = _names(p.get("LAYERS", ""))
@@ -173,6 +166,7 @@ class _Served:
     yaml: Path
     tiled: dict[str, str]  # WMTS/TMS layer -> tile extension
     wms: frozenset[str]  # WMS layers
+    queryable: Mapping[str, QueryableLayer]  # vector WMS layers: GetFeatureInfo (ours)
 
 
 class TileService:
@@ -183,13 +177,18 @@ class TileService:
     starts, so requests in flight finish on the app they started with.
     """
 
-    def __init__(self, mapproxy_yaml: Path, key_check: KeyCheck | None = None):
+    def __init__(self, mapproxy_yaml: Path, key_check: KeyCheck | None = None,
+                 db: featureinfo.Rows | None = None):
         from a2wsgi import WSGIMiddleware
 
         self.base_yaml = Path(mapproxy_yaml)
         extra = yaml_layers(self.base_yaml)  # e.g. composite layers (services/registry)
+        queryable = read_queryable(self.base_yaml)  # configured layers with `wms: true`
         self.served = _Served(self._make(self.base_yaml), self.base_yaml,
-                              {**LAYER_FORMAT, **extra}, frozenset(EMAP_LAYERS) | frozenset(extra))
+                              {**LAYER_FORMAT, **extra},
+                              frozenset(EMAP_LAYERS) | frozenset(extra) | frozenset(queryable),
+                              queryable)
+        self.db = db  # the node's database, for GetFeatureInfo (none: no layer is queryable)
         # one thread pool for every generation; the WSGI callable is looked up per request
         self.mapproxy = WSGIMiddleware(self._dispatch, workers=8)  # type: ignore[arg-type]
         self.key_check = key_check
@@ -207,8 +206,10 @@ class TileService:
         mapproxy_yaml = Path(mapproxy_yaml)
         app = self._make(mapproxy_yaml)
         tiled = {**LAYER_FORMAT, **yaml_layers(mapproxy_yaml), **(tiled or {})}
+        queryable = read_queryable(mapproxy_yaml)
         self.served = _Served(app, mapproxy_yaml, tiled,
-                              frozenset(EMAP_LAYERS) | frozenset(wms or ()) | frozenset(tiled))
+                              frozenset(EMAP_LAYERS) | frozenset(wms or ()) | frozenset(tiled)
+                              | frozenset(queryable), queryable)
         LOGGER.info("tile service now serves %s", mapproxy_yaml)
 
     def _dispatch(self, environ: dict[str, Any], start_response: Any) -> Any:
@@ -262,6 +263,9 @@ class TileService:
                     path.startswith("/tms") and len([v for v in path.split("/") if v]) <= 4)
             if uses is not None:
                 await self._check(scope, uses, "metadata" if capabilities_doc else "tiles")
+            if wms and p.get("REQUEST", "").lower() == "getfeatureinfo":
+                await self._featureinfo(p, scope, receive, send, served)
+                return
         except OGCError as err:
             resp = wms_exception(err, version) if wms else wmts_exception(err)
             await resp(scope, receive, send)
@@ -271,9 +275,11 @@ class TileService:
             hidden = await self._hidden(scope, served)
             tk = capabilities.accepted_tk(scope)
             host = _host(scope)
-            if tk or hidden:
+            queryable = frozenset(served.queryable) if wms and self.db is not None else frozenset()
+            if tk or hidden or queryable:
                 def transform(body: bytes) -> bytes:
-                    return capabilities.personalise(body, host=host, tk=tk, hidden=hidden)
+                    return capabilities.personalise(body, host=host, tk=tk, hidden=hidden,
+                                                    queryable=queryable)
         if path.rstrip("/") == "/wmts":  # MapProxy answers WMTS KVP under /service
             qs = scope.get("query_string", b"")
             if "SERVICE" not in p:
@@ -289,6 +295,33 @@ class TileService:
             refusal = await check(scope, layers, kind)
             if refusal is not None:
                 raise refusal
+
+    async def _featureinfo(self, p: dict[str, str], scope: Scope, receive: Receive, send: Send,
+                           served: _Served) -> None:
+        """GetFeatureInfo on the vector WMS layers (tiles/featureinfo.py), with the attributes
+        the caller may see: the access check's `hidden_fields`, else none with a level."""
+        db = self.db
+        req = featureinfo.parse_request(p, served.queryable if db is not None else {})
+        assert db is not None  # else no layer was queryable
+        hidden_of = getattr(scope.get(ACCESS) or self.key_check, "hidden_fields", None)
+        results = []
+        for name in req.layers:
+            layer = served.queryable[name]
+            hidden = frozenset(layer.fields) if hidden_of is None else \
+                frozenset(await hidden_of(scope, name))
+            try:
+                rows = await anyio.to_thread.run_sync(featureinfo.query_features, db, layer,
+                                                      req, hidden)
+            except Exception:
+                LOGGER.exception("GetFeatureInfo on %s failed", name)
+                raise OGCError("NoApplicableCode", "The feature information could not be read.",
+                               None, 503) from None
+            results.append((layer, rows))
+        body, media = featureinfo.render(req, results)
+        # the attributes depend on who asks: never kept by a shared cache
+        await Response(body, media_type=media, headers={
+            "Cache-Control": "private, no-store",
+            "Vary": "Authorization, Cookie, X-Api-Key"})(scope, receive, send)
 
     async def _hidden(self, scope: Scope, served: _Served) -> frozenset[str]:
         hidden = getattr(scope.get(ACCESS) or self.key_check, "hidden", None)
@@ -417,12 +450,14 @@ async def _raise_as_ogc(service: TileService, scope: Scope, receive: Receive, se
         await wmts_exception(err)(scope, receive, send)
 
 
-def tile_routes(node_dir: str | Path, key_check: KeyCheck | None = None) -> list[Route]:
-    """Starlette routes of the tile services, or none when the node has no tile config."""
+def tile_routes(node_dir: str | Path, key_check: KeyCheck | None = None,
+                db: featureinfo.Rows | None = None) -> list[Route]:
+    """Starlette routes of the tile services, or none when the node has no tile config;
+    `db` (the node's database) answers GetFeatureInfo."""
     yaml_path = Path(node_dir) / "tiles" / "mapproxy.yaml"
     if not yaml_path.exists():
         return []
-    service = TileService(yaml_path, key_check)
+    service = TileService(yaml_path, key_check, db)
 
     class _App:  # a class instance, so Starlette treats it as a raw ASGI app
         async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

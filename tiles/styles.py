@@ -81,12 +81,23 @@ class EmapLayer(_Model):
     raster: Literal["imagery", "hillshade"] | None = None
 
 
+class WmsLayerStyle(_Model):
+    """The style of a configured layer on the WMS (`wms: true`), at every scale."""
+
+    polygon: PolygonStyle | None = None
+    line: LineStyle | None = None  # on a polygon layer alone: outlines
+    point: PointStyle | None = None
+
+
 class StyleFile(_Model):
     fontset: FontSet
     font_dirs: list[str] = []
     classes: dict[str, FeatureClass]
     labels: dict[str, LabelClass] = {}
     layers: dict[str, EmapLayer] = Field(description="e-map layer id -> content")
+    wms: dict[str, WmsLayerStyle] = Field(
+        default={}, description="layer id -> its style as a WMS layer of its own (default: "
+        "the generic style of published layers)")
 
 
 class SensitiveContentError(Exception):
@@ -138,6 +149,10 @@ def _line(ls: LineStyle, width: float | None = None) -> ET.Element:
 
 
 def _class_style(name: str, fc: FeatureClass) -> ET.Element:
+    return _style(name, _symbolizers(fc), fc.levels)
+
+
+def _symbolizers(fc: FeatureClass | WmsLayerStyle) -> list[ET.Element]:
     sym = []
     if fc.polygon:
         sym.append(_el("PolygonSymbolizer", {"fill": fc.polygon.fill}))
@@ -153,7 +168,7 @@ def _class_style(name: str, fc: FeatureClass) -> ET.Element:
         sym.append(_el("MarkersSymbolizer", {
             "fill": fc.point.fill, "width": s, "height": s, "stroke": "#ffffff",
             "stroke-width": "1", "allow-overlap": "true", "ignore-placement": "true"}))
-    return _style(name, sym, fc.levels)
+    return sym
 
 
 def _label_style(name: str, lc: LabelClass, colours: TextColours, fontset: str) -> ET.Element:
@@ -278,8 +293,12 @@ def _raster_style() -> ET.Element:
     return _style("raster", [_el("RasterSymbolizer", {"scaling": "bilinear"})])
 
 
-def published_style(name: str, geometry_type: str) -> ET.Element:
-    """A generic Mapnik style for a published vector layer, by geometry type."""
+def published_style(name: str, geometry_type: str, own: WmsLayerStyle | None = None
+                    ) -> ET.Element:
+    """A generic Mapnik style for a published vector layer, by geometry type (`own`: a
+    configured layer's style of its own, `wms` in the style file)."""
+    if own is not None:
+        return _style(f"published__{name}", _symbolizers(own))
     g = geometry_type.lower()
     s = PUBLISHED_STYLE
     if "polygon" in g:

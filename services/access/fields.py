@@ -10,7 +10,7 @@ it either) and the registry; filtering (CQL2, `name=value`), sorting or selectin
 it is refused (403), never silently ignored.
 
 How it is carried: the OGC routes compute the caller's rights for the collection once
-(`AccessControl.field_rights`) and run pygeoapi's API function inside `viewing(rights)`; the
+(`AccessControl.field_rights`) and run pygeoapi's API function with `RIGHTS` set to them; the
 providers (nodes/providers/features.py, mvt.py) read `hidden(rules)` when they are built. Outside
 a request (OpenAPI built at start, a provider made by other code) no right is held: every
 restricted attribute is hidden (fail closed).
@@ -18,8 +18,7 @@ restricted attribute is hidden (fail closed).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -27,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from services.errors import AuthError
+from services.web.pages import execute_as_caller
 
 RIGHTS: ContextVar[frozenset[str]] = ContextVar("geoplat_field_rights", default=frozenset())
 LEVELS = ("registered", "restricted")
@@ -42,21 +42,11 @@ def hidden(rules: Mapping[str, str] | None, rights: frozenset[str] | None = None
     return frozenset(name for name, level in rules.items() if level not in held)
 
 
-@contextlib.contextmanager
-def viewing(rights: frozenset[str]) -> Iterator[None]:
-    """Run the code inside with the attribute rights of one caller."""
-    token = RIGHTS.set(rights)
-    try:
-        yield
-    finally:
-        RIGHTS.reset(token)
-
-
 def execute_with_field_rights(original: Any, control: Any) -> Any:
     """Wrap pygeoapi's `execute_from_starlette`: a call on a collection with attribute rules
-    runs inside `viewing(the caller's rights)` (in the worker thread: pygeoapi does not copy
-    context variables into it), after refusing a query string that names hidden attributes;
-    its answer differs per caller, so it is never cached by shared caches."""
+    runs with `RIGHTS` set to the caller's rights (services.web.pages.execute_as_caller: in the
+    worker thread, never kept by shared caches), after refusing a query string that names
+    hidden attributes."""
 
     async def execute(api_function: Any, request: Request, *args: Any, **kwargs: Any) -> Response:
         layer = request.path_params.get("collection_id")
@@ -66,15 +56,8 @@ def execute_with_field_rights(original: Any, control: Any) -> Any:
         named = named_in_query(request.query_params, hidden(control.fields[layer], rights))
         if named:
             return refusal(layer, named).response()
-
-        def call(*a: Any, **k: Any) -> Any:
-            with viewing(rights):
-                return api_function(*a, **k)
-
-        response = await original(call, request, *args, **kwargs)
-        response.headers["Cache-Control"] = "private, no-store"
-        response.headers["Vary"] = "Authorization, Cookie, X-Api-Key"
-        return response
+        return await execute_as_caller(original, api_function, request, RIGHTS, rights,
+                                       *args, **kwargs)
 
     execute.__wrapped__ = original  # type: ignore[attr-defined]
     return execute

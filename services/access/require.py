@@ -271,6 +271,11 @@ class EngineAccess:
         return OGCError(decision.error().ogc_code, decision.detail or decision.title, None,
                         decision.status)
 
+    async def hidden_fields(self, scope: Scope, layer: str) -> frozenset[str]:
+        """The attributes of `layer` this caller may not receive (WMS GetFeatureInfo: the rule
+        of the features service, services/access/fields.py)."""
+        return await self.control.hidden_fields(scope, layer)
+
     async def hidden(self, scope: Scope, layers: Iterable[str]) -> set[str]:
         """The layers of `layers` this caller (token, else key owner) may not see (left out of
         capabilities)."""

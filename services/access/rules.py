@@ -133,6 +133,7 @@ SDK = {
     "/sdk/{name:str}": PUBLIC,  # geoplat.js, geoplat.esm.js, geoplat.d.ts
     "/sdk/examples/{name:str}.html": PAGE,
     "/hall": PAGE,  # the service-hall map (issue 15), with the node's demo browser key
+    "/cadastre": PAGE,  # the public cadastral map (issue 15), with the demo browser key
     "/api": PUBLIC,  # Tianditu's script URL ?v=4.0&tk=KEY: the key is only written, not checked
 }
 

@@ -25,7 +25,7 @@ from services.errors import AuthError, BadRequest, problem, route_group
 from services.registry import federation, health, review
 from services.registry.models import ServiceRegistration
 from services.registry.provider import ANONYMOUS, VIEWER, Viewer
-from services.web.pages import client_ip
+from services.web.pages import client_ip, execute_as_caller
 
 MAX_BODY = 64 * 1024 * 1024
 
@@ -53,18 +53,8 @@ def execute_with_viewer(original: Any, control: AccessControl) -> Any:
         if request.path_params.get("collection_id") != "catalogue":
             return await original(api_function, request, *args, **kwargs)
         viewer = await viewer_of(control, request)
-
-        def call(*a: Any, **k: Any) -> Any:
-            token = VIEWER.set(viewer)
-            try:
-                return api_function(*a, **k)
-            finally:
-                VIEWER.reset(token)
-
-        response = await original(call, request, *args, **kwargs)
-        response.headers["Cache-Control"] = "private, no-store"
-        response.headers["Vary"] = "Authorization, Cookie, X-Api-Key"
-        return response
+        return await execute_as_caller(original, api_function, request, VIEWER, viewer,
+                                       *args, **kwargs)
 
     execute.__wrapped__ = original  # type: ignore[attr-defined]
     return execute

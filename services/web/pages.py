@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from contextvars import ContextVar
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from jinja2 import Environment, select_autoescape
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 from services.errors import AuthError
 
@@ -115,3 +116,22 @@ def worker_id() -> str:
 
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else ""
+
+
+async def execute_as_caller(original: Any, api_function: Any, request: Request, var: ContextVar,
+                            value: Any, *args: Any, **kwargs: Any) -> Response:
+    """pygeoapi's `execute_from_starlette` (`original`) with `var` set to `value` inside the
+    API function (pygeoapi runs it in a thread pool without copying context variables, so it
+    is set in the thread); the answer is this caller's: never kept by shared caches."""
+
+    def call(*a: Any, **k: Any) -> Any:
+        token = var.set(value)
+        try:
+            return api_function(*a, **k)
+        finally:
+            var.reset(token)
+
+    response: Response = await original(call, request, *args, **kwargs)
+    response.headers["Cache-Control"] = "private, no-store"
+    response.headers["Vary"] = "Authorization, Cookie, X-Api-Key"
+    return response

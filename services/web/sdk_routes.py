@@ -1,8 +1,9 @@
 """The JavaScript SDK as a node serves it: `/sdk/geoplat.js` (UMD), `/sdk/geoplat.esm.js`,
 `/sdk/geoplat.d.ts`, the docs `/sdk/` with live examples `/sdk/examples/{name}.html`,
 Tianditu's script URL `/api?v=4.0&tk=KEY` (a prefix that sets the key, then dist/tianditu.js),
-and the service-hall map `/hall` (issue 15: pages/hall.html with /sdk/hall.js, the SDK's
-reference application).
+the service-hall map `/hall` (issue 15: pages/hall.html with /sdk/hall.js, the SDK's
+reference application) and the public cadastral map `/cadastre` (pages/cadastre.html with
+/sdk/cadastre.js, on the nodes whose `cadastre:` setting names their parcels layer).
 
 The bundles are built at install time (services/web/sdk/build.mjs, `make install`); they are
 read from `services/web/sdk/dist/` when they change on disk, kept in memory with their gzip form
@@ -30,6 +31,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from geoplat_settings.cadastre import CadastreSettings
 from services.web.scriptsafe import script_json
 from tiles.errors import problem
 
@@ -44,10 +46,9 @@ CACHE = "public, max-age=300, must-revalidate"
 EXAMPLE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 MAX_KEY = 256
 TIANDITU_VERSIONS = ("4.0",)
-BUNDLES = {"geoplat.js": JS, "geoplat.esm.js": JS, "hall.js": JS,
-           "geoplat.d.ts": "application/typescript; charset=utf-8",
+BUNDLES = {"geoplat.js": JS, "geoplat.esm.js": JS, "hall.js": JS, "cadastre.js": JS,
            "portal.js": JS,  # the portal at / (services/web/portal.py, issue 16)
-           }
+           "geoplat.d.ts": "application/typescript; charset=utf-8"}
 
 _ENV = Environment(loader=FileSystemLoader(str(SDK_DIR)),
                    autoescape=select_autoescape(default=True, default_for_string=True))
@@ -141,11 +142,14 @@ class SdkRoutes:
     """The routes of the SDK (mounted by nodes/asgi.py, rules in services/access/rules.py)."""
 
     def __init__(self, base_url: str, node_dir: Path, node_title: str = "",
-                 assets: Assets | None = None):
+                 assets: Assets | None = None, cadastre: CadastreSettings | None = None,
+                 layer_ids: frozenset[str] = frozenset()):
         self.base_url = base_url.rstrip("/")
         self.node_dir = node_dir
         self.node_title = node_title
         self.assets = assets or Assets()
+        self.cadastre = cadastre or CadastreSettings()
+        self.layer_ids = layer_ids  # the node's configured layers: /cadastre needs its parcels
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -155,6 +159,7 @@ class SdkRoutes:
             Route("/sdk/examples/{name:str}.html", self.example, methods=["GET", "HEAD"]),
             Route("/api", self.tianditu, methods=["GET", "HEAD"]),
             Route("/hall", self.hall, methods=["GET", "HEAD"]),
+            Route("/cadastre", self.cadastre_page, methods=["GET", "HEAD"]),
         ]
 
     async def to_docs(self, request: Request) -> Response:
@@ -206,14 +211,34 @@ class SdkRoutes:
     async def docs(self, request: Request) -> Response:
         examples = sorted(p.stem for p in EXAMPLES.glob("*.html")
                           if EXAMPLE_NAME.fullmatch(p.stem))
-        html = _ENV.get_template("docs.html").render(examples=examples,
-                                                     **self.page_values(request))
+        html = _ENV.get_template("docs.html").render(
+            examples=examples, cadastre=self.has_cadastre(), **self.page_values(request))
         return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
 
     async def hall(self, request: Request) -> Response:
         """The service-hall map (issue 15): pages/hall.html with its script /sdk/hall.js
         (src/apps/hall.js); `?item=CODE&near=lon,lat` are read by the script."""
         html = _ENV.get_template("pages/hall.html").render(**self.page_values(request))
+        return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
+
+    def has_cadastre(self) -> bool:
+        return self.cadastre.parcels is not None and self.cadastre.parcels in self.layer_ids
+
+    async def cadastre_page(self, request: Request) -> Response:
+        """The public cadastral map (issue 15): pages/cadastre.html with /sdk/cadastre.js
+        (src/apps/cadastre.js), on a node whose `cadastre.parcels` is one of its layers."""
+        c = self.cadastre
+        values = self.page_values(request)
+        if not self.has_cadastre():
+            html = _ENV.get_template("pages/missing.html").render(
+                what="地籍图查询 Cadastral map",
+                why="这个节点没有地籍宗地图层。 This node has no cadastral parcels layer.",
+                **values)
+            return HTMLResponse(html, status_code=404, headers={"Cache-Control": "no-cache"})
+        projects = c.projects if c.projects in self.layer_ids else None
+        config = {"key": values["key"], "node": values["node"], "parcels": c.parcels,
+                  "projects": projects, "maxParcels": c.max_parcels}
+        html = _ENV.get_template("pages/cadastre.html").render(config=config, **values)
         return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
 
     async def example(self, request: Request) -> Response:

@@ -17,11 +17,11 @@ from typing import Any
 import mapbox_vector_tile
 import pytest
 import requests
+from field_support import callers, gfi
 from sso_client import bearer, login_pkce
 
 from geoplat_settings import LayerSettings
 from nodes import federation as federation_mod
-from services.access import apikeys
 from services.db import Database
 from services.sso import accounts
 
@@ -37,23 +37,10 @@ def hz_db(federation) -> Database:
 
 
 @pytest.fixture(scope="module")
-def who(federation, urls, main_db, hz_db) -> dict[str, dict[str, str]]:
-    """Request headers per caller: anonymous, a developer key, a signed-in user without a
-    grant, a user with the grant for parcels, Hangzhou's publisher."""
-    out: dict[str, dict[str, str]] = {"anonymous": {}}
-    for name, roles in (("user", []), ("granted", []), ("publisher", ["hangzhou:publisher"]),
-                        ("dev", ["developer"])):
-        user = accounts.create(main_db, f"fields_{name}", PASSWORD, roles=roles)
-        if name == "dev":
-            key, _ = apikeys.create_key(main_db, "test", user.id, "fields", "server",
-                                        ["127.0.0.0/8"], actor="test")
-            out["key"] = {"X-Api-Key": key}
-            continue
-        out[name] = bearer(login_pkce(urls["national"], f"fields_{name}", PASSWORD))
-        if name == "granted":
-            hz_db.execute("INSERT INTO auth.grants (user_sub, username, layer_id, status) "
-                          "VALUES (%s, %s, 'parcels', 'approved')", (user.id, user.username))
-    return out
+def who(urls, main_db, hz_db) -> dict[str, dict[str, str]]:
+    """Anonymous, a developer key, a user without a grant, a user with the grant for parcels,
+    Hangzhou's publisher."""
+    return callers(main_db, hz_db, urls["national"], "fields", PASSWORD, key=True)
 
 
 @pytest.fixture(scope="module")
@@ -248,6 +235,7 @@ def _holders_geojson() -> bytes:
 
 
 def _publish(urls, headers, name: str, **fields: str) -> requests.Response:
+    fields.setdefault("emap", "true")  # also a WMS layer: GetFeatureInfo
     return requests.post(f"{urls['hangzhou']}/api/layers", headers=headers, timeout=120,
                          data={"name": name, **fields},
                          files={"file": ("h.geojson", _holders_geojson(), "application/geo+json")})
@@ -278,6 +266,11 @@ def test_a_published_layer_with_restricted_attributes(urls, who, published_holde
     assert {"张某某", "李某某", "王某某"} <= {v for p in full for v in p.values()}
     q = _get(urls, f"/ogc/collections/{published_holders}/queryables", {}, f="json").json()
     assert "持有人" not in json_text(q)
+    for headers, sees in (({}, False), (who["user"], False), (who["publisher"], True)):
+        info = gfi(urls["hangzhou"], 120.101, 30.201, layer=published_holders, headers=headers,
+                   fmt="text/html")
+        assert info.status_code == 200 and "A1" in info.text, info.text[:300]
+        assert ("张某某" in info.text) == sees and ("持有人" in info.text) == sees
     grant = requests.post(urls["hangzhou"] + "/auth/grants", json={"layer": published_holders},
                           headers=who["user"], timeout=30)
     assert grant.status_code == 201, grant.text[:300]

@@ -78,9 +78,13 @@ def test_every_map_surface_needs_a_key(keyed, name: str, path: str, query: dict)
     """Before: WMS, WMTS KVP, /service and the capabilities answered anonymous callers 200."""
     r = requests.get(keyed["hz"] + path, params=query, timeout=60)
     _xml_refusal(r, 401)
-    if name in ("wms-getfeatureinfo", "wms-getlegendgraphic"):
-        return  # the e-map layers are not queryable and have no legend (MapProxy answers 503)
+    if name == "wms-getlegendgraphic":
+        return  # the e-map layers have no legend (MapProxy answers 503)
     ok = requests.get(keyed["hz"] + path, params={**query, "tk": keyed["key"]}, timeout=120)
+    if name == "wms-getfeatureinfo":  # the key passes; the e-map images are not queryable
+        _xml_refusal(ok, 400)
+        assert b'code="LayerNotQueryable"' in ok.content
+        return
     assert ok.status_code == 200, (ok.status_code, ok.text[:300])
 
 

@@ -8,8 +8,8 @@
 //                        `/api?v=4.0&tk=KEY` writes before this bundle (services/web/sdk_routes.py).
 //   dist/hall.js         the service-hall map page's script (src/apps/hall.js, an IIFE using
 //                        the global `Geoplat` of geoplat.js, which the page loads first)
-//   dist/portal.js       the portal's script (`/`, src/apps/portal/index.js, an IIFE on the
-//                        global `Geoplat` as hall.js)
+//   dist/cadastre.js     the cadastral map page's script (src/apps/cadastre.js), likewise
+//   dist/portal.js       the portal's script (`/`, src/apps/portal/index.js), likewise
 //   dist/geoplat.d.ts    TypeScript declarations from the JSDoc (tsc --allowJs --declaration).
 // Usage: node build.mjs [--no-types]
 import {execFileSync} from 'node:child_process';
@@ -83,8 +83,10 @@ async function build() {
     await esbuild.build({...common, entryPoints: [tianditu], format: 'iife',
       outfile: join(tmp, 'tianditu.js')});
   }
-  await esbuild.build({...common, entryPoints: [join(here, 'src', 'apps', 'hall.js')],
-    format: 'iife', outfile: join(tmp, 'hall.js')});
+  for (const app of ['hall', 'cadastre']) {
+    await esbuild.build({...common, entryPoints: [join(here, 'src', 'apps', `${app}.js`)],
+      format: 'iife', outfile: join(tmp, `${app}.js`)});
+  }
   await esbuild.build({...common, entryPoints: [join(here, 'src', 'apps', 'portal', 'index.js')],
     format: 'iife', outfile: join(tmp, 'portal.js')});
   if (!process.argv.includes('--no-types')) {
@@ -99,9 +101,8 @@ async function build() {
       '\ndeclare module "geoplat" {\n    export * from "index";\n}\n');
   }
   // replace the old files only once everything built
-  const built = ['geoplat.js', 'geoplat.esm.js', 'tianditu.js', 'hall.js', 'geoplat.d.ts'];
-  built.push('portal.js');
-  for (const name of built) {
+  for (const name of ['geoplat.js', 'geoplat.esm.js', 'tianditu.js', 'hall.js', 'cadastre.js',
+    'portal.js', 'geoplat.d.ts']) {
     if (existsSync(join(tmp, name))) {
       renameSync(join(tmp, name), join(dist, name));
     } else if (name === 'tianditu.js') {

@@ -8,7 +8,8 @@
  * Internal API, for the Tianditu JS API 4.0 layer (src/tianditu/, built into tianditu.js with
  * this SDK) and other thin layers; stable within a release, not for pages:
  * - `ol`: the OpenLayers classes the SDK bundles (Map, View, Feature, Overlay, layers, sources,
- *   geometries, styles, controls, proj helpers), so a layer adds no second copy;
+ *   geometries, styles, controls, the Draw interaction with `createBox`, proj helpers), so a
+ *   layer or a page script (src/apps/) adds no second copy;
  * - `registerCGCS2000()`, `CGCS2000`, `CGCS2000_WKT` (src/proj.js);
  * - grid math: `gridOf`, `matrixSetOf`, `resolutionsByLevel`, `defaultResolutions`, `tileOf`,
  *   `levelOf`, `C_GRID`, `W_GRID` (src/grid.js);

@@ -34,6 +34,8 @@ export {default as ScaleLine} from 'ol/control/ScaleLine.js';
 export {default as Attribution} from 'ol/control/Attribution.js';
 export {default as OverviewMap} from 'ol/control/OverviewMap.js';
 export {default as Control} from 'ol/control/Control.js';
+export {default as Draw, createBox} from 'ol/interaction/Draw.js';
+export {default as MultiPolygon} from 'ol/geom/MultiPolygon.js';
 export {fromLonLat, toLonLat, transform, transformExtent, get as getProjection} from 'ol/proj.js';
 export {getDistance} from 'ol/sphere.js';
 export {boundingExtent, containsCoordinate, getCenter as getExtentCenter} from 'ol/extent.js';
