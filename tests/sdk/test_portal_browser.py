@@ -227,11 +227,10 @@ def test_the_poi_table_filtered_counts_as_the_server_and_a_row_highlights(browse
         hit = httpx.get(f"{base}/ogc/collections/poi/items/{fid}", params={"f": "json"},
                         timeout=60).json()
         lon, lat = hit["geometry"]["coordinates"]
-        # zoomed to it (an animation)
+        # zoomed to it (an animation: until it ends at the point, level 18)
         page.wait_for_function("([lon, lat]) => { const c = map.getCenter(); return "
-                               "Math.abs(c[0] - lon) < 1e-4 && Math.abs(c[1] - lat) < 1e-4; }",
-                               arg=[lon, lat], timeout=30_000)
-        assert page.evaluate("() => map.getZoom()") == 18
+                               "map.getZoom() === 18 && Math.abs(c[0] - lon) < 1e-6 && "
+                               "Math.abs(c[1] - lat) < 1e-6; }", arg=[lon, lat], timeout=30_000)
         assert page.evaluate("() => portal.highlightLayer.getSource().getFeatures().length") == 1
         # a quote cannot end the string (pygeoapi's CQL text has no escape for it): refused
         # in the page with a message, and the table stays as it was
