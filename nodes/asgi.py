@@ -30,6 +30,7 @@ from nodes.pygeoapi_app import install_catalogue_viewer, load_pygeoapi
 from nodes.security_headers import SecurityHeadersMiddleware
 from services.access import rules
 from services.access.require import guard_group, ogc_root
+from services.web.portal import Portal
 from services.web.sdk_routes import PublicReadCors, SdkRoutes
 from tiles.errors import problem
 
@@ -126,9 +127,14 @@ class RouteGroup:
 
 def route_groups(services: NodeServices, landing: Any) -> list[RouteGroup]:
     """Every route group of the node app, in mount order, each route with its requirement."""
+    sdk = SdkRoutes(services.runtime.server.base_url, services.runtime.node_dir,
+                    services.runtime.server.title, cadastre=services.runtime.cadastre,
+                    layer_ids=frozenset(layer.id for layer in services.runtime.layers))
+    # `/`: the portal for browsers, the landing JSON for scripts (issue 16)
+    portal = Portal(sdk, services.runtime.server.summary(), landing)
     return [
         RouteGroup("node", guard_group(rules.NODE, [
-            Route("/", landing), Route("/health", services.health.endpoint)])),
+            Route("/", portal.front), Route("/health", services.health.endpoint)])),
         RouteGroup("ogc", guard_group(rules.OGC, [
             Route("/ogc", ogc_root, methods=["GET", "HEAD", "OPTIONS"]),
             Mount("/ogc", app=services.pygeoapi.APP)])),
@@ -140,10 +146,7 @@ def route_groups(services: NodeServices, landing: Any) -> list[RouteGroup]:
         # place names: Tianditu web services and /api/places (issue 13)
         RouteGroup("places", guard_group(rules.PLACES, services.places_routes())),
         # the JavaScript SDK, its docs and Tianditu's script URL /api (issue 14)
-        RouteGroup("sdk", guard_group(rules.SDK, SdkRoutes(
-            services.runtime.server.base_url, services.runtime.node_dir,
-            services.runtime.server.title, cadastre=services.runtime.cadastre,
-            layer_ids=frozenset(layer.id for layer in services.runtime.layers)).routes())),
+        RouteGroup("sdk", guard_group(rules.SDK, sdk.routes())),
         # routing over the node's roads: /api/route and Tianditu's /drive (issue 15)
         RouteGroup("routing", guard_group(rules.ROUTING, services.routing_routes())),
         # service items and the nearest offices: /api/items, /api/halls/nearest (issue 15)

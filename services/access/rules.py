@@ -16,7 +16,9 @@ PUBLIC = require("public", note="anyone, no key")
 PAGE = require("public-page", note="a page anyone may see; what it does needs more")
 
 NODE = {
-    "/": PUBLIC,  # the node's landing document (links only)
+    # the portal page for browsers (issue 16, services/web/portal.py: with the demo browser
+    # key, what it shows it fetches with the key or the user's token), else the landing JSON
+    "/": PAGE,
     "/health": PUBLIC,  # operators and parents probe it without credentials
 }
 

@@ -47,6 +47,7 @@ EXAMPLE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 MAX_KEY = 256
 TIANDITU_VERSIONS = ("4.0",)
 BUNDLES = {"geoplat.js": JS, "geoplat.esm.js": JS, "hall.js": JS, "cadastre.js": JS,
+           "portal.js": JS,  # the portal at / (services/web/portal.py, issue 16)
            "geoplat.d.ts": "application/typescript; charset=utf-8"}
 
 _ENV = Environment(loader=FileSystemLoader(str(SDK_DIR)),

@@ -73,7 +73,8 @@ def test_every_route_of_a_node_carries_a_requirement(federation, node: str) -> N
     found = walk(supervisor.node_dir(federation, federation.node(node)))
     assert found["unguarded"] == []
     kinds = {r["path"]: r["kind"] for r in found["routes"]}
-    assert kinds["/"] == kinds["/health"] == "public"
+    assert kinds["/health"] == "public"
+    assert kinds["/"] == "public-page"  # the portal (issue 16); the landing JSON for scripts
     assert kinds["/ogc"] == "ogc-api"
     assert kinds["/wms"] == "maps"
     for path in ("/wmts", "/wmts/{rest:path}", "/service", "/tms", "/tms/{rest:path}",

@@ -9,6 +9,7 @@
 //   dist/hall.js         the service-hall map page's script (src/apps/hall.js, an IIFE using
 //                        the global `Geoplat` of geoplat.js, which the page loads first)
 //   dist/cadastre.js     the cadastral map page's script (src/apps/cadastre.js), likewise
+//   dist/portal.js       the portal's script (`/`, src/apps/portal/index.js), likewise
 //   dist/geoplat.d.ts    TypeScript declarations from the JSDoc (tsc --allowJs --declaration).
 // Usage: node build.mjs [--no-types]
 import {execFileSync} from 'node:child_process';
@@ -86,6 +87,8 @@ async function build() {
     await esbuild.build({...common, entryPoints: [join(here, 'src', 'apps', `${app}.js`)],
       format: 'iife', outfile: join(tmp, `${app}.js`)});
   }
+  await esbuild.build({...common, entryPoints: [join(here, 'src', 'apps', 'portal', 'index.js')],
+    format: 'iife', outfile: join(tmp, 'portal.js')});
   if (!process.argv.includes('--no-types')) {
     const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
     execFileSync(process.execPath, [tsc, '--allowJs', '--declaration', '--emitDeclarationOnly',
@@ -99,7 +102,7 @@ async function build() {
   }
   // replace the old files only once everything built
   for (const name of ['geoplat.js', 'geoplat.esm.js', 'tianditu.js', 'hall.js', 'cadastre.js',
-    'geoplat.d.ts']) {
+    'portal.js', 'geoplat.d.ts']) {
     if (existsSync(join(tmp, name))) {
       renameSync(join(tmp, name), join(dist, name));
     } else if (name === 'tianditu.js') {

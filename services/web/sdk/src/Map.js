@@ -238,8 +238,11 @@ export default class Map extends Observable {
       const content = graphic ? graphic.popupContent()
         : overlay && overlay.popupContent ? overlay.popupContent(feature) : null;
       const geom = feature.getGeometry();
-      const at = geom && geom.getType() === 'Point'
-        ? /** @type {any} */ (geom).getCoordinates() : evt.coordinate;
+      // a vector tile's feature is a RenderFeature: flat coordinates, no getCoordinates()
+      const point = /** @type {any} */ (geom);
+      const at = !geom || geom.getType() !== 'Point' ? evt.coordinate
+        : typeof point.getCoordinates === 'function' ? point.getCoordinates()
+          : point.getFlatCoordinates().slice(0, 2);
       if (content !== null && content !== undefined) {
         this.popup.open(at, content);
       }

@@ -1,0 +1,96 @@
+/**
+ * The portal's UI texts (Chinese, English) and DOM helpers: every text from an API goes into
+ * the DOM as text (textContent), never as HTML.
+ */
+
+const TEXT = {
+  zh: {
+    subtitle: '地理信息公共服务平台', q: '搜索地名、地址、兴趣点', lang: 'English',
+    basemap: '底图', vec: '矢量', img: '影像', ter: '地形', labels: '注记', grid: '坐标系',
+    mercator: '墨卡托', layers: '图层', filterLayers: '在图层中查找', opacity: '透明度',
+    up: '上移', down: '下移', table: '属性表', measureLine: '测距', measureArea: '测面',
+    share: '分享', copied: '链接已复制：', contains: '包含', apply: '筛选', clear: '清除',
+    prev: '上一页', next: '下一页', close: '关闭', rows: '共 {n} 条，第 {from}-{to} 条',
+    noFeature: '此处没有可见图层的要素', identify: '查询结果', error: '出错了：',
+    noLayers: '没有可显示的图层', zoomIn: '放大到 {z} 级以上显示', length: '长度',
+    area: '面积', hectare: '公顷', mu: '亩', measureHint: '单击添加节点，双击结束',
+    noPlace: '没有找到“{q}”', loading: '加载中…', field: '字段', zoomTo: '定位',
+    noQuote: '筛选值中不能有单引号 (\')',
+  },
+  en: {
+    subtitle: 'Public geographic information service', q: 'Search places, addresses, POIs',
+    lang: '中文', basemap: 'Base map', vec: 'Vector', img: 'Imagery', ter: 'Terrain',
+    labels: 'Labels', grid: 'Grid', mercator: 'Web Mercator', layers: 'Layers',
+    filterLayers: 'Find a layer', opacity: 'Opacity', up: 'Up', down: 'Down',
+    table: 'Table', measureLine: 'Distance', measureArea: 'Area', share: 'Share',
+    copied: 'Link copied: ', contains: 'contains', apply: 'Filter', clear: 'Clear',
+    prev: 'Previous', next: 'Next', close: 'Close', rows: '{n} rows, {from}-{to}',
+    noFeature: 'No feature of a visible layer here', identify: 'Features here',
+    error: 'Error: ', noLayers: 'No layer to show', zoomIn: 'shown from level {z}',
+    length: 'Length', area: 'Area', hectare: 'ha', mu: 'mu', loading: 'Loading…',
+    measureHint: 'Click to add points, double-click to finish', noPlace: 'Nothing found for “{q}”',
+    field: 'Field', zoomTo: 'Zoom to', noQuote: 'A filter value cannot hold a single quote (\')',
+  },
+};
+
+export const ui = {lang: localStorage.getItem('geoplat.portal.lang') === 'en' ? 'en' : 'zh'};
+
+/**
+ * @param {string} name A text's name.
+ * @param {Object} [values] `{name}` replacements.
+ * @return {string} The text in the UI's language.
+ */
+export function t(name, values = {}) {
+  return (TEXT[ui.lang][name] || name).replace(/\{(\w+)\}/g, (_, k) => String(values[k]));
+}
+
+/** @param {string} id An id. @return {HTMLElement} Its element. */
+export const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+
+/**
+ * @param {string} tag Tag name.
+ * @param {*} [text] Text content (never parsed as HTML).
+ * @param {string} [className] Class.
+ * @return {HTMLElement} A new element.
+ */
+export function el(tag, text, className) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) {
+    e.textContent = String(text);
+  }
+  if (className) {
+    e.className = className;
+  }
+  return e;
+}
+
+/** Writes the UI texts of the current language into the page. */
+export function applyLanguage() {
+  document.documentElement.lang = ui.lang === 'en' ? 'en' : 'zh-CN';
+  document.querySelectorAll('[data-i18n]').forEach((e) => {
+    e.textContent = t(/** @type {HTMLElement} */ (e).dataset.i18n);
+  });
+  document.querySelectorAll('[data-i18n-placeholder]').forEach((e) => {
+    const input = /** @type {HTMLInputElement} */ (e);
+    input.placeholder = t(input.dataset.i18nPlaceholder);
+    input.setAttribute('aria-label', input.placeholder);
+  });
+}
+
+/** @param {unknown} err What went wrong: shown in the status line. */
+export function showError(err) {
+  const e = /** @type {any} */ (err);
+  $('status').textContent = t('error') + (e && (e.detail || e.message) || String(err));
+}
+
+/**
+ * A value of an attribute as text.
+ * @param {*} value The value.
+ * @return {string} Text.
+ */
+export function asText(value) {
+  if (value === null || value === undefined) {
+    return '';
+  }
+  return typeof value === 'object' ? JSON.stringify(value) : String(value);
+}
