@@ -14,6 +14,8 @@
  * from the APIs goes into the DOM with textContent, never as HTML; fields the node returns
  * beyond the known ones (the holder fields, for a caller with the grant) are listed as text.
  */
+
+import {el, translator} from './dom.js';
 /* global Geoplat */
 
 const ol = Geoplat.ol;
@@ -101,21 +103,7 @@ const state = {
 };
 
 /** A text of the UI's language, `{name}` replaced. */
-function t(name, values = {}) {
-  return (TEXT[state.lang][name] || name).replace(/\{(\w+)\}/g, (_, k) => String(values[k]));
-}
-
-/** A new element with text content (never HTML). */
-function el(tag, text, className) {
-  const e = document.createElement(tag);
-  if (text !== undefined && text !== null) {
-    e.textContent = String(text);
-  }
-  if (className) {
-    e.className = className;
-  }
-  return e;
-}
+const t = translator(TEXT, () => state.lang);
 
 function showStatus(text, isError = false) {
   $('status').textContent = text;

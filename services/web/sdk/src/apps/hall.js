@@ -6,6 +6,8 @@
  * Reads its configuration (key, node) from `<script type="application/json" id="hall-config">`.
  * Every text from the APIs goes into the DOM with textContent, never as HTML.
  */
+
+import {el, translator} from './dom.js';
 /* global Geoplat */
 
 const CENTRE = [120.2130, 30.2460];  // 杭州市民中心: where the user is until told otherwise
@@ -58,21 +60,7 @@ const state = {
 const $ = (id) => document.getElementById(id);
 
 /** A text of the UI's language, `{name}` replaced. */
-function t(name, values = {}) {
-  return (TEXT[state.lang][name] || name).replace(/\{(\w+)\}/g, (_, k) => String(values[k]));
-}
-
-/** A new element with text content (never HTML). */
-function el(tag, text, className) {
-  const e = document.createElement(tag);
-  if (text !== undefined && text !== null) {
-    e.textContent = String(text);
-  }
-  if (className) {
-    e.className = className;
-  }
-  return e;
-}
+const t = translator(TEXT, () => state.lang);
 
 /** A link, only to http(s) URLs. */
 function link(href, text) {

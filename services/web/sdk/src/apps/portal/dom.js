@@ -47,22 +47,7 @@ export function t(name, values = {}) {
 /** @param {string} id An id. @return {HTMLElement} Its element. */
 export const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
-/**
- * @param {string} tag Tag name.
- * @param {*} [text] Text content (never parsed as HTML).
- * @param {string} [className] Class.
- * @return {HTMLElement} A new element.
- */
-export function el(tag, text, className) {
-  const e = document.createElement(tag);
-  if (text !== undefined && text !== null) {
-    e.textContent = String(text);
-  }
-  if (className) {
-    e.className = className;
-  }
-  return e;
-}
+export {el} from '../dom.js';
 
 /** Writes the UI texts of the current language into the page. */
 export function applyLanguage() {
