@@ -134,6 +134,9 @@ CREATE TABLE IF NOT EXISTS auth.api_keys (
     created_at timestamptz NOT NULL DEFAULT now(),
     revoked_at timestamptz
 );
+-- a key that acts as an anonymous caller, never for its owner at `registered` level: the key
+-- a node embeds in its own public pages (services/provision.py ensure_demo_developer)
+ALTER TABLE auth.api_keys ADD COLUMN IF NOT EXISTS public_only boolean NOT NULL DEFAULT false;
 -- initial access tokens for node provisioning (services/sso/registration.py): stored hashed,
 -- bound to one node, expiring, revocable
 CREATE TABLE IF NOT EXISTS auth.initial_tokens (

@@ -271,8 +271,11 @@ def ensure_demo_developer(main_db: Database, settings: Any) -> None:
                            roles=["developer"], via="install")
     server, _ = apikeys.create_key(main_db, "install", user.id, "demo server key", "server",
                                    ["127.0.0.0/8", "::1/128"], actor="install")
+    # embedded in the nodes' own public pages (/sdk/, /hall, /cadastre, /): anyone can copy it,
+    # so it reaches public layers only, never what its owner may see as a registered user
     browser, _ = apikeys.create_key(main_db, "install", user.id, "demo browser key", "browser",
-                                    [n.base_url for n in settings.nodes], actor="install")
+                                    [n.base_url for n in settings.nodes], actor="install",
+                                    public_only=True)
     _write_private(demo_file(settings), json.dumps(
         {"username": DEMO_USER, "password": password, "server_key": server,
          "browser_key": browser}, indent=2))

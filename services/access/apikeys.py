@@ -67,6 +67,7 @@ class ApiKey:
     revoked: bool
     owner: str = ""  # the owner's username
     owner_active: bool = False  # the owner's account is not disabled (unknown: fail closed)
+    public_only: bool = False  # reaches public layers only (a key embedded in public pages)
 
     @property
     def usable(self) -> bool:
@@ -79,7 +80,7 @@ class ApiKey:
     def principal(self) -> Principal:
         """The caller a request with this key (and no token) acts as: its owner, by key."""
         return Principal(sub=str(self.user_id), username=self.owner, is_user=False,
-                         key_id=self.key_id)
+                         key_id=self.key_id, public_only=self.public_only)
 
     def permits(self, origin: str | None, ip: str) -> bool:
         if self.kind == "browser":
@@ -95,8 +96,10 @@ class ApiKey:
 
 def create_key(db: Database, node_id: str, user_id: int, name: str, kind: str,
                allowed: list[str], quotas: dict[str, int] | None = None,
-               rate_per_second: int = DEFAULT_RATE, actor: str = "") -> tuple[str, dict]:
-    """A new key; returns (the key value, shown once, and its record)."""
+               rate_per_second: int = DEFAULT_RATE, actor: str = "",
+               public_only: bool = False) -> tuple[str, dict]:
+    """A new key; returns (the key value, shown once, and its record). `public_only`: the key
+    reaches public layers only, whoever owns it (a key embedded in public pages)."""
     if kind not in ("browser", "server"):
         raise AuthError(422, "Invalid key", "kind is browser or server")
     clean: list[str] = []
@@ -120,9 +123,9 @@ def create_key(db: Database, node_id: str, user_id: int, name: str, kind: str,
     import json
 
     db.execute("INSERT INTO auth.api_keys (key_id, key_hash, user_id, name, kind, allowed, quotas, "
-               "rate_per_second) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+               "rate_per_second, public_only) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                (key_id, key_hash(value), user_id, name[:100], kind, clean, json.dumps(q),
-                int(rate_per_second)))
+                int(rate_per_second), bool(public_only)))
     audit.record(db, node_id, "key.create", actor=actor or str(user_id), subject=key_id,
                  kind=kind, allowed=clean)
     return value, {"key_id": key_id, "name": name, "kind": kind, "allowed": clean, "quotas": q,
@@ -148,7 +151,7 @@ def lookup(db: Database, hashed: str) -> dict | None:
     """The record of a key with its owner's username and state (a deleted owner's keys are
     deleted with the account)."""
     row = db.one("SELECT k.key_id, k.user_id, k.kind, k.allowed, k.quotas, k.rate_per_second, "
-                 "k.revoked_at IS NOT NULL AS revoked, u.username AS owner, "
+                 "k.revoked_at IS NOT NULL AS revoked, u.username AS owner, k.public_only, "
                  "NOT u.disabled AS owner_active FROM auth.api_keys k "
                  "JOIN auth.users u ON u.id = k.user_id WHERE k.key_hash = %s", (hashed,))
     return dict(row) if row else None
@@ -259,7 +262,8 @@ class KeyChecker:
         if row:
             key = ApiKey(row["key_id"], row["user_id"], row["kind"], tuple(row["allowed"]),
                          dict(row["quotas"]), int(row["rate_per_second"]), bool(row["revoked"]),
-                         str(row.get("owner") or ""), row.get("owner_active") is True)
+                         str(row.get("owner") or ""), row.get("owner_active") is True,
+                         row.get("public_only") is True)
         if len(self._cache) > 50000:
             self._cache.clear()
         self._cache[hashed] = (now, key)

@@ -132,8 +132,12 @@ class AccessControl:
                             "This layer needs a signed-in user; send a bearer token or an API "
                             "key (tk).")
         if level == "registered":
-            if p.is_user or p.via_key:  # a developer key acts for its registered owner
-                return Decision(True, principal=p)
+            if p.is_user or (p.via_key and not p.public_only):
+                return Decision(True, principal=p)  # a developer key acts for its owner
+            if p.via_key:
+                return Decision(False, 401, "Unauthorized",
+                                "This layer needs a signed-in user or a developer key; the key "
+                                "sent reaches public layers only.")
             return Decision(False, 403, "Forbidden", "This layer is for signed-in users.")
         if p.via_key:
             return Decision(False, 401, "Unauthorized",

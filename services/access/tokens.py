@@ -86,6 +86,7 @@ class Principal:
     is_user: bool = True
     claims: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     key_id: str = ""
+    public_only: bool = False  # a key that reaches public layers only (services/access/apikeys.py)
 
     @property
     def via_key(self) -> bool:

@@ -32,8 +32,8 @@ MAX_BODY = 64 * 1024 * 1024
 
 async def viewer_of(control: AccessControl, request: Request) -> Viewer:
     p = await control.caller(request)  # the token's user, else a developer key's owner
-    if p is not None and p.via_key:
-        return Viewer(is_user=True)  # `registered` records; no role or grant by key
+    if p is not None and p.via_key:  # `registered` records, unless a public-only key
+        return ANONYMOUS if p.public_only else Viewer(is_user=True)  # no role or grant by key
     if p is None or not p.is_user:
         return ANONYMOUS
     privileged = frozenset(r.split(":", 1)[0] for r in p.roles

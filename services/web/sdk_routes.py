@@ -38,6 +38,7 @@ from tiles.errors import problem
 SDK_DIR = Path(__file__).resolve().parent / "sdk"
 DIST = SDK_DIR / "dist"
 EXAMPLES = SDK_DIR / "examples"
+KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 DEMO_KEY_FILE = "sdk-demo.json"  # in the node's directory, written at build time
 NONCE_SCOPE_KEY = "geoplat.csp_nonce"  # nodes/security_headers.py sets it per response
 
@@ -121,7 +122,7 @@ def demo_key(node_dir: Path) -> str:
     except (OSError, ValueError):
         return ""
     key = value.get("browser_key") if isinstance(value, dict) else None
-    return key if isinstance(key, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,128}", key) else ""
+    return key if isinstance(key, str) and KEY_PATTERN.fullmatch(key) else ""
 
 
 def write_demo_key(node_dir: Path, demo_file: Path) -> None:
@@ -204,7 +205,11 @@ class SdkRoutes:
                     cache="private, max-age=300, must-revalidate")
 
     def page_values(self, request: Request) -> dict:
-        return {"nonce": request.scope.get(NONCE_SCOPE_KEY, ""), "key": demo_key(self.node_dir),
+        """What every page of the node is rendered with; its key: `?tk=` (a developer trying
+        the examples and pages with their own key), else the node's public-only page key."""
+        own = request.query_params.get("tk", "")
+        key = own if KEY_PATTERN.fullmatch(own) else demo_key(self.node_dir)
+        return {"nonce": request.scope.get(NONCE_SCOPE_KEY, ""), "key": key,
                 "node": self.base_url, "node_title": self.node_title,
                 "built": self.assets.get("geoplat.js") is not None}
 

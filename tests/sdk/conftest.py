@@ -18,6 +18,21 @@ from nodes import settings as settings_mod
 from services.provision import demo_file
 
 
+@pytest.fixture(scope="session")
+def dev_key(federation: settings_mod.FederationSettings, main_db: Any) -> str:
+    """A developer's own browser key for every node's origin: it acts for its owner (reaches
+    `registered` layers: Hangzhou's door plates), unlike the public-only key in the nodes'
+    pages; the pages take it as `?tk=`."""
+    from services.access import apikeys
+    from services.sso import accounts
+
+    user = accounts.create(main_db, "sdk_own_key_dev", "sdk-own-key-password-1",
+                           roles=["developer"])
+    key, _ = apikeys.create_key(main_db, "test", user.id, "sdk tests", "browser",
+                                [n.base_url for n in federation.nodes], actor="test")
+    return key
+
+
 @pytest.fixture(scope="module")
 def halls() -> Any:
     """The sample's service halls (the Hangzhou `poi` layer)."""

@@ -190,3 +190,36 @@ def test_a_missing_bundle_is_a_script_error_and_a_rebuild_is_picked_up(sdk_serve
     (dist / "geoplat.js").write_text("var Geoplat = 22;\n")
     second = httpx.get(f"{base}/sdk/geoplat.js")
     assert second.text == "var Geoplat = 22;\n" and second.headers["etag"] != first.headers["etag"]
+
+
+def test_the_key_in_the_public_pages_reaches_public_layers_only(urls, demo, main_db) -> None:
+    """The demo browser key is written into every node's public pages, so anyone can copy it
+    (and send its Origin from outside a browser): it reaches public layers and place names,
+    never what its owner may see as a registered user (Hangzhou's door plates), in features,
+    place names or records. A developer's own browser key still acts for its owner."""
+    from services.access import apikeys
+    from services.sso import accounts
+
+    hz = urls["hangzhou"]
+    origin = {"Origin": hz}
+    page_key = {"tk": demo["browser_key"]}
+    poi = httpx.get(f"{hz}/ogc/collections/poi/items?f=json&limit=1", params=page_key,
+                    headers=origin, timeout=30)
+    assert poi.status_code == 200 and poi.json()["features"]
+    plates = httpx.get(f"{hz}/ogc/collections/addresses/items?f=json&limit=1", params=page_key,
+                       headers=origin, timeout=30)
+    assert plates.status_code == 401 and "public layers only" in plates.text
+    listing = httpx.get(f"{hz}/ogc/collections?f=json", params=page_key, headers=origin,
+                        timeout=30).json()
+    assert "addresses" not in {c["id"] for c in listing["collections"]}
+    geo = httpx.get(f"{hz}/api/places/geocode", params={**page_key, "address": "宏二路2号"},
+                    headers=origin, timeout=30).json()
+    owner = accounts.create(main_db, "page_key_dev", "page-key-password-1", roles=["developer"])
+    own, _ = apikeys.create_key(main_db, "test", owner.id, "own", "browser", [hz], actor="test")
+    mine = httpx.get(f"{hz}/ogc/collections/addresses/items?f=json&limit=1", params={"tk": own},
+                     headers=origin, timeout=30)
+    assert mine.status_code == 200 and mine.json()["features"]
+    assert all(f["properties"].get("kind") != "address" for f in geo["features"]), geo
+    own_geo = httpx.get(f"{hz}/api/places/geocode", params={"tk": own, "address": "宏二路2号"},
+                        headers=origin, timeout=30).json()
+    assert own_geo["features"][0]["properties"]["kind"] == "address", own_geo

@@ -92,8 +92,9 @@ def test_overlays_click_and_info_window(browser: Any, urls: dict[str, str]) -> N
 
 
 def test_reverse_geocoder_and_administrative(browser: Any, urls: dict[str, str],
-                                             plates: Any) -> None:
-    p = Page(browser, urls["hangzhou"] + "/sdk/examples/tianditu-geocoder.html")
+                                             plates: Any, dev_key: str) -> None:
+    """With a developer's own key (`?tk=`): door plates are `registered`."""
+    p = Page(browser, urls["hangzhou"] + f"/sdk/examples/tianditu-geocoder.html?tk={dev_key}")
     page = p.page
     try:
         plate = plates[plates["address"] == "浙江省杭州市上城区宏二路2号"].iloc[0].geometry

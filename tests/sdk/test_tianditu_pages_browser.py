@@ -30,12 +30,14 @@ from tianditu_support import (
 
 
 def test_service_hall_page(browser: Any, urls: dict[str, str], halls: Any,
-                           plates: Any) -> None:
+                           plates: Any, dev_key: str) -> None:
+    """With a developer's own key (`?tk=`, as the script URL then carries): the example
+    geocodes a door plate, which is `registered`."""
     node = urls["hangzhou"]
-    p = Page(browser, node + "/sdk/examples/tianditu-service-hall.html")
+    p = Page(browser, node + f"/sdk/examples/tianditu-service-hall.html?tk={dev_key}")
     page = p.page
     try:
-        # the script URL as Tianditu's: /api?v=4.0&tk=KEY, with the node's demo browser key
+        # the script URL as Tianditu's: /api?v=4.0&tk=KEY, with the page's key
         api = [u for u in p.requests if urlsplit(u).path == "/api"]
         assert len(api) == 1, api
         key = parse_qs(urlsplit(api[0]).query)["tk"][0]
