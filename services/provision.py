@@ -265,6 +265,7 @@ def demo_file(settings: Any) -> Path:
 def ensure_demo_developer(main_db: Database, settings: Any) -> None:
     """On a fresh install: a developer account `demo` with a server and a browser key."""
     if accounts.by_name(main_db, DEMO_USER) is not None:
+        _page_key_public_only(main_db, settings)
         return
     password = secrets.token_urlsafe(12)
     user = accounts.create(main_db, DEMO_USER, password, "demo@example.invalid",
@@ -279,6 +280,16 @@ def ensure_demo_developer(main_db: Database, settings: Any) -> None:
     _write_private(demo_file(settings), json.dumps(
         {"username": DEMO_USER, "password": password, "server_key": server,
          "browser_key": browser}, indent=2))
+
+
+def _page_key_public_only(main_db: Database, settings: Any) -> None:
+    """An install from before public-only keys: its demo browser key becomes public-only."""
+    try:
+        browser = json.loads(demo_file(settings).read_text())["browser_key"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    main_db.execute("UPDATE auth.api_keys SET public_only = true WHERE key_hash = %s "
+                    "AND NOT public_only", (apikeys.key_hash(str(browser)),))
 
 
 def demo_banner(settings: Any) -> list[str]:
