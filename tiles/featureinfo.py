@@ -97,6 +97,18 @@ def parse_bbox(value: str) -> list[float]:
     return parts
 
 
+def parse_size(p: Mapping[str, str]) -> tuple[int, int]:
+    """A WMS WIDTH and HEIGHT: integers from 1 to MAX_WMS_PIXELS."""
+    size = []
+    for name in ("WIDTH", "HEIGHT"):
+        value = p.get(name, "")
+        if not _INT.match(value) or not 1 <= int(value) <= MAX_WMS_PIXELS:
+            raise OGCError("InvalidParameterValue",
+                           f"{name} must be an integer from 1 to {MAX_WMS_PIXELS}.", name)
+        size.append(int(value))
+    return size[0], size[1]
+
+
 @dataclass(frozen=True)
 class FeatureInfoRequest:
     """A validated GetFeatureInfo: the point and tolerance box in `srid` (x east, y north)."""
@@ -133,14 +145,7 @@ def parse_request(p: Mapping[str, str], queryable: Collection[str]) -> FeatureIn
     if fmt not in INFO_FORMATS:
         raise OGCError("InvalidFormat", "Unsupported INFO_FORMAT (use one of "
                        + ", ".join(INFO_FORMATS) + ").", "INFO_FORMAT")
-    size = []
-    for name in ("WIDTH", "HEIGHT"):
-        value = p.get(name, "")
-        if not _INT.match(value) or not 1 <= int(value) <= MAX_WMS_PIXELS:
-            raise OGCError("InvalidParameterValue",
-                           f"{name} must be an integer from 1 to {MAX_WMS_PIXELS}.", name)
-        size.append(int(value))
-    width, height = size
+    width, height = parse_size(p)
     crs = (p.get("CRS") if v130 else p.get("SRS")) or p.get("CRS") or p.get("SRS") or ""
     crs = crs.upper()
     if crs not in SRIDS:

@@ -38,10 +38,10 @@ from starlette.types import Message, Receive, Scope, Send
 from geoplat_settings import EMAP_LAYERS
 from tiles import capabilities, compat, featureinfo
 from tiles.errors import OGCError, wms_exception, wmts_exception
-from tiles.featureinfo import QueryableLayer, parse_bbox, read_queryable
+from tiles.featureinfo import QueryableLayer, parse_bbox, parse_size, read_queryable
 from tiles.grids import GRIDS, MAX_LEVEL
 from tiles.held import HeldResponse
-from tiles.mapproxy_config import EXT, MAX_WMS_AREA, MAX_WMS_PIXELS
+from tiles.mapproxy_config import EXT, MAX_WMS_AREA
 
 LOGGER = logging.getLogger("geoplat.tiles")
 KeyCheck = Callable[[Scope, Sequence[str], str], Awaitable[OGCError | None]]
@@ -106,13 +106,7 @@ def check_wms(p: dict[str, str], wms_layers: Collection[str] = EMAP_LAYERS) -> l
         if not layers or any(v not in wms_layers for v in layers):
             raise OGCError("LayerNotDefined", "Unknown layer in LAYERS or QUERY_LAYERS.", "LAYERS")
         return layers
-    size = []
-    for name in ("WIDTH", "HEIGHT"):
-        v = p.get(name, "")
-        if not _INT.match(v) or not 1 <= int(v) <= MAX_WMS_PIXELS:
-            raise OGCError("InvalidParameterValue",
-                           f"{name} must be an integer from 1 to {MAX_WMS_PIXELS}.", name)
-        size.append(int(v))
+    size = parse_size(p)
     if size[0] * size[1] > MAX_WMS_AREA:
         raise OGCError("InvalidParameterValue",
                        f"WIDTH x HEIGHT must be at most {MAX_WMS_AREA} pixels.", "WIDTH")
