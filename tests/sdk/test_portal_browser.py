@@ -395,6 +395,37 @@ def test_measured_lengths_and_areas_equal_pyproj_geod(browser, urls) -> None:
         page.context.close()
 
 
+def test_picked_coordinate_in_degrees_dms_and_gauss_krueger(browser, urls) -> None:
+    """A picked point: decimal degrees, DMS, and the CGCS2000 3-degree Gauss-Krüger
+    coordinate of its zone equal to pyproj's (EPSG:4549, central meridian 120E) within 1 mm."""
+    from pyproj import Transformer
+
+    page = open_portal(browser, urls["hangzhou"] + "/#c=120.19,30.26&z=13")
+    try:
+        page.click("#pick-point")
+        assert page.get_attribute("#pick-point", "aria-pressed") == "true"
+        x, y = pixel_of(page, (120.2130, 30.2460))
+        page.locator("#map").click(position={"x": x, "y": y})
+        page.wait_for_selector("#measure-out[data-done='true']", timeout=10_000)
+        lon = float(page.get_attribute("#measure-out", "data-lon"))
+        lat = float(page.get_attribute("#measure-out", "data-lat"))
+        res = page.evaluate("() => map.getLibMap().getView().getResolution()")
+        assert abs(lon - 120.2130) < 2 * res and abs(lat - 30.2460) < 2 * res
+        text = page.inner_text("#measure-out")
+        east, north = Transformer.from_crs(4490, 4549, always_xy=True).transform(lon, lat)
+        got = re.search(r"EPSG:4549 \(120°E\): X ([0-9.]+) m, Y ([0-9.]+) m", text)
+        assert got, text
+        assert abs(float(got.group(1)) - north) < 0.001 and abs(float(got.group(2)) - east) < 0.001
+        assert f"{lon:.6f}, {lat:.6f}" in text and "°" in text and "″E" in text
+        assert page.locator("#identify").count() == 0, "picking identifies nothing"
+        page.click("#pick-point")
+        assert page.get_attribute("#pick-point", "aria-pressed") == "false"
+        assert not page.is_visible("#measure-out")
+        assert page.errors == [], page.errors
+    finally:
+        page.context.close()
+
+
 def test_identify_and_table_show_chinese_titles_and_hostile_text_as_text(browser, urls,
                                                                          main_db) -> None:
     """A layer published with Chinese attribute names (the queryables' titles) and values

@@ -36,7 +36,7 @@ export {default as Map} from './Map.js';
 export {default as GeoplatError, problemFromResponse} from './GeoplatError.js';
 export {search, geocode, reverse, admin, features} from './services.js';
 export {setDefaults, defaultNode, defaultKey} from './defaults.js';
-export {registerCGCS2000, CGCS2000, CGCS2000_WKT} from './proj.js';
+export {registerCGCS2000, CGCS2000, CGCS2000_WKT, gaussKruger} from './proj.js';
 export {gridOf, matrixSetOf, resolutionsByLevel, defaultResolutions, tileOf, levelOf, C_GRID,
   W_GRID} from './grid.js';
 export {nodeUrl, withKey, itemsUrl, placesUrl, capabilitiesUrl, vectorTileTemplate,

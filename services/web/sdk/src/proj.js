@@ -83,3 +83,28 @@ export function registerCGCS2000() {
   }
   return projection;
 }
+
+/** @type {Object<number, Object>} proj4 converters to the Gauss-Krüger zones, by meridian */
+const GK = {};
+
+/**
+ * The CGCS2000 3-degree Gauss-Krüger coordinate of a point (EPSG:4534-4554, "CGCS2000 /
+ * 3-degree Gauss-Kruger CM 75E" to "CM 135E": false easting 500 km, no zone prefix), in the
+ * zone whose central meridian is nearest; computed by proj4 on the CGCS2000 ellipsoid.
+ * @param {number} lon Longitude (CGCS2000), 73.5 to 136.5.
+ * @param {number} lat Latitude.
+ * @return {{zone: number, meridian: number, epsg: string, x: number, y: number}} `x` the
+ *     northing and `y` the easting, in metres (surveying's X and Y).
+ */
+export function gaussKruger(lon, lat) {
+  const zone = Math.round(lon / 3);
+  if (!(zone >= 25 && zone <= 45) || !Number.isFinite(lat) || Math.abs(lat) > 84) {
+    throw new RangeError('outside the CGCS2000 3-degree Gauss-Krüger zones (75E-135E)');
+  }
+  const meridian = zone * 3;
+  GK[meridian] = GK[meridian] || proj4('+proj=longlat +ellps=GRS80 +no_defs',
+    `+proj=tmerc +lat_0=0 +lon_0=${meridian} +k=1 +x_0=500000 +y_0=0 +ellps=GRS80 ` +
+    '+units=m +no_defs');
+  const [east, north] = GK[meridian].forward([lon, lat]);
+  return {zone, meridian, epsg: `EPSG:${4534 + zone - 25}`, x: north, y: east};
+}

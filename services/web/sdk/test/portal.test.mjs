@@ -47,3 +47,11 @@ test('what does not parse in a hash falls back', () => {
   assert.deepEqual(view.layers, [{id: 'roads', opacity: 0.3}]);
   assert.deepEqual(readView('', FALLBACK), FALLBACK);
 });
+
+test('degrees, minutes, seconds', async () => {
+  const {dms} = await import('../src/apps/portal/geodesic.js');
+  assert.equal(dms(120.213, 'E', 'W'), '120°12′46.80″E');
+  assert.equal(dms(30.246, 'N', 'S'), '30°14′45.60″N');
+  assert.equal(dms(-0.5, 'E', 'W'), '0°30′00.00″W');
+  assert.equal(dms(29.9999999, 'N', 'S'), '30°00′00.00″N'); // rounding carries
+});

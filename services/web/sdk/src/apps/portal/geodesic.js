@@ -110,3 +110,18 @@ export function ringArea(ring) {
   }
   return Math.abs(excess) * RQ * RQ;
 }
+
+/**
+ * @param {number} value Degrees.
+ * @param {string} pos Hemisphere letter when >= 0 (E, N).
+ * @param {string} neg Hemisphere letter when < 0 (W, S).
+ * @return {string} 120°12′46.80″E
+ */
+export function dms(value, pos, neg) {
+  const hundredths = Math.round(Math.abs(value) * 360000); // of an arc second
+  const d = Math.floor(hundredths / 360000);
+  const m = Math.floor((hundredths % 360000) / 6000);
+  const s = (hundredths % 6000) / 100;
+  return `${d}°${String(m).padStart(2, '0')}′${s.toFixed(2).padStart(5, '0')}″` +
+    (value < 0 ? neg : pos);
+}

@@ -1,10 +1,12 @@
 /**
  * Measuring on the map: a click adds a point, a double click ends; the length (or the area)
- * is geodesic on the CGCS2000 ellipsoid (./geodesic.js), whatever the grid shown.
+ * is geodesic on the CGCS2000 ellipsoid (./geodesic.js), whatever the grid shown. The `point`
+ * tool picks a coordinate: decimal degrees, degrees-minutes-seconds and the CGCS2000 3-degree
+ * Gauss-Krüger coordinate of its zone (the SDK's `gaussKruger`, by proj4).
  */
 /* global Geoplat */
 import {$, t} from './dom.js';
-import {pathLength, ringArea} from './geodesic.js';
+import {dms, pathLength, ringArea} from './geodesic.js';
 
 /**
  * @param {number} m Metres.
@@ -23,6 +25,26 @@ export function formatArea(m2) {
   return `${main} · ${(m2 / 1e4).toFixed(4)} ${t('hectare')} · ${(m2 / (1e4 / 15)).toFixed(2)} ${t('mu')}`;
 }
 
+/**
+ * @param {number} lon Longitude.
+ * @param {number} lat Latitude.
+ * @return {string} The coordinate in the three forms people ask for.
+ */
+export function formatPoint(lon, lat) {
+  const parts = [`${lon.toFixed(6)}, ${lat.toFixed(6)}`, `${dms(lon, 'E', 'W')} ${dms(lat, 'N', 'S')}`];
+  try {
+    const g = Geoplat.gaussKruger(lon, lat);
+    parts.push(`${t('gaussKruger')} ${g.epsg} (${g.meridian}°E): X ${g.x.toFixed(3)} m, ` +
+      `Y ${g.y.toFixed(3)} m`);
+  } catch (err) {
+    parts.push(t('outsideZones'));
+  }
+  return parts.join(' · ');
+}
+
+/** The button of each tool. */
+const BUTTONS = {line: 'measure-line', area: 'measure-area', point: 'pick-point'};
+
 export default class Measure {
   /** @param {Object} portal The portal. */
   constructor(portal) {
@@ -37,9 +59,10 @@ export default class Measure {
     this.feature = null;
     $('measure-line').addEventListener('click', () => this.toggle('line'));
     $('measure-area').addEventListener('click', () => this.toggle('area'));
+    $('pick-point').addEventListener('click', () => this.toggle('point'));
   }
 
-  /** @param {'line'|'area'} mode The tool: on, or off if it was on. */
+  /** @param {'line'|'area'|'point'} mode The tool: on, or off if it was on. */
   toggle(mode) {
     const on = this.mode !== mode;
     this.stop();
@@ -48,16 +71,16 @@ export default class Measure {
     }
   }
 
-  /** @param {'line'|'area'} mode The tool. */
+  /** @param {'line'|'area'|'point'} mode The tool. */
   start(mode) {
     const {ol} = Geoplat;
     this.mode = mode;
     this.points = [];
     this.endedAt = null;
-    $(mode === 'line' ? 'measure-line' : 'measure-area').setAttribute('aria-pressed', 'true');
+    $(BUTTONS[mode]).setAttribute('aria-pressed', 'true');
     const out = $('measure-out');
     out.hidden = false;
-    out.textContent = t('measureHint');
+    out.textContent = t(mode === 'point' ? 'pickHint' : 'measureHint');
     const lib = this.portal.map.getLibMap();
     this.keys = [
       lib.on('click', (evt) => this.add(evt.coordinate)),
@@ -95,8 +118,9 @@ export default class Measure {
       this.feature = null;
     }
     this.mode = null;
-    $('measure-line').setAttribute('aria-pressed', 'false');
-    $('measure-area').setAttribute('aria-pressed', 'false');
+    for (const id of Object.values(BUTTONS)) {
+      $(id).setAttribute('aria-pressed', 'false');
+    }
     $('measure-out').hidden = true;
   }
 
@@ -114,6 +138,11 @@ export default class Measure {
       return;
     }
     this.endedAt = null;
+    if (this.mode === 'point') {
+      this.points = [p];
+      this.update(true);
+      return;
+    }
     this.points.push(p);
     this.update(false);
   }
@@ -133,7 +162,15 @@ export default class Measure {
     const coords = this.points.map((p) => ol.fromLonLat(p, proj));
     const out = $('measure-out');
     out.dataset.done = 'false';
-    if (this.mode === 'line') {
+    if (this.mode === 'point') {
+      const [lon, lat] = this.points[0];
+      this.feature.setGeometry(new ol.Point(coords[0]));
+      this.last = {mode: 'point', points: [...this.points], done};
+      out.dataset.lon = String(lon);
+      out.dataset.lat = String(lat);
+      out.dataset.done = 'true';
+      out.textContent = formatPoint(lon, lat);
+    } else if (this.mode === 'line') {
       const metres = pathLength(this.points);
       this.feature.setGeometry(coords.length > 1 ? new ol.LineString(coords) : undefined);
       this.last = {mode: 'line', metres, points: [...this.points], done};
