@@ -7,7 +7,7 @@ Only the models: reading the YAML files (variables, cross-references) is the CLI
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -128,27 +128,17 @@ class LayerSettings(_Model):
             if ACCESS_ORDER[level] <= ACCESS_ORDER[self.access]:
                 raise ValueError(f"field_access.{name}: {level!r} must be stricter than the "
                                  f"layer's access {self.access!r}")
-        used = {c for c in (self.label_field, self.id_column) if c} | \
-            _mapped_columns(self.places) | _mapped_columns(self.routing)
+        used = {c for c in (self.label_field, self.id_column) if c}
+        if self.places is not None:
+            used.update(self.places.all_columns())
+        if self.routing is not None:
+            used.update(c for c in (self.routing.kind, self.routing.name, self.routing.oneway) if c)
         clash = sorted(used & set(self.field_access))
         if clash:
             raise ValueError(f"field_access: {', '.join(clash)} label, identify, feed the "
                              "gazetteer or the routing network, which are public; restrict "
                              "other columns")
         return self
-
-
-def _mapped_columns(mapping: Any) -> set[str]:
-    """Columns a places/routing mapping names (its string values and `extra` lists)."""
-    if mapping is None:
-        return set()
-    out: set[str] = set()
-    for value in mapping.model_dump().values():
-        if isinstance(value, str):
-            out.add(value)
-        elif isinstance(value, list):
-            out.update(v for v in value if isinstance(v, str))
-    return out
 
 
 class LayerFile(_Model):
