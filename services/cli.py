@@ -232,7 +232,9 @@ def cmd_rotate(args: argparse.Namespace, resolve: Resolver) -> int:
     node_id, db = _db(args, resolve, main=True)
     kid = signing.rotate(db, retire_older_than_days=args.retire_days)
     audit.record(db, node_id, "admin.rotate_key", actor=_actor(), subject=kid)
-    print(f"new signing key {kid}; nodes pick it up on the first token that names it")
+    print(f"new signing key {kid}: in the JWKS now, signing tokens within about "
+          f"{signing.Signer.REFRESH_SECONDS + signing.PUBLISH_MARGIN_SECONDS:.0f} s; "
+          "nodes pick it up on the first token that names it")
     return 0
 
 

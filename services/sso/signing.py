@@ -1,7 +1,10 @@
 """Token signing keys of the main node: generated at first start, rotated, published as JWKS.
 
-Keys live in `auth.signing_keys` of the main node's database. The newest active key signs;
-every key not yet retired stays in the JWKS so tokens signed before a rotation still verify.
+Keys live in `auth.signing_keys` of the main node's database. Every key not yet retired is in
+the JWKS so tokens signed before a rotation still verify. A rotated-in key is published at once
+but signs only once it is older than the workers' refresh interval (pre-publication): by then
+every worker of the main node answers a JWKS that holds it, so a node that refetches the JWKS on
+an unknown `kid` always finds the key of a token it was shown. Until then the previous key signs.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from joserfc.jwk import RSAKey
 from services.db import Database
 
 ALGORITHMS = ("RS256",)
+PUBLISH_MARGIN_SECONDS = 2.0  # beyond the refresh interval before a rotated-in key signs
 
 
 def create_key(db: Database) -> str:
@@ -55,7 +59,9 @@ def rotate(db: Database, *, retire_older_than_days: float | None = None) -> str:
 class Signer:
     """Signs JWTs with the current key; re-reads keys every few seconds (rotation by CLI)."""
 
-    def __init__(self, db: Database, refresh_seconds: float = 10.0):
+    REFRESH_SECONDS = 10.0
+
+    def __init__(self, db: Database, refresh_seconds: float = REFRESH_SECONDS):
         self.db, self.refresh_seconds = db, refresh_seconds
         self._lock = threading.Lock()
         self._loaded = 0.0
@@ -67,15 +73,28 @@ class Signer:
         with self._lock:
             if time.monotonic() - self._loaded < self.refresh_seconds and self._current:
                 return
-            rows = self.db.all("SELECT kid, private_pem, public_jwk, active FROM auth.signing_keys "
-                               "WHERE retired_at IS NULL ORDER BY created_at DESC")
-            active = [r for r in rows if r["active"]] or rows
-            current = (active[0]["kid"], active[0]["private_pem"])
+            rows = self.db.all(
+                "SELECT kid, private_pem, public_jwk, active, "
+                "extract(epoch FROM now() - created_at) AS age FROM auth.signing_keys "
+                "WHERE retired_at IS NULL ORDER BY created_at DESC")
+            signer = self._signing_row(rows)
+            current = (signer["kid"], signer["private_pem"])
             if current != self._current:
                 self._key = RSAKey.import_key(current[1])
             self._current = current
             self._jwks = {"keys": [r["public_jwk"] for r in rows]}
             self._loaded = time.monotonic()
+
+    def _signing_row(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """The newest active key, unless it is still too young to be in every worker's JWKS
+        and an older key is there to sign meanwhile (a first key signs at once)."""
+        active = [r for r in rows if r["active"]] or rows
+        newest = active[0]
+        if float(newest["age"]) > self.refresh_seconds + PUBLISH_MARGIN_SECONDS:
+            return newest
+        older = [r for r in rows if r["kid"] != newest["kid"]
+                 and float(r["age"]) > float(newest["age"])]
+        return older[0] if older else newest
 
     @property
     def kid(self) -> str:

@@ -63,20 +63,16 @@ def test_signing_key_rotation(federation, urls, capsys, monkeypatch) -> None:
     assert code == 0
     old_kid = kid_of(old["access_token"])
 
-    def signed_with_the_new_key() -> dict | None:  # the main node re-reads its keys every 10 s
+    # the new key signs only once every worker of the main node publishes it (each re-reads
+    # its keys every 10 s; 2 s margin), so a node shown a token signed by it finds it on refetch
+    def signed_with_the_new_key() -> dict | None:
         token = login_pkce(urls["national"], "cli_user", "cli-password-123")
-        return token if kid_of(token["access_token"]) != old_kid \
-            else None
+        return token if kid_of(token["access_token"]) != old_kid else None
 
-    new = wait_for(signed_with_the_new_key, 30, "tokens signed with the new key", interval=0.5)
-
-    def both_published() -> list | None:  # each worker of the main node re-reads on its own
+    new = wait_for(signed_with_the_new_key, 45, "tokens signed with the new key", interval=0.5)
+    for _ in range(8):  # whichever worker answers, at once: no wait once the key signs
         keys = requests.get(urls["national"] + "/sso/jwks", timeout=10).json()["keys"]
-        return keys if len(keys) >= 2 else None
-
-    keys = wait_for(both_published, 30, "the old and the new key in every worker's JWKS",
-                    interval=0.5)
-    assert {kid_of(new["access_token"]), old_kid} <= {k["kid"] for k in keys}
+        assert {kid_of(new["access_token"]), old_kid} <= {k["kid"] for k in keys}
     assert kid_of(new["access_token"]) != old_kid
     for token in (old, new):  # Hangzhou follows the rotation (refetch on unknown kid)
         r = requests.get(urls["hangzhou"] + "/auth/me", headers=bearer(token), timeout=10)
