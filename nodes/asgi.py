@@ -30,7 +30,7 @@ from nodes.pygeoapi_app import install_catalogue_viewer, load_pygeoapi
 from nodes.security_headers import SecurityHeadersMiddleware
 from services.access import rules
 from services.access.require import guard_group, ogc_root
-from services.web.portal import Portal
+from services.web.portal import NodeOrigins, Portal, origin_of
 from services.web.sdk_routes import PublicReadCors, SdkRoutes
 from tiles.errors import problem
 
@@ -131,7 +131,8 @@ def route_groups(services: NodeServices, landing: Any) -> list[RouteGroup]:
                     services.runtime.server.title, cadastre=services.runtime.cadastre,
                     layer_ids=frozenset(layer.id for layer in services.runtime.layers))
     # `/`: the portal for browsers, the landing JSON for scripts (issue 16)
-    portal = Portal(sdk, services.runtime.server.summary(), landing)
+    portal = Portal(sdk, services.runtime.server.summary(), landing,
+                    NodeOrigins(services.registry_db, origin_of(services.runtime.server.base_url)))
     return [
         RouteGroup("node", guard_group(rules.NODE, [
             Route("/", portal.front), Route("/health", services.health.endpoint)])),

@@ -15,10 +15,12 @@ nonce. Our own Starlette pages read the nonce from `scope[NONCE_SCOPE_KEY]`.
 
 from __future__ import annotations
 
+import re
 import secrets
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.web.portal import ORIGINS_SCOPE_KEY  # a page's other nodes (connect/img-src)
 from services.web.scriptsafe import script_json
 
 __all__ = ["NONCE_MARKER", "NONCE_SCOPE_KEY", "SecurityHeadersMiddleware", "script_json"]
@@ -29,19 +31,22 @@ NONCE_SCOPE_KEY = "geoplat.csp_nonce"
 NONCE_MARKER = secrets.token_hex(16)
 
 
-def content_security_policy(nonce: str) -> str:
+def content_security_policy(nonce: str, origins: tuple[str, ...] = ()) -> str:
     # style-src keeps 'unsafe-inline': pygeoapi's pages and Leaflet's popups use style
     # attributes, and styles cannot run script. Scripts: our origin, or this response's nonce.
+    extra = "".join(f" {o}" for o in origins if ORIGIN.fullmatch(o))
     return ("default-src 'self'; "
             f"script-src 'self' 'nonce-{nonce}'; "
             "style-src 'self' 'unsafe-inline'; "
-            "img-src 'self' data: blob:; "
+            f"img-src 'self' data: blob:{extra}; "
             "font-src 'self' data:; "
-            "connect-src 'self'; "
+            f"connect-src 'self'{extra}; "
             "object-src 'none'; "
             "base-uri 'self'; "
             "frame-ancestors 'self'")
 
+
+ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")  # scheme://host[:port], no more
 
 ALWAYS = [(b"x-content-type-options", b"nosniff"),
           (b"referrer-policy", b"strict-origin-when-cross-origin")]
@@ -76,7 +81,8 @@ class SecurityHeadersMiddleware:
                     return
                 # one policy for every page, whatever the page itself said
                 headers = [(k, v) for k, v in headers if k.lower() not in HTML_ONLY] + ALWAYS + [
-                    (b"content-security-policy", content_security_policy(nonce).encode()),
+                    (b"content-security-policy", content_security_policy(
+                        nonce, tuple(scope.get(ORIGINS_SCOPE_KEY, ()))).encode()),
                     (b"x-frame-options", b"SAMEORIGIN")]
                 message = {**message, "headers": headers}
                 if any(k.lower() == b"content-encoding" for k, _ in headers):

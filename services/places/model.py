@@ -12,11 +12,17 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 # kinds of gazetteer entries, from the coarsest; LEVEL_CN is Tianditu's `level` word
-Kind = Literal["province", "city", "county", "township", "road", "address", "poi", "place"]
-LEVEL_CN: dict[str, str] = {"province": "省", "city": "城市", "county": "区县",
+Kind = Literal["country", "province", "city", "county", "township", "road", "address", "poi",
+               "place"]
+LEVEL_CN: dict[str, str] = {"country": "国家", "province": "省", "city": "城市", "county": "区县",
                             "township": "乡镇", "road": "道路", "address": "门址",
                             "poi": "兴趣点", "place": "地名"}
 DIVISION_KINDS = ("province", "city", "county", "township")
+# the country: the root of the division tree (`/api/places/admin/中国?children=1` lists the
+# provinces, as Tianditu's /v2/administrative answers keyword 156000000 or 中国 at level 5)
+COUNTRY_CODE = "000000"
+COUNTRY_NAME = "中华人民共和国"
+COUNTRY_KEYWORDS = frozenset({"中国", COUNTRY_NAME, COUNTRY_CODE, "100000", "156000000"})
 
 
 def tianditu_code(code: str | None) -> str | None:

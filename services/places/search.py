@@ -17,7 +17,15 @@ from rapidfuzz.distance import Levenshtein
 from services.db import Database
 from services.places import limits, rows
 from services.places.errors import MISSING, PlacesInputError
-from services.places.model import AreaCount, Division, Place, SearchResult
+from services.places.model import (
+    COUNTRY_CODE,
+    COUNTRY_KEYWORDS,
+    COUNTRY_NAME,
+    AreaCount,
+    Division,
+    Place,
+    SearchResult,
+)
 from services.places.parse import Division as Entry
 from services.places.text import grams, normalise
 
@@ -213,6 +221,8 @@ class Search:
         d = self.dictionary()
         if not d.generation:
             return []
+        if kw.strip() in COUNTRY_KEYWORDS:
+            return self._country(depth)
         entries = self._divisions(kw, d)
         out = []
         for main in self._division_rows([e.code for e in entries], geometry=bool(geometry)):
@@ -221,6 +231,26 @@ class Search:
             out.append(replace(main, parents=parents,
                                children=self._children(main.code, depth)))
         return out
+
+    def _country(self, depth: int) -> list[Division]:
+        """The country: its box spans the node's provinces, its children are they (no
+        outline of its own: the provinces' outlines are theirs to give)."""
+        # a node below the national one holds its province's row with no box of its own:
+        # then the box of what it holds
+        box = self.db.one("SELECT ST_XMin(e) AS x0, ST_YMin(e) AS y0, ST_XMax(e) AS x1, "
+                          "ST_YMax(e) AS y1 FROM (SELECT coalesce(ST_Extent(bbox) FILTER "
+                          "(WHERE kind = 'province'), ST_Extent(coalesce(bbox, centre))) AS e "
+                          "FROM geoplat_divisions) s")
+        if not box or box["x0"] is None:
+            return []
+        bbox = (float(box["x0"]), float(box["y0"]), float(box["x1"]), float(box["y1"]))
+        found = self.db.all(f"SELECT {rows.DIVISION_COLS} FROM geoplat_divisions"
+                            " WHERE kind = 'province' ORDER BY code") if depth > 0 else []
+        provinces = tuple(rows.division(r, children=self._children(r["code"], depth - 1))
+                          for r in found)
+        return [Division(code=COUNTRY_CODE, name=COUNTRY_NAME, kind="country", parent_code=None,
+                         lon=(bbox[0] + bbox[2]) / 2, lat=(bbox[1] + bbox[3]) / 2, bbox=bbox,
+                         children=provinces)]
 
     def _children(self, code: str, depth: int) -> tuple[Division, ...]:
         if depth <= 0:

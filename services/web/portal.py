@@ -13,9 +13,13 @@ and quotas apply unchanged.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
@@ -24,6 +28,43 @@ from tiles.errors import problem
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 MAX_ACCEPT = 1024  # longer Accept headers are not parsed: the JSON, as for a script
+# the portal reads the layers of the other nodes its catalogue lists: their origins join the
+# page's `connect-src` and `img-src` (nodes/security_headers.py), and nothing else
+ORIGINS_SCOPE_KEY = "geoplat.csp_origins"
+ORIGINS_SECONDS = 60.0
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host:port` of a URL."""
+    u = urlsplit(url)
+    return f"{u.scheme}://{u.netloc}"
+
+
+class NodeOrigins:
+    """The origins of the nodes this node's registry lists (approved `node` records: its part
+    of the federation), read at most once a minute."""
+
+    def __init__(self, db: Any, own: str):
+        self.db, self.own = db, own
+        self._at, self._origins = -ORIGINS_SECONDS, ()  # type: tuple[float, tuple[str, ...]]
+
+    def _read(self) -> tuple[str, ...]:
+        rows = self.db.all("SELECT url FROM registry.services WHERE service_type = 'node' "
+                           "AND status = 'approved' ORDER BY url")
+        out = []
+        for r in rows:
+            origin = origin_of(str(r["url"]))
+            if origin.startswith(("http://", "https://")) and origin != self.own \
+                    and origin not in out:
+                out.append(origin)
+        return tuple(out)
+
+    async def get(self) -> tuple[str, ...]:
+        if time.monotonic() - self._at >= ORIGINS_SECONDS:
+            with contextlib.suppress(Exception):  # the database may be down: keep what we had
+                self._origins = await anyio.to_thread.run_sync(self._read)
+            self._at = time.monotonic()
+        return self._origins
 
 
 def _media_ranges(accept: str) -> list[tuple[str, float, int]]:
@@ -72,10 +113,12 @@ def wants_html(request: Request) -> bool:
 class Portal:
     """The node's front page: the portal for browsers, `landing` (the JSON) for scripts."""
 
-    def __init__(self, sdk: SdkRoutes, node: dict[str, Any], landing: Endpoint):
+    def __init__(self, sdk: SdkRoutes, node: dict[str, Any], landing: Endpoint,
+                 origins: NodeOrigins | None = None):
         self.sdk = sdk
         self.node = node  # NodeSection.summary(): id, title, tier, parent, extent...
         self.landing = landing
+        self.origins = origins
 
     async def front(self, request: Request) -> Response:
         f = request.query_params.get("f")
@@ -85,6 +128,8 @@ class Portal:
             response = await self.landing(request)
             response.headers["Vary"] = "Accept"
             return response
+        if self.origins is not None:
+            request.scope[ORIGINS_SCOPE_KEY] = await self.origins.get()
         return self.page(request)
 
     def page(self, request: Request) -> Response:

@@ -17,6 +17,9 @@ const TEXT = {
     gaussKruger: 'CGCS2000 3度带高斯-克吕格', outsideZones: '不在CGCS2000 3度带范围内',
     noPlace: '没有找到“{q}”', loading: '加载中…', field: '字段', zoomTo: '定位',
     noQuote: '筛选值中不能有单引号 (\')',
+    division: '行政区', province: '省', city: '市', county: '区县',
+    featureLayers: '要素图层', mapServices: '地图服务', moreLayers: '登录后可查看更多图层',
+    signIn: '登录',
   },
   en: {
     subtitle: 'Public geographic information service', q: 'Search places, addresses, POIs',
@@ -33,6 +36,9 @@ const TEXT = {
     pickHint: 'Click the map to pick a coordinate',
     gaussKruger: 'CGCS2000 3-degree Gauss-Krüger', outsideZones: 'outside the CGCS2000 3-degree zones', noPlace: 'Nothing found for “{q}”',
     field: 'Field', zoomTo: 'Zoom to', noQuote: 'A filter value cannot hold a single quote (\')',
+    division: 'Division', province: 'Province', city: 'City', county: 'County',
+    featureLayers: 'Feature layers', mapServices: 'Map services',
+    moreLayers: 'Sign in to see more layers', signIn: 'Sign in',
   },
 };
 

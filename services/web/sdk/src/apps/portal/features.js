@@ -89,12 +89,12 @@ export class Identify {
       .map((p) => Geoplat.ol.toLonLat(lib.getCoordinateFromPixel(p), map.projection));
     const bbox = [corners[0][0], corners[0][1], corners[1][0], corners[1][1]]
       .map((v) => Number(v.toFixed(7)));
-    const layers = this.portal.layers.visible();
+    const layers = this.portal.layers.queryable();
     const answers = await Promise.all(layers.map(async (entry) => {
       const [page, queryables] = await Promise.all([
-        this.portal.getJson(`/ogc/collections/${encodeURIComponent(entry.id)}/items`,
+        this.portal.layerJson(entry, '/items',
           {bbox: bbox.join(','), limit: IDENTIFY_LIMIT, f: 'json'}),
-        this.portal.queryables(entry.id)]);
+        this.portal.queryables(entry)]);
       return {entry, features: page.features || [], fields: fieldsOf(queryables)};
     }).map((p) => p.catch((err) => {
       this.portal.fail(err);
@@ -200,7 +200,7 @@ export class AttributeTable {
     $('table-panel').dataset.layer = entry.id;
     $('table-title').textContent = entry.title;
     try {
-      this.fields = fieldsOf(await this.portal.queryables(entry.id));
+      this.fields = fieldsOf(await this.portal.queryables(entry));
     } catch (err) {
       this.portal.fail(err);
       this.fields = [];
@@ -248,8 +248,7 @@ export class AttributeTable {
       params.sortby = this.sort;
     }
     try {
-      const page = await this.portal.getJson(
-        `/ogc/collections/${encodeURIComponent(this.entry.id)}/items`, params);
+      const page = await this.portal.layerJson(this.entry, '/items', params);
       this.features = page.features || [];
       this.matched = Number.isInteger(page.numberMatched) ? page.numberMatched
         : this.offset + this.features.length;

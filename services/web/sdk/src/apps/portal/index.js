@@ -12,6 +12,7 @@
  */
 /* global Geoplat */
 import {$, applyLanguage, el, showError, t, ui} from './dom.js';
+import DivisionNav from './divisions.js';
 import {AttributeTable, Identify} from './features.js';
 import LayerControl from './layers.js';
 import Measure from './measure.js';
@@ -34,6 +35,7 @@ class Portal {
     this.layers = new LayerControl(this);
     this.identify = new Identify(this);
     this.table = new AttributeTable(this);
+    this.divisions = new DivisionNav(this);
     this.suggestions = [];
     this.suggestSeq = 0;
     this.map = null;
@@ -74,17 +76,34 @@ class Portal {
   }
 
   /**
-   * @param {string} id A collection.
+   * GET `/ogc/collections/{collection}{suffix}` of a layer as JSON, from the layer's node: this
+   * node's as `getJson` does, another node's (a layer of the federation listed by this node's
+   * catalogue) with the browser key, which reaches public layers only.
+   * @param {Object} entry A feature layer of the layer control ({id, collection?, node?}).
+   * @param {string} suffix `/items`, `/queryables`, ...
+   * @param {Object} [params] Query parameters.
+   * @return {Promise<any>} The answer.
+   */
+  layerJson(entry, suffix, params = {}) {
+    const path = `/ogc/collections/${encodeURIComponent(entry.collection || entry.id)}${suffix}`;
+    if (!entry.node || entry.node === this.node) {
+      return this.getJson(path, params);
+    }
+    return Geoplat.getJson(Geoplat.nodeUrl(entry.node, path, params, this.key),
+      {headers: {Accept: 'application/json'}});
+  }
+
+  /**
+   * @param {Object} entry A feature layer.
    * @return {Promise<Object>} Its queryables (cached).
    */
-  queryables(id) {
-    if (!this.queryables_.has(id)) {
-      const got = this.getJson(`/ogc/collections/${encodeURIComponent(id)}/queryables`,
-        {f: 'json'});
-      got.catch(() => this.queryables_.delete(id));
-      this.queryables_.set(id, got);
+  queryables(entry) {
+    if (!this.queryables_.has(entry.id)) {
+      const got = this.layerJson(entry, '/queryables', {f: 'json'});
+      got.catch(() => this.queryables_.delete(entry.id));
+      this.queryables_.set(entry.id, got);
     }
-    return this.queryables_.get(id);
+    return this.queryables_.get(entry.id);
   }
 
   fail(err) {
@@ -101,6 +120,7 @@ class Portal {
     } catch (err) {
       this.fail(err);
     }
+    await this.divisions.load().catch((err) => this.fail(err));
     this.restoring = false;
     this.saveView();
     document.body.dataset.ready = 'true';
@@ -145,6 +165,7 @@ class Portal {
       map.getLibMap().addControl(ov);
     }).catch(() => {});
     this.layers.redraw();
+    this.divisions.attach();
   }
 
   bindControls() {
