@@ -32,6 +32,7 @@ from services.access import rules
 from services.access.require import guard_group, ogc_root
 from services.web.portal import Portal
 from services.web.sdk_routes import PublicReadCors, SdkRoutes
+from services.web.status_pages import StatusPages
 from tiles.errors import problem
 
 LOGGER = logging.getLogger("geoplat.node")
@@ -132,9 +133,11 @@ def route_groups(services: NodeServices, landing: Any) -> list[RouteGroup]:
                     layer_ids=frozenset(layer.id for layer in services.runtime.layers))
     # `/`: the portal for browsers, the landing JSON for scripts (issue 16)
     portal = Portal(sdk, services.runtime.server.summary(), landing)
+    pages = StatusPages(sdk, services.runtime.server.summary())  # /status, /catalogue
     return [
         RouteGroup("node", guard_group(rules.NODE, [
-            Route("/", portal.front), Route("/health", services.health.endpoint)])),
+            Route("/", portal.front), Route("/health", services.health.endpoint),
+            Route("/status", pages.status), Route("/catalogue", pages.catalogue)])),
         RouteGroup("ogc", guard_group(rules.OGC, [
             Route("/ogc", ogc_root, methods=["GET", "HEAD", "OPTIONS"]),
             Mount("/ogc", app=services.pygeoapi.APP)])),

@@ -17,6 +17,7 @@ const TEXT = {
     gaussKruger: 'CGCS2000 3度带高斯-克吕格', outsideZones: '不在CGCS2000 3度带范围内',
     noPlace: '没有找到“{q}”', loading: '加载中…', field: '字段', zoomTo: '定位',
     noQuote: '筛选值中不能有单引号 (\')',
+    navMap: '地图', navCatalogue: '目录', navStatus: '服务状态', // the header's nav
   },
   en: {
     subtitle: 'Public geographic information service', q: 'Search places, addresses, POIs',
@@ -33,6 +34,7 @@ const TEXT = {
     pickHint: 'Click the map to pick a coordinate',
     gaussKruger: 'CGCS2000 3-degree Gauss-Krüger', outsideZones: 'outside the CGCS2000 3-degree zones', noPlace: 'Nothing found for “{q}”',
     field: 'Field', zoomTo: 'Zoom to', noQuote: 'A filter value cannot hold a single quote (\')',
+    navMap: 'Map', navCatalogue: 'Catalogue', navStatus: 'Service status', // the header's nav
   },
 };
 
