@@ -124,6 +124,7 @@ def test_anonymous_page_shows_the_health_tree_and_no_review_queue(browser, fed: 
             "f": "json", "origin_node": HZ, "limit": 100}, timeout=30).json()
         assert shown == [f["id"] for f in records["features"]] and shown
         assert all(f["properties"]["access"] == "public" for f in records["features"])
+        assert all("health_changed" in f["properties"] for f in records["features"])
         polls = int(page.get_attribute("#refreshed", "data-polls"))
         page.wait_for_function(
             "(n) => Number(document.getElementById('refreshed').dataset.polls) > n",

@@ -161,7 +161,7 @@ class StatusPage {
 
   /**
    * @param {Object} page The node's records (a FeatureCollection).
-   * @return {HTMLElement} Their table: title, type, health, latency, checked.
+   * @return {HTMLElement} Their table: title, type, access, health, latency, checked, since.
    */
   servicesTable(page) {
     const features = Array.isArray(page.features) ? page.features : [];
@@ -171,7 +171,7 @@ class StatusPage {
     const table = el('table', undefined, 'services');
     const head = el('tr');
     for (const c of ['colTitle', 'colType', 'colAccess', 'colHealth', 'colLatency',
-      'colChecked']) {
+      'colChecked', 'colChanged']) {
       head.append(el('th', t(c)));
     }
     table.append(el('thead'));
@@ -186,7 +186,7 @@ class StatusPage {
       health.append(badge(p.health));
       tr.append(el('td', p.title), el('td', p.type), el('td', t(p.access) || p.access), health,
         el('td', Number.isFinite(p.latency_ms) ? `${Math.round(p.latency_ms)} ms` : '—'),
-        el('td', formatTime(p.health_checked)));
+        el('td', formatTime(p.health_checked)), el('td', formatTime(p.health_changed)));
       body.append(tr);
     }
     table.append(body);
@@ -201,6 +201,12 @@ class StatusPage {
 
   renderQueue() {
     const body = $('queue-body');
+    const shape = JSON.stringify([document.documentElement.lang,
+      (this.queue || []).map((r) => [r.id, r.version])]);
+    if (shape === this.queueShape) {
+      return; // the same queue: its buttons stay as they are between polls
+    }
+    this.queueShape = shape;
     const rows = (this.queue || []).map((rec) => {
       const tr = el('tr');
       tr.dataset.id = String(rec.id);

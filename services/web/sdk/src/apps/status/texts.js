@@ -11,7 +11,8 @@ export default {
     queue: '待审核', noPending: '没有待审核的服务', approve: '通过', reject: '驳回',
     approved: '已通过：{title}', rejected: '已驳回：{title}', error: '出错了：',
     colTitle: '名称', colType: '类型', colNode: '节点', colUrl: '地址', colAccess: '访问',
-    colHealth: '状态', colLatency: '延迟', colChecked: '检查于', colAction: '操作',
+    colHealth: '状态', colLatency: '延迟', colChecked: '检查于', colChanged: '状态始于',
+    colAction: '操作',
     public: '公开', registered: '注册用户', restricted: '受限',
   },
   en: {
@@ -26,6 +27,7 @@ export default {
     reject: 'Reject', approved: 'Approved: {title}', rejected: 'Rejected: {title}',
     error: 'Error: ', colTitle: 'Title', colType: 'Type', colNode: 'Node', colUrl: 'URL',
     colAccess: 'Access', colHealth: 'Health', colLatency: 'Latency', colChecked: 'Checked',
+    colChanged: 'Since',
     colAction: 'Action', public: 'public', registered: 'registered', restricted: 'restricted',
   },
 };
