@@ -32,6 +32,7 @@ from services.access import rules
 from services.access.require import guard_group, ogc_root
 from services.web.portal import NodeOrigins, Portal, origin_of
 from services.web.sdk_routes import PublicReadCors, SdkRoutes
+from services.web.status_pages import StatusPages
 from tiles.errors import problem
 
 LOGGER = logging.getLogger("geoplat.node")
@@ -133,9 +134,11 @@ def route_groups(services: NodeServices, landing: Any) -> list[RouteGroup]:
     # `/`: the portal for browsers, the landing JSON for scripts (issue 16)
     portal = Portal(sdk, services.runtime.server.summary(), landing,
                     NodeOrigins(services.registry_db, origin_of(services.runtime.server.base_url)))
+    pages = StatusPages(sdk, services.runtime.server.summary())  # /status, /catalogue
     return [
         RouteGroup("node", guard_group(rules.NODE, [
-            Route("/", portal.front), Route("/health", services.health.endpoint)])),
+            Route("/", portal.front), Route("/health", services.health.endpoint),
+            Route("/status", pages.status), Route("/catalogue", pages.catalogue)])),
         RouteGroup("ogc", guard_group(rules.OGC, [
             Route("/ogc", ogc_root, methods=["GET", "HEAD", "OPTIONS"]),
             Mount("/ogc", app=services.pygeoapi.APP)])),

@@ -20,6 +20,10 @@ NODE = {
     # key, what it shows it fetches with the key or the user's token), else the landing JSON
     "/": PAGE,
     "/health": PUBLIC,  # operators and parents probe it without credentials
+    # the portal's service-status and catalogue pages (services/web/status_pages.py): what
+    # they show they fetch from /registry/api/health and the catalogue's records as the caller
+    "/status": PAGE,
+    "/catalogue": PAGE,
 }
 
 # pygeoapi: features (items), tiles (MVT), records (the catalogue's items), listings, pages

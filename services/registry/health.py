@@ -125,10 +125,22 @@ def probe_area(db: Database, view: NodeView, http: httpx.Client) -> dict[str, st
     return out
 
 
+def last_change(health: str, history: Any) -> str | None:
+    """When the status `health` began, as far as the kept history (oldest first) tells: the
+    first observation of its latest run (so at most `history` observations back)."""
+    since = None
+    for entry in reversed(history if isinstance(history, list) else []):
+        if not isinstance(entry, dict) or entry.get("status") != health:
+            break
+        since = entry.get("at")
+    return since if isinstance(since, str) else None
+
+
 def health_tree(db: Database, view: NodeView) -> dict[str, Any]:
     """The federation below this node: node health and service counts by health."""
     root = view.registry.path
-    nodes = db.all("SELECT origin_node, origin_path, url, health, latency_ms, health_at "
+    nodes = db.all("SELECT origin_node, origin_path, url, health, latency_ms, health_at, "
+                   "health_history "
                    "FROM registry.services WHERE service_type = 'node' AND status = 'approved' "
                    "AND (origin_path = %s OR origin_path LIKE %s) ORDER BY origin_path",
                    (root, root + "/%"))
@@ -141,6 +153,7 @@ def health_tree(db: Database, view: NodeView) -> dict[str, Any]:
             "id": n["origin_node"], "path": n["origin_path"], "url": n["url"],
             "health": n["health"], "latency_ms": n["latency_ms"],
             "checked": n["health_at"].isoformat() if n["health_at"] else None,
+            "changed": last_change(n["health"], n["health_history"]),
             "services": {}, "children": []}
     for c in counts:
         if c["origin_path"] in by_path:

@@ -24,6 +24,7 @@ from pygeoapi.provider.base import (
 
 from services.db import Database
 from services.registry.db import COLUMNS, SERVICE_TYPES, record_of
+from services.registry.health import last_change
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ def feature_of(rec: dict[str, Any]) -> dict[str, Any]:
         "origin_path": rec["origin_path"], "access": rec["access"], "layer_id": rec["layer_id"],
         "scale": rec["scale"], "status": rec["status"], "health": rec["health"],
         "latency_ms": rec["latency_ms"], "health_checked": rec["health_at"],
+        "health_changed": last_change(rec["health"], rec["health_history"]),
         "version": rec["version"], "created": rec["created"], "updated": rec["updated"],
     }
     return {"id": rec["id"], "type": "Feature", "geometry": geometry, "properties": props,

@@ -49,6 +49,7 @@ MAX_KEY = 256
 TIANDITU_VERSIONS = ("4.0",)
 BUNDLES = {"geoplat.js": JS, "geoplat.esm.js": JS, "hall.js": JS, "cadastre.js": JS,
            "portal.js": JS,  # the portal at / (services/web/portal.py, issue 16)
+           "status.js": JS, "catalogue.js": JS,  # /status, /catalogue (status_pages.py)
            "geoplat.d.ts": "application/typescript; charset=utf-8"}
 
 _ENV = Environment(loader=FileSystemLoader(str(SDK_DIR)),

@@ -10,6 +10,8 @@
 //                        the global `Geoplat` of geoplat.js, which the page loads first)
 //   dist/cadastre.js     the cadastral map page's script (src/apps/cadastre.js), likewise
 //   dist/portal.js       the portal's script (`/`, src/apps/portal/index.js), likewise
+//   dist/status.js       the service-status page's script (`/status`, src/apps/status/index.js)
+//   dist/catalogue.js    the catalogue page's script (`/catalogue`, src/apps/catalogue/index.js)
 //   dist/geoplat.d.ts    TypeScript declarations from the JSDoc (tsc --allowJs --declaration).
 // Usage: node build.mjs [--no-types]
 import {execFileSync} from 'node:child_process';
@@ -89,6 +91,10 @@ async function build() {
   }
   await esbuild.build({...common, entryPoints: [join(here, 'src', 'apps', 'portal', 'index.js')],
     format: 'iife', outfile: join(tmp, 'portal.js')});
+  for (const app of ['status', 'catalogue']) {
+    await esbuild.build({...common, entryPoints: [join(here, 'src', 'apps', app, 'index.js')],
+      format: 'iife', outfile: join(tmp, `${app}.js`)});
+  }
   if (!process.argv.includes('--no-types')) {
     const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
     execFileSync(process.execPath, [tsc, '--allowJs', '--declaration', '--emitDeclarationOnly',
@@ -102,7 +108,7 @@ async function build() {
   }
   // replace the old files only once everything built
   for (const name of ['geoplat.js', 'geoplat.esm.js', 'tianditu.js', 'hall.js', 'cadastre.js',
-    'portal.js', 'geoplat.d.ts']) {
+    'portal.js', 'status.js', 'catalogue.js', 'geoplat.d.ts']) {
     if (existsSync(join(tmp, name))) {
       renameSync(join(tmp, name), join(dist, name));
     } else if (name === 'tianditu.js') {

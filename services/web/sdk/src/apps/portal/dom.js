@@ -20,6 +20,7 @@ const TEXT = {
     division: '行政区', province: '省', city: '市', county: '区县',
     featureLayers: '要素图层', mapServices: '地图服务', moreLayers: '登录后可查看更多图层',
     signIn: '登录',
+    navMap: '地图', navCatalogue: '目录', navStatus: '服务状态', // the header's nav
   },
   en: {
     subtitle: 'Public geographic information service', q: 'Search places, addresses, POIs',
@@ -39,6 +40,7 @@ const TEXT = {
     division: 'Division', province: 'Province', city: 'City', county: 'County',
     featureLayers: 'Feature layers', mapServices: 'Map services',
     moreLayers: 'Sign in to see more layers', signIn: 'Sign in',
+    navMap: 'Map', navCatalogue: 'Catalogue', navStatus: 'Service status', // the header's nav
   },
 };
 

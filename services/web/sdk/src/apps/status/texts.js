@@ -1,0 +1,33 @@
+/** The service-status page's UI texts (Chinese, English). */
+export default {
+  zh: {
+    title: '服务状态监控', lang: 'English', map: '地图', catalogue: '目录', status: '服务状态',
+    tree: '联邦节点健康', refreshed: '最后刷新：{time}', refreshing: '正在刷新…',
+    up: '正常', degraded: '降级', down: '故障', unknown: '未知',
+    latency: '延迟 {ms} ms', noLatency: '延迟 —', checked: '检查于 {time}',
+    changed: '状态始于 {time}', services: '服务：{counts}', noCounts: '服务：无',
+    showServices: '查看服务', hideServices: '收起服务', noServices: '没有可见的服务',
+    moreServices: '另有 {n} 个服务，请在目录中查看',
+    queue: '待审核', noPending: '没有待审核的服务', approve: '通过', reject: '驳回',
+    approved: '已通过：{title}', rejected: '已驳回：{title}', error: '出错了：',
+    colTitle: '名称', colType: '类型', colNode: '节点', colUrl: '地址', colAccess: '访问',
+    colHealth: '状态', colLatency: '延迟', colChecked: '检查于', colChanged: '状态始于',
+    colAction: '操作',
+    public: '公开', registered: '注册用户', restricted: '受限',
+  },
+  en: {
+    title: 'Service status', lang: '中文', map: 'Map', catalogue: 'Catalogue',
+    status: 'Service status', tree: 'Federation health', refreshed: 'Last refreshed: {time}',
+    refreshing: 'Refreshing…', up: 'up', degraded: 'degraded', down: 'down',
+    unknown: 'unknown', latency: 'latency {ms} ms', noLatency: 'latency —',
+    checked: 'checked {time}', changed: 'since {time}', services: 'services: {counts}',
+    noCounts: 'services: none', showServices: 'Show services', hideServices: 'Hide services',
+    noServices: 'No service you may see', moreServices: '{n} more: see the catalogue',
+    queue: 'Review queue', noPending: 'Nothing awaits review', approve: 'Approve',
+    reject: 'Reject', approved: 'Approved: {title}', rejected: 'Rejected: {title}',
+    error: 'Error: ', colTitle: 'Title', colType: 'Type', colNode: 'Node', colUrl: 'URL',
+    colAccess: 'Access', colHealth: 'Health', colLatency: 'Latency', colChecked: 'Checked',
+    colChanged: 'Since',
+    colAction: 'Action', public: 'public', registered: 'registered', restricted: 'restricted',
+  },
+};
