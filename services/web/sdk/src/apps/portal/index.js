@@ -12,9 +12,11 @@
  */
 /* global Geoplat */
 import {$, applyLanguage, el, showError, t, ui} from './dom.js';
+import DrawQuery from './drawquery.js';
 import {AttributeTable, Identify} from './features.js';
 import LayerControl from './layers.js';
 import Measure from './measure.js';
+import PrintSheet from './print.js';
 import {readView, writeView} from './share.js';
 
 const SUGGEST_DELAY_MS = 200;
@@ -34,6 +36,8 @@ class Portal {
     this.layers = new LayerControl(this);
     this.identify = new Identify(this);
     this.table = new AttributeTable(this);
+    this.drawQuery = new DrawQuery(this);
+    this.printSheet = new PrintSheet(this);
     this.suggestions = [];
     this.suggestSeq = 0;
     this.map = null;
@@ -111,6 +115,7 @@ class Portal {
     if (this.map) {
       this.layers.detach();
       this.measure.stop();
+      this.drawQuery.detach();
       this.map.destroy();
     }
     const v = this.view;
@@ -131,7 +136,7 @@ class Portal {
     map.on('error', (e) => this.fail(e.error || e));
     map.on('moveend', () => this.saveView());
     map.on('click', (e) => {
-      if (!this.measure.active()) {
+      if (!this.measure.active() && !this.drawQuery.active()) {
         this.identify.at(e);
       }
     });
