@@ -22,6 +22,7 @@ const PAGE = 500;
 const MAX_FEATURES = 5000;  // a layer's features at most (the list says when there are more)
 const MAX_ROWS = 500;  // rows listed a layer (all are counted, drawn and exported)
 const CRS84 = 'http://www.opengis.net/def/crs/OGC/1.3/CRS84';
+const MAX_GET_FILTER = 6000;  // characters of a GET filter at most (a request line's limit)
 const NUMERIC = new Set(['integer', 'number']);
 
 addTexts({
@@ -244,7 +245,8 @@ export default class DrawQuery {
       const c = geom.getCenter();
       const centre = ol.toLonLat(c, proj);
       const edge = ol.toLonLat([c[0] + geom.getRadius(), c[1]], proj);
-      return circlePolygon(centre, distance(centre[0], centre[1], edge[0], edge[1]));
+      this.lastCircle = {centre, radius: distance(centre[0], centre[1], edge[0], edge[1])};
+      return circlePolygon(centre, this.lastCircle.radius);
     }
     const format = new ol.GeoJSON({dataProjection: 'EPSG:4326', featureProjection: proj});
     return format.writeGeometryObject(geom);
@@ -331,15 +333,21 @@ export default class DrawQuery {
    */
   async queryLayer(entry, geometry) {
     const queryables = await this.portal.queryables(entry.id);
-    const filter = intersectsFilter(geometryProperty(queryables), geometry);
+    const property = geometryProperty(queryables);
+    const filter = intersectsFilter(property, geometry);
+    const path = `/ogc/collections/${encodeURIComponent(entry.id)}/items`;
+    // a long outline (a division's) does not fit in a URL: the same filter as CQL2-JSON, POSTed
+    const post = filter.length > MAX_GET_FILTER ? JSON.stringify({op: 's_intersects',
+      args: [{property}, geometry]}) : null;
+    this.lastMethod = post ? 'POST' : 'GET';
     const features = [];
     let matched;
     while (features.length < MAX_FEATURES) {
       const limit = Math.min(PAGE, MAX_FEATURES - features.length);
-      const page = await this.portal.getJson(
-        `/ogc/collections/${encodeURIComponent(entry.id)}/items`,
-        {filter, 'filter-lang': 'cql-text', 'filter-crs': CRS84, limit,
-          offset: features.length, f: 'json'});
+      const paging = {limit, offset: features.length, f: 'json'};
+      const page = post ? await this.postJson(path, paging, post)
+        : await this.portal.getJson(path, {filter, 'filter-lang': 'cql-text',
+          'filter-crs': CRS84, ...paging});
       const got = Array.isArray(page.features) ? page.features : [];
       if (matched === undefined && Number.isInteger(page.numberMatched)) {
         matched = page.numberMatched;
@@ -351,6 +359,24 @@ export default class DrawQuery {
     }
     const fields = fieldsOf(queryables).filter((f) => !f.id);
     return {entry, features, fields, matched: matched ?? features.length, groupBy: ''};
+  }
+
+  /**
+   * POSTs a CQL2-JSON query of items as the portal's GETs go (key, the user's cookie).
+   * @param {string} path The items' path.
+   * @param {Object} params Query parameters.
+   * @param {string} body The filter.
+   * @return {Promise<Object>} The page.
+   */
+  async postJson(path, params, body) {
+    const {portal} = this;
+    const url = Geoplat.nodeUrl(portal.node, path, params, portal.user ? portal.key : undefined);
+    const response = await fetch(url, {method: 'POST', credentials: 'same-origin', body,
+      headers: {'Content-Type': 'application/query-cql-json', Accept: 'application/geo+json'}});
+    if (!response.ok) {
+      throw await Geoplat.problemFromResponse(response, url);
+    }
+    return response.json();
   }
 
   /**

@@ -9,11 +9,11 @@ import {$, addTexts, el, t} from './dom.js';
 import {bindPrintEvents, mapFrame, prepareSheet, usePaper} from '../printsheet.js';
 
 addTexts({
-  zh: {print: '打印', printTitle: '标题', paper: '纸张', portrait: '纵向', landscape: '横向',
+  zh: {print: '打印', printTitle: '标题', paper: '纸张', orientation: '方向', portrait: '纵向', landscape: '横向',
     reviewNo: '审图号', reviewNone: '无（样例数据，未送审）', printDate: '制图日期',
     printBasemap: '底图', scale: '比例尺', printGo: '打印', cancel: '取消',
     printNotice: '合成样例数据，未经审核，不作为中国地图使用。', printCrs: '坐标系'},
-  en: {print: 'Print', printTitle: 'Title', paper: 'Paper', portrait: 'Portrait',
+  en: {print: 'Print', printTitle: 'Title', paper: 'Paper', orientation: 'Orientation', portrait: 'Portrait',
     landscape: 'Landscape', reviewNo: 'Map review no. (审图号)',
     reviewNone: 'none (sample data, not reviewed)', printDate: 'Date',
     printBasemap: 'Base map', scale: 'Scale', printGo: 'Print', cancel: 'Cancel',
@@ -86,8 +86,9 @@ export default class PrintSheet {
         delete document.body.dataset.print;  // the sheet is stale
       });
     }
-    form.append(el('h2', t('print')), labelled(t('paper'), paper), labelled('', turn),
-      labelled(t('printTitle'), title), labelled(t('reviewNo'), review), go, cancel);
+    form.append(el('h2', t('print')), labelled(t('paper'), paper),
+      labelled(t('orientation'), turn), labelled(t('printTitle'), title),
+      labelled(t('reviewNo'), review), go, cancel);
     dialog.append(form);
     document.body.append(dialog);
     // the sheet (shown in print media only)
