@@ -16,11 +16,12 @@
  */
 
 import {el, translator} from './dom.js';
-import {bindPrintEvents, prepareSheet, usePaper} from './printsheet.js';
+import {bindPrintEvents, mapFrame, prepareSheet, usePaper} from './printsheet.js';
 /* global Geoplat */
 
 const ol = Geoplat.ol;
 const PRINT_LAYOUT = usePaper('A4', 'portrait');  // the sheet's @page and frame (186 x 130 mm)
+document.querySelector('#print-sheet h1').after(mapFrame());
 const MU_M2 = 10000 / 15;  // 1 亩
 const PAGE = 100;  // items per request of a query
 const MIN_PARCEL_ZOOM = 15;  // parcels of the view are drawn from this level
