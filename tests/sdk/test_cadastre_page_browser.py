@@ -22,7 +22,7 @@ import numpy as np
 import pyogrio
 import pytest
 import shapely
-from PIL import Image
+from print_support import map_area
 from publish_helpers import served, sign_in_users
 from sdk_pages import IDLE, differing, pixel_of, snapshot
 from sso_client import bearer, login_pkce
@@ -266,18 +266,6 @@ def test_the_printed_pdf_shows_the_map(browser, urls, project, tmp_path: Path) -
         assert words in text, words
     assert re.search(r"\d{4}-\d{2}-\d{2}", text)
     page.close()
-
-
-def map_area(pdf: bytes, pdftoppm: str, prefix: Path) -> Image.Image:
-    """The map frame's area of the PDF's first page, rendered at 50 dpi (A4: 414 x 585 px;
-    the frame is 186 x 130 mm below the title, inside 12 mm margins)."""
-    (prefix.parent / f"{prefix.name}.pdf").write_bytes(pdf)
-    subprocess.run([pdftoppm, "-r", "50", "-png", "-f", "1", "-l", "1",
-                    str(prefix.parent / f"{prefix.name}.pdf"), str(prefix)], check=True)
-    png = next(prefix.parent.glob(f"{prefix.name}*.png"))
-    img = Image.open(io.BytesIO(png.read_bytes())).convert("RGB")
-    w, h = img.size
-    return img.crop((int(w * 0.1), int(h * 0.12), int(w * 0.9), int(h * 0.45)))
 
 
 def test_phone_width_and_english(browser, urls, project) -> None:

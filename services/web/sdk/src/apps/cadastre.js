@@ -16,9 +16,12 @@
  */
 
 import {el, translator} from './dom.js';
+import {bindPrintEvents, mapFrame, prepareSheet, usePaper} from './printsheet.js';
 /* global Geoplat */
 
 const ol = Geoplat.ol;
+const PRINT_LAYOUT = usePaper('A4', 'portrait');  // the sheet's @page and frame (186 x 130 mm)
+document.querySelector('#print-sheet h1').after(mapFrame());
 const MU_M2 = 10000 / 15;  // 1 亩
 const PAGE = 100;  // items per request of a query
 const MIN_PARCEL_ZOOM = 15;  // parcels of the view are drawn from this level
@@ -556,60 +559,13 @@ function applyLanguage() {
 
 // --- print ---------------------------------------------------------------------------------------
 
-function niceLength(metres) {
-  const p = 10 ** Math.floor(Math.log10(metres));
-  return [5, 2, 1].map((m) => m * p).find((v) => v <= metres) || p;
-}
-
 /**
- * Puts the map into the print sheet as an image (the canvases of the OpenLayers map composed
- * into one), with its scale bar, and the date. Resolves once the image is decoded.
+ * Puts the map into the print sheet (A4 portrait, ../printsheet.js): drawn again at print
+ * resolution, with its scale bar, and the date. Resolves once the image is decoded.
  * @return {Promise<{width: number, height: number, scale: number}>}
  */
-async function preparePrint() {
-  olMap.renderSync();
-  const size = olMap.getSize();
-  const canvas = document.createElement('canvas');
-  const ratio = window.devicePixelRatio || 1;
-  canvas.width = Math.round(size[0] * ratio);
-  canvas.height = Math.round(size[1] * ratio);
-  const ctx = canvas.getContext('2d');
-  ctx.fillStyle = '#ffffff';
-  ctx.fillRect(0, 0, canvas.width, canvas.height);
-  olMap.getViewport().querySelectorAll('.ol-layer canvas, canvas.ol-layer').forEach((c) => {
-    if (!c.width) {
-      return;
-    }
-    const opacity = c.parentNode.style.opacity || c.style.opacity;
-    ctx.globalAlpha = opacity === '' ? 1 : Number(opacity);
-    const m = /^matrix\(([^)]*)\)$/.exec(c.style.transform || '');
-    const matrix = m ? m[1].split(',').map(Number)
-      : [parseFloat(c.style.width) / c.width || 1, 0, 0,
-        parseFloat(c.style.height) / c.height || 1, 0, 0];
-    ctx.setTransform(matrix[0] * ratio, matrix[1], matrix[2], matrix[3] * ratio,
-      matrix[4] * ratio, matrix[5] * ratio);
-    ctx.drawImage(c, 0, 0);
-  });
-  ctx.globalAlpha = 1;
-  ctx.setTransform(1, 0, 0, 1, 0, 0);
-  const img = $('print-map');
-  img.src = canvas.toDataURL('image/png');
-  img.alt = t('title');
-  await img.decode();
-  // the scale of the printed image: it fills the 186 x 130 mm frame (object-fit: contain)
-  const shownMm = Math.min(186, 130 * size[0] / size[1]);
-  const view = olMap.getView();
-  const lat = map.getCenter()[1];
-  const metresPerPixel = view.getResolution() * map.projection.getMetersPerUnit() *
-    Math.cos(lat * Math.PI / 180);
-  const scale = metresPerPixel * size[0] / (shownMm / 1000);
-  const bar = niceLength(scale * 0.03);  // about 3 cm on paper
-  $('print-scale-bar').style.width = `${(bar / scale) * 1000}mm`;
-  $('print-scale-text').textContent = `${bar >= 1000 ? `${bar / 1000} km` : `${bar} m`}` +
-    ` · ${t('scale')} 1:${Math.round(scale).toLocaleString('en-US')}`;
-  $('print-date').textContent = new Date().toLocaleDateString('sv-SE');  // YYYY-MM-DD, local
-  document.body.dataset.print = 'ready';
-  return {width: canvas.width, height: canvas.height, scale};
+function preparePrint() {
+  return prepareSheet(map, PRINT_LAYOUT.frame, {scaleWord: t('scale'), alt: t('title')});
 }
 
 // --- the page ------------------------------------------------------------------------------------
@@ -639,14 +595,7 @@ $('lang').addEventListener('click', () => {
 $('print').addEventListener('click', () => {
   preparePrint().then(() => window.print(), showError);
 });
-window.addEventListener('beforeprint', () => {
-  if (document.body.dataset.print !== 'ready') {
-    preparePrint().catch(() => {});
-  }
-});
-window.addEventListener('afterprint', () => {
-  delete document.body.dataset.print;
-});
+bindPrintEvents(preparePrint);
 
 /** The geometry property of the parcels (their queryables), else `geom`. */
 async function geometryProperty() {

@@ -44,6 +44,16 @@ const TEXT = {
   },
 };
 
+/**
+ * Adds the texts of a module (its own names) to the UI's.
+ * @param {Object<string, Object<string, string>>} more zh and en texts.
+ */
+export function addTexts(more) {
+  for (const lang of Object.keys(TEXT)) {
+    Object.assign(TEXT[lang], more[lang] || {});
+  }
+}
+
 export const ui = {lang: localStorage.getItem('geoplat.portal.lang') === 'en' ? 'en' : 'zh'};
 
 /**

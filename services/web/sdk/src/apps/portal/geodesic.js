@@ -71,6 +71,51 @@ export function pathLength(path) {
   return total;
 }
 
+/**
+ * The direct problem (Vincenty 1975): where a geodesic from a point along an azimuth ends.
+ * @param {number} lon Degrees.
+ * @param {number} lat Degrees.
+ * @param {number} azimuth Degrees clockwise from north.
+ * @param {number} metres The distance.
+ * @return {Array<number>} [lon, lat] in degrees.
+ */
+export function destination(lon, lat, azimuth, metres) {
+  const alpha1 = azimuth * RAD;
+  const sinA1 = Math.sin(alpha1); const cosA1 = Math.cos(alpha1);
+  const tanU1 = (1 - F) * Math.tan(lat * RAD);
+  const cosU1 = 1 / Math.sqrt(1 + tanU1 * tanU1); const sinU1 = tanU1 * cosU1;
+  const sigma1 = Math.atan2(tanU1, cosA1);
+  const sinAlpha = cosU1 * sinA1;
+  const cos2Alpha = 1 - sinAlpha * sinAlpha;
+  const u2 = cos2Alpha * (A * A - B * B) / (B * B);
+  const Acoef = 1 + u2 / 16384 * (4096 + u2 * (-768 + u2 * (320 - 175 * u2)));
+  const Bcoef = u2 / 1024 * (256 + u2 * (-128 + u2 * (74 - 47 * u2)));
+  let sigma = metres / (B * Acoef);
+  let sinS = 0; let cosS = 1; let cos2SM = 0;
+  for (let i = 0; i < 200; i++) {
+    cos2SM = Math.cos(2 * sigma1 + sigma);
+    sinS = Math.sin(sigma); cosS = Math.cos(sigma);
+    const dSigma = Bcoef * sinS * (cos2SM + Bcoef / 4 * (cosS * (-1 + 2 * cos2SM * cos2SM) -
+      Bcoef / 6 * cos2SM * (-3 + 4 * sinS * sinS) * (-3 + 4 * cos2SM * cos2SM)));
+    const next = metres / (B * Acoef) + dSigma;
+    if (Math.abs(next - sigma) < 1e-12) {
+      sigma = next;
+      break;
+    }
+    sigma = next;
+  }
+  sinS = Math.sin(sigma); cosS = Math.cos(sigma);
+  cos2SM = Math.cos(2 * sigma1 + sigma);
+  const x = sinU1 * sinS - cosU1 * cosS * cosA1;
+  const lat2 = Math.atan2(sinU1 * cosS + cosU1 * sinS * cosA1,
+    (1 - F) * Math.sqrt(sinAlpha * sinAlpha + x * x));
+  const lambda = Math.atan2(sinS * sinA1, cosU1 * cosS - sinU1 * sinS * cosA1);
+  const C = F / 16 * cos2Alpha * (4 + F * (4 - 3 * cos2Alpha));
+  const L = lambda - (1 - C) * F * sinAlpha * (sigma + C * sinS * (cos2SM + C * cosS *
+    (-1 + 2 * cos2SM * cos2SM)));
+  return [lon + L / RAD, lat2 / RAD];
+}
+
 /** q(φ) of the authalic latitude (Snyder 1987, eq. 3-12). */
 function q(sinPhi) {
   const es = E * sinPhi;

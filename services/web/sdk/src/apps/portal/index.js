@@ -13,9 +13,11 @@
 /* global Geoplat */
 import {$, applyLanguage, el, showError, t, ui} from './dom.js';
 import DivisionNav from './divisions.js';
+import DrawQuery from './drawquery.js';
 import {AttributeTable, Identify} from './features.js';
 import LayerControl from './layers.js';
 import Measure from './measure.js';
+import PrintSheet from './print.js';
 import {readView, writeView} from './share.js';
 
 const SUGGEST_DELAY_MS = 200;
@@ -36,6 +38,8 @@ class Portal {
     this.identify = new Identify(this);
     this.table = new AttributeTable(this);
     this.divisions = new DivisionNav(this);
+    this.drawQuery = new DrawQuery(this);
+    this.printSheet = new PrintSheet(this);
     this.suggestions = [];
     this.suggestSeq = 0;
     this.map = null;
@@ -131,6 +135,7 @@ class Portal {
     if (this.map) {
       this.layers.detach();
       this.measure.stop();
+      this.drawQuery.detach();
       this.map.destroy();
     }
     const v = this.view;
@@ -151,7 +156,7 @@ class Portal {
     map.on('error', (e) => this.fail(e.error || e));
     map.on('moveend', () => this.saveView());
     map.on('click', (e) => {
-      if (!this.measure.active()) {
+      if (!this.measure.active() && !this.drawQuery.active()) {
         this.identify.at(e);
       }
     });
