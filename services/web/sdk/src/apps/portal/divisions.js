@@ -25,6 +25,13 @@ export default class DivisionNav {
       select.addEventListener('change', () => this.picked(i, select.value));
     });
     $('div-clear').addEventListener('click', () => this.clear());
+    // the draw-query (勾绘查询) over the picked division's outline
+    $('div-query').addEventListener('click', () => {
+      const g = this.geometry();
+      if (g && this.portal.drawQuery) {
+        this.portal.drawQuery.runWith(g).catch((err) => this.portal.fail(err));
+      }
+    });
   }
 
   /** Lists the provinces; where there is one only, picks it (and so on down). */
@@ -127,6 +134,7 @@ export default class DivisionNav {
     }
     const p = division.properties || {};
     $('div-name').textContent = p.name || '';
+    /** @type {HTMLButtonElement} */ ($('div-query')).disabled = !this.geometry();
     document.body.dataset.division = p.code || '';
     if (zoom && Array.isArray(p.bbox) && p.bbox.length === 4) {
       const extent = ol.transformExtent(p.bbox, 'EPSG:4326', map.projection);
@@ -169,6 +177,7 @@ export default class DivisionNav {
 
   clear() {
     this.current = null;
+    /** @type {HTMLButtonElement} */ ($('div-query')).disabled = true;
     $('div-name').textContent = '';
     document.body.dataset.division = '';
     if (this.layer) {

@@ -19,7 +19,7 @@ const TEXT = {
     noQuote: '筛选值中不能有单引号 (\')',
     division: '行政区', province: '省', city: '市', county: '区县',
     featureLayers: '要素图层', mapServices: '地图服务', moreLayers: '登录后可查看更多图层',
-    signIn: '登录',
+    signIn: '登录', divQuery: '区内查询',
     navMap: '地图', navCatalogue: '目录', navStatus: '服务状态', // the header's nav
   },
   en: {
@@ -39,7 +39,7 @@ const TEXT = {
     field: 'Field', zoomTo: 'Zoom to', noQuote: 'A filter value cannot hold a single quote (\')',
     division: 'Division', province: 'Province', city: 'City', county: 'County',
     featureLayers: 'Feature layers', mapServices: 'Map services',
-    moreLayers: 'Sign in to see more layers', signIn: 'Sign in',
+    moreLayers: 'Sign in to see more layers', signIn: 'Sign in', divQuery: 'Query inside',
     navMap: 'Map', navCatalogue: 'Catalogue', navStatus: 'Service status', // the header's nav
   },
 };
