@@ -72,10 +72,12 @@ def wants_html(request: Request) -> bool:
 class Portal:
     """The node's front page: the portal for browsers, `landing` (the JSON) for scripts."""
 
-    def __init__(self, sdk: SdkRoutes, node: dict[str, Any], landing: Endpoint):
+    def __init__(self, sdk: SdkRoutes, node: dict[str, Any], landing: Endpoint,
+                 main_url: str = ""):
         self.sdk = sdk
         self.node = node  # NodeSection.summary(): id, title, tier, parent, extent...
         self.landing = landing
+        self.main_url = main_url  # the main node: its /sso/keys is the user's key page
 
     async def front(self, request: Request) -> Response:
         f = request.query_params.get("f")
@@ -91,6 +93,6 @@ class Portal:
         values = self.sdk.page_values(request)
         config = {"key": values["key"], "node": values["node"], "title": self.node["title"],
                   "id": self.node["id"], "tier": self.node["tier"],
-                  "extent": self.node["extent"]}
+                  "extent": self.node["extent"], "main": self.main_url}
         html = _ENV.get_template("pages/portal.html").render(config=config, **values)
         return HTMLResponse(html, headers={"Cache-Control": "no-cache", "Vary": "Accept"})

@@ -2,6 +2,7 @@
  * The portal's UI texts (Chinese, English) and DOM helpers: every text from an API goes into
  * the DOM as text (textContent), never as HTML.
  */
+import ANNOTATE_TEXT from './text-annotate.js';
 
 const TEXT = {
   zh: {
@@ -35,6 +36,9 @@ const TEXT = {
     field: 'Field', zoomTo: 'Zoom to', noQuote: 'A filter value cannot hold a single quote (\')',
   },
 };
+
+Object.assign(TEXT.zh, ANNOTATE_TEXT.zh);
+Object.assign(TEXT.en, ANNOTATE_TEXT.en);
 
 export const ui = {lang: localStorage.getItem('geoplat.portal.lang') === 'en' ? 'en' : 'zh'};
 
