@@ -33,7 +33,7 @@ CREATE INDEX IF NOT EXISTS geoplat_annotations_owner ON geoplat_annotations (own
 """
 LOCK = 4247  # advisory lock of the DDL (auth's is 4242)
 COLUMNS = ("id, owner_name, title, note, share_token, created_at, updated_at, "
-           "ST_AsGeoJSON(geom, 9)::json AS geometry")
+           "ST_AsGeoJSON(geom, 9, 0)::json AS geometry")
 
 
 class Annotations:
