@@ -178,7 +178,6 @@ export default class Annotate {
     this.draw.on('drawend', (e) => {
       const geometry = this.format().writeGeometryObject(e.feature.getGeometry(),
         {decimals: 9});
-      this.drawn = e.feature;
       this.stopInteractions();
       this.openForm({id: null, geometry}, '', '');
     });
@@ -205,7 +204,7 @@ export default class Annotate {
   cancel() {
     this.stopInteractions();
     this.editing = null;
-    this.drawn = null;
+    this.modified = null;
     $('ann-form').hidden = true;
     $('status').textContent = '';
     this.redraw();
@@ -236,7 +235,6 @@ export default class Annotate {
     this.stopInteractions();
     this.editing = null;
     this.modified = null;
-    this.drawn = null;
     $('ann-form').hidden = true;
     this.render();
     this.redraw();
@@ -299,8 +297,9 @@ export default class Annotate {
       const li = el('li');
       li.dataset.id = item.id;
       const head = el('div', '', 'row');
-      head.append(el('strong', p.title || '', 'ann-title'),
-        el('span', t(`ann${item.geometry.type}`), 'muted'));
+      const kind = el('span', t(`ann${item.geometry.type}`), 'muted');
+      kind.dataset.i18n = `ann${item.geometry.type}`; // the language toggle retranslates it
+      head.append(el('strong', p.title || '', 'ann-title'), kind);
       li.append(head);
       if (p.note) {
         li.append(el('p', p.note, 'ann-note'));
@@ -309,6 +308,7 @@ export default class Annotate {
       const button = (name, cls, action) => {
         const b = /** @type {HTMLButtonElement} */ (el('button', t(name), cls));
         b.type = 'button';
+        b.dataset.i18n = name;
         b.addEventListener('click', () => {
           Promise.resolve(action()).catch((err) => this.portal.fail(err));
         });
