@@ -255,3 +255,13 @@ def test_openapi_describes_the_routes(api) -> None:
                           "/api/annotations/shared/{token}"}
     links = api.get("/").json()["links"]
     assert any(link["href"].endswith("/api/annotations/openapi") for link in links)
+
+
+def test_annotations_are_kept_at_the_node_they_were_made_on(api, users, urls) -> None:
+    a = users["a"]
+    here = create(api, a, doc(POINT, "kept at Hangzhou"))
+    zj = httpx.get(urls["zhejiang"] + "/api/annotations", headers=a, timeout=60)
+    assert zj.status_code == 200
+    assert here["id"] not in {f["id"] for f in zj.json()["features"]}
+    assert httpx.get(f"{urls['zhejiang']}/api/annotations/{here['id']}", headers=a,
+                     timeout=60).status_code == 404
