@@ -113,6 +113,14 @@ export default class Annotate {
 
   /** After sign-in is known: the user's list, and the shared annotation of the URL. */
   async load() {
+    try {
+      await this.load_();
+    } finally {
+      document.body.dataset.annotations = 'ready';
+    }
+  }
+
+  async load_() {
     const signedIn = Boolean(this.portal.user);
     $('ann-tools').hidden = !signedIn;
     $('ann-anon').hidden = signedIn;
@@ -137,7 +145,6 @@ export default class Annotate {
       }
     }
     this.redraw();
-    document.body.dataset.annotations = 'ready';
   }
 
   bind() {

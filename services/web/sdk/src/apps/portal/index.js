@@ -101,10 +101,10 @@ class Portal {
       await this.whoami();
       renderAccount(this);
       await this.layers.load(this.view.layers);
-      await this.annotate.load();
     } catch (err) {
       this.fail(err);
     }
+    await this.annotate.load().catch((err) => this.fail(err)); // whatever the layers did
     this.restoring = false;
     this.saveView();
     document.body.dataset.ready = 'true';
