@@ -98,6 +98,8 @@ class GuardMiddleware:
             return None  # layer publishing (layers/web.py, issue 6): its own role checks
         if path == "/api/items/catalogue" and method in ("GET", "HEAD", "POST"):
             return None  # the service-item catalogue upload (issue 15): the publisher's
+        if path.startswith("/api/annotations") and method in ("POST", "PUT", "DELETE"):
+            return None  # users' annotations (issue 16): their own rules, per owner
         if sub is not None and (sub == "/admin" or sub.startswith("/admin/")):
             return problem(403, "Forbidden", "The configuration API is not available.")
         if method in READ_METHODS:
@@ -133,7 +135,8 @@ def route_groups(services: NodeServices, landing: Any) -> list[RouteGroup]:
                     layer_ids=frozenset(layer.id for layer in services.runtime.layers))
     # `/`: the portal for browsers, the landing JSON for scripts (issue 16)
     portal = Portal(sdk, services.runtime.server.summary(), landing,
-                    NodeOrigins(services.registry_db, origin_of(services.runtime.server.base_url)))
+                    NodeOrigins(services.registry_db, origin_of(services.runtime.server.base_url)),
+                    main_url=services.runtime.auth.main_url)
     pages = StatusPages(sdk, services.runtime.server.summary())  # /status, /catalogue
     return [
         RouteGroup("node", guard_group(rules.NODE, [
@@ -155,6 +158,8 @@ def route_groups(services: NodeServices, landing: Any) -> list[RouteGroup]:
         RouteGroup("routing", guard_group(rules.ROUTING, services.routing_routes())),
         # service items and the nearest offices: /api/items, /api/halls/nearest (issue 15)
         RouteGroup("items", guard_group(rules.ITEMS, services.item_routes())),
+        # users' annotations: /api/annotations (issue 16)
+        RouteGroup("annotations", guard_group(rules.ANNOTATIONS, services.annotation_routes())),
     ]
 
 
@@ -177,6 +182,9 @@ def create_app(runtime: NodeRuntime | str | os.PathLike | None = None) -> ASGIAp
                 {"rel": "service-desc", "href": f"{base}/api/places/openapi",
                  "type": "application/vnd.oai.openapi+json;version=3.0",
                  "title": "Place names API (OpenAPI)"},
+                {"rel": "service-desc", "href": f"{base}/api/annotations/openapi",
+                 "type": "application/vnd.oai.openapi+json;version=3.0",
+                 "title": "Annotations API (OpenAPI)"},
                 {"rel": "data", "href": f"{base}/ogc/collections", "title": "OGC API collections"},
                 {"rel": "ogc-api", "href": f"{base}/ogc", "title": "OGC API landing page"},
                 {"rel": "status", "href": f"{base}/health", "title": "Health"},

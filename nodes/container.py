@@ -28,6 +28,8 @@ from nodes.publishing import ControlAccess, publish_context
 from services.access.forwarding import NodeCredential
 from services.access.install import NodeAuthServices, build_auth
 from services.access.views import FilteredViews
+from services.annotations.routes import AnnotationRoutes
+from services.annotations.store import Annotations
 from services.db import Database
 from services.maps.halls import Halls
 from services.maps.hours import Hours
@@ -125,6 +127,11 @@ class NodeServices:
                           access=ControlAccess(self.auth.control, self.auth.node_csrf),
                           work_root=ctx.work_root, poi_layer=self.runtime.halls.poi_layer,
                           db=self.db).routes()
+
+    def annotation_routes(self) -> list[BaseRoute]:
+        """/api/annotations: the users' annotations in the node's db (issue 16)."""
+        return AnnotationRoutes(Annotations(self.db), self.auth.control,
+                                self.runtime.server.base_url).routes()
 
     def publish_routes(self) -> list[BaseRoute]:
         ctx = publish_context(self.runtime)

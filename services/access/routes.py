@@ -34,16 +34,22 @@ STATE_COOKIE = "geoplat_oidc_state"
 
 
 DEFAULT_AFTER_LOGIN = "/ogc"
+# the portal's view lives in the URL's fragment (`/#c=...&l=...`, which browsers never send), so
+# its sign-in link carries path, query and fragment: room for a view of many layers, while the
+# state cookie (base64 of it) stays well under browsers' 4 KB per cookie
+MAX_NEXT = 2048
 
 
 def local_path(value: str | None) -> str:
-    """Where to go after signing in: a path on this node (`/publish?x=1`), else /ogc.
+    """Where to go after signing in: a path on this node (`/publish?x=1`, `/#c=120,30&z=12`),
+    else /ogc.
 
     Never another site: no scheme or host, no `//` or `/\\` (browsers read both as a host),
-    no control characters; at most 512 characters.
+    no control characters; at most MAX_NEXT characters.
     """
-    if (not value or len(value) > 512 or not value.startswith("/") or value[1:2] in ("/", "\\")
-            or any(ord(c) < 32 or c == "\x7f" for c in value)):
+    if (not value or len(value) > MAX_NEXT or not value.startswith("/")
+            or value[1:2] in ("/", "\\")
+            or any(ord(c) < 32 or 0x7f <= ord(c) <= 0x9f for c in value)):
         return DEFAULT_AFTER_LOGIN
     return value
 
@@ -117,15 +123,17 @@ class NodeAuthRoutes:
         ])
 
     def _form_page(self, request: Request, *, status: int = 200, error: str = "",
-                   fields: dict | None = None, values: dict | None = None) -> Response:
+                   fields: dict | None = None, values: dict | None = None,
+                   back: str = "") -> Response:
         csrf, cookies = self.csrf.issue(request)
         return render(REGISTER, title="注册 Register", node_title=self.node.title,
                       status=status, error=error, fields=fields, csrf=csrf, cookies=cookies,
-                      action="/auth/register", values=values or {})
+                      action="/auth/register", values=values or {}, next=back)
 
     async def register(self, request: Request) -> Response:
         if request.method == "GET":
-            return self._form_page(request)
+            back = request.query_params.get("next")
+            return self._form_page(request, back=local_path(back) if back else "")
         is_json = request.headers.get("content-type", "").split(";")[0].strip() == "application/json"
         if is_json:
             data = await json_object(request)
@@ -136,6 +144,9 @@ class NodeAuthRoutes:
                 self.csrf.verify(request, data.get("csrf_token"))
             except AuthError as exc:
                 return self._form_page(request, status=403, error=exc.detail)
+        # where the sign-in link of the success page (and a form shown again) leads back to
+        back = local_path(data["next"]) if isinstance(data.get("next"), str) and data["next"] \
+            else ""
         fields = {k: str(data.get(k) or "")[:300] for k in
                   ("username", "email", "display_name", "password")}
         fields["client_ip"] = client_ip(request)
@@ -152,7 +163,8 @@ class NodeAuthRoutes:
             if is_json:
                 raise
             return self._form_page(request, status=exc.status, error=exc.detail,
-                                   fields=exc.extra.get("fields"), values={k: fields[k] for k in ("username", "email", "display_name")})
+                                   fields=exc.extra.get("fields"), values={k: fields[k] for k in ("username", "email", "display_name")},
+                                   back=back)
         if is_json:
             return JSONResponse(body, status_code=status,
                                 media_type="application/json" if status < 400 else
@@ -160,10 +172,12 @@ class NodeAuthRoutes:
         if status == 201:
             return render(MESSAGE, title="注册成功 Registered", node_title=self.node.title,
                           status=201, message=f"Account {body.get('username')} created.",
-                          link="/auth/login", link_text="Sign in")
+                          link="/auth/login" + ("?" + urlencode({"next": back}) if back else ""),
+                          link_text="Sign in")
         return self._form_page(request, status=status, error=str(body.get("detail", "")),
                                fields=body.get("fields"),
-                               values={k: fields[k] for k in ("username", "email", "display_name")})
+                               values={k: fields[k] for k in ("username", "email", "display_name")},
+                               back=back)
 
     async def _main_reachable(self) -> bool:
         try:
@@ -221,7 +235,14 @@ class NodeAuthRoutes:
                           message="Sign out of this node and the federation?")
         back = {"client_id": self.auth.client_id,
                 "post_logout_redirect_uri": self.node.base_url.rstrip("/") + "/"}
-        response = RedirectResponse(self.auth.issuer + "/logout?" + urlencode(back), 303)
+        target = self.auth.issuer + "/logout?" + urlencode(back)
+        response: Response
+        if "application/json" in request.headers.get("accept", ""):
+            # a page's script (the portal) signs out with fetch, which cannot read a redirect
+            # to another origin: it is told where the federation's sign-out continues
+            response = JSONResponse({"location": target}, headers={"Cache-Control": "no-store"})
+        else:
+            response = RedirectResponse(target, 303)
         response.delete_cookie(token_cookie(self.node.id), path="/")
         return response
 

@@ -165,6 +165,19 @@ ITEMS = {
         challenge=True),
 }
 
+# annotations (issue 16): a user's own, by token (the node's cookie or a bearer token), never a
+# developer key; another user's id answers 404 (services/annotations/routes.py); a shared one is
+# read by anyone holding its unguessable link
+_ANNOTATOR = require("user", unauthorized="Sign in to keep annotations.",
+                     forbidden="Annotations are kept for signed-in users, not for API keys.")
+ANNOTATIONS = {
+    "/api/annotations": _ANNOTATOR,
+    "/api/annotations/{annotation_id}": _ANNOTATOR,
+    "/api/annotations/{annotation_id}/share": _ANNOTATOR,
+    "/api/annotations/shared/{token}": require("public", note="anyone holding the share link"),
+    "/api/annotations/openapi": PUBLIC,  # the description of the API
+}
+
 # paths whose caller is an OAuth client authenticating itself: no cookie, so no CSRF token
 CLIENT_AUTHENTICATED = frozenset(p for group in (AUTH, SSO) for p, r in group.items()
                                  if r.kind == "client")
@@ -172,4 +185,4 @@ CLIENT_AUTHENTICATED = frozenset(p for group in (AUTH, SSO) for p, r in group.it
 GROUPS: dict[str, dict[str, Requirement]] = {
     "node": NODE, "ogc": OGC, "tiles": TILE_SURFACES, "auth": AUTH, "sso": SSO,
     "registry": REGISTRY, "publishing": PUBLISHING, "places": PLACES, "sdk": SDK,
-    "routing": ROUTING, "items": ITEMS}
+    "routing": ROUTING, "items": ITEMS, "annotations": ANNOTATIONS}

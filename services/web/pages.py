@@ -41,6 +41,7 @@ LOGIN = """<form method="post" action="{{ action }}">
 
 REGISTER = """<form method="post" action="{{ action }}">
 <input type="hidden" name="csrf_token" value="{{ csrf }}">
+{% if next %}<input type="hidden" name="next" value="{{ next }}">{% endif %}
 <label>用户名 User name <input name="username" value="{{ values.username }}" required></label>
 <label>电子邮件 E-mail <input name="email" type="email" value="{{ values.email }}" required></label>
 <label>显示名称 Display name <input name="display_name" value="{{ values.display_name }}"></label>

@@ -114,11 +114,12 @@ class Portal:
     """The node's front page: the portal for browsers, `landing` (the JSON) for scripts."""
 
     def __init__(self, sdk: SdkRoutes, node: dict[str, Any], landing: Endpoint,
-                 origins: NodeOrigins | None = None):
+                 origins: NodeOrigins | None = None, main_url: str = ""):
         self.sdk = sdk
         self.node = node  # NodeSection.summary(): id, title, tier, parent, extent...
         self.landing = landing
         self.origins = origins
+        self.main_url = main_url  # the main node: its /sso/keys is the user's key page
 
     async def front(self, request: Request) -> Response:
         f = request.query_params.get("f")
@@ -136,6 +137,6 @@ class Portal:
         values = self.sdk.page_values(request)
         config = {"key": values["key"], "node": values["node"], "title": self.node["title"],
                   "id": self.node["id"], "tier": self.node["tier"],
-                  "extent": self.node["extent"]}
+                  "extent": self.node["extent"], "main": self.main_url}
         html = _ENV.get_template("pages/portal.html").render(config=config, **values)
         return HTMLResponse(html, headers={"Cache-Control": "no-cache", "Vary": "Accept"})

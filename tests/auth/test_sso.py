@@ -141,8 +141,12 @@ def test_node_sign_in_returns_to_the_page_that_asked(main_db, urls) -> None:
     r = browser.get(hz + "/auth/login", params={"next": "/publish?from=test"}, timeout=30)
     assert r.status_code == 200 and r.url == hz + "/publish?from=test", r.url
     assert 'type="file"' in r.text
+    # the portal's view lives in the fragment: it comes back too (the callback's Location)
+    view = "/#c=120.1600000,30.2700000&z=12&g=c&b=vec&lb=1&l=poi:1"
+    r = browser.get(hz + "/auth/login", params={"next": view}, timeout=30)
+    assert r.history[-1].headers["location"] == view, [h.headers for h in r.history]
     for bad in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:x",
-                "/ok\r\nSet-Cookie: x=1", "publish", "/" + "a" * 600):
+                "/ok\r\nSet-Cookie: x=1", "publish", "/" + "a" * 2048):
         r = browser.get(hz + "/auth/login", params={"next": bad}, timeout=30)
         assert r.status_code == 200 and r.url.startswith(hz + "/ogc"), (bad, r.url)
 

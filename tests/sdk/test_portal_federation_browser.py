@@ -55,7 +55,7 @@ def test_tree_lists_the_federation_by_node(urls, browser, demo) -> None:
         assert groups[0].startswith("national/")  # this node first, then its subtree by tier
         assert {"zhejiang/features", "hangzhou/features"} <= set(groups)
         assert page.locator("#layers li.locked a").get_attribute("href").startswith(
-            "/auth/login?next=")
+            "/auth/login?next=")  # the view comes back after signing in
         assert page.locator("#layers li[data-layer] .legend").count() == len(ids)
         # another node's layer is drawn from that node, as that node's items say
         page.check("input[id='layer-zhejiang.counties']")

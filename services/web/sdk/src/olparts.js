@@ -35,6 +35,7 @@ export {default as Attribution} from 'ol/control/Attribution.js';
 export {default as OverviewMap} from 'ol/control/OverviewMap.js';
 export {default as Control} from 'ol/control/Control.js';
 export {default as Draw, createBox} from 'ol/interaction/Draw.js';
+export {default as Modify} from 'ol/interaction/Modify.js';
 export {default as MultiPolygon} from 'ol/geom/MultiPolygon.js';
 export {fromLonLat, toLonLat, transform, transformExtent, get as getProjection} from 'ol/proj.js';
 export {getDistance} from 'ol/sphere.js';

@@ -2,6 +2,7 @@
  * The portal's UI texts (Chinese, English) and DOM helpers: every text from an API goes into
  * the DOM as text (textContent), never as HTML.
  */
+import ANNOTATE_TEXT from './text-annotate.js';
 
 const TEXT = {
   zh: {
@@ -53,6 +54,8 @@ export function addTexts(more) {
     Object.assign(TEXT[lang], more[lang] || {});
   }
 }
+Object.assign(TEXT.zh, ANNOTATE_TEXT.zh);
+Object.assign(TEXT.en, ANNOTATE_TEXT.en);
 
 export const ui = {lang: localStorage.getItem('geoplat.portal.lang') === 'en' ? 'en' : 'zh'};
 

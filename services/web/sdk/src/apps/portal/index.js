@@ -11,6 +11,8 @@
  * there for the browser tests and for anyone curious.
  */
 /* global Geoplat */
+import {renderAccount, restoreSignedOutView} from './account.js';
+import Annotate from './annotate.js';
 import {$, applyLanguage, el, showError, t, ui} from './dom.js';
 import DivisionNav from './divisions.js';
 import DrawQuery from './drawquery.js';
@@ -120,11 +122,13 @@ class Portal {
     this.buildMap();
     try {
       await this.whoami();
+      renderAccount(this);
       await this.layers.load(this.view.layers);
     } catch (err) {
       this.fail(err);
     }
     await this.divisions.load().catch((err) => this.fail(err));
+    await this.annotate.load().catch((err) => this.fail(err)); // whatever the layers did
     this.restoring = false;
     this.saveView();
     document.body.dataset.ready = 'true';
@@ -145,6 +149,8 @@ class Portal {
     this.map = map;
     window.map = map;
     this.measure = this.measure || new Measure(this);
+    this.annotate = this.annotate || new Annotate(this);
+    this.annotate.attach();
     this.highlightLayer = new Geoplat.ol.VectorLayer({source: new Geoplat.ol.VectorSource(),
       zIndex: 90, style: new Geoplat.ol.Style({
         stroke: new Geoplat.ol.Stroke({color: '#ffea00', width: 4}),
@@ -156,7 +162,7 @@ class Portal {
     map.on('error', (e) => this.fail(e.error || e));
     map.on('moveend', () => this.saveView());
     map.on('click', (e) => {
-      if (!this.measure.active() && !this.drawQuery.active()) {
+      if (!this.measure.active() && !this.drawQuery.active() && !this.annotate.busy()) {
         this.identify.at(e);
       }
     });
@@ -384,6 +390,7 @@ function zoomForExtent(ext) {
   return Math.max(3, Math.min(14, Math.floor(1 + Math.log2(1000 * 0.703125 / span))));
 }
 
+restoreSignedOutView();
 const config = JSON.parse($('portal-config').textContent);
 const portal = new Portal(config);
 window.portal = portal;

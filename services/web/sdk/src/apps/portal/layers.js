@@ -12,6 +12,7 @@
  */
 /* global Geoplat */
 import {$, el, t} from './dom.js';
+import {authLink} from './links.js';
 
 const PALETTE = ['#d32f2f', '#1976d2', '#388e3c', '#f57c00', '#7b1fa2', '#00838f', '#5d4037',
   '#c2185b', '#455a64', '#afb42b'];
@@ -468,6 +469,5 @@ function legendOf(entry) {
 
 /** @return {string} The node's sign-in, back to this view afterwards. */
 function signInHref() {
-  return `/auth/login?next=${encodeURIComponent(location.pathname + location.search +
-    location.hash)}`;
+  return authLink('/auth/login', location);
 }
