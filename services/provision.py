@@ -262,6 +262,14 @@ def demo_file(settings: Any) -> Path:
     return settings.resolve(settings.var_dir) / "demo-developer.json"
 
 
+# the page key is shared by every visitor of the nodes' pages: the per-key rate and daily quotas
+# meant for one developer's application would stop the portal for everyone after a few hundred
+# visits, so it gets a crowd's (it reaches public layers only; nginx's fast path limits each
+# learned key at its rate class too)
+PAGE_KEY_RATE = 5000
+PAGE_KEY_QUOTAS = {"tiles": 50_000_000, "features": 5_000_000, "search": 2_000_000}
+
+
 def ensure_demo_developer(main_db: Database, settings: Any) -> None:
     """On a fresh install: a developer account `demo` with a server and a browser key."""
     if accounts.by_name(main_db, DEMO_USER) is not None:
@@ -276,20 +284,25 @@ def ensure_demo_developer(main_db: Database, settings: Any) -> None:
     # so it reaches public layers only, never what its owner may see as a registered user
     browser, _ = apikeys.create_key(main_db, "install", user.id, "demo browser key", "browser",
                                     [n.base_url for n in settings.nodes], actor="install",
-                                    public_only=True)
+                                    public_only=True, quotas=PAGE_KEY_QUOTAS,
+                                    rate_per_second=PAGE_KEY_RATE)
     _write_private(demo_file(settings), json.dumps(
         {"username": DEMO_USER, "password": password, "server_key": server,
          "browser_key": browser}, indent=2))
 
 
 def _page_key_public_only(main_db: Database, settings: Any) -> None:
-    """An install from before public-only keys: its demo browser key becomes public-only."""
+    """An install from before public-only keys: its demo browser key becomes public-only, with
+    the page key's rate and quotas."""
     try:
         browser = json.loads(demo_file(settings).read_text())["browser_key"]
     except (OSError, ValueError, KeyError, TypeError):
         return
-    main_db.execute("UPDATE auth.api_keys SET public_only = true WHERE key_hash = %s "
-                    "AND NOT public_only", (apikeys.key_hash(str(browser)),))
+    main_db.execute("UPDATE auth.api_keys SET public_only = true, rate_per_second = "
+                    "greatest(rate_per_second, %s), quotas = quotas || %s::jsonb WHERE "
+                    "key_hash = %s AND (NOT public_only OR rate_per_second < %s)",
+                    (PAGE_KEY_RATE, json.dumps(PAGE_KEY_QUOTAS), apikeys.key_hash(str(browser)),
+                     PAGE_KEY_RATE))
 
 
 def demo_banner(settings: Any) -> list[str]:

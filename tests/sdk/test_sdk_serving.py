@@ -223,3 +223,16 @@ def test_the_key_in_the_public_pages_reaches_public_layers_only(urls, demo, main
     own_geo = httpx.get(f"{hz}/api/places/geocode", params={"tk": own, "address": "宏二路2号"},
                         headers=origin, timeout=30).json()
     assert own_geo["features"][0]["properties"]["kind"] == "address", own_geo
+
+
+def test_the_page_key_serves_a_crowd(demo, main_db) -> None:
+    """Every visitor of the nodes' pages shares their key: its rate and daily quotas are a
+    crowd's, not one developer's (it still reaches public layers only)."""
+    from services.access.apikeys import DEFAULT_QUOTAS, DEFAULT_RATE, key_hash
+    from services.provision import PAGE_KEY_QUOTAS, PAGE_KEY_RATE
+
+    row = main_db.one("SELECT rate_per_second, quotas, public_only FROM auth.api_keys "
+                      "WHERE key_hash = %s", (key_hash(demo["browser_key"]),))
+    assert row["public_only"] and row["rate_per_second"] == PAGE_KEY_RATE > DEFAULT_RATE * 50
+    assert {k: row["quotas"][k] for k in PAGE_KEY_QUOTAS} == PAGE_KEY_QUOTAS
+    assert all(PAGE_KEY_QUOTAS[k] >= 100 * DEFAULT_QUOTAS[k] for k in DEFAULT_QUOTAS)
