@@ -5,8 +5,10 @@ items and item pages of a layer at `?f=html` load nothing from another origin (e
 recorded), show no pygeoapi text or logo, carry the node's header (地图/目录/服务状态) and data
 notice, and draw a map whose background is the node's e-map (its WMTS tiles are requested and
 the map's pixels are not one colour) with the page's features on it; a feature's popup is its
-title as text linking to its page; the collections page lists the collections; no console
-error, no CSP violation, every inline script has the response's nonce.
+title as text linking to its page; the collection page draws its extent, and Ctrl + drag gives
+a `bbox=` with a link to its items; the vector tiles page draws the tiles on the `w` grid's
+e-map; the collections page lists the collections; no console error, no CSP violation, every
+inline script has the response's nonce.
 """
 
 from __future__ import annotations
@@ -38,7 +40,10 @@ def tab(browser: Any) -> Any:
     page = context.new_page()
     page.requests = []  # type: ignore[attr-defined]
     page.errors = []  # type: ignore[attr-defined]
+    page.failed = []  # type: ignore[attr-defined]
     page.on("request", lambda r: page.requests.append(r.url))
+    page.on("response", lambda r: page.failed.append((r.status, r.url)) if r.status >= 400
+            else None)
     page.on("pageerror", lambda e: page.errors.append(f"pageerror: {e}"))
     page.on("console", lambda m: page.errors.append(f"console: {m.text}")
             if m.type == "error" else None)
@@ -54,6 +59,7 @@ def _origin(url: str) -> str:
 def _open(tab: Any, url: str, map_id: str | None) -> Any:
     """The page at `url`, checked: its CSP and nonces, its frame, its map (when it has one)."""
     tab.requests.clear()
+    tab.failed.clear()
     r = tab.goto(url)
     assert r is not None and r.status == 200, (url, r and r.status)
     tab.wait_for_load_state("load")
@@ -65,7 +71,8 @@ def _open(tab: Any, url: str, map_id: str | None) -> Any:
         attrs = tag.group(1) or ""
         assert ("src=" in attrs or 'type="application/json"' in attrs
                 or f'nonce="{m.group(1)}"' in attrs), (url, tag.group(0))
-    assert not re.search(r"unpkg\.com|jsdelivr|cdnjs|googleapis|gstatic|leaflet", html, re.I)
+    assert not re.search(r"unpkg\.com|jsdelivr|cdnjs|googleapis|gstatic|leaflet", html,
+                         re.IGNORECASE)
     # the frame: the node's header, links to its portal pages, the data notice; no pygeoapi
     node = _origin(url)
     nav = tab.eval_on_selector_all("header.geoplat-header nav a",
@@ -79,7 +86,7 @@ def _open(tab: Any, url: str, map_id: str | None) -> Any:
         .filter(e => /pygeoapi|logo/i.test(e.src || e.href || '')).length""") == 0
     if map_id:
         tab.wait_for_selector(f"#{map_id}[data-idle='true']", timeout=WAIT_MS)
-        assert tab.get_attribute(f"#{map_id}", "data-error") is None
+        assert tab.get_attribute(f"#{map_id}", "data-error") is None, tab.failed
     assert tab.evaluate("() => window.__violations") == [], url
     assert tab.errors == [], (url, tab.errors)
     foreign = [u for u in tab.requests
@@ -136,6 +143,44 @@ def test_collection_page_draws_the_extent_on_the_emap(urls, tab) -> None:
     _open(tab, f"{urls['hangzhou']}/ogc/collections/poi?f=html", "collection-map")
     _map_is_the_emap(tab, "collection-map")
     assert "poi" in tab.inner_text("h1").lower() or "兴趣点" in tab.inner_text("h1")
+
+
+def test_collection_page_ctrl_drag_gives_a_bbox_and_its_items(urls, tab) -> None:
+    """As pygeoapi's page: Ctrl + drag on the map draws a box and tells its `bbox=`; its link
+    opens the items in that box."""
+    base = f"{urls['hangzhou']}/ogc/collections/poi"
+    _open(tab, f"{base}?f=html", "collection-map")
+    box = tab.locator("#collection-map").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    tab.keyboard.down("Control")
+    tab.mouse.move(x - 80, y - 60)
+    tab.mouse.down()
+    tab.mouse.move(x, y, steps=5)
+    tab.mouse.move(x + 80, y + 60, steps=5)
+    tab.mouse.up()
+    tab.keyboard.up("Control")
+    tab.wait_for_function("() => Boolean(window.geoplatOgc.bbox)")
+    bbox = tab.evaluate("() => window.geoplatOgc.bbox")
+    west, south, east, north = map(float, bbox.split(","))
+    assert 118 < west < east < 122 and 29 < south < north < 31.5, bbox
+    content = tab.locator(".geoplat-popup-content")
+    assert f"bbox={bbox}" in content.inner_text()
+    href = content.locator("a").get_attribute("href")
+    assert href == f"/ogc/collections/poi/items?f=html&bbox={bbox.replace(',', '%2C')}", href
+    inside = httpx.get(f"{base}/items", params={"f": "json", "bbox": bbox, "limit": 1},
+                       timeout=60).json()["numberMatched"]
+    _open(tab, urls["hangzhou"] + href, "items-map" if inside else None)
+    if inside:
+        assert f"Items in this collection: {inside}" in tab.inner_text("body")
+
+
+def test_vector_tiles_page_draws_the_tiles_on_the_emap(urls, tab) -> None:
+    _open(tab, f"{urls['hangzhou']}/ogc/collections/poi/tiles?f=html", "items-map")
+    tiles = [u for u in tab.requests if "/collections/poi/tiles/WebMercatorQuad/" in u]
+    assert tiles, tab.requests
+    assert any("wmts" in urlsplit(u).path.lower() for u in tab.requests), tab.requests
+    assert tab.evaluate("() => window.geoplatOgc.map.crs") == "EPSG:3857"
+    assert tab.locator("#tilingScheme option").count() >= 1  # pygeoapi's page around it
 
 
 @pytest.mark.parametrize("node", ["hangzhou", "national"])

@@ -2,7 +2,9 @@
  * geoplat: the script of the node's OGC API HTML pages (nodes/ogc_templates/_base.html).
  * - a page with a map (#geoplat-map-data, a JSON data block written with script_json) gets
  *   a Geoplat.Map (the SDK, /sdk/geoplat.js, same origin) on the node's e-map, with the
- *   page's features (items, item) or the collection's extent drawn on it;
+ *   page's features (items, item), the collection's extent (where Ctrl + drag draws a box and
+ *   tells its `bbox=`, with a link to the items in it, as pygeoapi's page did) or the
+ *   collection's vector tiles (tiles: the `w` grid, EPSG:3857, the tiles' own) drawn on it;
  * - every page embeds its JSON-LD representation for search engines (as pygeoapi's did).
  * Text from the data goes into the DOM as text only. Nothing is loaded from another origin.
  */
@@ -53,8 +55,34 @@
     if (!el) { return; }
     el.classList.add('geoplat-ogc-map');
     var Geoplat = window.Geoplat, ol = Geoplat.ol;
-    var map = new Geoplat.Map(el, {key: config.key || '', crs: 'EPSG:4490', zoom: 4,
-      center: [105, 35]});
+    var map = new Geoplat.Map(el, {key: config.key || '', zoom: 4, center: [105, 35],
+      crs: config.kind === 'tiles' ? 'EPSG:3857' : 'EPSG:4490'});
+    window.geoplatOgc = {map: map, config: config};
+    map.on('error', function (evt) {
+      el.dataset.error = String(evt.status);
+    });
+    if (config.kind === 'tiles') {
+      var bounds = (config.bounds || []).map(Number);
+      map.ready.then(function () {
+        if (bounds.length === 4 && bounds.every(isFinite)) {
+          map.fitBounds(bounds, {maxZoom: 14});
+        }
+        var overlay = map.addLayer({type: 'vectortiles', collection: config.collection});
+        // the collection has tiles from its minzoom on (the node answers 404 above that): the
+        // layer shows where its source's nearest tile level is minzoom or finer
+        var layer = overlay.getLibLayer(), grid = layer.getSource().getTileGrid();
+        var minzoom = Number(config.minzoom);
+        if (grid && isFinite(minzoom) && minzoom > grid.getMinZoom()) {
+          layer.setMaxResolution(grid.getResolution(minzoom) * Math.SQRT2);
+          var view = map.getLibMap().getView();
+          if (view.getResolution() > layer.getMaxResolution()) { // closer, to see the tiles
+            view.setResolution(view.getConstrainedResolution(grid.getResolution(minzoom)));
+          }
+        }
+        window.geoplatOgc.overlay = overlay;
+      }, function () {});
+      return;
+    }
     var source = new ol.VectorSource();
     var format = new ol.GeoJSON();
     var read = {dataProjection: 'EPSG:4326', featureProjection: map.projection};
@@ -89,12 +117,12 @@
         }
       });
     }
-    map.on('error', function (evt) {
-      el.dataset.error = String(evt.status);
-    });
+    if (config.kind === 'extent') {
+      drawBoxes(map, ol);
+    }
     /** for the page's own tests and for developers: the map and what it drew */
-    window.geoplatOgc = {
-      map: map, source: source, config: config,
+    Object.assign(window.geoplatOgc, {
+      source: source,
       popupFor: function (id) {
         var feature = source.getFeatureById(id);
         if (!feature) { return null; }
@@ -105,7 +133,41 @@
         map.popup.open(at, node);
         return map.popup.element;
       },
+    });
+  }
+
+  /** Ctrl (or Cmd) + drag draws a box: its `bbox=` and a link to the collection's items in it. */
+  function drawBoxes(map, ol) {
+    var boxes = new ol.VectorSource();
+    map.getLibMap().addLayer(new ol.VectorLayer({source: boxes, zIndex: 60,
+      style: new ol.Style({stroke: new ol.Stroke({color: '#ff7800', width: 1.5}),
+        fill: new ol.Fill({color: 'rgba(255, 120, 0, 0.1)'})})}));
+    var modifier = function (e) {
+      return Boolean(e.originalEvent && (e.originalEvent.ctrlKey || e.originalEvent.metaKey));
     };
+    var draw = new ol.Draw({source: boxes, type: 'Circle', geometryFunction: ol.createBox(),
+      condition: modifier, freehandCondition: modifier});
+    draw.on('drawstart', function () {
+      boxes.clear();
+      map.closePopup();
+    });
+    draw.on('drawend', function (evt) {
+      var extent = ol.transformExtent(evt.feature.getGeometry().getExtent(), map.projection,
+        'EPSG:4326');
+      var bbox = extent.map(function (v) { return Number(v.toFixed(6)); }).join(',');
+      var box = document.createElement('span');
+      var text = document.createElement('code');
+      text.textContent = 'bbox=' + bbox;
+      var link = document.createElement('a');
+      link.href = window.location.pathname.replace(/\/+$/, '') + '/items?f=html&bbox=' +
+        encodeURIComponent(bbox);
+      link.textContent = '范围内要素 Items in it';
+      box.append(text, document.createElement('br'), link);
+      map.openPopup(ol.toLonLat(ol.getExtentCenter(evt.feature.getGeometry().getExtent()),
+        map.projection), box);
+      window.geoplatOgc.bbox = bbox;
+    });
+    map.getLibMap().addInteraction(draw);
   }
 
   drawMap();
