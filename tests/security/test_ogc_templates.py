@@ -50,7 +50,7 @@ def _visible(html: str) -> str:
 
 
 def _data_block(html: str) -> Any:
-    blocks = re.findall(r'<script type="application/json" id="geoplat-map-data">(.*?)</script>',
+    blocks = re.findall(r'<script type="application/json" id="geoplat-map-data" nonce="[^"]+">(.*?)</script>',
                         html, re.DOTALL)
     assert len(blocks) == 1, html[-800:]
     return json.loads(blocks[0])
@@ -113,6 +113,7 @@ def test_our_templates_have_no_inline_script(page: str) -> None:
     for m in re.finditer(r"<script( [^>]*)?>(.*?)</script>", text, re.DOTALL):
         attrs, body = m.group(1) or "", m.group(2)
         if 'type="application/json"' in attrs:  # data only, one script_json expression
+            assert 'nonce="{{ csp_nonce }}"' in attrs, attrs  # as every script of a page
             assert re.fullmatch(r"\{\{ .* \| script_json \}\}", body.strip(), re.DOTALL), body
         else:
             assert "src=" in attrs and not body.strip(), m.group(0)
