@@ -37,7 +37,7 @@ def load_pygeoapi(node_dir: Path) -> ModuleType:
     os.environ["PYGEOAPI_OPENAPI"] = str(node_dir / "openapi.yml")
     install_transformer_cache()
     install_queryable_titles()  # original attribute names as queryable titles (issue 6)
-    install_page_rendering()  # script-safe JSON, CSP nonces, each API's own config (issue 11)
+    install_page_rendering(node_dir)  # script-safe JSON, CSP nonces, each API's own config (issue 11)
     csv_export.install()  # ?f=csv without spreadsheet formulas (issue 11)
     # imported by name, here: it reads the two variables above at import
     return importlib.import_module("pygeoapi.starlette_app")

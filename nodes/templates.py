@@ -10,6 +10,11 @@ Inline scripts are rewritten for the script context (`script_safe`): each carrie
 (nodes/security_headers.py), every `{{ value }}` in it goes through the one script-safe JSON
 encoder (`script_json`) instead of HTML escaping inside JS quotes, and popups are built with
 DOM text nodes instead of HTML strings (attribute values are data, never markup).
+
+The pages are geoplat's (issue 16): nodes/ogc_templates/ replaces pygeoapi's `_base.html`
+(the node's header and footer, no pygeoapi branding) and the maps of the items, item and
+collection pages, which extend pygeoapi's own (kept as `pygeoapi/<path>`) and draw with the SDK
+(`/sdk/geoplat.js`) on the node's e-map instead of Leaflet (static/geoplat/ogc.js).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import jinja2
 from nodes.security_headers import NONCE_MARKER, script_json
 from nodes.settings import PROJECT_ROOT, FederationSettings, NodeSettings
 
+OURS = Path(__file__).parent / "ogc_templates"
 STATIC = "{{ config['server']['url'] }}/static/vendor/"
 # CDN prefix -> (vendor folder, npm package folder)
 VENDORED = [
@@ -110,6 +116,16 @@ def script_safe(html: str) -> str:
     return SCRIPT.sub(_script, html)
 
 
+_PAGE_KEY_DIR: list[Path] = []  # the node's directory, for its page key (install_page_rendering)
+
+
+def page_key() -> str:
+    """The node's public-only page key (the demo browser key its pages use, '' when none)."""
+    from services.web.sdk_routes import demo_key
+
+    return demo_key(_PAGE_KEY_DIR[0]) if _PAGE_KEY_DIR else ""
+
+
 class PageEnvironment(jinja2.Environment):
     """pygeoapi's Jinja environment, with the script-safe encoder and the CSP nonce marker.
 
@@ -120,7 +136,8 @@ class PageEnvironment(jinja2.Environment):
 
     def get_template(self, *args: Any, **kwargs: Any) -> jinja2.Template:
         self.filters["to_json"] = self.filters["script_json"] = script_json
-        self.globals.update(to_json=script_json, script_json=script_json, csp_nonce=NONCE_MARKER)
+        self.globals.update(to_json=script_json, script_json=script_json, csp_nonce=NONCE_MARKER,
+                            page_key=page_key())
         return super().get_template(*args, **kwargs)
 
 
@@ -159,12 +176,15 @@ class _ConfigTranslations:
         return result
 
 
-def install_page_rendering() -> None:
+def install_page_rendering(node_dir: Path | None = None) -> None:
     """Render pygeoapi's pages with `PageEnvironment` and a translated config of their own API.
 
     Both are looked up by pygeoapi per page (`pygeoapi.util.Environment`,
     `pygeoapi.l10n.translate_struct`), so this works whenever it runs. Idempotent.
+    `node_dir`: where the node's page key is (its pages' maps read the e-map with it).
     """
+    if node_dir is not None:
+        _PAGE_KEY_DIR[:] = [node_dir]
     import pygeoapi.l10n
     import pygeoapi.util
 
@@ -204,7 +224,15 @@ def prepare_templates(settings: FederationSettings, node: NodeSettings) -> dict[
         new = script_safe(rewrite(text))
         if new != text:
             page.write_text(new, encoding="utf-8")
+    for page in sorted(OURS.rglob("*.html")):  # ours over pygeoapi's, which stay as pygeoapi/...
+        rel = page.relative_to(OURS)
+        if (tdir / rel).exists():
+            (tdir / "pygeoapi" / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(tdir / rel, tdir / "pygeoapi" / rel)
+        (tdir / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(page, tdir / rel)
     shutil.copytree(src / "static", sdir)
+    shutil.copytree(OURS / "static", sdir / "geoplat")
     modules = PROJECT_ROOT / "node_modules"
     for _, vendor, package_dir in VENDORED:
         target = sdir / "vendor" / vendor.rstrip("/")

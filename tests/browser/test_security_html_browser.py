@@ -4,7 +4,8 @@ A layer published at Hangzhou carries script payloads in its title and in its at
 its registry record travels up to the main node's catalogue (the SSO origin). Debian's chromium
 (Playwright) opens the items, item, collection and catalogue pages of the node and the main
 node: no payload runs (`window.__xss` stays undefined, no dialog), the text is shown literally,
-every page has its CSP, no script of ours is blocked by it, and the map still draws.
+every page has its CSP, no script of ours is blocked by it, and the map still draws (the SDK's,
+nodes/ogc_templates/static/ogc.js).
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ def tab(browser):
     context.close()
 
 
-def _open(tab, url: str, map_selector: str | None, drawn: str = ".leaflet-interactive") -> None:
-    """Load a page: nothing of the payloads ran, its CSP is there, its map drew (if any)."""
+def _open(tab, url: str, map_selector: str | None, tiles: bool = False) -> None:
+    """Load a page: nothing of the payloads ran, its CSP is there, its map drew (if any): the
+    SDK's map on the e-map (nodes/ogc_templates) with the page's features or vector tiles."""
     r = tab.goto(url)
     assert r is not None and r.status == 200, (url, r and r.status)
     tab.wait_for_load_state("load")
@@ -78,9 +80,12 @@ def _open(tab, url: str, map_selector: str | None, drawn: str = ".leaflet-intera
     csp = r.headers.get("content-security-policy", "")
     assert "script-src 'self' 'nonce-" in csp and "unsafe-inline" not in csp.split(";")[1], csp
     assert r.headers.get("x-frame-options") == "SAMEORIGIN"
-    if map_selector:  # our own scripts ran under that policy: features and base tiles drawn
-        tab.wait_for_selector(f"{map_selector} img.leaflet-tile-loaded", state="attached")
-        tab.wait_for_selector(f"{map_selector} {drawn}", state="attached")
+    if map_selector:  # our own scripts ran under that policy: base map and features drawn
+        tab.wait_for_selector(f"{map_selector}[data-idle='true']", state="attached")
+        assert tab.get_attribute(map_selector, "data-error") is None, url
+        drawn = ("() => Boolean(window.geoplatOgc.overlay)" if tiles
+                 else "() => window.geoplatOgc.source.getFeatures().length > 0")
+        assert tab.evaluate(drawn), url
     assert tab.evaluate("() => window.__violations") == [], url  # none of our scripts blocked
 
 
@@ -99,7 +104,7 @@ def test_node_items_and_item_pages(xss_layer, urls, tab) -> None:
     for v in VALUES:  # the attribute values are shown as text
         assert v.replace("\u2028", "").replace("\u2029", "")[:12] in text.replace(
             "\u2028", "").replace("\u2029", ""), v
-    assert tab.evaluate("() => window.geojson_data.length") == len(VALUES)  # the data arrived
+    assert tab.evaluate("() => window.geoplatOgc.config.features.length") == len(VALUES)  # arrived
     for fid in (1, 2):
         _open(tab, f"{base}/items/{fid}?f=html", "#items-map")
         _assert_nothing_ran(tab, f"item {fid}")
@@ -121,8 +126,8 @@ def test_catalogue_pages(xss_layer, urls, tab, node) -> None:
     # the record's popup (title_field: title) shows the title as text, with a working link
     popup = tab.evaluate("""(rid) => {
       let out = null;
-      window.items.eachLayer(l => { if (l.feature.id === rid) { l.openPopup(); } });
-      const el = document.querySelector('.leaflet-popup-content');
+      window.geoplatOgc.popupFor(rid);
+      const el = document.querySelector('.geoplat-popup-content');
       if (el) out = {text: el.textContent, imgs: el.querySelectorAll('img').length,
                      href: el.querySelector('a') && el.querySelector('a').getAttribute('href')};
       return out;
@@ -147,17 +152,16 @@ def test_openapi_page_works_under_the_policy(urls, tab) -> None:
 
 def test_configured_layer_pages_work_under_the_policy(urls, tab) -> None:
     """poi (title_field `name`): its popups show the name as text and link to the item; the
-    vector tiles page draws with VectorGrid."""
+    vector tiles page draws with the SDK."""
     base = f"{urls['hangzhou']}/ogc/collections/poi"
     _open(tab, f"{base}/items?f=html&limit=20", "#items-map")
     popup = tab.evaluate("""() => {
-      const layer = window.items.getLayers()[0];
-      const cluster = window.markers;
-      cluster.zoomToShowLayer(layer, () => {});
-      const content = layer.getPopup().getContent();
-      return {text: content.textContent, name: layer.feature.properties.name,
-              href: content.querySelector('a').getAttribute('href'), id: layer.feature.id};
+      const feature = window.geoplatOgc.config.features[0];
+      const content = window.geoplatOgc.popupFor(feature.id)
+        .querySelector('.geoplat-popup-content');
+      return {text: content.textContent, name: feature.properties.name,
+              href: content.querySelector('a').getAttribute('href'), id: feature.id};
     }""")
     assert popup["text"] == popup["name"] and popup["name"], popup
     assert popup["href"].endswith(f"/poi/items/{popup['id']}?f=html"), popup
-    _open(tab, f"{base}/tiles?f=html", "#items-map", drawn="canvas.leaflet-tile-loaded")
+    _open(tab, f"{base}/tiles?f=html", "#items-map", tiles=True)

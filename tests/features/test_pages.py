@@ -30,7 +30,9 @@ def test_vendored_scripts_are_served(urls) -> None:
     r = requests.get(urls["hangzhou"] + "/ogc/collections/poi/items", params={"f": "html"},
                      timeout=30)
     scripts = re.findall(r'<script[^>]+src="([^"]+)"', r.text)
-    assert any("leaflet" in s for s in scripts)
+    # the map is the SDK's on the node's e-map (nodes/ogc_templates), no longer Leaflet's
+    assert any(s.endswith("/sdk/geoplat.js") for s in scripts), scripts
+    assert any(s.endswith("/ogc/static/geoplat/ogc.js") for s in scripts), scripts
     for src in scripts:
         if "/vendor/unavailable/" in src:
             continue
