@@ -9,8 +9,8 @@ class AnalysisSettings(BaseModel):
     """The node's analysis engine (services/analysis): its queue workers and limits.
 
     `redis_url` empty: the node runs its own redis-server on a Unix socket in its directory
-    (one host). Set it (and run workers elsewhere with `geoplat analysis worker`) to spread
-    jobs over several hosts sharing this Redis and the node's PostGIS.
+    (one host). Set it, and run more workers elsewhere (`python -m services.analysis.worker
+    NODE_DIR`, README), to spread jobs over hosts sharing this Redis and the node's PostGIS.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

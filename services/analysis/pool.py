@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,34 @@ def exit_text(code: int | None) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit code {code}"
+
+
+LOST_AFTER = 60.0  # seconds an accepted job may be missing from the queue (being enqueued)
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def age_seconds(stamp: str | None) -> float:
+    """Seconds since a pygeoapi time stamp (2026-12-02T05:30:00.123456Z)."""
+    from datetime import datetime
+
+    if not stamp:
+        return float("inf")
+    try:
+        t = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return float("inf")
+    return (datetime.now(UTC) - t).total_seconds()
 
 
 def redis_ready(path: Path) -> bool:
@@ -149,12 +178,18 @@ class Pool:
         conn = Redis.from_url(redis_url(self.runtime))
         try:
             for job in self.jobs.live():
-                if job["worker"] == "web":
-                    continue  # a synchronous run: its web worker answers for it
+                if job["worker"] == "web":  # a synchronous run: failed if its web worker died
+                    if job["worker_host"] == HOST and not pid_alive(job["worker_pid"]):
+                        self._fail(job["identifier"], "The web worker running this job "
+                                                      "stopped; run the process again.")
+                    continue
                 try:
                     st = Job.fetch(job["identifier"], connection=conn).get_status()
                 except NoSuchJobError:
                     st = None
+                if st is None and job["status"] == "accepted" and \
+                        age_seconds(job["updated"]) < LOST_AFTER:
+                    continue  # being enqueued right now
                 if st is None:
                     self._fail(job["identifier"], "The job was lost by the queue; run the "
                                                   "process again.")

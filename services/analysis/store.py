@@ -92,6 +92,6 @@ class Jobs:
 
     def live(self) -> list[dict[str, Any]]:
         with self._cur() as cur:
-            cur.execute("SELECT identifier, status, worker, worker_pid, worker_host "
+            cur.execute("SELECT identifier, status, worker, worker_pid, worker_host, updated "
                         "FROM analysis.jobs WHERE status IN ('accepted', 'running')")
             return list(cur.fetchall())
