@@ -70,7 +70,8 @@ def geodesic_area(geom: BaseGeometry) -> float:
     """Area in m² on the CGCS2000 ellipsoid (0 for points and lines)."""
     if geom.is_empty or geom.geom_type not in ("Polygon", "MultiPolygon", "GeometryCollection"):
         return 0.0
-    return abs(GEOD.geometry_area_perimeter(geom)[0])
+    # counter-clockwise shells, clockwise holes: every part and hole counts with its sign
+    return abs(GEOD.geometry_area_perimeter(shapely.orient_polygons(geom))[0])
 
 
 # --- inputs ---------------------------------------------------------------------------------
@@ -194,8 +195,8 @@ def resolve_attribute(layer: LayerInfo, name: str, rights: frozenset[str]) -> st
 
 def overlay(area: BaseGeometry, rows_by_layer: Iterable[tuple[str, Iterable[tuple[Any, bytes]]]],
             progress: Progress, delay: float = 0.0) -> dict[str, Any]:
-    """Per layer and class: intersected area (m², 公顷, 亩), share of `area`, count; and the
-    intersections. `rows_by_layer`: (layer, [(class value, WKB)]) of candidate features."""
+    """Per layer and class: intersected area (m², 公顷, 亩), share of `area`, count (and the
+    length in metres for lines; points are counted); and the intersections. `rows_by_layer`: (layer, [(class value, WKB)]) of candidate features."""
     total = geodesic_area(area)
     shapely.prepare(area)
     classes: dict[tuple[str, Any], dict[str, Any]] = {}
@@ -213,21 +214,26 @@ def overlay(area: BaseGeometry, rows_by_layer: Iterable[tuple[str, Iterable[tupl
             if not area.intersects(g):
                 continue
             part = area.intersection(g)
-            a = geodesic_area(part)
-            if a <= 0:
-                continue
+            dim = shapely.get_dimensions(part)
+            a = geodesic_area(part) if dim == 2 else 0.0
+            length = GEOD.geometry_length(part) if dim == 1 else 0.0
+            if part.is_empty or (dim == 2 and a <= 0):
+                continue  # touches the input only along its edge
             key = (layer, value)
             c = classes.setdefault(key, {"layer": layer, "value": value, "area_m2": 0.0,
-                                         "count": 0})
+                                         "length_m": 0.0, "count": 0})
             c["area_m2"] += a
+            c["length_m"] += length
             c["count"] += 1
             features.append({"type": "Feature", "geometry": mapping(part),
                              "properties": {"layer": layer, "value": value,
-                                            "area_m2": round(a, 3)}})
+                                            "area_m2": round(a, 3),
+                                            "length_m": round(length, 3)}})
     out = []
     for c in sorted(classes.values(), key=lambda c: (c["layer"], -c["area_m2"])):
         a = c["area_m2"]
-        out.append({**c, "area_m2": round(a, 3), "area_ha": round(a / 10000, 6),
+        out.append({**c, "area_m2": round(a, 3), "length_m": round(c["length_m"], 3),
+                    "area_ha": round(a / 10000, 6),
                     "area_mu": round(a / M2_PER_MU, 4), "share": round(a / total, 8) if total else 0})
     progress(95, "writing the result")
     return {"input_area_m2": round(total, 3), "input_area_ha": round(total / 10000, 6),
