@@ -11,7 +11,10 @@ tests/test_pygeoapi_patches.py that fails when pygeoapi changes under it):
 - nodes/templates.py `install_page_rendering`: script-safe JSON, CSP nonces, each API's config;
 - nodes/providers/csv_export.py `install`: `?f=csv` without spreadsheet formulas;
 - services/registry/web.py `execute_with_viewer`: the catalogue per caller (installed by
-  `install_catalogue_viewer` once the node's access control exists).
+  `install_catalogue_viewer` once the node's access control exists);
+- services/analysis/caller.py `execute_with_caller`: OGC API Processes calls with the caller
+  a job belongs to, and `with_content_type` for pygeoapi 0.21's header-less `delete_job`
+  (tests/analysis/test_analysis_pure.py fails when pygeoapi fixes it).
 """
 
 from __future__ import annotations
