@@ -5,6 +5,7 @@ builds a node's `NodeRuntime` (nodes/build.py); `layers`, `tiles` and `services`
 settings with them.
 """
 
+from geoplat_settings.analysis import AnalysisSettings
 from geoplat_settings.auth import NodeAuth
 from geoplat_settings.cadastre import CadastreSettings
 from geoplat_settings.federation import (
@@ -45,6 +46,7 @@ __all__ = [
     "PROJECT_ROOT",
     "RUNTIME_FILE",
     "AccessLevel",
+    "AnalysisSettings",
     "AuthSection",
     "CadastreSettings",
     "Composition",

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from geoplat_settings.analysis import AnalysisSettings
 from geoplat_settings.auth import NodeAuth
 from geoplat_settings.cadastre import CadastreSettings
 from geoplat_settings.halls import HallsSettings
@@ -185,6 +186,7 @@ class NodeSettings(_Model):
     registry: RegistrySettings = RegistrySettings()
     publish: PublishSettings = PublishSettings()
     halls: HallsSettings = HallsSettings()
+    analysis: AnalysisSettings = AnalysisSettings()  # processes and their queue (issue 17)
     cadastre: CadastreSettings = CadastreSettings()
 
     @field_validator("database_url", "parent", "public_url", "area_code", mode="before")

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from geoplat_settings.analysis import AnalysisSettings
 from geoplat_settings.auth import NodeAuth
 from geoplat_settings.cadastre import CadastreSettings
 from geoplat_settings.federation import AccessLevel, Extent, LayerSettings, ScaleRange, Tier
@@ -122,6 +123,7 @@ class NodeRuntime(NodeView):
     publish: PublishSettings = PublishSettings()
     halls: HallsSettings = HallsSettings()  # service items, holidays (issue 15)
     cadastre: CadastreSettings = CadastreSettings()  # the /cadastre page's layers (issue 15)
+    analysis: AnalysisSettings = AnalysisSettings()  # OGC API Processes, its queue (issue 17)
     providers: Providers
     compositions: list[CompositionRef] = []
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,8 @@ LOGGER = logging.getLogger("geoplat.node")
 
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 CQL_JSON = ("application/query-cql-json", "application/cql2+json")
+PROCESS_EXECUTION = re.compile(r"^/processes/[A-Za-z0-9_-]{1,64}/execution/?$")
+JOB_PATH = re.compile(r"^/jobs/[A-Za-z0-9_-]{1,64}/?$")
 
 
 class GuardMiddleware:
@@ -104,6 +107,9 @@ class GuardMiddleware:
             return problem(403, "Forbidden", "The configuration API is not available.")
         if method in READ_METHODS:
             return None
+        if sub is not None and (PROCESS_EXECUTION.match(sub) and method == "POST" or
+                                JOB_PATH.match(sub) and method == "DELETE"):
+            return None  # OGC API Processes: run a process, dismiss a job (services/analysis)
         if method == "POST" and sub is not None and sub.rstrip("/").endswith("/items"):
             ctype = dict(scope.get("headers") or []).get(b"content-type", b"").decode("latin-1")
             if ctype.split(";")[0].strip().lower() in CQL_JSON:

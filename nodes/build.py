@@ -106,7 +106,7 @@ def build_node(settings: FederationSettings, node: NodeSettings, *,
         directory=str(out), server=server_section(node), database=DatabaseSection(dsn=dsn),
         layers=layers, tiles=node.tile_cache, auth=auth,
         registry=registry_section(settings, node), publish=node.publish, halls=node.halls,
-        cadastre=node.cadastre, providers=PROVIDERS,
+        cadastre=node.cadastre, analysis=node.analysis, providers=PROVIDERS,
         compositions=[CompositionRef(id=c["id"], title=c["title"]) for c in comps])
     runtime.write()  # mode 600: holds the database password and the client secret
     sync_local_services(runtime, *full_config(out, dsn, runtime))

@@ -112,11 +112,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         h = supervisor.health(node) if node.id in running else None
         status = h.get("status", "down") if h else ("down" if node.id in running else "stopped")
         checks = ", ".join(f"{k}={v.get('status')}" for k, v in (h or {}).get("checks", {}).items())
+        queue = supervisor.analysis_workers(s, node) if node.id in running else None
         rows.append({"node": node.id, "tier": node.tier, "url": node.base_url, "status": status,
-                     "checks": (h or {}).get("checks", {})})
+                     "checks": (h or {}).get("checks", {}), "analysis_workers": queue})
         if not args.json:
             print(f"{node.id:10} {node.tier:4} {status:8} {node.base_url:28} {checks}")
+            for w in queue or []:  # the node's RQ workers (services/analysis/pool.py)
+                line = f"{'':10} {'':4} {w['state']:8} analysis worker {w['index']}"
+                line += f" pid {w['pid']}" if w["state"] == "up" else f" ({w['last_exit']})"
+                print(line + (f", restarted {w['restarts']}x" if w["restarts"] else ""))
         worst = max(worst, 0 if status == "ok" else 1)
+        if any(w["state"] != "up" for w in queue or []):
+            worst = 1
     if federation.needs_cluster(s):
         cluster = federation.managed_cluster(s)
         pg = "running" if cluster.is_running() else "stopped"

@@ -11,7 +11,10 @@ tests/test_pygeoapi_patches.py that fails when pygeoapi changes under it):
 - nodes/templates.py `install_page_rendering`: script-safe JSON, CSP nonces, each API's config;
 - nodes/providers/csv_export.py `install`: `?f=csv` without spreadsheet formulas;
 - services/registry/web.py `execute_with_viewer`: the catalogue per caller (installed by
-  `install_catalogue_viewer` once the node's access control exists).
+  `install_catalogue_viewer` once the node's access control exists);
+- services/analysis/caller.py `execute_with_caller`: OGC API Processes calls with the caller
+  a job belongs to, and `with_content_type` for pygeoapi 0.21's header-less `delete_job`
+  (tests/analysis/test_analysis_pure.py fails when pygeoapi fixes it).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from nodes.providers.features import install_queryable_titles
 from nodes.templates import install_page_rendering
 from services.access.control import AccessControl
 from services.access.fields import execute_with_field_rights
+from services.analysis.caller import execute_with_caller
 from services.registry.web import execute_with_viewer
 
 
@@ -46,7 +50,8 @@ def load_pygeoapi(node_dir: Path) -> ModuleType:
 def install_catalogue_viewer(server: Any, control: AccessControl) -> None:
     """Catalogue (OGC API Records) calls run with the caller's viewer (services/registry);
     calls on a collection with attribute rules with the caller's attribute rights
-    (services/access/fields.py)."""
+    (services/access/fields.py); calls of OGC API Processes with the caller a job belongs to
+    (services/analysis/caller.py)."""
     if not hasattr(server.execute_from_starlette, "__wrapped__"):
-        server.execute_from_starlette = execute_with_field_rights(
-            execute_with_viewer(server.execute_from_starlette, control), control)
+        server.execute_from_starlette = execute_with_caller(execute_with_field_rights(
+            execute_with_viewer(server.execute_from_starlette, control), control), control)

@@ -15,6 +15,7 @@ import yaml
 
 from geoplat_settings import Providers
 from nodes.settings import FederationSettings, LayerSettings, NodeSettings
+from services.analysis.config import manager_config, process_resources
 from services.registry.local import CATALOGUE, catalogue_resource
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
@@ -108,6 +109,8 @@ def build_config(settings: FederationSettings, node: NodeSettings, layers: list[
     }
     if templates:
         server["templates"] = templates
+    # OGC API Processes on the node's queue (services/analysis, issue 17)
+    server["manager"] = manager_config(dsn, node_dir(settings, node))
     return {
         "server": server,
         "logging": {"level": "ERROR"},
@@ -132,7 +135,7 @@ def build_config(settings: FederationSettings, node: NodeSettings, layers: list[
         "resources": {
             layer.id: _resource(layer, dsn, loaded[layer.id][0], node, loaded[layer.id][1])
             for layer in layers if layer.id in loaded
-        } | _catalogue(node, dsn),
+        } | _catalogue(node, dsn) | process_resources(),
     }
 
 

@@ -62,6 +62,8 @@ def start_node(settings: FederationSettings, node: NodeSettings, ndir: Path, *,
            *bind, "--workers", str(node.workers),
            "--no-access-log", "--no-server-header", "--timeout-graceful-shutdown", "5",
            "--log-level", "warning"]
+    # the analysis pool (its Redis, the RQ workers) first, in the same process group
+    cmd = [sys.executable, "-m", "services.analysis.launch", str(ndir), "--", *cmd]
     if door:  # nginx then uvicorn, both in the node's new session and process group
         cmd = door.wrap(cmd)
     if user is not None:  # setpriv execs: the group leader's pid stays the one we record
@@ -124,6 +126,15 @@ def stop_group(pgid: int, grace: float = 10.0) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def analysis_workers(settings: FederationSettings, node: NodeSettings) -> list[dict] | None:
+    """The node's RQ workers as its analysis pool last wrote them (index, pid, state up/down,
+    restarts, last_exit); None when no pool runs on this host (services/analysis/pool.py)."""
+    from services.analysis.pool import read_status
+
+    data = read_status(node_dir(settings, node))
+    return None if data is None else list(data["workers"])
 
 
 def running_nodes(settings: FederationSettings) -> dict[str, int]:

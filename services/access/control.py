@@ -27,7 +27,7 @@ from services.access.tokens import Principal, TokenValidator
 from services.db import Database
 from services.errors import AuthError
 
-Kind = Literal["features", "tiles", "search", "maps", "metadata"]
+Kind = Literal["features", "tiles", "search", "maps", "metadata", "processes"]
 TOKEN_COOKIE = "geoplat_at"
 CALLER = "geoplat.caller"  # scope key: the caller `check()` decided for (token or key owner)
 GRANT_CACHE_SECONDS = 1.0

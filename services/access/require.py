@@ -291,6 +291,36 @@ LISTINGS = {"/ogc": "landing", "/ogc/": "landing", "/ogc/collections": "collecti
 _TILE_PATH = re.compile(r"/tiles/[^/]+/[^/]+/[^/]+/[^/]+/?$")
 
 
+# OGC API Processes (services/analysis): running a process and every job route need a caller
+PROCESS_CALL = re.compile(r"^/ogc/(jobs(/.*)?|processes/[^/]+/execution/?)$")
+PROCESS_CALLER = ("Processes run, and jobs belong to, a signed-in user or the owner of a "
+                  "developer key: send a bearer token or an API key (tk).")
+
+
+async def processes_call(app: ASGIApp, control: AccessControl, scope: Scope, receive: Receive,
+                         send: Send) -> None:
+    """Execution and jobs: token or key (kind `processes`), never anonymous; the answers are
+    the caller's (never cached); which layers a process reads is the process's check
+    (services/analysis/caller.py)."""
+    decision = await control.check(scope, None, "processes")
+    if decision.allowed and decision.principal is None:
+        decision = Decision(False, 401, "Unauthorized", PROCESS_CALLER)
+    if not decision.allowed:
+        await _refusal(decision, control, scope)(scope, receive, send)
+        return
+
+    async def private_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers", [])
+                       if k.lower() != b"cache-control"]
+            headers += [(b"cache-control", b"private, no-store"),
+                        (b"vary", b"Authorization, Cookie, X-Api-Key")]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    await app(scope, receive, private_send)
+
+
 def kind_of(sub: str) -> str:
     if sub.startswith("/tiles"):
         return "tiles"
@@ -322,6 +352,9 @@ async def ogc_api(app: ASGIApp, req: Requirement, control: AccessControl, scope:
                   receive: Receive, send: Send) -> None:
     """Layer levels on pygeoapi: per-layer paths and per-caller filtered listings."""
     path = scope["path"]
+    if PROCESS_CALL.match(path):
+        await processes_call(app, control, scope, receive, send)
+        return
     m = COLLECTION.match(path)
     layer = m.group(1) if m else None
     kind = kind_of(m.group(2) or "") if m else "metadata"

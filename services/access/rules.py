@@ -29,7 +29,12 @@ NODE = {
 # pygeoapi: features (items), tiles (MVT), records (the catalogue's items), listings, pages
 OGC_API = require("ogc-api", layer="path", pages=True,
                   note="per layer: features, tiles (MVT), records; listings without hidden "
-                       "layers; pygeoapi's HTML pages need no key")
+                       "layers; pygeoapi's HTML pages need no key; OGC API Processes "
+                       "(issue 17): /ogc/processes and /ogc/processes/{id} are listings "
+                       "anyone may read, /ogc/processes/{id}/execution and /ogc/jobs/... need "
+                       "a signed-in user or a developer key (require.processes_call), a job is "
+                       "its creator's (a node admin sees all) and a process reads only the "
+                       "layers and attributes its caller may (services/analysis/caller.py)")
 OGC = {"/ogc": OGC_API}
 
 # MapProxy: the tile engine names the layers once it has validated the request

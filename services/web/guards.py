@@ -32,7 +32,7 @@ from services.errors import AuthError, problem
 LOGGER = logging.getLogger("geoplat.auth")
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 JSON_API = ("/auth/", "/sso/", "/registry/", "/api/", "/ogc")
-CSRF_GROUPS = ("/auth/", "/sso/", "/registry/api/", "/api/")
+CSRF_GROUPS = ("/auth/", "/sso/", "/registry/api/", "/api/", "/ogc/processes/", "/ogc/jobs/")
 # OAuth endpoints authenticate the client in the request itself (RFC 6749/7009), never a cookie:
 # the routes whose requirement is `client` (services/access/rules.py)
 CSRF_EXEMPT = CLIENT_AUTHENTICATED

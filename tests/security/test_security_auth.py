@@ -164,6 +164,10 @@ FORGED = [  # (method, path, content type, body): what a foreign page can make a
     ("DELETE", "/api/layers/roads", "", ""),
     ("POST", "/api/layers/roads/rollback", "text/plain", '{"version": 1}'),
     ("POST", "/auth/logout", "application/x-www-form-urlencoded", ""),
+    # OGC API Processes (issue 17): a job on the victim's account, or one of theirs dismissed
+    ("POST", "/ogc/processes/buffer/execution", "text/plain",
+     '{"inputs": {"geometry": {"type": "Point", "coordinates": [120.2, 30.2]}, "distance": 9}}'),
+    ("DELETE", "/ogc/jobs/00000000-0000-0000-0000-000000000000", "", ""),
 ]
 
 
