@@ -43,15 +43,30 @@ class QueueManager(PostgreSQLManager):
         self.id_field = "identifier"
         self.connection = manager_def["connection"]  # the DSN (pygeoapi's schema: a string)
         self.db_search_path = (SCHEMA,)
-        conn = connection_def(self.connection)
-        conn.pop("search_path")
-        self._engine = get_engine("postgresql+psycopg2", **conn)
-        self.table_model = get_table_model("jobs", self.id_field, self.db_search_path,
-                                           self._engine)
+        # the engine and the table's model are made at first use, not here: pygeoapi makes a
+        # manager to write the OpenAPI document when the node is built, where the database
+        # may not be reachable (a node on another host, in another network namespace)
+        self._lazy_engine: Any = None
+        self._lazy_table: Any = None
         # output_dir is <node dir>/analysis/results (services/analysis/queue.py results_dir)
         self.node_dir = Path(manager_def["output_dir"]).parent.parent
         self._runtime: NodeRuntime | None = None
         self._queue: Any = None
+
+    @property
+    def _engine(self) -> Any:  # what PostgreSQLManager's methods use
+        if self._lazy_engine is None:
+            conn = connection_def(self.connection)
+            conn.pop("search_path")
+            self._lazy_engine = get_engine("postgresql+psycopg2", **conn)
+        return self._lazy_engine
+
+    @property
+    def table_model(self) -> Any:
+        if self._lazy_table is None:
+            self._lazy_table = get_table_model("jobs", self.id_field, self.db_search_path,
+                                               self._engine)
+        return self._lazy_table
 
     # --- the node ---------------------------------------------------------------------------
 

@@ -216,7 +216,11 @@ def test_admin_lookup(places: Places) -> None:
     [zj] = places.admin("浙江省", geometry=True)
     assert zj.boundary_wkt is None and zj.boundary_note
     assert places.admin("杭洲市")[0].code == "330100"       # one wrong character
-    assert places.admin("000000") == [] and places.admin("不存在的地方") == []
+    assert places.admin("990000") == [] and places.admin("不存在的地方") == []
+    # the country (also Tianditu's 156000000 as its code 000000): this node's provinces
+    for keyword in ("中国", "000000"):
+        [country] = places.admin(keyword, children=1)
+        assert country.kind == "country" and [c.code for c in country.children] == ["330000"]
 
 
 def test_suggest_prefix_and_pinyin(places: Places) -> None:

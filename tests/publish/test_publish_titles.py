@@ -162,7 +162,7 @@ def test_configured_layers_carry_catalogue_titles(ctx, base, federation):
         conn.close()
     generated = yaml.safe_load((node_dir(federation, federation.node("hangzhou"))
                                 / "pygeoapi.yml").read_text(encoding="utf-8"))
-    configured = {k: p for k, r in generated["resources"].items() for p in r["providers"]
+    configured = {k: p for k, r in generated["resources"].items() for p in r.get("providers", [])
                   if p["type"] == "feature" and k in catalogue}
     assert configured
     for layer, feature in configured.items():
