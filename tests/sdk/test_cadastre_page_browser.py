@@ -9,7 +9,6 @@ a published layer shows as text; a node without parcels answers a 404 page."""
 from __future__ import annotations
 
 import io
-import json
 import re
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ import numpy as np
 import pyogrio
 import pytest
 import shapely
+from portal_pages import s_intersects
 from print_support import map_area
 from publish_helpers import served, sign_in_users
 from sdk_pages import IDLE, differing, pixel_of, snapshot
@@ -38,23 +38,6 @@ PASSWORD = "Cadastre-Page-Pass-1"
 HOSTILE = '<img src=x onerror="window.hacked=1">宗地&amp;'
 HOSTILE_LAYER = "cad_hostile"
 QUERY_DONE = "() => /^\\d+$/.test(document.body.dataset.query || '')"
-
-
-def s_intersects(base: str, collection: str, geometry: dict[str, Any],
-                 headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """Every feature of `collection` the node says intersects `geometry` (CQL2-JSON, paged)."""
-    body = json.dumps({"op": "s_intersects", "args": [{"property": "geometry"}, geometry]})
-    out: list[dict[str, Any]] = []
-    while True:
-        r = httpx.post(f"{base}/ogc/collections/{collection}/items",
-                       params={"f": "json", "limit": "500", "offset": str(len(out))},
-                       content=body, timeout=60,
-                       headers={"Content-Type": "application/query-cql-json", **(headers or {})})
-        assert r.status_code == 200, r.text[:300]
-        page = r.json()
-        out += page["features"]
-        if not page["features"] or len(out) >= page["numberMatched"]:
-            return out
 
 
 def all_items(base: str, collection: str) -> list[dict[str, Any]]:

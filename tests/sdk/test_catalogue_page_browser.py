@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from portal_pages import new_page
 from publish_helpers import sign_in_users
 
 PASSWORD = "Catalogue-Page-Pass-1"
@@ -28,17 +29,8 @@ def users(urls, main_db) -> dict[str, dict[str, str]]:
 
 def open_catalogue(browser: Any, base: str, headers: dict[str, str] | None = None) -> Any:
     url = base + "/catalogue"
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
-    if headers:
-        token = headers["Authorization"].split(" ", 1)[1]
-        context.add_cookies([{"name": "geoplat_at_hangzhou", "value": token, "url": url}])
-    page = context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda e: page.errors.append(f"pageerror: {e}"))
-    page.on("console", lambda m: page.errors.append(f"console: {m.text}")
-            if m.type == "error" and not (m.location or {}).get("url", "").endswith("/auth/me")
-            else None)
+    token = headers["Authorization"].split(" ", 1)[1] if headers else None
+    page = new_page(browser, url, token=token, permissions=["clipboard-read", "clipboard-write"])
     page.goto(url)
     page.wait_for_selector("body[data-ready='true']", timeout=90_000)
     return page

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from portal_pages import layer_loaded, open_portal
 from publish_helpers import served, sign_in_users
 from pyproj import Geod
 from sdk_pages import IDLE, colours, differing, pixel_of, rerender, snapshot
@@ -27,34 +28,6 @@ BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.
 HOSTILE = '<img src=x onerror="window.hacked=1">测试</dd><b>粗'
 SPOT = (120.2400, 30.2300)  # the published point of the hostile layer (no sample POI there)
 GEOD = Geod(ellps="GRS80")  # CGCS2000's ellipsoid (f differs from GRS80's in the 12th digit)
-
-
-def open_portal(browser: Any, url: str, width: int = 1280, height: int = 800,
-                token: str | None = None) -> Any:
-    """The portal at `url` once it is ready and its map rendered; with `token`, as the user
-    whose access token is the node's cookie (what /auth/callback sets after signing in)."""
-    context = browser.new_context(viewport={"width": width, "height": height})
-    if token:
-        context.add_cookies([{"name": "geoplat_at_hangzhou", "value": token, "url": url}])
-    page = context.new_page()
-    page.errors = []  # what the page complained about (asserted empty)
-    page.on("pageerror", lambda e: page.errors.append(f"pageerror: {e}"))
-    # /auth/me answers 401 to an anonymous user: that is how the page learns it
-    page.on("console", lambda m: page.errors.append(f"console: {m.text}")
-            if m.type == "error" and not (m.location or {}).get("url", "").endswith("/auth/me")
-            else None)
-    page.goto(url)
-    page.wait_for_selector("body[data-ready='true']", timeout=90_000)
-    page.wait_for_selector(IDLE, timeout=90_000)
-    return page
-
-
-def layer_loaded(page: Any, layer: str) -> None:
-    """Until the portal has drawn features of `layer` (c grid: the view box's items)."""
-    page.wait_for_function("(id) => { const e = portal.layers.entries.find((x) => x.id === id);"
-                           " return e && e.drawn && e.drawn.source &&"
-                           " e.drawn.source.getFeatures().length > 0; }", arg=layer,
-                           timeout=60_000)
 
 
 def anonymous_features(base: str, headers: dict[str, str] | None = None) -> set[str]:

@@ -26,10 +26,12 @@ import numpy as np
 import pytest
 import shapely
 from field_support import callers
+from portal_pages import layer_loaded, s_intersects
+from portal_pages import open_portal as open_page
 from print_support import first_page, frame_area, page_size_pt, pdf_text, poppler
 from publish_helpers import served
 from pyproj import Geod
-from sdk_pages import IDLE, pixel_of
+from sdk_pages import pixel_of
 from waiting import wait_for
 
 from nodes import federation as federation_mod
@@ -42,48 +44,13 @@ FORMULA = '=HYPERLINK("http://example.invalid","点我")'
 SPOT = (120.2600, 30.2100)  # the published formula layer's polygon
 
 
-def s_intersects(base: str, collection: str, geometry: dict[str, Any],
-                 headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """Every feature of `collection` the node says intersects `geometry` (CQL2-JSON, paged)."""
-    body = json.dumps({"op": "s_intersects", "args": [{"property": "geometry"}, geometry]})
-    out: list[dict[str, Any]] = []
-    while True:
-        r = httpx.post(f"{base}/ogc/collections/{collection}/items",
-                       params={"f": "json", "limit": "500", "offset": str(len(out))},
-                       content=body, timeout=60,
-                       headers={"Content-Type": "application/query-cql-json", **(headers or {})})
-        assert r.status_code == 200, r.text[:300]
-        page = r.json()
-        out += page["features"]
-        if not page["features"] or len(out) >= page["numberMatched"]:
-            return out
-
-
 def geod_area(geometry: dict[str, Any]) -> float:
     return abs(GEOD.geometry_area_perimeter(shapely.geometry.shape(geometry))[0])
 
 
 def open_portal(browser: Any, url: str, token: str | None = None) -> Any:
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, accept_downloads=True)
-    if token:
-        context.add_cookies([{"name": "geoplat_at_hangzhou", "value": token, "url": url}])
-    page = context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda e: page.errors.append(f"pageerror: {e}"))
-    page.on("console", lambda m: page.errors.append(f"console: {m.text}")
-            if m.type == "error" and not (m.location or {}).get("url", "").endswith("/auth/me")
-            else None)
-    page.goto(url)
-    page.wait_for_selector("body[data-ready='true']", timeout=90_000)
-    page.wait_for_selector(IDLE, timeout=90_000)
-    return page
-
-
-def layer_loaded(page: Any, layer: str) -> None:
-    page.wait_for_function("(id) => { const e = portal.layers.entries.find((x) => x.id === id);"
-                           " return e && e.drawn && e.drawn.source &&"
-                           " e.drawn.source.getFeatures().length > 0; }", arg=layer,
-                           timeout=60_000)
+    """The portal a little taller than 800 px, saving downloads (the exports)."""
+    return open_page(browser, url, height=860, token=token, accept_downloads=True)
 
 
 def on_screen(page: Any, lon_lat: tuple[float, float]) -> tuple[float, float]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from test_portal_browser import BROWSER_ACCEPT, open_portal
+from portal_pages import open_portal
+from test_portal_browser import BROWSER_ACCEPT
 from waiting import wait_for
 
 from nodes.security_headers import content_security_policy
