@@ -309,6 +309,12 @@ async def processes_call(app: ASGIApp, control: AccessControl, scope: Scope, rec
         await _refusal(decision, control, scope)(scope, receive, send)
         return
 
+    await app(scope, receive, private_answer(send))
+
+
+def private_answer(send: Send) -> Send:
+    """`send` for an answer that depends on who asks: never kept by a shared cache."""
+
     async def private_send(message: Message) -> None:
         if message["type"] == "http.response.start":
             headers = [(k, v) for k, v in message.get("headers", [])
@@ -318,7 +324,7 @@ async def processes_call(app: ASGIApp, control: AccessControl, scope: Scope, rec
             message = {**message, "headers": headers}
         await send(message)
 
-    await app(scope, receive, private_send)
+    return private_send
 
 
 def kind_of(sub: str) -> str:
@@ -376,15 +382,6 @@ async def ogc_api(app: ASGIApp, req: Requirement, control: AccessControl, scope:
             return
     if layer in control.non_public:
         # answers that depend on who asks must never be served from a shared cache
-        async def private_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", [])
-                           if k.lower() != b"cache-control"]
-                headers += [(b"cache-control", b"private, no-store"),
-                            (b"vary", b"Authorization, Cookie, X-Api-Key")]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await app(scope, receive, private_send)
+        await app(scope, receive, private_answer(send))
         return
     await app(scope, receive, send)
