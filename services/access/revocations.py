@@ -29,6 +29,15 @@ LOGGER = logging.getLogger("geoplat.auth")
 POLL_SECONDS = 3.0
 
 
+def issued_at(claims: dict[str, Any]) -> float:
+    """When a token was issued: `iat_ms` (our tokens, services/sso/provider.py) tells a sign-in
+    from a sign-out in the same second; `iat` otherwise."""
+    ms = claims.get("iat_ms")
+    if isinstance(ms, int) and not isinstance(ms, bool):
+        return ms / 1000
+    return float(claims.get("iat", 0))
+
+
 def revoke_token(db: Database, jti: str, exp: float) -> None:
     db.execute("INSERT INTO auth.token_revocations (jti, expires_at) VALUES "
                "(%s, to_timestamp(%s))", (jti, exp))
@@ -102,7 +111,7 @@ class RevocationList:
         if isinstance(jti, str) and jti in self.jti:
             return True
         nb = self.not_before.get(str(claims.get("sub")))
-        return nb is not None and float(claims.get("iat", 0)) <= nb[0]
+        return nb is not None and issued_at(claims) <= nb[0]
 
     def nudge(self) -> None:
         """Poll soon if the copy is due (traffic that validates no token, e.g. API keys whose

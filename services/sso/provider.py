@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import math
 import os
 import secrets
 import time
@@ -352,10 +353,16 @@ class Provider(rfc6749.AuthorizationServer):
     def _generate_token(self, grant_type: str, client: Client, user: Any = None,
                         scope: str | None = None, expires_in: int | None = None,
                         include_refresh_token: bool = True) -> dict:
-        now = int(time.time())
-        ttl = expires_in or self.access_ttl
+        issued = time.time()
+        now, ttl = int(issued), expires_in or self.access_ttl
+        # iat_ms, the issue time to the millisecond (rounded down): signing out revokes every
+        # token of the user issued until that moment (services/access/revocations.py), and a
+        # sign-in in the same second must not be taken for one of them. iat stays an integer:
+        # verifiers that compare it to int(now) with no leeway (joserfc, old Authlib) would
+        # call a fractional one "issued in the future" for the rest of its second.
         claims: dict[str, Any] = {
             "iss": self.issuer, "aud": self.audience, "iat": now, "nbf": now, "exp": now + ttl,
+            "iat_ms": math.floor(issued * 1000),
             "jti": secrets.token_urlsafe(12), "client_id": client.client_id, "scope": scope or "",
             "gty": grant_type,
         }
