@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from services.analysis.processes import METADATA
+from services.analysis.processes import registry
 from services.analysis.queue import results_dir
 from services.analysis.store import ensure_schema
 
 MANAGER = "services.analysis.manager.QueueManager"
-PROCESSORS = {"buffer": "services.analysis.processes.BufferProcessor",
-              "overlay": "services.analysis.processes.OverlayProcessor"}
+PROCESSOR = "services.analysis.processes.AnalysisProcessor"
 
 
 def manager_config(dsn: str, node_dir: Path) -> dict[str, Any]:
@@ -24,5 +23,5 @@ def manager_config(dsn: str, node_dir: Path) -> dict[str, Any]:
 
 
 def process_resources() -> dict[str, Any]:
-    return {pid: {"type": "process", "processor": {"name": name}}
-            for pid, name in PROCESSORS.items() if pid in METADATA}
+    return {pid: {"type": "process", "processor": {"name": PROCESSOR, "process": pid}}
+            for pid in registry()}

@@ -1,0 +1,134 @@
+"""The processes `buffer` (metres on the ground, in the Gauss-Krüger zone of the input) and
+`overlay` (area statistics of layers within a polygon); their work is in compute.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from psycopg2 import sql
+
+from services.analysis import compute
+from services.analysis.compute import InputError
+from services.analysis.processes import COMMON as _COMMON
+from services.analysis.processes import GEOJSON as _GEOJSON
+from services.analysis.processes import Context, connect, register, visible_layer
+
+BUFFER = {**_COMMON, "id": "buffer", "title": {"en": "Buffer (metres on the ground)",
+                                               "zh": "缓冲区分析"},
+          "description": {"en": "The zone within a distance in metres of a geometry, buffered in "
+                                "the CGCS2000 3-degree Gauss-Krüger zone of the input "
+                                "(EPSG:4534-4554) and returned in longitude/latitude."},
+          "inputs": {
+              "geometry": {"title": "Input geometry", "schema": _GEOJSON,
+                           "minOccurs": 1, "maxOccurs": 1},
+              "distance": {"title": "Distance (m)", "schema": {
+                  "type": "number", "exclusiveMinimum": 0, "maximum": compute.MAX_DISTANCE},
+                  "minOccurs": 1, "maxOccurs": 1},
+              "segments": {"title": "Segments per quarter circle", "schema": {
+                  "type": "integer", "minimum": 1, "maximum": 64, "default": 16},
+                  "minOccurs": 0, "maxOccurs": 1}},
+          "outputs": {"buffer": {"title": "Buffer", "schema": {
+              "type": "object", "contentMediaType": "application/geo+json"}}},
+          "example": {"inputs": {"geometry": {"type": "Point", "coordinates": [120.2, 30.25]},
+                                 "distance": 1000}}}
+
+OVERLAY = {**_COMMON, "id": "overlay", "title": {"en": "Overlay area statistics",
+                                                 "zh": "叠加分析（压覆分析）"},
+           "description": {"en": "An input polygon against layers of this node the caller may "
+                                 "see, grouped by an attribute: per class the intersected area "
+                                 "on the CGCS2000 ellipsoid in m², hectares (公顷) and mu (亩), "
+                                 "its share of the input, the feature count, and the "
+                                 "intersection geometries."},
+           "inputs": {
+               "geometry": {"title": "Input polygon", "schema": _GEOJSON,
+                            "minOccurs": 1, "maxOccurs": 1},
+               "layers": {"title": "Layers", "schema": {"type": "array",
+                                                        "items": {"type": "string"},
+                                                        "minItems": 1, "maxItems": 10},
+                          "minOccurs": 1, "maxOccurs": 1},
+               "group_by": {"title": "Attribute the classes are of", "schema": {"type": "string"},
+                            "minOccurs": 1, "maxOccurs": 1}},
+           "outputs": {"statistics": {"title": "Classes, areas and intersections", "schema": {
+               "type": "object", "contentMediaType": "application/json"}}},
+           "example": {"inputs": {"geometry": {"type": "Polygon", "coordinates": [[
+               [120.20, 30.24], [120.22, 30.24], [120.22, 30.26], [120.20, 30.26],
+               [120.20, 30.24]]]}, "layers": ["parcels"], "group_by": "land_use"}}}
+
+
+def _rows(cur: Any, layer: str, column: str, wkt: str) -> Iterator[tuple[Any, bytes]]:
+    q = sql.SQL("SELECT {col}, ST_AsBinary(geom) FROM {tbl} WHERE geom && "
+                "ST_GeomFromText(%s, 4490) AND ST_Intersects(geom, ST_GeomFromText(%s, 4490))"
+                ).format(col=sql.Identifier(column), tbl=sql.Identifier(layer))
+    cur.execute(q, (wkt, wkt))
+    while True:
+        batch = cur.fetchmany(500)
+        if not batch:
+            return
+        yield from ((v, bytes(g)) for v, g in batch)
+
+
+def _overlay_layers(cur: Any, data: Mapping[str, Any], ctx: Context) -> list[tuple[str, str]]:
+    """(layer, column) of the request."""
+    layers = data.get("layers")
+    if isinstance(layers, str):
+        layers = [layers]
+    if not isinstance(layers, list) or not layers or len(layers) > 10 or \
+            not all(isinstance(x, str) for x in layers):
+        raise InputError("layers: a list of 1 to 10 layer ids is required")
+    group_by = data.get("group_by")
+    if not isinstance(group_by, str) or not group_by:
+        raise InputError("group_by: the name of an attribute is required")
+    out = []
+    for layer_id in dict.fromkeys(layers):
+        info = visible_layer(cur, layer_id, ctx)
+        out.append((layer_id, compute.resolve_attribute(
+            info, group_by, ctx.caller.rights.get(layer_id, frozenset()))))
+    return out
+
+
+def validate_buffer(data: Mapping[str, Any], ctx: Context) -> None:
+    compute.parse_geometry(data.get("geometry"), ctx.limits)
+    compute.parse_number(data, "distance", low=0.01, high=compute.MAX_DISTANCE)
+    compute.parse_number(data, "segments", low=1, high=64, default=16)
+
+
+def run_buffer(data: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
+    return compute.run_buffer(data, ctx.limits, ctx.progress)
+
+
+def validate_overlay(data: Mapping[str, Any], ctx: Context) -> None:
+    compute.parse_geometry(data.get("geometry"), ctx.limits, polygonal=True)
+    conn = connect(ctx)
+    try:
+        with conn.cursor() as cur:
+            _overlay_layers(cur, data, ctx)
+    finally:
+        conn.close()
+
+
+def run_overlay(data: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
+    area = compute.parse_geometry(data.get("geometry"), ctx.limits, polygonal=True)
+    delay = compute.test_delay(data, ctx.limits)
+    conn = connect(ctx)
+    try:
+        with conn.cursor() as cur:
+            targets = _overlay_layers(cur, data, ctx)
+        ctx.progress(20, "intersecting")
+        wkt = area.wkt
+
+        def rows() -> Iterator[tuple[str, Iterator[tuple[Any, bytes]]]]:
+            for layer, column in targets:
+                with conn.cursor(name=f"overlay_{layer[:40]}") as cur:  # server-side: streamed
+                    cur.itersize = 500
+                    yield layer, _rows(cur, layer, column, wkt)
+
+        result = compute.overlay(area, rows(), ctx.progress, delay)
+    finally:
+        conn.close()
+    result["group_by"] = data["group_by"]
+    return result
+
+
+register(BUFFER, run_buffer, validate_buffer)
+register(OVERLAY, run_overlay, validate_overlay)
