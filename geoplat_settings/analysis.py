@@ -26,6 +26,17 @@ class AnalysisSettings(BaseModel):
     job_timeout: int = Field(default=3600, ge=10, description="seconds a job may run")
     restart_delay: float = Field(default=3.0, ge=0.1, le=60,
                                  description="seconds before a dead worker is started again")
+    jobs_per_day: int = Field(default=500, ge=0,
+                              description="executions a caller (an account, or the owner of "
+                                          "a key) may start per day at this node; node admins "
+                                          "are not counted (429 when over)")
+    live_jobs: int = Field(default=4, ge=1, le=100,
+                           description="jobs a caller may have queued or running at once")
+    result_ttl_hours: float = Field(default=72.0, gt=0,
+                                    description="hours a finished job and its results are kept")
+    max_results_mb: float = Field(default=2048.0, gt=0,
+                                  description="bound of the node's result files (MB): beyond "
+                                              "it the oldest finished jobs go first")
     test_hooks: bool = Field(default=False,
                              description="tests only: processes accept `test_delay` (seconds "
                                          "per step), to have a long job to cancel or kill")

@@ -38,6 +38,16 @@ class InputError(ProcessorExecuteError):
         super().__init__(message, user_msg=message)
 
 
+class QuotaExceeded(ProcessorExecuteError):
+    """Over a caller's quota of executions: 429, the reason for the caller."""
+
+    ogc_exception_code = "TooManyRequests"
+    http_status_code = 429  # type: ignore[assignment]
+
+    def __init__(self, message: str):
+        super().__init__(message, user_msg=message)
+
+
 @dataclass(frozen=True)
 class Limits:
     max_area_km2: float = 2500.0

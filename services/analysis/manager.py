@@ -4,6 +4,8 @@ It is pygeoapi's PostgreSQLManager (the `analysis.jobs` table, services/analysis
 - input checked before a job exists (bad input: OGC exception 400, nothing written);
 - asynchronous execution enqueued on the node's RQ queue (services/analysis/worker.py runs it);
   synchronous execution in the web worker's thread pool, as pygeoapi does;
+- quotas: a caller (not a node admin) starts at most `analysis.jobs_per_day` executions a day
+  and has at most `analysis.live_jobs` queued or running (429 beyond);
 - jobs of their creator: every job row holds the caller (`owner`, `rights`); listing shows the
   caller's own jobs (a node admin's: all), another caller's job is not found;
 - `DELETE /ogc/jobs/{id}` dismisses: a queued job is cancelled, a running one stopped
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +31,9 @@ from sqlalchemy.orm import Session
 from geoplat_settings import NodeRuntime
 from services.analysis import processes
 from services.analysis.caller import CALLER, Caller
-from services.analysis.queue import JOB_FUNCTION, queue_name, redis_url
-from services.analysis.store import SCHEMA, connection_def
+from services.analysis.compute import QuotaExceeded
+from services.analysis.queue import JOB_FUNCTION, queue_name, redis_url, results_dir
+from services.analysis.store import SCHEMA, Jobs, connection_def
 
 LOGGER = logging.getLogger("geoplat.analysis")
 
@@ -146,6 +150,7 @@ class QueueManager(PostgreSQLManager):
             session.commit()
         if job.get("location"):
             Path(job["location"]).unlink(missing_ok=True)
+        shutil.rmtree(results_dir(self.node_dir) / job_id, ignore_errors=True)  # its files
         return True
 
     def _stop(self, job_id: str) -> None:
@@ -175,6 +180,15 @@ class QueueManager(PostgreSQLManager):
             raise JobNotFoundError()
         # bad input is refused before a job exists: nothing is written
         processes.validate(process_id, data_dict, processes.Context.of(self.runtime, c))
+        if not c.admin:
+            a = self.runtime.analysis
+            jobs = Jobs(self.runtime.dsn)
+            try:
+                over = jobs.take_execution(c.sub, a.jobs_per_day, a.live_jobs)
+            finally:
+                jobs.close()
+            if over:
+                raise QuotaExceeded(over)
         return super().execute_process(process_id, data_dict, *args, **kwargs)
 
     def _execute_handler_async(self, p: BaseProcessor, job_id: str, data_dict: dict,

@@ -8,6 +8,7 @@ services/analysis/launch.py, so `geoplat down` stops it with the node). It
   after `analysis.restart_delay` seconds; meanwhile the status file shows it `down`;
 - fails the running jobs of a worker that died ("the queue worker ... stopped"), and any job
   RQ itself gave up (work horse killed, timeout), so that no job stays `running` for ever;
+- sweeps expired results and bounds their storage every minute (retention.py);
 - writes the workers' state to `analysis/workers.json` (read by `geoplat status`).
 """
 
@@ -29,10 +30,12 @@ from typing import Any
 from pygeoapi.util import get_current_datetime
 
 from geoplat_settings import NodeRuntime
+from services.analysis import retention
 from services.analysis.queue import redis_socket, redis_url, status_file
 from services.analysis.store import Jobs
 
 HOST = socket.gethostname()
+SWEEP_SECONDS = 60.0  # results past their time to live, the storage bound (retention.py)
 PROJECT = Path(__file__).resolve().parent.parent.parent
 
 
@@ -217,7 +220,7 @@ class Pool:
         signal.signal(signal.SIGINT, self.stop)
         self.start_redis()
         self.write_status()
-        last_reap = 0.0
+        last_reap = last_sweep = 0.0
         try:
             while not self.stopping:
                 self.check()
@@ -227,6 +230,12 @@ class Pool:
                         self.reap()
                     except Exception as exc:  # noqa: BLE001 (database or Redis away: next time)
                         print(f"analysis pool: reaping failed: {exc}", file=sys.stderr)
+                if time.monotonic() - last_sweep > SWEEP_SECONDS:
+                    last_sweep = time.monotonic()
+                    try:
+                        retention.sweep(self.runtime)
+                    except Exception as exc:  # noqa: BLE001 (database away: next time)
+                        print(f"analysis pool: sweeping results failed: {exc}", file=sys.stderr)
                 time.sleep(0.2)
         finally:
             self.shutdown()

@@ -30,6 +30,13 @@ CREATE TABLE IF NOT EXISTS analysis.jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_owner ON analysis.jobs (owner, started);
 CREATE INDEX IF NOT EXISTS jobs_live ON analysis.jobs (status) WHERE status IN ('accepted', 'running');
+-- executions started per caller and day (analysis.jobs_per_day; jobs expire, these stay)
+CREATE TABLE IF NOT EXISTS analysis.usage (
+    owner text NOT NULL,
+    day date NOT NULL DEFAULT current_date,
+    executions integer NOT NULL DEFAULT 0,
+    PRIMARY KEY (owner, day)
+);
 """
 LIVE = ("accepted", "running")
 
@@ -89,6 +96,46 @@ class Jobs:
                         (*[json.dumps(v) if isinstance(v, dict) else v for v in values.values()],
                          job_id))
             return bool(cur.rowcount)
+
+    def take_execution(self, owner: str, per_day: int, live: int) -> str | None:
+        """Count one execution of `owner` today; why not when over a quota (nothing counted)."""
+        with self._cur() as cur:
+            cur.execute("SELECT count(*) AS n FROM analysis.jobs WHERE owner = %s "
+                        "AND status IN ('accepted', 'running')", (owner,))
+            if cur.fetchone()["n"] >= live:
+                return (f"You have {live} jobs queued or running at this node, its limit; wait "
+                        "for one to end or dismiss one (DELETE /ogc/jobs/{jobId}).")
+            cur.execute("INSERT INTO analysis.usage AS u (owner, executions) VALUES (%s, 1) "
+                        "ON CONFLICT (owner, day) DO UPDATE SET executions = u.executions + 1 "
+                        "WHERE u.executions < %s RETURNING executions", (owner, per_day))
+            if cur.fetchone() is None or per_day == 0:
+                return (f"The daily quota of {per_day} process executions at this node is used "
+                        "up; it resets at midnight.")
+            return None
+
+    def finished_before(self, hours: float) -> list[str]:
+        """Ids of ended jobs that ended more than `hours` ago."""
+        with self._cur() as cur:
+            cur.execute("SELECT identifier FROM analysis.jobs WHERE status NOT IN "
+                        "('accepted', 'running') AND COALESCE(finished, updated, created)"
+                        "::timestamptz < now() - %s * interval '1 hour'", (hours,))
+            return [r["identifier"] for r in cur.fetchall()]
+
+    def ended_oldest_first(self) -> list[str]:
+        with self._cur() as cur:
+            cur.execute("SELECT identifier FROM analysis.jobs WHERE status NOT IN "
+                        "('accepted', 'running') ORDER BY COALESCE(finished, updated, created)")
+            return [r["identifier"] for r in cur.fetchall()]
+
+    def known(self) -> set[str]:
+        with self._cur() as cur:
+            cur.execute("SELECT identifier FROM analysis.jobs")
+            return {r["identifier"] for r in cur.fetchall()}
+
+    def delete(self, job_ids: list[str]) -> None:
+        with self._cur() as cur:
+            cur.execute("DELETE FROM analysis.jobs WHERE identifier = ANY(%s) AND status NOT IN "
+                        "('accepted', 'running')", (job_ids,))
 
     def live(self) -> list[dict[str, Any]]:
         with self._cur() as cur:
