@@ -8,6 +8,7 @@ the input, and brought back to longitude/latitude; areas are pyproj.Geod's.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -203,39 +204,33 @@ def resolve_attribute(layer: LayerInfo, name: str, rights: frozenset[str]) -> st
     return col
 
 
-def overlay(area: BaseGeometry, rows_by_layer: Iterable[tuple[str, Iterable[tuple[Any, bytes]]]],
+def overlay(area: BaseGeometry,
+            rows_by_layer: Iterable[tuple[str, Iterable[tuple[Any, float, float, str]]]],
             progress: Progress, delay: float = 0.0) -> dict[str, Any]:
     """Per layer and class: intersected area (m², 公顷, 亩), share of `area`, count (and the
-    length in metres for lines; points are counted); and the intersections. `rows_by_layer`: (layer, [(class value, WKB)]) of candidate features."""
+    length in metres for lines; points are counted); and the intersections. `rows_by_layer`:
+    (layer, [(class value, area m², length m, GeoJSON of the part)]), the parts of features
+    within `area` (services/analysis/overlay.py computes them in PostGIS)."""
     total = geodesic_area(area)
-    shapely.prepare(area)
     classes: dict[tuple[str, Any], dict[str, Any]] = {}
     features = []
     n = 0
     for layer, rows in rows_by_layer:
-        for value, wkb in rows:
+        for value, a, length, part in rows:
             n += 1
             if n % 200 == 0:
                 progress(min(90, 20 + n // 200), f"intersecting: {n} features")
             if delay:
                 time.sleep(delay)
                 progress(min(90, 20 + n), f"intersecting: {n} features")
-            g = shapely.from_wkb(bytes(wkb))
-            if not area.intersects(g):
-                continue
-            part = area.intersection(g)
-            dim = shapely.get_dimensions(part)
-            a = geodesic_area(part) if dim == 2 else 0.0
-            length = GEOD.geometry_length(part) if dim == 1 else 0.0
-            if part.is_empty or (dim == 2 and a <= 0):
-                continue  # touches the input only along its edge
+            a, length = float(a), float(length)
             key = (layer, value)
             c = classes.setdefault(key, {"layer": layer, "value": value, "area_m2": 0.0,
                                          "length_m": 0.0, "count": 0})
             c["area_m2"] += a
             c["length_m"] += length
             c["count"] += 1
-            features.append({"type": "Feature", "geometry": mapping(part),
+            features.append({"type": "Feature", "geometry": json.loads(part),
                              "properties": {"layer": layer, "value": value,
                                             "area_m2": round(a, 3),
                                             "length_m": round(length, 3)}})
