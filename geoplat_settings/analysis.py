@@ -37,6 +37,14 @@ class AnalysisSettings(BaseModel):
     max_results_mb: float = Field(default=2048.0, gt=0,
                                   description="bound of the node's result files (MB): beyond "
                                               "it the oldest finished jobs go first")
+    dem: str | None = Field(
+        default=None,
+        description="the DEM `slope` reads: a GeoTIFF (COG) in longitude/latitude, relative to "
+                    "the federation's data_dir or absolute; default: the node's hillshade DEM "
+                    "(config/styles/rasters.yml); the node's runtime holds the resolved path, "
+                    "'' when it has none (`slope` is then refused)")
+    max_upload_mb: float = Field(default=16, gt=0, le=512,
+                                 description="largest file a process accepts inline (`upload`)")
     test_hooks: bool = Field(default=False,
                              description="tests only: processes accept `test_delay` (seconds "
                                          "per step), to have a long job to cancel or kill")

@@ -34,7 +34,7 @@ from services.access.emap import write_nginx_key_conf
 from services.provision import demo_file, provision_node
 from services.registry.local import origin_path, sync_local_services
 from services.web.sdk_routes import write_demo_key
-from tiles.build import build_tiles
+from tiles.build import build_tiles, node_dem
 
 
 def main_node(settings: FederationSettings) -> NodeSettings:
@@ -106,7 +106,9 @@ def build_node(settings: FederationSettings, node: NodeSettings, *,
         directory=str(out), server=server_section(node), database=DatabaseSection(dsn=dsn),
         layers=layers, tiles=node.tile_cache, auth=auth,
         registry=registry_section(settings, node), publish=node.publish, halls=node.halls,
-        cadastre=node.cadastre, analysis=node.analysis, providers=PROVIDERS,
+        cadastre=node.cadastre, providers=PROVIDERS,
+        analysis=node.analysis.model_copy(update={"dem": node_dem(
+            node.id, settings.resolve(settings.data_dir), node.analysis.dem)}),
         compositions=[CompositionRef(id=c["id"], title=c["title"]) for c in comps])
     runtime.write()  # mode 600: holds the database password and the client secret
     sync_local_services(runtime, *full_config(out, dsn, runtime))

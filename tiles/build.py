@@ -81,6 +81,17 @@ def _write(path: Path, text: str, mode: int = 0o600) -> None:
     tmp.replace(path)
 
 
+def node_dem(node_id: str, data_dir: Path, configured: str | None,
+             styles_dir: Path = STYLES_DIR) -> str:
+    """The DEM a node's `slope` reads (absolute path): `analysis.dem` if set (relative to the
+    data dir), else the first hillshade DEM of the node in rasters.yml; '' when it has none."""
+    if configured:
+        return str((data_dir / configured).resolve())
+    conf = (yaml.safe_load((styles_dir / "rasters.yml").read_text(encoding="utf-8")) or {}).get(node_id, {})
+    dems = [item["dem"] for item in conf.get("hillshade", []) if item.get("dem")]
+    return str((data_dir / dems[0]).resolve()) if dems else ""
+
+
 def raster_files(node_id: str, data_dir: Path, out_dir: Path, styles_dir: Path = STYLES_DIR
                  ) -> dict[str, list[Path]]:
     """Imagery and (computed) hillshade files per role for a node."""

@@ -191,15 +191,16 @@ class LayerInfo:
     field_rules: Mapping[str, str]  # attribute (column) -> level
 
 
-def resolve_attribute(layer: LayerInfo, name: str, rights: frozenset[str]) -> str:
+def resolve_attribute(layer: LayerInfo, name: str, rights: frozenset[str],
+                      what: str = "group_by") -> str:
     """The column of attribute `name` (column or original name) the caller may read."""
     col = name if name in layer.columns else next(
         (c for c, orig in layer.columns.items() if orig == name), None)
     if col is None or col in ("geom", "fid"):
-        raise InputError(f"group_by: layer {layer.id} has no attribute {name!r}")
+        raise InputError(f"{what}: layer {layer.id} has no attribute {name!r}")
     level = layer.field_rules.get(col)
     if level is not None and level not in rights:
-        raise InputError(f"group_by: the attribute {name!r} of layer {layer.id} needs a grant "
+        raise InputError(f"{what}: the attribute {name!r} of layer {layer.id} needs a grant "
                          "from the node that provides it")
     return col
 

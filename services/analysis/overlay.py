@@ -10,6 +10,7 @@ from psycopg2 import sql
 
 from services.analysis import compute
 from services.analysis.compute import InputError
+from services.analysis.inputs import area_inputs, input_area
 from services.analysis.processes import COMMON as _COMMON
 from services.analysis.processes import GEOJSON as _GEOJSON
 from services.analysis.processes import Context, connect, register, visible_layer
@@ -35,14 +36,15 @@ BUFFER = {**_COMMON, "id": "buffer", "title": {"en": "Buffer (metres on the grou
 
 OVERLAY = {**_COMMON, "id": "overlay", "title": {"en": "Overlay area statistics",
                                                  "zh": "叠加分析（压覆分析）"},
-           "description": {"en": "An input polygon against layers of this node the caller may "
+           "description": {"en": "An input polygon (GeoJSON, a feature of a layer by id, or an "
+                                 "uploaded GeoJSON, zipped Shapefile or GeoPackage: the union "
+                                 "of its polygons) against layers of this node the caller may "
                                  "see, grouped by an attribute: per class the intersected area "
                                  "on the CGCS2000 ellipsoid in m², hectares (公顷) and mu (亩), "
                                  "its share of the input, the feature count, and the "
                                  "intersection geometries."},
            "inputs": {
-               "geometry": {"title": "Input polygon", "schema": _GEOJSON,
-                            "minOccurs": 1, "maxOccurs": 1},
+               **area_inputs(_GEOJSON),
                "layers": {"title": "Layers", "schema": {"type": "array",
                                                         "items": {"type": "string"},
                                                         "minItems": 1, "maxItems": 10},
@@ -115,21 +117,21 @@ def run_buffer(data: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
 
 
 def validate_overlay(data: Mapping[str, Any], ctx: Context) -> None:
-    compute.parse_geometry(data.get("geometry"), ctx.limits, polygonal=True)
     conn = connect(ctx)
     try:
         with conn.cursor() as cur:
+            input_area(data, ctx, cur)
             _overlay_layers(cur, data, ctx)
     finally:
         conn.close()
 
 
 def run_overlay(data: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
-    area = compute.parse_geometry(data.get("geometry"), ctx.limits, polygonal=True)
     delay = compute.test_delay(data, ctx.limits)
     conn = connect(ctx)
     try:
         with conn.cursor() as cur:
+            area = input_area(data, ctx, cur)
             targets = _overlay_layers(cur, data, ctx)
         ctx.progress(20, "intersecting")
         wkt = area.wkt

@@ -25,7 +25,8 @@ from services.analysis.caller import CALLER, Caller
 from services.analysis.compute import InputError, Limits, Progress
 
 # the modules that register processes, in the order /ogc/processes lists them
-MODULES = ("services.analysis.overlay",)
+MODULES = ("services.analysis.overlay", "services.analysis.slope",
+           "services.analysis.divisions")
 
 GEOJSON = {"type": "object", "contentMediaType": "application/geo+json",
            "description": "GeoJSON geometry or Feature, longitude/latitude (CRS84 or EPSG:4490)"}
@@ -44,6 +45,11 @@ class Context:
     caller: Caller
     field_rules: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     progress: Progress = lambda pct, msg: None
+    dem: str = ""  # the DEM `slope` reads (absolute path; '': the node has none)
+    max_upload_bytes: int = 16 << 20  # largest inline file (`upload`) a process accepts
+    # division level -> {"layer", "code", "name"} (source attribute names): the node's
+    # division boundaries (layers with `places: {kind: division}` and polygons)
+    divisions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, runtime: NodeRuntime, caller: Caller, progress: Progress | None = None
@@ -51,8 +57,22 @@ class Context:
         a = runtime.analysis
         return cls(runtime.dsn, Limits(a.max_area_km2, a.max_vertices, a.test_hooks), caller,
                    {k: dict(v) for k, v in runtime.auth.fields.items()},
-                   progress or (lambda pct, msg: None))
+                   progress or (lambda pct, msg: None), a.dem or "",
+                   int(a.max_upload_mb * 1024 * 1024), division_layers(runtime))
 
+
+
+def division_layers(runtime: NodeRuntime) -> dict[str, dict[str, str]]:
+    """level -> {"layer", "code", "name"} of the node's division boundary layers (the first
+    polygon layer of each level)."""
+    out: dict[str, dict[str, str]] = {}
+    for layer in runtime.layers:
+        p = layer.places
+        if p is None or p.kind != "division" or p.level is None or p.code is None or \
+                "Polygon" not in layer.geometry_type or p.level in out:
+            continue
+        out[p.level] = {"layer": layer.id, "code": p.code, "name": p.name or p.code}
+    return out
 
 
 Run = Callable[[Mapping[str, Any], "Context"], dict[str, Any]]
