@@ -94,11 +94,13 @@ def register(metadata: dict[str, Any], run: Run, validate: Validate) -> None:
 
 
 def registry() -> dict[str, Process]:
-    """Every process of the node, by id (their modules imported at first use)."""
-    if not _REGISTRY:
-        for name in MODULES:
-            importlib.import_module(name)
-    return _REGISTRY
+    """Every process of the node, by id (their modules imported at first use: every one of
+    them, even when one was imported, and so registered, before)."""
+    for name in MODULES:
+        importlib.import_module(name)  # a no-op once imported
+    order = {name: i for i, name in enumerate(MODULES)}
+    return dict(sorted(_REGISTRY.items(),
+                       key=lambda kv: order.get(kv[1].run.__module__, len(order))))
 
 
 def connect(ctx: Context) -> Any:

@@ -25,6 +25,7 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from layers.cog import rasterio_ready
 from services.analysis import compute
 from services.analysis.compute import M2_PER_MU, InputError, Progress
 from services.analysis.inputs import area_inputs, input_area
@@ -126,18 +127,26 @@ class Window:
     name: str
 
 
-def read_window(path: str, bounds: tuple[float, float, float, float]) -> Window:
+def read_window(path: str, bounds: tuple[float, float, float, float],
+                max_cells: int = MAX_CELLS) -> Window:
     """The DEM cells covering `bounds` (lon/lat) plus one cell around, read as one window."""
     import rasterio
-    from rasterio.windows import Window as RWindow
 
     if not path:
         raise InputError("slope: this node has no DEM (set analysis.dem, or give the node a "
                          "hillshade DEM in config/styles/rasters.yml)")
     if not Path(path).is_file():
         raise InputError("slope: this node's DEM is not available")
-    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), \
-            rasterio.open(path, driver="GTiff") as src:
+    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
+        rasterio_ready()  # Mapnik, imported by the node, hides rasterio's proj.db
+        return _read(rasterio.open(path, driver="GTiff"), bounds, max_cells, Path(path).stem)
+
+
+def _read(dataset: Any, bounds: tuple[float, float, float, float], max_cells: int,
+          name: str) -> Window:
+    from rasterio.windows import Window as RWindow
+
+    with dataset as src:
         t = src.transform
         if src.crs is None or not src.crs.is_geographic or t.b != 0 or t.d != 0 or t.e >= 0:
             raise InputError("slope: this node's DEM is not a north-up longitude/latitude grid")
@@ -149,9 +158,9 @@ def read_window(path: str, bounds: tuple[float, float, float, float]) -> Window:
         r1 = math.ceil((t.f - miny) / dlat)
         c1, r1 = max(c1, c0 + 1), max(r1, r0 + 1)
         h, w = r1 - r0, c1 - c0
-        if h * w > MAX_CELLS:
+        if h * w > max_cells:
             raise InputError(f"geometry: the area covers {h * w} cells of this node's DEM, over "
-                             f"the limit of {MAX_CELLS}; give a smaller area")
+                             f"the limit of {max_cells}; give a smaller area")
         z = np.full((h + 2, w + 2), np.nan)
         # the part of [r0-1, r1+1) × [c0-1, c1+1) inside the raster: one windowed read
         rr0, rr1 = max(r0 - 1, 0), min(r1 + 1, src.height)
@@ -160,7 +169,7 @@ def read_window(path: str, bounds: tuple[float, float, float, float]) -> Window:
             data = src.read(1, window=RWindow(cc0, rr0, cc1 - cc0, rr1 - rr0), masked=True)
             block = np.ma.filled(data.astype("float64"), np.nan)
             z[rr0 - (r0 - 1):rr1 - (r0 - 1), cc0 - (c0 - 1):cc1 - (c0 - 1)] = block
-        return Window(z, t.c + c0 * dlon, t.f - r0 * dlat, dlon, dlat, Path(path).stem)
+        return Window(z, t.c + c0 * dlon, t.f - r0 * dlat, dlon, dlat, name)
 
 
 def coverage(area: BaseGeometry, win: Window, progress: Progress = lambda p, m: None

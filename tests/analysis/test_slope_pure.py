@@ -14,6 +14,7 @@ import rasterio
 from affine import Affine
 from shapely.geometry import Polygon, box, mapping
 
+from layers.cog import rasterio_ready
 from services.analysis import processes, slope
 from services.analysis.caller import Caller
 from services.analysis.compute import GEOD, InputError, Limits
@@ -27,10 +28,13 @@ SIZE = 200  # cells a side: 120.0-120.2°E, 30.0-30.2°N
 
 
 def write_dem(path: Path, z: np.ndarray, nodata: float = -9999.0) -> Path:
-    with rasterio.open(path, "w", driver="COG", width=z.shape[1], height=z.shape[0], count=1,
-                       dtype="float32", crs="EPSG:4490", nodata=nodata,
-                       transform=Affine(CELL, 0, ORIGIN[0], 0, -CELL, ORIGIN[1]), blocksize=64) as dst:
-        dst.write(z.astype("float32"), 1)
+    with rasterio.Env():
+        rasterio_ready()  # Mapnik (imported by node code in the same session) hides proj.db
+        with rasterio.open(path, "w", driver="COG", width=z.shape[1], height=z.shape[0],
+                           count=1, dtype="float32", crs="EPSG:4490", nodata=nodata,
+                           transform=Affine(CELL, 0, ORIGIN[0], 0, -CELL, ORIGIN[1]),
+                           blocksize=64) as dst:
+            dst.write(z.astype("float32"), 1)
     return path
 
 
@@ -181,3 +185,9 @@ def test_a_huge_window_is_refused(dems) -> None:
     with pytest.raises(InputError) as exc:
         slope.read_window(str(dems["flat"]), AREA.bounds, max_cells=1000)
     assert "cells" in exc.value.message and "smaller" in exc.value.message
+
+
+def test_every_process_is_registered_whichever_module_came_first() -> None:
+    # this module imported services.analysis.slope (registering `slope`) before anything
+    # asked for the registry: the others are there all the same
+    assert {"buffer", "overlay", "slope", "statistics-by-division"} <= set(processes.registry())
