@@ -25,7 +25,7 @@ from services.analysis.caller import CALLER, Caller
 from services.analysis.compute import InputError, Limits, Progress
 
 # the modules that register processes, in the order /ogc/processes lists them
-MODULES = ("services.analysis.overlay",)
+MODULES = ("services.analysis.overlay", "services.analysis.thematic")
 
 GEOJSON = {"type": "object", "contentMediaType": "application/geo+json",
            "description": "GeoJSON geometry or Feature, longitude/latitude (CRS84 or EPSG:4490)"}
@@ -44,6 +44,7 @@ class Context:
     caller: Caller
     field_rules: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     progress: Progress = lambda pct, msg: None
+    runtime: NodeRuntime | None = None  # the node's (its layers' config, publishing)
 
     @classmethod
     def of(cls, runtime: NodeRuntime, caller: Caller, progress: Progress | None = None
@@ -51,7 +52,7 @@ class Context:
         a = runtime.analysis
         return cls(runtime.dsn, Limits(a.max_area_km2, a.max_vertices, a.test_hooks), caller,
                    {k: dict(v) for k, v in runtime.auth.fields.items()},
-                   progress or (lambda pct, msg: None))
+                   progress or (lambda pct, msg: None), runtime)
 
 
 
@@ -74,10 +75,10 @@ def register(metadata: dict[str, Any], run: Run, validate: Validate) -> None:
 
 
 def registry() -> dict[str, Process]:
-    """Every process of the node, by id (their modules imported at first use)."""
-    if not _REGISTRY:
-        for name in MODULES:
-            importlib.import_module(name)
+    """Every process of the node, by id (their modules imported at first use: each of them,
+    also when one was imported on its own before)."""
+    for name in MODULES:
+        importlib.import_module(name)
     return _REGISTRY
 
 
