@@ -24,6 +24,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import hangzhou_cadastre  # data-samples/hangzhou_cadastre.py: parcel rights, pre-sale projects
+import hangzhou_planning  # data-samples/hangzhou_planning.py: plan, basic farmland, red lines
 import hangzhou_townships  # data-samples/hangzhou_townships.py: the township cells
 import numpy as np
 import rasterio
@@ -548,6 +549,7 @@ def main():
         log(f"  hangzhou.gpkg:{name} {len(g)} {g.geom_type.unique().tolist()}")
     hangzhou_townships.main()  # township cells from the districts, POIs and zhejiang points
     hangzhou_cadastre.main()  # parcels' rights, pre-sale projects, survey control points
+    hangzhou_planning.main()  # land-use plan, basic farmland, ecological red lines
 
     render_image(roads, buildings, parcels_gdf, water, hills)
 

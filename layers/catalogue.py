@@ -74,6 +74,9 @@ CREATE TABLE IF NOT EXISTS geoplat_published (
 ALTER TABLE geoplat_published ADD COLUMN IF NOT EXISTS places jsonb;
 -- attributes stricter than the layer ({column: level}; layers/field_rules.py)
 ALTER TABLE geoplat_published ADD COLUMN IF NOT EXISTS field_access jsonb NOT NULL DEFAULT '{}';
+-- its WMS / e-map style of its own (tiles/styles.py WmsLayerStyle: classes by an attribute, e.g.
+-- a thematic layer's graduated classes); NULL: the generic style of published layers
+ALTER TABLE geoplat_published ADD COLUMN IF NOT EXISTS style jsonb;
 CREATE TABLE IF NOT EXISTS geoplat_layer_versions (
     name text NOT NULL REFERENCES geoplat_published (name) ON DELETE CASCADE,
     version int NOT NULL,

@@ -34,15 +34,15 @@ def tile_layers(dsn: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             if cur.fetchone()[0] is None:
                 return [], []
             cur.execute("SELECT p.name, p.title, p.kind, p.emap, v.storage, v.geometry_type,"
-                        " v.bbox, v.version, v.columns"
+                        " v.bbox, v.version, v.columns, p.style"
                         " FROM geoplat_published p JOIN geoplat_layer_versions v"
                         " ON v.name = p.name AND v.version = p.current_version"
                         " WHERE p.access = 'public' ORDER BY p.name")
             rows = cur.fetchall()
     finally:
         conn.close()
-    vectors = [{"name": r[0], "title": r[1], "geometry_type": r[5], "titles": dict(r[8] or {})}
-               for r in rows if r[2] == "vector" and r[3]]
+    vectors = [{"name": r[0], "title": r[1], "geometry_type": r[5], "titles": dict(r[8] or {}),
+                "style": r[9]} for r in rows if r[2] == "vector" and r[3]]
     rasters = [{"name": r[0], "title": r[1], "path": r[4][5:], "bbox": list(r[6]),
                 "version": r[7]} for r in rows if r[2] == "raster" and r[4].startswith("file:")]
     return vectors, rasters

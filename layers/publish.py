@@ -73,6 +73,7 @@ from layers.formats import (
 )
 from layers.load import create_layer_table
 from tiles.seed import invalidate
+from tiles.styles import WmsLayerStyle
 
 LOGGER = logging.getLogger("geoplat.publish")
 
@@ -88,18 +89,27 @@ def publish(ctx: NodeContext, path: Path, name: str, *, title: str | None = None
             layer: str | None = None, all_layers: bool = False, actor: str | None = None,
             progress: Progress = _noop, emap: bool | None = None,
             places: PlacesMapping | bool | None = None,
-            field_access: dict[str, str] | None = None) -> list[PublishResult]:
+            field_access: dict[str, str] | None = None,
+            style: dict[str, Any] | None = None) -> list[PublishResult]:
     """Publish `path` as layer `name` (or `name_<layer>` for every layer of a GeoPackage).
 
     `places`: how the layer feeds the node's gazetteer (place search): a mapping, False (not
     at all), True (the default rule: a point layer with a name column gives POIs) or None
     (as the previous version did; the default rule for a new layer). `field_access`:
-    attributes stricter than the layer (layers/field_rules.py; None: as the previous version)."""
+    attributes stricter than the layer (layers/field_rules.py; None: as the previous version).
+    `style`: its WMS / e-map style (tiles/styles.py `WmsLayerStyle`, e.g. graduated classes by
+    an attribute; None: as the previous version, the generic style for a new layer)."""
     if access not in LEVELS:
         raise PublishError(f"access must be one of {', '.join(LEVELS)}", 400)
     if emap and access != "public":
         raise PublishError("only public layers can be drawn on the e-map (emap): publish with "
                            "access public, or without emap", 400)
+    if style is not None:
+        try:
+            style = WmsLayerStyle.model_validate(style).model_dump(mode="json", exclude_none=True)
+        except ValidationError as exc:
+            problems = "; ".join(printable(e["msg"], 120) for e in exc.errors()[:3])
+            raise PublishError(f"style: not a valid style ({problems})", 400) from None
     path = Path(path)
     work = ctx.work_root / uuid.uuid4().hex
     results: list[PublishResult] = []
@@ -121,7 +131,8 @@ def publish(ctx: NodeContext, path: Path, name: str, *, title: str | None = None
                                         title=(title or target) + (f" ({src_layer})" if all_layers else ""),
                                         access=access, crs=crs, keywords=keywords or [],
                                         actor=actor, progress=progress, emap=emap,
-                                        places=places, field_access=field_access))
+                                        places=places, field_access=field_access,
+                                        style=style))
     except PublishError as exc:
         _audit(ctx, "layer.publish", name, actor, ok=False, error=exc.message, source=path.name)
         raise
@@ -134,7 +145,8 @@ def _publish_one(ctx: NodeContext, data_path: Path, source_name: str, work: Path
                  src_layer: str | None, *, title: str, access: str, crs: str | None,
                  keywords: list[str], actor: str | None, progress: Progress,
                  emap: bool | None, places: PlacesMapping | bool | None = None,
-                 field_access: dict[str, str] | None = None) -> PublishResult:
+                 field_access: dict[str, str] | None = None,
+                 style: dict[str, Any] | None = None) -> PublishResult:
     conn = psycopg2.connect(ctx.dsn, application_name="geoplat-publish")
     cog_final: Path | None = None
     try:
@@ -205,6 +217,7 @@ def _publish_one(ctx: NodeContext, data_path: Path, source_name: str, work: Path
                     gtype, columns, report = data.geometry_type, data.titles, data.report
                     _set_places(cur, name, places, set(columns.values()))
                     _set_field_access(cur, name, field_access, columns, access, places)
+                    _set_style(cur, name, style, columns)
                 progress("swapping", None, None)
                 row = {"geometry_type": gtype, "feature_count": count, "bbox": bbox,
                        "columns": columns, "checksum": checksum}
@@ -280,6 +293,20 @@ def _set_places(cur: Any, name: str, places: PlacesMapping | bool | None,
     else:
         value = None if places else "false"
     cur.execute("UPDATE geoplat_published SET places = %s WHERE name = %s", (value, name))
+
+
+def _set_style(cur: Any, name: str, style: dict[str, Any] | None,
+               columns: dict[str, str]) -> None:
+    """Store the layer's own style (see publish); a rule on a column the data lacks is refused
+    and nothing is published."""
+    if style is None:
+        return
+    missing = sorted({r["field"] for r in style.get("rules", [])} - set(columns))
+    if missing:
+        raise PublishError("the style's rules name columns the data lacks: "
+                           + ", ".join(printable(c, 60) for c in missing[:5]), 400)
+    cur.execute("UPDATE geoplat_published SET style = %s WHERE name = %s",
+                (json.dumps(style), name))
 
 
 def _set_field_access(cur: Any, name: str, rules: dict[str, str] | None,

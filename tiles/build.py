@@ -156,7 +156,7 @@ def add_wms_layers(conf: dict[str, Any], layers: list[Any], tables: set[str],
             continue
         own = (styles or {}).get(lay.id)
         xml = single_map_xml([published_style(lay.id, lay.geometry_type, own)],
-                             [published_layer(lay.id, dsn_parts)])
+                             [published_layer(lay.id, dsn_parts, own)])
         check_no_sensitive(xml, forbidden)
         _write(tiles_dir / f"wms_{lay.id}.xml", xml)
         conf["sources"][f"wms_{lay.id}"] = {"type": "mapnik",
@@ -226,8 +226,11 @@ def published_tiles(node_dir: Path, dsn: str, vectors: list[dict[str, Any]],
     conf = yaml.safe_load(base_text)
     caches, sources, layers = conf["caches"], conf["sources"], conf["layers"]
     if vectors:
-        styles = [published_style(v["name"], v["geometry_type"]) for v in vectors]
-        lays = [published_layer(v["name"], dsn_parts) for v in vectors]
+        owns = [WmsLayerStyle.model_validate(v["style"]) if v.get("style") else None
+                for v in vectors]  # a layer's own style (classes), stored when published
+        styles = [published_style(v["name"], v["geometry_type"], own)
+                  for v, own in zip(vectors, owns, strict=True)]
+        lays = [published_layer(v["name"], dsn_parts, own) for v, own in zip(vectors, owns, strict=True)]
         _write(tmp / "vec.xml", with_published(vec_xml.read_text(encoding="utf-8"), styles, lays))
         for src in sources.values():
             if src.get("type") == "mapnik" and Path(src["mapfile"]) == vec_xml:

@@ -8,12 +8,13 @@ that filter is applied here, once, so no e-map layer can draw surveying-professi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 from xml.etree import ElementTree as ET
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tiles.grids import scale_denominator
 
@@ -81,12 +82,55 @@ class EmapLayer(_Model):
     raster: Literal["imagery", "hillshade"] | None = None
 
 
+FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+VALUE = re.compile(r"^[^'\\\[\]\x00-\x1f]{0,100}$")  # no quote, backslash, bracket or control
+
+
+class StyleRule(_Model):
+    """One class of a WMS style: the features whose attribute `field` equals `value`, or lies
+    in [`min`, `max`) (either bound may be left out), drawn with these symbolizers."""
+
+    field: str
+    value: str | int | None = None
+    min: float | None = None
+    max: float | None = None
+    polygon: PolygonStyle | None = None
+    line: LineStyle | None = None
+    point: PointStyle | None = None
+
+    @field_validator("field")
+    @classmethod
+    def _field(cls, v: str) -> str:
+        if not FIELD.match(v):
+            raise ValueError("a rule's field is a column name (letters, digits, _)")
+        return v
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, v: str | int | None) -> str | int | None:
+        if isinstance(v, str) and not VALUE.match(v):
+            raise ValueError("a rule's value has no quote, backslash, bracket or control "
+                             "character")
+        return v
+
+    def filter(self) -> str:
+        """The Mapnik filter expression of the rule."""
+        f = f"[{self.field}]"
+        if self.value is not None:
+            return f"{f} = {self.value}" if isinstance(self.value, int) else f"{f} = '{self.value}'"
+        parts = ([f"{f} >= {float(self.min)!r}"] if self.min is not None else []) + \
+            ([f"{f} < {float(self.max)!r}"] if self.max is not None else [])
+        return " and ".join(parts) or "true"
+
+
 class WmsLayerStyle(_Model):
-    """The style of a configured layer on the WMS (`wms: true`), at every scale."""
+    """The style of a configured layer on the WMS (`wms: true`), at every scale: its
+    symbolizers for every feature, and `rules` (classes by an attribute) drawn under them."""
 
     polygon: PolygonStyle | None = None
     line: LineStyle | None = None  # on a polygon layer alone: outlines
     point: PointStyle | None = None
+    rules: list[StyleRule] = []
 
 
 class StyleFile(_Model):
@@ -152,7 +196,7 @@ def _class_style(name: str, fc: FeatureClass) -> ET.Element:
     return _style(name, _symbolizers(fc), fc.levels)
 
 
-def _symbolizers(fc: FeatureClass | WmsLayerStyle) -> list[ET.Element]:
+def _symbolizers(fc: FeatureClass | WmsLayerStyle | StyleRule) -> list[ET.Element]:
     sym = []
     if fc.polygon:
         sym.append(_el("PolygonSymbolizer", {"fill": fc.polygon.fill}))
@@ -298,7 +342,14 @@ def published_style(name: str, geometry_type: str, own: WmsLayerStyle | None = N
     """A generic Mapnik style for a published vector layer, by geometry type (`own`: a
     configured layer's style of its own, `wms` in the style file)."""
     if own is not None:
-        return _style(f"published__{name}", _symbolizers(own))
+        style = _el("Style", {"name": f"published__{name}"})
+        for r in own.rules:  # classes first, the symbolizers of every feature on top
+            rule = ET.SubElement(style, "Rule")
+            ET.SubElement(rule, "Filter").text = r.filter()
+            rule.extend(_symbolizers(r))
+        if own.polygon or own.line or own.point or not own.rules:
+            ET.SubElement(style, "Rule").extend(_symbolizers(own))
+        return style
     g = geometry_type.lower()
     s = PUBLISHED_STYLE
     if "polygon" in g:
@@ -314,9 +365,14 @@ def published_style(name: str, geometry_type: str, own: WmsLayerStyle | None = N
     return _style(f"published__{name}", sym)
 
 
-def published_layer(name: str, dsn: dict[str, str]) -> ET.Element:
-    """The Mapnik layer of a published vector layer (its view `name`, the current version)."""
-    return _layer(f"published__{name}", f"published__{name}", _postgis(dsn, _sql(name, None, None)))
+def published_layer(name: str, dsn: dict[str, str], own: WmsLayerStyle | None = None
+                    ) -> ET.Element:
+    """The Mapnik layer of a published vector layer (its view `name`, the current version),
+    with the attributes the rules of its style (`own`) filter on."""
+    cols = sorted({r.field for r in own.rules}) if own is not None else []
+    query = f"(SELECT {', '.join(['geom', *map(_ident, cols)])} FROM {_ident(name)}) AS t" \
+        if cols else _sql(name, None, None)
+    return _layer(f"published__{name}", f"published__{name}", _postgis(dsn, query))
 
 
 def with_published(base_xml: str, styles: list[ET.Element], layers: list[ET.Element]) -> str:

@@ -28,15 +28,19 @@ class Caller:
     admin: bool = False
     layers: frozenset[str] = frozenset()  # layers of the node the caller may see
     rights: Mapping[str, frozenset[str]] = field(default_factory=dict)  # layer -> levels held
+    publisher: bool = False  # a user who may publish layers on the node (publisher or admin)
+    username: str = ""  # a user's name, for the audit trail of what a process publishes
 
     def as_json(self) -> dict[str, Any]:
         return {"sub": self.sub, "admin": self.admin, "layers": sorted(self.layers),
-                "rights": {k: sorted(v) for k, v in self.rights.items()}}
+                "rights": {k: sorted(v) for k, v in self.rights.items()},
+                "publisher": self.publisher, "username": self.username}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Caller:
         return cls(str(data["sub"]), bool(data.get("admin")), frozenset(data.get("layers", [])),
-                   {k: frozenset(v) for k, v in (data.get("rights") or {}).items()})
+                   {k: frozenset(v) for k, v in (data.get("rights") or {}).items()},
+                   bool(data.get("publisher")), str(data.get("username") or ""))
 
 
 CALLER: ContextVar[Caller | None] = ContextVar("geoplat_analysis_caller", default=None)
@@ -54,7 +58,9 @@ async def caller_of(request: Request, control: Any) -> Caller | None:
     layers = await control.visible_layers(request)
     rights = {layer: await control.field_rights(request, layer)
               for layer in control.fields if layer in layers}
-    return Caller(p.sub, control.is_admin(p), frozenset(layers), rights)
+    publisher = bool(p.is_user and control.is_privileged(p))  # as /api/layers requires
+    return Caller(p.sub, control.is_admin(p), frozenset(layers), rights, publisher,
+                  p.username if p.is_user else "")
 
 
 def with_content_type(api_function: Any) -> Any:

@@ -26,7 +26,7 @@ from services.analysis.compute import InputError, Limits, Progress
 
 # the modules that register processes, in the order /ogc/processes lists them
 MODULES = ("services.analysis.overlay", "services.analysis.slope",
-           "services.analysis.divisions")
+           "services.analysis.divisions", "services.analysis.thematic")
 
 GEOJSON = {"type": "object", "contentMediaType": "application/geo+json",
            "description": "GeoJSON geometry or Feature, longitude/latitude (CRS84 or EPSG:4490)"}
@@ -50,6 +50,7 @@ class Context:
     # division level -> {"layer", "code", "name"} (source attribute names): the node's
     # division boundaries (layers with `places: {kind: division}` and polygons)
     divisions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    runtime: NodeRuntime | None = None  # the node's (its layers' config, publishing)
 
     @classmethod
     def of(cls, runtime: NodeRuntime, caller: Caller, progress: Progress | None = None
@@ -58,7 +59,7 @@ class Context:
         return cls(runtime.dsn, Limits(a.max_area_km2, a.max_vertices, a.test_hooks), caller,
                    {k: dict(v) for k, v in runtime.auth.fields.items()},
                    progress or (lambda pct, msg: None), a.dem or "",
-                   int(a.max_upload_mb * 1024 * 1024), division_layers(runtime))
+                   int(a.max_upload_mb * 1024 * 1024), division_layers(runtime), runtime)
 
 
 
