@@ -26,6 +26,10 @@ class AnalysisSettings(BaseModel):
     job_timeout: int = Field(default=3600, ge=10, description="seconds a job may run")
     restart_delay: float = Field(default=3.0, ge=0.1, le=60,
                                  description="seconds before a dead worker is started again")
+    download_limit: int = Field(default=50_000, ge=1,
+                                description="most features one download of OGC API Features "
+                                            "(?f=gpkg|shp|csv|kml|fgb) writes; beyond it: 413 "
+                                            "pointing to the process `extract`")
     test_hooks: bool = Field(default=False,
                              description="tests only: processes accept `test_delay` (seconds "
                                          "per step), to have a long job to cancel or kill")

@@ -25,7 +25,7 @@ from services.analysis.caller import CALLER, Caller
 from services.analysis.compute import InputError, Limits, Progress
 
 # the modules that register processes, in the order /ogc/processes lists them
-MODULES = ("services.analysis.overlay",)
+MODULES = ("services.analysis.overlay", "services.analysis.extract")
 
 GEOJSON = {"type": "object", "contentMediaType": "application/geo+json",
            "description": "GeoJSON geometry or Feature, longitude/latitude (CRS84 or EPSG:4490)"}
@@ -44,14 +44,18 @@ class Context:
     caller: Caller
     field_rules: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     progress: Progress = lambda pct, msg: None
+    job_id: str = ""  # the job this run is (result files: results_dir(node_dir) / job_id)
+    node_dir: Path | None = None
+    base_url: str = ""  # the node's public address (links to result files)
 
     @classmethod
-    def of(cls, runtime: NodeRuntime, caller: Caller, progress: Progress | None = None
-           ) -> Context:
+    def of(cls, runtime: NodeRuntime, caller: Caller, progress: Progress | None = None,
+           job_id: str = "") -> Context:
         a = runtime.analysis
         return cls(runtime.dsn, Limits(a.max_area_km2, a.max_vertices, a.test_hooks), caller,
                    {k: dict(v) for k, v in runtime.auth.fields.items()},
-                   progress or (lambda pct, msg: None))
+                   progress or (lambda pct, msg: None), job_id, runtime.node_dir,
+                   runtime.server.base_url)
 
 
 
