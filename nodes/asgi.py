@@ -153,7 +153,7 @@ def route_groups(services: NodeServices, landing: Any) -> list[RouteGroup]:
             Route("/ogc", ogc_root, methods=["GET", "HEAD", "OPTIONS"]),
             # item downloads (?f=gpkg|shp|csv|kml|fgb) and job result files (issue 17)
             Mount("/ogc", app=Downloads(services.pygeoapi.APP, services.runtime,
-                                        services.auth.control, services.pygeoapi.CONFIG))])),
+                                        services.auth.control, services.pygeoapi))])),
         # WMTS/WMS/TMS and Tianditu routes (issue 3)
         RouteGroup("tiles", guard_group(rules.TILE_SURFACES, services.tile_routes)),
         RouteGroup("registry", guard_group(rules.REGISTRY, services.registry_routes())),

@@ -26,14 +26,21 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from pygeoapi.plugin import load_plugin
 from pygeoapi.provider.base import ProviderGenericError
-from pygeoapi.util import filter_dict_by_key_value, get_provider_by_type
+from pygeoapi.util import (
+    filter_dict_by_key_value,
+    get_provider_by_type,
+    modify_pygeofilter,
+    transform_bbox,
+)
 from pygeofilter.parsers.ecql import parse as parse_ecql_text
+from pyproj.exceptions import CRSError
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -72,11 +79,14 @@ def _bad(detail: str) -> Refused:
 class Downloads:
     """pygeoapi's app, with item downloads and job result files answered here."""
 
-    def __init__(self, app: ASGIApp, runtime: NodeRuntime, control: Any, config: dict):
+    def __init__(self, app: ASGIApp, runtime: NodeRuntime, control: Any, server: Any):
+        """`server`: pygeoapi's `starlette_app` module (its CONFIG, and its API for the
+        answer to an unknown collection)."""
         self.app = app
         self.runtime = runtime
         self.control = control
-        self.config = config
+        self.config = server.CONFIG
+        self.api = server.api_
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
@@ -133,7 +143,11 @@ class Downloads:
         try:
             provider_def = get_provider_by_type(collections[layer]["providers"], "feature")
         except Exception:  # noqa: BLE001 (pygeoapi raises its own kinds): not a feature layer
-            return problem(404, "Not Found", "Collection not found")
+            # the answer of the JSON items to a collection that is not there
+            headers, status, content = self.api.get_exception(
+                HTTPStatus.NOT_FOUND, {"Content-Type": "application/json"}, "json", "NotFound",
+                "Collection not found")
+            return Response(content, status, headers=headers)
         rules = self.control.fields.get(layer) or {}
         rights = await self.control.field_rights(request, layer) if rules else frozenset()
         named = field_access.named_in_query(request.query_params,
@@ -177,7 +191,7 @@ class Downloads:
         else:
             cap = None
         srid = self._srid(params, fmt)
-        where = self._where(p, params)
+        where = self._where(p, params, provider_def)
         t = p.info.table
         n = self._count(p, where, (cap or limit) + 1)
         if cap is None and n > limit:
@@ -229,7 +243,7 @@ class Downloads:
     @staticmethod
     def _srid(params: Any, fmt: str) -> int:
         raw = params.get("crs")
-        if raw is None or raw in CRS84:
+        if raw is None or raw in CRS84:  # as the items: CRS84 unless asked
             return 4326
         code = crs_code(raw)
         if code is None or code not in CRS_OFFERED:
@@ -241,24 +255,31 @@ class Downloads:
         return 4326 if fmt == "kml" else code
 
     @staticmethod
-    def _where(p: Any, params: Any) -> list[Any]:
+    def _where(p: Any, params: Any, provider_def: dict) -> list[Any]:
+        """The provider's own WHERE clauses, with bbox and filter geometries brought into its
+        storage CRS as pygeoapi's items route does."""
+        storage = provider_def.get("storage_crs") or CRS84[0]
         bbox = None
         if params.get("bbox"):
-            crs = params.get("bbox-crs")
-            if crs is not None and crs not in CRS84:
-                raise _bad("bbox-crs: downloads take the bbox in CRS84 (longitude, latitude)")
             try:
                 bbox = [float(v) for v in params["bbox"].split(",")]
             except ValueError:
                 raise _bad("bbox: 4 numbers minx,miny,maxx,maxy") from None
+            if len(bbox) != 4:
+                raise _bad("bbox: 4 numbers minx,miny,maxx,maxy")
+            try:
+                bbox = transform_bbox(bbox, params.get("bbox-crs", CRS84[0]), storage)
+            except (CRSError, ValueError):
+                raise _bad("bbox-crs: not a CRS this node knows") from None
         filterq = None
         if params.get("filter"):
             if params.get("filter-lang") not in (None, "cql-text", "cql2-text"):
                 raise _bad("filter-lang: downloads take CQL2 text (filter-lang=cql2-text)")
-            if params.get("filter-crs") not in (None, *CRS84):
-                raise _bad("filter-crs: downloads take filter geometries in CRS84")
             try:
-                filterq = parse_ecql_text(params["filter"])
+                filterq = modify_pygeofilter(parse_ecql_text(params["filter"]),
+                                             filter_crs_uri=params.get("filter-crs", CRS84[0]),
+                                             storage_crs_uri=storage,
+                                             geometry_column_name=provider_def.get("geom_field"))
             except Exception:  # noqa: BLE001 (the parser raises many kinds)
                 raise _bad("filter: bad CQL2 text") from None
         # as pygeoapi: other parameters naming an attribute filter by it, the rest are ignored
