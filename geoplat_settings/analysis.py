@@ -45,6 +45,10 @@ class AnalysisSettings(BaseModel):
                     "'' when it has none (`slope` is then refused)")
     max_upload_mb: float = Field(default=16, gt=0, le=512,
                                  description="largest file a process accepts inline (`upload`)")
+    download_limit: int = Field(default=50_000, ge=1,
+                                description="most features one download of OGC API Features "
+                                            "(?f=gpkg|shp|csv|kml|fgb) writes; beyond it: 413 "
+                                            "pointing to the process `extract`")
     test_hooks: bool = Field(default=False,
                              description="tests only: processes accept `test_delay` (seconds "
                                          "per step), to have a long job to cancel or kill")

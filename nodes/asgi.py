@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from geoplat_settings import NodeRuntime
 from nodes.container import NodeServices
+from nodes.downloads import Downloads
 from nodes.pygeoapi_app import install_catalogue_viewer, load_pygeoapi
 from nodes.security_headers import SecurityHeadersMiddleware
 from services.access import rules
@@ -150,7 +151,9 @@ def route_groups(services: NodeServices, landing: Any) -> list[RouteGroup]:
             Route("/status", pages.status), Route("/catalogue", pages.catalogue)])),
         RouteGroup("ogc", guard_group(rules.OGC, [
             Route("/ogc", ogc_root, methods=["GET", "HEAD", "OPTIONS"]),
-            Mount("/ogc", app=services.pygeoapi.APP)])),
+            # item downloads (?f=gpkg|shp|csv|kml|fgb) and job result files (issue 17)
+            Mount("/ogc", app=Downloads(services.pygeoapi.APP, services.runtime,
+                                        services.auth.control, services.pygeoapi))])),
         # WMTS/WMS/TMS and Tianditu routes (issue 3)
         RouteGroup("tiles", guard_group(rules.TILE_SURFACES, services.tile_routes)),
         RouteGroup("registry", guard_group(rules.REGISTRY, services.registry_routes())),

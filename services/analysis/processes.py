@@ -26,7 +26,8 @@ from services.analysis.compute import InputError, Limits, Progress
 
 # the modules that register processes, in the order /ogc/processes lists them
 MODULES = ("services.analysis.overlay", "services.analysis.slope",
-           "services.analysis.divisions", "services.analysis.thematic")
+           "services.analysis.divisions", "services.analysis.thematic",
+           "services.analysis.extract")
 
 GEOJSON = {"type": "object", "contentMediaType": "application/geo+json",
            "description": "GeoJSON geometry or Feature, longitude/latitude (CRS84 or EPSG:4490)"}
@@ -51,15 +52,20 @@ class Context:
     # division boundaries (layers with `places: {kind: division}` and polygons)
     divisions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     runtime: NodeRuntime | None = None  # the node's (its layers' config, publishing)
+    job_id: str = ""  # the job this run is (result files: results_dir(node_dir) / job_id)
+    node_dir: Path | None = None
+    base_url: str = ""  # the node's public address (links to result files)
 
     @classmethod
-    def of(cls, runtime: NodeRuntime, caller: Caller, progress: Progress | None = None
-           ) -> Context:
+    def of(cls, runtime: NodeRuntime, caller: Caller, progress: Progress | None = None,
+           job_id: str = "") -> Context:
         a = runtime.analysis
         return cls(runtime.dsn, Limits(a.max_area_km2, a.max_vertices, a.test_hooks), caller,
                    {k: dict(v) for k, v in runtime.auth.fields.items()},
-                   progress or (lambda pct, msg: None), a.dem or "",
-                   int(a.max_upload_mb * 1024 * 1024), division_layers(runtime), runtime)
+                   progress or (lambda pct, msg: None), dem=a.dem or "",
+                   max_upload_bytes=int(a.max_upload_mb * 1024 * 1024),
+                   divisions=division_layers(runtime), runtime=runtime, job_id=job_id,
+                   node_dir=runtime.node_dir, base_url=runtime.server.base_url)
 
 
 

@@ -59,7 +59,7 @@ def execute(runtime: NodeRuntime, job_id: str, process_id: str, data: dict, call
                                     updated=get_current_datetime()):
                 raise Dismissed()
 
-        ctx = processes.Context.of(runtime, caller, progress)
+        ctx = processes.Context.of(runtime, caller, progress, job_id)
         try:
             outputs: Any = processes.run(process_id, data, ctx)
         except Dismissed:

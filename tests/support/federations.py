@@ -94,8 +94,10 @@ def write_federation(base: Path, cluster: Cluster, ports: dict[str, int] | None 
         node["database_url"] = ""
         node["auth"] = {**(node.get("auth") or {}), "public_requires_key": require_keys}
         # a long job to cancel or kill (tests/analysis: the `test_delay` input), and a dead
-        # queue worker long enough down for `geoplat status` to show it
-        node["analysis"] = {**(node.get("analysis") or {}), "test_hooks": True, "restart_delay": 6}
+        # queue worker long enough down for `geoplat status` to show it; downloads of items
+        # stop at 3,000 features (Hangzhou's parcels, 3,500, are over it: tests/analysis)
+        node["analysis"] = {**(node.get("analysis") or {}), "test_hooks": True, "restart_delay": 6,
+                            "download_limit": 3000}
     cfg_dir = base / "config"
     cfg_dir.mkdir(parents=True, exist_ok=True)
     if (cfg_dir / "layers").exists():
