@@ -251,6 +251,16 @@ def test_publish_a_thematic_layer_with_graduated_classes(hz, people) -> None:
         assert "publisher or admin role" in r.json()["description"]
     assert requests.get(f"{hz}/ogc/collections/thematic_population?f=json",
                         timeout=10).status_code == 404
+    try:
+        check_published(hz, people, inputs)
+    finally:  # the layer covers Hangzhou on the e-map: gone for the tests that follow
+        requests.delete(f"{hz}/api/layers/thematic_population?purge=1", headers=people["pub"],
+                        timeout=60)
+    assert requests.get(f"{hz}/ogc/collections/thematic_population?f=json",
+                        timeout=10).status_code == 404
+
+
+def check_published(hz: str, people: dict, inputs: dict) -> None:
     # a publisher: as a job on the queue
     r = execute(hz, "join-statistics", inputs, people["pub"], async_=True)
     jid = job_id_of(r)
