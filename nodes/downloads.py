@@ -81,12 +81,20 @@ class Downloads:
 
     def __init__(self, app: ASGIApp, runtime: NodeRuntime, control: Any, server: Any):
         """`server`: pygeoapi's `starlette_app` module (its CONFIG, and its API for the
-        answer to an unknown collection)."""
+        answer to an unknown collection), read at each request (layers/serving.py swaps them
+        when a layer is published)."""
         self.app = app
         self.runtime = runtime
         self.control = control
-        self.config = server.CONFIG
-        self.api = server.api_
+        self.server = server  # its CONFIG and api_ are swapped when a layer is published
+
+    @property
+    def config(self) -> Any:
+        return self.server.CONFIG
+
+    @property
+    def api(self) -> Any:
+        return self.server.api_
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
