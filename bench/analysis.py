@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -281,5 +280,4 @@ def main() -> int:
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    random.seed(0)
     sys.exit(main())

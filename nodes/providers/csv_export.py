@@ -13,21 +13,14 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from typing import Any
 
 from pygeoapi.formatter.base import FormatterSerializationError
 from pygeoapi.formatter.csv_ import CSVFormatter
 
+from layers.csv_cells import neutralise
+
 LOGGER = logging.getLogger(__name__)
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 DOTTED_PATH = "nodes.providers.csv_export.SafeCSVFormatter"
-
-
-def neutralise(value: Any) -> Any:
-    """A cell value that no spreadsheet evaluates (text only; numbers pass unchanged)."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
 
 
 class SafeCSVFormatter(CSVFormatter):

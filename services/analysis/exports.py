@@ -27,6 +27,8 @@ from typing import Any
 import pyarrow as pa
 import pyogrio
 
+from layers.csv_cells import neutralise
+
 
 @dataclass(frozen=True)
 class Format:
@@ -50,14 +52,7 @@ ZIP = "application/zip"
 SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 ENCODINGS = {"UTF-8": "UTF-8", "UTF8": "UTF-8", "GBK": "GBK", "CP936": "GBK"}
 BATCH = 2000
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # as nodes/providers/csv_export.py
 
-
-def neutralise(value: Any) -> Any:
-    """Text no spreadsheet evaluates as a formula (OWASP: a leading `'`); numbers unchanged."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
 
 _INTEGER = ("smallint", "integer", "bigint")
 _FLOAT = ("real", "double precision", "numeric")

@@ -46,6 +46,7 @@ from typing import Any
 from psycopg2 import sql
 from pygeoapi.process.base import ProcessorExecuteError
 
+from layers.csv_cells import neutralise
 from services.analysis.compute import InputError
 from services.analysis.processes import COMMON as _COMMON
 from services.analysis.processes import Context, connect, layer_columns, register, visible_layer
@@ -57,7 +58,6 @@ MAX_XLSX_UNPACKED = 50 * 1024 * 1024  # the workbook's parts, uncompressed
 MAX_ROWS = 20_000
 MAX_FIELDS = 20
 MAX_CELL = 1000
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 LEVELS = ("county", "township")
 SUFFIXES = {"county": ("自治县", "区", "县", "市", "旗"), "township": ("街道办事处", "街道", "镇", "乡")}
 CODE_LENGTH = {"county": 6, "township": 9}
@@ -266,13 +266,6 @@ def parse_number(v: Any) -> tuple[float | None, str | None]:
         return None, "not a number"
     f = float(s)
     return (f, None) if math.isfinite(f) else (None, "not a finite number")
-
-
-def neutralise(v: Any) -> Any:
-    """A CSV cell no spreadsheet evaluates (text only; numbers pass unchanged)."""
-    if isinstance(v, str) and v.startswith(FORMULA_STARTS):
-        return "'" + v
-    return v
 
 
 # --- the divisions --------------------------------------------------------------------------
@@ -539,41 +532,6 @@ def class_style(k: int) -> tuple[list[str], dict[str, Any]]:
         for i, c in enumerate(colours)]}
 
 
-def publishing_hooks() -> Any:
-    """What every publish calls (the audit trail, the registry, place search, routing), as
-    nodes/publishing.py gives the node's own publishing routes (services may not import it)."""
-    from geoplat_settings import NodeRuntime
-    from layers.publish import NodeContext, PublishHooks
-    from layers.serving import full_config
-    from services.access import audit
-    from services.db import Database
-    from services.maps import topology
-    from services.places import gazetteer
-    from services.registry.local import sync_local_services
-
-    def audit_hook(c: NodeContext, event: str, subject: str, actor: str | None, ok: bool,
-                   detail: dict[str, Any]) -> None:
-        db = Database(c.dsn, maxconn=1)
-        try:
-            audit.record(db, c.id, event, actor=actor, subject=subject, ok=ok, **detail)
-        finally:
-            db.close()
-
-    def registry_hook(c: NodeContext) -> None:
-        runtime = NodeRuntime.load(c.node_dir)
-        config, levels = full_config(c.node_dir, c.dsn, runtime)
-        sync_local_services(runtime, config, levels)
-
-    def places_hook(c: NodeContext) -> None:
-        gazetteer.build(c.dsn, c.id, NodeRuntime.load(c.node_dir).layers)
-
-    def routing_hook(c: NodeContext) -> None:
-        topology.build(c.dsn, c.id, NodeRuntime.load(c.node_dir).layers)
-
-    return PublishHooks(audit=audit_hook, sync_registry=registry_hook,
-                        refresh_places=places_hook, refresh_routing=routing_hook)
-
-
 def publish_layer(ctx: Context, req: PublishRequest, features: list[dict[str, Any]],
                   j: Join, k: int) -> dict[str, Any]:
     import geopandas as gpd
@@ -582,9 +540,10 @@ def publish_layer(ctx: Context, req: PublishRequest, features: list[dict[str, An
     from layers.formats import PublishError
     from layers.publish import publish
     from layers.web import node_context
+    from services.publish_hooks import HOOKS
 
     assert ctx.runtime is not None
-    pctx = node_context(ctx.runtime, hooks=publishing_hooks())
+    pctx = node_context(ctx.runtime, hooks=HOOKS)
     _, style = class_style(k)
     gdf = gpd.GeoDataFrame([{**f["properties"], "geometry": shape(f["geometry"])}
                             for f in features], geometry="geometry", crs="EPSG:4490")

@@ -23,11 +23,6 @@ B = ",".join(map(str, BBOX))
 
 
 @pytest.fixture(scope="module")
-def hz(urls) -> str:
-    return urls["hangzhou"]
-
-
-@pytest.fixture(scope="module")
 def people(main_db, urls) -> dict[str, dict[str, str]]:
     return sign_in_users(main_db, urls["national"], "downloads",
                          {"alice": [], "admin": ["hangzhou:admin"]}, PASSWORD)

@@ -31,11 +31,6 @@ LAYERS = ["parcels", "roads"]
 
 
 @pytest.fixture(scope="module")
-def hz(urls) -> str:
-    return urls["hangzhou"]
-
-
-@pytest.fixture(scope="module")
 def people(main_db, urls) -> dict[str, dict[str, str]]:
     return sign_in_users(main_db, urls["national"], "extract",
                          {"alice": [], "bob": [], "admin": ["hangzhou:admin"]}, PASSWORD)

@@ -36,11 +36,6 @@ def people(main_db, urls) -> dict[str, dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def hz(urls) -> str:
-    return urls["hangzhou"]
-
-
-@pytest.fixture(scope="module")
 def by_geometry(hz, people) -> dict:
     r = execute(hz, "overlay", {**BASE, "geometry": mapping(AREA)}, people["alice"])
     assert r.status_code == 200, r.text

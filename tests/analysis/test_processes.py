@@ -32,11 +32,6 @@ POINT = {"type": "Point", "coordinates": list(HALL)}
 
 
 @pytest.fixture(scope="module")
-def hz(urls) -> str:
-    return urls["hangzhou"]
-
-
-@pytest.fixture(scope="module")
 def people(main_db, urls) -> dict[str, dict[str, str]]:
     return sign_in_users(main_db, urls["national"], "analysis",
                          {"alice": [], "bob": [], "admin": ["hangzhou:admin"]}, PASSWORD)

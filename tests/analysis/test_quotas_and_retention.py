@@ -27,11 +27,6 @@ PASSWORD = "Analysis-Quota-Pass-1"
 
 
 @pytest.fixture(scope="module")
-def hz(urls) -> str:
-    return urls["hangzhou"]
-
-
-@pytest.fixture(scope="module")
 def runtime(federation) -> NodeRuntime:
     return NodeRuntime.load(node_dir(federation, federation.node("hangzhou")))
 

@@ -32,11 +32,6 @@ POPULATION = {"330102": ("上城区", 132.5), "330105": ("拱墅区", 118.0), "3
 
 
 @pytest.fixture(scope="module")
-def hz(urls) -> str:
-    return urls["hangzhou"]
-
-
-@pytest.fixture(scope="module")
 def people(main_db, urls) -> dict[str, dict[str, str]]:
     return sign_in_users(main_db, urls["national"], "thematic",
                          {"alice": [], "pub": ["hangzhou:publisher"]}, PASSWORD)

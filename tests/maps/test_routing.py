@@ -136,7 +136,7 @@ def test_topology_is_built_from_the_roads(federation: Any, hz: Any) -> None:
 def test_publish_hook_rebuilds_from_the_served_layers(ctx: Any, hz: Any) -> None:
     """Every publish, rollback and retire calls the hook (layers/publish.py after_change); it
     rebuilds from the node's runtime layers: the same inputs here, so nothing is rewritten."""
-    from nodes.publishing import HOOKS, routing_hook
+    from services.publish_hooks import HOOKS, routing_hook
 
     assert HOOKS.refresh_routing is routing_hook
     hz.execute("SELECT built_at, checksum FROM geoplat_route_build")
