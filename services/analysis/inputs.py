@@ -19,7 +19,7 @@ import base64
 import binascii
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -101,31 +101,34 @@ def feature_area(cur: Any, ref: Any, ctx: Context) -> BaseGeometry:
     return compute.parse_geometry(mapping(geom), ctx.limits, polygonal=True, name="feature")
 
 
-def _decode(upload: Any, ctx: Context) -> tuple[bytes, str]:
-    if not isinstance(upload, Mapping) or not isinstance(upload.get("value"), str):
-        raise InputError('upload: {"value": base64, "mediaType": ...} is required')
-    media = str(upload.get("mediaType") or "").split(";")[0].strip().lower()
-    if media not in MEDIA_TYPES:
-        raise InputError(f"upload: mediaType {media[:60]!r} is not accepted (one of "
-                         f"{', '.join(MEDIA_TYPES)})")
-    encoding = upload.get("encoding", "base64")
-    if encoding != "base64":
-        raise InputError("upload: the value is base64 (encoding: base64)")
-    value = upload["value"]
-    if len(value) * 3 // 4 > ctx.max_upload_bytes:
-        raise InputError(f"upload: over this node's limit of {ctx.max_upload_bytes} bytes")
+def qualified_value(given: Any, name: str, media_types: Collection[str], max_bytes: int
+                    ) -> tuple[bytes, str]:
+    """The bytes and media type of a file sent as OGC API Processes' qualified value
+    `{"value": base64, "mediaType": ...}` (uploads here, tables of join-statistics)."""
+    if not isinstance(given, Mapping) or not isinstance(given.get("value"), str):
+        raise InputError(f'{name}: {{"value": base64, "mediaType": ...}} is required')
+    media = str(given.get("mediaType") or given.get("media_type") or ""
+                ).split(";")[0].strip().lower()
+    if media not in media_types:
+        raise InputError(f"{name}: mediaType {media[:60]!r} is not accepted (one of "
+                         f"{', '.join(media_types)})")
+    if given.get("encoding", "base64") != "base64":
+        raise InputError(f"{name}: the value is base64 (encoding: base64)")
+    value = given["value"]
+    if len(value) * 3 // 4 > max_bytes:
+        raise InputError(f"{name}: over this node's limit of {max_bytes} bytes")
     try:
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise InputError("upload: the value is not valid base64") from None
+        raise InputError(f"{name}: the value is not valid base64") from None
     if not raw:
-        raise InputError("upload: the file is empty")
+        raise InputError(f"{name}: the file is empty")
     return raw, media
 
 
 def upload_area(upload: Any, ctx: Context) -> BaseGeometry:
     """The union of the polygons of an uploaded file, in EPSG:4490."""
-    raw, media = _decode(upload, ctx)
+    raw, media = qualified_value(upload, "upload", MEDIA_TYPES, ctx.max_upload_bytes)
     work = Path(tempfile.mkdtemp(prefix="geoplat-analysis-upload-"))
     limits = PublishSettings(max_upload_mb=max(ctx.max_upload_bytes / (1 << 20), 0.001),
                              max_unpacked_mb=max(4 * ctx.max_upload_bytes / (1 << 20), 0.001),

@@ -28,7 +28,6 @@ name joined to the node's divisions, and optionally published as a thematic laye
 from __future__ import annotations
 
 import base64
-import binascii
 import csv
 import io
 import json
@@ -48,6 +47,7 @@ from pygeoapi.process.base import ProcessorExecuteError
 
 from layers.csv_cells import neutralise
 from services.analysis.compute import InputError
+from services.analysis.inputs import qualified_value
 from services.analysis.processes import COMMON as _COMMON
 from services.analysis.processes import Context, connect, layer_columns, register, visible_layer
 
@@ -142,17 +142,6 @@ def _cell(v: Any) -> Any:
     return str(v)[:MAX_CELL]
 
 
-def _decode(value: Any) -> bytes:
-    if not isinstance(value, str) or not value:
-        raise InputError("table: `value` is the file in base64")
-    if len(value) > MAX_BYTES * 4 // 3 + 8:
-        raise InputError(f"table: over this node's limit of {MAX_BYTES // 1024 // 1024} MB")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise InputError("table: `value` is not base64") from None
-
-
 def _csv_rows(raw: bytes) -> list[list[Any]]:
     if raw[:2] == b"PK":
         raise InputError("table: the mediaType says CSV but it is a ZIP (an XLSX workbook?)")
@@ -219,18 +208,8 @@ def _xlsx_rows(raw: bytes, sheet: Any) -> list[list[Any]]:
 
 def read_table(table: Any, sheet: Any = None) -> tuple[list[str], list[list[Any]]]:
     """(header, rows) of the table input; rows without any value are left out."""
-    if not isinstance(table, Mapping):
-        raise InputError("table: an object {\"value\": base64, \"mediaType\": ...} is required")
-    media = str(table.get("mediaType") or table.get("media_type") or "").split(";")[0].strip()
-    raw = _decode(table.get("value"))
-    if len(raw) > MAX_BYTES:
-        raise InputError(f"table: over this node's limit of {MAX_BYTES // 1024 // 1024} MB")
-    if media == CSV_TYPE:
-        rows = _csv_rows(raw)
-    elif media == XLSX_TYPE:
-        rows = _xlsx_rows(raw, sheet)
-    else:
-        raise InputError(f"table: mediaType is {CSV_TYPE} or {XLSX_TYPE}")
+    raw, media = qualified_value(table, "table", (CSV_TYPE, XLSX_TYPE), MAX_BYTES)
+    rows = _csv_rows(raw) if media == CSV_TYPE else _xlsx_rows(raw, sheet)
     rows = [r for r in rows if any(str(c).strip() for c in r)]
     if not rows:
         raise InputError("table: it is empty (the first row names the columns)")
