@@ -45,7 +45,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -58,6 +57,7 @@ from urllib.parse import quote
 
 import pytest
 import yaml
+from federations import free_port
 from var_dirs import var_dir_for
 from waiting import wait_gone
 
@@ -188,12 +188,6 @@ def socket_dsn(cluster: Cluster, role: str, dbname: str) -> str:
     password = quote(cluster.role_password_file(role).read_text().strip(), safe="")
     return (f"postgresql://{role}:{password}@/{dbname}?host={quote(str(cluster.socket_dir))}"
             f"&port={cluster.port}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class NetnsFederation:

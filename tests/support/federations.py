@@ -21,10 +21,19 @@ _TAGS = itertools.count(1)
 _TEMPLATES: dict[tuple[str, str], str] = {}  # (cluster, node id) -> its loaded template
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port never handed out before in this session: the kernel may give the
+    same free port to two calls in a row (two nodes of one federation got one port, CI)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def new_tag() -> str:
