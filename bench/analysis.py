@@ -151,12 +151,20 @@ def submit(base: str, headers: dict, process: str, inputs: dict) -> str:
     return r.headers["Location"].rstrip("/").rsplit("/", 1)[1]
 
 
+def grid_bbox(n: int) -> list[float]:
+    """The extent of parcels_file(n)'s grid, with a cell's margin (the whole layer)."""
+    side = math.ceil(math.sqrt(n)) + 2
+    dx, dy = degrees(CELL_M, CENTRE[1])
+    return [CENTRE[0] - side * dx / 2, CENTRE[1] - side * dy / 2,
+            CENTRE[0] + side * dx / 2, CENTRE[1] + side * dy / 2]
+
+
 def extract_vs_ogr2ogr(base: str, headers: dict, dsn: str, table: str, n: int, tmp: Path,
                        out: list[str]) -> int:
     t = time.perf_counter()
     try:
         jid = submit(base, headers, "extract", {"layers": [table], "format": "gpkg",
-                                                "bbox": [73, 3, 136, 54]})
+                                                "bbox": grid_bbox(n)})
     except RuntimeError as exc:
         out.append(f"\n`extract` could not run: {exc}\n")
         return 1
@@ -197,7 +205,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="100000,1000000")
     ap.add_argument("--runs", type=int, default=20, help="timed runs of each overlay case")
-    ap.add_argument("--jobs", type=int, default=120)
+    ap.add_argument("--jobs", type=int, default=90, help="at most the node's live_jobs (100)")
     ap.add_argument("--seed", type=int, default=17)
     ap.add_argument("--note", default="")
     args = ap.parse_args()
@@ -217,7 +225,7 @@ def main() -> int:
         raw = yaml.safe_load(config.read_text(encoding="utf-8"))
         hz_raw = next(n for n in raw["nodes"] if n["id"] == "hangzhou")
         hz_raw["analysis"] = {"workers": 2, "jobs_per_day": 1_000_000, "live_jobs": 100,
-                              "max_area_km2": 100}
+                              "max_area_km2": 5000}  # extract reads the whole 1M grid
         config.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), "utf-8")
         layers_file = base / "config" / "layers" / "hangzhou.yml"
         layers = yaml.safe_load(layers_file.read_text(encoding="utf-8"))

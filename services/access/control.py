@@ -75,6 +75,9 @@ class AccessControl:
         # layer -> {attribute: level}: attributes stricter than their layer (services/access/fields.py)
         self.fields: dict[str, dict[str, str]] = {k: dict(v) for k, v in (fields or {}).items() if v}
         self.public_requires_key = public_requires_key
+        # the largest body a process execution may send (require.processes_call; read before
+        # pygeoapi, which would hold any size in memory): base64 of analysis.max_upload_mb + 1 MiB
+        self.process_body_bytes = 64 << 20
         self._grant_cache: dict[str, tuple[float, frozenset[str]]] = {}
         self.keys: Any = None  # services.access.apikeys.KeyChecker, when installed
 

@@ -109,6 +109,7 @@ def build_auth(runtime: NodeRuntime, db: Database, node_dir: Path | None,
                                                           settings.revocation_max_age))
     control = AccessControl(auth.node_id, dict(auth.levels), db, validator,
                             public_requires_key=settings.public_requires_key, fields=auth.fields)
+    control.process_body_bytes = int(runtime.analysis.max_upload_mb * (1 << 20) * 4 / 3) + (1 << 20)
     node_secret = secret(db, "node-web")
     main_db = None
     sso = None

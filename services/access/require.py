@@ -308,8 +308,50 @@ async def processes_call(app: ASGIApp, control: AccessControl, scope: Scope, rec
     if not decision.allowed:
         await _refusal(decision, control, scope)(scope, receive, send)
         return
-
+    if scope.get("method") in ("POST", "PUT", "PATCH"):
+        body = await read_body(scope, receive, control.process_body_bytes)
+        if body is None:
+            too_large = Decision(False, 413, "Content Too Large",
+                                 f"A process execution's body is at most "
+                                 f"{control.process_body_bytes} bytes on this node.")
+            await too_large.error().response()(scope, receive, send)
+            return
+        receive = replay(body, receive)
     await app(scope, receive, private_answer(send))
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
+    """The request's body, or None when it is (or says it is) over `limit` bytes: a
+    Content-Length over it is refused before a byte is read."""
+    length = HTTPConnection(scope).headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        return None
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def replay(body: bytes, receive_next: Receive) -> Receive:
+    """A receive that gives `body` once, then the client's own messages (its disconnect)."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive_next()
+    return receive
 
 
 def private_answer(send: Send) -> Send:

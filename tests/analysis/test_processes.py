@@ -6,6 +6,7 @@ polls (tests/support/waiting.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -291,3 +292,32 @@ def test_owslib_lists_and_runs_a_process(hz, people) -> None:
     finally:  # OWSLib keeps its headers in a module global
         client.headers.pop("Authorization", None)
         client.headers.pop("Prefer", None)
+
+
+def test_an_execution_body_over_the_limit_is_refused_before_pygeoapi(hz, people) -> None:
+    """analysis.max_upload_mb (16) as base64, plus 1 MiB: a larger body is refused with 413
+    (problem+json) whether it says its length or comes chunked; nothing is created."""
+    before = requests.get(f"{hz}/ogc/jobs?f=json&limit=1000", headers=people["bob"],
+                          timeout=10).json()["jobs"]
+    limit = int(16 * (1 << 20) * 4 / 3) + (1 << 20)
+    pad = "x" * (limit + 10)
+    body = json.dumps({"inputs": {"geometry": POINT, "distance": 5, "pad": pad}}).encode()
+    url = f"{hz}/ogc/processes/buffer/execution"
+    headers = {**people["bob"], "Content-Type": "application/json"}
+    sized = requests.post(url, data=body, headers=headers, timeout=60)
+
+    def chunks():
+        for i in range(0, len(body), 1 << 20):
+            yield body[i:i + (1 << 20)]
+
+    chunked = requests.post(url, data=chunks(), headers=headers, timeout=60)
+    for r in (sized, chunked):
+        assert r.status_code == 413, (r.status_code, r.text[:300])
+        assert r.headers["content-type"].startswith("application/problem+json"), r.headers
+        assert str(limit) in r.json()["detail"], r.text
+    after = requests.get(f"{hz}/ogc/jobs?f=json&limit=1000", headers=people["bob"],
+                         timeout=10).json()["jobs"]
+    assert after == before  # no job was created
+    small = requests.post(url, data=json.dumps({"inputs": {"geometry": POINT, "distance": 5}}),
+                          headers=headers, timeout=60)
+    assert small.status_code == 200, small.text  # a body under the limit still runs
