@@ -205,3 +205,63 @@ def test_annotations_survive_sign_out_and_stay_private_until_shared(browser, url
         assert page.errors == []
     finally:
         page.context.close()
+
+
+def test_draw_query_exports_geopackage_and_shapefile_through_extract(browser, urls,
+                                                                     main_db) -> None:
+    """A signed-in user's draw-query selection of a layer of this node downloads as the
+    node's process `extract` writes it: the same features as the query found, progress shown;
+    an anonymous visitor gets only the browser's GeoJSON/CSV."""
+    import io
+    import tempfile
+    import zipfile
+    from pathlib import Path
+
+    import pyogrio
+
+    base, main = urls["hangzhou"], urls["national"]
+    token = sign_in_users(main_db, main, "dqextract", {"c": []}, PASSWORD)["c"][
+        "Authorization"].split(" ", 1)[1]
+    area = {"type": "Polygon", "coordinates": [[[120.15, 30.24], [120.22, 30.24],
+                                                [120.22, 30.29], [120.15, 30.29],
+                                                [120.15, 30.24]]]}
+    section = "#dq-results section[data-layer='poi']"
+    page = new_page(browser)
+    try:
+        page.goto(base + "/#c=120.19,30.26&z=13&l=poi:1")
+        ready(page)
+        page.evaluate("(g) => portal.drawQuery.runWith(g)", area)
+        assert page.query_selector(f"{section} button.dq-export-csv") is not None
+        assert page.query_selector(f"{section} button.dq-export-gpkg") is None  # anonymous
+    finally:
+        page.context.close()
+    page = new_page(browser)
+    try:
+        page.context.add_cookies([{"name": "geoplat_at_hangzhou", "value": token, "url": base}])
+        page.goto(base + "/#c=120.19,30.26&z=13&l=poi:1")
+        ready(page)
+        assert page.get_attribute("body", "data-user") == "signed-in"
+        got = page.evaluate("(g) => portal.drawQuery.runWith(g)", area)
+        [ids] = [sorted(int(i) for i in r["ids"]) for r in got if r["layer"] == "poi"]
+        assert len(ids) > 5, got
+        with page.expect_download() as download:
+            page.click(f"{section} button.dq-export-gpkg")
+        gpkg = Path(tempfile.mkdtemp()) / "poi.gpkg"
+        gpkg.write_bytes(Path(download.value.path()).read_bytes())
+        assert download.value.suggested_filename.endswith(".gpkg")
+        df = pyogrio.read_dataframe(gpkg, fid_as_index=True)
+        assert sorted(int(i) for i in df.index) == ids
+        assert "name" in df.columns
+        job = page.get_attribute(section, "data-extract")
+        assert job and job not in ("running", "failed"), job
+        assert str(len(ids)) in page.inner_text(f"{section} .dq-extract-status")
+        with page.expect_download() as download:
+            page.click(f"{section} button.dq-export-shp")
+        raw = Path(download.value.path()).read_bytes()
+        with zipfile.ZipFile(io.BytesIO(raw)) as z:
+            names = z.namelist()
+        assert any(n.endswith(".shp") for n in names) and any(n.endswith(".cpg")
+                                                               for n in names), names
+        assert page.errors == []
+    finally:
+        page.context.close()

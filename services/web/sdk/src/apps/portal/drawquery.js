@@ -7,7 +7,9 @@
  * highlights and zooms to its feature), drawn on the map, and counted: their ellipsoidal
  * area (m², 公顷, 亩) and length on CGCS2000 (./geodesic.js), sums and averages of the numeric
  * fields of the layer's queryables grouped by a chosen field. A layer's selection downloads as
- * GeoJSON or CSV (WKT geometry, formulas disarmed). Fields the node hides from the caller never
+ * GeoJSON or CSV (WKT geometry, formulas disarmed), made in the browser, or, for a signed-in
+ * user and a layer of this node, as GeoPackage or zipped Shapefile written by the node's
+ * process `extract` (an asynchronous job; its progress shows). Fields the node hides from the caller never
  * come back from it, so they are in none of these.
  */
 /* global Geoplat */
@@ -24,19 +26,26 @@ const MAX_ROWS = 500;  // rows listed a layer (all are counted, drawn and export
 const CRS84 = 'http://www.opengis.net/def/crs/OGC/1.3/CRS84';
 const MAX_GET_FILTER = 6000;  // characters of a GET filter at most (a request line's limit)
 const NUMERIC = new Set(['integer', 'number']);
+const POLL_MS = 400;  // how often an extract job's progress is asked
+// formats the node's process `extract` writes for the portal (a signed-in user, this node's
+// layers): the browser makes GeoJSON and CSV itself
+const EXTRACT_FORMATS = [['gpkg', 'GeoPackage'], ['shp', 'Shapefile']];
 
 addTexts({
   zh: {drawQuery: '勾绘查询', dqBox: '矩形', dqPolygon: '多边形', dqCircle: '圆',
     dqHint: '在地图上画一个矩形、多边形或圆，查询其中可见图层的要素',
     dqNoLayers: '请先打开要查询的图层', dqCount: '{n} 个要素', dqCapped: '只取前 {n} 个',
     dqListed: '列出前 {n} 个', dqGroupBy: '分组字段', dqNone: '（不分组）', dqGroup: '分组',
-    dqSum: '合计', dqAvg: '平均', dqCountCol: '个数', dqExport: '导出', dqTotal: '合计'},
+    dqSum: '合计', dqAvg: '平均', dqCountCol: '个数', dqExport: '导出', dqTotal: '合计',
+    dqExtracting: '正在提取 {p}%', dqExtracted: '已提取 {n} 个要素', dqExtractFailed: '提取失败'},
   en: {drawQuery: 'Draw query', dqBox: 'Rectangle', dqPolygon: 'Polygon', dqCircle: 'Circle',
     dqHint: 'Draw a rectangle, a polygon or a circle on the map to query the shown layers',
     dqNoLayers: 'Show a layer to query first', dqCount: '{n} features',
     dqCapped: 'the first {n} only', dqListed: 'the first {n} listed', dqGroupBy: 'Group by',
     dqNone: '(no grouping)', dqGroup: 'Group', dqSum: 'sum', dqAvg: 'mean',
-    dqCountCol: 'Count', dqExport: 'Export', dqTotal: 'Total'},
+    dqCountCol: 'Count', dqExport: 'Export', dqTotal: 'Total',
+    dqExtracting: 'Extracting {p}%', dqExtracted: '{n} features extracted',
+    dqExtractFailed: 'Extraction failed'},
 });
 
 /**
@@ -411,6 +420,86 @@ export default class DrawQuery {
     return text;
   }
 
+  /**
+   * @param {Object} entry A layer.
+   * @return {boolean} Whether the node's `extract` can write it for this user: a signed-in
+   *   user (the node's cookie; processes never run for the page's browser key) and a layer of
+   *   this node (another node's runs its own processes, for its own sign-in).
+   */
+  canExtract(entry) {
+    return Boolean(this.portal.user) && (!entry.node || entry.node === this.portal.node);
+  }
+
+  /**
+   * Runs the node's process `extract` for a layer within the query's area (asynchronously:
+   * the job's progress shows in `status`), then downloads the file it wrote.
+   * @param {Object} entry The layer.
+   * @param {'gpkg'|'shp'} format The file format.
+   * @param {HTMLElement} status Where the progress shows.
+   * @param {HTMLElement} section The layer's section (`data-extract`: running, the job's id
+   *   when done, failed).
+   * @return {Promise<string>} The downloaded file's path on the node.
+   */
+  async extractLayer(entry, format, status, section) {
+    if (!this.lastGeometry) {
+      throw new Error('no area to extract');
+    }
+    section.dataset.extract = 'running';
+    status.textContent = t('dqExtracting', {p: 0});
+    const collection = entry.collection || entry.id;
+    const response = await fetch('/ogc/processes/extract/execution', {method: 'POST',
+      credentials: 'same-origin', headers: {'Content-Type': 'application/json',
+        Accept: 'application/json', Prefer: 'respond-async'},
+      body: JSON.stringify({inputs: {layers: [collection], geometry: this.lastGeometry,
+        format}})});
+    if (!response.ok) {
+      throw await Geoplat.problemFromResponse(response, response.url);
+    }
+    const location = response.headers.get('Location') || '';
+    const id = location.replace(/\/+$/, '').split('/').pop();
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) {
+      throw new Error('the node named no job');
+    }
+    const jobPath = `/ogc/jobs/${encodeURIComponent(id)}`;
+    const read = async (path) => {
+      const r = await fetch(`${path}?f=json`, {credentials: 'same-origin',
+        headers: {Accept: 'application/json'}});
+      if (!r.ok) {
+        throw await Geoplat.problemFromResponse(r, r.url);
+      }
+      return r.json();
+    };
+    for (;;) {
+      const job = await read(jobPath);
+      if (job.status === 'successful') {
+        break;
+      }
+      if (!['accepted', 'running'].includes(job.status)) {
+        throw new Error(`extract: ${asText(job.message || job.status)}`);
+      }
+      status.textContent = t('dqExtracting', {p: Number(job.progress) || 0});
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    }
+    const result = await read(`${jobPath}/results`);
+    const file = (result.files || [])[0];
+    if (!file) {
+      throw new Error('extract wrote no file');
+    }
+    // the file's path on this node (its link is absolute, in the node's public address)
+    const path = new URL(file.href, location || window.location.href).pathname;
+    const a = /** @type {HTMLAnchorElement} */ (el('a'));
+    a.href = path;
+    a.download = file.name;
+    a.hidden = true;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    const count = (result.layers || []).reduce((n, l) => n + (Number(l.features) || 0), 0);
+    status.textContent = t('dqExtracted', {n: count});
+    section.dataset.extract = id;
+    return path;
+  }
+
   render() {
     const out = $('dq-results');
     out.replaceChildren();
@@ -508,6 +597,21 @@ export default class DrawQuery {
       const b = button('', name, `dq-export-${kind}`);
       b.addEventListener('click', () => this.exportLayer(r.entry.id, kind));
       exports.append(b);
+    }
+    if (this.canExtract(r.entry)) {
+      const status = el('span', '', 'dq-extract-status muted');
+      status.setAttribute('role', 'status');
+      for (const [fmt, name] of EXTRACT_FORMATS) {
+        const b = button('', name, `dq-export-${fmt}`);
+        b.addEventListener('click', () => this.extractLayer(r.entry, fmt, status, section)
+          .catch((err) => {
+            status.textContent = t('dqExtractFailed');
+            section.dataset.extract = 'failed';
+            this.portal.fail(err);
+          }));
+        exports.append(b);
+      }
+      exports.append(status);
     }
     section.append(exports);
     const labelField = r.fields.find((f) => f.type === 'string');
