@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -205,19 +206,46 @@ def resolve_attribute(layer: LayerInfo, name: str, rights: frozenset[str],
     return col
 
 
+class RawJSON(str):
+    """A JSON text that goes into a result as it is (PostGIS wrote it): see `dumps`."""
+
+
+def dumps(value: Any) -> str:
+    """`json.dumps` of a result whose members may be `RawJSON` texts, written in place
+    without being parsed and encoded again (the overlay's intersections: thousands of
+    GeoJSON features)."""
+    raws: list[str] = []
+    nonce = secrets.token_hex(8)  # no text of the data can be taken for a marker
+
+    def swap(v: Any) -> Any:
+        if isinstance(v, RawJSON):
+            raws.append(v)
+            return f"\x00{nonce}{len(raws) - 1}\x00"
+        if isinstance(v, dict):
+            return {k: swap(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [swap(x) for x in v]
+        return v
+
+    text = json.dumps(swap(value), ensure_ascii=False)
+    for i, raw in enumerate(raws):  # json writes the NUL-delimited marker as \u0000
+        text = text.replace(f'"\\u0000{nonce}{i}\\u0000"', raw, 1)
+    return text
+
+
 def overlay(area: BaseGeometry,
             rows_by_layer: Iterable[tuple[str, Iterable[tuple[Any, float, float, str]]]],
             progress: Progress, delay: float = 0.0) -> dict[str, Any]:
     """Per layer and class: intersected area (m², 公顷, 亩), share of `area`, count (and the
     length in metres for lines; points are counted); and the intersections. `rows_by_layer`:
-    (layer, [(class value, area m², length m, GeoJSON of the part)]), the parts of features
-    within `area` (services/analysis/overlay.py computes them in PostGIS)."""
+    (layer, [(class value, area m², length m, GeoJSON Feature of the part)]), the parts of
+    features within `area` (services/analysis/overlay.py computes them in PostGIS)."""
     total = geodesic_area(area)
     classes: dict[tuple[str, Any], dict[str, Any]] = {}
-    features = []
+    features: list[str] = []
     n = 0
     for layer, rows in rows_by_layer:
-        for value, a, length, part in rows:
+        for value, a, length, feature in rows:
             n += 1
             if n % 200 == 0:
                 progress(min(90, 20 + n // 200), f"intersecting: {n} features")
@@ -231,10 +259,7 @@ def overlay(area: BaseGeometry,
             c["area_m2"] += a
             c["length_m"] += length
             c["count"] += 1
-            features.append({"type": "Feature", "geometry": json.loads(part),
-                             "properties": {"layer": layer, "value": value,
-                                            "area_m2": round(a, 3),
-                                            "length_m": round(length, 3)}})
+            features.append(feature)
     out = []
     for c in sorted(classes.values(), key=lambda c: (c["layer"], -c["area_m2"])):
         a = c["area_m2"]
@@ -244,4 +269,5 @@ def overlay(area: BaseGeometry,
     progress(95, "writing the result")
     return {"input_area_m2": round(total, 3), "input_area_ha": round(total / 10000, 6),
             "input_area_mu": round(total / M2_PER_MU, 4), "classes": out,
-            "intersections": {"type": "FeatureCollection", "features": features}}
+            "intersections": RawJSON('{"type":"FeatureCollection","features":['
+                                     + ",".join(features) + "]}")}

@@ -24,7 +24,7 @@ from services.analysis import compute
 from services.analysis.compute import M2_PER_MU, InputError
 from services.analysis.processes import COMMON as _COMMON
 from services.analysis.processes import GEOJSON as _GEOJSON
-from services.analysis.processes import Context, connect, register, visible_layer
+from services.analysis.processes import Context, connection, register, visible_layer
 
 LEVELS = ("province", "city", "county", "township")
 NUMERIC = {"smallint", "integer", "bigint", "real", "double precision", "numeric"}
@@ -175,22 +175,14 @@ def statistics(cur: Any, req: Mapping[str, Any], ctx: Context) -> dict[str, Any]
 
 
 def validate_divisions(data: Mapping[str, Any], ctx: Context) -> None:
-    conn = connect(ctx)
-    try:
-        with conn.cursor() as cur:
-            _request(cur, data, ctx)
-    finally:
-        conn.close()
+    with connection(ctx) as conn, conn.cursor() as cur:
+        _request(cur, data, ctx)
 
 
 def run_divisions(data: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
-    conn = connect(ctx)
-    try:
-        with conn.cursor() as cur:
-            req = _request(cur, data, ctx)
-            return statistics(cur, req, ctx)
-    finally:
-        conn.close()
+    with connection(ctx) as conn, conn.cursor() as cur:
+        req = _request(cur, data, ctx)
+        return statistics(cur, req, ctx)
 
 
 register(DIVISIONS, run_divisions, validate_divisions)

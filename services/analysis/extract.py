@@ -27,7 +27,7 @@ from services.analysis import compute, exports
 from services.analysis.compute import InputError
 from services.analysis.processes import COMMON as _COMMON
 from services.analysis.processes import GEOJSON as _GEOJSON
-from services.analysis.processes import Context, connect, register, visible_layer
+from services.analysis.processes import Context, connection, register, visible_layer
 from services.analysis.queue import results_dir
 
 GK_ZONES = range(4534, 4555)  # CGCS2000 3-degree Gauss-Krüger zones, CM 75°E..135°E
@@ -250,13 +250,9 @@ def _parse(data: Mapping[str, Any], ctx: Context) -> tuple[list[str], BaseGeomet
 
 def validate_extract(data: Mapping[str, Any], ctx: Context) -> None:
     layers, *_ = _parse(data, ctx)
-    conn = connect(ctx)
-    try:
-        with conn.cursor() as cur:
-            for layer in layers:
-                readable_columns(cur, layer, ctx)
-    finally:
-        conn.close()
+    with connection(ctx) as conn, conn.cursor() as cur:
+        for layer in layers:
+            readable_columns(cur, layer, ctx)
 
 
 def run_extract(data: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
@@ -264,8 +260,7 @@ def run_extract(data: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     delay = compute.test_delay(data, ctx.limits)
     job_id, directory = run_directory(ctx)
     wkt = area.wkt
-    conn = connect(ctx)
-    try:
+    with connection(ctx) as conn:
         plans = []
         with conn.cursor() as cur:
             for layer in layers:
@@ -302,8 +297,6 @@ def run_extract(data: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
         (directory / OWNER_FILE).write_text(ctx.caller.sub, encoding="utf-8")
         written = exports.write(fmt, directory, f"extract-{file_name(layers[0])}"
                                 if n == 1 else "extract", data_layers, srid, encoding, progress)
-    finally:
-        conn.close()
     ctx.progress(98, "listing the files")
     return {
         "format": fmt, "crs": f"EPSG:{srid}", "selection": "clip" if clip else "intersects",

@@ -14,6 +14,7 @@ It is pygeoapi's PostgreSQLManager (the `analysis.jobs` table, services/analysis
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -36,6 +37,7 @@ from services.analysis.queue import JOB_FUNCTION, queue_name, redis_url, results
 from services.analysis.store import SCHEMA, Jobs, connection_def
 
 LOGGER = logging.getLogger("geoplat.analysis")
+RAW_JSON = "application/json; charset=utf-8"  # not pygeoapi's "application/json": see below
 
 
 class QueueManager(PostgreSQLManager):
@@ -217,6 +219,12 @@ class QueueManager(PostgreSQLManager):
         assert c is not None
         status, outputs = execute(self.runtime, job_id, p.metadata["id"], data_dict, c,
                                   requested_response, worker="web", worker_pid=os.getpid())
+        if isinstance(outputs, str):  # the result's JSON text (worker.execute)
+            if requested_response == RequestedResponse.raw.value:
+                # sent as it is: pygeoapi encodes "application/json" outputs again, and the
+                # overlay's thousands of features twice cost more than computing them
+                return RAW_JSON, outputs.encode("utf-8"), status
+            outputs = json.loads(outputs)  # a document: pygeoapi wraps it
         return "application/json", outputs, status
 
     def __repr__(self) -> str:

@@ -13,7 +13,7 @@ from services.analysis.compute import InputError
 from services.analysis.inputs import area_inputs, input_area
 from services.analysis.processes import COMMON as _COMMON
 from services.analysis.processes import GEOJSON as _GEOJSON
-from services.analysis.processes import Context, connect, register, visible_layer
+from services.analysis.processes import Context, connection, register, visible_layer
 
 BUFFER = {**_COMMON, "id": "buffer", "title": {"en": "Buffer (metres on the ground)",
                                                "zh": "缓冲区分析"},
@@ -58,28 +58,37 @@ OVERLAY = {**_COMMON, "id": "overlay", "title": {"en": "Overlay area statistics"
                [120.20, 30.24]]]}, "layers": ["parcels"], "group_by": "land_use"}}}
 
 
-# The intersections and their ellipsoidal areas and lengths are computed in PostGIS (GEOS
-# overlay, geography on the CGCS2000 spheroid):
+# The intersections, their ellipsoidal areas and lengths and their GeoJSON features are
+# computed in PostGIS (GEOS overlay, only of features not wholly inside; geography on the
+# CGCS2000 spheroid):
 # many times faster than shapely and pyproj.Geod feature by feature in Python (bench/analysis.py).
 # A part of lower dimension than its feature (a parcel touching the area along an edge) is no
 # part of the result.
 OVERLAY_SQL = """
 WITH cut AS MATERIALIZED (  -- materialized: each part is computed once, not per use of it
-    SELECT {col} AS v, ST_Dimension(t.geom) AS d, ST_Intersection(t.geom, a.g) AS p
-    FROM {tbl} t, (SELECT ST_GeomFromText(%s, 4490) AS g) a
+    SELECT {col} AS v, ST_Dimension(t.geom) AS d,
+           CASE WHEN ST_Covers(a.g, t.geom) THEN t.geom  -- inside: no overlay needed
+                ELSE ST_Intersection(t.geom, a.g) END AS p
+    FROM {tbl} t, (SELECT ST_GeomFromText(%(wkt)s, 4490) AS g) a
     WHERE t.geom && a.g AND ST_Intersects(t.geom, a.g)
 ), parts AS MATERIALIZED (
-    SELECT v, p, ST_Dimension(p) AS dim FROM cut WHERE ST_Dimension(p) = d AND NOT ST_IsEmpty(p)
+    SELECT v, p, CASE WHEN ST_Dimension(p) = 2 THEN ST_Area(p::geography) ELSE 0 END AS area,
+           CASE WHEN ST_Dimension(p) = 1 THEN ST_Length(p::geography) ELSE 0 END AS length
+    FROM cut WHERE ST_Dimension(p) = d AND NOT ST_IsEmpty(p)
 )
-SELECT v, CASE WHEN dim = 2 THEN ST_Area(p::geography) ELSE 0 END,
-       CASE WHEN dim = 1 THEN ST_Length(p::geography) ELSE 0 END, ST_AsGeoJSON(p, 9)
+SELECT v, area, length, json_build_object(
+    'type', 'Feature', 'geometry', ST_AsGeoJSON(p, 9)::json,
+    'properties', json_build_object('layer', %(layer)s::text, 'value', v,
+                                    'area_m2', round(area::numeric, 3)::float8,
+                                    'length_m', round(length::numeric, 3)::float8))::text
 FROM parts
 """
 
 
 def _rows(cur: Any, layer: str, column: str, wkt: str) -> Iterator[tuple[Any, float, float, str]]:
     cur.execute(sql.SQL(OVERLAY_SQL).format(col=sql.Identifier(column),
-                                            tbl=sql.Identifier(layer)), (wkt,))
+                                            tbl=sql.Identifier(layer)),
+                {"wkt": wkt, "layer": layer})
     while True:
         batch = cur.fetchmany(500)
         if not batch:
@@ -117,19 +126,14 @@ def run_buffer(data: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
 
 
 def validate_overlay(data: Mapping[str, Any], ctx: Context) -> None:
-    conn = connect(ctx)
-    try:
-        with conn.cursor() as cur:
-            input_area(data, ctx, cur)
-            _overlay_layers(cur, data, ctx)
-    finally:
-        conn.close()
+    with connection(ctx) as conn, conn.cursor() as cur:
+        input_area(data, ctx, cur)
+        _overlay_layers(cur, data, ctx)
 
 
 def run_overlay(data: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     delay = compute.test_delay(data, ctx.limits)
-    conn = connect(ctx)
-    try:
+    with connection(ctx) as conn:
         with conn.cursor() as cur:
             area = input_area(data, ctx, cur)
             targets = _overlay_layers(cur, data, ctx)
@@ -143,8 +147,6 @@ def run_overlay(data: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
                     yield layer, _rows(cur, layer, column, wkt)
 
         result = compute.overlay(area, rows(), ctx.progress, delay)
-    finally:
-        conn.close()
     result["group_by"] = data["group_by"]
     return result
 

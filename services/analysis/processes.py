@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 from pygeoapi.process.base import BaseProcessor
 
 from geoplat_settings import NodeRuntime
 from services.analysis import compute
 from services.analysis.caller import CALLER, Caller
 from services.analysis.compute import InputError, Limits, Progress
+from services.analysis.store import ConnectionPool
 
 # the modules that register processes, in the order /ogc/processes lists them
 MODULES = ("services.analysis.overlay", "services.analysis.slope",
@@ -110,8 +111,16 @@ def registry() -> dict[str, Process]:
                        key=lambda kv: order.get(kv[1].run.__module__, len(order))))
 
 
-def connect(ctx: Context) -> Any:
-    return psycopg2.connect(ctx.dsn, application_name="geoplat-analysis")
+@contextmanager
+def connection(ctx: Context) -> Iterator[Any]:
+    """A connection to the node's database from this process's pool (store.ConnectionPool),
+    given back (its transaction rolled back) at the end of the block."""
+    pool = ConnectionPool.of(ctx.dsn, "geoplat-analysis")
+    conn = pool.borrow()
+    try:
+        yield conn
+    finally:
+        pool.give_back(conn)
 
 
 def layer_columns(cur: Any, layer_id: str) -> dict[str, str] | None:

@@ -31,7 +31,7 @@ from services.analysis.compute import M2_PER_MU, InputError, Progress
 from services.analysis.inputs import area_inputs, input_area
 from services.analysis.processes import COMMON as _COMMON
 from services.analysis.processes import GEOJSON as _GEOJSON
-from services.analysis.processes import Context, connect, register
+from services.analysis.processes import Context, connection, register
 
 A = 6378137.0  # CGCS2000
 F = 1 / 298.257222101
@@ -259,12 +259,8 @@ def slope_statistics(area: BaseGeometry, win: Window, progress: Progress = lambd
 def _area(data: Mapping[str, Any], ctx: Context) -> BaseGeometry:
     if data.get("feature") is None:
         return input_area(data, ctx)
-    conn = connect(ctx)
-    try:
-        with conn.cursor() as cur:
-            return input_area(data, ctx, cur)
-    finally:
-        conn.close()
+    with connection(ctx) as conn, conn.cursor() as cur:
+        return input_area(data, ctx, cur)
 
 
 def validate_slope(data: Mapping[str, Any], ctx: Context) -> None:

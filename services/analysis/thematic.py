@@ -49,7 +49,7 @@ from layers.csv_cells import neutralise
 from services.analysis.compute import InputError
 from services.analysis.inputs import qualified_value
 from services.analysis.processes import COMMON as _COMMON
-from services.analysis.processes import Context, connect, layer_columns, register, visible_layer
+from services.analysis.processes import Context, connection, layer_columns, register, visible_layer
 
 CSV_TYPE = "text/csv"
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -549,24 +549,16 @@ def publish_layer(ctx: Context, req: PublishRequest, features: list[dict[str, An
 
 def validate_join(data: Mapping[str, Any], ctx: Context) -> None:
     publish_request(data, ctx)  # the role first: nothing is read for a caller who may not
-    conn = connect(ctx)
-    try:
-        with conn.cursor() as cur:
-            j = join(data, ctx, cur)
-    finally:
-        conn.close()
+    with connection(ctx) as conn, conn.cursor() as cur:
+        j = join(data, ctx, cur)
     publish_request(data, ctx, j.fields)
 
 
 def run_join(data: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     publish_request(data, ctx)
-    conn = connect(ctx)
-    try:
-        with conn.cursor() as cur:
-            ctx.progress(20, "joining the table to the divisions")
-            j = join(data, ctx, cur, geometry=True)
-    finally:
-        conn.close()
+    with connection(ctx) as conn, conn.cursor() as cur:
+        ctx.progress(20, "joining the table to the divisions")
+        j = join(data, ctx, cur, geometry=True)
     req = publish_request(data, ctx, j.fields)
     features: list[dict[str, Any]] = []
     for m in j.matched:

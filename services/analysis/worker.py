@@ -12,7 +12,6 @@ writes the result file; a work horse whose worker died exits (the pool fails the
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -25,7 +24,7 @@ from typing import Any
 from pygeoapi.util import JobStatus, RequestedResponse, get_current_datetime
 
 from geoplat_settings import NodeRuntime
-from services.analysis import processes
+from services.analysis import compute, processes
 from services.analysis.caller import Caller
 from services.analysis.compute import InputError
 from services.analysis.queue import queue_name, redis_url, results_dir
@@ -75,7 +74,8 @@ def execute(runtime: NodeRuntime, job_id: str, process_id: str, data: dict, call
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"{process_id}-{job_id}.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(outputs, ensure_ascii=False), encoding="utf-8")
+        text = compute.RawJSON(compute.dumps(outputs))
+        tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
         done = jobs.update_live(job_id, status="successful", message="Job complete", progress=100,
                                 location=str(path), mimetype="application/json",
@@ -83,7 +83,7 @@ def execute(runtime: NodeRuntime, job_id: str, process_id: str, data: dict, call
         if not done:  # dismissed meanwhile
             path.unlink(missing_ok=True)
             return JobStatus.dismissed, None
-        return JobStatus.successful, outputs
+        return JobStatus.successful, text  # the result as JSON text: encoded once
     finally:
         jobs.close()
 
