@@ -31,6 +31,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+# the environment as started: libraries imported later (rasterio, the nodes' Mapnik) point
+# PROJ_DATA at their own data, where the system's ogr2ogr finds no proj.db
+START_ENV = dict(os.environ)
+
 import geopandas as gpd
 import numpy as np
 import psycopg2
@@ -176,7 +180,8 @@ def extract_vs_ogr2ogr(base: str, headers: dict, dsn: str, table: str, n: int, t
                                            ("password", u.get("password"))) if v)
     target = tmp / "ogr2ogr.gpkg"
     t = time.perf_counter()
-    subprocess.run(["ogr2ogr", "-f", "GPKG", str(target), f"PG:{pg}", table], check=True)
+    subprocess.run(["ogr2ogr", "-f", "GPKG", str(target), f"PG:{pg}", table], check=True,
+                   env=START_ENV)
     ogr_s = time.perf_counter() - t
     ok = job["status"] == "successful"
     out.append(f"\n| extract {n:,} parcels to GeoPackage | seconds | features/s | ratio to ogr2ogr |")

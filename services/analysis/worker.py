@@ -141,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     runtime = NodeRuntime.load(node_dir)
     _RUNTIMES["worker"] = runtime
     logging.basicConfig(level=logging.WARNING)
+    # the process modules (geopandas, rasterio, ...) imported here, once: each job's work
+    # horse is a fork of this process, and importing them in each took 0.5 s a job
+    processes.registry()
     conn = Redis.from_url(redis_url(runtime))
     name = args[1] if len(args) > 1 else f"{runtime.server.id}.{HOST}.{os.getpid()}"
     worker = Worker([Queue(queue_name(runtime), connection=conn)], connection=conn, name=name)
