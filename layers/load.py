@@ -284,6 +284,12 @@ def create_layer_table(cur, table: str, attrs: pd.DataFrame, geoms: np.ndarray |
     else:
         copy_csv(cur, sql.Identifier(table), columns, attrs, geoms, progress, STORAGE_SRID)
         count, bbox = len(geoms), [float(v) for v in shapely.total_bounds(geoms)]
+    key_and_index(cur, table)
+    return count, bbox  # counted and measured as the rows went in: no second scan
+
+
+def key_and_index(cur: Any, table: str) -> None:
+    """Primary key on fid, GIST index on geom and a quick ANALYZE of a filled layer table."""
     # keys and index after the rows: one sort instead of a million index insertions
     cur.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY (fid)").format(
         sql.Identifier(table), sql.Identifier(f"{table}_pkey"[:63])))
@@ -294,6 +300,5 @@ def create_layer_table(cur, table: str, attrs: pd.DataFrame, geoms: np.ndarray |
     cur.execute("SET LOCAL default_statistics_target = 10")
     cur.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
     cur.execute("RESET default_statistics_target")
-    return count, bbox  # counted and measured as the rows went in: no second scan
 
 

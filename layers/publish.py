@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,7 @@ from layers.formats import (
     unpack,
     write_cog,
 )
-from layers.load import create_layer_table
+from layers.load import create_layer_table, key_and_index
 from tiles.seed import invalidate
 from tiles.styles import WmsLayerStyle
 
@@ -80,7 +80,8 @@ LOGGER = logging.getLogger("geoplat.publish")
 # what the app, the CLI and the tests use from here (the catalogue's names included)
 __all__ = [
     "LEVELS", "RESERVED", "LayerLock", "NodeContext", "Progress", "PublishHooks", "PublishResult",
-    "_audit", "_noop", "configured_names", "list_layers", "parse_places", "publish", "retire",
+    "_audit", "_noop", "configured_names", "derive", "list_layers", "parse_places", "publish",
+    "retire",
     "rollback", "validate_name", "versions",
 ]
 
@@ -371,6 +372,75 @@ def list_layers(ctx: NodeContext) -> list[dict[str, Any]]:
                  "feature_count": r[6], "bbox": list(r[7]) if r[7] else None,
                  "urls": layer_urls(ctx, r[0], r[1] == "raster") if r[5] else {}}
                 for r in cur.fetchall()]
+
+
+def derive(ctx: NodeContext, name: str, change: Callable[[Any, str], Any], *, source: str,
+           actor: str | None = None, event: str = "layer.derive",
+           checksum: str | None = None) -> tuple[PublishResult, Any]:
+    """A new version of the vector layer `name` made in SQL from its current version: the
+    current table is copied to the new version's, `change(cursor, new_table)` changes it (its
+    answer is returned with the result) and it is swapped in as a publish swaps in a file's
+    (one transaction: readers see the old version or the new; an exception from `change`
+    rolls everything back; `rollback` serves the previous version again). Supply (services/
+    supply) applies accepted change-sets through this."""
+    try:
+        with _ready(ctx) as conn, LayerLock(ctx.dsn, name):
+            with conn, conn.cursor() as cur:
+                before = _current(cur, name)
+                if before is None or not before["version"]:
+                    raise PublishError(f"no published layer {name!r} on node {ctx.id}", 404)
+                cur.execute("SELECT p.kind, p.last_version, v.storage, v.geometry_type, v.columns"
+                            " FROM geoplat_published p JOIN geoplat_layer_versions v"
+                            " ON v.name = p.name AND v.version = p.current_version"
+                            " WHERE p.name = %s FOR UPDATE OF p", (name,))
+                kind, last, old, gtype, columns = cur.fetchone()
+                if kind != "vector":
+                    raise PublishError(f"layer {name!r} is a {kind} layer: only vector layers "
+                                       "change in SQL", 409)
+                version = last + 1
+                storage = version_table(name, version)
+                cur.execute(sql.SQL("CREATE TABLE {new} (LIKE {old} INCLUDING DEFAULTS); "
+                                    "INSERT INTO {new} SELECT * FROM {old}").format(
+                    new=sql.Identifier(storage), old=sql.Identifier(old)))
+                answer = change(cur, storage)
+                key_and_index(cur, storage)
+                cur.execute(sql.SQL("SELECT n, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
+                                    "FROM (SELECT count(*) AS n, ST_Extent(geom) AS e "
+                                    "FROM {}) x").format(sql.Identifier(storage)))
+                count, *box = cur.fetchone()
+                if not count:
+                    raise PublishError(f"layer {name!r}: the change leaves no feature", 400)
+                bbox = [float(v) for v in box]
+                row = {"geometry_type": gtype, "feature_count": count, "bbox": bbox,
+                       "columns": columns, "checksum": checksum or ""}
+                report = {"derived_from": before["version"], "change": answer} \
+                    if isinstance(answer, dict) else {"derived_from": before["version"]}
+                cur.execute(
+                    "INSERT INTO geoplat_layer_versions (name, version, storage, geometry_type,"
+                    " feature_count, bbox, columns, checksum, source, source_crs, report,"
+                    " published_by) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (name, version, storage, gtype, count, bbox,
+                     json.dumps(columns, ensure_ascii=False), checksum or "", source, "EPSG:4490",
+                     json.dumps(report, ensure_ascii=False, default=str), actor))
+                cur.execute("UPDATE geoplat_published SET current_version = %s, last_version = %s,"
+                            " updated_at = now() WHERE name = %s", (version, version, name))
+                _point_view(cur, name, storage)
+                _set_catalogue(cur, name, before["title"], row)
+                stale_files = _prune(cur, name, ctx.settings.keep_versions,
+                                     {version, before["version"]})
+                gen = _bump(cur)
+            wait_served(ctx, gen)
+            for f in stale_files:
+                Path(f).unlink(missing_ok=True)
+    except psycopg2.Error as exc:
+        LOGGER.exception("derive of %s failed", name)
+        raise PublishError(f"layer {name!r}: the database refused the change "
+                           f"({exc.pgcode or 'error'}); nothing was changed", 500) from None
+    result = PublishResult(name, version, "vector", count, bbox, report,
+                           layer_urls(ctx, name, False))
+    after_change(ctx, event, name, actor, bbox, before["bbox"], version=version,
+                 features=count, source=source)
+    return result, answer
 
 
 def rollback(ctx: NodeContext, name: str, version: int | None = None, *,
