@@ -25,6 +25,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +81,8 @@ LOGGER = logging.getLogger("geoplat.publish")
 # what the app, the CLI and the tests use from here (the catalogue's names included)
 __all__ = [
     "LEVELS", "RESERVED", "LayerLock", "NodeContext", "Progress", "PublishHooks", "PublishResult",
-    "_audit", "_noop", "configured_names", "derive", "list_layers", "parse_places", "publish",
-    "retire",
-    "rollback", "validate_name", "versions",
+    "NewLayer", "_audit", "_noop", "configured_names", "derive", "list_layers", "parse_places",
+    "publish", "retire", "rollback", "validate_name", "versions",
 ]
 
 def publish(ctx: NodeContext, path: Path, name: str, *, title: str | None = None,
@@ -374,34 +374,66 @@ def list_layers(ctx: NodeContext) -> list[dict[str, Any]]:
                 for r in cur.fetchall()]
 
 
+@dataclass(frozen=True)
+class NewLayer:
+    """What `derive` makes a layer that does not exist yet from: `create(cursor, table)`
+    creates its (empty) table with `fid`, the columns and `geom`."""
+    title: str
+    access: str
+    geometry_type: str
+    columns: dict[str, str]  # column -> original attribute name
+    create: Callable[[Any, str], None]
+
+
 def derive(ctx: NodeContext, name: str, change: Callable[[Any, str], Any], *, source: str,
            actor: str | None = None, event: str = "layer.derive",
-           checksum: str | None = None) -> tuple[PublishResult, Any]:
+           checksum: str | None = None, new: NewLayer | None = None
+           ) -> tuple[PublishResult, Any]:
     """A new version of the vector layer `name` made in SQL from its current version: the
     current table is copied to the new version's, `change(cursor, new_table)` changes it (its
     answer is returned with the result) and it is swapped in as a publish swaps in a file's
     (one transaction: readers see the old version or the new; an exception from `change`
     rolls everything back; `rollback` serves the previous version again). Supply (services/
-    supply) applies accepted change-sets through this."""
+    supply) applies accepted change-sets through this. With `new`, a layer that does not
+    exist (or is retired) is made: version 1 (or the next) is `new.create`'s table, changed."""
+    if new is not None:
+        if new.access not in LEVELS:
+            raise PublishError(f"access must be one of {', '.join(LEVELS)}", 400)
+        validate_name(name, ctx)
     try:
         with _ready(ctx) as conn, LayerLock(ctx.dsn, name):
             with conn, conn.cursor() as cur:
                 before = _current(cur, name)
-                if before is None or not before["version"]:
+                title = before["title"] if before else (new.title if new else name)
+                if (before is None or not before["version"]) and new is None:
                     raise PublishError(f"no published layer {name!r} on node {ctx.id}", 404)
-                cur.execute("SELECT p.kind, p.last_version, v.storage, v.geometry_type, v.columns"
-                            " FROM geoplat_published p JOIN geoplat_layer_versions v"
-                            " ON v.name = p.name AND v.version = p.current_version"
-                            " WHERE p.name = %s FOR UPDATE OF p", (name,))
-                kind, last, old, gtype, columns = cur.fetchone()
+                if before is None or not before["version"]:
+                    assert new is not None
+                    cur.execute("INSERT INTO geoplat_published (name, kind, title, access) "
+                                "VALUES (%s, 'vector', %s, %s) ON CONFLICT (name) DO NOTHING",
+                                (name, new.title, new.access))
+                    cur.execute("SELECT kind, last_version FROM geoplat_published "
+                                "WHERE name = %s FOR UPDATE", (name,))
+                    kind, last = cur.fetchone()
+                    old, gtype, columns = None, new.geometry_type, new.columns
+                else:
+                    cur.execute("SELECT p.kind, p.last_version, v.storage, v.geometry_type,"
+                                " v.columns FROM geoplat_published p JOIN geoplat_layer_versions"
+                                " v ON v.name = p.name AND v.version = p.current_version"
+                                " WHERE p.name = %s FOR UPDATE OF p", (name,))
+                    kind, last, old, gtype, columns = cur.fetchone()
                 if kind != "vector":
                     raise PublishError(f"layer {name!r} is a {kind} layer: only vector layers "
                                        "change in SQL", 409)
                 version = last + 1
                 storage = version_table(name, version)
-                cur.execute(sql.SQL("CREATE TABLE {new} (LIKE {old} INCLUDING DEFAULTS); "
-                                    "INSERT INTO {new} SELECT * FROM {old}").format(
-                    new=sql.Identifier(storage), old=sql.Identifier(old)))
+                if old is None:
+                    assert new is not None
+                    new.create(cur, storage)
+                else:
+                    cur.execute(sql.SQL("CREATE TABLE {new} (LIKE {old} INCLUDING DEFAULTS); "
+                                        "INSERT INTO {new} SELECT * FROM {old}").format(
+                        new=sql.Identifier(storage), old=sql.Identifier(old)))
                 answer = change(cur, storage)
                 key_and_index(cur, storage)
                 cur.execute(sql.SQL("SELECT n, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
@@ -413,8 +445,9 @@ def derive(ctx: NodeContext, name: str, change: Callable[[Any, str], Any], *, so
                 bbox = [float(v) for v in box]
                 row = {"geometry_type": gtype, "feature_count": count, "bbox": bbox,
                        "columns": columns, "checksum": checksum or ""}
-                report = {"derived_from": before["version"], "change": answer} \
-                    if isinstance(answer, dict) else {"derived_from": before["version"]}
+                base = before["version"] if before else None
+                report = {"derived_from": base, **({"change": answer}
+                                                   if isinstance(answer, dict) else {})}
                 cur.execute(
                     "INSERT INTO geoplat_layer_versions (name, version, storage, geometry_type,"
                     " feature_count, bbox, columns, checksum, source, source_crs, report,"
@@ -425,9 +458,9 @@ def derive(ctx: NodeContext, name: str, change: Callable[[Any, str], Any], *, so
                 cur.execute("UPDATE geoplat_published SET current_version = %s, last_version = %s,"
                             " updated_at = now() WHERE name = %s", (version, version, name))
                 _point_view(cur, name, storage)
-                _set_catalogue(cur, name, before["title"], row)
+                _set_catalogue(cur, name, title, row)
                 stale_files = _prune(cur, name, ctx.settings.keep_versions,
-                                     {version, before["version"]})
+                                     {version} | ({base} if base else set()))
                 gen = _bump(cur)
             wait_served(ctx, gen)
             for f in stale_files:
@@ -438,7 +471,8 @@ def derive(ctx: NodeContext, name: str, change: Callable[[Any, str], Any], *, so
                            f"({exc.pgcode or 'error'}); nothing was changed", 500) from None
     result = PublishResult(name, version, "vector", count, bbox, report,
                            layer_urls(ctx, name, False))
-    after_change(ctx, event, name, actor, bbox, before["bbox"], version=version,
+    after_change(ctx, event, name, actor, bbox, before["bbox"] if before else None,
+                 version=version,
                  features=count, source=source)
     return result, answer
 

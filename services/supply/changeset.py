@@ -179,6 +179,7 @@ def build(cur: Any, *, new_table: str, old_table: str | None, key: str, fields: 
     `new_table`, both with columns `key`, `fields` and `geom`. Unsigned: see `sign`."""
     fields = [f for f in fields if f != key]
     schema = table_schema(cur, new_table, [key, *fields])
+    kind = geometry_kind(columns(cur, new_table).get("geom", "")) or "GEOMETRY"
     for table in filter(None, (new_table, old_table)):
         cur.execute(sql.SQL("SELECT count(*) = count(DISTINCT {k}) AND count({k}) = count(*) "
                             "FROM {t}").format(k=sql.Identifier(key), t=sql.Identifier(table)))
@@ -221,7 +222,7 @@ SELECT op, count(*) FROM geoplat_supply_diff GROUP BY op;""").format(diff=diff))
     manifest: dict[str, Any] = {
         "format": FORMAT, "child": child, "parent": parent, "layer": layer,
         "parent_layer": parent_layer, "base_version": base_version, "new_version": new_version,
-        "key": key, "schema": schema, "crs": f"EPSG:{SRID}",
+        "key": key, "schema": schema, "geometry_type": kind, "crs": f"EPSG:{SRID}",
         "extent": None if ext[0] is None else [float(v) for v in ext], "counts": counts,
         "body_bytes": len(body), "body_sha256": hashlib.sha256(body).hexdigest(),
         "created": created or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
