@@ -57,14 +57,14 @@ def child_tables(cur, n: int) -> int:
         cur.execute(f"DROP TABLE IF EXISTS {t}")
     cur.execute(f"""
 CREATE TABLE bench_child_v1 AS
-SELECT g::bigint AS fid, 'f' || g AS id, '点 ' || g AS name, (g % 20)::integer AS kind,
+SELECT g::bigint AS fid, 'f' || g AS id, '点 ' || g AS label, (g % 20)::integer AS kind,
        ST_SetSRID(ST_MakePoint(119.95 + (g % {side}) * (0.5 / {side}),
                                29.95 + (g / {side}) * (0.5 / {side})), 4490)
            ::geometry(Point, 4490) AS geom
 FROM generate_series(1, {n}) g""")
     cur.execute("""
 CREATE TABLE bench_child_v2 AS
-SELECT fid, id, CASE WHEN fid % 300 = 2 THEN name || ' 改' ELSE name END AS name, kind, geom
+SELECT fid, id, CASE WHEN fid % 300 = 2 THEN label || ' 改' ELSE label END AS label, kind, geom
 FROM bench_child_v1 WHERE fid % 300 <> 1""")
     cur.execute(f"""
 INSERT INTO bench_child_v2
@@ -78,7 +78,7 @@ def build(conn, new: str, old: str | None, base: int | None, version: int, child
           layer: str, parent_layer: str) -> tuple[cs_mod.ChangeSet, str, float]:
     t = time.perf_counter()
     with conn, conn.cursor() as cur:
-        cs = cs_mod.build(cur, new_table=new, old_table=old, key="id", fields=["name", "kind"],
+        cs = cs_mod.build(cur, new_table=new, old_table=old, key="id", fields=["label", "kind"],
                           child=child, parent="zhejiang", layer=layer, parent_layer=parent_layer,
                           base_version=base, new_version=version)
     sig = cs_mod.sign(cs.manifest, KEY, child)
@@ -106,7 +106,7 @@ def provinces(ctx, conn, out: list[str]) -> int:
             cur.execute(f"DROP TABLE IF EXISTS bench_prov_{i}")
             cur.execute(f"""
 CREATE TABLE bench_prov_{i} AS
-SELECT g::bigint AS fid, 'p{i}-' || g AS id, '省 {i} 点 ' || g AS name, (g % 20)::integer AS kind,
+SELECT g::bigint AS fid, 'p{i}-' || g AS id, '省 {i} 点 ' || g AS label, (g % 20)::integer AS kind,
        ST_SetSRID(ST_MakePoint(100 + {i} + (g % 32) * 0.02, 30 + (g / 32) * 0.02), 4490)
            ::geometry(Point, 4490) AS geom
 FROM generate_series(1, 1000) g""")

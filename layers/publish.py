@@ -80,10 +80,11 @@ LOGGER = logging.getLogger("geoplat.publish")
 
 # what the app, the CLI and the tests use from here (the catalogue's names included)
 __all__ = [
-    "LEVELS", "RESERVED", "LayerLock", "NodeContext", "Progress", "PublishHooks", "PublishResult",
-    "NewLayer", "_audit", "_noop", "configured_names", "derive", "list_layers", "parse_places",
-    "publish", "retire", "rollback", "validate_name", "versions",
+    "LEVELS", "RESERVED", "LayerLock", "NewLayer", "NodeContext", "Progress", "PublishHooks",
+    "PublishResult", "_audit", "_noop", "configured_names", "derive", "list_layers",
+    "parse_places", "publish", "retire", "rollback", "validate_name", "versions",
 ]
+
 
 def publish(ctx: NodeContext, path: Path, name: str, *, title: str | None = None,
             access: str = "public", crs: str | None = None, keywords: list[str] | None = None,

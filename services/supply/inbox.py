@@ -227,6 +227,16 @@ def accept(ctx: NodeContext, link: Link, changeset_id: str, *, actor: str | None
         if _accepted(cur, link, lock=True) != cs.manifest.get("base_version"):
             raise SupplyRefused(f"change-set {changeset_id} is no longer based on the version "
                                 "this node holds (a conflict)")
+        # the layer still serves what the last accepted change-set made (not rolled back)
+        cur.execute("SELECT c.applied_version, p.current_version FROM supply.accepted a "
+                    "JOIN supply.changesets c ON c.id = a.changeset JOIN geoplat_published p "
+                    "ON p.name = a.parent_layer WHERE a.child = %s AND a.parent_layer = %s",
+                    (link.child, link.parent_layer))
+        row = cur.fetchone()
+        if row and row[0] != row[1]:
+            raise SupplyRefused(f"layer {link.parent_layer} was rolled back to version {row[1]} "
+                                f"after {link.child}'s change-set made version {row[0]}: "
+                                "this change-set would apply over other data (a conflict)")
         cs_mod.stage(cur, cs)
         problems = cs_mod.check(cur, cs, target=table, area_wkt=link.area_wkt,
                                 domains=link.domains, max_delete_share=link.max_delete_share,

@@ -24,6 +24,7 @@ V1 = [("hall-1", "供给测试甲", 120.17, 30.24), ("hall-2", "供给测试乙"
       ("poi-5", "供给测试戊", 120.151, 30.259)]
 V2 = [r for r in V1 if r[0] != "poi-5"][:1] + [("hall-2", "供给测试乙改", 120.13, 30.26)] \
     + [r for r in V1 if r[0] in ("poi-3", "poi-4")] + [("poi-6", "供给测试己", 120.168, 30.243)]
+V3 = [(k, n + "改" if k == "poi-3" else n, x, y) for k, n, x, y in V2]  # one name changed
 KEY = cs_mod.new_key()
 
 
@@ -32,7 +33,7 @@ def child(ctx: Any) -> Iterator[Any]:
     """The child's versions as tables (in the same database, for the test's ease)."""
     conn = psycopg2.connect(ctx.dsn)
     with conn, conn.cursor() as cur:
-        for name, rows in (("sup_child_v1", V1), ("sup_child_v2", V2),
+        for name, rows in (("sup_child_v1", V1), ("sup_child_v2", V2), ("sup_child_v3", V3),
                            ("sup_child_out", [*V1, ("poi-9", "供给测试庚", 121.55, 29.87)])):
             cur.execute(f"DROP TABLE IF EXISTS {name}")
             cur.execute(f"CREATE TABLE {name} (fid bigint, id text NOT NULL, name text, "
@@ -42,7 +43,7 @@ def child(ctx: Any) -> Iterator[Any]:
                             "ST_SetSRID(ST_MakePoint(%s, %s), 4490))", (i, k, n, x, y))
     yield conn
     with conn, conn.cursor() as cur:
-        cur.execute("DROP TABLE sup_child_v1, sup_child_v2, sup_child_out")
+        cur.execute("DROP TABLE sup_child_v1, sup_child_v2, sup_child_v3, sup_child_out")
     conn.close()
 
 
@@ -99,6 +100,12 @@ def test_supply_received_checked_accepted_and_rolled_back(ctx, urls, child):
     assert served(base) == {k: n for k, n, *_ in V2}
 
     rollback(ctx, LAYER)  # the parent's own undo: the previous version served again
+    assert served(base) == {k: n for k, n, *_ in V1}
+    # the child's next change-set would apply over the rolled-back data: refused
+    sig4, body4, fourth = signed(child, "sup_child_v3", "sup_child_v2", 2, 4)
+    assert inbox.receive(ctx, link(), sig4, body4)["state"] == "pending"
+    with pytest.raises(SupplyRefused, match="rolled back"):
+        inbox.accept(ctx, link(), fourth, actor="reviewer")
     assert served(base) == {k: n for k, n, *_ in V1}
 
 
