@@ -137,6 +137,8 @@ def cmd_run(args: argparse.Namespace, settings: Any, node_dir: Callable[[Any, An
     if status != JobStatus.successful:
         print(f"geoplat: job {job_id} {job['status']}: {job.get('message')}", file=sys.stderr)
         return 1
+    if isinstance(outputs, bytes):  # a synchronous result as it goes out (manager.py)
+        outputs = outputs.decode("utf-8")
     text = outputs if isinstance(outputs, str) else json.dumps(outputs, ensure_ascii=False)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")

@@ -141,6 +141,12 @@ def test_the_operator_runs_a_process_from_the_command_line(federation, runtime, 
     assert abs(GEOD.inv(HALL[0], HALL[1], x, y)[2] - 1000) <= 0.5
     jid = re.search(r"job ([0-9a-f-]{36}): result written to", err).group(1)  # type: ignore[union-attr]
     assert owner_of(runtime, jid).startswith("cli:")
+    p = cli(federation, "run", "buffer", "--node", "hangzhou", "--sync",
+            "--input", "geometry=" + json.dumps(POINT), "--input", "distance=500")
+    text, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    x, y = json.loads(text)["features"][0]["geometry"]["coordinates"][0][0]
+    assert abs(GEOD.inv(HALL[0], HALL[1], x, y)[2] - 500) <= 0.5
     # bad input: the reason, exit 2, no job
     p = cli(federation, "run", "buffer", "--node", "hangzhou", "--input", "distance=-1",
             "--input", "geometry=" + json.dumps(POINT))
