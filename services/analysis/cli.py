@@ -13,6 +13,7 @@ import argparse
 import getpass
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -121,14 +122,23 @@ def cmd_run(args: argparse.Namespace, settings: Any, node_dir: Callable[[Any, An
     token = CALLER.set(operator(runtime))
     try:
         mode = None if args.sync else RequestedProcessExecutionMode.respond_async
+        # Ctrl-C while an async job is being submitted waits until its id is known (a worker
+        # may already run it): then it is dismissed as it is from the progress bar
+        interrupted: list[int] = []
+        previous = None if args.sync else signal.signal(
+            signal.SIGINT, lambda signum, frame: interrupted.append(signum))
         try:
             job_id, _, outputs, status, _ = m.execute_process(args.process, data,
                                                               execution_mode=mode)
-        except ProcessorExecuteError as exc:
-            print(f"geoplat: {args.process}: {exc.message}", file=sys.stderr)
-            return 2
+        except BaseException as exc:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+            if isinstance(exc, ProcessorExecuteError):
+                print(f"geoplat: {args.process}: {exc.message}", file=sys.stderr)
+                return 2
+            raise
         if not args.sync:
-            status = _follow(m, job_id)
+            status = _follow(m, job_id, previous, interrupted)
             if status == JobStatus.successful:
                 outputs, _ = _result(m, job_id)
         job = m.get_job(job_id)
@@ -155,8 +165,10 @@ def _result(m: Any, job_id: str) -> tuple[Any, str]:
     return json.loads(content) if isinstance(content, str) else content, mimetype
 
 
-def _follow(m: Any, job_id: str) -> Any:
-    """A progress bar until the job ends; Ctrl-C dismisses it."""
+def _follow(m: Any, job_id: str, previous: Any = None, interrupted: list[int] | None = None
+            ) -> Any:
+    """A progress bar until the job ends; Ctrl-C dismisses it (and one during the submission,
+    `interrupted` while the handler `previous` gets restored here)."""
     from pygeoapi.util import JobStatus
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -166,6 +178,10 @@ def _follow(m: Any, job_id: str) -> Any:
     jobs = Jobs(m.runtime.dsn)
     console = Console(stderr=True)
     try:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        if interrupted:
+            raise KeyboardInterrupt
         with Progress(TextColumn("{task.description}"), BarColumn(),
                       TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
                       console=console) as bar:

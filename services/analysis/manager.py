@@ -114,7 +114,10 @@ class QueueManager(PostgreSQLManager):
             if status is not None:
                 q = q.filter(self.table_model.status == status.value)
             matched = q.count()
-            q = q.order_by(self.table_model.started.desc())
+            # newest first: by creation (a job dismissed before it started has no `started`,
+            # and NULLs sort first in descending order: 20 of those hid every later job)
+            q = q.order_by(self.table_model.created.desc().nulls_last(),
+                           self.table_model.identifier)
             if offset:
                 q = q.offset(offset)
             if limit:

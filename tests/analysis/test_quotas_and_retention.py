@@ -153,17 +153,18 @@ def test_the_operator_runs_a_process_from_the_command_line(federation, runtime, 
     _, err = p.communicate(timeout=120)
     assert p.returncode == 2 and "distance" in err, err
 
-    # Ctrl-C during a long job dismisses it: its worker is free again
+    # Ctrl-C during a long job dismisses it: its worker is free again. As soon as the job
+    # exists: a worker may run it before the command has its id (it waits for it then)
     p = cli(federation, "run", "buffer", "--node", "hangzhou", "--input",
             "geometry=" + json.dumps(POINT), "--input", "distance=10", "--input",
             "test_delay=6")
 
-    def running_cli_job() -> str | None:
+    def live_cli_job() -> str | None:
         rows = sql(runtime, "SELECT identifier FROM analysis.jobs WHERE owner LIKE 'cli:%%' "
-                            "AND status = 'running'")
+                            "AND status IN ('accepted', 'running')")
         return rows[0][0] if rows else None
 
-    jid = wait_for(running_cli_job, 60, "the command's job runs", interval=0.1)
+    jid = wait_for(live_cli_job, 60, "the command's job exists", interval=0.02)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130, err
