@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS analysis.usage (
 """
 LIVE = ("accepted", "running")
 POOL_IDLE = 4  # idle connections a process keeps per database
-POOL_CHECK_AFTER = 30.0  # seconds idle after which a connection is checked before reuse
+POOL_CHECK_AFTER = 5.0  # seconds idle after which a connection is checked before reuse
+POOL_IDLE_SECONDS = 10.0  # an idle connection is closed after this: an idle node holds none
 
 
 class ConnectionPool:
@@ -62,6 +63,23 @@ class ConnectionPool:
         self.dsn, self.application_name = dsn, application_name
         self.idle: list[tuple[Any, float]] = []
         self.lock = threading.Lock()
+        threading.Thread(target=self._reap, name="geoplat-pool-reaper", daemon=True).start()
+
+    def _reap(self) -> None:
+        """Close connections idle for POOL_IDLE_SECONDS: many nodes on one PostgreSQL (the
+        tests' federations, a bureau's tiers) must not hold its connection slots idle."""
+        while True:
+            time.sleep(POOL_IDLE_SECONDS / 4)
+            now = time.monotonic()
+            with self.lock:
+                stale = [c for c, since in self.idle if now - since > POOL_IDLE_SECONDS]
+                self.idle = [(c, since) for c, since in self.idle
+                             if now - since <= POOL_IDLE_SECONDS]
+            for conn in stale:
+                try:
+                    conn.close()
+                except psycopg2.Error:
+                    pass
 
     @classmethod
     def of(cls, dsn: str, application_name: str) -> ConnectionPool:

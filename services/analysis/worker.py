@@ -76,6 +76,12 @@ def execute(runtime: NodeRuntime, job_id: str, process_id: str, data: dict, call
         tmp = path.with_suffix(".tmp")
         text = compute.RawJSON(compute.dumps(outputs))
         tmp.write_text(text, encoding="utf-8")
+        if os.geteuid() == 0:  # root running a job in process (`geoplat analysis run --sync`):
+            st = runtime.node_dir.stat()  # the file is the node user's, as the node's own are
+            os.chown(tmp, st.st_uid, st.st_gid)
+            for d in (out, out.parent):
+                if d.stat().st_uid == 0:
+                    os.chown(d, st.st_uid, st.st_gid)
         tmp.replace(path)
         done = jobs.update_live(job_id, status="successful", message="Job complete", progress=100,
                                 location=str(path), mimetype="application/json",
