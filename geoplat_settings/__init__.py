@@ -39,6 +39,7 @@ from geoplat_settings.runtime import (
     RegistrySection,
     ServerSection,
 )
+from geoplat_settings.supply import Generalise, SupplyIn, SupplyLink, SupplyOut, SupplySection
 from geoplat_settings.tiles import TileCache
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "DatabaseSection",
     "Extent",
     "FederationSettings",
+    "Generalise",
     "GeometryType",
     "HallsSettings",
     "Identifier",
@@ -75,6 +77,10 @@ __all__ = [
     "RoutingMapping",
     "ScaleRange",
     "ServerSection",
+    "SupplyIn",
+    "SupplyLink",
+    "SupplyOut",
+    "SupplySection",
     "Tier",
     "TileCache",
 ]

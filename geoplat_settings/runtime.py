@@ -21,6 +21,7 @@ from geoplat_settings.federation import AccessLevel, Extent, LayerSettings, Scal
 from geoplat_settings.halls import HallsSettings
 from geoplat_settings.publish import PublishSettings
 from geoplat_settings.registry import RegistrySettings
+from geoplat_settings.supply import SupplySection
 from geoplat_settings.tiles import TileCache
 
 RUNTIME_FILE = "node.json"
@@ -126,6 +127,7 @@ class NodeRuntime(NodeView):
     analysis: AnalysisSettings = AnalysisSettings()  # OGC API Processes, its queue (issue 17)
     providers: Providers
     compositions: list[CompositionRef] = []
+    supply: SupplySection = SupplySection()  # data supply between tiers (issue 18)
 
     @property
     def node_dir(self) -> Path:

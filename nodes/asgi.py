@@ -102,6 +102,8 @@ class GuardMiddleware:
             return None  # layer publishing (layers/web.py, issue 6): its own role checks
         if path == "/api/items/catalogue" and method in ("GET", "HEAD", "POST"):
             return None  # the service-item catalogue upload (issue 15): the publisher's
+        if path.startswith("/api/supply/") and method == "POST":
+            return None  # change-sets from the children, their review (issue 18): own checks
         if path.startswith("/api/annotations") and method in ("POST", "PUT", "DELETE"):
             return None  # users' annotations (issue 16): their own rules, per owner
         if sub is not None and (sub == "/admin" or sub.startswith("/admin/")):
@@ -169,6 +171,8 @@ def route_groups(services: NodeServices, landing: Any) -> list[RouteGroup]:
         RouteGroup("items", guard_group(rules.ITEMS, services.item_routes())),
         # users' annotations: /api/annotations (issue 16)
         RouteGroup("annotations", guard_group(rules.ANNOTATIONS, services.annotation_routes())),
+        # data supply between tiers: /api/supply (issue 18)
+        RouteGroup("supply", guard_group(rules.SUPPLY, services.supply_routes())),
     ]
 
 

@@ -24,15 +24,20 @@ from geoplat_settings import (
     NodeView,
     RegistrySection,
     ServerSection,
+    SupplyIn,
+    SupplyOut,
+    SupplySection,
 )
+from geoplat_settings.federation import ACCESS_ORDER
 from layers.serving import full_config
 from nodes import federation, privileges
 from nodes.pygeoapi_config import PROVIDERS, build_config, node_dir, write_config
-from nodes.settings import load_layers
+from nodes.settings import ConfigError, load_layers
 from nodes.templates import prepare_templates
 from services.access.emap import write_nginx_key_conf
 from services.provision import demo_file, provision_node
 from services.registry.local import origin_path, sync_local_services
+from services.supply import keys as supply_keys
 from services.web.sdk_routes import write_demo_key
 from tiles.build import build_tiles, node_dem
 
@@ -109,7 +114,8 @@ def build_node(settings: FederationSettings, node: NodeSettings, *,
         cadastre=node.cadastre, providers=PROVIDERS,
         analysis=node.analysis.model_copy(update={"dem": node_dem(
             node.id, settings.resolve(settings.data_dir), node.analysis.dem)}),
-        compositions=[CompositionRef(id=c["id"], title=c["title"]) for c in comps])
+        compositions=[CompositionRef(id=c["id"], title=c["title"]) for c in comps],
+        supply=supply_section(settings, node, layers, out, auth))
     runtime.write()  # mode 600: holds the database password and the client secret
     sync_local_services(runtime, *full_config(out, dsn, runtime))
     write_demo_key(out, demo_file(settings))  # the SDK docs' live examples (issue 14)
@@ -128,3 +134,31 @@ def hand_to_run_user(ndir: Path) -> None:
     user = privileges.run_user()
     if user is not None:
         privileges.own_tree(ndir, user)
+
+
+def supply_section(settings: FederationSettings, node: NodeSettings,
+                   layers: list[LayerSettings], out: Path, auth: AuthSection) -> SupplySection:
+    """What the node sends to its parent and takes from its children (issue 18), and its
+    signing key, registered at the main node when it supplies anything. A link whose parent
+    layer would be less protected than this node's configured layer is refused here."""
+    levels = {layer.id: layer.access for layer in layers}
+    for link in node.supply:
+        own = levels.get(link.layer)
+        if own is not None and ACCESS_ORDER[link.access] < ACCESS_ORDER[own]:
+            why = (f"the parent's layer would be {link.access}, less protected than this "
+                   f"node's {own} layer {link.layer!r}")
+            raise ConfigError([(str(settings.config_dir), f"{node.id}.supply.{link.layer}", why)])
+    outgoing = []
+    if node.supply:
+        assert node.parent is not None  # check_references
+        parent = settings.node(node.parent)
+        outgoing = [SupplyOut(link=link, parent=parent.id, parent_url=parent.base_url)
+                    for link in node.supply]
+        key_file = out / supply_keys.KEY_FILE
+        supply_keys.register(auth, supply_keys.node_key(key_file))
+    incoming = [SupplyIn(link=link, child=child.id, area_code=child.area_code,
+                         extent=(child.extent.minx, child.extent.miny, child.extent.maxx,
+                                 child.extent.maxy))
+                for child in settings.children(node.id) for link in child.supply]
+    return SupplySection(out=outgoing, incoming=incoming,
+                         key_file=str(out / supply_keys.KEY_FILE) if outgoing else "")

@@ -251,6 +251,9 @@ def parser() -> argparse.ArgumentParser:
     from services.analysis.cli import add_commands as add_analysis_commands  # issue 17
 
     add_analysis_commands(sub, _load, node_dir)
+    from services.supply.cli import add_commands as add_supply_commands  # issue 18
+
+    add_supply_commands(sub, _load, node_dir, _publish_context)
     from services.cli import add_commands  # users, grants, audit, sso (issue 4)
 
     add_commands(sub, _node_dsn)

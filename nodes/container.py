@@ -41,6 +41,8 @@ from services.places.query import Places
 from services.places.routes import PlacesRoutes
 from services.registry.web import RegistryRoutes
 from services.registry.worker import RegistryWorker
+from services.supply.outbox import SupplyWorker
+from services.supply.routes import SupplyRoutes
 from tiles.service import tile_routes
 
 LOGGER = logging.getLogger("geoplat.node")
@@ -68,6 +70,7 @@ class NodeServices:
     tile_service: Any
     reloader: Reloader
     registry_worker: RegistryWorker
+    supply_worker: SupplyWorker  # sends this node's change-sets to its parent (issue 18)
     health: Health
     places: Places  # the place-name query layer over the node's gazetteer (issue 13)
     router: Router  # routes over the node's routing topology (issue 15)
@@ -98,6 +101,7 @@ class NodeServices:
             reloader=Reloader(runtime.dsn, runtime.providers, pygeoapi, auth.control, views,
                               tile_reloader),
             registry_worker=RegistryWorker(runtime),
+            supply_worker=SupplyWorker(publish_context(runtime), runtime),
             health=Health(runtime.server, runtime.dsn, auth.control, pygeoapi, service),
             places=Places(db, runtime.server.id),
             router=router, halls=halls)
@@ -133,6 +137,12 @@ class NodeServices:
         return AnnotationRoutes(Annotations(self.db), self.auth.control,
                                 self.runtime.server.base_url).routes()
 
+    def supply_routes(self) -> list[BaseRoute]:
+        """/api/supply: change-sets from the children, their review (issue 18)."""
+        return SupplyRoutes(publish_context(self.runtime), self.runtime.supply,
+                            self.runtime.layers, self.auth.control,
+                            self.runtime.auth.main_url).routes()
+
     def publish_routes(self) -> list[BaseRoute]:
         ctx = publish_context(self.runtime)
         return list(PublishRoutes(ctx, ControlAccess(self.auth.control,
@@ -144,6 +154,8 @@ class NodeServices:
         """Background work of this worker: published layers, the registry, the key sweeper."""
         await anyio.to_thread.run_sync(self.reloader.start)  # serves what is published now
         self.registry_worker.start()  # works only while it holds the node's registry lock
+        if self.runtime.supply.out:
+            self.supply_worker.start()  # likewise, with the node's supply lock
         if self.auth.sweeper is not None:
             self._tasks.append(asyncio.get_running_loop().create_task(self.auth.sweeper.run()))
 
@@ -156,6 +168,7 @@ class NodeServices:
         self._tasks.clear()
         await anyio.to_thread.run_sync(self.reloader.stop)
         await anyio.to_thread.run_sync(self.registry_worker.stop)
+        await anyio.to_thread.run_sync(self.supply_worker.stop)
         await self.http.aclose()
         self.health.close()
         self.auth.close()

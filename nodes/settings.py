@@ -154,6 +154,16 @@ def check_references(settings: FederationSettings, fname: str) -> list[tuple[str
                 if part.node not in by_id:
                     problems.append((fname, f"nodes.{i}.registry.compositions.{j}.parts.{k}.node",
                                      f"unknown node {part.node!r}"))
+    for i, node in enumerate(settings.nodes):  # supply links go to a parent, once per layer
+        targets: set[str] = set()
+        for j, link in enumerate(node.supply):
+            if node.parent is None:
+                problems.append((fname, f"nodes.{i}.supply.{j}",
+                                 "only a node with a parent supplies data"))
+            if link.parent_layer in targets:
+                twice = f"the parent's layer {link.parent_layer!r} is supplied twice by this node"
+                problems.append((fname, f"nodes.{i}.supply.{j}.to", twice))
+            targets.add(link.parent_layer)
     for i, node in enumerate(settings.nodes):  # cycles
         seen, cur = {node.id}, node
         while cur.parent is not None and cur.parent in by_id:

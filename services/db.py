@@ -160,6 +160,13 @@ CREATE TABLE IF NOT EXISTS auth.token_revocations (
     at timestamptz NOT NULL DEFAULT now(),
     CHECK (jti IS NOT NULL OR (sub IS NOT NULL AND not_before IS NOT NULL))
 );
+-- the public Ed25519 keys the nodes sign their supply change-sets with (issue 18,
+-- services/supply/keys.py): registered with the node's client credentials, read by parents
+CREATE TABLE IF NOT EXISTS auth.supply_keys (
+    node_id text PRIMARY KEY,
+    public_jwk jsonb NOT NULL,
+    registered_at timestamptz NOT NULL DEFAULT now()
+);
 """
 
 

@@ -89,6 +89,8 @@ SSO = {
     "/sso/api/keys/{key_id}/revoke": _OIDC,
     "/sso/api/clients": _OIDC,  # an initial access token (RFC 7591 registration of a node)
     "/sso/api/node-key": _OIDC,  # a node's client-credentials token with scope `keys`
+    "/sso/api/supply-keys": _OIDC,  # a node registers its supply key (client credentials, keys)
+    "/sso/api/supply-keys/{node_id}": PUBLIC,  # a public key: the parents verify with it
 }
 
 _SIGN_IN = "Sign in, or send a bearer token."
@@ -183,6 +185,22 @@ ANNOTATIONS = {
     "/api/annotations/openapi": PUBLIC,  # the description of the API
 }
 
+# data supply between tiers (issue 18, services/supply/routes.py): a child node sends with its
+# client-credentials token (the route checks it is a child of this node with that link, and the
+# change-set's signature by the child's key); the review is for this node's administrators
+_SUPPLY_ADMIN = require("admin", unauthorized="Send a bearer token.",
+                        forbidden="Only this node's administrators review supply.")
+SUPPLY = {
+    "/api/supply": _SUPPLY_ADMIN,
+    "/api/supply/changesets": require(
+        "caller", unauthorized="Send a bearer token.",
+        note="POST: a child node's token and signed change-set; GET: administrators"),
+    "/api/supply/changesets/{changeset_id}": require(
+        "caller", unauthorized="Send a bearer token.",
+        note="the child that sent it, or this node's administrators"),
+    "/api/supply/changesets/{changeset_id}/{action}": _SUPPLY_ADMIN,
+}
+
 # paths whose caller is an OAuth client authenticating itself: no cookie, so no CSRF token
 CLIENT_AUTHENTICATED = frozenset(p for group in (AUTH, SSO) for p, r in group.items()
                                  if r.kind == "client")
@@ -190,4 +208,5 @@ CLIENT_AUTHENTICATED = frozenset(p for group in (AUTH, SSO) for p, r in group.it
 GROUPS: dict[str, dict[str, Requirement]] = {
     "node": NODE, "ogc": OGC, "tiles": TILE_SURFACES, "auth": AUTH, "sso": SSO,
     "registry": REGISTRY, "publishing": PUBLISHING, "places": PLACES, "sdk": SDK,
-    "routing": ROUTING, "items": ITEMS, "annotations": ANNOTATIONS}
+    "routing": ROUTING, "items": ITEMS, "annotations": ANNOTATIONS,
+    "supply": SUPPLY}

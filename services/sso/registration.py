@@ -51,6 +51,8 @@ from services.web.pages import client_ip
 
 CLIENTS_PATH = "/sso/api/clients"
 NODE_KEY_PATH = "/sso/api/node-key"
+# a node's public Ed25519 key for its supply change-sets (issue 18, services/supply/keys.py)
+SUPPLY_KEY_PATH = "/sso/api/supply-keys"
 NODE_GRANTS = ["authorization_code", "refresh_token", "client_credentials"]
 NODE_SCOPE = "openid profile email geoplat offline_access register keys forward"
 AUTH_METHOD = "client_secret_basic"
@@ -274,7 +276,9 @@ class NodeRegistration:
 
     def routes(self) -> list[Route]:
         return [Route(CLIENTS_PATH, self.register, methods=["POST"]),
-                Route(NODE_KEY_PATH, self.node_key, methods=["POST"])]
+                Route(NODE_KEY_PATH, self.node_key, methods=["POST"]),
+                Route(SUPPLY_KEY_PATH, self.supply_key, methods=["POST"]),
+                Route(SUPPLY_KEY_PATH + "/{node_id}", self.supply_key_of, methods=["GET"])]
 
     async def _run(self, func: Any, *args: Any) -> Any:
         return await anyio.to_thread.run_sync(func, *args)
@@ -317,25 +321,30 @@ class NodeRegistration:
         return JSONResponse(body, status_code=201, headers={"Cache-Control": "no-store",
                                                             "Pragma": "no-cache"})
 
+    async def _node_client(self, request: Request, what: str) -> tuple[str, str]:
+        """(client id, node id) of a node's client-credentials token with scope `keys`."""
+        token = bearer(request)
+        if not token:
+            raise RegistrationError(401, "Unauthorized", "Send the node's access token "
+                                    "(client credentials, scope keys).", "invalid_request")
+        principal = await self.validator.validate(token)
+        client_id = principal.client_id
+        if principal.is_user or "keys" not in principal.claims.get("scope", "").split():
+            raise RegistrationError(403, "Forbidden", f"Only federation nodes obtain {what}.",
+                                    "insufficient_scope")
+        row = await self._run(lambda: self.db.one(
+            "SELECT node_id FROM auth.clients WHERE client_id = %s", (client_id,)))
+        node_id = row["node_id"] if row else None
+        if not node_id:
+            raise RegistrationError(403, "Forbidden", "This client is not a node.",
+                                    "insufficient_scope")
+        return client_id, node_id
+
     async def node_key(self, request: Request) -> Response:
         """A node's e-map cascade key, for its client credentials (scope `keys`)."""
         client_id = None
         try:
-            token = bearer(request)
-            if not token:
-                raise RegistrationError(401, "Unauthorized", "Send the node's access token "
-                                        "(client credentials, scope keys).", "invalid_request")
-            principal = await self.validator.validate(token)
-            client_id = principal.client_id
-            if principal.is_user or "keys" not in principal.claims.get("scope", "").split():
-                raise RegistrationError(403, "Forbidden", "Only federation nodes obtain node "
-                                        "keys.", "insufficient_scope")
-            row = await self._run(lambda: self.db.one(
-                "SELECT node_id FROM auth.clients WHERE client_id = %s", (client_id,)))
-            node_id = row["node_id"] if row else None
-            if not node_id:
-                raise RegistrationError(403, "Forbidden", "This client is not a node.",
-                                        "insufficient_scope")
+            client_id, node_id = await self._node_client(request, "node keys")
             data = await _json_body(request)
             if not isinstance(data, dict):
                 raise RegistrationError(400, "Invalid request", "A JSON object is expected.",
@@ -355,3 +364,43 @@ class NodeRegistration:
         return JSONResponse({"key": key, "key_id": key[:8], "allowed": allowed},
                             status_code=201 if made else 200,
                             headers={"Cache-Control": "no-store"})
+
+    async def supply_key(self, request: Request) -> Response:
+        """A node registers the public key it signs its supply change-sets with (issue 18):
+        `{"jwk": {"kty": "OKP", "crv": "Ed25519", "x": ...}}`; parents read it from here."""
+        client_id = None
+        try:
+            client_id, node_id = await self._node_client(request, "supply keys")
+            data = await _json_body(request)
+            jwk = data.get("jwk") if isinstance(data, dict) else None
+            if not (isinstance(jwk, dict) and jwk.get("kty") == "OKP"
+                    and jwk.get("crv") == "Ed25519" and isinstance(jwk.get("x"), str)
+                    and re.fullmatch(r"[A-Za-z0-9_-]{43}", jwk["x"])):
+                raise RegistrationError(400, "Invalid request", "jwk is the node's public "
+                                        "Ed25519 key (kty OKP, crv Ed25519, x)",
+                                        "invalid_request")
+            public = {"kty": "OKP", "crv": "Ed25519", "x": jwk["x"], "kid": node_id,
+                      "use": "sig"}
+            made = await self._run(lambda: self.db.one(
+                "INSERT INTO auth.supply_keys (node_id, public_jwk) VALUES (%s, %s) "
+                "ON CONFLICT (node_id) DO UPDATE SET public_jwk = EXCLUDED.public_jwk, "
+                "registered_at = CASE WHEN auth.supply_keys.public_jwk = EXCLUDED.public_jwk "
+                "THEN auth.supply_keys.registered_at ELSE now() END "
+                "RETURNING (xmax = 0) AS made", (node_id, json.dumps(public))))
+        except AuthError as exc:
+            return await self._refused(request, "provision.supply_key", exc, client_id)
+        await self._run(lambda: audit.record(
+            self.db, self.main_id, "provision.supply_key", actor=client_id, subject=node_id,
+            ip=client_ip(request)))
+        return JSONResponse(public, status_code=201 if made and made["made"] else 200,
+                            headers={"Cache-Control": "no-store"})
+
+    async def supply_key_of(self, request: Request) -> Response:
+        """The public supply key of a node (a public key: anyone may read it)."""
+        node_id = request.path_params["node_id"]
+        row = await self._run(lambda: self.db.one(
+            "SELECT public_jwk FROM auth.supply_keys WHERE node_id = %s", (node_id,)))
+        if row is None:
+            return AuthError(404, "Not Found", f"Node {node_id[:64]!r} has registered no "
+                             "supply key.").response()
+        return JSONResponse(row["public_jwk"], headers={"Cache-Control": "no-cache"})

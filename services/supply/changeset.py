@@ -24,6 +24,7 @@ for every supplied feature, `src_node` and `src_id`: a child can only ever touch
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import io
@@ -142,6 +143,22 @@ def verify(signature: str, body: bytes, public: Mapping[str, Any] | OKPKey,
     return manifest
 
 
+def unverified(signature: str) -> dict[str, Any]:
+    """The manifest a signature carries, NOT checked: only to find which link (and so which
+    key) it is to be verified with. ChangeSetError if it is not a compact JWS of JSON."""
+    unsigned = ChangeSetError("the change-set is not signed (a compact JWS is required)")
+    if not isinstance(signature, str) or signature.count(".") != 2:
+        raise unsigned
+    payload = signature.split(".")[1]
+    try:
+        manifest = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, TypeError):
+        raise unsigned from None
+    if not isinstance(manifest, dict):
+        raise unsigned
+    return manifest
+
+
 def manifest_id(manifest: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical({k: v for k, v in manifest.items() if k != "id"})
                           ).hexdigest()[:32]
@@ -174,7 +191,7 @@ def _row_hash(alias: str, fields: Sequence[str]) -> sql.Composable:
 
 def build(cur: Any, *, new_table: str, old_table: str | None, key: str, fields: Sequence[str],
           child: str, parent: str, layer: str, parent_layer: str, base_version: int | None,
-          new_version: int, created: str | None = None) -> ChangeSet:
+          new_version: int, created: str | None = None, access: str = "public") -> ChangeSet:
     """The change-set from `old_table` (the version the parent accepted; None: nothing yet) to
     `new_table`, both with columns `key`, `fields` and `geom`. Unsigned: see `sign`."""
     fields = [f for f in fields if f != key]
@@ -222,6 +239,7 @@ SELECT op, count(*) FROM geoplat_supply_diff GROUP BY op;""").format(diff=diff))
     manifest: dict[str, Any] = {
         "format": FORMAT, "child": child, "parent": parent, "layer": layer,
         "parent_layer": parent_layer, "base_version": base_version, "new_version": new_version,
+        "access": access,
         "key": key, "schema": schema, "geometry_type": kind, "crs": f"EPSG:{SRID}",
         "extent": None if ext[0] is None else [float(v) for v in ext], "counts": counts,
         "body_bytes": len(body), "body_sha256": hashlib.sha256(body).hexdigest(),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,8 @@ import psycopg2
 import psycopg2.extras
 from psycopg2 import sql
 
+from geoplat_settings import SupplyIn
+from geoplat_settings.federation import ACCESS_ORDER
 from layers.catalogue import NodeContext
 from layers.formats import PublishError
 from layers.publish import NewLayer, derive
@@ -96,6 +98,80 @@ class Link:
     repair: bool = False
     auto_accept: bool = False
     max_bytes: int = 256 << 20
+
+
+LEVEL_ORDER = ("province", "city", "county", "township")
+
+
+def child_area(ctx: NodeContext, layers: Sequence[Any], supply_in: SupplyIn) -> str:
+    """The child's area (WKT, EPSG:4490) as this node knows it: the union of this node's
+    division units under the child's area code (the first level, from provinces down, that has
+    any), widened by the link's tolerance; else the child's configured extent."""
+    tol = supply_in.link.area_tolerance_m
+    code = supply_in.area_code or ""
+    prefix = code
+    while prefix.endswith("00") and len(prefix) > 2:
+        prefix = prefix[:-2]
+    divisions = sorted((LEVEL_ORDER.index(layer.places.level), layer.id, layer.places.code)
+                        for layer in layers if layer.places is not None
+                        and layer.places.kind == "division" and layer.places.level in LEVEL_ORDER
+                        and layer.geometry_type in ("Polygon", "MultiPolygon"))
+    conn = psycopg2.connect(ctx.dsn, application_name="geoplat-supply")
+    try:
+        with conn, conn.cursor() as cur:
+            for _, table, column in divisions if prefix else ():
+                cur.execute(sql.SQL(
+                    "SELECT ST_AsText(ST_SetSRID(ST_Buffer(ST_Union(geom)::geography, %s)"
+                    "::geometry, 4490)) FROM {t} WHERE {c}::text LIKE %s").format(
+                    t=sql.Identifier(table), c=sql.Identifier(column)), (tol, prefix + "%"))
+                row = cur.fetchone()
+                if row and row[0]:
+                    return str(row[0])
+            x0, y0, x1, y1 = supply_in.extent
+            cur.execute("SELECT ST_AsText(ST_SetSRID(ST_Buffer(ST_MakeEnvelope(%s, %s, %s, %s,"
+                        " 4326)::geography, %s)::geometry, 4490))", (x0, y0, x1, y1, tol))
+            return str(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+class LinkCache:
+    """The links this node receives on, as `Link`s: the child's area (computed once per
+    process) and its public key (from the main node, services/supply/keys.py)."""
+
+    def __init__(self, ctx: NodeContext, layers: Sequence[Any], keys: Any):
+        self.ctx, self.layers, self.keys = ctx, layers, keys
+        self._areas: dict[tuple[str, str], str] = {}
+
+    def get(self, supply_in: SupplyIn) -> Link:
+        k = (supply_in.child, supply_in.link.layer)
+        if k not in self._areas:
+            self._areas[k] = child_area(self.ctx, self.layers, supply_in)
+        link = supply_in.link
+        return Link(child=supply_in.child, parent=self.ctx.id, layer=link.layer,
+                    parent_layer=link.parent_layer, area_wkt=self._areas[k],
+                    public_jwk=self.keys.public_jwk(supply_in.child), access=link.access,
+                    title=link.title, domains=dict(link.domains),
+                    max_delete_share=link.max_delete_share, repair=link.repair,
+                    auto_accept=link.auto_accept, max_bytes=int(link.max_mb * 1024 * 1024))
+
+
+def signed_layer(signature: str) -> str:
+    """The child's layer a signed manifest names (not yet verified: to find its link)."""
+    return str(cs_mod.unverified(signature).get("layer", ""))[:100]
+
+
+def known(ctx: NodeContext, signature: str) -> bool:
+    """Whether the change-set of this signature was received before."""
+    cid = cs_mod.unverified(signature).get("id")
+    conn = psycopg2.connect(ctx.dsn, application_name="geoplat-supply")
+    try:
+        ensure_schema(conn)
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM supply.changesets WHERE id = %s", (str(cid),))
+            return cur.fetchone() is not None
+    finally:
+        conn.close()
 
 
 def ensure_schema(conn: Any) -> None:
@@ -174,6 +250,10 @@ def receive(ctx: NodeContext, link: Link, signature: str, body: bytes) -> dict[s
     manifest = cs_mod.verify(signature, body, link.public_jwk,
                              {"child": link.child, "parent": link.parent, "layer": link.layer,
                               "parent_layer": link.parent_layer})
+    if ACCESS_ORDER.get(str(manifest.get("access", "public")), 9) > ACCESS_ORDER[link.access]:
+        raise SupplyRefused(f"{link.child}'s layer {link.layer} is {manifest.get('access')}: "
+                            f"this node's {link.parent_layer} ({link.access}) would protect it "
+                            "less", status=403)
     cs = ChangeSet(manifest, body, signature)
     conn = psycopg2.connect(ctx.dsn, application_name="geoplat-supply")
     try:

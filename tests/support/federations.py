@@ -82,7 +82,8 @@ def own_database(cluster: Cluster, settings: settings_mod.FederationSettings,
 
 
 def write_federation(base: Path, cluster: Cluster, ports: dict[str, int] | None = None,
-                     require_keys: bool = False, tag: str | None = None) -> Path:
+                     require_keys: bool = False, tag: str | None = None,
+                     supply: bool = False) -> Path:
     """A copy of config/federation.yml with var/, PostGIS and ports of this test run.
 
     Most suites call public layers anonymously, so keys are optional unless `require_keys`
@@ -92,12 +93,18 @@ def write_federation(base: Path, cluster: Cluster, ports: dict[str, int] | None 
     as its `database_url`, so that this federation shares no data with any other one running
     on the cluster. Without, the nodes use the managed cluster's names `geoplat_<id>`: only the
     suite-wide federation does (tests/conftest.py), so that path of `geoplat up` is tested too.
+
+    The demo's data supply links (issue 18: Hangzhou's layers making Zhejiang's, Zhejiang's
+    halls in the national POIs) are kept only with `supply` (tests/supply/): the other suites
+    count the layers and places of each node as its own configuration makes them.
     """
     raw = yaml.safe_load((ROOT / "config" / "federation.yml").read_text(encoding="utf-8"))
     raw["var_dir"] = str(var_dir_for(base))  # not under `base`: the nodes' user must enter it
     raw["data_dir"] = str(ROOT / "data-samples")
     raw["postgres"] = {"data_dir": str(cluster.data_dir), "port": cluster.port}
     for node in raw["nodes"]:
+        if not supply:
+            node.pop("supply", None)
         node["host"] = "127.0.0.1"
         node["port"] = (ports or {}).get(node["id"]) or free_port()
         node["database_url"] = ""
@@ -124,7 +131,9 @@ def write_federation(base: Path, cluster: Cluster, ports: dict[str, int] | None 
 
 
 def isolated_federation(base: Path, cluster: Cluster, ports: dict[str, int] | None = None,
-                        require_keys: bool = False, tag: str | None = None) -> Path:
+                        require_keys: bool = False, tag: str | None = None,
+                        supply: bool = False) -> Path:
     """`write_federation` with databases and roles of its own: a new tag each call, unless the
     caller names one (tests that restart the same federation)."""
-    return write_federation(base, cluster, ports, require_keys, tag=tag or new_tag())
+    return write_federation(base, cluster, ports, require_keys, tag=tag or new_tag(),
+                            supply=supply)
