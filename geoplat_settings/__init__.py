@@ -39,7 +39,14 @@ from geoplat_settings.runtime import (
     RegistrySection,
     ServerSection,
 )
-from geoplat_settings.supply import Generalise, SupplyIn, SupplyLink, SupplyOut, SupplySection
+from geoplat_settings.supply import (
+    Generalise,
+    ReferenceLink,
+    SupplyIn,
+    SupplyLink,
+    SupplyOut,
+    SupplySection,
+)
 from geoplat_settings.tiles import TileCache
 
 __all__ = [
@@ -72,6 +79,7 @@ __all__ = [
     "PlacesMapping",
     "Providers",
     "PublishSettings",
+    "ReferenceLink",
     "RegistrySection",
     "RegistrySettings",
     "RoutingMapping",

@@ -19,7 +19,7 @@ from geoplat_settings.places import PlacesMapping
 from geoplat_settings.publish import PublishSettings
 from geoplat_settings.registry import RegistrySettings
 from geoplat_settings.routing import RoutingMapping
-from geoplat_settings.supply import SupplyLink
+from geoplat_settings.supply import ReferenceLink, SupplyLink
 from geoplat_settings.tiles import TileCache
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -191,6 +191,9 @@ class NodeSettings(_Model):
     cadastre: CadastreSettings = CadastreSettings()
     supply: list[SupplyLink] = Field(
         default=[], description="this node's layers supplying its parent's (issue 18)")
+    reference: list[ReferenceLink] = Field(
+        default=[], description="layers of ancestor nodes this node holds copies of, pushed "
+                                "down as change-sets (issue 18)")
 
     @field_validator("database_url", "parent", "public_url", "area_code", mode="before")
     @classmethod

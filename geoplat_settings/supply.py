@@ -66,8 +66,32 @@ class SupplyLink(_Model):
         return self.to or self.layer
 
 
+class ReferenceLink(_Model):
+    """A layer of an ancestor node that this node holds a copy of, kept current by the
+    ancestor's change-sets (reference layers pushed down the tree, e.g. the national provinces
+    at a city). The copy is the source's: this node applies what it is sent, nothing else."""
+
+    source: str = Field(pattern=_LAYER_ID, description="the ancestor node that pushes it")
+    layer: str = Field(pattern=_LAYER_ID, description="the source node's layer")
+    to: str | None = Field(default=None, pattern=_LAYER_ID,
+                           description="this node's copy (default: the same name)")
+    key: str = Field(pattern=_LAYER_ID, description="the stable feature id (see SupplyLink)")
+    fields: list[str] = Field(default=[], description="the fields copied (default: all)")
+    title: str = ""
+    access: AccessLevel = "public"
+    auto_accept: bool = Field(default=True, description="applied as it comes (else reviewed)")
+
+    def as_supply(self) -> SupplyLink:
+        """The same as a supply link, as sender and receiver handle it: anywhere in the
+        source's extent, deletions as the source makes them."""
+        return SupplyLink(layer=self.layer, to=self.to, key=self.key, fields=self.fields,
+                          title=self.title, access=self.access, auto_accept=self.auto_accept,
+                          max_delete_share=1.0, area_tolerance_m=0)
+
+
 class SupplyOut(_Model):
-    """A link this node sends on (its runtime): to which parent, at which URL."""
+    """A link this node sends on (its runtime): to which node (its parent; for a reference
+    layer, the descendant holding the copy), at which URL."""
 
     link: SupplyLink
     parent: str
@@ -75,7 +99,8 @@ class SupplyOut(_Model):
 
 
 class SupplyIn(_Model):
-    """A link this node receives on (its runtime): from which child, over which area."""
+    """A link this node receives on (its runtime): from which node (its child; for a
+    reference layer, the ancestor), over which area."""
 
     link: SupplyLink
     child: str

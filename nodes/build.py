@@ -154,11 +154,20 @@ def supply_section(settings: FederationSettings, node: NodeSettings,
         parent = settings.node(node.parent)
         outgoing = [SupplyOut(link=link, parent=parent.id, parent_url=parent.base_url)
                     for link in node.supply]
-        key_file = out / supply_keys.KEY_FILE
-        supply_keys.register(auth, supply_keys.node_key(key_file))
+    # reference layers this node pushes down to descendants holding copies of them
+    outgoing += [SupplyOut(link=ref.as_supply(), parent=other.id, parent_url=other.base_url)
+                 for other in settings.nodes for ref in other.reference if ref.source == node.id]
+    if outgoing:
+        supply_keys.register(auth, supply_keys.node_key(out / supply_keys.KEY_FILE))
+
+    def extent(n: NodeSettings) -> tuple[float, float, float, float]:
+        return (n.extent.minx, n.extent.miny, n.extent.maxx, n.extent.maxy)
+
     incoming = [SupplyIn(link=link, child=child.id, area_code=child.area_code,
-                         extent=(child.extent.minx, child.extent.miny, child.extent.maxx,
-                                 child.extent.maxy))
+                         extent=extent(child))
                 for child in settings.children(node.id) for link in child.supply]
+    incoming += [SupplyIn(link=ref.as_supply(), child=ref.source,
+                          extent=extent(settings.node(ref.source)))
+                 for ref in node.reference]
     return SupplySection(out=outgoing, incoming=incoming,
                          key_file=str(out / supply_keys.KEY_FILE) if outgoing else "")

@@ -164,6 +164,19 @@ def check_references(settings: FederationSettings, fname: str) -> list[tuple[str
                 twice = f"the parent's layer {link.parent_layer!r} is supplied twice by this node"
                 problems.append((fname, f"nodes.{i}.supply.{j}.to", twice))
             targets.add(link.parent_layer)
+        ancestors, cur = set(), node
+        while cur.parent is not None and cur.parent in by_id and cur.parent not in ancestors:
+            ancestors.add(cur.parent)
+            cur = settings.nodes[by_id[cur.parent]]
+        copies: set[str] = set()
+        for j, ref in enumerate(node.reference):
+            if ref.source not in ancestors:
+                problems.append((fname, f"nodes.{i}.reference.{j}.source",
+                                 f"{ref.source!r} is not an ancestor of node {node.id!r}"))
+            if (ref.to or ref.layer) in copies:
+                problems.append((fname, f"nodes.{i}.reference.{j}.to",
+                                 f"layer {ref.to or ref.layer!r} is copied twice"))
+            copies.add(ref.to or ref.layer)
     for i, node in enumerate(settings.nodes):  # cycles
         seen, cur = {node.id}, node
         while cur.parent is not None and cur.parent in by_id:

@@ -54,6 +54,8 @@ def start_node(settings: FederationSettings, node: NodeSettings, ndir: Path, *,
     door = front if front.available() and front.conf.exists() else None
     bind = door.app_args() if door else ["--host", node.host, "--port", str(node.port)]
     user = privileges.run_user()
+    if door:  # a node killed (kill -9, OOM) leaves its socket: uvicorn would not bind it again
+        door.socket.unlink(missing_ok=True)
     if user is not None:  # as root: the whole group (nginx master too) runs as the node's user
         if door:
             privileges.own_tree(door.socket.parent, user)

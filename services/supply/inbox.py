@@ -128,6 +128,8 @@ def child_area(ctx: NodeContext, layers: Sequence[Any], supply_in: SupplyIn) -> 
                 if row and row[0]:
                     return str(row[0])
             x0, y0, x1, y1 = supply_in.extent
+            if not tol:  # a reference layer: anywhere in its source's extent
+                return f"POLYGON(({x0} {y0}, {x1} {y0}, {x1} {y1}, {x0} {y1}, {x0} {y0}))"
             cur.execute("SELECT ST_AsText(ST_SetSRID(ST_Buffer(ST_MakeEnvelope(%s, %s, %s, %s,"
                         " 4326)::geography, %s)::geometry, 4490))", (x0, y0, x1, y1, tol))
             return str(cur.fetchone()[0])

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ from services.supply import outbox
 
 PASSWORD = "supply-test-pw-1"
 LAYER = "sup_halls"
+KILLED = "sup_kill"  # the layer of the kill -9 and cut-link test
 MEDIA = "application/vnd.geoplat.changeset+ndjson"
 V1 = {"h1": ("上城区政务服务中心测试", 120.17, 30.24), "h2": ("西湖区政务服务中心测试", 120.13, 30.26),
       "h3": ("拱墅区政务服务中心测试", 120.14, 30.32)}
@@ -58,6 +62,10 @@ def fed(tmp_path_factory, pg_cluster, make_federation) -> Iterator[dict[str, Any
         if node["id"] == "hangzhou":
             node["supply"].append({"layer": LAYER, "key": "code", "fields": ["name"],
                                    "title": "Supplied halls (test)", "max_delete_share": 0.5})
+            node["supply"].append({"layer": KILLED, "key": "code", "fields": ["name"],
+                                   "max_delete_share": 0.5})
+            node["reference"].append({"source": "national", "layer": "sup_ref", "key": "code",
+                                      "fields": ["name"]})
         if node["id"] == "zhejiang":
             node["supply"].append({"layer": LAYER, "key": "fid", "fields": ["name"],
                                    "auto_accept": True, "max_delete_share": 0.5})
@@ -73,10 +81,12 @@ def fed(tmp_path_factory, pg_cluster, make_federation) -> Iterator[dict[str, Any
                               {"zjadmin": ["zhejiang:admin"], "hzadmin": ["hangzhou:admin"]},
                               PASSWORD)
         yield {"settings": settings, "urls": urls, "users": users, "main_db": main_db,
+               "groups": groups,
                "hz": ctx_of(settings, "hangzhou"), "zj": ctx_of(settings, "zhejiang"),
+               "nat": ctx_of(settings, "national"),
                "dsn": {n.id: federation_mod.node_dsn(settings, n) for n in settings.nodes}}
     finally:
-        for pgid in groups.values():
+        for pgid in groups.values():  # (the kill -9 test replaces Zhejiang's)
             supervisor.stop_group(pgid)
 
 
@@ -97,10 +107,10 @@ def queue(fed: dict, state: str | None = None) -> list[dict[str, Any]]:
     return [c for c in r.json()["changesets"] if c["layer"] == LAYER]
 
 
-def sent(fed: dict, version: int) -> dict[str, Any]:
-    """The change-set of `sup_halls` version `version` in Hangzhou's outbox."""
+def sent(fed: dict, version: int, layer: str = LAYER) -> dict[str, Any]:
+    """The change-set of `layer` version `version` in Hangzhou's outbox."""
     return next(r for r in outbox.outbox_listing(fed["hz"])
-                if r["layer"] == LAYER and r["new_version"] == version)
+                if r["layer"] == layer and r["new_version"] == version)
 
 
 def hz_token(fed: dict) -> dict[str, str]:
@@ -299,3 +309,128 @@ def test_forged_unsigned_corrupt_or_foreign_change_sets_are_refused(fed) -> None
                      headers=fed["users"]["hzadmin"], timeout=30)
     assert r.status_code == 403
     assert requests.get(fed["urls"]["zhejiang"] + "/api/supply", timeout=30).status_code == 401
+
+
+def test_reference_layers_are_pushed_down_and_kept_current(fed, tmp_path) -> None:
+    """Hangzhou holds the national provinces from the main node's push (not from its parent),
+    and a new version at the main node arrives as a change-set."""
+    hz = fed["urls"]["hangzhou"]
+    arrives(fed, "hangzhou", "provinces", 34, 120)
+    provinces = items(hz, "provinces")
+    assert {f["properties"]["src_node"] for f in provinces} == {"national"}
+    assert "浙江省" in {f["properties"]["name"] for f in provinces}
+    publish(fed["nat"], geojson(tmp_path / "r1.geojson", dict(list(V1.items())[:2])), "sup_ref",
+            actor="test")
+    wait_for(lambda: names(hz, "sup_ref") == {k: n for k, (n, *_) in list(V1.items())[:2]}, 60,
+             "version 1 of the national sup_ref at Hangzhou")
+    changed = {"h1": ("上城区政务服务中心(改)", 120.17, 30.24), "h2": V1["h2"]}
+    publish(fed["nat"], geojson(tmp_path / "r2.geojson", changed), "sup_ref", actor="test")
+    wait_for(lambda: names(hz, "sup_ref") == {k: n for k, (n, *_) in changed.items()}, 60,
+             "version 2 of the national sup_ref at Hangzhou")
+    conn = psycopg2.connect(fed["dsn"]["hangzhou"])
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT manifest->'counts' FROM supply.changesets WHERE child = 'national' "
+                    "AND layer = 'sup_ref' ORDER BY received_at")
+        counts = [r[0] for r in cur.fetchall()]
+    conn.close()
+    assert counts == [{"insert": 2, "update": 0, "delete": 0},
+                      {"insert": 0, "update": 1, "delete": 0}]
+
+
+def _zhejiang_down(fed: dict, sig: int) -> None:
+    pgid = fed["groups"].pop("zhejiang")
+    if sig == signal.SIGKILL:
+        os.killpg(pgid, signal.SIGKILL)
+    supervisor.stop_group(pgid)  # (after a kill: reaps the group's processes)
+    def down() -> bool:
+        try:
+            requests.get(fed["urls"]["zhejiang"] + "/health", timeout=2)
+        except requests.RequestException:
+            return True
+        return False
+    wait_for(down, 30, "Zhejiang down")
+
+
+def _zhejiang_up(fed: dict) -> None:
+    settings = fed["settings"]
+    try:
+        procs, _ = supervisor.up(settings, only=["zhejiang"], echo=lambda *a: None)
+    except RuntimeError as exc:
+        log = settings.resolve(settings.var_dir) / "run" / "zhejiang.log"
+        raise AssertionError(f"{exc}: {log.read_text(errors='replace')[-3000:]}") from None
+    fed["groups"]["zhejiang"] = procs[0].pgid
+
+
+def _applied(fed: dict, layer: str) -> bool:
+    conn = psycopg2.connect(fed["dsn"]["zhejiang"])
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('geoplat_published') IS NOT NULL")
+            if not cur.fetchone()[0]:
+                return False
+            cur.execute("SELECT 1 FROM geoplat_published WHERE name = %s", (layer,))
+            return cur.fetchone() is not None
+    finally:
+        conn.close()
+
+
+def test_kill_9_during_apply_and_a_cut_link_lose_nothing_and_double_nothing(fed, tmp_path):
+    zj = fed["urls"]["zhejiang"]
+    publish(fed["hz"], geojson(tmp_path / "k1.geojson", V1), KILLED, actor="test")
+    cs = wait_for(lambda: [c for c in _all(fed) if c["layer"] == KILLED
+                           and c["state"] == "pending"], 60, "v1 of sup_kill pending")[0]
+    # hold the change-set's row: the acceptance copies the layer, then waits for the row
+    hold = psycopg2.connect(fed["dsn"]["zhejiang"])
+    cur = hold.cursor()
+    cur.execute("SELECT 1 FROM supply.changesets WHERE id = %s FOR UPDATE", (cs["id"],))
+    accepting = threading.Thread(target=lambda: _quietly(decide, fed, cs["id"], "accept"))
+    accepting.start()
+    probe = psycopg2.connect(fed["dsn"]["zhejiang"])
+    probe.autocommit = True
+
+    def blocked() -> bool:
+        with probe.cursor() as c:
+            c.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                      "'geoplat-publish' AND wait_event_type = 'Lock'")
+            return c.fetchone()[0] > 0
+    wait_for(blocked, 30, "the acceptance waits inside its transaction")
+    _zhejiang_down(fed, signal.SIGKILL)  # kill -9 of the node during the apply
+    hold.rollback()
+    hold.close()
+    accepting.join(60)
+    wait_for(lambda: not blocked(), 30, "the killed node's transaction ended")
+    probe.close()
+    assert not _applied(fed, KILLED)  # nothing half-applied
+    _zhejiang_up(fed)
+    assert [c["state"] for c in _all(fed) if c["id"] == cs["id"]] == ["pending"]
+    r = decide(fed, cs["id"], "accept")
+    assert r.status_code == 200 and r.json()["state"] == "accepted", r.text
+    assert names(zj, KILLED) == {k: n for k, (n, *_) in V1.items()}
+    wait_for(lambda: sent(fed, 1, KILLED)["state"] == "accepted", 60, "Hangzhou learns of it")
+
+    # the link cut while sending: queued with the error, sent when the parent is back, once
+    _zhejiang_down(fed, signal.SIGTERM)
+    publish(fed["hz"], geojson(tmp_path / "k2.geojson", V2), KILLED, actor="test")
+    row = wait_for(lambda: (r := sent(fed, 2, KILLED))["attempts"] >= 1 and r, 60,
+                   "Hangzhou tried to send v2")
+    assert row["state"] == "queued" and "not sent" in row["last_error"]
+    _zhejiang_up(fed)
+    cs2 = wait_for(lambda: [c for c in _all(fed) if c["layer"] == KILLED
+                            and c["new_version"] == 2], 60, "v2 at Zhejiang")
+    assert len(cs2) == 1 and cs2[0]["state"] == "pending"
+    assert decide(fed, cs2[0]["id"], "accept").json()["state"] == "accepted"
+    assert names(zj, KILLED) == {k: n for k, (n, *_) in V2.items()}
+
+
+def _all(fed: dict) -> list[dict[str, Any]]:
+    r = requests.get(fed["urls"]["zhejiang"] + "/api/supply/changesets",
+                     headers=fed["users"]["zjadmin"], timeout=30)
+    assert r.status_code == 200, r.text
+    return list(r.json()["changesets"])
+
+
+def _quietly(func: Any, *args: Any) -> None:
+    try:
+        func(*args)
+    except requests.RequestException:
+        pass  # the node was killed under the request

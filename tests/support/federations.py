@@ -105,6 +105,7 @@ def write_federation(base: Path, cluster: Cluster, ports: dict[str, int] | None 
     for node in raw["nodes"]:
         if not supply:
             node.pop("supply", None)
+            node.pop("reference", None)
         node["host"] = "127.0.0.1"
         node["port"] = (ports or {}).get(node["id"]) or free_port()
         node["database_url"] = ""
