@@ -434,3 +434,46 @@ def _quietly(func: Any, *args: Any) -> None:
         func(*args)
     except requests.RequestException:
         pass  # the node was killed under the request
+
+
+def test_the_status_page_shows_supply_and_its_admin_decides(fed, browser) -> None:
+    """Zhejiang's /status for its admin: the supply links with their versions, the change-sets
+    waiting (from the tests above: one pending with an area problem, one conflict); a
+    rejection from the page needs a reason and is the API's decision. Others see no panel."""
+    url = fed["urls"]["zhejiang"] + "/status"
+    token = fed["users"]["zjadmin"]["Authorization"].split(" ", 1)[1]
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_cookies([{"name": "geoplat_at_zhejiang", "value": token, "url": url}])
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    page.wait_for_selector("body[data-ready='true']", timeout=60_000)
+    page.wait_for_selector("#supply-body tr[data-link='takes:poi:hangzhou']", timeout=30_000)
+    row = page.inner_text("#supply-body tr[data-link='takes:poi:hangzhou']")
+    assert "v1" in row, row
+    assert page.is_visible("#supply-body tr[data-link='sends:poi:national']")
+    waiting = {c["id"]: c["state"] for c in _all(fed) if c["state"] in ("pending", "conflict")}
+    assert waiting, "the tests above leave change-sets waiting"
+    page.wait_for_function("n => document.querySelectorAll('#waiting-body tr').length === n",
+                           arg=len(waiting), timeout=30_000)
+    cid = next(i for i, s in waiting.items() if s == "pending")
+    tr = f"#waiting-body tr[data-id='{cid}']"
+    page.click(f"{tr} button.reject")  # no reason: refused on the page, nothing sent
+    assert _state(fed, cid) == "pending"
+    page.fill(f"{tr} input.reason", "outside Hangzhou (status page)")
+    page.click(f"{tr} button.reject")
+    wait_for(lambda: _state(fed, cid) == "rejected", 30, "rejected from the page")
+    page.wait_for_selector(tr, state="detached", timeout=30_000)
+    assert not errors, errors
+    context.close()
+    anonymous = browser.new_context()
+    other = anonymous.new_page()
+    other.goto(url)
+    other.wait_for_selector("body[data-ready='true']", timeout=60_000)
+    assert other.is_hidden("#supply-section")
+    anonymous.close()
+
+
+def _state(fed: dict, cid: str) -> str:
+    return next(c["state"] for c in _all(fed) if c["id"] == cid)

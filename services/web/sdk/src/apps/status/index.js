@@ -11,6 +11,10 @@
  *   /registry/api/services?status=pending`) with approve / reject (`POST
  *   /registry/api/services/{id}/{action}`: JSON from this page's own Origin, which the node's
  *   CSRF guard accepts). Anonymous users and others never see it.
+ * - For them too, data supply between tiers (issue 18): per supply link this node sends or
+ *   takes on (`GET /api/supply`) the versions accepted and built, its change-sets by state and
+ *   the last failure; the change-sets waiting for review (`GET /api/supply/changesets`:
+ *   pending, conflict) with their problems, accepted or rejected (with a reason) from here.
  *
  * `window.statusPage` is there for the browser tests.
  */
@@ -43,6 +47,8 @@ class StatusPage {
     this.tree = null;
     this.services = new Map(); // node id -> its records page (open nodes)
     this.queue = null; // pending records (admins), else null
+    this.supply = null; // the node's supply links (admins), else null
+    this.waiting = []; // change-sets waiting for review (admins)
     this.polls = 0;
     this.refreshedAt = null;
     this.timer = null;
@@ -57,6 +63,7 @@ class StatusPage {
     await this.client.whoami();
     this.admin = this.client.isAdmin(this.nodeId);
     $('queue-section').hidden = !this.admin;
+    $('supply-section').hidden = !this.admin;
     await this.refresh();
     document.body.dataset.ready = 'true';
   }
@@ -71,6 +78,10 @@ class StatusPage {
       if (this.admin) {
         const pending = await this.client.get('/registry/api/services', {status: 'pending'});
         this.queue = Array.isArray(pending.services) ? pending.services : [];
+        this.supply = await this.client.get('/api/supply');
+        const all = await this.client.get('/api/supply/changesets');
+        this.waiting = (Array.isArray(all.changesets) ? all.changesets : [])
+            .filter((c) => c.state === 'pending' || c.state === 'conflict');
       }
       this.polls++;
       this.refreshedAt = new Date().toISOString();
@@ -106,6 +117,94 @@ class StatusPage {
     list.replaceChildren(...(this.tree ? [this.nodeItem(this.tree)] : []));
     if (this.admin) {
       this.renderQueue();
+      this.renderSupply();
+    }
+  }
+
+  renderSupply() {
+    const s = this.supply || {sends: [], receives: []};
+    const states = (c) => Object.keys(c || {}).sort()
+        .map((k) => `${t('cs_' + k) || k} ${Number(c[k])}`).join(' · ') || '—';
+    const links = [];
+    for (const l of s.sends || []) {
+      const tr = el('tr');
+      tr.dataset.link = `sends:${l.layer}:${l.parent}`;
+      const last = l.last || {};
+      tr.append(el('td', t('sends', {layer: l.layer, node: l.parent, to: l.parent_layer})),
+        el('td', l.accepted_version == null ? '—' : `v${l.accepted_version}`),
+        el('td', l.built_version == null ? '—' : `v${l.built_version}`),
+        el('td', states(l.changesets)), el('td', last.last_error || '', 'url'));
+      links.push(tr);
+    }
+    for (const l of s.receives || []) {
+      const tr = el('tr');
+      tr.dataset.link = `takes:${l.layer}:${l.child}`;
+      tr.append(el('td', t('takes', {layer: l.layer, node: l.child, to: l.parent_layer})),
+        el('td', l.accepted_version == null ? '—' : `v${l.accepted_version}`), el('td', '—'),
+        el('td', states(l.changesets) + (l.auto_accept ? ` (${t('auto')})` : '')), el('td'));
+      links.push(tr);
+    }
+    $('supply-body').replaceChildren(...links);
+    $('supply-empty').hidden = links.length > 0;
+    const shape = JSON.stringify([document.documentElement.lang,
+      this.waiting.map((c) => [c.id, c.state])]);
+    if (shape === this.waitingShape) {
+      return; // the same change-sets: the reason typed stays between polls
+    }
+    this.waitingShape = shape;
+    const rows = this.waiting.map((c) => {
+      const tr = el('tr');
+      tr.dataset.id = String(c.id);
+      tr.dataset.state = String(c.state);
+      const n = c.counts || {};
+      const actions = el('td');
+      if (c.state === 'pending') {
+        const accept = el('button', t('accept'), 'accept');
+        accept.type = 'button';
+        accept.addEventListener('click', () => this.decideSupply(c, 'accept', accept));
+        actions.append(accept);
+      }
+      const reason = el('input', undefined, 'reason');
+      reason.type = 'text';
+      reason.placeholder = t('reason');
+      reason.setAttribute('aria-label', t('reason'));
+      const reject = el('button', t('reject'), 'reject');
+      reject.type = 'button';
+      reject.addEventListener('click', () => this.decideSupply(c, 'reject', reject,
+          reason.value));
+      actions.append(reason, reject);
+      tr.append(el('td', String(c.id).slice(0, 12)), el('td', c.child),
+        el('td', `${c.layer} v${c.new_version} → ${c.parent_layer}`),
+        el('td', `+${Number(n.insert || 0)} ~${Number(n.update || 0)} -${Number(n.delete || 0)}`),
+        el('td', t('cs_' + c.state) || c.state), actions);
+      return tr;
+    });
+    $('waiting-body').replaceChildren(...rows);
+    $('waiting-empty').hidden = rows.length > 0;
+  }
+
+  /**
+   * @param {Object} cs A change-set waiting for review.
+   * @param {'accept'|'reject'} action The decision.
+   * @param {HTMLButtonElement} button Its button.
+   * @param {string=} reason Why (a rejection).
+   */
+  async decideSupply(cs, action, button, reason) {
+    if (action === 'reject' && !(reason || '').trim()) {
+      $('error').textContent = t('needReason');
+      return;
+    }
+    button.disabled = true;
+    try {
+      const out = await this.client.post(
+          `/api/supply/changesets/${encodeURIComponent(cs.id)}/${action}`,
+          action === 'reject' ? {reason: reason.trim()} : {});
+      $('note').textContent = t(action === 'accept' ? 'csAccepted' : 'csRejected',
+          {id: String(out.id || cs.id).slice(0, 12), version: out.applied_version});
+      await this.refresh();
+    } catch (err) {
+      button.disabled = false;
+      this.fail(err);
     }
   }
 
