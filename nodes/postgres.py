@@ -50,6 +50,9 @@ class Cluster:
     port: int
     host: str = "127.0.0.1"
     fast: bool = False  # fsync off: for tests only
+    # the test suite's cluster serves several federations at once (each node process keeps
+    # its pooled connections): more slots than one federation's managed cluster needs
+    max_connections: int = 200
 
     @property
     def pgdata(self) -> Path:
@@ -132,7 +135,8 @@ class Cluster:
             self._chown(self.log_file)
         opts = [
             f"-p {self.port}", f"-k {self.socket_dir}", f"-c listen_addresses={self.host}",
-            "-c max_connections=200", "-c shared_buffers=256MB", "-c work_mem=16MB",
+            f"-c max_connections={self.max_connections}", "-c shared_buffers=256MB",
+            "-c work_mem=16MB",
             "-c jit=off",
         ]
         if self.fast:

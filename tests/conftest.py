@@ -26,7 +26,7 @@ def pg_cluster() -> Iterator[Cluster]:
     # Not under pytest's tmp dir: that is mode 0700 and the server runs as `postgres`.
     base = Path(tempfile.mkdtemp(prefix="geoplat-test-pg-"))
     base.chmod(0o755)
-    cluster = Cluster(data_dir=base / "cluster", port=free_port(), fast=True)
+    cluster = Cluster(data_dir=base / "cluster", port=free_port(), fast=True, max_connections=400)
     cluster.start()
     yield cluster
     cluster.stop()

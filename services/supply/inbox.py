@@ -232,6 +232,34 @@ def _accepted(cur: Any, link: Link, lock: bool = False) -> int | None:
     return row[0] if row else None
 
 
+def resync(cur: Any, link: Link) -> int | None:
+    """The child's version this node holds, after a rollback of the parent layer: when the
+    layer no longer serves the version the last accepted change-set made, the child's version
+    it serves is the one of the last change-set applied at or below the current version (the
+    accepted version is set back to it: the child's next change-set is built from there)."""
+    cur.execute("SELECT to_regclass('geoplat_published') IS NOT NULL")
+    if not cur.fetchone()[0]:  # nothing published here yet
+        return _accepted(cur, link)
+    cur.execute("SELECT c.applied_version, p.current_version FROM supply.accepted a "
+                "JOIN supply.changesets c ON c.id = a.changeset JOIN geoplat_published p "
+                "ON p.name = a.parent_layer WHERE a.child = %s AND a.parent_layer = %s "
+                "FOR UPDATE OF a", (link.child, link.parent_layer))
+    row = cur.fetchone()
+    if row is None or row[0] == row[1]:
+        return _accepted(cur, link)
+    cur.execute("SELECT id, new_version FROM supply.changesets WHERE child = %s AND "
+                "parent_layer = %s AND state = 'accepted' AND applied_version <= %s "
+                "ORDER BY applied_version DESC LIMIT 1", (link.child, link.parent_layer, row[1]))
+    held = cur.fetchone()
+    if held is None:
+        cur.execute("DELETE FROM supply.accepted WHERE child = %s AND parent_layer = %s",
+                    (link.child, link.parent_layer))
+        return None
+    cur.execute("UPDATE supply.accepted SET version = %s, changeset = %s WHERE child = %s AND "
+                "parent_layer = %s", (held[1], held[0], link.child, link.parent_layer))
+    return int(held[1])
+
+
 def _problems(cur: Any, cs: ChangeSet, link: Link, target: str | None) -> list[Problem]:
     """changeset.check against `target` (None: against the empty layer the change-set would
     make, a temporary table)."""
@@ -265,7 +293,7 @@ def receive(ctx: NodeContext, link: Link, signature: str, body: bytes) -> dict[s
             if cur.fetchone():
                 return show(ctx, cs.id)  # received before: nothing changes
             supplied_columns(manifest)
-            base = _accepted(cur, link)
+            base = resync(cur, link)
             cur.execute("SAVEPOINT geoplat_supply_check")
             if manifest.get("base_version") != base:
                 state = "conflict"
@@ -285,6 +313,12 @@ def receive(ctx: NodeContext, link: Link, signature: str, body: bytes) -> dict[s
                  manifest["new_version"], json.dumps(manifest, ensure_ascii=False), signature,
                  psycopg2.Binary(body), state,
                  json.dumps([p.as_dict() for p in problems], ensure_ascii=False)))
+            if state == "pending":  # the child's conflicts before it are superseded by it
+                cur.execute("UPDATE supply.changesets SET state = 'rejected', decided_at = now(),"
+                            " decided_by = 'supply', reason = %s WHERE child = %s AND "
+                            "parent_layer = %s AND state = 'conflict' AND id <> %s",
+                            (f"superseded by change-set {cs.id}", link.child, link.parent_layer,
+                             cs.id))
     finally:
         conn.close()
     if link.auto_accept and state == "pending" and not problems:
@@ -306,19 +340,12 @@ def accept(ctx: NodeContext, link: Link, changeset_id: str, *, actor: str | None
                     (changeset_id,))
         if cur.fetchone()[0] != "pending":
             raise SupplyRefused(f"change-set {changeset_id} was decided meanwhile")
-        if _accepted(cur, link, lock=True) != cs.manifest.get("base_version"):
-            raise SupplyRefused(f"change-set {changeset_id} is no longer based on the version "
-                                "this node holds (a conflict)")
-        # the layer still serves what the last accepted change-set made (not rolled back)
-        cur.execute("SELECT c.applied_version, p.current_version FROM supply.accepted a "
-                    "JOIN supply.changesets c ON c.id = a.changeset JOIN geoplat_published p "
-                    "ON p.name = a.parent_layer WHERE a.child = %s AND a.parent_layer = %s",
-                    (link.child, link.parent_layer))
-        row = cur.fetchone()
-        if row and row[0] != row[1]:
-            raise SupplyRefused(f"layer {link.parent_layer} was rolled back to version {row[1]} "
-                                f"after {link.child}'s change-set made version {row[0]}: "
-                                "this change-set would apply over other data (a conflict)")
+        held = resync(cur, link)  # (after a rollback of the layer: what it serves now)
+        if held != cs.manifest.get("base_version"):
+            raise SupplyRefused(f"change-set {changeset_id} is based on version "
+                                f"{cs.manifest.get('base_version')} of {link.child}'s "
+                                f"{link.layer}; this node's {link.parent_layer} holds version "
+                                f"{held} (a conflict: the child sends one from there)")
         cs_mod.stage(cur, cs)
         problems = cs_mod.check(cur, cs, target=table, area_wkt=link.area_wkt,
                                 domains=link.domains, max_delete_share=link.max_delete_share,
@@ -337,9 +364,15 @@ def accept(ctx: NodeContext, link: Link, changeset_id: str, *, actor: str | None
         return counts
 
     fields, gtype = supplied_columns(cs.manifest)
+    def create(cur: Any, table: str) -> None:
+        create_supplied_table(cur, table, cs.manifest)
+        # a supplied layer feeds no place names here: the child answers for its own area
+        # (federated search, services/places/federation.py), so its places are not found twice
+        cur.execute("UPDATE geoplat_published SET places = 'false'::jsonb WHERE name = %s",
+                    (link.parent_layer,))
+
     new = NewLayer(title=link.title or link.parent_layer, access=link.access,
-                   geometry_type=gtype, columns={n: n for n, _ in fields},
-                   create=lambda cur, table: create_supplied_table(cur, table, cs.manifest))
+                   geometry_type=gtype, columns={n: n for n, _ in fields}, create=create)
     try:
         derive(ctx, link.parent_layer, change, new=new, actor=actor, event="supply.accept",
                source=f"supply from {link.child} ({link.layer} v{cs.manifest['new_version']}, "
@@ -369,7 +402,10 @@ def show(ctx: NodeContext, changeset_id: str, body: bool = False) -> dict[str, A
     conn = psycopg2.connect(ctx.dsn, application_name="geoplat-supply")
     try:
         with conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-            cur.execute("SELECT * FROM supply.changesets WHERE id = %s", (changeset_id,))
+            # with the child's version this node holds now (the child builds its next from it)
+            cur.execute("SELECT c.*, (SELECT a.version FROM supply.accepted a WHERE a.child = "
+                        "c.child AND a.parent_layer = c.parent_layer) AS accepted_version FROM "
+                        "supply.changesets c WHERE c.id = %s", (changeset_id,))
             row = cur.fetchone()
     finally:
         conn.close()

@@ -11,7 +11,9 @@ them in a durable outbox (schema `supply` of its database) and send them to the 
   database; the parent takes the same change-set once: its id is its content's). A refusal
   (4xx naming why) parks it as `refused` with the reason.
 - `poll`: change-sets the parent holds for review are asked for again; once accepted, the next
-  change-set is based on that version.
+  change-set is based on that version. A conflict answered with another version of ours that
+  the parent holds (it rolled its layer back) supersedes the change-set: the next is built
+  from that version (re-sync).
 - `SupplyWorker`: one thread per node process; the one holding the node's supply lock builds,
   flushes and polls every few seconds (a publish of a supplying layer is sent within seconds).
 """
@@ -22,6 +24,7 @@ import contextlib
 import json
 import logging
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +46,7 @@ SCOPE = "geoplat"
 MEDIA_TYPE = "application/vnd.geoplat.changeset+ndjson"
 SIGNATURE_HEADER = "Geoplat-Signature"
 IN_FLIGHT = ("queued", "pending", "conflict")
-DECIDED = ("accepted", "rejected", "refused")
+DECIDED = ("accepted", "rejected", "refused", "superseded")
 
 DDL = """
 CREATE SCHEMA IF NOT EXISTS supply;
@@ -58,7 +61,7 @@ CREATE TABLE IF NOT EXISTS supply.outbox (
     signature text NOT NULL,
     body bytea NOT NULL,
     state text NOT NULL CHECK (state IN ('queued', 'pending', 'conflict', 'accepted',
-                                         'rejected', 'refused')),
+                                         'rejected', 'refused', 'superseded')),
     attempts integer NOT NULL DEFAULT 0,
     last_error text,
     problems jsonb NOT NULL DEFAULT '[]'::jsonb,
@@ -226,7 +229,8 @@ class Sender:
         try:
             ensure_schema(conn)
             with conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-                cur.execute("SELECT id, parent, parent_layer, new_version, signature, state"
+                cur.execute("SELECT id, parent, parent_layer, base_version, new_version, "
+                            "signature, state"
                             + (", body" if body else "") + " FROM supply.outbox WHERE state = "
                             "ANY(%s) ORDER BY created_at", (list(states),))
                 return [dict(r) for r in cur.fetchall()]
@@ -234,7 +238,7 @@ class Sender:
             conn.close()
 
     def _settle(self, row: dict[str, Any], state: str, *, error: str | None = None,
-                problems: Any = None, sent: bool = False) -> None:
+                problems: Any = None, sent: bool = False, resync: Any = False) -> None:
         conn = psycopg2.connect(self.ctx.dsn, application_name="geoplat-supply")
         try:
             with conn, conn.cursor() as cur:
@@ -249,6 +253,10 @@ class Sender:
                     cur.execute("UPDATE supply.links SET accepted_version = %s WHERE parent = %s"
                                 " AND parent_layer = %s", (row["new_version"], row["parent"],
                                                            row["parent_layer"]))
+                elif resync is not False:  # the parent's version of ours; built anew from it
+                    cur.execute("UPDATE supply.links SET accepted_version = %s, built_version = "
+                                "NULL WHERE parent = %s AND parent_layer = %s",
+                                (resync, row["parent"], row["parent_layer"]))
         finally:
             conn.close()
 
@@ -259,6 +267,15 @@ class Sender:
             body = {}
         if r.status_code in (200, 201) and body.get("state") in ("pending", "conflict",
                                                                  "accepted", "rejected"):
+            held = body.get("accepted_version")
+            if body["state"] == "conflict" and held != row["base_version"] and \
+                    (held is None or isinstance(held, int)):
+                # the parent holds another version of ours (it rolled back): send the change
+                # from there instead (this one is superseded, no longer in flight)
+                self._settle(row, "superseded", sent=sent, problems=body.get("problems"),
+                             error=f"{row['parent']} holds version {held}; the next "
+                                   "change-set is built from it", resync=held)
+                return "superseded"
             self._settle(row, body["state"], problems=body.get("problems"), sent=sent,
                          error=body.get("reason"))
             return str(body["state"])
@@ -269,51 +286,46 @@ class Sender:
         self._settle(row, "queued", error=detail, sent=sent)  # 401, 429, 5xx: again later
         return "queued"
 
-    def flush(self) -> dict[str, str]:
-        """Send every queued change-set; id -> the state it is in now."""
-        out: dict[str, str] = {}
-        rows = self._rows(("queued",), body=True)
+    def _each(self, states: tuple[str, ...], body: bool = False
+              ) -> Iterator[tuple[httpx.Client, str, dict[str, Any]]]:
+        """(client, the receiving node's URL, row) for the outbox rows in `states`."""
+        rows = self._rows(states, body=body)
         if not rows:
-            return out
+            return
         with httpx.Client(timeout=self.timeout, follow_redirects=False) as http:
             for row in rows:
                 base = self.parents.get(row["parent"])
-                if base is None:
-                    continue
-                try:
-                    token = self._token(http)
-                    r = http.post(base + "/api/supply/changesets", content=bytes(row["body"]),
-                                  headers={"Authorization": f"Bearer {token}",
-                                           "Content-Type": MEDIA_TYPE,
-                                           SIGNATURE_HEADER: row["signature"]})
-                except (httpx.HTTPError, TokenUnavailable) as exc:
-                    self._settle(row, "queued", error=f"not sent: {type(exc).__name__}",
-                                 sent=True)
-                    out[row["id"]] = "queued"
-                    continue
-                out[row["id"]] = self._answer(row, r, sent=True)
+                if base is not None:
+                    yield http, base, row
+
+    def flush(self) -> dict[str, str]:
+        """Send every queued change-set; id -> the state it is in now."""
+        out: dict[str, str] = {}
+        for http, base, row in self._each(("queued",), body=True):
+            try:
+                token = self._token(http)
+                r = http.post(base + "/api/supply/changesets", content=bytes(row["body"]),
+                              headers={"Authorization": f"Bearer {token}",
+                                       "Content-Type": MEDIA_TYPE,
+                                       SIGNATURE_HEADER: row["signature"]})
+            except (httpx.HTTPError, TokenUnavailable) as exc:
+                self._settle(row, "queued", error=f"not sent: {type(exc).__name__}", sent=True)
+                out[row["id"]] = "queued"
+                continue
+            out[row["id"]] = self._answer(row, r, sent=True)
         return out
 
     def poll(self) -> dict[str, str]:
         """Ask the parent about the change-sets it holds for review; id -> state now."""
         out: dict[str, str] = {}
-        rows = self._rows(("pending", "conflict"))
-        if not rows:
-            return out
-        with httpx.Client(timeout=self.timeout, follow_redirects=False) as http:
-            for row in rows:
-                base = self.parents.get(row["parent"])
-                if base is None:
-                    continue
-                try:
-                    r = http.get(f"{base}/api/supply/changesets/{row['id']}",
-                                 headers={"Authorization": f"Bearer {self._token(http)}"})
-                except (httpx.HTTPError, TokenUnavailable):
-                    continue
-                if r.status_code == 200:
-                    state = r.json().get("state")
-                    if state != row["state"]:
-                        out[row["id"]] = self._answer(row, r, sent=False)
+        for http, base, row in self._each(("pending", "conflict")):
+            try:
+                r = http.get(f"{base}/api/supply/changesets/{row['id']}",
+                             headers={"Authorization": f"Bearer {self._token(http)}"})
+            except (httpx.HTTPError, TokenUnavailable):
+                continue
+            if r.status_code == 200 and r.json().get("state") != row["state"]:
+                out[row["id"]] = self._answer(row, r, sent=False)
         return out
 
 

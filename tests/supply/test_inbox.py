@@ -101,12 +101,20 @@ def test_supply_received_checked_accepted_and_rolled_back(ctx, urls, child):
 
     rollback(ctx, LAYER)  # the parent's own undo: the previous version served again
     assert served(base) == {k: n for k, n, *_ in V1}
-    # the child's next change-set would apply over the rolled-back data: refused
+    # the child's next change-set from its version 2 would apply over the rolled-back data: a
+    # conflict, answered with the child's version the layer serves now (re-sync: version 1)
     sig4, body4, fourth = signed(child, "sup_child_v3", "sup_child_v2", 2, 4)
-    assert inbox.receive(ctx, link(), sig4, body4)["state"] == "pending"
-    with pytest.raises(SupplyRefused, match="rolled back"):
+    row = inbox.receive(ctx, link(), sig4, body4)
+    assert (row["state"], row["accepted_version"]) == ("conflict", 1)
+    with pytest.raises(SupplyRefused):
         inbox.accept(ctx, link(), fourth, actor="reviewer")
     assert served(base) == {k: n for k, n, *_ in V1}
+    # the child sends the change from version 1 instead: it applies, and supersedes the other
+    sig5, body5, fifth = signed(child, "sup_child_v3", "sup_child_v1", 1, 4)
+    assert inbox.receive(ctx, link(), sig5, body5)["state"] == "pending"
+    assert inbox.show(ctx, fourth)["state"] == "rejected"
+    assert inbox.accept(ctx, link(), fifth, actor="reviewer")["state"] == "accepted"
+    assert served(base) == {k: n for k, n, *_ in V3}
 
 
 def row_version(ctx: Any) -> int:

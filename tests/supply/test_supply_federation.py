@@ -12,6 +12,8 @@ import gzip
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +61,7 @@ def fed(tmp_path_factory, pg_cluster, make_federation) -> Iterator[dict[str, Any
     path = make_federation(base, pg_cluster, supply=True)
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     for node in raw["nodes"]:
+        node["workers"] = 1  # (the suite's cluster serves several federations at once)
         if node["id"] == "hangzhou":
             node["supply"].append({"layer": LAYER, "key": "code", "fields": ["name"],
                                    "title": "Supplied halls (test)", "max_delete_share": 0.5})
@@ -81,7 +84,7 @@ def fed(tmp_path_factory, pg_cluster, make_federation) -> Iterator[dict[str, Any
                               {"zjadmin": ["zhejiang:admin"], "hzadmin": ["hangzhou:admin"]},
                               PASSWORD)
         yield {"settings": settings, "urls": urls, "users": users, "main_db": main_db,
-               "groups": groups,
+               "groups": groups, "config": path,
                "hz": ctx_of(settings, "hangzhou"), "zj": ctx_of(settings, "zhejiang"),
                "nat": ctx_of(settings, "national"),
                "dsn": {n.id: federation_mod.node_dsn(settings, n) for n in settings.nodes}}
@@ -108,8 +111,8 @@ def queue(fed: dict, state: str | None = None) -> list[dict[str, Any]]:
 
 
 def sent(fed: dict, version: int, layer: str = LAYER) -> dict[str, Any]:
-    """The change-set of `layer` version `version` in Hangzhou's outbox."""
-    return next(r for r in outbox.outbox_listing(fed["hz"])
+    """The newest change-set of `layer` version `version` in Hangzhou's outbox."""
+    return next(r for r in reversed(outbox.outbox_listing(fed["hz"]))
                 if r["layer"] == layer and r["new_version"] == version)
 
 
@@ -174,6 +177,16 @@ def test_the_demo_supply_makes_zhejiangs_layers_and_the_national_halls(fed) -> N
     receives = {r["parent_layer"]: r for r in st["receives"]}
     assert receives["poi"]["accepted_version"] == 1 and receives["poi"]["auto_accept"]
     assert receives["poi"]["changesets"] == {"accepted": 1}
+    # the registry knows the new layers: Zhejiang's catalogue lists its supplied POIs
+    records = requests.get(zj + "/ogc/collections/catalogue/items",
+                           params={"f": "json", "limit": 500}, timeout=30).json()["features"]
+    assert any("supplied by the cities" in str(f["properties"].get("title")) for f in records)
+    # a supplied copy feeds no place names (Hangzhou answers for its POIs: not found twice)
+    conn = psycopg2.connect(fed["dsn"]["zhejiang"])
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT places FROM geoplat_published WHERE name = 'poi'")
+        assert cur.fetchone()[0] is False
+    conn.close()
 
 
 def test_published_changes_go_up_the_chain_reviewed_once(fed, tmp_path) -> None:
@@ -209,13 +222,19 @@ def test_published_changes_go_up_the_chain_reviewed_once(fed, tmp_path) -> None:
 
     rollback(fed["zj"], LAYER)  # Zhejiang's undo: version 1 served again
     assert names(zj) == {k: n for k, (n, *_) in V1.items()}
+    # (Hangzhou's next change-set, built from its version 2, is a conflict there: Zhejiang now
+    # holds Hangzhou's version 1, and Hangzhou sends the change from version 1 instead)
 
 
-def test_a_feature_outside_the_childs_area_is_refused_by_name(fed, tmp_path) -> None:
-    # (after the rollback above the next change-set would apply over other data: start over)
+def test_after_a_rollback_the_child_resyncs_and_outside_features_are_named(fed, tmp_path):
     publish(fed["hz"], geojson(tmp_path / "out.geojson", OUTSIDE), LAYER, actor="test")
-    cs = wait_for(lambda: [c for c in queue(fed) if c["new_version"] == 3], 60,
-                  "v3 at Zhejiang")[0]
+    cs = wait_for(lambda: [c for c in queue(fed, "pending") if c["new_version"] == 3], 60,
+                  "v3, rebuilt from version 1, at Zhejiang")[0]
+    assert cs["base_version"] == 1  # re-synced: from what Zhejiang serves after its rollback
+    superseded = [r for r in outbox.outbox_listing(fed["hz"])
+                  if r["layer"] == LAYER and r["new_version"] == 3 and r["base_version"] == 2]
+    assert [r["state"] for r in superseded] == ["superseded"]
+    assert cs["counts"] == {"insert": 2, "update": 1, "delete": 1}  # h4, h9; h2; h3
     r = requests.get(f"{fed['urls']['zhejiang']}/api/supply/changesets/{cs['id']}",
                      headers=fed["users"]["zjadmin"], timeout=30)
     problems = r.json()["problems"]
@@ -229,28 +248,36 @@ def test_a_feature_outside_the_childs_area_is_refused_by_name(fed, tmp_path) -> 
     wait_for(lambda: sent(fed, 3)["state"] == "rejected", 60, "Hangzhou learns of it")
 
 
-def test_outside_area_named_and_old_base_a_conflict(fed) -> None:
-    """Change-sets made here with Hangzhou's key: one with a feature outside its area names
-    it; one based on a version Zhejiang never accepted from it is a conflict."""
-    key = cs_mod.load_private((Path(fed["hz"].node_dir) / "supply-key.pem").read_bytes())
+def hz_key(fed: dict) -> Any:
+    return cs_mod.load_private((Path(fed["hz"].node_dir) / "supply-key.pem").read_bytes())
+
+
+def point_changesets(fed: dict, code: str, name: str, x: float, y: float,
+                     bases: list[int | None]) -> list[Any]:
+    """Unsigned change-sets of Hangzhou's sup_halls inserting one point, one per base version
+    (new versions 90, 91, ...)."""
     conn = psycopg2.connect(fed["dsn"]["hangzhou"])
     try:
         with conn, conn.cursor() as cur:
-            cur.execute("CREATE TEMP TABLE t_out (code text, name text, "
+            cur.execute("CREATE TEMP TABLE t_points (code text, name text, "
                         "geom geometry(Point, 4490))")
-            cur.execute("INSERT INTO t_out VALUES ('far', '舟山测试', "
-                        "ST_SetSRID(ST_MakePoint(122.2, 30.0), 4490))")
-            accepted = wait_for(lambda: _accepted(fed), 30, "an accepted version")
-            cs = cs_mod.build(cur, new_table="t_out", old_table=None, key="code",
-                              fields=["name"], child="hangzhou", parent="zhejiang",
-                              layer=LAYER, parent_layer=LAYER, base_version=accepted,
-                              new_version=90)
-            old = cs_mod.build(cur, new_table="t_out", old_table=None, key="code",
-                               fields=["name"], child="hangzhou", parent="zhejiang",
-                               layer=LAYER, parent_layer=LAYER, base_version=accepted - 1 or None,
-                               new_version=91)
+            cur.execute("INSERT INTO t_points VALUES (%s, %s, "
+                        "ST_SetSRID(ST_MakePoint(%s, %s), 4490))", (code, name, x, y))
+            return [cs_mod.build(cur, new_table="t_points", old_table=None, key="code",
+                                 fields=["name"], child="hangzhou", parent="zhejiang",
+                                 layer=LAYER, parent_layer=LAYER, base_version=base,
+                                 new_version=90 + i) for i, base in enumerate(bases)]
     finally:
         conn.close()
+
+
+def test_outside_area_named_and_old_base_a_conflict(fed) -> None:
+    """Change-sets made here with Hangzhou's key: one with a feature outside its area names
+    it; one based on a version Zhejiang never accepted from it is a conflict."""
+    key = hz_key(fed)
+    accepted = wait_for(lambda: _accepted(fed), 30, "an accepted version")
+    cs, old = point_changesets(fed, "far", "舟山测试", 122.2, 30.0,
+                               [accepted, accepted - 1 or None])
     r = post(fed, cs_mod.sign(cs.manifest, key, "hangzhou"), cs.body)
     assert r.status_code == 201, r.text
     problems = r.json()["problems"]
@@ -274,24 +301,12 @@ def _accepted(fed: dict) -> int | None:
 
 def test_forged_unsigned_corrupt_or_foreign_change_sets_are_refused(fed) -> None:
     other = cs_mod.new_key()
-    conn = psycopg2.connect(fed["dsn"]["hangzhou"])
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute("CREATE TEMP TABLE t_in (code text, name text, "
-                        "geom geometry(Point, 4490))")
-            cur.execute("INSERT INTO t_in VALUES ('x1', '测试', "
-                        "ST_SetSRID(ST_MakePoint(120.15, 30.25), 4490))")
-            cs = cs_mod.build(cur, new_table="t_in", old_table=None, key="code",
-                              fields=["name"], child="hangzhou", parent="zhejiang",
-                              layer=LAYER, parent_layer=LAYER, base_version=None,
-                              new_version=99)
-    finally:
-        conn.close()
+    (cs,) = point_changesets(fed, "x1", "测试", 120.15, 30.25, [None])
     before = len(queue(fed))
     forged = post(fed, cs_mod.sign(cs.manifest, other, "hangzhou"), cs.body)
     assert forged.status_code == 400 and "signature" in forged.json()["detail"], forged.text
     assert post(fed, "", cs.body).status_code == 400  # unsigned
-    key = cs_mod.load_private((Path(fed["hz"].node_dir) / "supply-key.pem").read_bytes())
+    key = hz_key(fed)
     signature = cs_mod.sign(cs.manifest, key, "hangzhou")
     corrupt = gzip.compress(b'["insert","x2",{"name":"x"},"00"]\n')
     assert post(fed, signature, corrupt).status_code == 400
@@ -477,3 +492,64 @@ def test_the_status_page_shows_supply_and_its_admin_decides(fed, browser) -> Non
 
 def _state(fed: dict, cid: str) -> str:
     return next(c["state"] for c in _all(fed) if c["id"] == cid)
+
+
+def geoplat(fed: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nodes.cli", "--config", str(fed["config"]),
+                           "supply", *args], check=False, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_the_supply_commands(fed) -> None:
+    """`geoplat supply status|send|list|show|reject|accept` on the nodes' host."""
+    out = geoplat(fed, "status", "--node", "zhejiang", "--json")
+    assert out.returncode == 0, out.stderr
+    st = json.loads(out.stdout)
+    assert {r["parent_layer"]: r["accepted_version"] for r in st["receives"]}["poi"] == 1
+    text = geoplat(fed, "status", "--node", "hangzhou").stdout
+    assert "sends poi -> zhejiang.poi: accepted v1" in text, text
+    assert "takes national.provinces -> provinces: accepted v1" in text, text
+    sent_now = geoplat(fed, "send", "--node", "hangzhou")
+    assert sent_now.returncode == 0, sent_now.stdout + sent_now.stderr
+    listed = json.loads(geoplat(fed, "list", "--node", "zhejiang", "--state", "conflict",
+                                "--json").stdout)
+    assert listed and all(r["state"] == "conflict" for r in listed)
+    cid = listed[0]["id"]
+    shown = geoplat(fed, "show", cid, "--node", "zhejiang")
+    assert shown.returncode == 0 and "conflict" in shown.stdout, shown.stdout + shown.stderr
+    rejected = geoplat(fed, "reject", cid, "--node", "zhejiang", "--reason", "old base (cli)")
+    assert rejected.returncode == 0 and "rejected" in rejected.stdout, rejected.stderr
+    assert _state(fed, cid) == "rejected"
+    again = geoplat(fed, "accept", cid, "--node", "zhejiang")
+    assert again.returncode == 1 and "not pending" in again.stdout, again.stdout + again.stderr
+    nothing = geoplat(fed, "send", "--node", "national", "--layer", "nowhere")
+    assert nothing.returncode == 0 and "nothing to send" in nothing.stdout
+
+
+def test_generalisation_fits_the_parents_scale(fed) -> None:
+    """simplify_m (metres), min_area_m2 and keep: what a change-set is built from."""
+    from geoplat_settings import Generalise, SupplyLink, SupplyOut
+
+    out = SupplyOut(parent="zhejiang", parent_url="http://unused", link=SupplyLink(
+        layer="t", key="code", generalise=Generalise(simplify_m=200, min_area_m2=5000,
+                                                     keep={"kind": ["main"]})))
+    conn = psycopg2.connect(fed["dsn"]["hangzhou"])
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("CREATE TEMP TABLE t_gen (code text, kind text, geom geometry)")
+            # a zigzag line: 101 vertices 10 m off a straight line; a big and a small square
+            cur.execute("""INSERT INTO t_gen VALUES
+                ('l1', 'main', ST_SetSRID(ST_MakeLine(ARRAY(SELECT ST_MakePoint(
+                    120 + i * 0.001, 30 + (i % 2) * 0.00009) FROM generate_series(0, 100) i)),
+                    4490)),
+                ('l2', 'minor', ST_SetSRID(ST_MakeLine(ST_MakePoint(120, 30),
+                    ST_MakePoint(120.1, 30)), 4490)),
+                ('p1', 'main', ST_SetSRID(ST_MakeEnvelope(120, 30, 120.001, 30.001), 4490)),
+                ('p2', 'main', ST_SetSRID(ST_MakeEnvelope(120, 30, 120.0001, 30.0001), 4490))""")
+            name = outbox._generalised(cur, "t_gen", out, ["kind"], "t_gen_out")
+            cur.execute(f"SELECT code, ST_NPoints(geom) FROM {name} ORDER BY code")
+            kept = dict(cur.fetchall())
+    finally:
+        conn.close()
+    # l2 is not a kept kind; p2 (~100 m²) is under 5,000 m²; the zigzag is a straight line
+    assert kept == {"l1": 2, "p1": 5}, kept

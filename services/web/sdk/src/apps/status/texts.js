@@ -22,7 +22,7 @@ export default {
     accept: '接受', reason: '驳回理由', needReason: '驳回需要填写理由',
     csAccepted: '已接受变更集 {id}（新版本 v{version}）', csRejected: '已驳回变更集 {id}',
     cs_queued: '排队', cs_pending: '待审核', cs_conflict: '冲突', cs_accepted: '已接受',
-    cs_rejected: '已驳回', cs_refused: '被拒收',
+    cs_rejected: '已驳回', cs_refused: '被拒收', cs_superseded: '已被取代',
   },
   en: {
     title: 'Service status', lang: '中文', map: 'Map', catalogue: 'Catalogue',
@@ -48,6 +48,6 @@ export default {
     csAccepted: 'Change-set {id} accepted (new version v{version})',
     csRejected: 'Change-set {id} rejected', cs_queued: 'queued', cs_pending: 'pending',
     cs_conflict: 'conflict', cs_accepted: 'accepted', cs_rejected: 'rejected',
-    cs_refused: 'refused',
+    cs_refused: 'refused', cs_superseded: 'superseded',
   },
 };
