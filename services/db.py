@@ -8,14 +8,16 @@ signing keys and API keys (central authentication, distributed authorization).
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import threading
-from collections.abc import Iterator
-from typing import Any
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar
 
 import psycopg2
+import psycopg2.extensions
 import psycopg2.extras
-import psycopg2.pool
 
 NODE_DDL = """
 CREATE SCHEMA IF NOT EXISTS auth;
@@ -201,58 +203,143 @@ def secret(db: Database, name: str) -> str:
     return row["value"]
 
 
-class KeepingPool(psycopg2.pool.ThreadedConnectionPool):
-    """psycopg2's pool, keeping every returned connection for the next caller (up to `maxconn`,
-    opened lazily). psycopg2 closes a returned connection whenever `minconn` are already idle,
-    so under concurrent requests nearly every request opened a new connection: a backend fork
-    and a SCRAM-SHA-256 exchange each time (measured: ~5 % of a node worker's samples in
-    `psycopg2.connect` under 8 concurrent place-name queries)."""
+POOL_IDLE = 4  # idle connections a process keeps per database (unless a Database says more)
+POOL_CHECK_AFTER = 5.0  # seconds idle after which a connection is checked before reuse
+POOL_IDLE_SECONDS = 10.0  # an idle connection is closed after this: an idle node holds none
 
-    def __init__(self, maxconn: int, *args: Any, **kwargs: Any):
-        super().__init__(1, maxconn, *args, **kwargs)  # opens one connection now
-        self.minconn = maxconn  # read by _putconn: keep idle connections up to maxconn
+
+class ConnectionPool:
+    """A process's idle connections to one database (per application name), lent to one thread
+    at a time: the one pool of `Database` (autocommit) and of the analysis processes
+    (services/analysis/processes.py `connection`, transactions of their own).
+
+    A sign-on with SCRAM costs ~11 ms (a node worker spent ~5 % of its samples in
+    `psycopg2.connect` under 8 concurrent place-name queries when psycopg2's own pool closed
+    returned connections), so up to `keep` idle ones are kept for the next borrower. Unlike
+    psycopg2.pool, a borrower never fails when all are lent (it gets a new connection, closed
+    when given back over `keep`); a forked process (an RQ work horse, a uvicorn worker) never
+    uses its parent's; connections idle for POOL_IDLE_SECONDS are closed by a reaper thread:
+    many nodes on one PostgreSQL (the tests' federations, a bureau's tiers) must not hold its
+    connection slots idle."""
+
+    _pools: ClassVar[dict[tuple[int, str, str], ConnectionPool]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, dsn: str, application_name: str, keep: int = POOL_IDLE,
+                 connect_timeout: int | None = None):
+        self.dsn, self.application_name, self.keep = dsn, application_name, keep
+        self.connect_timeout = connect_timeout
+        self.idle: list[tuple[Any, float]] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._reap, name="geoplat-pool-reaper", daemon=True).start()
+
+    def _reap(self) -> None:
+        while True:
+            time.sleep(POOL_IDLE_SECONDS / 4)
+            now = time.monotonic()
+            with self.lock:
+                stale = [c for c, since in self.idle if now - since > POOL_IDLE_SECONDS]
+                self.idle = [(c, since) for c, since in self.idle
+                             if now - since <= POOL_IDLE_SECONDS]
+            _close(stale)
+
+    @classmethod
+    def of(cls, dsn: str, application_name: str, keep: int = POOL_IDLE,
+           connect_timeout: int | None = None) -> ConnectionPool:
+        key = (os.getpid(), dsn, application_name)
+        with cls._lock:
+            pool = cls._pools.get(key)
+            if pool is None:
+                pool = cls._pools[key] = cls(dsn, application_name, keep, connect_timeout)
+            pool.keep = max(pool.keep, keep)
+            return pool
+
+    def borrow(self, autocommit: bool = False) -> Any:
+        while True:
+            with self.lock:
+                conn, since = self.idle.pop() if self.idle else (None, 0.0)
+            if conn is None:
+                extra = {} if self.connect_timeout is None else \
+                    {"connect_timeout": self.connect_timeout}
+                conn = psycopg2.connect(self.dsn, application_name=self.application_name,
+                                        **extra)
+            elif conn.closed or (time.monotonic() - since > POOL_CHECK_AFTER
+                                 and not _alive(conn)):
+                conn.close()
+                continue
+            conn.autocommit = autocommit
+            return conn
+
+    def give_back(self, conn: Any) -> None:
+        if conn.closed:
+            return
+        try:
+            if conn.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+                conn.rollback()
+            reusable = conn.info.transaction_status == \
+                psycopg2.extensions.TRANSACTION_STATUS_IDLE
+        except psycopg2.Error:
+            reusable = False
+        with self.lock:
+            if reusable and len(self.idle) < self.keep:
+                self.idle.append((conn, time.monotonic()))
+                return
+        conn.close()
+
+    def close_idle(self) -> None:
+        """Close the idle connections now (the pool opens new ones on the next borrow)."""
+        with self.lock:
+            idle, self.idle = self.idle, []
+        _close(c for c, _ in idle)
+
+
+def _close(conns: Iterable[Any]) -> None:
+    for conn in conns:
+        try:
+            conn.close()
+        except psycopg2.Error:
+            pass
+
+
+def _alive(conn: Any) -> bool:
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+        if not conn.autocommit:
+            conn.rollback()
+        return True
+    except psycopg2.Error:
+        return False
 
 
 class Database:
-    """A lazily opened pool of autocommit connections; rows come back as dicts."""
+    """Autocommit connections of this process's ConnectionPool (application `geoplat-auth`),
+    at most `maxconn` at a time (callers wait for one); rows come back as dicts."""
 
     def __init__(self, dsn: str, maxconn: int = 8):
         self.dsn, self.maxconn = dsn, maxconn
-        self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
-        self._lock = threading.Lock()
-        # psycopg2's pool raises when exhausted; callers wait for a connection instead
         self._slots = threading.BoundedSemaphore(maxconn)
 
+    def _pool(self) -> ConnectionPool:
+        return ConnectionPool.of(self.dsn, "geoplat-auth", keep=self.maxconn, connect_timeout=3)
+
     def close(self) -> None:
-        """Close every pooled connection (the pool opens again on the next use)."""
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.closeall()
+        """Close the pool's idle connections (it opens new ones on the next use)."""
+        self._pool().close_idle()
 
     @contextlib.contextmanager
     def cursor(self) -> Iterator[psycopg2.extras.RealDictCursor]:
-        with self._lock:
-            if self._pool is None:
-                self._pool = KeepingPool(self.maxconn, self.dsn, connect_timeout=3,
-                                         application_name="geoplat-auth")
-        with self._slots, self._pooled() as cur:
-            yield cur
-
-    @contextlib.contextmanager
-    def _pooled(self) -> Iterator[psycopg2.extras.RealDictCursor]:
-        assert self._pool is not None
-        conn = self._pool.getconn()
-        broken = False
-        try:
-            conn.autocommit = True
-            with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-                yield cur
-        except (psycopg2.OperationalError, psycopg2.InterfaceError):
-            broken = True
-            raise
-        finally:
-            self._pool.putconn(conn, close=broken or conn.closed != 0)
+        with self._slots:
+            pool = self._pool()
+            conn = pool.borrow(autocommit=True)
+            try:
+                with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                    yield cur
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                conn.close()  # broken: never lent again
+                raise
+            finally:
+                pool.give_back(conn)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[psycopg2.extras.RealDictCursor]:

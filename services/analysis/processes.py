@@ -23,7 +23,7 @@ from geoplat_settings import NodeRuntime
 from services.analysis import compute
 from services.analysis.caller import CALLER, Caller
 from services.analysis.compute import InputError, Limits, Progress
-from services.analysis.store import ConnectionPool
+from services.db import ConnectionPool
 
 # the modules that register processes, in the order /ogc/processes lists them
 MODULES = ("services.analysis.overlay", "services.analysis.slope",
@@ -113,7 +113,7 @@ def registry() -> dict[str, Process]:
 
 @contextmanager
 def connection(ctx: Context) -> Iterator[Any]:
-    """A connection to the node's database from this process's pool (store.ConnectionPool),
+    """A connection to the node's database from this process's pool (services/db.py),
     given back (its transaction rolled back) at the end of the block."""
     pool = ConnectionPool.of(ctx.dsn, "geoplat-analysis")
     conn = pool.borrow()

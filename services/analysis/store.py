@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import threading
-import time
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
+
+from services.db import ConnectionPool
 
 SCHEMA = "analysis"
 DDL = """
@@ -43,94 +42,6 @@ CREATE TABLE IF NOT EXISTS analysis.usage (
 );
 """
 LIVE = ("accepted", "running")
-POOL_IDLE = 4  # idle connections a process keeps per database
-POOL_CHECK_AFTER = 5.0  # seconds idle after which a connection is checked before reuse
-POOL_IDLE_SECONDS = 10.0  # an idle connection is closed after this: an idle node holds none
-
-
-class ConnectionPool:
-    """A process's idle connections to one database, lent to one thread at a time.
-
-    A sign-on with SCRAM costs ~11 ms, and a synchronous execution took four (validate, quota,
-    job row, the process): more than the overlay's SQL. Unlike psycopg2.pool, a borrower
-    never waits or fails when all are lent (it gets a new connection, closed when given back
-    over POOL_IDLE), and a forked process (an RQ work horse) never uses its parent's."""
-
-    _pools: ClassVar[dict[tuple[int, str, str], ConnectionPool]] = {}
-    _lock: ClassVar[threading.Lock] = threading.Lock()
-
-    def __init__(self, dsn: str, application_name: str):
-        self.dsn, self.application_name = dsn, application_name
-        self.idle: list[tuple[Any, float]] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._reap, name="geoplat-pool-reaper", daemon=True).start()
-
-    def _reap(self) -> None:
-        """Close connections idle for POOL_IDLE_SECONDS: many nodes on one PostgreSQL (the
-        tests' federations, a bureau's tiers) must not hold its connection slots idle."""
-        while True:
-            time.sleep(POOL_IDLE_SECONDS / 4)
-            now = time.monotonic()
-            with self.lock:
-                stale = [c for c, since in self.idle if now - since > POOL_IDLE_SECONDS]
-                self.idle = [(c, since) for c, since in self.idle
-                             if now - since <= POOL_IDLE_SECONDS]
-            for conn in stale:
-                try:
-                    conn.close()
-                except psycopg2.Error:
-                    pass
-
-    @classmethod
-    def of(cls, dsn: str, application_name: str) -> ConnectionPool:
-        key = (os.getpid(), dsn, application_name)
-        with cls._lock:
-            pool = cls._pools.get(key)
-            if pool is None:
-                pool = cls._pools[key] = cls(dsn, application_name)
-            return pool
-
-    def borrow(self, autocommit: bool = False) -> Any:
-        while True:
-            with self.lock:
-                conn, since = self.idle.pop() if self.idle else (None, 0.0)
-            if conn is None:
-                conn = psycopg2.connect(self.dsn, application_name=self.application_name)
-            elif conn.closed or (time.monotonic() - since > POOL_CHECK_AFTER
-                                 and not _alive(conn)):
-                conn.close()
-                continue
-            conn.autocommit = autocommit
-            return conn
-
-    def give_back(self, conn: Any) -> None:
-        if conn.closed:
-            return
-        try:
-            if conn.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
-                conn.rollback()
-            reusable = conn.info.transaction_status == \
-                psycopg2.extensions.TRANSACTION_STATUS_IDLE
-        except psycopg2.Error:
-            reusable = False
-        with self.lock:
-            if reusable and len(self.idle) < POOL_IDLE:
-                self.idle.append((conn, time.monotonic()))
-                return
-        conn.close()
-
-
-def _alive(conn: Any) -> bool:
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT 1")
-        if not conn.autocommit:
-            conn.rollback()
-        return True
-    except psycopg2.Error:
-        return False
-
-
 def ensure_schema(dsn: str) -> None:
     """Create schema `analysis` and its jobs table (idempotent; serialised between processes)."""
     conn = psycopg2.connect(dsn, application_name="geoplat-analysis")
