@@ -159,6 +159,21 @@ def unverified(signature: str) -> dict[str, Any]:
     return manifest
 
 
+_SCHEMAS: set[tuple[str, str]] = set()
+
+
+def ensure_ddl(conn: Any, ddl: str) -> None:
+    """Run a schema's idempotent DDL once per process and database (serialised between
+    processes): the supply worker's rounds every few seconds run none of it again."""
+    key = (conn.dsn, ddl)
+    if key in _SCHEMAS:
+        return
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(4318)")
+        cur.execute(ddl)
+    _SCHEMAS.add(key)
+
+
 def manifest_id(manifest: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical({k: v for k, v in manifest.items() if k != "id"})
                           ).hexdigest()[:32]

@@ -177,9 +177,7 @@ def known(ctx: NodeContext, signature: str) -> bool:
 
 
 def ensure_schema(conn: Any) -> None:
-    with conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(4318)")
-        cur.execute(DDL)
+    cs_mod.ensure_ddl(conn, DDL)
 
 
 def supplied_columns(manifest: Mapping[str, Any]) -> tuple[list[tuple[str, str]], str]:

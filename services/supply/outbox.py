@@ -83,9 +83,7 @@ CREATE TABLE IF NOT EXISTS supply.links (
 
 
 def ensure_schema(conn: Any) -> None:
-    with conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(4318)")
-        cur.execute(DDL)
+    cs_mod.ensure_ddl(conn, DDL)
 
 
 def current_version(cur: Any, layer: str, configured_access: str = "public"
